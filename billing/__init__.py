@@ -1,0 +1,1 @@
+"""Usage billing: accounts, contracts, usage, invoices and reports (to come)."""

@@ -1,0 +1,62 @@
+"""The meterd error hierarchy: one root, intermediate bases that say what a caller can do."""
+
+from __future__ import annotations
+
+
+class MeterdError(Exception):
+    """Root of every error meterd raises on purpose.
+
+    The message is one line meant for a person, saying what went wrong and
+    what to do next.
+    """
+
+
+class ConfigError(MeterdError):
+    """The configuration is missing, unreadable or invalid.
+
+    Attributes:
+        file: the configuration file (or "$ENV_VAR" for a value from the environment).
+        key: the dotted key path, e.g. ``snmp.targets[3].port``; empty for the whole file.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {reason}")
+
+
+class StorageError(MeterdError):
+    """The store cannot be opened, migrated or written."""
+
+
+class DatabaseUnreachableError(StorageError):
+    """The database server did not answer or refused the connection."""
+
+
+class StateDirectoryError(StorageError):
+    """The state directory is missing and cannot be created, or is not writable."""
+
+
+class AlreadyRunningError(StorageError):
+    """Another meterd daemon holds the store."""
+
+
+class CollectorError(MeterdError):
+    """A collector could not read a device."""
+
+
+class PayloadError(MeterdError):
+    """A reading payload does not match the wire format; it goes to the dead-letter table.
+
+    Attributes:
+        reason: a short, fixed reason code (safe as a metric label).
+        detail: the human-readable explanation.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")

@@ -1,0 +1,265 @@
+"""Typed settings: one TOML file validated by pydantic, with METERD_* environment overrides.
+
+pydantic-settings was considered and not used: its TOML and environment sources
+merge before validation, so a bad value can no longer be traced to the file or
+the variable it came from, and every error here must name both the source and
+the key path (``meterd.toml: snmp.targets[3].port: must be 1-65535``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
+
+from daemon.errors import ConfigError
+
+ENV_PREFIX: Final = "METERD_"
+ENV_NESTING: Final = "__"
+CONFIG_ENV_VAR: Final = "METERD_CONFIG"
+# Variables read by the CLI itself, never settings keys.
+_CLI_ENV_VARS: Final = frozenset({CONFIG_ENV_VAR})
+DEFAULT_CONFIG_PATHS: Final = (Path("/etc/meterd/meterd.toml"), Path("meterd.toml"))
+DEFAULT_STATE_DIR: Final = Path("/var/lib/meterd")
+
+
+def _check_port(port: int) -> int:
+    if not 1 <= port <= 65535:  # noqa: PLR2004 - the TCP/UDP port range
+        msg = "must be 1-65535"
+        raise ValueError(msg)
+    return port
+
+
+def _check_listen(listen: str) -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        msg = "must be HOST:PORT, e.g. 127.0.0.1:9464"
+        raise ValueError(msg)
+    _check_port(int(port))
+    return listen
+
+
+def _check_site(site: str) -> str:
+    # The site is a path segment of MQTT topics and a label value: keep it to a safe alphabet.
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+    if not site or site[0] in "-_." or not set(site) <= allowed:
+        msg = "must be lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
+        raise ValueError(msg)
+    return site
+
+
+def _check_host(host: str) -> str:
+    if not host.strip():
+        msg = "must not be empty"
+        raise ValueError(msg)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if any(c.isspace() for c in host) or "/" in host:
+            msg = f"{host!r} is not an IP address or host name"
+            raise ValueError(msg) from None
+    return host
+
+
+Port = Annotated[int, AfterValidator(_check_port)]
+Listen = Annotated[str, AfterValidator(_check_listen)]
+Site = Annotated[str, AfterValidator(_check_site)]
+Host = Annotated[str, AfterValidator(_check_host)]
+
+
+class _Section(BaseModel):
+    """Every settings section forbids unknown keys: a typo must not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; unset means SQLite at STATE_DIR/meterd.db.",
+    )
+    busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    listen: Listen = "127.0.0.1:9464"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SchedulerSettings(_Section):
+    poll_interval_s: int = Field(default=900, ge=10, le=86_400)
+    maintenance_interval_s: int = Field(default=3600, ge=60, le=86_400)
+    misfire_grace_s: int = Field(default=60, ge=1)
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
+
+
+class SnmpTarget(_Section):
+    host: Host
+    port: Port = 161
+    version: Literal["1", "2c"] = "2c"
+    communities: list[SecretStr] | None = Field(
+        default=None,
+        description="Tried in order; unset means snmp.communities.",
+    )
+
+
+class SnmpSettings(_Section):
+    communities: list[SecretStr] = Field(default_factory=lambda: [SecretStr("public")])
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+    max_concurrency: int = Field(default=64, ge=1, le=4096)
+    targets: list[SnmpTarget] = Field(default_factory=list)
+
+
+class Settings(_Section):
+    site: Site = "default"
+    state_dir: Path = DEFAULT_STATE_DIR
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    snmp: SnmpSettings = Field(default_factory=SnmpSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.url:
+            return self.storage.url
+        return f"sqlite:///{self.state_dir.absolute() / 'meterd.db'}"
+
+
+def resolve_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """Pick the configuration file: --config, then $METERD_CONFIG, then the default paths.
+
+    Returns:
+        The path to load, or None when no file was named and no default path exists.
+    """
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV_VAR):
+        return Path(environ[CONFIG_ENV_VAR])
+    return next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+
+
+def load(
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, overlay and validate the settings.
+
+    Args:
+        path: the TOML file; None means defaults only (allowed when the caller gave --db).
+        environ: environment to read METERD_* overrides from (defaults to os.environ).
+        overrides: command-line values, as nested dicts, applied last.
+
+    Raises:
+        ConfigError: naming the file (or variable), the key path and the reason.
+    """
+    environ = os.environ if environ is None else environ
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    env_sources = _overlay_environment(data, environ)
+    if overrides:
+        _deep_merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = _format_location(first["loc"])
+        origin = env_sources.get(_path_prefix(first["loc"], env_sources), source)
+        raise ConfigError(origin, key, _explain(first)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        reason = "file not found; pass --config FILE or copy config/meterd.example.toml there"
+        raise ConfigError(str(path), "", reason) from None
+    except PermissionError:
+        raise ConfigError(str(path), "", "permission denied; check the file's owner and mode") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "", "is a directory, not a TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(path), "", f"not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "", "not UTF-8 text") from None
+
+
+def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Apply METERD_SECTION__KEY=value variables onto the parsed file; return path → variable."""
+    sources: dict[tuple[str, ...], str] = {}
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in _CLI_ENV_VARS:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING))
+        if not all(path):
+            raise ConfigError(f"${name}", "", "malformed variable name; use METERD_SECTION__KEY")
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"${name}", ".".join(path), "overrides a value that is not a section")
+            node = child
+        node[path[-1]] = value
+        sources[path] = f"${name}"
+    return sources
+
+
+def _deep_merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value
+
+
+def _path_prefix(loc: Sequence[int | str], sources: Mapping[tuple[str, ...], str]) -> tuple[str, ...]:
+    parts = tuple(str(p) for p in loc)
+    return next((p for p in sources if parts[: len(p)] == p), ())
+
+
+def _format_location(loc: Sequence[int | str]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key
+
+
+_FRIENDLY: Final[Mapping[str, str]] = {
+    "extra_forbidden": "unknown key; check the spelling against config/README.md",
+    "missing": "required key is missing",
+}
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    if error["type"] in _FRIENDLY:
+        return _FRIENDLY[error["type"]]
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

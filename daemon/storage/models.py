@@ -1,0 +1,105 @@
+"""The store's tables. The Alembic migrations create exactly these (a test compares them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from daemon.storage.types import UTCDateTime
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Device(Base):
+    """A printer or copier, keyed by serial (else ``mac:…``, else ``addr:…``)."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    vendor: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(256))
+    address: Mapped[str | None] = mapped_column(String(256))
+    site: Mapped[str] = mapped_column(String(128))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReadingRow(Base):
+    """One meter value of one reading: device x meter x time."""
+
+    __tablename__ = "readings"
+    __table_args__ = (
+        # A re-poll or replayed message at the same instant counts once ...
+        UniqueConstraint("device_id", "meter", "taken_at"),
+        # ... and so does a second copy of the same reading id (reading-v1).
+        UniqueConstraint("reading_id", "meter"),
+        Index(None, "taken_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reading_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    meter: Mapped[str] = mapped_column(String(32))
+    value: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[str] = mapped_column(String(16))
+    derived: Mapped[bool] = mapped_column(Boolean, default=False)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class SupplyLevel(Base):
+    """Supply level history (toner, ink, drum) as reported with a reading."""
+
+    __tablename__ = "supplies"
+    __table_args__ = (UniqueConstraint("device_id", "name", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reading_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    name: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(64))
+    color: Mapped[str | None] = mapped_column(String(64))
+    level_percent: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class DeadLetter(Base):
+    """Input that could not be accepted, kept whole with the reason."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,335 @@
+"""The repository: idempotent writes of readings, dead letters, and the queries the CLI needs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import ColumnElement, case, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
+from daemon.errors import DatabaseUnreachableError, StorageError
+from daemon.storage import migrate
+from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
+from daemon.storage.models import DeadLetter, Device, ReadingRow, SupplyLevel
+
+T = TypeVar("T")
+
+# Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
+_DEVICE_CHUNK: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOutcome:
+    """What one batch did: readings newly stored, readings already present, meter rows written."""
+
+    stored: int = 0
+    duplicates: int = 0
+    values: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    key: str
+    vendor: str | None
+    model: str | None
+    address: str | None
+    site: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    received_at: datetime
+    source: str
+    origin: str
+    reason: str
+    detail: str
+    raw: bytes
+
+
+class Store:
+    """Async access to the store. Build it with :meth:`open`; the constructor does no I/O."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.url_for_humans = mask(engine.url)
+        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, url: str, *, busy_timeout_ms: int = 5000, upgrade: bool = True
+    ) -> AsyncIterator[Store]:
+        """Check the store answers, migrate it to head, and close it on exit.
+
+        Raises:
+            ConfigError: the URL is malformed or unsupported.
+            StateDirectoryError: an SQLite file's directory is not writable.
+            DatabaseUnreachableError: the server does not answer.
+        """
+        parsed = parse_url(url)
+        if (path := sqlite_path(parsed)) is not None:
+            ensure_state_directory(path.parent)
+        engine = create_engine(parsed, busy_timeout_ms=busy_timeout_ms)
+        try:
+            store = cls(engine)
+            await store.ping()
+            if upgrade:
+                await store.guard(migrate.upgrade(engine), "migrate")
+            yield store
+        finally:
+            await engine.dispose()
+
+    async def guard(self, awaitable: Awaitable[T], operation: str) -> T:
+        """Await a store operation, translating driver errors once, here."""
+        try:
+            result = await awaitable
+        except OperationalError as err:
+            raise DatabaseUnreachableError(self._explain(err, operation)) from err
+        except SQLAlchemyError as err:
+            msg = f"store operation {operation!r} failed on {self.url_for_humans}: {_first_line(err)}"
+            raise StorageError(msg) from err
+        return result
+
+    def _explain(self, err: DBAPIError, operation: str) -> str:
+        return (
+            f"cannot {operation} the database at {self.url_for_humans}: {_first_line(err)}; "
+            "check storage.url (or --db) and that the server is running"
+        )
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnreachableError unless the store answers a trivial query."""
+
+        async def _ping() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        await self.guard(_ping(), "reach")
+
+    async def store(self, readings: Sequence[Reading], *, now: datetime) -> StoreOutcome:
+        """Write readings in one transaction; what the store already holds is skipped and counted."""
+        if not readings:
+            return StoreOutcome()
+        return await self.guard(self._store(readings, now), "store readings")
+
+    async def _store(self, readings: Sequence[Reading], now: datetime) -> StoreOutcome:
+        async with self.engine.begin() as conn:
+            device_ids = await self._upsert_devices(conn, readings)
+            meter_rows = [
+                {
+                    "reading_id": r.id, "device_id": device_ids[r.device.key], "meter": m.meter.value,
+                    "value": m.value, "unit": m.unit.value, "derived": m.derived,
+                    "taken_at": r.taken_at_utc, "received_at": now, "source": r.source,
+                }
+                for r in readings
+                for m in r.meters
+            ]
+            supply_rows = [
+                {
+                    "reading_id": r.id, "device_id": device_ids[r.device.key], "taken_at": r.taken_at_utc,
+                    "name": s.name, "kind": s.kind, "color": s.color, "level_percent": s.level_percent,
+                }
+                for r in readings
+                for s in r.supplies
+            ]
+            new_ids: set[str] = set()
+            values = 0
+            if meter_rows:
+                inserted = await self._insert_new(conn, ReadingRow, meter_rows)
+                values = len(inserted)
+                new_ids.update(inserted)
+            if supply_rows:
+                new_ids.update(await self._insert_new(conn, SupplyLevel, supply_rows))
+        # A reading with nothing in it cannot be told from its copy; it counts as stored.
+        empty = {r.id for r in readings if not r.meters and not r.supplies}
+        distinct = {r.id for r in readings}
+        stored = len(new_ids | empty)
+        return StoreOutcome(stored=stored, duplicates=len(distinct) - stored, values=values)
+
+    async def _insert_new(
+        self, conn: AsyncConnection, model: type[ReadingRow] | type[SupplyLevel], rows: list[dict[str, Any]]
+    ) -> list[str]:
+        stmt = self._dialect.insert(model).on_conflict_do_nothing().returning(model.reading_id)
+        return list((await conn.execute(stmt, rows)).scalars())
+
+    async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, int]:
+        newest: dict[str, Reading] = {}
+        oldest: dict[str, datetime] = {}
+        for reading in readings:
+            key = reading.device.key
+            if key not in newest or reading.taken_at_utc > newest[key].taken_at_utc:
+                newest[key] = reading
+            oldest[key] = min(oldest.get(key, reading.taken_at_utc), reading.taken_at_utc)
+        rows = [
+            {
+                "key": key, "vendor": r.device.vendor, "model": r.device.model,
+                "address": r.device.address, "site": r.site,
+                "first_seen": oldest[key], "last_seen": r.taken_at_utc,
+            }
+            for key, r in newest.items()
+        ]
+        ids: dict[str, int] = {}
+        for start in range(0, len(rows), _DEVICE_CHUNK):
+            stmt = self._dialect.insert(Device).values(rows[start : start + _DEVICE_CHUNK])
+            incoming = stmt.excluded
+            is_newer = incoming.last_seen > Device.last_seen
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[Device.key],
+                set_={
+                    "vendor": _newer_or_kept(is_newer, incoming.vendor, Device.vendor),
+                    "model": _newer_or_kept(is_newer, incoming.model, Device.model),
+                    "address": _newer_or_kept(is_newer, incoming.address, Device.address),
+                    "site": case((is_newer, incoming.site), else_=Device.site),
+                    "last_seen": case((is_newer, incoming.last_seen), else_=Device.last_seen),
+                    "first_seen": case(
+                        (incoming.first_seen < Device.first_seen, incoming.first_seen), else_=Device.first_seen
+                    ),
+                },
+            ).returning(Device.key, Device.id)
+            ids.update({key: ident for key, ident in (await conn.execute(stmt)).tuples()})
+        return ids
+
+    async def dead_letter(
+        self, *, raw: bytes, source: str, origin: str, reason: str, detail: str, now: datetime
+    ) -> None:
+        """Keep input that could not be accepted, whole, with the reason."""
+
+        async def _write() -> None:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    self._dialect.insert(DeadLetter).values(
+                        received_at=now, source=source, origin=origin[:512], reason=reason,
+                        detail=detail, raw=raw,
+                    )
+                )
+
+        await self.guard(_write(), "store a dead letter")
+
+    async def dead_letters(self, *, limit: int = 100) -> list[DeadLetterRecord]:
+        async def _query() -> list[DeadLetterRecord]:
+            stmt = (
+                select(DeadLetter.received_at, DeadLetter.source, DeadLetter.origin, DeadLetter.reason,
+                       DeadLetter.detail, DeadLetter.raw)
+                .order_by(DeadLetter.id.desc())
+                .limit(limit)
+            )
+            async with self.engine.connect() as conn:
+                return [DeadLetterRecord(*row) for row in (await conn.execute(stmt)).tuples()]
+
+        return await self.guard(_query(), "read dead letters")
+
+    async def devices(self) -> list[DeviceRecord]:
+        async def _query() -> list[DeviceRecord]:
+            stmt = select(
+                Device.key, Device.vendor, Device.model, Device.address, Device.site,
+                Device.first_seen, Device.last_seen,
+            ).order_by(Device.site, Device.key)
+            async with self.engine.connect() as conn:
+                return [DeviceRecord(*row) for row in (await conn.execute(stmt)).tuples()]
+
+        return await self.guard(_query(), "list devices")
+
+    async def count_devices(self) -> int:
+        async def _query() -> int:
+            async with self.engine.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(Device))).scalar_one())
+
+        return await self.guard(_query(), "count devices")
+
+    async def readings(
+        self, *, device: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Reading]:
+        """Stored readings, regrouped into one Reading per reading id, oldest first."""
+        return await self.guard(self._readings(device, since, until), "read readings")
+
+    async def _readings(self, device: str | None, since: datetime | None, until: datetime | None) -> list[Reading]:
+        filters: list[ColumnElement[bool]] = []
+        if device is not None:
+            filters.append(Device.key == device)
+        if since is not None:
+            filters.append(ReadingRow.taken_at >= since)
+        if until is not None:
+            filters.append(ReadingRow.taken_at < until)
+        stmt = (
+            select(
+                ReadingRow.reading_id, ReadingRow.taken_at, ReadingRow.source, Device.site, Device.key,
+                Device.vendor, Device.model, Device.address, ReadingRow.meter, ReadingRow.value,
+                ReadingRow.unit, ReadingRow.derived,
+            )
+            .join(Device, Device.id == ReadingRow.device_id)
+            .where(*filters)
+            .order_by(ReadingRow.taken_at, Device.key, ReadingRow.reading_id, ReadingRow.id)
+        )
+        async with self.engine.connect() as conn:
+            rows = list((await conn.execute(stmt)).tuples())
+            supplies = await self._supplies_for(conn, {row[0] for row in rows})
+        readings = []
+        for (reading_id, taken_at, source, site, key, vendor, model, address), group in groupby(
+            rows, key=lambda row: row[:8]
+        ):
+            readings.append(
+                Reading(
+                    id=reading_id, site=site, taken_at=taken_at, source=source,
+                    device=DeviceInfo(key=key, vendor=vendor, model=model, address=address),
+                    meters=tuple(MeterValue(Meter(g[8]), g[9], Unit(g[10]), g[11]) for g in group),
+                    supplies=supplies.get(reading_id, ()),
+                )
+            )
+        return readings
+
+    async def _supplies_for(self, conn: AsyncConnection, reading_ids: set[str]) -> dict[str, tuple[Supply, ...]]:
+        if not reading_ids:
+            return {}
+        out: dict[str, list[Supply]] = {}
+        ids = sorted(reading_ids)
+        for start in range(0, len(ids), _DEVICE_CHUNK):
+            stmt = (
+                select(SupplyLevel.reading_id, SupplyLevel.name, SupplyLevel.kind, SupplyLevel.color,
+                       SupplyLevel.level_percent)
+                .where(SupplyLevel.reading_id.in_(ids[start : start + _DEVICE_CHUNK]))
+                .order_by(SupplyLevel.id)
+            )
+            for reading_id, name, kind, color, level in (await conn.execute(stmt)).tuples():
+                out.setdefault(reading_id, []).append(Supply(name, kind, color, level))
+        return {k: tuple(v) for k, v in out.items()}
+
+    async def maintain(self) -> None:
+        """Periodic upkeep: SQLite refreshes its planner statistics and folds the WAL back."""
+        if self.engine.dialect.name != "sqlite":
+            return  # PostgreSQL's autovacuum does this job
+
+        async def _run() -> None:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("PRAGMA optimize"))
+                await conn.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
+
+        await self.guard(_run(), "maintain")
+
+    async def flush(self) -> None:
+        """Before exit: move everything out of SQLite's WAL into the database file."""
+        if self.engine.dialect.name == "sqlite":
+
+            async def _run() -> None:
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+            await self.guard(_run(), "flush")
+
+
+def _newer_or_kept(is_newer: ColumnElement[bool], incoming: Any, kept: Any) -> ColumnElement[Any]:  # noqa: ANN401 - SQL expressions
+    """Take the incoming value when its reading is newer and it has one; otherwise keep ours."""
+    return case((is_newer, func.coalesce(incoming, kept)), else_=kept)
+
+
+def _first_line(err: BaseException) -> str:
+    orig = getattr(err, "orig", None) or err
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
