@@ -141,7 +141,7 @@ def _payload_error(err: ValidationError) -> PayloadError:
     where = ".".join(loc) or "reading"
     detail = f"{where}: {first['msg']}"
     if loc[:1] == ["meters"] and loc[-1:] == ["meter"]:
-        return PayloadError("unknown_meter", f"{detail} (see meters.md)")
+        return PayloadError("unknown_meter", f"{where}: {first['input']!r} is not a meter word of meters.md")
     if loc[:1] == ["taken_at"]:
         return PayloadError("bad_timestamp", detail)
     if loc[-1:] in (["value"], ["level_percent"]):

@@ -1,0 +1,148 @@
+"""The daemon: resources in one AsyncExitStack, long-lived work in one TaskGroup, a two-stage stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Final
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from daemon.clock import Clock, utc_now
+from daemon.errors import MeterdError
+from daemon.http import Health, OpsServer
+from daemon.jobs import build_jobs
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.scheduler import Job, JobRunner, build_scheduler
+from daemon.settings import Settings
+from daemon.storage.engine import mask
+from daemon.storage.lock import daemon_lock
+from daemon.storage.repository import Store
+
+log = structlog.get_logger(__name__)
+
+_HEALTH_DB_TIMEOUT_S: Final = 2.0
+
+
+class Daemon:
+    """``meterd run``. The constructor does no I/O; :meth:`run` opens and closes everything."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._store: Store | None = None
+        self.ops_port: int | None = None
+
+    def request_stop(self) -> None:
+        """First call: stop taking work and let runs finish. Second call: cancel them now."""
+        if self._stop.is_set():
+            log.warning("forced_stop_requested")
+            self._force.set()
+        else:
+            log.info("stop_requested", grace_s=self.settings.scheduler.shutdown_grace_s)
+            self._stop.set()
+
+    async def run(self, *, once: bool = False) -> None:
+        """Run until stopped (or, with ``once``, run every job one time and return).
+
+        Raises:
+            MeterdError: start-up failed (store, lock, listen address); nothing was left half-done.
+        """
+        settings = self.settings
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(
+                Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+            )
+            self._store = store
+            await stack.enter_async_context(daemon_lock(store.engine, settings.site))
+            stack.push_async_callback(self._flush, store)
+            pipeline = Pipeline(store, self.metrics, self._clock)
+            jobs = build_jobs(settings, store, pipeline, self.metrics)
+            runner = JobRunner(self.metrics, self._clock)
+            log.info("daemon_started", site=settings.site, store=mask(settings.database_url),
+                     jobs=[j.name for j in jobs], once=once)
+            if once:
+                results = [await runner.run(job) for job in jobs]
+                if not all(results):
+                    msg = "one or more jobs failed in --once mode; see the job_failed events above"
+                    raise MeterdError(msg)
+                return
+            if settings.metrics.enabled:
+                ops = OpsServer(self.metrics, self.health, settings.metrics.host, settings.metrics.port)
+                await stack.enter_async_context(ops.serving())
+                self.ops_port = ops.bound_port
+            stack.enter_context(self._signal_handlers())
+            async with asyncio.TaskGroup() as tasks:
+                # Stream collectors (MQTT ingest, later issues) join this group beside the scheduler.
+                tasks.create_task(self._run_scheduler(jobs, runner), name="scheduler")
+
+    async def _run_scheduler(self, jobs: list[Job], runner: JobRunner) -> None:
+        grace = self.settings.scheduler.shutdown_grace_s
+        scheduler = build_scheduler(
+            jobs, runner, misfire_grace_s=self.settings.scheduler.misfire_grace_s, clock=self._clock
+        )
+        self._scheduler = scheduler
+        scheduler.start()
+        self.metrics.scheduler_running.set(1)
+        try:
+            await self._stop.wait()
+            scheduler.pause()  # stage one: no new runs; in-flight runs may finish
+            drain = asyncio.ensure_future(runner.drain(grace))
+            force = asyncio.ensure_future(self._force.wait())
+            await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
+            force.cancel()
+            drained = drain.done() and drain.result()
+            drain.cancel()
+            if not drained:
+                log.warning("jobs_cancelled_at_stop", in_flight=runner.in_flight)
+        finally:
+            scheduler.shutdown(wait=False)
+            await runner.cancel_all()  # stage two: whatever is left is cancelled and unwound
+            self.metrics.scheduler_running.set(0)
+            self._scheduler = None
+
+    async def _flush(self, store: Store) -> None:
+        try:
+            await store.flush()
+        except MeterdError as err:
+            log.error("flush_failed", error=str(err))
+            raise
+        log.info("daemon_stopped", site=self.settings.site)
+
+    async def health(self) -> Health:
+        """Liveness and readiness: the scheduler runs and the store answers."""
+        checks: dict[str, str] = {}
+        scheduler_ok = self._scheduler is not None and self._scheduler.running and not self._stop.is_set()
+        checks["scheduler"] = "running" if scheduler_ok else "stopped"
+        db_ok = False
+        if self._store is not None:
+            try:
+                async with asyncio.timeout(_HEALTH_DB_TIMEOUT_S):
+                    await self._store.ping()
+                db_ok = True
+                checks["database"] = "ok"
+            except (MeterdError, TimeoutError) as err:
+                checks["database"] = f"failing: {err}" if str(err) else "failing: timed out"
+        else:
+            checks["database"] = "not open"
+        return Health(ok=scheduler_ok and db_ok, checks=checks)
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)

@@ -1,0 +1,271 @@
+"""The `meterd` command line: run, config check, db upgrade, readings, devices, ingest, dead-letters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+from collectors import wire
+from daemon import __version__
+from daemon import logging as meterd_logging
+from daemon.app import Daemon
+from daemon.errors import ConfigError, MeterdError, PayloadError
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
+from daemon.storage import migrate
+from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
+from daemon.storage.repository import Store
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `meterd` console script; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = _settings_for(args)
+        meterd_logging.configure(
+            args.log_level or settings.logging.level, args.log_format or settings.logging.format
+        )
+        handler: Handler = args.handler
+        return asyncio.run(handler(args, settings))
+    except MeterdError as err:
+        print(f"meterd: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `meterd readings | head`: the reader left; that is not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.db:
+        overrides["storage"] = {"url": args.db}
+    path = resolve_config_path(getattr(args, "config_file", None) or args.config, os.environ)
+    if path is None and not args.db and getattr(args, "needs_config", True):
+        tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
+        reason = f"no configuration file found (tried $METERD_CONFIG, {tried}); pass --config FILE"
+        raise ConfigError("meterd", "", reason)
+    return load(path, os.environ, overrides)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterd", description="Meter collection and usage billing for managed-print dealers."
+    )
+    parser.add_argument("--version", action="version", version=f"meterd {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="configuration file (default: $METERD_CONFIG, "
+                        "/etc/meterd/meterd.toml, ./meterd.toml)")
+    common.add_argument("--db", metavar="URL", help="store URL, overriding storage.url "
+                        "(sqlite:///PATH or postgresql://USER@HOST/DB)")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-format", choices=["auto", "json", "console"])
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.add_argument("--once", action="store_true", help="run every job once, then exit")
+    run.set_defaults(handler=_cmd_run)
+
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(metavar="ACTION")
+    check = config.add_parser("check", parents=[common], help="validate a configuration file and exit")
+    check.add_argument("config_file", nargs="?", metavar="FILE")
+    check.set_defaults(handler=_cmd_config_check)
+
+    db = sub.add_parser("db", help="store tools").add_subparsers(metavar="ACTION")
+    db.add_parser("upgrade", parents=[common], help="migrate the store to the latest schema").set_defaults(
+        handler=_cmd_db_upgrade
+    )
+
+    readings = sub.add_parser("readings", parents=[common], help="list stored readings")
+    readings.add_argument("--device", metavar="KEY", help="device key (serial, mac:…, addr:…)")
+    readings.add_argument("--since", type=_parse_time, metavar="TIME", help="from TIME (inclusive; RFC 3339 "
+                          "or a date; UTC when no zone is given)")
+    readings.add_argument("--until", type=_parse_time, metavar="TIME", help="until TIME (exclusive)")
+    readings.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    readings.set_defaults(handler=_cmd_readings)
+
+    devices = sub.add_parser("devices", parents=[common], help="list known devices")
+    devices.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    devices.set_defaults(handler=_cmd_devices)
+
+    ingest = sub.add_parser("ingest", parents=[common], help="store readings from a reading-v1 JSON file")
+    ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
+    ingest.set_defaults(handler=_cmd_ingest)
+
+    dead = sub.add_parser("dead-letters", parents=[common], help="show rejected input, newest first")
+    dead.add_argument("--limit", type=int, default=20)
+    dead.set_defaults(handler=_cmd_dead_letters)
+    return parser
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"{text!r} is not a date or RFC 3339 time (e.g. 2026-11-01 or 2026-11-01T08:00:00Z)"
+        raise argparse.ArgumentTypeError(msg) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    await Daemon(settings).run(once=args.once)
+    return EXIT_OK
+
+
+async def _cmd_config_check(_args: argparse.Namespace, settings: Settings) -> int:
+    # Loading already validated everything; say what the daemon would do with it.
+    url = parse_url(settings.database_url)
+    print(f"configuration OK: site {settings.site!r}, store {mask(url)}, "
+          f"{len(settings.snmp.targets)} SNMP target(s)")
+    return EXIT_OK
+
+
+async def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    url = parse_url(settings.database_url)
+    if (path := sqlite_path(url)) is not None:
+        ensure_state_directory(path.parent)
+    engine = create_engine(url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+    try:
+        store = Store(engine)
+        await store.ping()
+        before = await migrate.current_revision(engine)
+        await store.guard(migrate.upgrade(engine), "migrate")
+        after = await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+    print(f"store {mask(url)}: schema {before or 'empty'} -> {after}")
+    return EXIT_OK
+
+
+async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
+    async with _open_store(settings) as store:
+        readings = await store.readings(device=args.device, since=args.since, until=args.until)
+    if args.format == "json":
+        json.dump([wire.encode(r) for r in readings], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    header = ["taken_at", "device", "vendor", "model", "meter", "value", "unit", "derived", "source", "reading_id"]
+    rows = [
+        [wire.format_time(r.taken_at_utc), r.device.key, r.device.vendor or "", r.device.model or "",
+         m.meter.value, str(m.value), m.unit.value, "yes" if m.derived else "", r.source, r.id]
+        for r in readings
+        for m in r.meters
+    ]
+    _print_rows(args.format, header, rows, title=f"{len(readings)} reading(s)")
+    return EXIT_OK
+
+
+async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    async with _open_store(settings) as store:
+        devices = await store.devices()
+    header = ["key", "vendor", "model", "address", "site", "first_seen", "last_seen"]
+    rows = [
+        [d.key, d.vendor or "", d.model or "", d.address or "", d.site,
+         wire.format_time(d.first_seen), wire.format_time(d.last_seen)]
+        for d in devices
+    ]
+    if args.format == "json":
+        json.dump([dict(zip(header, row, strict=True)) for row in rows], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    _print_rows(args.format, header, rows, title=f"{len(devices)} device(s)")
+    return EXIT_OK
+
+
+async def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    raw = sys.stdin.buffer.read() if args.file == "-" else _read_input(Path(args.file))
+    origin = "stdin" if args.file == "-" else str(Path(args.file).absolute())
+    async with _open_store(settings) as store:
+        pipeline = Pipeline(store, Metrics())
+        stored = duplicates = rejected = 0
+        for item_origin, item in _split_batch(raw, origin):
+            outcome = None
+            if isinstance(item, PayloadError):
+                await pipeline.reject(raw, origin=item_origin, source="file", error=item)
+            else:
+                outcome = await pipeline.ingest(item, origin=item_origin, source="file")
+            if outcome is None:
+                rejected += 1
+            else:
+                stored += outcome.stored
+                duplicates += outcome.duplicates
+    print(f"{stored} reading(s) stored, {duplicates} duplicate(s) dropped, {rejected} rejected into dead letters")
+    return EXIT_OK if rejected == 0 else EXIT_ERROR
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        msg = f"cannot read {path}: {err.strerror}"
+        raise MeterdError(msg) from None
+
+
+def _split_batch(raw: bytes, origin: str) -> list[tuple[str, bytes | PayloadError]]:
+    """One file to per-reading byte strings: a JSON array, one object, or NDJSON."""
+    stripped = raw.strip()
+    if stripped.startswith(b"["):
+        try:
+            items = wire.parse_json(stripped, max_bytes=len(stripped))
+        except PayloadError as err:
+            return [(origin, err)]
+        return [(f"{origin}[{i}]", json.dumps(item).encode()) for i, item in enumerate(items)]
+    lines = [line for line in stripped.split(b"\n") if line.strip()]
+    if len(lines) > 1:
+        return [(f"{origin}:{n}", line) for n, line in enumerate(lines, 1)]
+    return [(origin, stripped)]
+
+
+async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    async with _open_store(settings) as store:
+        letters = await store.dead_letters(limit=args.limit)
+    rows = [[wire.format_time(d.received_at), d.source, d.origin, d.reason, d.detail] for d in letters]
+    _print_rows("table", ["received_at", "source", "origin", "reason", "detail"], rows,
+                title=f"{len(letters)} dead letter(s)")
+    return EXIT_OK
+
+
+def _open_store(settings: Settings) -> Any:  # noqa: ANN401 - an async context manager of Store
+    return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+
+
+def _print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:
+    stream = out or sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    table = Table(title=title, title_justify="left")
+    for name in header:
+        table.add_column(name, justify="right" if name == "value" else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(file=stream, width=None if stream.isatty() else 200).print(table)

@@ -1,0 +1,81 @@
+"""The one sink every collector emits into: decode, store, count; what fails is dead-lettered."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Final
+
+import structlog
+
+from collectors import wire
+from collectors.base import Reading
+from daemon.clock import Clock, utc_now
+from daemon.errors import PayloadError, StorageError
+from daemon.metrics import Metrics
+from daemon.storage.repository import Store, StoreOutcome
+
+log = structlog.get_logger(__name__)
+
+# A dead letter keeps at most this much of the input: enough to see what was wrong.
+_RAW_KEEP_BYTES: Final = 1024 * 1024
+
+
+class Pipeline:
+    """Turns what collectors produce into stored rows, with every outcome counted."""
+
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+
+    async def emit(self, readings: list[Reading]) -> StoreOutcome:
+        """Store a batch of valid readings; duplicates are dropped and counted.
+
+        Raises:
+            StorageError: the store refused the batch; nothing of that source's part was written.
+        """
+        by_source: dict[str, list[Reading]] = defaultdict(list)
+        for reading in readings:
+            by_source[reading.source].append(reading)
+        stored = duplicates = values = 0
+        for source, batch in by_source.items():
+            outcome = await self._store_batch(source, batch)
+            stored += outcome.stored
+            duplicates += outcome.duplicates
+            values += outcome.values
+        return StoreOutcome(stored=stored, duplicates=duplicates, values=values)
+
+    async def _store_batch(self, source: str, batch: list[Reading]) -> StoreOutcome:
+        try:
+            outcome = await self._store.store(batch, now=self._clock())
+        except StorageError:
+            self._metrics.db_errors.labels(operation="store_readings").inc()
+            raise
+        self._metrics.readings_stored.labels(source=source).inc(outcome.stored)
+        self._metrics.duplicates.labels(source=source).inc(outcome.duplicates)
+        self._metrics.meter_values_stored.labels(source=source).inc(outcome.values)
+        if outcome.duplicates:
+            log.info("duplicates_dropped", source=source, readings=len(batch), duplicates=outcome.duplicates)
+        return outcome
+
+    async def reject(self, raw: bytes, *, origin: str, source: str, error: PayloadError) -> None:
+        """Keep input that failed validation in the dead-letter table and count it."""
+        try:
+            await self._store.dead_letter(
+                raw=raw[:_RAW_KEEP_BYTES], source=source, origin=origin, reason=error.reason,
+                detail=error.detail, now=self._clock(),
+            )
+        except StorageError:
+            self._metrics.db_errors.labels(operation="store_dead_letter").inc()
+            raise
+        self._metrics.dead_letters.labels(source=source, reason=error.reason).inc()
+        log.warning("payload_rejected", source=source, origin=origin, reason=error.reason, detail=error.detail)
+
+    async def ingest(self, raw: bytes, *, origin: str, source: str) -> StoreOutcome | None:
+        """Decode one wire-format reading and store it, or dead-letter it (None); never raises PayloadError."""
+        try:
+            reading = wire.decode(raw, source=source)
+        except PayloadError as err:
+            await self.reject(raw, origin=origin, source=source, error=err)
+            return None
+        return await self.emit([reading])
