@@ -126,7 +126,9 @@ def from_object(obj: Any, *, source: str) -> Reading:  # noqa: ANN401 - the deco
         site=wire.site,
         taken_at=wire.taken_at,
         device=DeviceInfo(
-            key=wire.device.serial, vendor=wire.device.vendor, model=wire.device.model,
+            key=wire.device.serial,
+            vendor=wire.device.vendor,
+            model=wire.device.model,
             address=wire.device.address,
         ),
         meters=tuple(MeterValue(m.meter, m.value, m.unit, m.derived) for m in wire.meters),

@@ -68,8 +68,13 @@ class Daemon:
             pipeline = Pipeline(store, self.metrics, self._clock)
             jobs = build_jobs(settings, store, pipeline, self.metrics)
             runner = JobRunner(self.metrics, self._clock)
-            log.info("daemon_started", site=settings.site, store=mask(settings.database_url),
-                     jobs=[j.name for j in jobs], once=once)
+            log.info(
+                "daemon_started",
+                site=settings.site,
+                store=mask(settings.database_url),
+                jobs=[j.name for j in jobs],
+                once=once,
+            )
             if once:
                 results = [await runner.run(job) for job in jobs]
                 if not all(results):
@@ -114,7 +119,7 @@ class Daemon:
         try:
             await store.flush()
         except MeterdError as err:
-            log.error("flush_failed", error=str(err))
+            log.error("flush_failed", error=str(err))  # noqa: TRY400 - an expected failure: one line, no trace
             raise
         log.info("daemon_stopped", site=self.settings.site)
 

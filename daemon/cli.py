@@ -47,9 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         settings = _settings_for(args)
-        meterd_logging.configure(
-            args.log_level or settings.logging.level, args.log_format or settings.logging.format
-        )
+        meterd_logging.configure(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
         handler: Handler = args.handler
         return asyncio.run(handler(args, settings))
     except MeterdError as err:
@@ -81,10 +79,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meterd {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="configuration file (default: $METERD_CONFIG, "
-                        "/etc/meterd/meterd.toml, ./meterd.toml)")
-    common.add_argument("--db", metavar="URL", help="store URL, overriding storage.url "
-                        "(sqlite:///PATH or postgresql://USER@HOST/DB)")
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="configuration file (default: $METERD_CONFIG, /etc/meterd/meterd.toml, ./meterd.toml)",
+    )
+    common.add_argument(
+        "--db", metavar="URL", help="store URL, overriding storage.url (sqlite:///PATH or postgresql://USER@HOST/DB)"
+    )
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     common.add_argument("--log-format", choices=["auto", "json", "console"])
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -105,8 +107,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     readings = sub.add_parser("readings", parents=[common], help="list stored readings")
     readings.add_argument("--device", metavar="KEY", help="device key (serial, mac:…, addr:…)")
-    readings.add_argument("--since", type=_parse_time, metavar="TIME", help="from TIME (inclusive; RFC 3339 "
-                          "or a date; UTC when no zone is given)")
+    readings.add_argument(
+        "--since",
+        type=_parse_time,
+        metavar="TIME",
+        help="from TIME (inclusive; RFC 3339 or a date; UTC when no zone is given)",
+    )
     readings.add_argument("--until", type=_parse_time, metavar="TIME", help="until TIME (exclusive)")
     readings.add_argument("--format", choices=["table", "csv", "json"], default="table")
     readings.set_defaults(handler=_cmd_readings)
@@ -127,7 +133,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _parse_time(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         msg = f"{text!r} is not a date or RFC 3339 time (e.g. 2026-11-01 or 2026-11-01T08:00:00Z)"
         raise argparse.ArgumentTypeError(msg) from None
@@ -142,8 +148,7 @@ async def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 async def _cmd_config_check(_args: argparse.Namespace, settings: Settings) -> int:
     # Loading already validated everything; say what the daemon would do with it.
     url = parse_url(settings.database_url)
-    print(f"configuration OK: site {settings.site!r}, store {mask(url)}, "
-          f"{len(settings.snmp.targets)} SNMP target(s)")
+    print(f"configuration OK: site {settings.site!r}, store {mask(url)}, {len(settings.snmp.targets)} SNMP target(s)")
     return EXIT_OK
 
 
@@ -173,8 +178,18 @@ async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     header = ["taken_at", "device", "vendor", "model", "meter", "value", "unit", "derived", "source", "reading_id"]
     rows = [
-        [wire.format_time(r.taken_at_utc), r.device.key, r.device.vendor or "", r.device.model or "",
-         m.meter.value, str(m.value), m.unit.value, "yes" if m.derived else "", r.source, r.id]
+        [
+            wire.format_time(r.taken_at_utc),
+            r.device.key,
+            r.device.vendor or "",
+            r.device.model or "",
+            m.meter.value,
+            str(m.value),
+            m.unit.value,
+            "yes" if m.derived else "",
+            r.source,
+            r.id,
+        ]
         for r in readings
         for m in r.meters
     ]
@@ -187,8 +202,15 @@ async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
         devices = await store.devices()
     header = ["key", "vendor", "model", "address", "site", "first_seen", "last_seen"]
     rows = [
-        [d.key, d.vendor or "", d.model or "", d.address or "", d.site,
-         wire.format_time(d.first_seen), wire.format_time(d.last_seen)]
+        [
+            d.key,
+            d.vendor or "",
+            d.model or "",
+            d.address or "",
+            d.site,
+            wire.format_time(d.first_seen),
+            wire.format_time(d.last_seen),
+        ]
         for d in devices
     ]
     if args.format == "json":
@@ -200,8 +222,7 @@ async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    raw = sys.stdin.buffer.read() if args.file == "-" else _read_input(Path(args.file))
-    origin = "stdin" if args.file == "-" else str(Path(args.file).absolute())
+    origin, raw = await asyncio.to_thread(_read_input, args.file)
     async with _open_store(settings) as store:
         pipeline = Pipeline(store, Metrics())
         stored = duplicates = rejected = 0
@@ -220,9 +241,13 @@ async def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if rejected == 0 else EXIT_ERROR
 
 
-def _read_input(path: Path) -> bytes:
+def _read_input(name: str) -> tuple[str, bytes]:
+    """The input's name for dead letters, and its bytes."""
+    if name == "-":
+        return "stdin", sys.stdin.buffer.read()
+    path = Path(name).absolute()
     try:
-        return path.read_bytes()
+        return str(path), path.read_bytes()
     except OSError as err:
         msg = f"cannot read {path}: {err.strerror}"
         raise MeterdError(msg) from None
@@ -247,8 +272,9 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
     async with _open_store(settings) as store:
         letters = await store.dead_letters(limit=args.limit)
     rows = [[wire.format_time(d.received_at), d.source, d.origin, d.reason, d.detail] for d in letters]
-    _print_rows("table", ["received_at", "source", "origin", "reason", "detail"], rows,
-                title=f"{len(letters)} dead letter(s)")
+    _print_rows(
+        "table", ["received_at", "source", "origin", "reason", "detail"], rows, title=f"{len(letters)} dead letter(s)"
+    )
     return EXIT_OK
 
 

@@ -16,10 +16,8 @@ SECRET_KEYS: Final = frozenset(
 MASK: Final = "***"
 
 
-def mask_secrets(
-    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: replace the value of any secret-looking key with a mask."""
+def mask_secrets(_logger: object, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Processor: replace the value of any secret-looking key with a mask."""
     for key in event_dict:
         if key.lower() in SECRET_KEYS or key.lower().endswith(("_password", "_token", "_secret")):
             event_dict[key] = MASK

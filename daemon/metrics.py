@@ -25,32 +25,39 @@ class Metrics:
             "meterd_job_runs_total", "Scheduled job runs by outcome.", ["job", "outcome"], registry=r
         )
         self.job_duration = Histogram(
-            "meterd_job_duration_seconds", "Wall time of scheduled job runs.", ["job"],
-            buckets=_JOB_BUCKETS, registry=r,
+            "meterd_job_duration_seconds",
+            "Wall time of scheduled job runs.",
+            ["job"],
+            buckets=_JOB_BUCKETS,
+            registry=r,
         )
         self.job_last_success = Gauge(
             "meterd_job_last_success_timestamp_seconds",
-            "Unix time of the last successful run of each job.", ["job"], registry=r,
+            "Unix time of the last successful run of each job.",
+            ["job"],
+            registry=r,
         )
         self.readings_stored = Counter(
             "meterd_readings_stored_total", "Readings written to the store.", ["source"], registry=r
         )
         self.meter_values_stored = Counter(
             "meterd_meter_values_stored_total",
-            "Meter values (one per reading and meter) written to the store.", ["source"], registry=r,
+            "Meter values (one per reading and meter) written to the store.",
+            ["source"],
+            registry=r,
         )
         self.duplicates = Counter(
             "meterd_readings_duplicate_total",
-            "Readings dropped because the store already held them.", ["source"], registry=r,
+            "Readings dropped because the store already held them.",
+            ["source"],
+            registry=r,
         )
         self.dead_letters = Counter(
-            "meterd_dead_letters_total", "Inputs rejected into the dead-letter table.",
-            ["source", "reason"], registry=r,
+            "meterd_dead_letters_total",
+            "Inputs rejected into the dead-letter table.",
+            ["source", "reason"],
+            registry=r,
         )
-        self.db_errors = Counter(
-            "meterd_db_errors_total", "Store operations that failed.", ["operation"], registry=r
-        )
+        self.db_errors = Counter("meterd_db_errors_total", "Store operations that failed.", ["operation"], registry=r)
         self.devices = Gauge("meterd_devices", "Devices known to the store.", registry=r)
-        self.scheduler_running = Gauge(
-            "meterd_scheduler_running", "1 while the job scheduler runs.", registry=r
-        )
+        self.scheduler_running = Gauge("meterd_scheduler_running", "1 while the job scheduler runs.", registry=r)

@@ -62,8 +62,12 @@ class Pipeline:
         """Keep input that failed validation in the dead-letter table and count it."""
         try:
             await self._store.dead_letter(
-                raw=raw[:_RAW_KEEP_BYTES], source=source, origin=origin, reason=error.reason,
-                detail=error.detail, now=self._clock(),
+                raw=raw[:_RAW_KEEP_BYTES],
+                source=source,
+                origin=origin,
+                reason=error.reason,
+                detail=error.detail,
+                now=self._clock(),
             )
         except StorageError:
             self._metrics.db_errors.labels(operation="store_dead_letter").inc()

@@ -54,7 +54,8 @@ class JobRunner:
             outcome = "cancelled"
             raise
         except MeterdError as err:
-            log.error("job_failed", job=job.name, error=str(err), error_type=type(err).__name__)
+            # An expected failure: one line, no traceback.
+            log.error("job_failed", job=job.name, error=str(err), error_type=type(err).__name__)  # noqa: TRY400
         except Exception:
             # The supervisor boundary: a bug in one job must not stop the daemon; it is logged whole.
             log.exception("job_crashed", job=job.name)
@@ -85,7 +86,9 @@ class JobRunner:
             await asyncio.wait(pending)
 
 
-def build_scheduler(jobs: list[Job], runner: JobRunner, *, misfire_grace_s: int, clock: Clock = utc_now) -> AsyncIOScheduler:
+def build_scheduler(
+    jobs: list[Job], runner: JobRunner, *, misfire_grace_s: int, clock: Clock = utc_now
+) -> AsyncIOScheduler:
     """A scheduler holding every job; jobs coalesce and never overlap themselves."""
     scheduler = AsyncIOScheduler(
         timezone=UTC,
@@ -94,7 +97,11 @@ def build_scheduler(jobs: list[Job], runner: JobRunner, *, misfire_grace_s: int,
     first_run = clock() + timedelta(seconds=1)
     for job in jobs:
         scheduler.add_job(
-            runner.run, IntervalTrigger(seconds=job.interval_s, timezone=UTC), args=[job],
-            id=job.name, name=job.name, next_run_time=first_run,
+            runner.run,
+            IntervalTrigger(seconds=job.interval_s, timezone=UTC),
+            args=[job],
+            id=job.name,
+            name=job.name,
+            next_run_time=first_run,
         )
     return scheduler

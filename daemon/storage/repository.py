@@ -66,9 +66,7 @@ class Store:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(
-        cls, url: str, *, busy_timeout_ms: int = 5000, upgrade: bool = True
-    ) -> AsyncIterator[Store]:
+    async def open(cls, url: str, *, busy_timeout_ms: int = 5000, upgrade: bool = True) -> AsyncIterator[Store]:
         """Check the store answers, migrate it to head, and close it on exit.
 
         Raises:
@@ -126,17 +124,28 @@ class Store:
             device_ids = await self._upsert_devices(conn, readings)
             meter_rows = [
                 {
-                    "reading_id": r.id, "device_id": device_ids[r.device.key], "meter": m.meter.value,
-                    "value": m.value, "unit": m.unit.value, "derived": m.derived,
-                    "taken_at": r.taken_at_utc, "received_at": now, "source": r.source,
+                    "reading_id": r.id,
+                    "device_id": device_ids[r.device.key],
+                    "meter": m.meter.value,
+                    "value": m.value,
+                    "unit": m.unit.value,
+                    "derived": m.derived,
+                    "taken_at": r.taken_at_utc,
+                    "received_at": now,
+                    "source": r.source,
                 }
                 for r in readings
                 for m in r.meters
             ]
             supply_rows = [
                 {
-                    "reading_id": r.id, "device_id": device_ids[r.device.key], "taken_at": r.taken_at_utc,
-                    "name": s.name, "kind": s.kind, "color": s.color, "level_percent": s.level_percent,
+                    "reading_id": r.id,
+                    "device_id": device_ids[r.device.key],
+                    "taken_at": r.taken_at_utc,
+                    "name": s.name,
+                    "kind": s.kind,
+                    "color": s.color,
+                    "level_percent": s.level_percent,
                 }
                 for r in readings
                 for s in r.supplies
@@ -156,7 +165,7 @@ class Store:
         return StoreOutcome(stored=stored, duplicates=len(distinct) - stored, values=values)
 
     async def _insert_new(
-        self, conn: AsyncConnection, model: type[ReadingRow] | type[SupplyLevel], rows: list[dict[str, Any]]
+        self, conn: AsyncConnection, model: type[ReadingRow | SupplyLevel], rows: list[dict[str, Any]]
     ) -> list[str]:
         stmt = self._dialect.insert(model).on_conflict_do_nothing().returning(model.reading_id)
         return list((await conn.execute(stmt, rows)).scalars())
@@ -171,9 +180,13 @@ class Store:
             oldest[key] = min(oldest.get(key, reading.taken_at_utc), reading.taken_at_utc)
         rows = [
             {
-                "key": key, "vendor": r.device.vendor, "model": r.device.model,
-                "address": r.device.address, "site": r.site,
-                "first_seen": oldest[key], "last_seen": r.taken_at_utc,
+                "key": key,
+                "vendor": r.device.vendor,
+                "model": r.device.model,
+                "address": r.device.address,
+                "site": r.site,
+                "first_seen": oldest[key],
+                "last_seen": r.taken_at_utc,
             }
             for key, r in newest.items()
         ]
@@ -195,7 +208,7 @@ class Store:
                     ),
                 },
             ).returning(Device.key, Device.id)
-            ids.update({key: ident for key, ident in (await conn.execute(stmt)).tuples()})
+            ids.update(dict((await conn.execute(stmt)).tuples()))
         return ids
 
     async def dead_letter(
@@ -207,8 +220,12 @@ class Store:
             async with self.engine.begin() as conn:
                 await conn.execute(
                     self._dialect.insert(DeadLetter).values(
-                        received_at=now, source=source, origin=origin[:512], reason=reason,
-                        detail=detail, raw=raw,
+                        received_at=now,
+                        source=source,
+                        origin=origin[:512],
+                        reason=reason,
+                        detail=detail,
+                        raw=raw,
                     )
                 )
 
@@ -217,8 +234,14 @@ class Store:
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetterRecord]:
         async def _query() -> list[DeadLetterRecord]:
             stmt = (
-                select(DeadLetter.received_at, DeadLetter.source, DeadLetter.origin, DeadLetter.reason,
-                       DeadLetter.detail, DeadLetter.raw)
+                select(
+                    DeadLetter.received_at,
+                    DeadLetter.source,
+                    DeadLetter.origin,
+                    DeadLetter.reason,
+                    DeadLetter.detail,
+                    DeadLetter.raw,
+                )
                 .order_by(DeadLetter.id.desc())
                 .limit(limit)
             )
@@ -230,8 +253,13 @@ class Store:
     async def devices(self) -> list[DeviceRecord]:
         async def _query() -> list[DeviceRecord]:
             stmt = select(
-                Device.key, Device.vendor, Device.model, Device.address, Device.site,
-                Device.first_seen, Device.last_seen,
+                Device.key,
+                Device.vendor,
+                Device.model,
+                Device.address,
+                Device.site,
+                Device.first_seen,
+                Device.last_seen,
             ).order_by(Device.site, Device.key)
             async with self.engine.connect() as conn:
                 return [DeviceRecord(*row) for row in (await conn.execute(stmt)).tuples()]
@@ -261,9 +289,18 @@ class Store:
             filters.append(ReadingRow.taken_at < until)
         stmt = (
             select(
-                ReadingRow.reading_id, ReadingRow.taken_at, ReadingRow.source, Device.site, Device.key,
-                Device.vendor, Device.model, Device.address, ReadingRow.meter, ReadingRow.value,
-                ReadingRow.unit, ReadingRow.derived,
+                ReadingRow.reading_id,
+                ReadingRow.taken_at,
+                ReadingRow.source,
+                Device.site,
+                Device.key,
+                Device.vendor,
+                Device.model,
+                Device.address,
+                ReadingRow.meter,
+                ReadingRow.value,
+                ReadingRow.unit,
+                ReadingRow.derived,
             )
             .join(Device, Device.id == ReadingRow.device_id)
             .where(*filters)
@@ -278,7 +315,10 @@ class Store:
         ):
             readings.append(
                 Reading(
-                    id=reading_id, site=site, taken_at=taken_at, source=source,
+                    id=reading_id,
+                    site=site,
+                    taken_at=taken_at,
+                    source=source,
                     device=DeviceInfo(key=key, vendor=vendor, model=model, address=address),
                     meters=tuple(MeterValue(Meter(g[8]), g[9], Unit(g[10]), g[11]) for g in group),
                     supplies=supplies.get(reading_id, ()),
@@ -293,8 +333,13 @@ class Store:
         ids = sorted(reading_ids)
         for start in range(0, len(ids), _DEVICE_CHUNK):
             stmt = (
-                select(SupplyLevel.reading_id, SupplyLevel.name, SupplyLevel.kind, SupplyLevel.color,
-                       SupplyLevel.level_percent)
+                select(
+                    SupplyLevel.reading_id,
+                    SupplyLevel.name,
+                    SupplyLevel.kind,
+                    SupplyLevel.color,
+                    SupplyLevel.level_percent,
+                )
                 .where(SupplyLevel.reading_id.in_(ids[start : start + _DEVICE_CHUNK]))
                 .order_by(SupplyLevel.id)
             )
