@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 from daemon.errors import PayloadError
 
@@ -36,6 +36,10 @@ class Meter(StrEnum):
     LENGTH = "length"
 
 
+# Stored as a signed 64-bit integer; no real counter comes near it.
+MAX_COUNTER: Final = 2**63 - 1
+
+
 class Unit(StrEnum):
     """Units a meter value travels with (meters.md)."""
 
@@ -54,8 +58,8 @@ class MeterValue:
     derived: bool = False
 
     def __post_init__(self) -> None:
-        if self.value < 0:
-            raise PayloadError("bad_value", f"meter {self.meter} is negative ({self.value})")
+        if not 0 <= self.value <= MAX_COUNTER:
+            raise PayloadError("bad_value", f"meter {self.meter} value {self.value} is outside 0..2^63-1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
+from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 from daemon.errors import PayloadError
 
 SCHEMA: Final = "meterd.reading/1"
@@ -32,7 +32,7 @@ class _WireDevice(_Strict):
 
 class _WireMeter(_Strict):
     meter: Meter
-    value: int = Field(ge=0, strict=True)
+    value: int = Field(ge=0, le=MAX_COUNTER, strict=True)
     unit: Unit
     derived: bool = False
 

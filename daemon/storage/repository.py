@@ -208,7 +208,8 @@ class Store:
                     ),
                 },
             ).returning(Device.key, Device.id)
-            ids.update(dict((await conn.execute(stmt)).tuples()))
+            # Not dict(result): a Result has .keys(), so dict() would take it for a mapping.
+            ids.update({key: ident for key, ident in await conn.execute(stmt)})  # noqa: C416
         return ids
 
     async def dead_letter(
@@ -246,7 +247,7 @@ class Store:
                 .limit(limit)
             )
             async with self.engine.connect() as conn:
-                return [DeadLetterRecord(*row) for row in (await conn.execute(stmt)).tuples()]
+                return [DeadLetterRecord(*row) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "read dead letters")
 
@@ -262,7 +263,7 @@ class Store:
                 Device.last_seen,
             ).order_by(Device.site, Device.key)
             async with self.engine.connect() as conn:
-                return [DeviceRecord(*row) for row in (await conn.execute(stmt)).tuples()]
+                return [DeviceRecord(*row) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "list devices")
 
@@ -307,7 +308,7 @@ class Store:
             .order_by(ReadingRow.taken_at, Device.key, ReadingRow.reading_id, ReadingRow.id)
         )
         async with self.engine.connect() as conn:
-            rows = list((await conn.execute(stmt)).tuples())
+            rows = list(await conn.execute(stmt))
             supplies = await self._supplies_for(conn, {row[0] for row in rows})
         readings = []
         for (reading_id, taken_at, source, site, key, vendor, model, address), group in groupby(
@@ -343,7 +344,7 @@ class Store:
                 .where(SupplyLevel.reading_id.in_(ids[start : start + _DEVICE_CHUNK]))
                 .order_by(SupplyLevel.id)
             )
-            for reading_id, name, kind, color, level in (await conn.execute(stmt)).tuples():
+            for reading_id, name, kind, color, level in await conn.execute(stmt):
                 out.setdefault(reading_id, []).append(Supply(name, kind, color, level))
         return {k: tuple(v) for k, v in out.items()}
 

@@ -1,0 +1,111 @@
+"""Configuration loading: every bad file names the file, the key path and the reason."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from daemon.errors import ConfigError
+from daemon.settings import Settings, load, resolve_config_path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "meterd.example.toml"
+
+
+def test_port_out_of_range_names_file_key_and_rule(write_config) -> None:
+    path = write_config('[[snmp.targets]]\nhost = "10.0.4.1"\n[[snmp.targets]]\nhost = "10.0.4.2"\nport = 70000\n')
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: snmp.targets[1].port: must be 1-65535")):
+        load(path, {})
+
+
+def test_unknown_key_is_refused_not_ignored(write_config) -> None:
+    path = write_config('site = "acme"\n[storage]\nulr = "sqlite:////tmp/x.db"\n')
+    with pytest.raises(ConfigError, match=r"storage\.ulr: unknown key") as caught:
+        load(path, {})
+    assert caught.value.file == str(path)
+    assert caught.value.key == "storage.ulr"
+
+
+def test_wrong_type_is_explained(write_config) -> None:
+    path = write_config("[scheduler]\npoll_interval_s = \"often\"\n")
+    with pytest.raises(ConfigError, match=r"scheduler\.poll_interval_s: Input should be a valid integer"):
+        load(path, {})
+
+
+def test_missing_required_key_in_a_list_entry(write_config) -> None:
+    path = write_config("[[snmp.targets]]\nport = 161\n")
+    with pytest.raises(ConfigError, match=r"snmp\.targets\[0\]\.host: required key is missing"):
+        load(path, {})
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: file not found; pass --config FILE"):
+        load(tmp_path / "nope.toml", {})
+
+
+def test_broken_toml_reports_line(write_config) -> None:
+    path = write_config('site = "acme"\n[metrics\n')
+    with pytest.raises(ConfigError, match=r"not valid TOML \(.*line 2"):
+        load(path, {})
+
+
+def test_bad_site_name_is_refused(write_config) -> None:
+    path = write_config('site = "Acme HQ/1"\n')
+    with pytest.raises(ConfigError, match=r"site: must be lower-case letters"):
+        load(path, {})
+
+
+def test_environment_overrides_file_and_is_named_when_wrong(write_config) -> None:
+    path = write_config('[storage]\nurl = "sqlite:////tmp/from-file.db"\n')
+    settings = load(path, {"METERD_STORAGE__URL": "postgresql://meterd@db/meterd"})
+    assert settings.database_url == "postgresql://meterd@db/meterd"
+    with pytest.raises(ConfigError, match=r"^\$METERD_SNMP__RETRIES: snmp\.retries: "):
+        load(path, {"METERD_SNMP__RETRIES": "many"})
+
+
+def test_secrets_are_not_shown_in_settings_repr(write_config) -> None:
+    path = write_config('[snmp]\ncommunities = ["s3cret-community"]\n')
+    settings = load(path, {})
+    assert "s3cret-community" not in repr(settings)
+    assert settings.snmp.communities[0].get_secret_value() == "s3cret-community"
+
+
+def test_default_store_is_sqlite_in_the_state_directory(write_config, tmp_path: Path) -> None:
+    path = write_config(f'state_dir = "{tmp_path / "state"}"\n')
+    assert load(path, {}).database_url == f"sqlite:///{tmp_path / 'state' / 'meterd.db'}"
+
+
+def test_config_path_resolution_order(tmp_path: Path) -> None:
+    assert resolve_config_path("given.toml", {"METERD_CONFIG": "env.toml"}) == Path("given.toml")
+    assert resolve_config_path(None, {"METERD_CONFIG": "env.toml"}) == Path("env.toml")
+
+
+def test_example_configuration_loads_and_sets_every_section() -> None:
+    settings = load(EXAMPLE, {})
+    raw = tomllib.loads(EXAMPLE.read_text())
+    assert set(Settings.model_fields) <= set(raw), "the example must show every top-level key"
+    assert settings.site == raw["site"]
+
+
+def _documented_keys(model: type, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        nested = getattr(annotation, "model_fields", None)
+        if nested is not None:
+            keys.extend(_documented_keys(annotation, f"{prefix}{name}."))
+        elif name == "targets":
+            keys.extend(_documented_keys(Settings.model_fields["snmp"].annotation.model_fields["targets"]
+                                         .annotation.__args__[0], f"{prefix}targets[]."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_every_settings_key_is_documented_in_config_readme() -> None:
+    readme = (REPO / "config" / "README.md").read_text()
+    missing = [key for key in _documented_keys(Settings) if f"`{key}`" not in readme]
+    assert not missing, f"config/README.md lacks: {missing}"
