@@ -115,17 +115,21 @@ async def test_dead_letters_keep_the_raw_input(store_url: str, metrics: Metrics)
         pipeline = Pipeline(store, metrics, clock=lambda: NOW)
         assert await pipeline.ingest(b'{"schema": "nope"}', origin="meterd/v1/x/y/reading", source="mqtt") is None
         (letter,) = await store.dead_letters()
-    assert (letter.raw, letter.reason, letter.origin) == (b'{"schema": "nope"}', "unknown_schema",
-                                                          "meterd/v1/x/y/reading")
-    assert metrics.registry.get_sample_value(
-        "meterd_dead_letters_total", {"source": "mqtt", "reason": "unknown_schema"}
-    ) == 1
+    assert (letter.raw, letter.reason, letter.origin) == (
+        b'{"schema": "nope"}',
+        "unknown_schema",
+        "meterd/v1/x/y/reading",
+    )
+    assert (
+        metrics.registry.get_sample_value("meterd_dead_letters_total", {"source": "mqtt", "reason": "unknown_schema"})
+        == 1
+    )
 
 
 async def test_a_second_daemon_on_the_same_store_is_refused(store_url: str) -> None:
     async with Store.open(store_url) as first, Store.open(store_url) as second:
         async with daemon_lock(first.engine, "acme-hq"):
-            with pytest.raises(AlreadyRunningError, match="another meterd daemon .* is running on"):
+            with pytest.raises(AlreadyRunningError, match=r"another meterd daemon .* is running on"):
                 async with daemon_lock(second.engine, "acme-hq"):
                     pass
         async with daemon_lock(second.engine, "acme-hq"):  # released with the first daemon
@@ -133,8 +137,11 @@ async def test_a_second_daemon_on_the_same_store_is_refused(store_url: str) -> N
 
 
 async def test_unreachable_database_is_one_clear_error() -> None:
-    with pytest.raises(DatabaseUnreachableError, match=r"cannot reach the database at postgresql\+psycopg://"
-                       r"meterd:\*\*\*@127\.0\.0\.1:1/meterd: .*check storage\.url"):
+    with pytest.raises(
+        DatabaseUnreachableError,
+        match=r"cannot reach the database at postgresql\+psycopg://"
+        r"meterd:\*\*\*@127\.0\.0\.1:1/meterd: .*check storage\.url",
+    ):
         async with Store.open("postgresql://meterd:hunter2@127.0.0.1:1/meterd"):
             pass
 

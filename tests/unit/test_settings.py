@@ -30,7 +30,7 @@ def test_unknown_key_is_refused_not_ignored(write_config) -> None:
 
 
 def test_wrong_type_is_explained(write_config) -> None:
-    path = write_config("[scheduler]\npoll_interval_s = \"often\"\n")
+    path = write_config('[scheduler]\npoll_interval_s = "often"\n')
     with pytest.raises(ConfigError, match=r"scheduler\.poll_interval_s: Input should be a valid integer"):
         load(path, {})
 
@@ -98,8 +98,12 @@ def _documented_keys(model: type, prefix: str = "") -> list[str]:
         if nested is not None:
             keys.extend(_documented_keys(annotation, f"{prefix}{name}."))
         elif name == "targets":
-            keys.extend(_documented_keys(Settings.model_fields["snmp"].annotation.model_fields["targets"]
-                                         .annotation.__args__[0], f"{prefix}targets[]."))
+            keys.extend(
+                _documented_keys(
+                    Settings.model_fields["snmp"].annotation.model_fields["targets"].annotation.__args__[0],
+                    f"{prefix}targets[].",
+                )
+            )
         else:
             keys.append(f"{prefix}{name}")
     return keys

@@ -25,9 +25,7 @@ SPEC_EXAMPLE: dict[str, Any] = {
         {"meter": "mono", "value": 15232, "unit": "impressions"},
         {"meter": "scan_total", "value": 1190, "unit": "images"},
     ],
-    "supplies": [
-        {"name": "Black Cartridge HP CF217A", "kind": "toner", "color": "black", "level_percent": 28}
-    ],
+    "supplies": [{"name": "Black Cartridge HP CF217A", "kind": "toner", "color": "black", "level_percent": 28}],
 }
 
 

@@ -1,0 +1,176 @@
+"""The command line: output formats, and one clear line for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from tests.unit.test_wire import SPEC_EXAMPLE
+
+METERD = [sys.executable, "-m", "daemon"]
+
+
+def _meterd(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*METERD, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 1, done
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {done.stderr}"
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def config(write_config, tmp_path: Path) -> Path:
+    return write_config(f'site = "acme-hq"\nstate_dir = "{tmp_path / "state"}"\n[logging]\nformat = "json"\n')
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    line = _one_error_line(_meterd("run", "--config", str(tmp_path / "nope.toml")))
+    expected = "file not found; pass --config FILE or copy config/meterd.example.toml there"
+    assert line == f"meterd: {tmp_path / 'nope.toml'}: {expected}"
+
+
+def test_no_config_anywhere_lists_what_was_tried(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "METERD_CONFIG"}
+    done = subprocess.run(
+        [*METERD, "devices"], capture_output=True, text=True, check=False, cwd=tmp_path, env=env, timeout=60
+    )
+    assert "no configuration file found (tried $METERD_CONFIG" in _one_error_line(done)
+
+
+def test_bad_config_fails_at_start_and_writes_nothing(write_config, tmp_path: Path) -> None:
+    path = write_config(f'state_dir = "{tmp_path / "state"}"\n[[snmp.targets]]\nhost = "10.0.4.9"\nport = 0\n')
+    line = _one_error_line(_meterd("run", "--config", str(path)))
+    assert line == f"meterd: {path}: snmp.targets[0].port: must be 1-65535"
+    assert not (tmp_path / "state").exists()
+
+
+def test_config_check_reports_ok_and_errors(config: Path, write_config) -> None:
+    done = _meterd("config", "check", str(config))
+    assert done.returncode == 0
+    assert "configuration OK: site 'acme-hq'" in done.stdout
+    bad = write_config("[metrics]\nlisten = 9464\n", name="bad.toml")
+    assert _one_error_line(_meterd("config", "check", str(bad))).startswith(f"meterd: {bad}: metrics.listen: ")
+
+
+def test_unreachable_database_url(config: Path) -> None:
+    line = _one_error_line(_meterd("devices", "--config", str(config), "--db", "postgresql://m:pw@127.0.0.1:1/x"))
+    assert line.startswith("meterd: cannot reach the database at postgresql+psycopg://m:***@127.0.0.1:1/x")
+    assert "pw@" not in line
+
+
+def test_unsupported_database_url(config: Path) -> None:
+    line = _one_error_line(_meterd("devices", "--config", str(config), "--db", "mysql://x@y/z"))
+    assert "unsupported database 'mysql'" in line
+
+
+def test_read_only_state_directory(write_config, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    config = write_config(f'state_dir = "{state}"\n')
+    command = [*METERD, "run", "--once", "--config", str(config)]
+    if os.geteuid() == 0:
+        # Root writes through mode bits, so make the directory a read-only mount, as systemd's
+        # ProtectSystem=strict does to a state directory it was not told about.
+        if shutil.which("unshare") is None:
+            pytest.skip("needs unshare(1) to make a read-only mount as root")
+        mount = f"mount --bind -o ro {state} {state} && exec " + " ".join(command)
+        command = ["unshare", "--mount", "sh", "-c", mount]
+    else:
+        state.chmod(0o555)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    line = _one_error_line(done)
+    assert line.startswith(f"meterd: state directory {state} is not writable (")
+    assert line.endswith("give the meterd user write access or set state_dir / --db elsewhere")
+
+
+def test_second_daemon_on_the_same_store_is_refused(config: Path, tmp_path: Path) -> None:
+    listen_anywhere = {"METERD_METRICS__LISTEN": "127.0.0.1:0"}
+    with subprocess.Popen(
+        [*METERD, "run", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **listen_anywhere},
+    ) as first:
+        try:
+            assert first.stderr is not None
+            for started in first.stderr:
+                if json.loads(started)["event"] == "daemon_started":
+                    break
+            line = _one_error_line(_meterd("run", "--config", str(config), env=listen_anywhere))
+            assert line == (
+                f"meterd: another meterd daemon (pid {first.pid}) is running on "
+                f"sqlite+aiosqlite:///{tmp_path / 'state' / 'meterd.db'}; stop it first"
+            )
+        finally:
+            first.terminate()
+            first.wait(timeout=20)
+
+
+def test_ingest_then_readings_json_is_the_wire_format(config: Path, tmp_path: Path) -> None:
+    batch = tmp_path / "in.ndjson"
+    bad = {**SPEC_EXAMPLE, "id": "bad", "meters": [{"meter": "clicks", "value": 1, "unit": "impressions"}]}
+    batch.write_text(json.dumps(SPEC_EXAMPLE) + "\n" + json.dumps(bad) + "\n")
+    done = _meterd("ingest", str(batch), "--config", str(config))
+    assert done.returncode == 1  # something was rejected: scripts must notice
+    assert done.stdout.strip() == "1 reading(s) stored, 0 duplicate(s) dropped, 1 rejected into dead letters"
+    again = _meterd("ingest", str(batch), "--config", str(config))
+    assert again.stdout.strip() == "0 reading(s) stored, 1 duplicate(s) dropped, 1 rejected into dead letters"
+
+    listed = _meterd("readings", "--config", str(config), "--format", "json", "--device", "VNCRC48198")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [SPEC_EXAMPLE]
+
+    as_csv = _meterd("readings", "--config", str(config), "--format", "csv", "--since", "2026-11-22T10:00:00Z")
+    rows = as_csv.stdout.strip().splitlines()
+    assert rows[0].startswith("taken_at,device,vendor,model,meter,value,unit")
+    assert rows[1:] == [
+        f"2026-11-22T10:00:00Z,VNCRC48198,HP,LaserJet MFP M130nw,{m['meter']},{m['value']},{m['unit']},,file,"
+        f"{SPEC_EXAMPLE['id']}"
+        for m in SPEC_EXAMPLE["meters"]
+    ]
+    dead = _meterd("dead-letters", "--config", str(config))
+    assert "unknown_meter" in dead.stdout
+
+
+def test_devices_lists_what_was_seen(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "one.json"
+    source.write_text(json.dumps(SPEC_EXAMPLE))
+    assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 0
+    capsys.readouterr()
+    assert main(["devices", "--config", str(config), "--format", "json"]) == 0
+    (device,) = json.loads(capsys.readouterr().out)
+    assert device["key"] == "VNCRC48198"
+    assert device["address"] == "10.0.4.21"
+    assert device["last_seen"] == "2026-11-22T10:00:00Z"
+
+
+def test_db_upgrade_reports_the_revision(config: Path) -> None:
+    done = _meterd("db", "upgrade", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("schema empty -> 0001")
+    assert _meterd("db", "upgrade", "--config", str(config)).stdout.strip().endswith("schema 0001 -> 0001")
+
+
+def test_bad_time_argument_is_a_usage_error(config: Path) -> None:
+    done = _meterd("readings", "--config", str(config), "--since", "last tuesday")
+    assert done.returncode == 2
+    assert "'last tuesday' is not a date or RFC 3339 time" in done.stderr
