@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics
 
-PG_ADMIN_URL = os.environ.get("METERD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("METERD_TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
