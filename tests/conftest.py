@@ -14,13 +14,20 @@ from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics
 
-PG_ADMIN_URL = os.environ.get("METERD_TEST_PG_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_meterd_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's METERD_* variables must not leak into what a test configures."""
+    for name in [n for n in os.environ if n.startswith("METERD_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture

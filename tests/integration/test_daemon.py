@@ -198,6 +198,7 @@ def test_sigterm_stops_meterd_run_cleanly_with_a_flushed_store(write_config, tmp
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=10)
     events = [json.loads(line)["event"] for line in stderr_path.read_text().splitlines()]
     assert events.index("stop_requested") < events.index("daemon_stopped")
     wal = state / "meterd.db-wal"
