@@ -45,7 +45,31 @@ class AlreadyRunningError(StorageError):
 
 
 class CollectorError(MeterdError):
-    """A collector could not read a device."""
+    """A collector could not read a device.
+
+    Attributes:
+        address: the device's HOST:PORT.
+    """
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        super().__init__(f"{address}: {message}")
+
+
+class DeviceTimeoutError(CollectorError):
+    """The device did not answer in time with any of the communities tried."""
+
+    def __init__(self, address: str, communities_tried: int) -> None:
+        self.communities_tried = communities_tried
+        super().__init__(
+            address,
+            f"no SNMP answer ({communities_tried} community string(s) tried); check the address, "
+            "that SNMP is enabled on the device, and the community",
+        )
+
+
+class ProtocolError(CollectorError):
+    """The device answered, but with an SNMP error or something malformed."""
 
 
 class PayloadError(MeterdError):

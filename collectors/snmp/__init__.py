@@ -1,0 +1,1 @@
+"""SNMP collection: the pysnmp client, vendor profiles, the polled collector."""

@@ -1,0 +1,85 @@
+"""The SNMP client against snmpsim serving recordings of real printers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from collectors.snmp.client import SnmpClient, SnmpTarget
+from collectors.snmp.text import display_text
+from daemon.errors import DeviceTimeoutError
+from tests.conftest import free_port
+from tests.integration.conftest import WALKS, Simulator
+
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+SUPPLY_DESCRIPTIONS = "1.3.6.1.2.1.43.11.1.1.6"
+EXPECTED_FILES = sorted(p.name for p in (WALKS / "librenms").glob("*.snmprec"))
+
+
+def _text(value: object) -> str:
+    assert isinstance(value, bytes)
+    return display_text(value)
+
+
+@pytest.mark.parametrize("recording", EXPECTED_FILES)
+async def test_every_recording_answers_its_sysdescr(snmpsim: Simulator, recording: str) -> None:
+    expected = snmpsim.expected["files"][recording]
+    async with SnmpClient() as client:
+        answer = await client.get(snmpsim.target(expected["community"]), [SYS_DESCR])
+    assert _text(answer[SYS_DESCR]) == expected["sysDescr"].strip()
+
+
+@pytest.mark.parametrize("recording", EXPECTED_FILES)
+async def test_every_recording_lists_its_toner_in_the_supplies_table(snmpsim: Simulator, recording: str) -> None:
+    expected = snmpsim.expected["files"][recording]
+    async with SnmpClient() as client:
+        column = await client.walk(snmpsim.target(expected["community"]), SUPPLY_DESCRIPTIONS)
+    names = [_text(v) for v in column.values()]
+    assert all(oid.startswith(SUPPLY_DESCRIPTIONS + ".") for oid in column)
+    for toner in expected["toner"]:
+        assert toner["name"].strip() in names
+
+
+async def test_v1_getnext_walk_equals_v2c_getbulk_walk(snmpsim: Simulator) -> None:
+    async with SnmpClient() as client:
+        bulk = await client.walk(snmpsim.target("konica_c250i"), SUPPLY_DESCRIPTIONS)
+        walked = await client.walk(snmpsim.target("konica_c250i", version="1"), SUPPLY_DESCRIPTIONS)
+    assert bulk == walked
+    assert len(bulk) >= 4
+
+
+async def test_missing_oids_are_left_out_not_padded(snmpsim: Simulator) -> None:
+    async with SnmpClient() as client:
+        answer = await client.get(
+            snmpsim.target("jetdirect_m130nw"), [SYS_DESCR, "1.3.6.1.2.1.1.99.0", "1.3.6.1.2.1.43.10.2.1.4.1.1"]
+        )
+    assert set(answer) == {SYS_DESCR, "1.3.6.1.2.1.43.10.2.1.4.1.1"}
+    assert answer["1.3.6.1.2.1.43.10.2.1.4.1.1"] == 15232
+
+
+async def test_communities_are_tried_in_order_until_one_answers(snmpsim: Simulator) -> None:
+    target = SnmpTarget("127.0.0.1", snmpsim.port, communities=("wrong", "konica_c250i"), timeout_s=0.3, retries=0)
+    async with SnmpClient() as client:
+        answer = await client.get(target, [SYS_DESCR])
+        started = time.monotonic()
+        await client.get(target, [SYS_DESCR])  # the working community is remembered: no timeout first
+        second = time.monotonic() - started
+    assert _text(answer[SYS_DESCR]) == "KONICA MINOLTA bizhub C250i"
+    assert second < 0.3
+
+
+async def test_unknown_community_times_out_with_a_clear_error(snmpsim: Simulator) -> None:
+    target = SnmpTarget("127.0.0.1", snmpsim.port, communities=("nobody-has-this",), timeout_s=0.2, retries=0)
+    async with SnmpClient() as client:
+        with pytest.raises(DeviceTimeoutError, match=r"127\.0\.0\.1:\d+: no SNMP answer \(1 community"):
+            await client.get(target, [SYS_DESCR])
+
+
+async def test_dead_host_times_out_within_its_budget() -> None:
+    target = SnmpTarget("127.0.0.1", free_port(), communities=("public",), timeout_s=0.2, retries=1)
+    started = time.monotonic()
+    async with SnmpClient() as client:
+        with pytest.raises(DeviceTimeoutError):
+            await client.get(target, [SYS_DESCR])
+    assert time.monotonic() - started < 2.0
