@@ -11,8 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +21,7 @@ from structlog.testing import capture_logs
 
 from daemon import app as app_module
 from daemon.app import Daemon
+from daemon.http import Health
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job
@@ -38,40 +40,45 @@ def _settings(write_config: Callable[[str], Path], tmp_path: Path, *, grace: flo
     return load(path, {})
 
 
-def _jobs_replaced_by(monkeypatch: pytest.MonkeyPatch, make: Callable[[Pipeline], Job]) -> None:
+async def _run_job_then_stop(
+    monkeypatch: pytest.MonkeyPatch,
+    daemon: Daemon,
+    name: str,
+    body: Callable[[Pipeline], Awaitable[None]],
+    *,
+    while_running: Callable[[asyncio.Task[None]], Awaitable[None]] | None = None,
+) -> list[MutableMapping[str, Any]]:
+    """Run the daemon with one job, request a stop once the job has started; return the log events."""
+    started = asyncio.Event()
+
     def build(_settings: Settings, _store: Store, pipeline: Pipeline, _metrics: Metrics) -> list[Job]:
-        return [make(pipeline)]
+        async def run() -> None:
+            started.set()
+            await body(pipeline)
+
+        return [Job(name, 3600, run)]
 
     monkeypatch.setattr(app_module, "build_jobs", build)
-
-
-async def _run_until_job_started(daemon: Daemon, started: asyncio.Event) -> asyncio.Task[None]:
-    task = asyncio.create_task(daemon.run())
-    async with asyncio.timeout(10):
-        await started.wait()
-    return task
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.run())
+        async with asyncio.timeout(10):
+            await started.wait()
+        if while_running is not None:
+            await while_running(task)
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+    return logs
 
 
 async def test_stop_lets_a_running_job_finish_and_its_readings_are_stored(
     monkeypatch: pytest.MonkeyPatch, write_config, tmp_path: Path, metrics: Metrics
 ) -> None:
-    started = asyncio.Event()
+    async def slow_poll(pipeline: Pipeline) -> None:
+        await asyncio.sleep(0.3)
+        await pipeline.emit([reading(reading_id="in-flight")])
 
-    def make(pipeline: Pipeline) -> Job:
-        async def slow_poll() -> None:
-            started.set()
-            await asyncio.sleep(0.3)
-            await pipeline.emit([reading(reading_id="in-flight")])
-
-        return Job("poll", 3600, slow_poll)
-
-    _jobs_replaced_by(monkeypatch, make)
     settings = _settings(write_config, tmp_path)
-    daemon = Daemon(settings, metrics=metrics)
-    with capture_logs() as logs:
-        task = await _run_until_job_started(daemon, started)
-        daemon.request_stop()
-        await asyncio.wait_for(task, 10)
+    logs = await _run_job_then_stop(monkeypatch, Daemon(settings, metrics=metrics), "poll", slow_poll)
     events = [(e["event"], e.get("outcome")) for e in logs]
     assert ("job_completed", "success") in events
     assert events.index(("stop_requested", None)) < events.index(("job_completed", "success"))
@@ -84,49 +91,32 @@ async def test_stop_lets_a_running_job_finish_and_its_readings_are_stored(
 async def test_a_job_past_the_grace_period_is_cancelled(
     monkeypatch: pytest.MonkeyPatch, write_config, tmp_path: Path, metrics: Metrics
 ) -> None:
-    started = asyncio.Event()
+    async def stuck(_pipeline: Pipeline) -> None:
+        await asyncio.sleep(3600)
 
-    def make(_pipeline: Pipeline) -> Job:
-        async def stuck() -> None:
-            started.set()
-            await asyncio.sleep(3600)
-
-        return Job("stuck", 3600, stuck)
-
-    _jobs_replaced_by(monkeypatch, make)
     daemon = Daemon(_settings(write_config, tmp_path, grace=0.2), metrics=metrics)
-    with capture_logs() as logs:
-        task = await _run_until_job_started(daemon, started)
-        daemon.request_stop()
-        await asyncio.wait_for(task, 5)
-    assert {"event": "jobs_cancelled_at_stop", "in_flight": 1, "log_level": "warning"}.items() <= next(
-        e for e in logs if e["event"] == "jobs_cancelled_at_stop"
-    ).items()
+    logs = await _run_job_then_stop(monkeypatch, daemon, "stuck", stuck)
+    cancelled = next(e for e in logs if e["event"] == "jobs_cancelled_at_stop")
+    assert (cancelled["in_flight"], cancelled["log_level"]) == (1, "warning")
     assert metrics.registry.get_sample_value("meterd_job_runs_total", {"job": "stuck", "outcome": "cancelled"}) == 1
 
 
 async def test_a_failing_job_is_counted_and_the_daemon_keeps_going(
     monkeypatch: pytest.MonkeyPatch, write_config, tmp_path: Path, metrics: Metrics
 ) -> None:
-    runs = asyncio.Event()
+    async def broken(_pipeline: Pipeline) -> None:
+        raise RuntimeError("bug")
 
-    def make(_pipeline: Pipeline) -> Job:
-        async def broken() -> None:
-            runs.set()
-            raise RuntimeError("bug")
-
-        return Job("broken", 3600, broken)
-
-    _jobs_replaced_by(monkeypatch, make)
     daemon = Daemon(_settings(write_config, tmp_path), metrics=metrics)
-    with capture_logs() as logs:
-        task = await _run_until_job_started(daemon, runs)
+    health: list[Health] = []
+
+    async def still_up(task: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.05)
         assert not task.done()
-        health = await daemon.health()
-        daemon.request_stop()
-        await asyncio.wait_for(task, 5)
-    assert health.ok, health.checks
+        health.append(await daemon.health())
+
+    logs = await _run_job_then_stop(monkeypatch, daemon, "broken", broken, while_running=still_up)
+    assert health[0].ok, health[0].checks
     assert any(e["event"] == "job_crashed" and e["job"] == "broken" for e in logs)
     assert metrics.registry.get_sample_value("meterd_job_runs_total", {"job": "broken", "outcome": "error"}) == 1
 
