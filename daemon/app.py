@@ -60,10 +60,12 @@ class Daemon:
         settings = self.settings
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(
-                Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+                Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=False)
             )
             self._store = store
+            # Lock before migrating: two daemons started together must not both migrate.
             await stack.enter_async_context(daemon_lock(store.engine, settings.site))
+            await store.migrate()
             stack.push_async_callback(self._flush, store)
             pipeline = Pipeline(store, self.metrics, self._clock)
             jobs = build_jobs(settings, store, pipeline, self.metrics)
@@ -78,7 +80,7 @@ class Daemon:
             if once:
                 results = [await runner.run(job) for job in jobs]
                 if not all(results):
-                    msg = "one or more jobs failed in --once mode; see the job_failed events above"
+                    msg = "one or more jobs failed in --once mode; see the job_failed or job_crashed events above"
                     raise MeterdError(msg)
                 return
             if settings.metrics.enabled:

@@ -25,8 +25,7 @@ from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
-from daemon.storage import migrate
-from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
+from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -66,7 +65,7 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     if args.db:
         overrides["storage"] = {"url": args.db}
     path = resolve_config_path(getattr(args, "config_file", None) or args.config, os.environ)
-    if path is None and not args.db and getattr(args, "needs_config", True):
+    if path is None and not args.db:
         tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
         reason = f"no configuration file found (tried $METERD_CONFIG, {tried}); pass --config FILE"
         raise ConfigError("meterd", "", reason)
@@ -153,19 +152,11 @@ async def _cmd_config_check(_args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    url = parse_url(settings.database_url)
-    if (path := sqlite_path(url)) is not None:
-        ensure_state_directory(path.parent)
-    engine = create_engine(url, busy_timeout_ms=settings.storage.busy_timeout_ms)
-    try:
-        store = Store(engine)
-        await store.ping()
-        before = await migrate.current_revision(engine)
-        await store.guard(migrate.upgrade(engine), "migrate")
-        after = await migrate.current_revision(engine)
-    finally:
-        await engine.dispose()
-    print(f"store {mask(url)}: schema {before or 'empty'} -> {after}")
+    async with Store.open(
+        settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=False
+    ) as store:
+        before, after = await store.migrate()
+    print(f"store {store.url_for_humans}: schema {before or 'empty'} -> {after}")
     return EXIT_OK
 
 

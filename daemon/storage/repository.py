@@ -82,7 +82,7 @@ class Store:
             store = cls(engine)
             await store.ping()
             if upgrade:
-                await store.guard(migrate.upgrade(engine), "migrate")
+                await store.migrate()
             yield store
         finally:
             await engine.dispose()
@@ -99,10 +99,18 @@ class Store:
         return result
 
     def _explain(self, err: DBAPIError, operation: str) -> str:
-        return (
-            f"cannot {operation} the database at {self.url_for_humans}: {_first_line(err)}; "
-            "check storage.url (or --db) and that the server is running"
+        what = (
+            f"cannot reach the database at {self.url_for_humans}"
+            if operation == "reach"
+            else (f"cannot {operation}: the database at {self.url_for_humans} is unavailable")
         )
+        return f"{what}: {_first_line(err)}; check storage.url (or --db) and that the server is running"
+
+    async def migrate(self) -> tuple[str | None, str | None]:
+        """Bring the schema to the newest revision; return the revisions before and after."""
+        before = await self.guard(migrate.current_revision(self.engine), "migrate")
+        await self.guard(migrate.upgrade(self.engine), "migrate")
+        return before, await self.guard(migrate.current_revision(self.engine), "migrate")
 
     async def ping(self) -> None:
         """Raise DatabaseUnreachableError unless the store answers a trivial query."""
