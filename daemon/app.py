@@ -106,9 +106,10 @@ class Daemon:
             drain = asyncio.ensure_future(runner.drain(grace))
             force = asyncio.ensure_future(self._force.wait())
             await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
-            force.cancel()
             drained = drain.done() and drain.result()
-            drain.cancel()
+            for waiter in (drain, force):
+                waiter.cancel()
+            await asyncio.gather(drain, force, return_exceptions=True)  # no task left behind
             if not drained:
                 log.warning("jobs_cancelled_at_stop", in_flight=runner.in_flight)
         finally:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -27,8 +26,6 @@ from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
-
-log = structlog.get_logger(__name__)
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -152,9 +149,7 @@ async def _cmd_config_check(_args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    async with Store.open(
-        settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=False
-    ) as store:
+    async with _open_store(settings, upgrade=False) as store:
         before, after = await store.migrate()
     print(f"store {store.url_for_humans}: schema {before or 'empty'} -> {after}")
     return EXIT_OK
@@ -269,8 +264,8 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
-def _open_store(settings: Settings) -> Any:  # noqa: ANN401 - an async context manager of Store
-    return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
+def _open_store(settings: Settings, *, upgrade: bool = True) -> Any:  # noqa: ANN401 - async context manager
+    return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=upgrade)
 
 
 def _print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:

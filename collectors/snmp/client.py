@@ -91,8 +91,8 @@ class SnmpClient:
         found: dict[str, Value] = {}
         cursor = column
         community = next(iter(self._communities(target)))
+        kind: Literal["bulk", "next"] = "bulk" if target.version == "2c" else "next"
         while len(found) < _MAX_WALK_ROWS:
-            kind: Literal["bulk", "next"] = "bulk" if target.version == "2c" else "next"
             answer = await self._request(target, community, kind, [cursor])
             if answer is None:
                 raise DeviceTimeoutError(target.address, 1)
