@@ -31,6 +31,24 @@ Value = int | bytes | str  # str only for OBJECT IDENTIFIER values, in dotted fo
 _MP_MODEL: Final = {"1": 0, "2c": 1}
 _BULK_REPETITIONS: Final = 16
 _MAX_WALK_ROWS: Final = 10_000  # a printer table is tens of rows; more means a looping agent
+# Well under the 484-octet minimum message size every agent must accept for short OIDs;
+# devices that take less answer tooBig and get half.
+_MAX_OIDS_PER_PDU: Final = 24
+_TOO_BIG: Final = 1
+_NO_SUCH_NAME: Final = 2
+
+
+class _ErrorStatus(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """An answer with a non-zero error-status; the callers decide what it means."""
+
+    def __init__(self, code: int, index: int, name: str) -> None:
+        super().__init__(name)
+        self.code = code
+        self.index = index
+        self.name = name
+
+    def describe(self) -> str:
+        return f"device answered error status {self.name} (index {self.index})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +74,8 @@ class SnmpClient:
         self._dispatcher: SnmpDispatcher | None = None
         # The community that answered last, per address: tried first next time.
         self._working_community: dict[str, str] = {}
+        # Resolving and building a transport target costs more than the request itself.
+        self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
 
     async def __aenter__(self) -> Self:
         self._dispatcher = SnmpDispatcher()
@@ -67,17 +87,45 @@ class SnmpClient:
             self._dispatcher = None
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> dict[str, Value]:
-        """GET ``oids``; OIDs the device does not have are left out of the result.
+        """GET ``oids`` in as few PDUs as the device takes; OIDs it lacks are left out.
+
+        Requests carry at most ``_MAX_OIDS_PER_PDU`` OIDs; a device that answers tooBig gets
+        the half-size request, down to one OID. On SNMPv1 a missing OID fails the whole PDU
+        (noSuchName): that OID is dropped and the rest asked again.
 
         Raises:
             DeviceTimeoutError: no community got an answer in time.
-            ProtocolError: the device answered with an error status.
+            ProtocolError: the device answered with another error status.
         """
+        found: dict[str, Value] = {}
+        unique = list(dict.fromkeys(oids))
+        for start in range(0, len(unique), _MAX_OIDS_PER_PDU):
+            found |= await self._get_batch(target, unique[start : start + _MAX_OIDS_PER_PDU])
+        return found
+
+    async def _get_batch(self, target: SnmpTarget, oids: list[str]) -> dict[str, Value]:
+        pending = list(oids)
+        while pending:
+            try:
+                answer = await self._get_answered(target, pending)
+            except _ErrorStatus as status:
+                if status.code == _TOO_BIG and len(pending) > 1:
+                    half = len(pending) // 2
+                    return await self._get_batch(target, pending[:half]) | await self._get_batch(target, pending[half:])
+                if status.code == _NO_SUCH_NAME and 0 < status.index <= len(pending):
+                    del pending[status.index - 1]
+                    continue
+                raise ProtocolError(target.address, status.describe()) from None
+            return {oid: value for oid, value in answer if value is not None}
+        return {}
+
+    async def _get_answered(self, target: SnmpTarget, oids: Sequence[str]) -> list[tuple[str, Value | None]]:
+        """One GET, trying the communities in order (the one that answered last first)."""
         for community in self._communities(target):
             answer = await self._request(target, community, "get", oids)
             if answer is not None:
                 self._working_community[target.address] = community
-                return {oid: value for oid, value in answer if value is not None}
+                return answer
         raise DeviceTimeoutError(target.address, len(target.communities))
 
     async def walk(self, target: SnmpTarget, column: str) -> dict[str, Value]:
@@ -93,7 +141,12 @@ class SnmpClient:
         community = next(iter(self._communities(target)))
         kind: Literal["bulk", "next"] = "bulk" if target.version == "2c" else "next"
         while len(found) < _MAX_WALK_ROWS:
-            answer = await self._request(target, community, kind, [cursor])
+            try:
+                answer = await self._request(target, community, kind, [cursor])
+            except _ErrorStatus as status:
+                if status.code == _NO_SUCH_NAME:  # SNMPv1's end of the MIB view
+                    return found
+                raise ProtocolError(target.address, status.describe()) from None
             if answer is None:
                 raise DeviceTimeoutError(target.address, 1)
             if not answer:
@@ -113,6 +166,16 @@ class SnmpClient:
             return [remembered, *(c for c in target.communities if c != remembered)]
         return list(target.communities)
 
+    async def _transport(self, target: SnmpTarget) -> UdpTransportTarget:
+        key = (target.host, target.port, target.timeout_s, target.retries)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = await UdpTransportTarget.create(
+                (target.host, target.port), timeout=target.timeout_s, retries=target.retries
+            )
+            self._transports[key] = transport
+        return transport
+
     async def _request(
         self, target: SnmpTarget, community: str, kind: Literal["get", "next", "bulk"], oids: Sequence[str]
     ) -> list[tuple[str, Value | None]] | None:
@@ -124,9 +187,7 @@ class SnmpClient:
         var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
         budget = target.timeout_s * (target.retries + 1) + 1.0
         try:
-            transport = await UdpTransportTarget.create(
-                (target.host, target.port), timeout=target.timeout_s, retries=target.retries
-            )
+            transport = await self._transport(target)
             async with asyncio.timeout(budget):
                 if kind == "get":
                     error, status, index, answer = await get_cmd(self._dispatcher, auth, transport, *var_binds)
@@ -145,7 +206,7 @@ class SnmpClient:
                 return None
             raise ProtocolError(target.address, str(error))
         if int(status) != 0:
-            raise ProtocolError(target.address, f"error status {status.prettyPrint()} at index {int(index)}")
+            raise _ErrorStatus(int(status), int(index), status.prettyPrint())
         return [(str(oid), _python_value(value)) for oid, value in answer]
 
 

@@ -1,0 +1,194 @@
+"""The SNMP collector: probe a device once, then read it with one GET per poll.
+
+The first poll of an address (and every ``replan_after_s``, or when the device at that
+address changes) walks the counter and supply tables and keeps a plan: which OIDs the
+device answers, which table rows carry which meter, each supply's name and capacity.
+Later polls GET exactly those OIDs, usually in one PDU; that is what keeps a round of
+thousands of printers cheap. Everything here returns typed readings; nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final, Self
+
+from collectors.snmp import printer_mib as pm
+from collectors.snmp.client import SnmpClient, SnmpTarget, Value
+from collectors.snmp.mapping import DeviceAnswers, DeviceReport, TableRow, build_report, text_of
+from collectors.snmp.profiles import Catalog, Profile, builtin_catalog
+from daemon.errors import CollectorError, ProtocolError
+
+DEFAULT_REPLAN_AFTER_S: Final = 6 * 3600.0
+
+
+@dataclass(slots=True)
+class _Plan:
+    profile: Profile
+    sys_object_id: Value | None
+    device_key: str
+    scalar_oids: list[str]
+    # Per profile table: row suffix -> (row key, OID of its value).
+    table_cells: list[dict[str, tuple[str, str]]]
+    # Per supply row: the columns that do not change between polls (name, type, capacity).
+    supply_rows: dict[str, dict[str, Value]]
+    made_at: float
+
+    def oids(self) -> list[str]:
+        cells = [oid for table in self.table_cells for _key, oid in table.values()]
+        levels = [f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in self.supply_rows]
+        return [*self.scalar_oids, *cells, *levels]
+
+
+class SnmpCollector:
+    """Polled collector: ``await collector.poll(target)`` -> DeviceReport. Enter with ``async with``."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        catalog: Catalog | None = None,
+        replan_after_s: float = DEFAULT_REPLAN_AFTER_S,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._site = site
+        self._catalog = catalog or builtin_catalog()
+        self._replan_after_s = replan_after_s
+        self._now = now
+        self._client = SnmpClient()
+        self._plans: dict[str, _Plan] = {}
+
+    async def __aenter__(self) -> Self:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.__aexit__(*exc)
+
+    def forget(self, target: SnmpTarget) -> None:
+        """Drop what is known about ``target``: its next poll probes it afresh."""
+        self._plans.pop(target.address, None)
+
+    async def poll(self, target: SnmpTarget) -> DeviceReport:
+        """Read one device.
+
+        Raises:
+            DeviceTimeoutError: it did not answer.
+            ProtocolError: it answered with errors, or is not something with a system group.
+        """
+        plan = self._plans.get(target.address)
+        if plan is None or time.monotonic() - plan.made_at > self._replan_after_s:
+            return await self._probe(target)
+        scalars = await self._client.get(target, plan.oids())
+        if scalars.get(pm.SYS_OBJECT_ID) != plan.sys_object_id:
+            return await self._probe(target)  # another device now answers at this address
+        answers = DeviceAnswers(
+            scalars=scalars,
+            tables=[
+                {suffix: TableRow(key, scalars[oid]) for suffix, (key, oid) in cells.items() if oid in scalars}
+                for cells in plan.table_cells
+            ],
+            supplies={
+                suffix: {**row, pm.SUPPLY_LEVEL: scalars[level]}
+                for suffix, row in plan.supply_rows.items()
+                if (level := f"{pm.SUPPLY_LEVEL}.{suffix}") in scalars
+            },
+        )
+        report = self._report(plan.profile, answers, target)
+        if report.reading.device.key != plan.device_key:
+            return await self._probe(target)  # same model, other serial: a swap; re-learn it
+        return report
+
+    async def _probe(self, target: SnmpTarget) -> DeviceReport:
+        self._plans.pop(target.address, None)
+        scalars = await self._client.get(target, pm.IDENTITY_OIDS)
+        if pm.SYS_OBJECT_ID not in scalars and pm.SYS_DESCR not in scalars:
+            raise ProtocolError(target.address, "answers SNMP but not sysObjectID/sysDescr; is this a printer?")
+        profile = self._catalog.match(_oid_text(scalars.get(pm.SYS_OBJECT_ID)), text_of(scalars.get(pm.SYS_DESCR)))
+        scalars |= await self._client.get(target, profile.scalar_oids())
+        tables = [await self._table(target, table.keys, table.values) for table in profile.tables]
+        supplies = await self._supply_rows(target)
+        answers = DeviceAnswers(
+            scalars=scalars,
+            tables=[{suffix: TableRow(key, value) for suffix, (key, _oid, value) in rows.items()} for rows in tables],
+            supplies=supplies,
+        )
+        report = self._report(profile, answers, target)
+        self._plans[target.address] = _Plan(
+            profile=profile,
+            sys_object_id=scalars.get(pm.SYS_OBJECT_ID),
+            device_key=report.reading.device.key,
+            # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
+            scalar_oids=list(scalars),
+            table_cells=[
+                {
+                    suffix: (key, oid)
+                    for suffix, (key, oid, _value) in rows.items()
+                    if profile_row_wanted(profile, i, key)
+                }
+                for i, rows in enumerate(tables)
+            ],
+            supply_rows={
+                suffix: {col: val for col, val in row.items() if col != pm.SUPPLY_LEVEL}
+                for suffix, row in supplies.items()
+            },
+            made_at=time.monotonic(),
+        )
+        return report
+
+    async def _table(self, target: SnmpTarget, keys: str | None, values: str) -> dict[str, tuple[str, str, Value]]:
+        """Rows of a counter table: suffix -> (key, value OID, value)."""
+        value_column = await self._client.walk(target, values)
+        key_column = await self._client.walk(target, keys) if keys else {}
+        rows: dict[str, tuple[str, str, Value]] = {}
+        for oid, value in value_column.items():
+            suffix = oid[len(values) + 1 :]
+            if keys is None:
+                rows[suffix] = (suffix, oid, value)
+            elif (key := _key_text(key_column.get(f"{keys}.{suffix}"))) is not None:
+                rows[suffix] = (key, oid, value)
+        return rows
+
+    async def _supply_rows(self, target: SnmpTarget) -> dict[str, dict[str, Value]]:
+        rows: dict[str, dict[str, Value]] = {}
+        for column in pm.SUPPLY_COLUMNS:
+            for oid, value in (await self._client.walk(target, column)).items():
+                rows.setdefault(oid[len(column) + 1 :], {})[column] = value
+        return {suffix: row for suffix, row in rows.items() if pm.SUPPLY_DESCRIPTION in row}
+
+    def _report(self, profile: Profile, answers: DeviceAnswers, target: SnmpTarget) -> DeviceReport:
+        return build_report(profile, answers, site=self._site, address=target.host, taken_at=self._now())
+
+
+def profile_row_wanted(profile: Profile, table_index: int, key: str) -> bool:
+    """Only rows that map onto a meter are read again on later polls."""
+    return profile.tables[table_index].lookup(key) is not None
+
+
+async def poll_many(
+    collector: SnmpCollector, targets: Sequence[SnmpTarget], *, concurrency: int
+) -> list[DeviceReport | CollectorError]:
+    """Poll every target, at most ``concurrency`` at once; one failure never stops the others."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(target: SnmpTarget) -> DeviceReport | CollectorError:
+        async with gate:
+            try:
+                return await collector.poll(target)
+            except CollectorError as err:
+                return err
+
+    return list(await asyncio.gather(*(one(target) for target in targets)))
+
+
+def _oid_text(value: Value | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _key_text(value: Value | None) -> str | None:
+    if isinstance(value, int):
+        return str(value)  # a type-code column (Ricoh)
+    return text_of(value)
