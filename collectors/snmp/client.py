@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
+import structlog
 from pyasn1.type import univ
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v1arch.asyncio import (
@@ -26,6 +27,8 @@ from pysnmp.proto import rfc1905
 from pysnmp.proto.rfc1902 import ObjectName
 
 from daemon.errors import DeviceTimeoutError, ProtocolError
+
+_log = structlog.get_logger(__name__)
 
 Value = int | bytes | str  # str only for OBJECT IDENTIFIER values, in dotted form
 _MP_MODEL: Final = {"1": 0, "2c": 1}
@@ -112,6 +115,9 @@ class SnmpClient:
                 if status.code == _TOO_BIG and len(pending) > 1:
                     half = len(pending) // 2
                     return await self._get_batch(target, pending[:half]) | await self._get_batch(target, pending[half:])
+                if status.code == _TOO_BIG:  # one value too big to send: the device cannot give it at all
+                    _log.warning("snmp_value_too_big", address=target.address, oid=pending[0])
+                    return {}
                 if status.code == _NO_SUCH_NAME and 0 < status.index <= len(pending):
                     del pending[status.index - 1]
                     continue
@@ -140,11 +146,15 @@ class SnmpClient:
         cursor = column
         community = next(iter(self._communities(target)))
         kind: Literal["bulk", "next"] = "bulk" if target.version == "2c" else "next"
+        repetitions = _BULK_REPETITIONS
         while len(found) < _MAX_WALK_ROWS:
             try:
-                answer = await self._request(target, community, kind, [cursor])
+                answer = await self._request(target, community, kind, [cursor], repetitions)
             except _ErrorStatus as status:
-                if status.code == _NO_SUCH_NAME:  # SNMPv1's end of the MIB view
+                if status.code == _TOO_BIG and kind == "bulk" and repetitions > 1:
+                    repetitions //= 2  # fewer rows per answer, as RFC 3416 asks of the manager
+                    continue
+                if status.code in {_NO_SUCH_NAME, _TOO_BIG}:  # v1's end of view; a next value never sendable
                     return found
                 raise ProtocolError(target.address, status.describe()) from None
             if answer is None:
@@ -177,7 +187,12 @@ class SnmpClient:
         return transport
 
     async def _request(
-        self, target: SnmpTarget, community: str, kind: Literal["get", "next", "bulk"], oids: Sequence[str]
+        self,
+        target: SnmpTarget,
+        community: str,
+        kind: Literal["get", "next", "bulk"],
+        oids: Sequence[str],
+        repetitions: int = _BULK_REPETITIONS,
     ) -> list[tuple[str, Value | None]] | None:
         """One request; None on timeout, (oid, None) for an OID the device lacks."""
         if self._dispatcher is None:
@@ -195,7 +210,7 @@ class SnmpClient:
                     error, status, index, answer = await next_cmd(self._dispatcher, auth, transport, *var_binds)
                 else:
                     error, status, index, answer = await bulk_cmd(
-                        self._dispatcher, auth, transport, 0, _BULK_REPETITIONS, *var_binds
+                        self._dispatcher, auth, transport, 0, repetitions, *var_binds
                     )
         except TimeoutError:
             return None

@@ -24,6 +24,7 @@ from tests.conftest import free_port
 REPO = Path(__file__).resolve().parents[2]
 WALKS = REPO.parent / "shared" / "walks"
 LAUNCHER = REPO / "tests" / "snmpsim_launcher.py"
+CRAFTED = REPO / "tests" / "fixtures" / "snmp"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         sys.executable,
         str(LAUNCHER),
         f"--data-dir={data_dir}",
+        f"--data-dir={CRAFTED}",
         f"--cache-dir={cache}",
         f"--agent-udpv4-endpoint=127.0.0.1:{port}",
     ]

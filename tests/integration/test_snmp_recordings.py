@@ -13,9 +13,9 @@ from tests.integration.conftest import WALKS, Simulator
 RECORDINGS = sorted(p.name for p in (WALKS / "librenms").glob("*.snmprec"))
 
 
-async def _poll(snmpsim: Simulator, community: str) -> Reading:
+async def _poll(snmpsim: Simulator, community: str, version: str) -> Reading:
     async with SnmpCollector(site="test") as collector:
-        return (await collector.poll(snmpsim.target(community))).reading
+        return (await collector.poll(snmpsim.target(community, version=version))).reading
 
 
 def _check_against_expected(reading: Reading, expected: dict[str, Any]) -> None:
@@ -35,10 +35,11 @@ def _check_against_expected(reading: Reading, expected: dict[str, Any]) -> None:
         assert toner["level_percent"] in supplies.get(toner["name"].strip(), []), toner["name"]
 
 
+@pytest.mark.parametrize("version", ["1", "2c"])
 @pytest.mark.parametrize("recording", RECORDINGS)
-async def test_recording_reads_as_expected(snmpsim: Simulator, recording: str) -> None:
+async def test_recording_reads_as_expected(snmpsim: Simulator, recording: str, version: str) -> None:
     expected = snmpsim.expected["files"][recording]
-    reading = await _poll(snmpsim, expected["community"])
+    reading = await _poll(snmpsim, expected["community"], version)
     _check_against_expected(reading, expected)
 
 
