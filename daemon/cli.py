@@ -1,4 +1,4 @@
-"""The `meterd` command line: run, config check, db upgrade, readings, devices, ingest, dead-letters."""
+"""The `meterd` command line: run, poll, config check, db upgrade, readings, devices, ingest, dead-letters."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
+from daemon.snmp_commands import add_poll_parser
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
 
@@ -62,7 +63,7 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     if args.db:
         overrides["storage"] = {"url": args.db}
     path = resolve_config_path(getattr(args, "config_file", None) or args.config, os.environ)
-    if path is None and not args.db:
+    if path is None and not args.db and not getattr(args, "config_optional", False):
         tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
         reason = f"no configuration file found (tried $METERD_CONFIG, {tried}); pass --config FILE"
         raise ConfigError("meterd", "", reason)
@@ -120,6 +121,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", parents=[common], help="store readings from a reading-v1 JSON file")
     ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
     ingest.set_defaults(handler=_cmd_ingest)
+
+    add_poll_parser(sub, common)
 
     dead = sub.add_parser("dead-letters", parents=[common], help="show rejected input, newest first")
     dead.add_argument("--limit", type=int, default=20)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from collectors import wire
 from collectors.base import Reading
 from collectors.snmp.collector import SnmpCollector
+from daemon.cli import main
+from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
 
 RECORDINGS = sorted(p.name for p in (WALKS / "librenms").glob("*.snmprec"))
@@ -51,3 +55,38 @@ async def test_second_poll_from_the_plan_reads_the_same(snmpsim: Simulator, reco
         second = (await collector.poll(snmpsim.target(expected["community"]))).reading
     assert (second.device, second.meters, second.supplies) == (first.device, first.meters, first.supplies)
     _check_against_expected(second, expected)
+
+
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_meterd_poll_json_is_reading_v1_and_as_expected(
+    snmpsim: Simulator, recording: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = snmpsim.expected["files"][recording]
+    code = main(["poll", f"127.0.0.1:{snmpsim.port}", "--community", expected["community"], "--format", "json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert len(printed) == 1
+    reading = wire.decode(json.dumps(printed[0]).encode(), source="test")  # the wire schema, strictly
+    _check_against_expected(reading, expected)
+
+
+def test_meterd_poll_table_names_device_meters_and_supplies(
+    snmpsim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["poll", f"127.0.0.1:{snmpsim.port}", "--community", "konica_c250i"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Konica Minolta bizhub C250i  serial AA2M021115700" in out
+    assert "print_color" in out
+    assert "6,711" in out
+    assert "Toner (Black)" in out
+    assert "86 %" in out
+
+
+def test_meterd_poll_of_a_silent_host_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["poll", f"127.0.0.1:{free_port()}", "--timeout", "0.2", "--retries", "0", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert json.loads(captured.out) == []
+    assert captured.err.count("\n") == 1
+    assert "no SNMP answer" in captured.err

@@ -1,0 +1,118 @@
+"""`meterd poll`: read printers once, on the spot; no configuration or database needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Final, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from collectors import wire
+from collectors.snmp.client import SnmpTarget
+from collectors.snmp.collector import SnmpCollector, poll_many
+from collectors.snmp.mapping import DeviceReport
+from daemon.errors import CollectorError
+from daemon.settings import Settings
+
+EXIT_ANSWERED: Final = 0
+EXIT_NO_ANSWER: Final = 2
+
+
+def add_poll_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    poll = sub.add_parser(
+        "poll",
+        parents=[common],
+        help="read printers once over SNMP and print what they report",
+        description="Exit 0 when every device answered, 2 when one did not (the reason on stderr).",
+    )
+    poll.add_argument("hosts", nargs="+", metavar="HOST[:PORT]", help="address or name, port 161 unless given")
+    poll.add_argument(
+        "--community",
+        action="append",
+        metavar="C",
+        help="community to try (repeat for several, tried in order); default snmp.communities",
+    )
+    poll.add_argument("--snmp-version", choices=["1", "2c"], default="2c")
+    poll.add_argument("--timeout", type=float, metavar="S", help="seconds per attempt (default snmp.timeout_s)")
+    poll.add_argument("--retries", type=int, help="retries after a timeout (default snmp.retries)")
+    poll.add_argument("--format", choices=["table", "json"], default="table")
+    poll.set_defaults(handler=cmd_poll, config_optional=True)
+
+
+def parse_host(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+
+    Raises:
+        argparse.ArgumentTypeError: the port is not 1-65535.
+    """
+    host, port = text, "161"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "161"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:  # noqa: PLR2004 - the UDP port range
+        msg = f"{text!r}: port must be 1-65535"
+        raise argparse.ArgumentTypeError(msg)
+    return host, int(port)
+
+
+async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
+    communities = tuple(args.community or [c.get_secret_value() for c in settings.snmp.communities])
+    try:
+        addresses = [parse_host(host) for host in args.hosts]
+    except argparse.ArgumentTypeError as err:
+        print(f"meterd poll: {err}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    targets = [
+        SnmpTarget(
+            host=host,
+            port=port,
+            version=args.snmp_version,
+            communities=communities,
+            timeout_s=args.timeout or settings.snmp.timeout_s,
+            retries=settings.snmp.retries if args.retries is None else args.retries,
+        )
+        for host, port in addresses
+    ]
+    async with SnmpCollector(site=settings.site) as collector:
+        results = await poll_many(collector, targets, concurrency=settings.snmp.max_concurrency)
+    reports = [r for r in results if isinstance(r, DeviceReport)]
+    for failure in (r for r in results if isinstance(r, CollectorError)):
+        print(f"meterd poll: {failure}", file=sys.stderr)
+    if args.format == "json":
+        json.dump([wire.encode(report.reading) for report in reports], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for report in reports:
+            print_report(report, sys.stdout)
+    return EXIT_ANSWERED if len(reports) == len(results) else EXIT_NO_ANSWER
+
+
+def print_report(report: DeviceReport, out: TextIO) -> None:
+    """What a technician reads on site: who answered, every meter, every supply, what went wrong."""
+    reading = report.reading
+    device = reading.device
+    console = Console(file=out, width=None if out.isatty() else 100)
+    title = " ".join(part for part in (device.vendor, device.model) if part) or "unknown device"
+    console.print(f"[bold]{title}[/bold]  serial {device.key}  at {device.address}  (profile {report.profile})")
+    meters = Table(title="meters", title_justify="left")
+    for column, justify in (("meter", "left"), ("value", "right"), ("unit", "left"), ("", "left")):
+        meters.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for value in reading.meters:
+        meters.add_row(value.meter.value, f"{value.value:,}", value.unit.value, "derived" if value.derived else "")
+    console.print(meters if reading.meters else "no page counters reported")
+    if reading.supplies:
+        supplies = Table(title="supplies", title_justify="left")
+        for column in ("supply", "kind", "level"):
+            supplies.add_column(column, justify="right" if column == "level" else "left")
+        for item in reading.supplies:
+            level = "unknown" if item.level_percent is None else f"{item.level_percent} %"
+            supplies.add_row(item.name, item.kind, level)
+        console.print(supplies)
+    for problem in report.problems:
+        console.print(f"[yellow]could not read[/yellow] {problem}")
+    console.print()
