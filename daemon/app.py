@@ -12,6 +12,7 @@ from typing import Final
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from collectors.snmp.collector import SnmpCollector
 from daemon.clock import Clock, utc_now
 from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
@@ -68,7 +69,8 @@ class Daemon:
             await store.migrate()
             stack.push_async_callback(self._flush, store)
             pipeline = Pipeline(store, self.metrics, self._clock)
-            jobs = build_jobs(settings, store, pipeline, self.metrics)
+            collector = await stack.enter_async_context(SnmpCollector(site=settings.site))
+            jobs = build_jobs(settings, store, pipeline, self.metrics, collector)
             runner = JobRunner(self.metrics, self._clock)
             log.info(
                 "daemon_started",

@@ -53,6 +53,7 @@ class CollectorError(MeterdError):
 
     def __init__(self, address: str, message: str) -> None:
         self.address = address
+        self.message = message
         super().__init__(f"{address}: {message}")
 
 

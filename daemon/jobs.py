@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collectors.snmp.collector import SnmpCollector
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.polling import PollRound
 from daemon.scheduler import Job
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 
 
-def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics) -> list[Job]:
-    """Every job this configuration asks for."""
-    del pipeline  # the poll job (SNMP collector) emits into it
+def build_jobs(
+    settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, collector: SnmpCollector
+) -> list[Job]:
+    """Every job this configuration asks for: the SNMP poll round when targets are configured, and upkeep."""
 
     async def maintain_store() -> None:
         await store.maintain()
         metrics.devices.set(await store.count_devices())
 
-    return [Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store)]
+    jobs = []
+    poll_round = PollRound(settings, collector, pipeline, metrics)
+    if poll_round.targets:
+        jobs.append(Job("snmp_poll", settings.scheduler.poll_interval_s, poll_round.run))
+    jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
+    return jobs

@@ -61,3 +61,14 @@ class Metrics:
         self.db_errors = Counter("meterd_db_errors_total", "Store operations that failed.", ["operation"], registry=r)
         self.devices = Gauge("meterd_devices", "Devices known to the store.", registry=r)
         self.scheduler_running = Gauge("meterd_scheduler_running", "1 while the job scheduler runs.", registry=r)
+        self.device_up = Gauge(
+            "meterd_device_up", "1 if the device answered its last poll, 0 if not.", ["address"], registry=r
+        )
+        self.snmp_polls = Counter(
+            "meterd_snmp_polls_total", "Device polls by outcome (ok, timeout, error).", ["outcome"], registry=r
+        )
+        self.udp_receive_errors = Counter(
+            "meterd_udp_receive_errors_total",
+            "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",
+            registry=r,
+        )

@@ -65,19 +65,48 @@ def _check_host(host: str) -> str:
     if not host.strip():
         msg = "must not be empty"
         raise ValueError(msg)
+    if "/" in host:
+        return _check_network(host)
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if any(c.isspace() for c in host) or "/" in host:
-            msg = f"{host!r} is not an IP address or host name"
+        if any(c.isspace() for c in host):
+            msg = f"{host!r} is not an IP address, CIDR range or host name"
             raise ValueError(msg) from None
     return host
+
+
+MAX_RANGE_ADDRESSES: Final = 65_536
+
+
+def _check_network(text: str) -> str:
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        msg = f"{text!r} is not a CIDR range (e.g. 10.0.4.0/24)"
+        raise ValueError(msg) from None
+    if network.num_addresses > MAX_RANGE_ADDRESSES:
+        msg = f"{text!r} spans {network.num_addresses} addresses; split it (at most a /16)"
+        raise ValueError(msg)
+    return text
+
+
+def _check_host_or_network(text: str) -> str:
+    if "/" in text:
+        return _check_network(text)
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        msg = f"{text!r} is not an IP address or CIDR range"
+        raise ValueError(msg) from None
+    return text
 
 
 Port = Annotated[int, AfterValidator(_check_port)]
 Listen = Annotated[str, AfterValidator(_check_listen)]
 Site = Annotated[str, AfterValidator(_check_site)]
 Host = Annotated[str, AfterValidator(_check_host)]
+AddressOrRange = Annotated[str, AfterValidator(_check_host_or_network)]
 
 
 class _Section(BaseModel):
@@ -127,6 +156,7 @@ class SnmpTarget(_Section):
         default=None,
         description="Tried in order; unset means snmp.communities.",
     )
+    exclude: list[AddressOrRange] = Field(default_factory=list, description="left out of a CIDR range")
 
 
 class SnmpSettings(_Section):
@@ -134,6 +164,8 @@ class SnmpSettings(_Section):
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
     max_concurrency: int = Field(default=64, ge=1, le=4096)
+    # A device that keeps timing out (asleep, unplugged) is tried after 1, 2, 4 … rounds, up to this.
+    max_backoff_s: int = Field(default=3600, ge=0, le=86_400)
     targets: list[SnmpTarget] = Field(default_factory=list)
 
 

@@ -8,12 +8,14 @@ SNMPv3 targets only. No MIBs are loaded: profiles name numeric OIDs.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Self
 
 import structlog
 from pyasn1.type import univ
+from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v1arch.asyncio import (
     CommunityData,
@@ -37,6 +39,8 @@ _MAX_WALK_ROWS: Final = 10_000  # a printer table is tens of rows; more means a 
 # Well under the 484-octet minimum message size every agent must accept for short OIDs;
 # devices that take less answer tooBig and get half.
 _MAX_OIDS_PER_PDU: Final = 24
+# The kernel caps this at net.core.rmem_max unless raised there too (see bench/README.md).
+_RECEIVE_BUFFER_BYTES: Final = 8 * 1024 * 1024
 _TOO_BIG: Final = 1
 _NO_SUCH_NAME: Final = 2
 
@@ -79,6 +83,7 @@ class SnmpClient:
         self._working_community: dict[str, str] = {}
         # Resolving and building a transport target costs more than the request itself.
         self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
+        self._receive_buffer_set = False
 
     async def __aenter__(self) -> Self:
         self._dispatcher = SnmpDispatcher()
@@ -176,6 +181,26 @@ class SnmpClient:
             return [remembered, *(c for c in target.communities if c != remembered)]
         return list(target.communities)
 
+    def _enlarge_receive_buffer(self) -> None:
+        """Give pysnmp's one UDP socket room for a round's answers arriving at once.
+
+        At hundreds of requests in flight the default buffer overflows, the kernel drops
+        answers (UdpRcvbufErrors) and healthy printers look dead. The socket exists only
+        after the first send, so this runs after the first request.
+        """
+        if self._dispatcher is None:
+            return
+        carrier = self._dispatcher.transport_dispatcher.get_transport(udp.DOMAIN_NAME)
+        datagram_transport = getattr(carrier, "transport", None)
+        sock = datagram_transport.get_extra_info("socket") if datagram_transport is not None else None
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
+        except OSError as err:
+            _log.warning("snmp_receive_buffer_not_set", error=str(err))
+        self._receive_buffer_set = True
+
     async def _transport(self, target: SnmpTarget) -> UdpTransportTarget:
         key = (target.host, target.port, target.timeout_s, target.retries)
         transport = self._transports.get(key)
@@ -216,6 +241,8 @@ class SnmpClient:
             return None
         except PySnmpError as err:
             raise ProtocolError(target.address, f"SNMP failure: {err}") from err
+        if not self._receive_buffer_set:
+            self._enlarge_receive_buffer()
         if error is not None:
             if "timeout" in str(error).lower():
                 return None

@@ -1,0 +1,163 @@
+"""Scheduled SNMP poll rounds: configured targets -> collector -> the one pipeline.
+
+Also keeps each device's up/down state: a device that stops answering is logged once
+when it goes down and once when it is back (``meterd_device_up``), and is retried with
+back-off rather than hammered every round (sleeping printers wake slowly).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from collectors.snmp.client import SnmpTarget
+from collectors.snmp.collector import SnmpCollector, poll_many
+from collectors.snmp.mapping import DeviceReport
+from daemon.errors import CollectorError, DeviceTimeoutError
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_PROC_NET_SNMP: Final = Path("/proc/net/snmp")
+
+
+def expand_targets(settings: Settings) -> list[SnmpTarget]:
+    """Every address to poll: hosts as given, CIDR ranges as their host addresses minus exclusions."""
+    default_communities = tuple(c.get_secret_value() for c in settings.snmp.communities)
+    targets: dict[tuple[str, int], SnmpTarget] = {}
+    for entry in settings.snmp.targets:
+        communities = tuple(c.get_secret_value() for c in entry.communities) if entry.communities else None
+        for host in _hosts(entry.host, entry.exclude):
+            targets[(host, entry.port)] = SnmpTarget(
+                host=host,
+                port=entry.port,
+                version=entry.version,
+                communities=communities or default_communities,
+                timeout_s=settings.snmp.timeout_s,
+                retries=settings.snmp.retries,
+            )
+    return list(targets.values())
+
+
+def _hosts(host: str, exclude: list[str]) -> Iterator[str]:
+    if "/" not in host:
+        yield host
+        return
+    excluded = [ipaddress.ip_network(e, strict=False) for e in exclude]
+    network = ipaddress.ip_network(host, strict=False)
+    for address in network.hosts() if network.num_addresses > 2 else network:  # noqa: PLR2004 - /31, /32
+        if not any(address in net for net in excluded):
+            yield str(address)
+
+
+@dataclass(slots=True)
+class _Health:
+    up: bool | None = None  # None: not heard from yet
+    failures: int = 0
+    down_since: float = 0.0
+    next_try: float = 0.0
+    problems: frozenset[str] = field(default_factory=frozenset)
+
+
+class PollRound:
+    """One configured fleet, polled a round at a time; call :meth:`run` from the scheduler."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        collector: SnmpCollector,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._targets = expand_targets(settings)
+        self._collector = collector
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._monotonic = monotonic
+        self._concurrency = settings.snmp.max_concurrency
+        self._interval_s = settings.scheduler.poll_interval_s
+        self._max_backoff_s = settings.snmp.max_backoff_s
+        self._health: dict[str, _Health] = {t.address: _Health() for t in self._targets}
+
+    @property
+    def targets(self) -> list[SnmpTarget]:
+        return list(self._targets)
+
+    async def run(self) -> None:
+        now = self._monotonic()
+        due = [t for t in self._targets if self._health[t.address].next_try <= now]
+        drops_before = udp_receive_errors()
+        results = await poll_many(self._collector, due, concurrency=self._concurrency)
+        drops = udp_receive_errors() - drops_before
+        if drops > 0:
+            self._metrics.udp_receive_errors.inc(drops)
+            log.warning("udp_answers_dropped_by_kernel", dropped=drops, hint="lower snmp.max_concurrency")
+        reports = []
+        for target, result in zip(due, results, strict=True):
+            if isinstance(result, DeviceReport):
+                reports.append(result)
+                self._answered(target, result)
+            else:
+                self._silent(target, result)
+        if reports:
+            await self._pipeline.emit([r.reading for r in reports])
+        log.info(
+            "poll_round_done",
+            targets=len(self._targets),
+            polled=len(due),
+            answered=len(reports),
+            skipped_backing_off=len(self._targets) - len(due),
+        )
+
+    def _answered(self, target: SnmpTarget, report: DeviceReport) -> None:
+        health = self._health[target.address]
+        self._metrics.snmp_polls.labels(outcome="ok").inc()
+        self._metrics.device_up.labels(address=target.address).set(1)
+        if health.up is False:
+            log.info("device_up", address=target.address, down_for_s=round(self._monotonic() - health.down_since))
+        problems = frozenset(report.problems)
+        if problems != health.problems:
+            for problem in sorted(problems - health.problems):
+                log.warning(
+                    "meter_unreadable", address=target.address, device=report.reading.device.key, problem=problem
+                )
+            health.problems = problems
+        health.up, health.failures, health.next_try = True, 0, 0.0
+
+    def _silent(self, target: SnmpTarget, error: CollectorError) -> None:
+        health = self._health[target.address]
+        outcome = "timeout" if isinstance(error, DeviceTimeoutError) else "error"
+        self._metrics.snmp_polls.labels(outcome=outcome).inc()
+        self._metrics.device_up.labels(address=target.address).set(0)
+        now = self._monotonic()
+        if health.up is not False:
+            log.warning("device_down", address=target.address, reason=error.message)
+            health.down_since = now
+        health.up = False
+        health.failures += 1
+        # Next try after 1, 2, 4 … rounds (the first retry is the very next round); half a
+        # round of slack so a round that fires a little early still counts.
+        delay = min(self._interval_s * 2 ** (health.failures - 1), self._max_backoff_s)
+        health.next_try = now + delay - self._interval_s / 2
+        if isinstance(error, DeviceTimeoutError):
+            self._collector.forget(target)  # whatever answers next at that address is probed afresh
+
+
+def udp_receive_errors() -> int:
+    """The host's UDP receive-buffer drop count (Linux /proc/net/snmp RcvbufErrors); 0 elsewhere."""
+    try:
+        lines = [line.split() for line in _PROC_NET_SNMP.read_text().splitlines() if line.startswith("Udp:")]
+    except OSError:
+        return 0
+    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:  # noqa: PLR2004 - header line and value line
+        return 0
+    return int(lines[1][lines[0].index("RcvbufErrors")])
