@@ -30,6 +30,10 @@ class _Plan:
     profile: Profile
     sys_object_id: Value | None
     device_key: str
+    # Strings that describe the device (sysDescr, model, IEEE 1284 ID, MAC) are kept from the
+    # probe: decoding them every poll is most of a poll's CPU. sysObjectID and the serial are
+    # asked every time, so a swap is still seen at once; the rest refreshes at the next probe.
+    static: dict[str, Value]
     scalar_oids: list[str]
     # Per profile table: row suffix -> (row key, OID of its value).
     table_cells: list[dict[str, tuple[str, str]]]
@@ -59,7 +63,8 @@ class SnmpCollector:
         self._replan_after_s = replan_after_s
         self._now = now
         self._client = SnmpClient()
-        self._plans: dict[str, _Plan] = {}
+        # Keyed by the whole target: one address may serve several devices by community (simulators, proxies).
+        self._plans: dict[SnmpTarget, _Plan] = {}
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
@@ -70,7 +75,7 @@ class SnmpCollector:
 
     def forget(self, target: SnmpTarget) -> None:
         """Drop what is known about ``target``: its next poll probes it afresh."""
-        self._plans.pop(target.address, None)
+        self._plans.pop(target, None)
 
     async def poll(self, target: SnmpTarget) -> DeviceReport:
         """Read one device.
@@ -79,14 +84,14 @@ class SnmpCollector:
             DeviceTimeoutError: it did not answer.
             ProtocolError: it answered with errors, or is not something with a system group.
         """
-        plan = self._plans.get(target.address)
+        plan = self._plans.get(target)
         if plan is None or time.monotonic() - plan.made_at > self._replan_after_s:
             return await self._probe(target)
         scalars = await self._client.get(target, plan.oids())
         if scalars.get(pm.SYS_OBJECT_ID) != plan.sys_object_id:
             return await self._probe(target)  # another device now answers at this address
         answers = DeviceAnswers(
-            scalars=scalars,
+            scalars={**plan.static, **scalars},
             tables=[
                 {suffix: TableRow(key, scalars[oid]) for suffix, (key, oid) in cells.items() if oid in scalars}
                 for cells in plan.table_cells
@@ -103,7 +108,7 @@ class SnmpCollector:
         return report
 
     async def _probe(self, target: SnmpTarget) -> DeviceReport:
-        self._plans.pop(target.address, None)
+        self._plans.pop(target, None)
         scalars = await self._client.get(target, pm.IDENTITY_OIDS)
         if pm.SYS_OBJECT_ID not in scalars and pm.SYS_DESCR not in scalars:
             raise ProtocolError(target.address, "answers SNMP but not sysObjectID/sysDescr; is this a printer?")
@@ -117,12 +122,21 @@ class SnmpCollector:
             supplies=supplies,
         )
         report = self._report(profile, answers, target)
-        self._plans[target.address] = _Plan(
+        static_oids = {
+            pm.SYS_DESCR,
+            pm.HR_DEVICE_DESCR,
+            pm.PRT_MARKER_COUNTER_UNIT,
+            *pm.IF_PHYS_ADDRESSES,
+            *profile.identity.model,
+            *profile.identity.device_id,
+        }
+        self._plans[target] = _Plan(
             profile=profile,
             sys_object_id=scalars.get(pm.SYS_OBJECT_ID),
             device_key=report.reading.device.key,
+            static={oid: value for oid, value in scalars.items() if oid in static_oids},
             # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
-            scalar_oids=list(scalars),
+            scalar_oids=[oid for oid in scalars if oid not in static_oids],
             table_cells=[
                 {
                     suffix: (key, oid)
