@@ -29,6 +29,7 @@ from daemon.demo.run import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.polling import udp_receive_errors
 from daemon.storage.repository import Store
 
 MODEL = "konica_c300i"  # a colour MFP: private counters, four toners
@@ -41,12 +42,14 @@ class Figures:
     cpu_s: float
     wall_s: float
     missed: int = 0
+    kernel_drops: int = 0
 
     def line(self) -> str:
         per_k = self.cpu_s / self.polls * 1000 if self.polls else float("nan")
         return (
             f"{self.label:<34} {self.polls:>6} polls  {per_k:6.2f} CPU-s/1k  "
-            f"{self.polls / self.wall_s:8.0f} polls/s  wall {self.wall_s:6.2f} s  missed live {self.missed}"
+            f"{self.polls / self.wall_s:8.0f} polls/s  wall {self.wall_s:6.2f} s  missed live {self.missed:>4}  "
+            f"UDP drops {self.kernel_drops}"
         )
 
 
@@ -64,12 +67,19 @@ def _peak_rss_mb() -> float:
 async def _round(
     label: str, collector: SnmpCollector, pipeline: Pipeline, targets: list[SnmpTarget], live: set[SnmpTarget]
 ) -> Figures:
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall, drops = time.process_time(), time.perf_counter(), udp_receive_errors()
     results = await poll_many(collector, targets, concurrency=256)
     reports = [r for r in results if isinstance(r, DeviceReport)]
     await pipeline.emit([r.reading for r in reports])
     answered = {t for t, r in zip(targets, results, strict=True) if isinstance(r, DeviceReport)}
-    return Figures(label, len(targets), time.process_time() - cpu, time.perf_counter() - wall, len(live - answered))
+    return Figures(
+        label,
+        len(targets),
+        time.process_time() - cpu,
+        time.perf_counter() - wall,
+        len(live - answered),
+        udp_receive_errors() - drops,
+    )
 
 
 def _ezsnmp_round(targets: list[SnmpTarget], oids: list[str]) -> Figures:
