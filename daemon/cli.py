@@ -24,7 +24,7 @@ from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
-from daemon.snmp_commands import add_poll_parser
+from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
 
@@ -123,6 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=_cmd_ingest)
 
     add_poll_parser(sub, common)
+    add_discover_parser(sub, common)
 
     demo = sub.add_parser(
         "demo",

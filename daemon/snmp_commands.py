@@ -1,10 +1,11 @@
-"""`meterd poll`: read printers once, on the spot; no configuration or database needed."""
+"""`meterd poll` and `meterd discover`: read or find printers on the spot; no database needed."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Final, TextIO
 
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.table import Table
 from collectors import wire
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
+from collectors.snmp.discovery import addresses, discover
 from collectors.snmp.mapping import DeviceReport
 from daemon.errors import CollectorError
 from daemon.settings import Settings
@@ -40,6 +42,69 @@ def add_poll_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], co
     poll.add_argument("--retries", type=int, help="retries after a timeout (default snmp.retries)")
     poll.add_argument("--format", choices=["table", "json"], default="table")
     poll.set_defaults(handler=cmd_poll, config_optional=True)
+
+
+def add_discover_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    discover = sub.add_parser(
+        "discover",
+        parents=[common],
+        help="find printers in an address range (rate-limited) and list or add them",
+        description="Sends one small GET per address, at most --rate per second, then reads what answered "
+        "as a printer. Never floods a subnet.",
+    )
+    discover.add_argument("networks", nargs="+", metavar="CIDR", help="e.g. 10.0.4.0/24 or one address")
+    discover.add_argument("--port", type=int, default=161)
+    discover.add_argument("--community", action="append", metavar="C", help="repeatable; default snmp.communities")
+    discover.add_argument("--snmp-version", choices=["1", "2c"], default="2c")
+    discover.add_argument("--rate", type=float, default=20.0, help="new addresses per second (default 20)")
+    discover.add_argument("--timeout", type=float, default=1.0, metavar="S")
+    discover.add_argument("--format", choices=["table", "json"], default="table")
+    discover.add_argument(
+        "--append-to", metavar="FILE", help="append a [[snmp.targets]] block per printer found to this config file"
+    )
+    discover.set_defaults(handler=cmd_discover, config_optional=True)
+
+
+async def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
+    communities = tuple(args.community or [c.get_secret_value() for c in settings.snmp.communities])
+    try:
+        hosts = [host for network in args.networks for host in addresses(network)]
+    except ValueError as err:
+        print(f"meterd discover: {err}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    targets = [
+        SnmpTarget(host, args.port, args.snmp_version, communities, timeout_s=args.timeout, retries=0) for host in hosts
+    ]
+    async with SnmpCollector(site=settings.site) as collector:
+        found = await discover(collector, targets, rate=args.rate, concurrency=settings.snmp.max_concurrency)
+    if args.format == "json":
+        rows = [{**wire.encode(r.reading)["device"], "profile": r.profile} for r in found]
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        table = Table(title=f"{len(found)} printer(s) in {len(hosts)} address(es)", title_justify="left")
+        for column in ("address", "vendor", "model", "serial", "profile"):
+            table.add_column(column)
+        for report in found:
+            device = report.reading.device
+            table.add_row(device.address or "", device.vendor or "", device.model or "", device.key, report.profile)
+        Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120).print(table)
+    if args.append_to and found:
+        _append_targets(Path(args.append_to), found, args.port, args.snmp_version)
+        print(f"appended {len(found)} target(s) to {args.append_to}", file=sys.stderr)
+    return EXIT_ANSWERED if found else EXIT_NO_ANSWER
+
+
+def _append_targets(path: Path, found: list[DeviceReport], port: int, version: str) -> None:
+    with path.open("a", encoding="utf-8") as config:
+        for report in found:
+            device = report.reading.device
+            config.write(
+                f"\n# {device.vendor or ''} {device.model or ''} {device.key} (found by meterd discover)\n"
+                f'[[snmp.targets]]\nhost = "{device.address}"\nport = {port}\nversion = "{version}"\n'
+            )
 
 
 def parse_host(text: str) -> tuple[str, int]:

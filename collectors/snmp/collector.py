@@ -73,6 +73,11 @@ class SnmpCollector:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.__aexit__(*exc)
 
+    @property
+    def client(self) -> SnmpClient:
+        """The SNMP client this collector polls through (discovery sweeps with it too)."""
+        return self._client
+
     def forget(self, target: SnmpTarget) -> None:
         """Drop what is known about ``target``: its next poll probes it afresh."""
         self._plans.pop(target, None)
