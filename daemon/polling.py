@@ -19,10 +19,11 @@ import structlog
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
+from collectors.snmp.v3 import UsmCredentials
 from daemon.errors import CollectorError, DeviceTimeoutError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.settings import Settings
+from daemon.settings import Settings, SnmpV3User
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +44,22 @@ def expand_targets(settings: Settings) -> list[SnmpTarget]:
                 communities=communities or default_communities,
                 timeout_s=settings.snmp.timeout_s,
                 retries=settings.snmp.retries,
+                usm=usm_credentials(entry.v3),
             )
     return list(targets.values())
+
+
+def usm_credentials(user: SnmpV3User | None) -> UsmCredentials | None:
+    if user is None:
+        return None
+    return UsmCredentials(
+        user=user.user,
+        auth_protocol=user.auth_protocol,
+        auth_key=user.auth_key.get_secret_value() if user.auth_key else "",
+        priv_protocol=user.priv_protocol,
+        priv_key=user.priv_key.get_secret_value() if user.priv_key else "",
+        context=user.context,
+    )
 
 
 def _hosts(host: str, exclude: list[str]) -> Iterator[str]:

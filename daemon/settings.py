@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 
 from daemon.errors import ConfigError
@@ -148,15 +149,51 @@ class SchedulerSettings(_Section):
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
 
 
+class SnmpV3User(_Section):
+    """An SNMPv3 (USM) user; authPriv unless the protocols say otherwise."""
+
+    user: str = Field(min_length=1)
+    auth_protocol: Literal["none", "sha", "sha256"] = "sha256"
+    auth_key: SecretStr | None = None
+    priv_protocol: Literal["none", "aes128", "aes256"] = "aes128"
+    priv_key: SecretStr | None = None
+    context: str = ""
+
+    @model_validator(mode="after")
+    def _keys_match_the_level(self) -> SnmpV3User:
+        for protocol, key, name in (
+            (self.auth_protocol, self.auth_key, "auth_key"),
+            (self.priv_protocol, self.priv_key, "priv_key"),
+        ):
+            if protocol != "none" and (key is None or len(key.get_secret_value()) < MIN_V3_KEY):
+                msg = f"{name} of at least {MIN_V3_KEY} characters is needed with this protocol"
+                raise ValueError(msg)
+        if self.priv_protocol != "none" and self.auth_protocol == "none":
+            msg = "privacy needs authentication: set auth_protocol"
+            raise ValueError(msg)
+        return self
+
+
+MIN_V3_KEY: Final = 8  # RFC 3414: shorter passphrases are refused by agents
+
+
 class SnmpTarget(_Section):
     host: Host
     port: Port = 161
-    version: Literal["1", "2c"] = "2c"
+    version: Literal["1", "2c", "3"] = "2c"
     communities: list[SecretStr] | None = Field(
         default=None,
         description="Tried in order; unset means snmp.communities.",
     )
     exclude: list[AddressOrRange] = Field(default_factory=list, description="left out of a CIDR range")
+    v3: SnmpV3User | None = None
+
+    @model_validator(mode="after")
+    def _v3_has_a_user(self) -> SnmpTarget:
+        if self.version == "3" and self.v3 is None:
+            msg = 'version "3" needs a [snmp.targets.v3] table with at least `user`'
+            raise ValueError(msg)
+        return self
 
 
 class SnmpSettings(_Section):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -16,8 +17,10 @@ from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.discovery import addresses, discover
 from collectors.snmp.mapping import DeviceReport
+from collectors.snmp.v3 import UsmCredentials
 from daemon.errors import CollectorError
-from daemon.settings import Settings
+from daemon.polling import usm_credentials
+from daemon.settings import Settings, SnmpV3User
 
 EXIT_ANSWERED: Final = 0
 EXIT_NO_ANSWER: Final = 2
@@ -37,7 +40,11 @@ def add_poll_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], co
         metavar="C",
         help="community to try (repeat for several, tried in order); default snmp.communities",
     )
-    poll.add_argument("--snmp-version", choices=["1", "2c"], default="2c")
+    poll.add_argument("--snmp-version", choices=["1", "2c", "3"], default="2c")
+    poll.add_argument("--v3-user", metavar="USER", help="SNMPv3 user (implies --snmp-version 3)")
+    poll.add_argument("--auth", metavar="PROTO:KEY", help="SNMPv3 authentication: sha:KEY or sha256:KEY")
+    poll.add_argument("--priv", metavar="PROTO:KEY", help="SNMPv3 privacy: aes128:KEY or aes256:KEY")
+    poll.add_argument("--context", default="", help="SNMPv3 context name (printers use the empty one)")
     poll.add_argument("--timeout", type=float, metavar="S", help="seconds per attempt (default snmp.timeout_s)")
     poll.add_argument("--retries", type=int, help="retries after a timeout (default snmp.retries)")
     poll.add_argument("--format", choices=["table", "json"], default="table")
@@ -125,10 +132,29 @@ def parse_host(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _usm_from_args(args: argparse.Namespace) -> UsmCredentials | None:
+    """The v3 user of the command line, validated as the config file's would be.
+
+    Raises:
+        argparse.ArgumentTypeError: a protocol or key the settings would refuse.
+    """
+    if not args.v3_user:
+        return None
+    table: dict[str, str] = {"user": args.v3_user, "context": args.context}
+    for option, prefix in ((args.auth, "auth"), (args.priv, "priv")):
+        protocol, _, key = (option or "none:").partition(":")
+        table[f"{prefix}_protocol"], table[f"{prefix}_key"] = protocol.lower(), key
+    try:
+        return usm_credentials(SnmpV3User.model_validate({k: v for k, v in table.items() if v}))
+    except ValidationError as err:
+        raise argparse.ArgumentTypeError(err.errors()[0]["msg"]) from None
+
+
 async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     communities = tuple(args.community or [c.get_secret_value() for c in settings.snmp.communities])
     try:
         addresses = [parse_host(host) for host in args.hosts]
+        usm = _usm_from_args(args)
     except argparse.ArgumentTypeError as err:
         print(f"meterd poll: {err}", file=sys.stderr)
         return EXIT_NO_ANSWER
@@ -136,10 +162,11 @@ async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
         SnmpTarget(
             host=host,
             port=port,
-            version=args.snmp_version,
+            version="3" if usm else args.snmp_version,
             communities=communities,
             timeout_s=args.timeout or settings.snmp.timeout_s,
             retries=settings.snmp.retries if args.retries is None else args.retries,
+            usm=usm,
         )
         for host, port in addresses
     ]

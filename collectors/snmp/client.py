@@ -11,7 +11,7 @@ import asyncio
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, Self
+from typing import Any, Final, Literal, Self
 
 import structlog
 from pyasn1.type import univ
@@ -28,6 +28,7 @@ from pysnmp.hlapi.v1arch.asyncio import (
 from pysnmp.proto import rfc1905
 from pysnmp.proto.rfc1902 import ObjectName
 
+from collectors.snmp.v3 import UsmCredentials, V3Requester
 from daemon.errors import DeviceTimeoutError, ProtocolError
 
 _log = structlog.get_logger(__name__)
@@ -64,10 +65,11 @@ class SnmpTarget:
 
     host: str
     port: int = 161
-    version: Literal["1", "2c"] = "2c"
+    version: Literal["1", "2c", "3"] = "2c"
     communities: tuple[str, ...] = ("public",)
     timeout_s: float = 2.0
     retries: int = 1
+    usm: UsmCredentials | None = None  # version "3" only
 
     @property
     def address(self) -> str:
@@ -84,6 +86,7 @@ class SnmpClient:
         # Resolving and building a transport target costs more than the request itself.
         self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
         self._receive_buffer_set = False
+        self._v3 = V3Requester()
 
     async def __aenter__(self) -> Self:
         self._dispatcher = SnmpDispatcher()
@@ -93,6 +96,7 @@ class SnmpClient:
         if self._dispatcher is not None:
             self._dispatcher.transport_dispatcher.close_dispatcher()
             self._dispatcher = None
+        self._v3.close()
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> dict[str, Value]:
         """GET ``oids`` in as few PDUs as the device takes; OIDs it lacks are left out.
@@ -150,7 +154,7 @@ class SnmpClient:
         found: dict[str, Value] = {}
         cursor = column
         community = next(iter(self._communities(target)))
-        kind: Literal["bulk", "next"] = "bulk" if target.version == "2c" else "next"
+        kind: Literal["bulk", "next"] = "next" if target.version == "1" else "bulk"
         repetitions = _BULK_REPETITIONS
         while len(found) < _MAX_WALK_ROWS:
             try:
@@ -176,6 +180,8 @@ class SnmpClient:
         raise ProtocolError(target.address, f"table {column} has more than {_MAX_WALK_ROWS} rows")
 
     def _communities(self, target: SnmpTarget) -> list[str]:
+        if target.version == "3":
+            return [""]  # a v3 target has its user instead
         remembered = self._working_community.get(target.address)
         if remembered in target.communities:
             return [remembered, *(c for c in target.communities if c != remembered)]
@@ -190,7 +196,10 @@ class SnmpClient:
         """
         if self._dispatcher is None:
             return
-        carrier = self._dispatcher.transport_dispatcher.get_transport(udp.DOMAIN_NAME)
+        try:
+            carrier = self._dispatcher.transport_dispatcher.get_transport(udp.DOMAIN_NAME)
+        except PySnmpError:
+            return  # no request sent yet
         datagram_transport = getattr(carrier, "transport", None)
         sock = datagram_transport.get_extra_info("socket") if datagram_transport is not None else None
         if sock is None:
@@ -223,33 +232,68 @@ class SnmpClient:
         if self._dispatcher is None:
             msg = "SnmpClient used outside `async with`"
             raise RuntimeError(msg)
-        auth = CommunityData(community, mpModel=_MP_MODEL[target.version])
-        var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
         budget = target.timeout_s * (target.retries + 1) + 1.0
         try:
-            transport = await self._transport(target)
             async with asyncio.timeout(budget):
-                if kind == "get":
-                    error, status, index, answer = await get_cmd(self._dispatcher, auth, transport, *var_binds)
-                elif kind == "next":
-                    error, status, index, answer = await next_cmd(self._dispatcher, auth, transport, *var_binds)
-                else:
-                    error, status, index, answer = await bulk_cmd(
-                        self._dispatcher, auth, transport, 0, repetitions, *var_binds
+                if target.version == "3":
+                    if target.usm is None:
+                        raise ProtocolError(target.address, "SNMPv3 target without a user; set its v3 settings")
+                    peer = (target.host, target.port, target.timeout_s, target.retries)
+                    error, status, index, answer = await self._v3.request(
+                        peer, target.usm, kind=kind, oids=oids, repetitions=repetitions
                     )
+                else:
+                    error, status, index, answer = await self._v1_request(target, community, kind, oids, repetitions)
         except TimeoutError:
             return None
         except PySnmpError as err:
             raise ProtocolError(target.address, f"SNMP failure: {err}") from err
-        if not self._receive_buffer_set:
+        if not self._receive_buffer_set and target.version != "3":
             self._enlarge_receive_buffer()
         if error is not None:
             if "timeout" in str(error).lower():
                 return None
-            raise ProtocolError(target.address, str(error))
+            raise ProtocolError(target.address, _explain(str(error), target))
         if int(status) != 0:
             raise _ErrorStatus(int(status), int(index), status.prettyPrint())
         return [(str(oid), _python_value(value)) for oid, value in answer]
+
+    async def _v1_request(
+        self,
+        target: SnmpTarget,
+        community: str,
+        kind: Literal["get", "next", "bulk"],
+        oids: Sequence[str],
+        repetitions: int,
+    ) -> tuple[Any, Any, Any, Sequence[tuple[Any, Any]]]:
+        assert self._dispatcher is not None
+        auth = CommunityData(community, mpModel=_MP_MODEL[target.version])
+        var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
+        transport = await self._transport(target)
+        if kind == "get":
+            return await get_cmd(self._dispatcher, auth, transport, *var_binds)  # type: ignore[no-any-return]
+        if kind == "next":
+            return await next_cmd(self._dispatcher, auth, transport, *var_binds)  # type: ignore[no-any-return]
+        return await bulk_cmd(self._dispatcher, auth, transport, 0, repetitions, *var_binds)  # type: ignore[no-any-return]
+
+
+_V3_HINTS: Final = {
+    "unknownuser": "the device does not know this SNMPv3 user",
+    "digest": "SNMPv3 authentication failed: check the auth protocol and key",
+    "decrypt": "SNMPv3 decryption failed: check the privacy protocol and key",
+    "securitylevel": "the device does not accept this security level for the user",
+    "timewindow": "the device's SNMPv3 clock (engine time) is out of step; retry",
+}
+
+
+def _explain(error: str, target: SnmpTarget) -> str:
+    """Pysnmp's error indication, with what to check for the v3 ones."""
+    if target.version == "3":
+        squashed = error.replace(" ", "").lower()
+        for marker, hint in _V3_HINTS.items():
+            if marker in squashed:
+                return f"{hint} ({error})"
+    return error
 
 
 def _oid_key(oid: str) -> tuple[int, ...]:

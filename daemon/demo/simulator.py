@@ -33,12 +33,23 @@ class SnmpSimulator:
     """One snmpsim process on 127.0.0.1:``port``; ``start()``, ``await wait_ready(community)``, ``stop()``."""
 
     def __init__(
-        self, data_dirs: Sequence[Path], port: int, log_path: Path, hosts: Sequence[str] = ("127.0.0.1",)
+        self,
+        data_dirs: Sequence[Path],
+        port: int,
+        log_path: Path,
+        *,
+        hosts: Sequence[str] = ("127.0.0.1",),
+        engine_args: Sequence[str] = (),
+        more_engines: Sequence[Sequence[str]] = (),
     ) -> None:
         self.data_dirs = list(data_dirs)
         self.port = port
         # Several loopback addresses (127.0.0.2 …) let each simulated printer have its own.
         self.hosts = list(hosts)
+        # snmpsim options per SNMP engine: this one's (--v3-engine-id, --v3-user …) and whole
+        # further engines (each from its own --v3-engine-id to its own endpoint).
+        self.engine_args = list(engine_args)
+        self.more_engines = [list(engine) for engine in more_engines]
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._cache: Path | None = None
@@ -46,9 +57,10 @@ class SnmpSimulator:
     def start(self) -> None:
         # Not under a private temp root: snmpsim drops to nobody and must write its index here.
         self._cache = Path(tempfile.mkdtemp(prefix="meterd-snmpsim-"))
-        command = [sys.executable, str(_MAIN), f"--cache-dir={self._cache}"]
+        command = [sys.executable, str(_MAIN), f"--cache-dir={self._cache}", *self.engine_args]
         command += [f"--data-dir={d}" for d in self.data_dirs]
         command += [f"--agent-udpv4-endpoint={host}:{self.port}" for host in self.hosts]
+        command += [arg for engine in self.more_engines for arg in engine]
         if os.geteuid() == 0:
             shutil.chown(self._cache, "nobody", "nogroup")
             command += ["--process-user=nobody", "--process-group=nogroup"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import types
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def _documented_keys(model: type, prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
+        # An optional table (`X | None`) is documented like a table.
+        if isinstance(annotation, types.UnionType):
+            annotation = next((a for a in annotation.__args__ if hasattr(a, "model_fields")), annotation)
         nested = getattr(annotation, "model_fields", None)
         if nested is not None:
             keys.extend(_documented_keys(annotation, f"{prefix}{name}."))
@@ -113,3 +117,20 @@ def test_every_settings_key_is_documented_in_config_readme() -> None:
     readme = (REPO / "config" / "README.md").read_text()
     missing = [key for key in _documented_keys(Settings) if f"`{key}`" not in readme]
     assert not missing, f"config/README.md lacks: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ('version = "3"\n', r"snmp\.targets\[0\]: .*needs a \[snmp\.targets\.v3\] table"),
+        ('version = "3"\n[snmp.targets.v3]\nuser = "m"\nauth_key = "short"\n', r"auth_key of at least 8"),
+        (
+            'version = "3"\n[snmp.targets.v3]\nuser = "m"\nauth_protocol = "none"\npriv_key = "long-enough"\n',
+            r"privacy needs authentication",
+        ),
+    ],
+)
+def test_v3_targets_are_checked(write_config, target: str, message: str) -> None:
+    path = write_config(f'[[snmp.targets]]\nhost = "10.0.4.1"\n{target}')
+    with pytest.raises(ConfigError, match=message):
+        load(path, {})
