@@ -17,6 +17,8 @@ from daemon.errors import PayloadError
 
 SCHEMA: Final = "meterd.reading/1"
 DEFAULT_MAX_BYTES: Final = 64 * 1024
+# A reading is 3 levels deep (object, meters list, meter object); anything far deeper is an attack.
+MAX_DEPTH: Final = 8
 
 
 class _Strict(BaseModel):
@@ -105,12 +107,33 @@ def parse_json(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:  # noq
     except UnicodeDecodeError as err:
         raise PayloadError("invalid_utf8", f"not UTF-8 at byte {err.start}") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as err:
         raise PayloadError("invalid_json", str(err)) from None
     except RecursionError:
-        # The size cap bounds the work; the C parser's recursion limit catches nesting bombs.
+        # The size cap bounds the work; the C parser's recursion limit catches the deepest bombs.
         raise PayloadError("too_deep", "JSON nested too deeply") from None
+    if _nesting(value) > MAX_DEPTH:
+        raise PayloadError("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _nesting(value: Any) -> int:  # noqa: ANN401 - any JSON value
+    """Depth of containers in a parsed JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:  # past the limit the answer is known; stop walking
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def from_object(obj: Any, *, source: str) -> Reading:  # noqa: ANN401 - the decoding edge

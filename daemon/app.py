@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,6 +18,7 @@ from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
 from daemon.jobs import build_jobs
 from daemon.metrics import Metrics
+from daemon.mqtt import build_ingest
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job, JobRunner, build_scheduler
 from daemon.settings import Settings
@@ -91,8 +92,29 @@ class Daemon:
                 self.ops_port = ops.bound_port
             stack.enter_context(self._signal_handlers())
             async with asyncio.TaskGroup() as tasks:
-                # Stream collectors (MQTT ingest, later issues) join this group beside the scheduler.
                 tasks.create_task(self._run_scheduler(jobs, runner), name="scheduler")
+                # Stream collectors run beside the scheduler until the daemon stops.
+                if settings.role == "hub":
+                    ingest = build_ingest(settings, self.metrics)
+                    tasks.create_task(self._run_stream(ingest.run(pipeline)), name="mqtt-ingest")
+
+    async def _run_stream(self, stream: Coroutine[Any, Any, None]) -> None:
+        """Run a stream collector until the daemon stops, then cancel it.
+
+        Cancelling mid-batch is safe: an uncommitted batch was never acknowledged, so the
+        broker delivers it again, and a committed but unacknowledged one is dropped as
+        duplicates on redelivery.
+        """
+        task = asyncio.ensure_future(stream)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()  # a stream that ended by itself crashed: let the TaskGroup see it
+        finally:
+            for waiter in (task, stopping):
+                waiter.cancel()
+            await asyncio.gather(task, stopping, return_exceptions=True)
 
     async def _run_scheduler(self, jobs: list[Job], runner: JobRunner) -> None:
         grace = self.settings.scheduler.shutdown_grace_s

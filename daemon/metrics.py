@@ -67,6 +67,18 @@ class Metrics:
         self.snmp_polls = Counter(
             "meterd_snmp_polls_total", "Device polls by outcome (ok, timeout, error).", ["outcome"], registry=r
         )
+        self.ingest_lag = Histogram(
+            "meterd_ingest_lag_seconds",
+            "Time from a reading being taken to it being committed (now - taken_at).",
+            ["source"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86_400, 7 * 86_400),
+            registry=r,
+        )
+        self.broker_connected = Gauge("meterd_broker_connected", "1 while connected to the MQTT broker.", registry=r)
+        self.broker_reconnects = Counter(
+            "meterd_broker_disconnects_total", "Times the MQTT connection was lost or refused.", registry=r
+        )
+        self.mqtt_received = Counter("meterd_mqtt_messages_received_total", "MQTT messages received.", registry=r)
         self.udp_receive_errors = Counter(
             "meterd_udp_receive_errors_total",
             "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",

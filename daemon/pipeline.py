@@ -51,6 +51,10 @@ class Pipeline:
         except StorageError:
             self._metrics.db_errors.labels(operation="store_readings").inc()
             raise
+        now = self._clock()
+        lag = self._metrics.ingest_lag.labels(source=source)
+        for reading in batch:
+            lag.observe(max(0.0, (now - reading.taken_at_utc).total_seconds()))
         self._metrics.readings_stored.labels(source=source).inc(outcome.stored)
         self._metrics.duplicates.labels(source=source).inc(outcome.duplicates)
         self._metrics.meter_values_stored.labels(source=source).inc(outcome.values)

@@ -206,14 +206,51 @@ class SnmpSettings(_Section):
     targets: list[SnmpTarget] = Field(default_factory=list)
 
 
+class MqttSettings(_Section):
+    """The broker an agent forwards to and a hub ingests from (reading-v1 over MQTT 5, QoS 1)."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 1883
+    client_id: str | None = Field(default=None, description="unset: meterd-ROLE-SITE-HOSTNAME")
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=7 * 86_400, ge=0, le=2**32 - 1)
+    shared_group: str | None = Field(default=None, description="hubs sharing the load: $share/GROUP/…")
+    sites: list[str] = Field(default_factory=lambda: ["+"], description="hub: sites to ingest; + is all")
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
+    batch_max: int = Field(default=500, ge=1, le=100_000)
+    batch_wait_ms: int = Field(default=200, ge=0, le=60_000)
+    max_inflight: int = Field(default=1000, ge=1, le=65_000)
+    replay_rate: float = Field(default=500.0, gt=0, le=1_000_000)
+    outbox_max: int = Field(default=2_000_000, ge=1000)
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=600)
+    reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
+
+    def password_value(self) -> str | None:
+        """The password: from `password` (or METERD_MQTT__PASSWORD), else read from `password_file`."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
 class Settings(_Section):
     site: Site = "default"
+    role: Literal["standalone", "agent", "hub"] = "standalone"
     state_dir: Path = DEFAULT_STATE_DIR
     storage: StorageSettings = Field(default_factory=StorageSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     snmp: SnmpSettings = Field(default_factory=SnmpSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
     @property
     def database_url(self) -> str:

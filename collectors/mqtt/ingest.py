@@ -1,0 +1,124 @@
+"""Hub ingest: readings from the broker into the sink, acknowledged only once committed.
+
+The broker keeps the session (clean start off, session expiry set), so readings queue
+while the hub is away. Messages are taken in batches (by count and by time), decoded
+(bad ones dead-lettered whole, with topic and reason), the batch committed through the
+sink, and only then each message's PUBACK sent: a hub killed between receive and commit
+gets the batch again, and the store drops the copies by reading id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import aiomqtt
+import structlog
+
+from collectors import wire
+from collectors.base import Reading, ReadingSink
+from collectors.mqtt.connection import TOPIC_ROOT, Backoff, BrokerOptions
+from daemon.errors import PayloadError
+
+log = structlog.get_logger(__name__)
+
+SOURCE: Final = "mqtt"
+
+
+class IngestEvents(Protocol):
+    """What an ingest reports as it goes (the daemon turns it into metrics)."""
+
+    def connected(self, *, up: bool) -> None: ...
+
+    def received(self, count: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    sites: tuple[str, ...] = ("+",)
+    shared_group: str | None = None
+    max_payload_bytes: int = wire.DEFAULT_MAX_BYTES
+    batch_max: int = 500
+    batch_wait_s: float = 0.2
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+
+    def topics(self) -> list[str]:
+        prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
+        return [f"{prefix}{TOPIC_ROOT}/{site}/+/reading" for site in self.sites]
+
+
+class MqttIngest:
+    """Stream collector: ``await ingest.run(sink)`` until cancelled; reconnects by itself."""
+
+    def __init__(
+        self,
+        broker: BrokerOptions,
+        options: IngestOptions,
+        events: IngestEvents,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._broker = broker
+        self._options = options
+        self._events = events
+        self._monotonic = monotonic
+        self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
+
+    async def run(self, sink: ReadingSink) -> None:
+        outage_started: float | None = None
+        while True:
+            try:
+                client = self._broker.client()
+                # aiomqtt has no manual-ack switch yet (empicano/aiomqtt#345); paho-mqtt 2 does.
+                client._client.manual_ack_set(on=True)  # noqa: SLF001
+                async with client:
+                    self._events.connected(up=True)
+                    if outage_started is not None:
+                        log.info("broker_reconnected", outage_s=round(self._monotonic() - outage_started, 1))
+                        outage_started = None
+                    self._backoff.reset()
+                    for topic in self._options.topics():
+                        await client.subscribe(topic, qos=1)
+                    log.info("mqtt_ingest_subscribed", topics=self._options.topics(), client_id=self._broker.client_id)
+                    await self._consume(client, sink)
+            except aiomqtt.MqttError as err:
+                self._events.connected(up=False)
+                if outage_started is None:
+                    outage_started = self._monotonic()
+                    log.warning("broker_unreachable", broker=f"{self._broker.host}:{self._broker.port}", error=str(err))
+                await asyncio.sleep(self._backoff.next_delay())
+
+    async def _consume(self, client: aiomqtt.Client, sink: ReadingSink) -> None:
+        messages = aiter(client.messages)
+        while True:
+            batch = [await anext(messages)]
+            deadline = self._monotonic() + self._options.batch_wait_s
+            while len(batch) < self._options.batch_max:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        batch.append(await anext(messages))
+                        continue
+                break
+            self._events.received(len(batch))
+            await self._commit(batch, sink)
+            for message in batch:
+                client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see manual_ack_set above
+
+    async def _commit(self, batch: list[aiomqtt.Message], sink: ReadingSink) -> None:
+        """Decode the batch, dead-letter what fails, commit the rest; raises if the store refuses."""
+        readings: list[Reading] = []
+        for message in batch:
+            raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            try:
+                readings.append(wire.decode(raw, source=SOURCE, max_bytes=self._options.max_payload_bytes))
+            except PayloadError as err:
+                await sink.reject(raw, origin=str(message.topic), source=SOURCE, error=err)
+        if readings:
+            await sink.emit(readings)

@@ -1,0 +1,131 @@
+"""Hub ingest against the real Mosquitto: exactly what was published is stored, bad payloads dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from daemon.app import Daemon
+from daemon.settings import Settings, load
+from daemon.storage.repository import Store
+
+MQTT_HOST = os.environ.get("TEST_MQTT_HOST", "127.0.0.1")
+MQTT_PORT = int(os.environ.get("TEST_MQTT_PORT", "1883"))
+
+
+def wire_reading(site: str, n: int, *, serial: str = "HUBTEST1") -> dict[str, Any]:
+    return {
+        "schema": "meterd.reading/1",
+        "id": f"{site}-r{n}",
+        "site": site,
+        "taken_at": f"2026-11-22T10:{n // 60:02d}:{n % 60:02d}Z",
+        "device": {"serial": serial, "vendor": "HP", "model": "LaserJet", "address": "10.0.4.21"},
+        "meters": [{"meter": "total", "value": 1000 + n, "unit": "impressions"}],
+    }
+
+
+def hub_settings(write_config: Callable[..., Path], tmp_path: Path, site: str, **mqtt: object) -> Settings:
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in mqtt.items())
+    return load(
+        write_config(
+            f'site = "{site}"\nrole = "hub"\nstate_dir = "{tmp_path / "state"}"\n'
+            "[metrics]\nenabled = false\n"
+            f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {MQTT_PORT}\nclient_id = "hub-{site}"\n'
+            f'sites = ["{site}"]\nsession_expiry_s = 120\nbatch_wait_ms = 50\nmax_payload_bytes = 4096\n{extra}',
+            name=f"hub-{site}.toml",
+        ),
+        {},
+    )
+
+
+async def publish(site: str, payloads: list[tuple[str, bytes]]) -> None:
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=f"pub-{uuid.uuid4().hex[:8]}") as client:
+        for key, payload in payloads:
+            await client.publish(f"meterd/v1/{site}/{key}/reading", payload, qos=1)
+
+
+async def wait_for(condition: Callable[[], Any], timeout_s: float = 20.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await condition():
+            await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def site() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def running_hub(write_config: Callable[..., Path], tmp_path: Path, site: str) -> AsyncIterator[Daemon]:
+    daemon = Daemon(hub_settings(write_config, tmp_path, site))
+    task = asyncio.create_task(daemon.run())
+    await wait_for(lambda: _connected(daemon))
+    yield daemon
+    daemon.request_stop()
+    await asyncio.wait_for(task, 20)
+
+
+async def _connected(daemon: Daemon) -> bool:
+    return daemon.metrics.registry.get_sample_value("meterd_broker_connected") == 1
+
+
+async def test_published_readings_are_stored_exactly_once_and_bad_ones_dead_lettered(
+    running_hub: Daemon, site: str
+) -> None:
+    good = [("HUBTEST1", json.dumps(wire_reading(site, n)).encode()) for n in range(200)]
+    bad = [
+        ("HUBTEST1", b"{not json"),
+        ("HUBTEST1", json.dumps({**wire_reading(site, 999), "meters": [{"meter": "pages", "value": 1}]}).encode()),
+        ("HUBTEST1", b'{"a":' * 500 + b"1" + b"}" * 500),  # a nesting bomb
+        ("HUBTEST1", b"x" * 5000),  # over max_payload_bytes
+        ("HUBTEST1", b"\xff\xfe invalid utf-8"),
+    ]
+    await publish(site, good + bad + good[:20])  # the last 20 again: redelivered copies
+    store_url = running_hub.settings.database_url
+    async with Store.open(store_url, upgrade=False) as store:
+
+        async def all_in() -> bool:
+            return len(await store.readings()) == 200 and len(await store.dead_letters()) == 5
+
+        await wait_for(all_in)
+        readings = await store.readings()
+        letters = await store.dead_letters()
+    assert sorted(r.id for r in readings) == sorted(f"{site}-r{n}" for n in range(200))
+    assert {r.id: r.meters[0].value for r in readings} == {f"{site}-r{n}": 1000 + n for n in range(200)}
+    assert sorted(letter.reason for letter in letters) == sorted(
+        ["invalid_json", "unknown_meter", "too_deep", "oversize", "invalid_utf8"]
+    )
+    assert all(letter.origin == f"meterd/v1/{site}/HUBTEST1/reading" for letter in letters)
+    sample = running_hub.metrics.registry.get_sample_value
+    assert sample("meterd_readings_duplicate_total", {"source": "mqtt"}) == 20
+    assert sample("meterd_dead_letters_total", {"source": "mqtt", "reason": "too_deep"}) == 1
+
+
+async def test_readings_published_while_the_hub_is_down_wait_in_its_session(
+    write_config: Callable[..., Path], tmp_path: Path, site: str
+) -> None:
+    settings = hub_settings(write_config, tmp_path, site)
+    first = Daemon(settings)
+    task = asyncio.create_task(first.run())
+    await wait_for(lambda: _connected(first))  # the broker now holds the hub's session and subscription
+    first.request_stop()
+    await asyncio.wait_for(task, 20)
+    await publish(site, [("HUBTEST1", json.dumps(wire_reading(site, n)).encode()) for n in range(50)])
+    second = Daemon(settings)
+    task = asyncio.create_task(second.run())
+    async with Store.open(settings.database_url, upgrade=False) as store:
+
+        async def all_in() -> bool:
+            return len(await store.readings()) == 50
+
+        await wait_for(all_in)
+    second.request_stop()
+    await asyncio.wait_for(task, 20)
