@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Coroutine, Iterator
 from contextlib import AsyncExitStack
@@ -18,7 +19,7 @@ from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
 from daemon.jobs import build_jobs
 from daemon.metrics import Metrics
-from daemon.mqtt import build_ingest
+from daemon.mqtt import StoreOutbox, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job, JobRunner, build_scheduler
 from daemon.settings import Settings
@@ -69,9 +70,21 @@ class Daemon:
             await stack.enter_async_context(daemon_lock(store.engine, settings.site))
             await store.migrate()
             stack.push_async_callback(self._flush, store)
-            pipeline = Pipeline(store, self.metrics, self._clock)
+            forwarder = build_forwarder(settings, self.metrics) if settings.role == "agent" else None
+            pipeline = Pipeline(
+                store,
+                self.metrics,
+                self._clock,
+                forward=forward_encoder(settings.site) if forwarder else None,
+                on_queued=forwarder.wake if forwarder else None,
+            )
             collector = await stack.enter_async_context(SnmpCollector(site=settings.site))
             jobs = build_jobs(settings, store, pipeline, self.metrics, collector)
+            outbox = StoreOutbox(store, self.metrics, self._clock)
+            if forwarder is not None:
+                jobs.append(
+                    Job("outbox_upkeep", 60, functools.partial(outbox_upkeep, outbox, store, settings, self.metrics))
+                )
             runner = JobRunner(self.metrics, self._clock)
             log.info(
                 "daemon_started",
@@ -97,6 +110,8 @@ class Daemon:
                 if settings.role == "hub":
                     ingest = build_ingest(settings, self.metrics)
                     tasks.create_task(self._run_stream(ingest.run(pipeline)), name="mqtt-ingest")
+                if forwarder is not None:
+                    tasks.create_task(self._run_stream(forwarder.run(outbox)), name="mqtt-forward")
 
     async def _run_stream(self, stream: Coroutine[Any, Any, None]) -> None:
         """Run a stream collector until the daemon stops, then cancel it.

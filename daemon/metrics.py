@@ -79,6 +79,21 @@ class Metrics:
             "meterd_broker_disconnects_total", "Times the MQTT connection was lost or refused.", registry=r
         )
         self.mqtt_received = Counter("meterd_mqtt_messages_received_total", "MQTT messages received.", registry=r)
+        self.outbox_depth = Gauge("meterd_outbox_depth", "Readings waiting in the agent's outbox.", registry=r)
+        self.outbox_oldest = Gauge(
+            "meterd_outbox_oldest_seconds",
+            "Age of the oldest reading waiting in the outbox (0 when empty).",
+            registry=r,
+        )
+        self.outbox_capacity = Gauge(
+            "meterd_outbox_capacity", "mqtt.outbox_max: alert on depth / capacity before it is reached.", registry=r
+        )
+        self.outbox_dropped = Counter(
+            "meterd_outbox_dropped_total", "Oldest readings dropped because the outbox was full.", registry=r
+        )
+        self.forwarded = Counter(
+            "meterd_forwarded_total", "Readings the broker acknowledged (PUBACK) and the outbox let go.", registry=r
+        )
         self.udp_receive_errors = Counter(
             "meterd_udp_receive_errors_total",
             "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",

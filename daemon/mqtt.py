@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from collectors.mqtt.connection import BrokerOptions, default_client_id
+import json
+from typing import Final
+
+import structlog
+
+from collectors import wire
+from collectors.base import Reading
+from collectors.mqtt.connection import BrokerOptions, default_client_id, reading_topic
+from collectors.mqtt.forward import ForwardOptions, MqttForwarder, OutboxEntry
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
+from daemon.clock import Clock, utc_now
 from daemon.metrics import Metrics
 from daemon.settings import Settings
+from daemon.storage.repository import Forward, Store
+
+log = structlog.get_logger(__name__)
+
+_OUTBOX_WARN_FRACTION: Final = 0.8
 
 
 def broker_options(settings: Settings) -> BrokerOptions:
@@ -55,3 +69,66 @@ def build_ingest(settings: Settings, metrics: Metrics) -> MqttIngest:
         reconnect_max_s=mqtt.reconnect_max_s,
     )
     return MqttIngest(broker_options(settings), options, IngestMetrics(metrics))
+
+
+def forward_encoder(site: str) -> Forward:
+    """An agent's reading -> its topic and reading-v1 payload."""
+
+    def encode(reading: Reading) -> tuple[str, bytes]:
+        payload = json.dumps(wire.encode(reading), separators=(",", ":")).encode()
+        return reading_topic(site, reading.device.key), payload
+
+    return encode
+
+
+class StoreOutbox:
+    """The Outbox a forwarder reads: the agent's own store, with the outbox gauges kept current."""
+
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+
+    async def pending(self, *, after_id: int, limit: int) -> list[OutboxEntry]:
+        rows = await self._store.outbox_pending(after_id=after_id, limit=limit)
+        return [OutboxEntry(row.id, row.topic, row.payload) for row in rows]
+
+    async def acknowledged(self, ids: list[int]) -> None:
+        await self._store.outbox_remove(ids)
+        await self.refresh_gauges()
+
+    async def refresh_gauges(self) -> int:
+        depth, oldest = await self._store.outbox_stats()
+        self._metrics.outbox_depth.set(depth)
+        age = (self._clock() - oldest).total_seconds() if oldest is not None else 0.0
+        self._metrics.outbox_oldest.set(max(0.0, age))
+        return depth
+
+
+class ForwardMetrics(IngestMetrics):
+    def forwarded(self, count: int) -> None:
+        self._metrics.forwarded.inc(count)
+
+
+def build_forwarder(settings: Settings, metrics: Metrics) -> MqttForwarder:
+    mqtt = settings.mqtt
+    options = ForwardOptions(
+        max_inflight=mqtt.max_inflight,
+        replay_rate=mqtt.replay_rate,
+        reconnect_min_s=mqtt.reconnect_min_s,
+        reconnect_max_s=mqtt.reconnect_max_s,
+    )
+    return MqttForwarder(broker_options(settings), options, ForwardMetrics(metrics))
+
+
+async def outbox_upkeep(outbox: StoreOutbox, store: Store, settings: Settings, metrics: Metrics) -> None:
+    """Keep the outbox under mqtt.outbox_max (oldest dropped, counted, logged) and say when it fills."""
+    capacity = settings.mqtt.outbox_max
+    metrics.outbox_capacity.set(capacity)
+    dropped = await store.outbox_trim(capacity)
+    if dropped:
+        metrics.outbox_dropped.inc(dropped)
+        log.error("outbox_full_oldest_dropped", dropped=dropped, capacity=capacity)
+    depth = await outbox.refresh_gauges()
+    if depth > capacity * _OUTBOX_WARN_FRACTION:
+        log.warning("outbox_filling", depth=depth, capacity=capacity, hint="is the broker reachable?")

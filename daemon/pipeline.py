@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -12,7 +13,7 @@ from collectors.base import Reading
 from daemon.clock import Clock, utc_now
 from daemon.errors import PayloadError, StorageError
 from daemon.metrics import Metrics
-from daemon.storage.repository import Store, StoreOutcome
+from daemon.storage.repository import Forward, Store, StoreOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -23,10 +24,21 @@ _RAW_KEEP_BYTES: Final = 1024 * 1024
 class Pipeline:
     """Turns what collectors produce into stored rows, with every outcome counted."""
 
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock = utc_now,
+        *,
+        forward: Forward | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
+        # An agent queues every new reading for the hub in the same transaction (the outbox).
+        self._forward = forward
+        self._on_queued = on_queued
 
     async def emit(self, readings: list[Reading]) -> StoreOutcome:
         """Store a batch of valid readings; duplicates are dropped and counted.
@@ -47,7 +59,7 @@ class Pipeline:
 
     async def _store_batch(self, source: str, batch: list[Reading]) -> StoreOutcome:
         try:
-            outcome = await self._store.store(batch, now=self._clock())
+            outcome = await self._store.store(batch, now=self._clock(), forward=self._forward)
         except StorageError:
             self._metrics.db_errors.labels(operation="store_readings").inc()
             raise
@@ -56,6 +68,8 @@ class Pipeline:
         for reading in batch:
             lag.observe(max(0.0, (now - reading.taken_at_utc).total_seconds()))
         self._metrics.readings_stored.labels(source=source).inc(outcome.stored)
+        if self._on_queued is not None and outcome.stored:
+            self._on_queued()
         self._metrics.duplicates.labels(source=source).inc(outcome.duplicates)
         self._metrics.meter_values_stored.labels(source=source).inc(outcome.values)
         if outcome.duplicates:

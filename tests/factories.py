@@ -17,10 +17,11 @@ def reading(
     minutes: int = 0,
     reading_id: str | None = None,
     source: str = "test",
+    site: str = "acme-hq",
 ) -> Reading:
     extra = {"id": reading_id} if reading_id else {}
     return Reading(
-        site="acme-hq",
+        site=site,
         taken_at=at + timedelta(minutes=minutes),
         device=DeviceInfo(key=serial, vendor="HP", model="LaserJet MFP M130nw", address="10.0.4.21"),
         meters=(

@@ -42,7 +42,7 @@ class BrokerOptions:
         """A persistent-session MQTT 5 client: the broker keeps subscriptions and queued QoS 1 messages."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self.session_expiry_s
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.client_id,
@@ -55,6 +55,9 @@ class BrokerOptions:
             max_inflight_messages=self.max_inflight,
             tls_context=self._tls_context(),
         )
+        # aiomqtt warns past 100 unacknowledged publishes; up to max_inflight is the plan here.
+        client.pending_calls_threshold = self.max_inflight + 1
+        return client
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.tls:

@@ -10,7 +10,6 @@ gets the batch again, and the store drops the copies by reading id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,23 +92,31 @@ class MqttIngest:
                 await asyncio.sleep(self._backoff.next_delay())
 
     async def _consume(self, client: aiomqtt.Client, sink: ReadingSink) -> None:
-        messages = aiter(client.messages)
-        while True:
-            batch = [await anext(messages)]
-            deadline = self._monotonic() + self._options.batch_wait_s
-            while len(batch) < self._options.batch_max:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(remaining):
-                        batch.append(await anext(messages))
-                        continue
-                break
-            self._events.received(len(batch))
-            await self._commit(batch, sink)
-            for message in batch:
-                client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see manual_ack_set above
+        messages = client.messages
+        # The wait for the next message is never cancelled: aiomqtt's iterator loses a message
+        # that arrives just as its __anext__ is cancelled (it cancels the queue read after the
+        # read has completed). A timed-out wait is kept and picked up by the next batch.
+        waiting: asyncio.Future[aiomqtt.Message] | None = None
+        try:
+            while True:
+                waiting = waiting or asyncio.ensure_future(anext(messages))
+                batch = [await asyncio.shield(waiting)]
+                waiting = None
+                deadline = self._monotonic() + self._options.batch_wait_s
+                while len(batch) < self._options.batch_max and (remaining := deadline - self._monotonic()) > 0:
+                    waiting = waiting or asyncio.ensure_future(anext(messages))
+                    done, _ = await asyncio.wait({waiting}, timeout=remaining)
+                    if not done:
+                        break
+                    batch.append(waiting.result())
+                    waiting = None
+                self._events.received(len(batch))
+                await self._commit(batch, sink)
+                for message in batch:
+                    client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see manual_ack_set above
+        finally:
+            if waiting is not None:
+                waiting.cancel()  # leaving anyway: what it holds was never acknowledged, so it comes again
 
     async def _commit(self, batch: list[aiomqtt.Message], sink: ReadingSink) -> None:
         """Decode the batch, dead-letter what fails, commit the rest; raises if the store refuses."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, case, func, select, text
+from sqlalchemy import ColumnElement, case, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,12 +18,23 @@ from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
 from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
-from daemon.storage.models import DeadLetter, Device, ReadingRow, SupplyLevel
+from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, SupplyLevel
 
 T = TypeVar("T")
 
 # Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
 _DEVICE_CHUNK: Final = 1000
+
+
+# An agent's reading -> (MQTT topic, payload), queued in the outbox as it is stored.
+Forward = Callable[[Reading], tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    id: int
+    topic: str
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +132,20 @@ class Store:
 
         await self.guard(_ping(), "reach")
 
-    async def store(self, readings: Sequence[Reading], *, now: datetime) -> StoreOutcome:
-        """Write readings in one transaction; what the store already holds is skipped and counted."""
+    async def store(
+        self, readings: Sequence[Reading], *, now: datetime, forward: Forward | None = None
+    ) -> StoreOutcome:
+        """Write readings in one transaction; what the store already holds is skipped and counted.
+
+        With ``forward`` (an agent), every newly stored reading is also queued in the outbox,
+        in the same transaction: a reading is never stored without being queued, or queued
+        without being stored.
+        """
         if not readings:
             return StoreOutcome()
-        return await self.guard(self._store(readings, now), "store readings")
+        return await self.guard(self._store(readings, now, forward), "store readings")
 
-    async def _store(self, readings: Sequence[Reading], now: datetime) -> StoreOutcome:
+    async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
         async with self.engine.begin() as conn:
             device_ids = await self._upsert_devices(conn, readings)
             meter_rows = [
@@ -166,11 +184,74 @@ class Store:
                 new_ids.update(inserted)
             if supply_rows:
                 new_ids.update(await self._insert_new(conn, SupplyLevel, supply_rows))
-        # A reading with nothing in it cannot be told from its copy; it counts as stored.
-        empty = {r.id for r in readings if not r.meters and not r.supplies}
+            # A reading with nothing in it cannot be told from its copy; it counts as stored.
+            empty = {r.id for r in readings if not r.meters and not r.supplies}
+            if forward is not None:
+                await self._queue(conn, [r for r in readings if r.id in new_ids or r.id in empty], forward, now)
         distinct = {r.id for r in readings}
         stored = len(new_ids | empty)
         return StoreOutcome(stored=stored, duplicates=len(distinct) - stored, values=values)
+
+    async def _queue(self, conn: AsyncConnection, readings: list[Reading], forward: Forward, now: datetime) -> None:
+        rows = []
+        for reading in {r.id: r for r in readings}.values():
+            topic, payload = forward(reading)
+            rows.append({"reading_id": reading.id, "topic": topic, "payload": payload, "created_at": now})
+        if rows:
+            await conn.execute(self._dialect.insert(OutboxItem).on_conflict_do_nothing(), rows)
+
+    async def outbox_pending(self, *, after_id: int = 0, limit: int = 1000) -> list[OutboxRecord]:
+        """The oldest queued readings (after ``after_id``), in the order they were stored."""
+
+        async def _query() -> list[OutboxRecord]:
+            stmt = (
+                select(OutboxItem.id, OutboxItem.topic, OutboxItem.payload)
+                .where(OutboxItem.id > after_id)
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            async with self.engine.connect() as conn:
+                return [OutboxRecord(*row) for row in await conn.execute(stmt)]
+
+        return await self.guard(_query(), "read outbox")
+
+    async def outbox_remove(self, ids: Sequence[int]) -> None:
+        """Forget queued readings the broker has acknowledged."""
+
+        async def _delete() -> None:
+            async with self.engine.begin() as conn:
+                for start in range(0, len(ids), _DEVICE_CHUNK):
+                    await conn.execute(delete(OutboxItem).where(OutboxItem.id.in_(ids[start : start + _DEVICE_CHUNK])))
+
+        if ids:
+            await self.guard(_delete(), "remove from outbox")
+
+    async def outbox_stats(self) -> tuple[int, datetime | None]:
+        """How many readings wait, and when the oldest was queued."""
+
+        async def _query() -> tuple[int, datetime | None]:
+            async with self.engine.connect() as conn:
+                depth, oldest = (await conn.execute(select(func.count(), func.min(OutboxItem.created_at)))).one()
+            return int(depth), oldest
+
+        return await self.guard(_query(), "read outbox size")
+
+    async def outbox_trim(self, max_items: int) -> int:
+        """Drop the oldest queued readings beyond ``max_items``; returns how many were dropped."""
+
+        async def _trim() -> int:
+            async with self.engine.begin() as conn:
+                depth = (await conn.execute(select(func.count()).select_from(OutboxItem))).scalar_one()
+                excess = int(depth) - max_items
+                if excess <= 0:
+                    return 0
+                cutoff = (
+                    await conn.execute(select(OutboxItem.id).order_by(OutboxItem.id).offset(excess - 1).limit(1))
+                ).scalar_one()
+                await conn.execute(delete(OutboxItem).where(OutboxItem.id <= cutoff))
+                return excess
+
+        return await self.guard(_trim(), "trim outbox")
 
     async def _insert_new(
         self, conn: AsyncConnection, model: type[ReadingRow | SupplyLevel], rows: list[dict[str, Any]]

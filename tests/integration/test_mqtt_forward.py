@@ -1,0 +1,85 @@
+"""Agent -> broker -> hub against the real Mosquitto: exactly what the agent stored reaches the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon import app as app_module
+from daemon.app import Daemon
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.scheduler import Job
+from daemon.settings import Settings, load
+from daemon.storage.repository import Store
+from tests.factories import reading
+from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, hub_settings, wait_for
+
+
+def agent_settings(
+    write_config: Callable[..., Path], tmp_path: Path, site: str, broker_port: int = MQTT_PORT
+) -> Settings:
+    return load(
+        write_config(
+            f'site = "{site}"\nrole = "agent"\nstate_dir = "{tmp_path / "agent"}"\n[metrics]\nenabled = false\n'
+            f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {broker_port}\nclient_id = "agent-{site}"\n'
+            "session_expiry_s = 120\nreplay_rate = 5000\nmax_inflight = 200\n",
+            name=f"agent-{site}.toml",
+        ),
+        {},
+    )
+
+
+async def test_agent_readings_reach_the_hub_exactly_once_field_for_field(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = f"t{uuid.uuid4().hex[:10]}"
+    hub = Daemon(hub_settings(write_config, tmp_path, site))
+    hub_task = asyncio.create_task(hub.run())
+    await wait_for(lambda: _sample(hub.metrics, "meterd_broker_connected", 1))
+    sent = [reading(site=site, serial=f"SER{n % 7}", minutes=n, total=10_000 + n) for n in range(300)]
+    real_build_jobs = app_module.build_jobs
+
+    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
+        async def emit() -> None:
+            for start_at in range(0, len(sent), 50):
+                await pipeline.emit(sent[start_at : start_at + 50])
+
+        return [*real_build_jobs(settings, store, pipeline, metrics, *rest), Job("emit", 3600, emit)]
+
+    monkeypatch.setattr(app_module, "build_jobs", build_jobs)
+    agent = Daemon(agent_settings(write_config, tmp_path, site))
+    agent_task = asyncio.create_task(agent.run())
+    async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
+
+        async def all_in() -> bool:
+            return len(await hub_store.readings()) == len(sent)
+
+        await wait_for(all_in, timeout_s=30)
+        received = {r.id: r for r in await hub_store.readings()}
+    await wait_for(lambda: _sample(agent.metrics, "meterd_outbox_depth", 0))
+    for daemon, task in ((agent, agent_task), (hub, hub_task)):
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+    assert set(received) == {r.id for r in sent}
+    for original in sent:
+        got = received[original.id]
+        assert (got.device.key, got.taken_at, got.meters, got.site) == (
+            original.device.key,
+            original.taken_at,
+            original.meters,
+            original.site,
+        )
+    assert _value(agent.metrics, "meterd_forwarded_total") == len(sent)
+
+
+def _value(metrics: Metrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name)
+
+
+async def _sample(metrics: Metrics, name: str, wanted: float) -> bool:
+    return _value(metrics, name) == wanted
