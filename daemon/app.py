@@ -19,17 +19,24 @@ from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
 from daemon.jobs import build_jobs
 from daemon.metrics import Metrics
-from daemon.mqtt import StoreOutbox, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
+from daemon.mqtt import StoreOutbox, broker_options, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job, JobRunner, build_scheduler
 from daemon.settings import Settings
 from daemon.storage.engine import mask
-from daemon.storage.lock import daemon_lock
+from daemon.storage.lock import daemon_lock, migration_lock
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
 
 _HEALTH_DB_TIMEOUT_S: Final = 2.0
+
+
+def lock_identity(settings: Settings) -> str:
+    """What the store lock is held for: the site, or for a hub the site and its MQTT client id."""
+    if settings.role == "hub":
+        return f"{settings.site}/hub/{broker_options(settings).client_id}"
+    return settings.site
 
 
 class Daemon:
@@ -67,8 +74,9 @@ class Daemon:
             )
             self._store = store
             # Lock before migrating: two daemons started together must not both migrate.
-            await stack.enter_async_context(daemon_lock(store.engine, settings.site))
-            await store.migrate()
+            await stack.enter_async_context(daemon_lock(store.engine, lock_identity(settings)))
+            async with migration_lock(store.engine):
+                await store.migrate()
             stack.push_async_callback(self._flush, store)
             forwarder = build_forwarder(settings, self.metrics) if settings.role == "agent" else None
             pipeline = Pipeline(

@@ -17,11 +17,12 @@ from daemon.storage.engine import mask, sqlite_path
 
 
 @contextlib.asynccontextmanager
-async def daemon_lock(engine: AsyncEngine, site: str) -> AsyncIterator[None]:
+async def daemon_lock(engine: AsyncEngine, identity: str) -> AsyncIterator[None]:
     """Hold the store's daemon lock for the life of the block.
 
-    On PostgreSQL the lock is per site, so hubs and agents of different sites
-    may share one database; two daemons for the same site may not.
+    On PostgreSQL the lock is per ``identity``: the site for agents and standalone
+    daemons (two polling one site would read every printer twice), the site and MQTT
+    client id for hubs (several hubs share one database and the load).
 
     Raises:
         AlreadyRunningError: another daemon holds it.
@@ -31,12 +32,27 @@ async def daemon_lock(engine: AsyncEngine, site: str) -> AsyncIterator[None]:
         with _file_lock(path.with_name(path.name + ".lock"), mask(engine.url)):
             yield
         return
-    key = zlib.crc32(f"meterd-daemon:{site}".encode())
+    key = zlib.crc32(f"meterd-daemon:{identity}".encode())
     async with engine.connect() as conn:
         held = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})).scalar_one()
         if not held:
-            msg = f"another meterd daemon for site {site!r} is running on {mask(engine.url)}; stop it first"
+            msg = f"another meterd daemon for {identity!r} is running on {mask(engine.url)}; stop it first"
             raise AlreadyRunningError(msg)
+        try:
+            yield
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+@contextlib.asynccontextmanager
+async def migration_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Serialise schema migrations of daemons sharing one PostgreSQL database (hubs starting together)."""
+    if sqlite_path(engine.url) is not None:
+        yield  # the daemon lock already makes it one process per file
+        return
+    key = zlib.crc32(b"meterd-migrate")
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:
             yield
         finally:

@@ -32,15 +32,25 @@ def wire_reading(site: str, n: int, *, serial: str = "HUBTEST1") -> dict[str, An
     }
 
 
-def hub_settings(write_config: Callable[..., Path], tmp_path: Path, site: str, **mqtt: object) -> Settings:
+def hub_settings(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    site: str,
+    *,
+    client_id: str | None = None,
+    store_url: str | None = None,
+    **mqtt: object,
+) -> Settings:
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in mqtt.items())
+    storage = f'[storage]\nurl = "{store_url}"\n' if store_url else ""
+    client = client_id or f"hub-{site}"
     return load(
         write_config(
-            f'site = "{site}"\nrole = "hub"\nstate_dir = "{tmp_path / "state"}"\n'
-            "[metrics]\nenabled = false\n"
-            f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {MQTT_PORT}\nclient_id = "hub-{site}"\n'
+            f'site = "{site}"\nrole = "hub"\nstate_dir = "{tmp_path / client}"\n'
+            f"[metrics]\nenabled = false\n{storage}"
+            f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {MQTT_PORT}\nclient_id = "{client}"\n'
             f'sites = ["{site}"]\nsession_expiry_s = 120\nbatch_wait_ms = 50\nmax_payload_bytes = 4096\n{extra}',
-            name=f"hub-{site}.toml",
+            name=f"{client}.toml",
         ),
         {},
     )
