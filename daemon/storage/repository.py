@@ -198,7 +198,7 @@ class Store:
             topic, payload = forward(reading)
             rows.append({"reading_id": reading.id, "topic": topic, "payload": payload, "created_at": now})
         if rows:
-            await conn.execute(self._dialect.insert(OutboxItem).on_conflict_do_nothing(), rows)
+            await conn.execute(self._dialect.insert(OutboxItem.__table__).on_conflict_do_nothing(), rows)
 
     async def outbox_pending(self, *, after_id: int = 0, limit: int = 1000) -> list[OutboxRecord]:
         """The oldest queued readings (after ``after_id``), in the order they were stored."""
@@ -256,7 +256,9 @@ class Store:
     async def _insert_new(
         self, conn: AsyncConnection, model: type[ReadingRow | SupplyLevel], rows: list[dict[str, Any]]
     ) -> list[str]:
-        stmt = self._dialect.insert(model).on_conflict_do_nothing().returning(model.reading_id)
+        # The Core table, not the ORM entity: the ORM's bulk path costs more than the insert here.
+        table = model.__table__
+        stmt = self._dialect.insert(table).on_conflict_do_nothing().returning(table.c.reading_id)
         return list((await conn.execute(stmt, rows)).scalars())
 
     async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, int]:
@@ -279,26 +281,30 @@ class Store:
             }
             for key, r in newest.items()
         ]
+        # One statement shape executed with many parameter sets: compiled once and cached,
+        # where a multi-row VALUES of this batch's size would be compiled anew every batch.
+        table = Device.__table__
+        stmt = self._dialect.insert(table)
+        incoming = stmt.excluded
+        is_newer = incoming.last_seen > table.c.last_seen
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "vendor": _newer_or_kept(is_newer, incoming.vendor, table.c.vendor),
+                "model": _newer_or_kept(is_newer, incoming.model, table.c.model),
+                "address": _newer_or_kept(is_newer, incoming.address, table.c.address),
+                "site": case((is_newer, incoming.site), else_=table.c.site),
+                "last_seen": case((is_newer, incoming.last_seen), else_=table.c.last_seen),
+                "first_seen": case(
+                    (incoming.first_seen < table.c.first_seen, incoming.first_seen), else_=table.c.first_seen
+                ),
+            },
+        ).returning(table.c.key, table.c.id)
         ids: dict[str, int] = {}
         for start in range(0, len(rows), _DEVICE_CHUNK):
-            stmt = self._dialect.insert(Device).values(rows[start : start + _DEVICE_CHUNK])
-            incoming = stmt.excluded
-            is_newer = incoming.last_seen > Device.last_seen
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[Device.key],
-                set_={
-                    "vendor": _newer_or_kept(is_newer, incoming.vendor, Device.vendor),
-                    "model": _newer_or_kept(is_newer, incoming.model, Device.model),
-                    "address": _newer_or_kept(is_newer, incoming.address, Device.address),
-                    "site": case((is_newer, incoming.site), else_=Device.site),
-                    "last_seen": case((is_newer, incoming.last_seen), else_=Device.last_seen),
-                    "first_seen": case(
-                        (incoming.first_seen < Device.first_seen, incoming.first_seen), else_=Device.first_seen
-                    ),
-                },
-            ).returning(Device.key, Device.id)
+            result = await conn.execute(stmt, rows[start : start + _DEVICE_CHUNK])
             # Not dict(result): a Result has .keys(), so dict() would take it for a mapping.
-            ids.update({key: ident for key, ident in await conn.execute(stmt)})  # noqa: C416
+            ids.update({key: ident for key, ident in result})  # noqa: C416
         return ids
 
     async def dead_letter(

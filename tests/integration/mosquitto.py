@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 class OwnBroker:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, extra: tuple[str, ...] = ()) -> None:
         self.port = port
         self.workdir = workdir
         self.config = workdir / "mosquitto.conf"
@@ -22,6 +22,7 @@ class OwnBroker:
             f"persistence_location {workdir}/",
             "autosave_interval 1",
             f"log_dest file {workdir}/mosquitto.log",
+            *extra,
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to 'mosquitto', who cannot write here
