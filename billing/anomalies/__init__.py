@@ -1,0 +1,85 @@
+"""Anomalies in meter readings: what the detectors find, and the knobs they take.
+
+A finding is pure data; the engine stores it as an anomaly (open -> acknowledged ->
+resolved) and the readings named in its evidence are held from usage while it is open
+and of a billing-relevant kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+
+class Kind(StrEnum):
+    WRAP = "wrap"  # Counter32 rolled over: usage continues across it
+    RESET = "reset"  # counter went back (board, firmware): a new segment starts
+    SWAP = "swap"  # another device now answers at the same address
+    MOVED = "moved"  # the same serial turned up at another site
+    JUMP = "jump"  # a step no engine can print in the time between two readings
+    SPIKE = "spike"  # a day far above the device's own history
+    STALE = "stale"  # no reading for too long
+    FROZEN = "frozen"  # a device that answers but whose total does not move for weeks
+    INCONSISTENT = "inconsistent"  # meters that contradict each other
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITY: Final[dict[Kind, Severity]] = {
+    Kind.WRAP: Severity.INFO,
+    Kind.RESET: Severity.CRITICAL,
+    Kind.SWAP: Severity.CRITICAL,
+    Kind.MOVED: Severity.WARNING,
+    Kind.JUMP: Severity.CRITICAL,
+    Kind.SPIKE: Severity.WARNING,
+    Kind.STALE: Severity.WARNING,
+    Kind.FROZEN: Severity.WARNING,
+    Kind.INCONSISTENT: Severity.CRITICAL,
+}
+
+# Kinds whose readings must not be billed until a person decides.
+HOLDS_READINGS: Final = frozenset({Kind.RESET, Kind.SWAP, Kind.MOVED, Kind.JUMP, Kind.SPIKE, Kind.INCONSISTENT})
+
+COUNTER32: Final = 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """Defaults chosen for office fleets; all documented in config/README.md under [anomalies]."""
+
+    # Fastest plausible engine, pages per minute: a wrap's implied step must fit in it, a
+    # forward step beyond it is a jump. Production presses print ~300 ppm.
+    max_pages_per_minute: float = 500.0
+    spike_window_days: int = 28
+    spike_min_history_days: int = 14
+    spike_mads: float = 8.0  # how many robust deviations above the median
+    spike_min_ratio: float = 3.0  # and at least this many times the median
+    spike_min_pages: int = 200  # and at least this many pages above it
+    stale_intervals: int = 3  # missed poll intervals before a device is stale
+    frozen_days: int = 14
+    inconsistent_tolerance: float = 0.01  # of total
+    inconsistent_min_pages: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: Kind
+    device: str
+    meter: str | None
+    window_start: datetime
+    window_end: datetime
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.kind]
+
+    @property
+    def holds(self) -> bool:
+        return self.kind in HOLDS_READINGS

@@ -1,0 +1,156 @@
+"""Each detector against a short series holding exactly its pattern, and against clean series."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from billing.anomalies import COUNTER32, DetectorSettings, Kind
+from billing.anomalies.detectors import counter_steps, detect_all, device_changes, frozen, inconsistent, spikes, stale
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
+SETTINGS = DetectorSettings()
+
+
+def series(values: list[int], *, device: str = "SER1", meter: str = "total", step: timedelta = timedelta(minutes=15),
+           address: str | None = "10.0.4.21", site: str = "acme", start: datetime = T0) -> pd.DataFrame:  # fmt: skip
+    return pd.DataFrame(
+        {
+            "device": device,
+            "site": site,
+            "address": address,
+            "meter": meter,
+            "unit": "impressions",
+            "taken_at": pd.to_datetime([start + i * step for i in range(len(values))], utc=True),
+            "value": pd.array(values, dtype="int64"),
+            "reading_id": [f"{device}-{meter}-{i}" for i in range(len(values))],
+        }
+    )
+
+
+def daily(per_day: list[int], *, start_value: int = 10_000, device: str = "SER1") -> pd.DataFrame:
+    values, total = [], start_value
+    for used in per_day:
+        total += used
+        values.append(total)
+    return series(values, device=device, step=timedelta(days=1))
+
+
+def kinds(findings: list) -> list[Kind]:  # type: ignore[type-arg]
+    return [f.kind for f in findings]
+
+
+def test_clean_growing_counter_is_silent() -> None:
+    assert detect_all(series([100, 105, 105, 130, 200, 260]), SETTINGS) == []
+
+
+def test_counter32_wrap_is_told_from_a_reset_that_looks_alike() -> None:
+    near = COUNTER32 - 40
+    wrap = counter_steps(series([near - 100, near, 60]), SETTINGS)  # 100 pages in 15 minutes through 2^32
+    assert kinds(wrap) == [Kind.WRAP]
+    assert wrap[0].evidence["step"] == 100
+    # Same shape, but the implied step is 900,000 pages in 15 minutes: no engine prints that.
+    reset = counter_steps(series([near - 100, near - 900_000 + 60_000, 60]), SETTINGS)
+    looks_alike = counter_steps(series([COUNTER32 - 1_000_000, COUNTER32 - 999_900, 60]), SETTINGS)
+    assert kinds(looks_alike) == [Kind.RESET]
+    assert Kind.WRAP not in kinds(reset)
+
+
+def test_a_drop_far_from_2_32_is_a_reset() -> None:
+    found = counter_steps(series([250_000, 250_010, 12]), SETTINGS)
+    assert kinds(found) == [Kind.RESET]
+    assert found[0].evidence["readings"] == ["SER1-total-1", "SER1-total-2"]
+    assert found[0].holds
+
+
+def test_a_forward_step_no_engine_can_print_is_a_jump() -> None:
+    assert kinds(counter_steps(series([1000, 1010, 901_010]), SETTINGS)) == [Kind.JUMP]
+    # The same step spread over a fortnight offline is plausible.
+    assert counter_steps(series([1000, 1010, 901_010], step=timedelta(days=7)), SETTINGS) == []
+
+
+def test_another_serial_at_the_same_address_is_a_swap_and_back_and_forth_is_not_repeated() -> None:
+    frame = pd.concat([series([10, 20], device="OLD"), series([5, 9, 12], device="NEW", start=T0 + timedelta(hours=1))])
+    found = device_changes(frame)
+    assert kinds(found) == [Kind.SWAP]
+    assert found[0].device == "NEW"
+    assert found[0].evidence["previous_device"] == "OLD"
+    two_hours = timedelta(hours=2)
+    alternating = pd.concat(
+        [
+            series([1, 2, 3], device="A", step=two_hours),
+            series([1, 2, 3], device="B", start=T0 + two_hours / 2, step=two_hours),
+        ]
+    )
+    assert len(device_changes(alternating)) == 1
+
+
+def test_a_serial_seen_at_another_site_has_moved() -> None:
+    later = T0 + timedelta(days=1)
+    elsewhere = series([30], site="globex", start=later, address="10.9.9.9").assign(reading_id="at-globex")
+    found = device_changes(pd.concat([series([10, 20], site="acme"), elsewhere]))
+    assert kinds(found) == [Kind.MOVED]
+    assert (found[0].evidence["from_site"], found[0].evidence["to_site"]) == ("acme", "globex")
+
+
+def test_spike_fires_on_a_day_far_above_the_devices_own_history() -> None:
+    regular = [300, 320, 280, 310, 0, 0, 290] * 4  # weekdays around 300, quiet weekends
+    found = spikes(daily([*regular, 4000, 300]), SETTINGS)
+    assert kinds(found) == [Kind.SPIKE]
+    assert found[0].evidence["usage_per_day"] == 4000
+
+
+def test_spike_needs_history_and_ignores_busy_but_ordinary_days() -> None:
+    assert spikes(daily([300, 310, 4000]), SETTINGS) == []  # too little history to judge
+    regular = [300, 320, 280, 310, 0, 0, 290] * 4
+    assert spikes(daily([*regular, 600, 650]), SETTINGS) == []  # twice the usual is a busy week, not a fault
+
+
+def test_a_device_asleep_over_a_weekend_does_not_spike_on_monday() -> None:
+    values, total = [], 0
+    frames = []
+    for day in range(35):
+        if day % 7 in (5, 6):
+            continue  # no readings at all on weekends
+        total += 300
+        values.append(total)
+        frames.append(T0 + timedelta(days=day))
+    frame = series(values, step=timedelta(days=1))
+    frame["taken_at"] = pd.to_datetime(frames, utc=True)
+    assert spikes(frame, SETTINGS) == []
+
+
+def test_frozen_total_on_a_device_that_answers() -> None:
+    found = frozen(daily([300] * 20 + [0] * 16 + [300]), SETTINGS)
+    assert kinds(found) == [Kind.FROZEN]
+    assert found[0].evidence["days_without_change"] >= SETTINGS.frozen_days
+    assert frozen(daily([0] * 30), SETTINGS) == []  # never printed: nothing frozen about it
+    assert frozen(daily([300] * 20 + [0] * 9 + [300]), SETTINGS) == []  # a holiday week
+
+
+def _meters(total: int, mono: int, color: int) -> pd.DataFrame:
+    rows = [series([v], meter=m) for m, v in (("total", total), ("mono", mono), ("color", color))]
+    frame = pd.concat(rows)
+    frame["reading_id"] = "R1"
+    return frame
+
+
+def test_inconsistent_meters() -> None:
+    assert inconsistent(_meters(1000, 600, 400), SETTINGS) == []
+    assert inconsistent(_meters(1000, 600, 398), SETTINGS) == []  # within tolerance
+    found = inconsistent(_meters(1000, 600, 900), SETTINGS)
+    assert kinds(found) == [Kind.INCONSISTENT]
+    assert found[0].evidence["problem"] == "mono + color differs from total"
+    assert inconsistent(_meters(1000, 1500, -400 + 0), SETTINGS)[0].evidence["problem"] in {
+        "mono + color differs from total",
+        "mono is above total",
+    }
+
+
+@pytest.mark.parametrize(("silent_for", "stale_expected"), [(timedelta(minutes=40), False), (timedelta(hours=1), True)])
+def test_stale_after_three_missed_intervals(silent_for: timedelta, stale_expected: bool) -> None:
+    now = T0 + timedelta(days=1)
+    found = stale([("SER1", now - silent_for)], now=now, poll_interval_s=900, settings=SETTINGS)
+    assert (kinds(found) == [Kind.STALE]) is stale_expected
