@@ -19,6 +19,7 @@ from rich.table import Table
 from collectors import wire
 from daemon import __version__
 from daemon import logging as meterd_logging
+from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
@@ -124,6 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_poll_parser(sub, common)
     add_discover_parser(sub, common)
+    add_anomaly_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",
@@ -204,7 +206,7 @@ async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
         for r in readings
         for m in r.meters
     ]
-    _print_rows(args.format, header, rows, title=f"{len(readings)} reading(s)")
+    print_rows(args.format, header, rows, title=f"{len(readings)} reading(s)")
     return EXIT_OK
 
 
@@ -228,7 +230,7 @@ async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
         json.dump([dict(zip(header, row, strict=True)) for row in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
-    _print_rows(args.format, header, rows, title=f"{len(devices)} device(s)")
+    print_rows(args.format, header, rows, title=f"{len(devices)} device(s)")
     return EXIT_OK
 
 
@@ -283,7 +285,7 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
     async with _open_store(settings) as store:
         letters = await store.dead_letters(limit=args.limit)
     rows = [[wire.format_time(d.received_at), d.source, d.origin, d.reason, d.detail] for d in letters]
-    _print_rows(
+    print_rows(
         "table", ["received_at", "source", "origin", "reason", "detail"], rows, title=f"{len(letters)} dead letter(s)"
     )
     return EXIT_OK
@@ -293,7 +295,7 @@ def _open_store(settings: Settings, *, upgrade: bool = True) -> Any:  # noqa: AN
     return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=upgrade)
 
 
-def _print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:
+def print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     if fmt == "csv":
         writer = csv.writer(stream)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collectors.snmp.collector import SnmpCollector
+from daemon.anomaly_job import AnomalyJob
+from daemon.clock import utc_now
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.polling import PollRound
 from daemon.scheduler import Job
 from daemon.settings import Settings
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
 
 
@@ -24,5 +27,8 @@ def build_jobs(
     poll_round = PollRound(settings, collector, pipeline, metrics)
     if poll_round.targets:
         jobs.append(Job("snmp_poll", settings.scheduler.poll_interval_s, poll_round.run))
+    if settings.anomalies.enabled:
+        detection = AnomalyJob(settings, AnomalyStore(store), metrics, utc_now)
+        jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
     return jobs

@@ -94,6 +94,15 @@ class Metrics:
         self.forwarded = Counter(
             "meterd_forwarded_total", "Readings the broker acknowledged (PUBACK) and the outbox let go.", registry=r
         )
+        self.anomalies_open = Gauge(
+            "meterd_anomalies_open",
+            "Anomalies not yet resolved, by kind and severity.",
+            ["kind", "severity"],
+            registry=r,
+        )
+        self.anomaly_notifications = Counter(
+            "meterd_anomaly_notifications_total", "New anomalies the notification hook accepted.", registry=r
+        )
         self.udp_receive_errors = Counter(
             "meterd_udp_receive_errors_total",
             "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",

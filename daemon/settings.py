@@ -241,6 +241,26 @@ class MqttSettings(_Section):
         return None
 
 
+class AnomalySettings(_Section):
+    """The detectors' knobs (see billing.anomalies.DetectorSettings) and where to tell someone."""
+
+    enabled: bool = True
+    interval_s: int = Field(default=900, ge=10, le=86_400)
+    max_pages_per_minute: float = Field(default=500.0, gt=0)
+    spike_window_days: int = Field(default=28, ge=7, le=365)
+    spike_min_history_days: int = Field(default=14, ge=3, le=365)
+    spike_mads: float = Field(default=8.0, gt=0)
+    spike_min_ratio: float = Field(default=3.0, ge=1)
+    spike_min_pages: int = Field(default=200, ge=0)
+    stale_intervals: int = Field(default=3, ge=1, le=1000)
+    frozen_days: int = Field(default=14, ge=2, le=365)
+    inconsistent_tolerance: float = Field(default=0.01, ge=0, le=1)
+    inconsistent_min_pages: int = Field(default=5, ge=0)
+    notify_url: str | None = Field(default=None, description="POST each new anomaly as JSON here")
+    notify_command: list[str] | None = Field(default=None, description="run with each new anomaly as JSON on stdin")
+    notify_attempts: int = Field(default=3, ge=1, le=20)
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -251,6 +271,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     snmp: SnmpSettings = Field(default_factory=SnmpSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
 
     @property
     def database_url(self) -> str:

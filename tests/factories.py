@@ -18,12 +18,13 @@ def reading(
     reading_id: str | None = None,
     source: str = "test",
     site: str = "acme-hq",
+    address: str = "10.0.4.21",
 ) -> Reading:
     extra = {"id": reading_id} if reading_id else {}
     return Reading(
         site=site,
         taken_at=at + timedelta(minutes=minutes),
-        device=DeviceInfo(key=serial, vendor="HP", model="LaserJet MFP M130nw", address="10.0.4.21"),
+        device=DeviceInfo(key=serial, vendor="HP", model="LaserJet MFP M130nw", address=address),
         meters=(
             MeterValue(Meter.TOTAL, total),
             MeterValue(Meter.MONO, total),

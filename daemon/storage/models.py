@@ -115,3 +115,57 @@ class OutboxItem(Base):
     topic: Mapped[str] = mapped_column(String(512))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AnomalyRow(Base):
+    """Something suspect in the readings, kept until a person decides (open -> acknowledged -> resolved)."""
+
+    __tablename__ = "anomalies"
+    __table_args__ = (UniqueConstraint("kind", "device_id", "meter", "window_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    meter: Mapped[str] = mapped_column(String(32))  # "" when the finding is about the device
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    evidence: Mapped[str] = mapped_column(Text)  # JSON, with the reading ids involved
+    holds: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class AnomalyReading(Base):
+    """Which readings an anomaly involves: the join that holds them from usage."""
+
+    __tablename__ = "anomaly_readings"
+
+    anomaly_id: Mapped[int] = mapped_column(ForeignKey("anomalies.id"), primary_key=True)
+    reading_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
+class AuditEntry(Base):
+    """Who changed what, when and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class StateEntry(Base):
+    """Small named values jobs keep between runs (the anomaly detector's watermark)."""
+
+    __tablename__ = "state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

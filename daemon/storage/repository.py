@@ -73,7 +73,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.url_for_humans = mask(engine.url)
-        self._dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self.dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -198,7 +198,7 @@ class Store:
             topic, payload = forward(reading)
             rows.append({"reading_id": reading.id, "topic": topic, "payload": payload, "created_at": now})
         if rows:
-            await conn.execute(self._dialect.insert(OutboxItem.__table__).on_conflict_do_nothing(), rows)
+            await conn.execute(self.dialect.insert(OutboxItem.__table__).on_conflict_do_nothing(), rows)
 
     async def outbox_pending(self, *, after_id: int = 0, limit: int = 1000) -> list[OutboxRecord]:
         """The oldest queued readings (after ``after_id``), in the order they were stored."""
@@ -258,7 +258,7 @@ class Store:
     ) -> list[str]:
         # The Core table, not the ORM entity: the ORM's bulk path costs more than the insert here.
         table = model.__table__
-        stmt = self._dialect.insert(table).on_conflict_do_nothing().returning(table.c.reading_id)
+        stmt = self.dialect.insert(table).on_conflict_do_nothing().returning(table.c.reading_id)
         return list((await conn.execute(stmt, rows)).scalars())
 
     async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, int]:
@@ -284,7 +284,7 @@ class Store:
         # One statement shape executed with many parameter sets: compiled once and cached,
         # where a multi-row VALUES of this batch's size would be compiled anew every batch.
         table = Device.__table__
-        stmt = self._dialect.insert(table)
+        stmt = self.dialect.insert(table)
         incoming = stmt.excluded
         is_newer = incoming.last_seen > table.c.last_seen
         stmt = stmt.on_conflict_do_update(
@@ -315,7 +315,7 @@ class Store:
         async def _write() -> None:
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    self._dialect.insert(DeadLetter).values(
+                    self.dialect.insert(DeadLetter).values(
                         received_at=now,
                         source=source,
                         origin=origin[:512],

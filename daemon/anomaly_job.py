@@ -1,0 +1,103 @@
+"""The anomaly job: detection on schedule, a log event and a notification per new anomaly, the gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from dataclasses import asdict
+from typing import Any, Final
+
+import structlog
+
+from billing.anomalies import SEVERITY, DetectorSettings, Kind
+from billing.anomalies.engine import detect_new
+from daemon.clock import Clock
+from daemon.metrics import Metrics
+from daemon.settings import AnomalySettings, Settings
+from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+
+log = structlog.get_logger(__name__)
+
+_NOTIFY_TIMEOUT_S: Final = 10.0
+
+
+def detector_settings(settings: AnomalySettings) -> DetectorSettings:
+    names = DetectorSettings.__dataclass_fields__
+    return DetectorSettings(**{name: getattr(settings, name) for name in names})
+
+
+async def refresh_gauge(anomalies: AnomalyStore, metrics: Metrics) -> None:
+    counts = await anomalies.open_counts()
+    for kind in Kind:
+        severity = SEVERITY[kind].value
+        metrics.anomalies_open.labels(kind=kind.value, severity=severity).set(counts.get((kind.value, severity), 0))
+
+
+class AnomalyJob:
+    def __init__(self, settings: Settings, anomalies: AnomalyStore, metrics: Metrics, clock: Clock) -> None:
+        self._settings = settings
+        self._detectors = detector_settings(settings.anomalies)
+        self._anomalies = anomalies
+        self._metrics = metrics
+        self._clock = clock
+
+    async def run(self) -> None:
+        created = await detect_new(
+            self._anomalies,
+            self._detectors,
+            now=self._clock(),
+            poll_interval_s=self._settings.scheduler.poll_interval_s,
+        )
+        for anomaly in created:
+            log.warning(
+                "anomaly_detected",
+                anomaly=anomaly.id,
+                kind=anomaly.kind,
+                severity=anomaly.severity,
+                device=anomaly.device,
+                meter=anomaly.meter or None,
+                holds_readings=anomaly.holds,
+            )
+            await self._notify(anomaly)
+        await refresh_gauge(self._anomalies, self._metrics)
+
+    async def _notify(self, anomaly: AnomalyRecord) -> None:
+        hooks = self._settings.anomalies
+        if not hooks.notify_url and not hooks.notify_command:
+            return
+        payload = json.dumps(asdict(anomaly), default=str).encode()
+        for attempt in range(1, hooks.notify_attempts + 1):
+            try:
+                if hooks.notify_url:
+                    await asyncio.to_thread(_post, hooks.notify_url, payload)
+                if hooks.notify_command:
+                    await _run(hooks.notify_command, payload)
+            except (OSError, RuntimeError) as err:
+                if attempt == hooks.notify_attempts:
+                    log.error("anomaly_notification_failed", anomaly=anomaly.id, attempts=attempt, error=str(err))  # noqa: TRY400
+                    return
+                await asyncio.sleep(2 ** (attempt - 1))
+            else:
+                self._metrics.anomaly_notifications.inc()
+                return
+
+
+def _post(url: str, payload: bytes) -> None:
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own configuration
+        url, data=payload, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=_NOTIFY_TIMEOUT_S) as response:  # noqa: S310
+        if response.status >= 300:  # noqa: PLR2004 - HTTP success range
+            msg = f"{url} answered HTTP {response.status}"
+            raise RuntimeError(msg)
+
+
+async def _run(command: list[str], payload: bytes) -> Any:  # noqa: ANN401
+    process = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(payload), timeout=_NOTIFY_TIMEOUT_S)
+    if process.returncode != 0:
+        msg = f"{command[0]} exited {process.returncode}: {stderr.decode(errors='replace').strip()[:200]}"
+        raise RuntimeError(msg)

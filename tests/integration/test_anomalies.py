@@ -1,0 +1,112 @@
+"""Detection, holding and review end to end on both stores: a held reading keeps its usage off until resolved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from billing.anomalies import DetectorSettings
+from billing.anomalies.engine import detect_new
+from billing.usage import usage
+from daemon.cli import main
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.repository import Store
+from tests.factories import reading
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+NOW = START + timedelta(days=3)
+
+
+def _fleet() -> list:  # type: ignore[type-arg]
+    """Two days of 15-minute readings; SER1 has one impossible jump; SER2 is clean."""
+    readings = []
+    for n in range(2 * 96):
+        at = START + timedelta(minutes=15 * n)
+        readings.append(reading(serial="SER2", at=at, total=50_000 + 3 * n, reading_id=f"s2-{n}", address="10.0.4.22"))
+        glitch = 900_000 if n == 100 else 0  # one reading 900,000 pages too high, then back
+        readings.append(reading(serial="SER1", at=at, total=10_000 + 5 * n + glitch, reading_id=f"s1-{n}"))
+    return readings
+
+
+async def _usage(store: Store) -> dict[str, int]:
+    anomalies = AnomalyStore(store)
+    frame, _ = await anomalies.readings_frame(received_after=None, lookback_days=3650)
+    table = usage(frame, start=START, end=START + timedelta(days=2), held=await anomalies.held_reading_ids())
+    return {row["device"]: int(row["usage"]) for row in table[table["meter"] == "total"].to_dict("records")}
+
+
+async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path: Path) -> None:
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(_fleet())
+        anomalies = AnomalyStore(store)
+        created = await detect_new(anomalies, DetectorSettings(), now=NOW, poll_interval_s=900)
+        suspect = sorted((a.kind, a.device, a.meter) for a in created if a.kind != "stale")
+        assert suspect == [("jump", "SER1", "mono"), ("jump", "SER1", "total"),
+                           ("reset", "SER1", "mono"), ("reset", "SER1", "total")]  # fmt: skip
+        assert await anomalies.held_reading_ids() == {"s1-99", "s1-100", "s1-101"}
+        # Held: the glitch is left out, so SER1's usage is its steady 5 pages per interval.
+        assert await _usage(store) == {"SER1": 5 * 191, "SER2": 3 * 191}
+        again = await detect_new(anomalies, DetectorSettings(), now=NOW, poll_interval_s=900)
+        assert [a for a in again if a.kind != "stale"] == []  # idempotent, and nothing new arrived
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    for anomaly in created:
+        if anomaly.kind in {"jump", "reset"}:
+            argv = ["anomalies", "resolve", str(anomaly.id), "--action", "approve", "--reason", "checked",
+                    "--by", "alice", "--config", str(config)]  # fmt: skip
+            assert await asyncio.to_thread(main, argv) == 0
+    async with Store.open(store_url) as store:
+        assert await AnomalyStore(store).held_reading_ids() == set()
+        # Approved as is: the 900,005-page step counts, the step back starts a new segment.
+        assert (await _usage(store))["SER1"] == 5 * 99 + 900_005 + 5 * 90
+
+
+async def test_replace_with_a_manual_reading_is_audited_and_keeps_the_suspect_out(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(_fleet())
+        created = await detect_new(AnomalyStore(store), DetectorSettings(), now=NOW, poll_interval_s=900)
+    jump = next(a for a in created if a.kind == "jump")
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    argv = ["anomalies", "resolve", str(jump.id), "--action", "replace", "--value", str(10_000 + 5 * 100),
+            "--reason", "read off the panel", "--by", "bob", "--config", str(config)]  # fmt: skip
+    code = await asyncio.to_thread(main, argv)
+    assert code == 0
+    assert await asyncio.to_thread(main, ["anomalies", "show", str(jump.id), "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert (shown["status"], shown["resolution"], shown["resolved_by"]) == ("resolved", "replaced", "bob")
+    async with Store.open(store_url) as store:
+        anomalies = AnomalyStore(store)
+        held = await anomalies.held_reading_ids()
+        assert "s1-100" in held  # the suspect reading stays out for good
+        manual = [r for r in await store.readings(device="SER1") if r.source == "manual"]
+        assert [m.meters[0].value for m in manual] == [10_500]
+        async with store.engine.connect() as conn:
+            from sqlalchemy import text  # noqa: PLC0415
+
+            audit = (await conn.execute(text("SELECT actor, action, target, detail FROM audit_log"))).all()
+    assert [(a, b, c) for a, b, c, _ in audit] == [("bob", "anomaly.replaced", f"anomaly:{jump.id}")]
+    assert json.loads(audit[0][3])["reason"] == "read off the panel"
+
+
+async def test_a_silent_device_is_stale_once_and_recovers_by_itself(store_url: str) -> None:
+    async with Store.open(store_url) as store:
+        pipeline = Pipeline(store, Metrics())
+        await pipeline.emit([reading(serial="SER9", at=START, total=1, reading_id="x1")])
+        anomalies = AnomalyStore(store)
+        first = await detect_new(anomalies, DetectorSettings(), now=START + timedelta(hours=2), poll_interval_s=900)
+        second = await detect_new(anomalies, DetectorSettings(), now=START + timedelta(hours=3), poll_interval_s=900)
+        assert [a.kind for a in first] == ["stale"]
+        assert second == []  # the same outage is one anomaly
+        await pipeline.emit([reading(serial="SER9", at=START + timedelta(hours=4), total=2, reading_id="x2")])
+        await detect_new(anomalies, DetectorSettings(), now=START + timedelta(hours=4, minutes=5), poll_interval_s=900)
+        stale = await anomalies.get(first[0].id)
+    assert (stale.status, stale.resolution, stale.resolved_by) == ("resolved", "recovered", "system")
