@@ -62,6 +62,7 @@ class DetectorSettings:
     spike_min_ratio: float = 3.0  # and at least this many times the median
     spike_min_pages: int = 200  # and at least this many pages above it
     stale_intervals: int = 3  # missed poll intervals before a device is stale
+    stale_margin: float = 1.1  # and silent this much longer than its own longest recent gap
     frozen_days: int = 14
     inconsistent_tolerance: float = 0.01  # of total
     inconsistent_min_pages: int = 5

@@ -7,7 +7,7 @@ returns the findings it sees in it; none of them does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -31,6 +31,9 @@ def detect_all(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]
     """Every reading-based detector over ``frame`` (stale devices need the clock: see :func:`stale`)."""
     if frame.empty:
         return []
+    # Factorise the text columns once: every groupby below then works on integer codes.
+    text = [c for c in ("device", "site", "address", "meter", "unit") if c in frame.columns]
+    frame = frame.astype(dict.fromkeys(text, "category"))
     frame = frame.sort_values([*_SERIES, "taken_at"], kind="stable").reset_index(drop=True)
     return [
         *counter_steps(frame, settings),
@@ -49,7 +52,7 @@ def counter_steps(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findi
     engine speed; otherwise the counter was reset.
     """
     frame = frame.sort_values([*_SERIES, "taken_at"], kind="stable").reset_index(drop=True)
-    groups = frame.groupby(_SERIES, sort=False)
+    groups = frame.groupby(_SERIES, sort=False, observed=True)
     previous = groups["value"].shift(1)
     previous_at = groups["taken_at"].shift(1)
     previous_id = groups["reading_id"].shift(1)
@@ -92,22 +95,31 @@ def counter_steps(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findi
 
 
 def device_changes(frame: pd.DataFrame) -> list[Finding]:
-    """Another serial answering at a known address (swap), a serial showing up at another site (moved)."""
-    readings = frame.drop_duplicates("reading_id").sort_values("taken_at", kind="stable").reset_index(drop=True)
+    """Another serial answering at a known address (swap), a serial showing up at another site (moved).
+
+    A swap is reported once, at the new serial's first reading from that address, so two
+    devices behind one address (a print server) are not reported on every alternation.
+    """
+    readings = _one_row_per_reading(frame).sort_values("taken_at", kind="stable").reset_index(drop=True)
     findings: list[Finding] = []
-    for (site, address), at_address in readings.dropna(subset=["address"]).groupby(["site", "address"], sort=False):
-        seen: set[str] = set()
-        last: dict[str, Any] | None = None
-        for row in _rows(at_address):
-            if last is not None and row["device"] != last["device"] and row["device"] not in seen:
-                evidence = {"readings": [last["reading_id"], row["reading_id"]], "address": address, "site": site,
-                            "previous_device": last["device"]}  # fmt: skip
-                findings.append(
-                    Finding(Kind.SWAP, row["device"], None, _py(last["taken_at"]), _py(row["taken_at"]), evidence)
-                )
-            seen.add(row["device"])
-            last = row
-    by_device = readings.groupby("device", sort=False)
+    located = readings.dropna(subset=["address"]).sort_values(["site", "address", "taken_at"], kind="stable")
+    at_address = located.groupby(["site", "address"], sort=False, observed=True)
+    swaps = located.assign(
+        previous_device=at_address["device"].shift(1),
+        previous_id=at_address["reading_id"].shift(1),
+        previous_at=at_address["taken_at"].shift(1),
+    )
+    first_there = ~swaps.duplicated(["site", "address", "device"])
+    swaps = swaps[first_there & swaps["previous_device"].notna() & (swaps["device"] != swaps["previous_device"])]
+    findings.extend(
+        Finding(
+            Kind.SWAP, row["device"], None, _py(row["previous_at"]), _py(row["taken_at"]),
+            {"readings": [row["previous_id"], row["reading_id"]], "address": row["address"], "site": row["site"],
+             "previous_device": row["previous_device"]},
+        )
+        for row in _rows(swaps)
+    )  # fmt: skip
+    by_device = readings.groupby("device", sort=False, observed=True)
     moved = readings.assign(
         from_site=by_device["site"].shift(1),
         previous_id=by_device["reading_id"].shift(1),
@@ -132,9 +144,11 @@ def daily_usage(frame: pd.DataFrame) -> pd.DataFrame:
     spike on Monday); backward steps give no usage (they are wraps or resets, found apart).
     """
     days = frame.assign(day=frame["taken_at"].dt.floor("D"))
-    last = days.groupby([*_SERIES, "day"], sort=True).agg(value=("value", "last"), reading_id=("reading_id", "last"))
+    last = days.groupby([*_SERIES, "day"], sort=True, observed=True).agg(
+        value=("value", "last"), reading_id=("reading_id", "last")
+    )
     last = last.reset_index()
-    groups = last.groupby(_SERIES, sort=False)
+    groups = last.groupby(_SERIES, sort=False, observed=True)
     step = groups["value"].diff()
     gap_days = groups["day"].diff().dt.days
     per_day = step.astype("float64") / gap_days
@@ -147,13 +161,13 @@ def spikes(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
     days = daily_usage(frame)
     if days.empty:
         return []
-    groups = days.groupby(_SERIES, sort=False)["usage"]
+    groups = days.groupby(_SERIES, sort=False, observed=True)["usage"]
     window, minimum = settings.spike_window_days, settings.spike_min_history_days
     median = groups.transform(lambda s: s.shift(1).rolling(window, min_periods=minimum).median())
     deviation = (days["usage"] - median).abs()
     days["deviation"] = deviation
     # Deviations exist only once a median does: ask fewer of them (half the minimum history).
-    mad = days.groupby(_SERIES, sort=False)["deviation"].transform(
+    mad = days.groupby(_SERIES, sort=False, observed=True)["deviation"].transform(
         lambda s: s.shift(1).rolling(window, min_periods=max(1, minimum // 2)).median()
     )
     # A perfectly regular device has MAD 0: floor it so ordinary jitter is not a spike.
@@ -182,7 +196,7 @@ def frozen(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
         return []
     days = daily_usage(totals)
     findings = []
-    for device, series in days.groupby("device", sort=False):
+    for device, series in days.groupby("device", sort=False, observed=True):
         usage = series["usage"].to_numpy()
         day = series["day"].to_numpy()
         ids = series["reading_id"].to_numpy()
@@ -216,6 +230,9 @@ def frozen(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
 
 def inconsistent(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
     """Meters of one reading that contradict each other: mono + colour != total, a part above its total."""
+    frame = frame[frame["meter"].isin(["total", "mono", "color", *_PARTS])]
+    if frame["meter"].nunique() < 2:  # noqa: PLR2004 - one meter cannot contradict itself
+        return []
     wide = frame.pivot_table(
         index=["reading_id", "device", "taken_at"], columns="meter", values="value", aggfunc="last"
     )
@@ -241,18 +258,50 @@ def inconsistent(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findin
     return findings
 
 
+def usual_silence(frame: pd.DataFrame, *, days: int = 28) -> dict[str, float]:
+    """Per device, the longest gap between readings in its last ``days`` days, in seconds.
+
+    A printer that sleeps through nights and weekends is silent for 60-odd hours every
+    week; that is its normal, and staleness is judged against it.
+    """
+    if frame.empty:
+        return {}
+    moments = _one_row_per_reading(frame)[["device", "taken_at"]].sort_values(["device", "taken_at"])
+    recent = moments[
+        moments["taken_at"]
+        >= moments.groupby("device", observed=True)["taken_at"].transform("max") - pd.Timedelta(days=days)
+    ]
+    gaps = recent.groupby("device", observed=True)["taken_at"].diff().dt.total_seconds()
+    longest = gaps.groupby(recent["device"], observed=True).max().dropna()
+    return {str(device): float(seconds) for device, seconds in longest.items()}
+
+
 def stale(last_seen: Iterable[tuple[str, datetime]], *, now: datetime, poll_interval_s: int,
-          settings: DetectorSettings) -> list[Finding]:  # fmt: skip
-    """Devices whose newest reading is older than ``stale_intervals`` poll intervals."""
-    limit = timedelta(seconds=poll_interval_s * settings.stale_intervals)
-    return [
-        Finding(
-            Kind.STALE, device, None, seen, now,
-            {"last_seen": seen.isoformat(), "silent_s": int((now - seen).total_seconds())},
-        )
-        for device, seen in last_seen
-        if now - seen > limit
-    ]  # fmt: skip
+          settings: DetectorSettings, usual: Mapping[str, float] | None = None) -> list[Finding]:  # fmt: skip
+    """Devices silent longer than ``stale_intervals`` poll intervals and than their own usual silence.
+
+    ``usual`` is :func:`usual_silence` of each device's recent history; the silence must
+    exceed it by ``stale_margin`` before the device counts as stale.
+    """
+    base = poll_interval_s * settings.stale_intervals
+    usual = usual or {}
+    findings = []
+    for device, seen in last_seen:
+        silent = (now - seen).total_seconds()
+        if silent > max(base, settings.stale_margin * usual.get(device, 0.0)):
+            evidence = {
+                "last_seen": seen.isoformat(),
+                "silent_s": int(silent),
+                "usual_silence_s": int(usual.get(device, 0)),
+            }
+            findings.append(Finding(Kind.STALE, device, None, seen, now, evidence))
+    return findings
+
+
+def _one_row_per_reading(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame["meter"].nunique() < 2:  # noqa: PLR2004 - one meter: already one row per reading
+        return frame
+    return frame.drop_duplicates("reading_id")
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
