@@ -253,6 +253,7 @@ class AnomalySettings(_Section):
     spike_min_ratio: float = Field(default=3.0, ge=1)
     spike_min_pages: int = Field(default=200, ge=0)
     stale_intervals: int = Field(default=3, ge=1, le=1000)
+    stale_margin: float = Field(default=1.1, ge=1)
     frozen_days: int = Field(default=14, ge=2, le=365)
     inconsistent_tolerance: float = Field(default=0.01, ge=0, le=1)
     inconsistent_min_pages: int = Field(default=5, ge=0)

@@ -134,3 +134,11 @@ def test_v3_targets_are_checked(write_config, target: str, message: str) -> None
     path = write_config(f'[[snmp.targets]]\nhost = "10.0.4.1"\n{target}')
     with pytest.raises(ConfigError, match=message):
         load(path, {})
+
+
+def test_every_detector_knob_is_a_setting() -> None:
+    from billing.anomalies import DetectorSettings  # noqa: PLC0415
+    from daemon.anomaly_job import detector_settings  # noqa: PLC0415
+    from daemon.settings import Settings  # noqa: PLC0415
+
+    assert detector_settings(Settings().anomalies) == DetectorSettings()
