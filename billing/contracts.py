@@ -1,0 +1,140 @@
+"""Contract terms: versioned from a date, validated whole; money is Decimal throughout.
+
+A version holds from its ``valid_from`` until the next version's. A bad contract is
+refused with the version and field named, before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from collectors.base import Meter
+from daemon.errors import MeterdError
+
+Cycle = Literal["monthly", "quarterly", "semiannual", "annual"]
+CYCLE_MONTHS: dict[str, int] = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
+MAX_PRICE_DECIMALS = 6
+
+
+def _price(value: Decimal) -> Decimal:
+    if value < 0:
+        msg = "must not be negative"
+        raise ValueError(msg)
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_PRICE_DECIMALS:
+        msg = f"has more than {MAX_PRICE_DECIMALS} decimals"
+        raise ValueError(msg)
+    return value
+
+
+def _currency(code: str) -> str:
+    if len(code) != 3 or not code.isalpha() or not code.isupper():  # noqa: PLR2004 - ISO 4217 codes
+        msg = "must be an ISO 4217 code such as EUR, USD, TRY"
+        raise ValueError(msg)
+    return code
+
+
+Price = Annotated[Decimal, AfterValidator(_price)]
+Currency = Annotated[str, AfterValidator(_currency)]
+
+
+class ContractError(MeterdError):
+    """A contract that cannot be accepted; the message names the contract, version and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Strict):
+    """Pages up to ``up_to`` (of the overage) at ``price`` each; the last tier has no ``up_to``."""
+
+    up_to: int | None = Field(default=None, gt=0)
+    price: Price
+
+
+class MeterTerms(_Strict):
+    meter: Meter
+    included: int = Field(default=0, ge=0, description="pages included per device per usage period")
+    tiers: list[Tier] = Field(min_length=1)
+    tiering: Literal["graduated", "volume"] = "graduated"
+    pool: str | None = Field(default=None, description="devices sharing one allowance")
+
+    @model_validator(mode="after")
+    def _tiers_cover_everything(self) -> MeterTerms:
+        bounds = [tier.up_to for tier in self.tiers]
+        if bounds[-1] is not None:
+            msg = "the last tier must have no up_to (it covers every page above the others)"
+            raise ValueError(msg)
+        limits = [b for b in bounds[:-1] if b is not None]
+        if len(limits) != len(bounds) - 1 or limits != sorted(set(limits)):
+            msg = "tiers must have increasing up_to values and only the last may be open"
+            raise ValueError(msg)
+        return self
+
+
+class ContractVersion(_Strict):
+    valid_from: date
+    currency: Currency
+    base_fee: Price = Decimal(0)  # per device and base period, billed in advance
+    base_cycle: Cycle = "monthly"
+    usage_cycle: Cycle = "monthly"
+    minimum_charge: Price = Decimal(0)  # per usage period, for the whole contract
+    tax_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
+    meters: list[MeterTerms] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_terms_per_meter(self) -> ContractVersion:
+        seen = [terms.meter for terms in self.meters]
+        if len(seen) != len(set(seen)):
+            msg = "a meter appears twice in meters"
+            raise ValueError(msg)
+        return self
+
+    def terms_for(self, meter: Meter) -> MeterTerms | None:
+        return next((terms for terms in self.meters if terms.meter == meter), None)
+
+
+class Contract(_Strict):
+    id: str = Field(min_length=1)
+    customer: str = Field(min_length=1)
+    versions: list[ContractVersion] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _versions_in_order(self) -> Contract:
+        starts = [version.valid_from for version in self.versions]
+        if starts != sorted(starts) or len(starts) != len(set(starts)):
+            msg = "versions overlap: each needs its own valid_from, in increasing order"
+            raise ValueError(msg)
+        if len({version.currency for version in self.versions}) > 1:
+            msg = "all versions of a contract must bill in one currency"
+            raise ValueError(msg)
+        return self
+
+    def version_at(self, day: date) -> ContractVersion | None:
+        """The version in force on ``day``; None before the first."""
+        current = None
+        for version in self.versions:
+            if version.valid_from <= day:
+                current = version
+        return current
+
+
+def parse_contract(data: object) -> Contract:
+    """A contract from plain data (JSON, TOML).
+
+    Raises:
+        ContractError: naming the contract, the field and the rule.
+    """
+    try:
+        return Contract.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(contract)"
+        name = data.get("id", "?") if isinstance(data, dict) else "?"
+        msg = f"contract {name}: {where}: {first['msg']}"
+        raise ContractError(msg) from err
