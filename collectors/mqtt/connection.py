@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import aiomqtt
+import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+log = structlog.get_logger(__name__)
 
 TOPIC_ROOT: Final = "meterd/v1"
 
@@ -87,3 +93,46 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
+
+
+class ConnectionEvents(Protocol):
+    """What a broker client reports about its connection (the daemon turns it into metrics)."""
+
+    def connected(self, *, up: bool) -> None: ...
+
+
+async def stay_connected(
+    broker: BrokerOptions,
+    events: ConnectionEvents,
+    backoff: Backoff,
+    session: Callable[[aiomqtt.Client], Awaitable[None]],
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    manual_ack: bool = False,
+) -> None:
+    """Run ``session`` on a connected client for ever, reconnecting with back-off.
+
+    An outage is logged once when it starts and once when it ends. A session that
+    returns is simply started again on a fresh connection.
+    """
+    outage_started: float | None = None
+    while True:
+        try:
+            client = broker.client()
+            if manual_ack:
+                # aiomqtt has no manual-ack switch yet (empicano/aiomqtt#345); paho-mqtt 2 does.
+                client._client.manual_ack_set(on=True)  # noqa: SLF001
+            async with client:
+                events.connected(up=True)
+                if outage_started is not None:
+                    log.info("broker_reconnected", outage_s=round(monotonic() - outage_started, 1))
+                    outage_started = None
+                backoff.reset()
+                await session(client)
+        except* aiomqtt.MqttError as errors:
+            events.connected(up=False)
+            if outage_started is None:
+                outage_started = monotonic()
+                where = f"{broker.host}:{broker.port}"
+                log.warning("broker_unreachable", broker=where, error=str(errors.exceptions[0]))
+            await asyncio.sleep(backoff.next_delay())

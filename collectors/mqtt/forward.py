@@ -18,7 +18,7 @@ from typing import Final, Protocol
 import aiomqtt
 import structlog
 
-from collectors.mqtt.connection import Backoff, BrokerOptions
+from collectors.mqtt.connection import Backoff, BrokerOptions, ConnectionEvents, stay_connected
 from daemon.errors import StorageError
 
 log = structlog.get_logger(__name__)
@@ -42,9 +42,7 @@ class Outbox(Protocol):
     async def acknowledged(self, ids: list[int]) -> None: ...
 
 
-class ForwardEvents(Protocol):
-    def connected(self, *, up: bool) -> None: ...
-
+class ForwardEvents(ConnectionEvents, Protocol):
     def forwarded(self, count: int) -> None: ...
 
 
@@ -77,27 +75,15 @@ class MqttForwarder:
         self._new_entries.set()
 
     async def run(self, outbox: Outbox) -> None:
-        outage_started: float | None = None
-        while True:
+        async def session(client: aiomqtt.Client) -> None:
             try:
-                async with self._broker.client() as client:
-                    self._events.connected(up=True)
-                    if outage_started is not None:
-                        log.info("broker_reconnected", outage_s=round(self._monotonic() - outage_started, 1))
-                        outage_started = None
-                    self._backoff.reset()
-                    await self._forward(client, outbox)
-            except* aiomqtt.MqttError as errors:
-                self._events.connected(up=False)
-                if outage_started is None:
-                    outage_started = self._monotonic()
-                    broker = f"{self._broker.host}:{self._broker.port}"
-                    log.warning("broker_unreachable", broker=broker, error=str(errors.exceptions[0]))
-                await asyncio.sleep(self._backoff.next_delay())
+                await self._forward(client, outbox)
             except* StorageError as errors:
                 # The outbox is the local store: if it fails, nothing is lost by waiting.
                 log.error("outbox_unreadable", error=str(errors.exceptions[0]))  # noqa: TRY400 - one line
                 await asyncio.sleep(self._backoff.next_delay())
+
+        await stay_connected(self._broker, self._events, self._backoff, session, monotonic=self._monotonic)
 
     async def _forward(self, client: aiomqtt.Client, outbox: Outbox) -> None:
         cursor = 0  # every connection replays from the oldest entry still queued

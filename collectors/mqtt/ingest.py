@@ -20,7 +20,7 @@ import structlog
 
 from collectors import wire
 from collectors.base import Reading, ReadingSink
-from collectors.mqtt.connection import TOPIC_ROOT, Backoff, BrokerOptions
+from collectors.mqtt.connection import TOPIC_ROOT, Backoff, BrokerOptions, ConnectionEvents, stay_connected
 from daemon.errors import PayloadError
 
 log = structlog.get_logger(__name__)
@@ -28,10 +28,8 @@ log = structlog.get_logger(__name__)
 SOURCE: Final = "mqtt"
 
 
-class IngestEvents(Protocol):
+class IngestEvents(ConnectionEvents, Protocol):
     """What an ingest reports as it goes (the daemon turns it into metrics)."""
-
-    def connected(self, *, up: bool) -> None: ...
 
     def received(self, count: int) -> None: ...
 
@@ -68,28 +66,15 @@ class MqttIngest:
         self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
 
     async def run(self, sink: ReadingSink) -> None:
-        outage_started: float | None = None
-        while True:
-            try:
-                client = self._broker.client()
-                # aiomqtt has no manual-ack switch yet (empicano/aiomqtt#345); paho-mqtt 2 does.
-                client._client.manual_ack_set(on=True)  # noqa: SLF001
-                async with client:
-                    self._events.connected(up=True)
-                    if outage_started is not None:
-                        log.info("broker_reconnected", outage_s=round(self._monotonic() - outage_started, 1))
-                        outage_started = None
-                    self._backoff.reset()
-                    for topic in self._options.topics():
-                        await client.subscribe(topic, qos=1)
-                    log.info("mqtt_ingest_subscribed", topics=self._options.topics(), client_id=self._broker.client_id)
-                    await self._consume(client, sink)
-            except aiomqtt.MqttError as err:
-                self._events.connected(up=False)
-                if outage_started is None:
-                    outage_started = self._monotonic()
-                    log.warning("broker_unreachable", broker=f"{self._broker.host}:{self._broker.port}", error=str(err))
-                await asyncio.sleep(self._backoff.next_delay())
+        async def session(client: aiomqtt.Client) -> None:
+            for topic in self._options.topics():
+                await client.subscribe(topic, qos=1)
+            log.info("mqtt_ingest_subscribed", topics=self._options.topics(), client_id=self._broker.client_id)
+            await self._consume(client, sink)
+
+        await stay_connected(
+            self._broker, self._events, self._backoff, session, monotonic=self._monotonic, manual_ack=True
+        )
 
     async def _consume(self, client: aiomqtt.Client, sink: ReadingSink) -> None:
         messages = client.messages
