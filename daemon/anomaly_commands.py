@@ -13,7 +13,6 @@ from datetime import timedelta
 from typing import Any, Final
 
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
-from daemon.anomaly_job import refresh_gauge
 from daemon.clock import utc_now
 from daemon.errors import MeterdError
 from daemon.metrics import Metrics
@@ -104,12 +103,22 @@ async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _unresolved(anomalies: AnomalyStore, anomaly_id: int) -> AnomalyRecord:
+    """The anomaly, if a decision can still be taken on it.
+
+    Raises:
+        ReviewError: it is already resolved.
+    """
+    anomaly = await anomalies.get(anomaly_id)
+    if anomaly.status == RESOLVED:
+        raise ReviewError(f"anomaly {anomaly_id} is already resolved ({anomaly.resolution}) by {anomaly.resolved_by}")
+    return anomaly
+
+
 async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
     async with _open(settings) as store:
         anomalies = AnomalyStore(store)
-        anomaly = await anomalies.get(args.id)
-        if anomaly.status == RESOLVED:
-            raise ReviewError(f"anomaly {args.id} is already resolved ({anomaly.resolution})")
+        await _unresolved(anomalies, args.id)
         await anomalies.set_status(args.id, status=ACKNOWLEDGED, resolution=None, actor=args.by, reason=args.reason,
                                    now=utc_now())  # fmt: skip
     print(f"anomaly {args.id} acknowledged by {args.by}")
@@ -119,9 +128,7 @@ async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     async with _open(settings) as store:
         anomalies = AnomalyStore(store)
-        anomaly = await anomalies.get(args.id)
-        if anomaly.status == RESOLVED:
-            raise ReviewError(f"anomaly {args.id} is already resolved ({anomaly.resolution}) by {anomaly.resolved_by}")
+        anomaly = await _unresolved(anomalies, args.id)
         detail: dict[str, Any] = {}
         if args.action == "replace":
             detail = await _replace(store, anomaly, args.value, actor=args.by)
@@ -129,7 +136,6 @@ async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
             raise ReviewError("--value goes with --action replace only")
         await anomalies.set_status(args.id, status=RESOLVED, resolution=ACTIONS[args.action], actor=args.by,
                                    reason=args.reason, now=utc_now(), detail=detail)  # fmt: skip
-        await refresh_gauge(anomalies, Metrics())
     print(f"anomaly {args.id} resolved: {ACTIONS[args.action]} by {args.by}")
     return 0
 

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select, update
 
 from billing.anomalies import Finding, Kind
+from billing.anomalies.detectors import empty_frame
 from daemon.errors import MeterdError
 from daemon.storage.models import AnomalyReading, AnomalyRow, AuditEntry, Device, ReadingRow, StateEntry
 from daemon.storage.repository import Store
@@ -207,7 +208,7 @@ class AnomalyStore:
                     changed = changed.where(ReadingRow.received_at > received_after)
                 rows = (await conn.execute(changed.group_by(ReadingRow.device_id))).all()
                 if not rows:
-                    return _empty(), received_after
+                    return empty_frame(), received_after
                 newest = max(r[2] for r in rows)
                 frames = []
                 for device_id, earliest, _ in rows:
@@ -276,9 +277,3 @@ def _record(row: Any) -> AnomalyRecord:  # noqa: ANN401 - a Row of _select()
     values = list(row)
     values[7] = json.loads(values[7])
     return AnomalyRecord(*values)
-
-
-def _empty() -> pd.DataFrame:
-    from billing.anomalies.detectors import empty_frame  # noqa: PLC0415 - keeps storage importable without pandas work
-
-    return empty_frame()

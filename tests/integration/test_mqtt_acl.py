@@ -17,7 +17,7 @@ from daemon.settings import load
 from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.integration.mosquitto import OwnBroker
-from tests.integration.test_mqtt_ingest import wait_for, wire_reading
+from tests.integration.test_mqtt_ingest import broker_connected, wait_for, wire_reading
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORDS = {"acme-hq": "agent-secret-1", "other-site": "agent-secret-2", "hub-1": "hub-secret-1"}
@@ -56,7 +56,7 @@ async def test_agents_publish_only_under_their_own_site(write_config: Callable[.
     hub = Daemon(load(config, {}))
     task = asyncio.create_task(hub.run())
     try:
-        await wait_for(_connected(hub))
+        await wait_for(broker_connected(hub))
         await _publish_as("acme-hq", broker.port, "acme-hq", 1)  # allowed
         await _publish_as("acme-hq", broker.port, "other-site", 2)  # another site's topic: refused
         await _publish_as("other-site", broker.port, "other-site", 3)  # allowed
@@ -94,13 +94,6 @@ async def test_a_wrong_password_is_reported_and_never_logged(write_config: Calla
     assert "not-the-password-42" not in repr(logs)
     refused = next(e for e in logs if e["event"] == "broker_unreachable")
     assert "authori" in str(refused["error"]).lower() or "password" in str(refused["error"]).lower()
-
-
-def _connected(daemon: Daemon) -> Callable[[], object]:
-    async def check() -> bool:
-        return daemon.metrics.registry.get_sample_value("meterd_broker_connected") == 1
-
-    return check
 
 
 def _has_event(logs: list[dict[str, object]], name: str) -> Callable[[], object]:

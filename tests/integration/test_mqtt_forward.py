@@ -17,7 +17,7 @@ from daemon.scheduler import Job
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
 from tests.factories import reading
-from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, hub_settings, wait_for
+from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, broker_connected, hub_settings, wait_for
 
 
 def agent_settings(
@@ -40,7 +40,7 @@ async def test_agent_readings_reach_the_hub_exactly_once_field_for_field(
     site = f"t{uuid.uuid4().hex[:10]}"
     hub = Daemon(hub_settings(write_config, tmp_path, site))
     hub_task = asyncio.create_task(hub.run())
-    await wait_for(lambda: _sample(hub.metrics, "meterd_broker_connected", 1))
+    await wait_for(broker_connected(hub))
     sent = [reading(site=site, serial=f"SER{n % 7}", minutes=n, total=10_000 + n) for n in range(300)]
     real_build_jobs = app_module.build_jobs
 

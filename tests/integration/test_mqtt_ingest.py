@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,19 @@ def site() -> str:
 async def running_hub(write_config: Callable[..., Path], tmp_path: Path, site: str) -> AsyncIterator[Daemon]:
     daemon = Daemon(hub_settings(write_config, tmp_path, site))
     task = asyncio.create_task(daemon.run())
-    await wait_for(lambda: _connected(daemon))
+    await wait_for(broker_connected(daemon))
     yield daemon
     daemon.request_stop()
     await asyncio.wait_for(task, 20)
 
 
-async def _connected(daemon: Daemon) -> bool:
-    return daemon.metrics.registry.get_sample_value("meterd_broker_connected") == 1
+def broker_connected(daemon: Daemon) -> Callable[[], Awaitable[bool]]:
+    """A condition for wait_for: the daemon reports itself connected to the broker."""
+
+    async def check() -> bool:
+        return daemon.metrics.registry.get_sample_value("meterd_broker_connected") == 1
+
+    return check
 
 
 async def test_published_readings_are_stored_exactly_once_and_bad_ones_dead_lettered(
@@ -125,7 +130,7 @@ async def test_readings_published_while_the_hub_is_down_wait_in_its_session(
     settings = hub_settings(write_config, tmp_path, site)
     first = Daemon(settings)
     task = asyncio.create_task(first.run())
-    await wait_for(lambda: _connected(first))  # the broker now holds the hub's session and subscription
+    await wait_for(broker_connected(first))  # the broker now holds the hub's session and subscription
     first.request_stop()
     await asyncio.wait_for(task, 20)
     await publish(site, [("HUBTEST1", json.dumps(wire_reading(site, n)).encode()) for n in range(50)])

@@ -12,7 +12,7 @@ import pytest
 
 from daemon.app import Daemon
 from daemon.storage.repository import Store
-from tests.integration.test_mqtt_ingest import hub_settings, publish, wait_for, wire_reading
+from tests.integration.test_mqtt_ingest import broker_connected, hub_settings, publish, wait_for, wire_reading
 
 pytestmark = pytest.mark.postgres
 
@@ -30,10 +30,8 @@ async def test_two_hubs_split_the_stream_and_store_each_reading_once(
     received = [lambda hub=hub: hub.metrics.registry.get_sample_value("meterd_mqtt_messages_received_total") or 0
                 for hub in hubs]  # fmt: skip
 
-    async def both_connected() -> bool:
-        return all(h.metrics.registry.get_sample_value("meterd_broker_connected") == 1 for h in hubs)
-
-    await wait_for(both_connected)
+    for hub in hubs:
+        await wait_for(broker_connected(hub))
     await publish(site, [("KEY", json.dumps(wire_reading(site, n, serial=f"S{n % 9}")).encode()) for n in range(600)])
     async with Store.open(pg_url, upgrade=False) as store:
 

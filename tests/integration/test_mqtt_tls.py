@@ -22,7 +22,7 @@ from daemon.settings import load
 from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.integration.mosquitto import OwnBroker
-from tests.integration.test_mqtt_ingest import wait_for, wire_reading
+from tests.integration.test_mqtt_ingest import broker_connected, wait_for, wire_reading
 
 
 def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
@@ -83,11 +83,7 @@ async def test_hub_ingests_over_tls_with_a_private_ca(write_config: Callable[...
     hub = Daemon(load(_hub_config(write_config, tmp_path, broker.port, ca), {}))
     task = asyncio.create_task(hub.run())
     try:
-
-        async def connected() -> bool:
-            return hub.metrics.registry.get_sample_value("meterd_broker_connected") == 1
-
-        await wait_for(connected)
+        await wait_for(broker_connected(hub))
         context = ssl.create_default_context(cafile=str(ca))
         async with aiomqtt.Client("127.0.0.1", broker.port, tls_context=context, identifier="pub-tls") as client:
             await client.publish("meterd/v1/tls/K/reading", json.dumps(wire_reading("tls", 1)).encode(), qos=1)
