@@ -16,7 +16,6 @@ from collectors.base import Meter
 from daemon.errors import MeterdError
 
 Cycle = Literal["monthly", "quarterly", "semiannual", "annual"]
-CYCLE_MONTHS: dict[str, int] = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
 MAX_PRICE_DECIMALS = 6
 
 
@@ -100,9 +99,13 @@ class ContractVersion(_Strict):
 
 
 class Contract(_Strict):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=64)
     customer: str = Field(min_length=1)
     versions: list[ContractVersion] = Field(min_length=1)
+    ends: date | None = Field(default=None, description="first day no longer under contract")
+    devices: list[str] = Field(
+        default_factory=list, description="device keys it covers; empty: every device the customer holds"
+    )
 
     @model_validator(mode="after")
     def _versions_in_order(self) -> Contract:
@@ -113,7 +116,28 @@ class Contract(_Strict):
         if len({version.currency for version in self.versions}) > 1:
             msg = "all versions of a contract must bill in one currency"
             raise ValueError(msg)
+        if self.ends is not None and self.ends <= starts[0]:
+            msg = "ends must come after the first version's valid_from"
+            raise ValueError(msg)
         return self
+
+    @property
+    def currency(self) -> str:
+        return self.versions[0].currency
+
+    def covers(self, device: str) -> bool:
+        return not self.devices or device in self.devices
+
+    def spans(self, start: date, end: date) -> list[tuple[ContractVersion, date, date]]:
+        """The versions in force between ``start`` and ``end`` (exclusive), each with the days it holds."""
+        pieces = []
+        for index, version in enumerate(self.versions):
+            following = self.versions[index + 1].valid_from if index + 1 < len(self.versions) else None
+            version_end = min(day for day in (following, self.ends, end) if day is not None)
+            piece_start = max(start, version.valid_from)
+            if piece_start < version_end:
+                pieces.append((version, piece_start, version_end))
+        return pieces
 
     def version_at(self, day: date) -> ContractVersion | None:
         """The version in force on ``day``; None before the first."""
@@ -133,8 +157,13 @@ def parse_contract(data: object) -> Contract:
     try:
         return Contract.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(contract)"
         name = data.get("id", "?") if isinstance(data, dict) else "?"
-        msg = f"contract {name}: {where}: {first['msg']}"
-        raise ContractError(msg) from err
+        raise ContractError(explain(err, f"contract {name}")) from err
+
+
+def explain(err: ValidationError, record: str) -> str:
+    """One line naming the record, the field and the rule of the first problem found."""
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    return f"{record}: {where}: {reason}" if where else f"{record}: {reason}"

@@ -7,30 +7,15 @@ invoice can be explained line by line.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final, Literal
 
 from billing.contracts import ContractVersion, MeterTerms, Tier
+from billing.periods import Period
 from collectors.base import Meter
 
 # ISO 4217 minor units for the currencies that do not use two.
 _MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    start: date
-    end: date  # exclusive
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    @classmethod
-    def month(cls, year: int, month: int) -> Period:
-        end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)  # noqa: PLR2004 - December
-        return cls(date(year, month, 1), end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +25,7 @@ class DeviceUsage:
     pages: int
     estimated: bool = False
     held: bool = False
+    reads: dict[str, Any] = field(default_factory=dict)  # the readings behind the pages, for provenance
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,5 +152,6 @@ def _usage_line(
             "tiering": terms.tiering,
             "tiers": tiers,
             "devices": {item.device: item.pages for item in items},
+            "reads": {item.device: item.reads for item in items if item.reads},
         },
     )

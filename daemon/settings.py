@@ -262,6 +262,34 @@ class AnomalySettings(_Section):
     notify_attempts: int = Field(default=3, ge=1, le=20)
 
 
+class SellerSettings(_Section):
+    """The dealer as it appears on invoices (EN 16931 seller): name, address, tax number, bank."""
+
+    name: str = "Your Dealer Ltd"
+    street: str = "1 Example Street"
+    city: str = "Example City"
+    postal_code: str = ""
+    country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    tax_id: str | None = Field(default=None, description="VAT number with its country prefix")
+    electronic_address: str | None = Field(default=None, pattern=r"^[0-9A-Z]{2,4}:\S+$")
+    email: str = "billing@example.com"
+    phone: str = ""
+    iban: str | None = None
+    bic: str | None = None
+
+
+class BillingSettings(_Section):
+    """How usage becomes invoices; see billing.reads.ReadRules and billing.invoicing."""
+
+    seller: SellerSettings = Field(default_factory=SellerSettings)
+    invoice_series: str = Field(default="INV", pattern=r"^[A-Z0-9-]{1,16}$")
+    credit_note_series: str = Field(default="CN", pattern=r"^[A-Z0-9-]{1,16}$")
+    number_digits: int = Field(default=6, ge=1, le=12)
+    read_window_days: int = Field(default=3, ge=0, le=31)
+    estimate_lookback_days: int = Field(default=90, ge=7, le=730)
+    adjust_months: int = Field(default=3, ge=0, le=24)
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -273,6 +301,7 @@ class Settings(_Section):
     snmp: SnmpSettings = Field(default_factory=SnmpSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
 
     @property
     def database_url(self) -> str:

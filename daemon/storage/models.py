@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -19,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from daemon.storage.types import UTCDateTime
+from daemon.storage.types import DecimalText, UTCDateTime
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -169,3 +171,134 @@ class StateEntry(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class CustomerRow(Base):
+    """A billed account. ``parent_id``: the head office that pays for this branch."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    legal_name: Mapped[str] = mapped_column(String(256))
+    trade_name: Mapped[str | None] = mapped_column(String(256))
+    country: Mapped[str] = mapped_column(String(2))
+    tax_id: Mapped[str | None] = mapped_column(String(64))
+    tax_scheme: Mapped[str | None] = mapped_column(String(32))
+    electronic_address: Mapped[str | None] = mapped_column(String(256))
+    address: Mapped[str] = mapped_column(Text)  # JSON
+    contacts: Mapped[str] = mapped_column(Text)  # JSON list; exactly one is the billing contact
+    payment_method: Mapped[str] = mapped_column(String(64))
+    payment_terms_days: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    language: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    notes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SiteRow(Base):
+    """A site (the agent's ``site`` name) and the customer it belongs to."""
+
+    __tablename__ = "sites"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+
+
+class AssignmentRow(Base):
+    """Who holds a device from ``valid_from`` until ``valid_to`` (exclusive; open when null)."""
+
+    __tablename__ = "device_assignments"
+    __table_args__ = (Index(None, "device_id", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ContractRow(Base):
+    """A customer's contract; ``terms`` is the validated contract with all its versions (JSON)."""
+
+    __tablename__ = "contracts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    terms: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InvoiceSeries(Base):
+    """The next number of a numbering series: taken and advanced in the finalising transaction."""
+
+    __tablename__ = "invoice_series"
+
+    series: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_number: Mapped[int] = mapped_column(Integer)
+
+
+class InvoiceRow(Base):
+    """An invoice or credit note: draft -> finalized -> voided. Finalised rows never change but for voiding."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("series", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # invoice | credit_note
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    # "<customer id>:<period start>" while not voided, else null: one live invoice per customer and period.
+    live_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    net: Mapped[Decimal] = mapped_column(DecimalText)
+    tax: Mapped[Decimal] = mapped_column(DecimalText)
+    total: Mapped[Decimal] = mapped_column(DecimalText)
+    series: Mapped[str | None] = mapped_column(String(32))
+    number: Mapped[int | None] = mapped_column(Integer)
+    number_text: Mapped[str | None] = mapped_column(String(64))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    snapshot: Mapped[str | None] = mapped_column(Text)  # JSON: seller, customer, contracts as finalised
+    credited_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finalized_by: Mapped[str | None] = mapped_column(String(128))
+    hold_override: Mapped[str | None] = mapped_column(Text)
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    voided_by: Mapped[str | None] = mapped_column(String(128))
+    void_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class InvoiceLineRow(Base):
+    """One priced line with the provenance (readings and rules) that produced it."""
+
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(24))
+    adjustment: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(String(512))
+    customer_code: Mapped[str] = mapped_column(String(64))
+    contract_code: Mapped[str] = mapped_column(String(64))
+    device_key: Mapped[str | None] = mapped_column(String(128))
+    meter: Mapped[str | None] = mapped_column(String(32))
+    pool: Mapped[str | None] = mapped_column(String(64))
+    service_start: Mapped[date] = mapped_column(Date)
+    service_end: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[Decimal] = mapped_column(DecimalText)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    tax_rate: Mapped[Decimal] = mapped_column(DecimalText)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    held: Mapped[bool] = mapped_column(Boolean)
+    provenance: Mapped[str] = mapped_column(Text)  # JSON

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.contracts import ContractError, ContractVersion, MeterTerms, Tier, parse_contract
-from billing.rating import DeviceUsage, Period, money, rate, tier_charge
+from billing.periods import Period
+from billing.rating import DeviceUsage, money, rate, tier_charge
 from collectors.base import Meter
 
 NOV = Period.month(2026, 11)  # 30 days

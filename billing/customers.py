@@ -1,0 +1,155 @@
+"""Customer accounts as data: validated whole, tax numbers checked per country with python-stdnum."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from stdnum import get_cc_module
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import ValidationError as StdnumError
+
+from billing.contracts import Currency, explain
+from daemon.errors import MeterdError
+
+# EU member states: their VAT numbers carry the country prefix (Greece's is EL), as Peppol expects.
+_EU: Final = frozenset(
+    "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()  # noqa: SIM905
+)
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Schemes python-stdnum knows under another module name than the scheme's.
+_MODULE_FOR: Final = {"tckn": "tckimlik"}
+UNVALIDATED: Final = "other"
+
+
+class CustomerError(MeterdError):
+    """A customer record that cannot be accepted; the message names the customer and field."""
+
+
+def _country(code: str) -> str:
+    if len(code) != 2 or not code.isalpha() or not code.isupper():  # noqa: PLR2004 - ISO 3166 alpha-2
+        msg = "must be an ISO 3166 two-letter code such as DE, TR, CN"
+        raise ValueError(msg)
+    return code
+
+
+def _email(text: str) -> str:
+    if not _EMAIL.match(text):
+        msg = "is not an e-mail address"
+        raise ValueError(msg)
+    return text
+
+
+Country = Annotated[str, AfterValidator(_country)]
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Address(_Strict):
+    street: str = Field(min_length=1)
+    city: str = Field(min_length=1)
+    postal_code: str = ""
+    region: str = ""
+    country: Country
+
+
+class Contact(_Strict):
+    name: str = Field(min_length=1)
+    role: str = ""
+    email: Email | None = None
+    phone: str = ""
+    billing: bool = False
+
+
+class Customer(_Strict):
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    legal_name: str = Field(min_length=1, max_length=256)
+    trade_name: str | None = None
+    country: Country
+    tax_id: str | None = None
+    tax_scheme: str = Field(default="vat", description="vat, vkn, tckn, uscc, ein … or 'other' (not validated)")
+    electronic_address: str | None = Field(
+        default=None, pattern=r"^[0-9A-Z]{2,4}:\S+$", description="Peppol endpoint 'scheme:id', e.g. 0208:0123456789"
+    )
+    address: Address
+    contacts: list[Contact] = Field(min_length=1)
+    payment_method: Literal["bank_transfer", "direct_debit", "card", "cash", "cheque"] = "bank_transfer"
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    currency: Currency
+    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    parent: str | None = Field(default=None, description="code of the head office that pays for this customer")
+    notes: str = ""
+    sites: list[str] = Field(default_factory=list, description="agent site names that belong to this customer")
+
+    @model_validator(mode="after")
+    def _checked(self) -> Customer:
+        billing = [contact for contact in self.contacts if contact.billing]
+        if len(billing) != 1:
+            msg = "contacts: exactly one contact must have billing = true"
+            raise ValueError(msg)
+        if billing[0].email is None:
+            msg = "contacts: the billing contact needs an email"
+            raise ValueError(msg)
+        if self.parent == self.code:
+            msg = "parent: a customer cannot be its own parent"
+            raise ValueError(msg)
+        if self.tax_id is not None:
+            try:
+                compact = normalise_tax_id(self.tax_id, self.country, self.tax_scheme)
+            except ValueError as err:
+                msg = f"tax_id: {err}"
+                raise ValueError(msg) from err
+            object.__setattr__(self, "tax_id", compact)
+        return self
+
+    @property
+    def billing_contact(self) -> Contact:
+        return next(contact for contact in self.contacts if contact.billing)
+
+    @property
+    def display_name(self) -> str:
+        return self.trade_name or self.legal_name
+
+
+def normalise_tax_id(number: str, country: str, scheme: str) -> str:
+    """The tax number in its compact form, after python-stdnum accepted it for the country and scheme.
+
+    Raises:
+        ValueError: invalid for that scheme, or no validator exists (use scheme 'other' to skip).
+    """
+    if scheme == UNVALIDATED:
+        return number.strip()
+    if scheme == "vat" and country in _EU:
+        prefixed = number if number[:2].upper() in {country, "EL"} else ("EL" if country == "GR" else country) + number
+        return _validated(eu_vat, prefixed, f"not a valid {country} VAT number")
+    module = get_cc_module(country.lower(), _MODULE_FOR.get(scheme, scheme))
+    if module is None:
+        msg = f"python-stdnum has no {scheme!r} validator for {country}; set tax_scheme = 'other' to keep it unchecked"
+        raise ValueError(msg)
+    return _validated(module, number, f"not a valid {country} {scheme} number")
+
+
+def _validated(module: object, number: str, message: str) -> str:
+    try:
+        compact: str = module.validate(number)  # type: ignore[attr-defined]
+    except StdnumError as err:
+        msg = f"{message} ({err})"
+        raise ValueError(msg) from err
+    return compact
+
+
+def parse_customer(data: object) -> Customer:
+    """A customer from plain data (TOML, JSON, CSV row).
+
+    Raises:
+        CustomerError: naming the customer, the field and the rule.
+    """
+    try:
+        return Customer.model_validate(data)
+    except ValidationError as err:
+        name = data.get("code", "?") if isinstance(data, dict) else "?"
+        raise CustomerError(explain(err, f"customer {name}")) from err

@@ -1,0 +1,446 @@
+"""From customers, contracts, device assignments and period usage to the lines of a draft invoice.
+
+One invoice per paying customer (a head office pays for its branches) and month. Every
+line is reconciled against what finalised invoices already billed, keyed by contract, kind,
+device, meter, pool and service period:
+
+- base fees are billed in advance: the month itself (for devices that joined in it) and the
+  rest of the base cycle that the next day falls in; days billed before and no longer held
+  come back as a credit;
+- usage is billed for the usage cycle that ends with the month; a cycle already invoiced
+  whose figures changed since (a late or corrected read, a resolved hold) becomes an
+  adjustment line for the difference, so a finalised invoice never changes.
+
+Pure functions: the store loads the inputs and writes the result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, Final
+
+import pandas as pd
+
+from billing.contracts import Contract, ContractVersion
+from billing.customers import Customer
+from billing.periods import Period, add_months, cycle_containing, cycles_between, merge, subtract
+from billing.rating import DeviceUsage, money, rate
+from collectors.base import Meter
+from daemon.errors import MeterdError
+
+BASE_FEE: Final = "base_fee"
+USAGE: Final = "usage"
+MINIMUM: Final = "minimum_true_up"
+
+LineKey = tuple[str, str, str | None, str | None, str | None, date, date]
+
+
+class BillingError(MeterdError):
+    """Input billing cannot proceed with; the message names the record and field, and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    device: str
+    customer: str
+    start: date
+    end: date | None  # exclusive; None while the customer still holds it
+
+    def during(self, period: Period) -> Period | None:
+        return period.overlap(Period(self.start, self.end or date.max))
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    kind: str
+    adjustment: bool
+    description: str
+    customer: str
+    contract: str
+    device: str | None
+    meter: str | None
+    pool: str | None
+    service: Period
+    quantity: Decimal
+    amount: Decimal
+    tax_rate: Decimal
+    estimated: bool = False
+    held: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> LineKey:
+        return (self.contract, self.kind, self.device, self.meter, self.pool, self.service.start, self.service.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    net: Decimal
+    tax: Decimal
+    total: Decimal
+    by_rate: dict[Decimal, tuple[Decimal, Decimal]]  # rate -> (taxable, tax)
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """What billing knows about customers: the accounts, their contracts and who held which device when."""
+
+    customers: dict[str, Customer]
+    contracts: list[Contract]
+    assignments: list[Assignment]
+
+    def payer_of(self, code: str) -> str:
+        seen = [code]
+        while (parent := self.customers[seen[-1]].parent) is not None:
+            if parent in seen:
+                msg = f"customer {code}: parent: the chain {' -> '.join([*seen, parent])} loops"
+                raise BillingError(msg)
+            if parent not in self.customers:
+                msg = f"customer {seen[-1]}: parent: no customer {parent!r}"
+                raise BillingError(msg)
+            seen.append(parent)
+        return seen[-1]
+
+    def members(self, payer: str) -> list[str]:
+        return sorted(code for code in self.customers if self.payer_of(code) == payer)
+
+    def payers(self) -> list[str]:
+        return sorted({self.payer_of(code) for code in self.customers})
+
+
+@dataclass(frozen=True, slots=True)
+class UsageJob:
+    """One contract's usage cycle to rate: the devices and the days each was under the contract."""
+
+    customer: str
+    contract: Contract
+    version: ContractVersion
+    cycle: Period
+    held_days: dict[str, list[Period]]
+
+
+@dataclass
+class Draft:
+    payer: str
+    month: Period
+    currency: str
+    lines: list[InvoiceLine]
+    checks: list[str]
+
+    @property
+    def totals(self) -> Totals:
+        return totals(self.lines, self.currency)
+
+
+def totals(lines: Iterable[InvoiceLine], currency: str) -> Totals:
+    """Net, tax per rate (rounded once per rate, as EN 16931 wants) and total, from the lines alone."""
+    taxable: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for line in lines:
+        taxable[line.tax_rate] += line.amount
+    by_rate = {r: (amount, money(amount * r, currency)) for r, amount in sorted(taxable.items())}
+    net = sum((amount for amount, _ in by_rate.values()), Decimal(0))
+    tax = sum((tax for _, tax in by_rate.values()), Decimal(0))
+    return Totals(net, tax, net + tax, by_rate)
+
+
+def check(book: Book, payer: str, month: Period) -> None:
+    """Refuse a month that cannot be billed: currency mismatches, uncovered or doubly covered devices.
+
+    Raises:
+        BillingError: naming the customer, contract or device, and the field.
+    """
+    currency = book.customers[payer].currency
+    for code in book.members(payer):
+        customer = book.customers[code]
+        if customer.currency != currency:
+            msg = f"customer {code}: currency: {customer.currency} but its payer {payer} bills in {currency}"
+            raise BillingError(msg)
+        contracts = [c for c in book.contracts if c.customer == code]
+        for contract in contracts:
+            if contract.currency != currency:
+                msg = f"contract {contract.id}: currency: {contract.currency} but customer {code} bills in {currency}"
+                raise BillingError(msg)
+        for assignment in (a for a in book.assignments if a.customer == code):
+            held = assignment.during(month)
+            if held is None:
+                continue
+            covering = [(c, _covered(c, held)) for c in contracts if c.covers(assignment.device)]
+            uncovered = subtract([held], [p for _, pieces in covering for p in pieces])
+            if uncovered:
+                gap = uncovered[0]
+                msg = (f"customer {code}: device {assignment.device} is held {gap.start}..{gap.end} but no contract "
+                       "covers it; add a contract (or list the device in one) or end the assignment")  # fmt: skip
+                raise BillingError(msg)
+            _refuse_double_cover(code, assignment.device, covering)
+
+
+def _refuse_double_cover(customer: str, device: str, covering: list[tuple[Contract, list[Period]]]) -> None:
+    for index, (first, first_pieces) in enumerate(covering):
+        for second, second_pieces in covering[index + 1 :]:
+            for a in first_pieces:
+                for b in second_pieces:
+                    if (both := a.overlap(b)) is not None:
+                        msg = (f"customer {customer}: device {device} is covered by contracts {first.id} "
+                               f"and {second.id} on {both.start}; list the device in one only")  # fmt: skip
+                        raise BillingError(msg)
+
+
+def _covered(contract: Contract, period: Period) -> list[Period]:
+    return [Period(start, end) for _, start, end in contract.spans(period.start, period.end)]
+
+
+def usage_jobs(book: Book, payer: str, cycles_ending: Sequence[date]) -> list[UsageJob]:
+    """The usage cycles of the payer's contracts that end on one of ``cycles_ending``."""
+    jobs = []
+    for code in book.members(payer):
+        for contract in (c for c in book.contracts if c.customer == code):
+            for end in cycles_ending:
+                last_day = date.fromordinal(end.toordinal() - 1)
+                version = contract.version_at(last_day)
+                if version is None:
+                    continue
+                cycle = cycle_containing(last_day, version.usage_cycle)
+                if cycle.end != end:
+                    continue  # this contract's usage cycle does not end here
+                # The version in force on the cycle's first day prices the whole cycle.
+                version = contract.version_at(cycle.start) or version
+                held: dict[str, list[Period]] = defaultdict(list)
+                for assignment in book.assignments:
+                    if assignment.customer != code or not contract.covers(assignment.device):
+                        continue
+                    if (piece := assignment.during(cycle)) is not None:
+                        held[assignment.device].extend(_covered(contract, piece))
+                if held:
+                    jobs.append(UsageJob(code, contract, version, cycle, {d: merge(p) for d, p in held.items()}))
+    return jobs
+
+
+def usage_requests(jobs: Iterable[UsageJob]) -> pd.DataFrame:
+    """One row per device x billed meter x held piece of a cycle, for :func:`billing.reads.period_usage`."""
+    rows = [
+        (index, device, str(terms.meter), _utc(piece.start), _utc(piece.end))
+        for index, job in enumerate(jobs)
+        for terms in job.version.meters
+        for device, pieces in job.held_days.items()
+        for piece in pieces
+    ]
+    return pd.DataFrame(rows, columns=["job", "device", "meter", "start", "end"])
+
+
+def _utc(day: date) -> pd.Timestamp:
+    return pd.Timestamp(datetime.combine(day, time(), tzinfo=UTC))
+
+
+def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFrame) -> list[InvoiceLine]:
+    """Usage and minimum true-up lines of each job, with the reads behind every figure."""
+    merged = requests.join(usage)
+    per_job = dict(tuple(merged.groupby("job", sort=False))) if not merged.empty else {}
+    lines = []
+    for index, job in enumerate(jobs):
+        items = _device_usage(per_job.get(index))
+        active = {device: sum(p.days for p in pieces) for device, pieces in job.held_days.items()}
+        rated = rate(job.version, job.cycle, items, active)
+        for line in rated.lines:
+            if line.kind == BASE_FEE:
+                continue  # base fees are billed in advance, apart (rate() counts them for the minimum only)
+            lines.append(
+                InvoiceLine(
+                    kind=line.kind, adjustment=False, description=f"{job.cycle.label} {line.description}",
+                    customer=job.customer, contract=job.contract.id, device=line.device,
+                    meter=str(line.meter) if line.meter else None,
+                    pool=job.version.terms_for(line.meter).pool if line.meter else None,  # type: ignore[union-attr]
+                    service=job.cycle, quantity=line.quantity, amount=line.amount, tax_rate=job.version.tax_rate,
+                    estimated=line.estimated, held=line.held, provenance=line.detail,
+                )
+            )  # fmt: skip
+    return lines
+
+
+def _device_usage(rows: pd.DataFrame | None) -> list[DeviceUsage]:
+    if rows is None:
+        return []
+    items = []
+    for (device, meter), group in rows.groupby(["device", "meter"], sort=True):
+        assert isinstance(meter, str)
+        reads = [
+            {
+                "start": _read(row, "start"),
+                "end": _read(row, "end"),
+                "pages": int(row.usage),  # type: ignore[arg-type]
+                "segments": int(row.segments),  # type: ignore[arg-type]
+                "wraps": int(row.wraps),  # type: ignore[arg-type]
+                "held_readings": int(row.held),  # type: ignore[arg-type]
+                "no_reads": bool(row.no_reads),
+            }
+            for row in group.itertuples()
+        ]
+        items.append(
+            DeviceUsage(
+                device=str(device),
+                meter=Meter(meter),
+                pages=int(group["usage"].sum()),
+                estimated=bool(group["start_estimated"].any() or group["end_estimated"].any()),
+                held=bool((group["held"] > 0).any()),
+                reads={"pieces": reads},
+            )
+        )
+    return items
+
+
+def _read(row: Any, side: str) -> dict[str, Any]:  # noqa: ANN401 - a namedtuple row of the usage frame
+    value = getattr(row, f"{side}_value")
+    at = getattr(row, f"{side}_at")
+    return {
+        "row": int(getattr(row, f"{side}_row_id")),
+        "value": None if pd.isna(value) else int(value),
+        "at": None if pd.isna(at) else at.isoformat(),
+        "estimated": bool(getattr(row, f"{side}_estimated")),
+        "basis_row": int(getattr(row, f"{side}_basis_row")),
+    }
+
+
+def base_fee_lines(book: Book, payer: str, month: Period, billed: Sequence[InvoiceLine]) -> list[InvoiceLine]:
+    """Base fees for the month and the rest of the base cycle that follows it, less what was billed already."""
+    already: dict[tuple[str, str], list[InvoiceLine]] = defaultdict(list)
+    for line in billed:
+        if line.kind == BASE_FEE and line.device is not None:
+            already[(line.contract, line.device)].append(line)
+    lines = []
+    for code in book.members(payer):
+        for contract in (c for c in book.contracts if c.customer == code):
+            version_next = contract.version_at(month.end) or contract.versions[-1]
+            window = Period(month.start, cycle_containing(month.end, version_next.base_cycle).end)
+            devices: dict[str, list[Period]] = defaultdict(list)
+            for assignment in book.assignments:
+                mine = assignment.customer == code and contract.covers(assignment.device)
+                if mine and (piece := assignment.during(window)) is not None:
+                    devices[assignment.device].append(piece)
+            for device in sorted(set(devices) | {d for c, d in already if c == contract.id}):
+                held = merge(devices.get(device, []))
+                lines.extend(_base_for_device(code, contract, device, window=window, held=held,
+                                              billed=already.get((contract.id, device), [])))  # fmt: skip
+    return lines
+
+
+def _base_for_device(
+    customer: str, contract: Contract, device: str, *, window: Period, held: list[Period], billed: list[InvoiceLine]
+) -> list[InvoiceLine]:
+    charged = [line.service for line in billed if line.amount > 0]
+    credited = [line.service for line in billed if line.amount < 0]
+    billed_days = merge(subtract(charged, credited))
+    billed_in_window = [piece for days in billed_days if (piece := days.overlap(window)) is not None]
+    lines = []
+    for sign, pieces in ((1, subtract(held, billed_days)), (-1, subtract(billed_in_window, held))):
+        for piece in pieces:
+            for version, start, end in contract.spans(piece.start, piece.end):
+                if not version.base_fee:
+                    continue
+                for part in cycles_between(Period(start, end), version.base_cycle):
+                    cycle = cycle_containing(part.start, version.base_cycle)
+                    share = Decimal(part.days) / Decimal(cycle.days)
+                    amount = sign * money(version.base_fee * share, version.currency)
+                    what = "base fee" if sign > 0 else "base fee credit (device no longer held)"
+                    lines.append(
+                        InvoiceLine(
+                            kind=BASE_FEE, adjustment=sign < 0, description=f"{what} {device} {part.label}",
+                            customer=customer, contract=contract.id, device=device, meter=None, pool=None,
+                            service=part, quantity=sign * share.quantize(Decimal("0.0001")), amount=amount,
+                            tax_rate=version.tax_rate,
+                            provenance={"base_fee": str(version.base_fee), "days": part.days, "cycle_days": cycle.days,
+                                        "version_from": version.valid_from.isoformat()},
+                        )
+                    )  # fmt: skip
+    return lines
+
+
+def reconcile(desired: Sequence[InvoiceLine], billed: Sequence[InvoiceLine], current: Period) -> list[InvoiceLine]:
+    """Lines for what ``desired`` wants beyond what ``billed`` holds, key by key.
+
+    A key of the current cycle that was never billed becomes its own line, even at zero (the
+    device's reads belong on the invoice); anything else that differs becomes an adjustment.
+    """
+    billed_by_key: dict[LineKey, list[InvoiceLine]] = defaultdict(list)
+    for line in billed:
+        billed_by_key[line.key].append(line)
+    desired_keys = {line.key for line in desired}
+    out = []
+    for line in desired:
+        before = billed_by_key.get(line.key, [])
+        if not before and line.service.end == current.end:
+            out.append(line)
+            continue
+        paid = sum((b.amount for b in before), Decimal(0))
+        if line.amount == paid:
+            continue
+        out.append(_adjustment(line, paid, line.amount - paid, before))
+    for key, before in billed_by_key.items():
+        paid = sum((b.amount for b in before), Decimal(0))
+        if key not in desired_keys and paid and before[0].kind != BASE_FEE:
+            template = before[0]
+            gone = InvoiceLine(**{**_fields(template), "amount": Decimal(0), "quantity": Decimal(0), "provenance": {}})
+            out.append(_adjustment(gone, paid, -paid, before))
+    return out
+
+
+def _fields(line: InvoiceLine) -> dict[str, Any]:
+    return {name: getattr(line, name) for name in InvoiceLine.__slots__}
+
+
+def _adjustment(line: InvoiceLine, paid: Decimal, difference: Decimal, before: list[InvoiceLine]) -> InvoiceLine:
+    billed_quantity = sum((b.quantity for b in before), Decimal(0))
+    return InvoiceLine(**{
+        **_fields(line),
+        "adjustment": True,
+        "description": f"adjustment {line.description}: billed {paid}, now {line.amount}",
+        "amount": difference,
+        "quantity": line.quantity - billed_quantity,
+        "provenance": {**line.provenance, "billed_amount": str(paid), "now_amount": str(line.amount)},
+    })  # fmt: skip
+
+
+def double_checks(lines: Sequence[InvoiceLine]) -> list[str]:
+    """What the person who finalises should look at: held lines, estimates, missing reads, true-ups, adjustments."""
+    notes = []
+    for line in lines:
+        label = f"{line.description} ({line.amount})"
+        if line.held:
+            notes.append(f"HELD: {label}: readings under review; resolve them or finalise with --override-hold")
+        if line.estimated:
+            notes.append(f"estimated: {label}")
+        pieces = [p for reads in line.provenance.get("reads", {}).values() for p in reads.get("pieces", [])]
+        if any(piece["no_reads"] for piece in pieces):
+            notes.append(f"no reads at all: {label}")
+        if line.kind == MINIMUM:
+            notes.append(f"minimum charge true-up: {label}")
+        if line.adjustment:
+            notes.append(f"adjustment: {label}")
+    return notes
+
+
+def previous_months(month: Period, count: int) -> list[Period]:
+    return [Period(add_months(month.start, -n), add_months(month.start, 1 - n)) for n in range(count, 0, -1)]
+
+
+def cycles_to_rate(month: Period, finalised: Iterable[Period], adjust_months: int) -> list[date]:
+    """Cycle ends to rate for ``month``: its own, and those of invoiced months a late read may have changed."""
+    done = set(finalised)
+    return [m.end for m in previous_months(month, adjust_months) if m in done] + [month.end]
+
+
+def assemble(
+    book: Book, payer: str, month: Period, usage_lines: Sequence[InvoiceLine], billed: Sequence[InvoiceLine]
+) -> Draft:
+    """The payer's draft for ``month``: base fees in advance, usage, adjustments; each line once, sorted."""
+    lines = base_fee_lines(book, payer, month, billed) + reconcile(usage_lines, billed, month)
+    lines.sort(key=_line_order)
+    return Draft(payer, month, book.customers[payer].currency, lines, double_checks(lines))
+
+
+def _line_order(line: InvoiceLine) -> tuple[Any, ...]:
+    kinds = {BASE_FEE: 0, USAGE: 1, MINIMUM: 2}
+    return (line.adjustment, line.service.start, line.customer, line.contract, kinds.get(line.kind, 9),
+            line.device or "", line.meter or "", line.pool or "", line.service.end)  # fmt: skip

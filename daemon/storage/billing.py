@@ -1,0 +1,670 @@
+"""Customers, contracts, assignments and invoices in the store; readings read columnar for billing.
+
+Every change is one transaction and one audit-log entry. Finalising takes the next number
+of its series inside the finalising transaction (``UPDATE … RETURNING`` on the series row:
+PostgreSQL's row lock and SQLite's writer lock both serialise it), so numbers are gapless
+and never reused even when two people finalise at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from billing.contracts import Contract, parse_contract
+from billing.customers import Customer, parse_customer
+from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
+from billing.periods import Period
+from daemon.storage.models import (
+    AnomalyReading,
+    AnomalyRow,
+    AssignmentRow,
+    AuditEntry,
+    ContractRow,
+    CustomerRow,
+    Device,
+    InvoiceLineRow,
+    InvoiceRow,
+    InvoiceSeries,
+    ReadingRow,
+    SiteRow,
+)
+from daemon.storage.repository import Store
+
+DRAFT: Final = "draft"
+FINALIZED: Final = "finalized"
+VOIDED: Final = "voided"
+INVOICE: Final = "invoice"
+CREDIT_NOTE: Final = "credit_note"
+
+
+class InvoiceStateError(BillingError):
+    """An invoice action its state does not allow (finalising a finalised one, voiding a draft …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    id: int
+    kind: str
+    status: str
+    customer: str
+    period: Period
+    currency: str
+    net: Decimal
+    tax: Decimal
+    total: Decimal
+    number: str | None
+    issue_date: date | None
+    due_date: date | None
+    snapshot: dict[str, Any] | None
+    credited_invoice_id: int | None
+    finalized_by: str | None
+    hold_override: str | None
+    void_reason: str | None
+    lines: tuple[InvoiceLine, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SavedDraft:
+    invoice_id: int | None  # None: the month is already finalised for this customer
+    draft: Draft
+    replaced: bool
+
+
+class BillingStore:
+    """The billing side of a Store (same engine, same error translation)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- customers, contracts, assignments -------------------------------------------------
+
+    async def save_customers(self, customers: Sequence[Customer], *, actor: str, now: datetime) -> None:
+        """Create or update customers (by code) in one transaction; parents may come in the same batch."""
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                ids = await _customer_ids(conn)
+                for customer in _parents_first(customers, ids):
+                    parent_id = None
+                    if customer.parent is not None:
+                        if customer.parent not in ids:
+                            msg = f"customer {customer.code}: parent: no customer {customer.parent!r}; add it first"
+                            raise BillingError(msg)
+                        parent_id = ids[customer.parent]
+                    values = _customer_values(customer) | {"parent_id": parent_id, "updated_at": now}
+                    if customer.code in ids:
+                        await conn.execute(
+                            update(CustomerRow).where(CustomerRow.id == ids[customer.code]).values(values)
+                        )
+                    else:
+                        result = await conn.execute(insert(CustomerRow).values(values | {"created_at": now}))
+                        ids[customer.code] = int(result.inserted_primary_key[0])  # type: ignore[index]
+                    await conn.execute(delete(SiteRow).where(SiteRow.customer_id == ids[customer.code]))
+                    for site in customer.sites:
+                        await conn.execute(delete(SiteRow).where(SiteRow.name == site))
+                        await conn.execute(insert(SiteRow).values(name=site, customer_id=ids[customer.code]))
+                    await _audit(
+                        conn, now, actor, "customer.save", f"customer:{customer.code}", customer.model_dump(mode="json")
+                    )
+                await _refuse_parent_loops(conn)
+
+        await self._store.guard(_write(), "save customers")
+
+    async def save_contract(self, contract: Contract, *, actor: str, now: datetime) -> None:
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        select(CustomerRow.id, CustomerRow.currency).where(CustomerRow.code == contract.customer)
+                    )
+                ).first()
+                if row is None:
+                    msg = f"contract {contract.id}: customer: no customer {contract.customer!r}; add the customer first"
+                    raise BillingError(msg)
+                if row.currency != contract.currency:
+                    msg = (f"contract {contract.id}: versions.0.currency: {contract.currency} but customer "
+                           f"{contract.customer} bills in {row.currency}")  # fmt: skip
+                    raise BillingError(msg)
+                terms = contract.model_dump_json()
+                existing = (await conn.execute(select(ContractRow.id).where(ContractRow.code == contract.id))).scalar()
+                if existing is None:
+                    await conn.execute(insert(ContractRow).values(
+                        code=contract.id, customer_id=row.id, terms=terms, created_at=now, updated_at=now))  # fmt: skip
+                else:
+                    await conn.execute(update(ContractRow).where(ContractRow.id == existing).values(
+                        customer_id=row.id, terms=terms, updated_at=now))  # fmt: skip
+                await _audit(conn, now, actor, "contract.save", f"contract:{contract.id}", json.loads(terms))
+
+        await self._store.guard(_write(), "save contract")
+
+    async def assign(
+        self, device: str, customer: str, *, start: date, end: date | None = None, actor: str, now: datetime
+    ) -> None:
+        """Give ``device`` to ``customer`` from ``start``; an open assignment that began earlier ends there.
+
+        Raises:
+            BillingError: unknown device or customer, or the new days overlap an assignment that
+                cannot be shortened (history is never rewritten).
+        """
+        if end is not None and end <= start:
+            msg = f"assignment of {device}: to ({end}) must come after from ({start})"
+            raise BillingError(msg)
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                device_id = await _lock_device(conn, device)
+                customer_id = (await conn.execute(select(CustomerRow.id).where(CustomerRow.code == customer))).scalar()
+                if customer_id is None:
+                    msg = f"assignment of {device}: customer: no customer {customer!r}"
+                    raise BillingError(msg)
+                rows = (await conn.execute(
+                    select(AssignmentRow.id, AssignmentRow.valid_from, AssignmentRow.valid_to, CustomerRow.code)
+                    .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
+                    .where(AssignmentRow.device_id == device_id)
+                )).all()  # fmt: skip
+                for row in rows:
+                    row_end = row.valid_to or date.max
+                    if row.valid_to is None and row.valid_from < start:
+                        await conn.execute(
+                            update(AssignmentRow).where(AssignmentRow.id == row.id).values(valid_to=start)
+                        )
+                        continue
+                    if row.valid_from < (end or date.max) and start < row_end:
+                        clash = max(start, row.valid_from)
+                        held = f"{row.valid_from}..{row.valid_to or 'open'}"
+                        msg = (
+                            f"device {device} is already assigned to {row.code} on {clash} ({held}); one customer a day"
+                        )
+                        raise BillingError(msg)
+                await conn.execute(insert(AssignmentRow).values(
+                    device_id=device_id, customer_id=customer_id, valid_from=start, valid_to=end,
+                    created_at=now))  # fmt: skip
+                detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None}
+                await _audit(conn, now, actor, "device.assign", f"device:{device}", detail)
+
+        await self._store.guard(_write(), "assign device")
+
+    async def unassign(self, device: str, *, end: date, actor: str, now: datetime) -> None:
+        """End the device's open assignment on ``end`` (its first day with no customer)."""
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                device_id = await _lock_device(conn, device)
+                open_row = (await conn.execute(select(AssignmentRow.id, AssignmentRow.valid_from).where(
+                    AssignmentRow.device_id == device_id, AssignmentRow.valid_to.is_(None)))).first()  # fmt: skip
+                if open_row is None or open_row.valid_from >= end:
+                    msg = f"device {device} has no open assignment that began before {end}"
+                    raise BillingError(msg)
+                await conn.execute(update(AssignmentRow).where(AssignmentRow.id == open_row.id).values(valid_to=end))
+                await _audit(conn, now, actor, "device.unassign", f"device:{device}", {"to": end.isoformat()})
+
+        await self._store.guard(_write(), "end assignment")
+
+    async def book(self) -> Book:
+        async def _query() -> Book:
+            async with self._store.engine.connect() as conn:
+                return await _book(conn)
+
+        return await self._store.guard(_query(), "read customers and contracts")
+
+    # -- readings ---------------------------------------------------------------------------
+
+    async def reads_frame(self, since: datetime, until: datetime, meters: Iterable[str]) -> pd.DataFrame:
+        """Readings of ``meters`` taken in [since, until), columnar (Arrow via ADBC), ``device`` as device id.
+
+        Loading is what costs here (not the arithmetic): rows arrive as Arrow columns, never as
+        Python objects, and the device key is left as its integer id.
+        """
+        url = self._store.engine.url
+        wanted = sorted(set(meters))
+        return await self._store.guard(asyncio.to_thread(_read_columnar, url, since, until, wanted), "read readings")
+
+    async def device_ids(self) -> dict[str, int]:
+        async def _query() -> dict[str, int]:
+            async with self._store.engine.connect() as conn:
+                return {key: ident for key, ident in await conn.execute(select(Device.key, Device.id))}  # noqa: C416
+
+        return await self._store.guard(_query(), "read devices")
+
+    async def held_rows(self) -> set[int]:
+        """Reading rows usage must leave out (same rule as AnomalyStore.held_reading_ids, by row)."""
+        stmt = (
+            select(ReadingRow.id)
+            .join(AnomalyReading, AnomalyReading.reading_id == ReadingRow.reading_id)
+            .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
+            .where(((AnomalyRow.status != "resolved") & AnomalyRow.holds) | (AnomalyRow.resolution == "replaced"))
+        )
+
+        async def _query() -> set[int]:
+            async with self._store.engine.connect() as conn:
+                return set((await conn.execute(stmt)).scalars())
+
+        return await self._store.guard(_query(), "read held readings")
+
+    # -- invoices ---------------------------------------------------------------------------
+
+    async def billed_lines(self, customer: str, since: date) -> tuple[list[InvoiceLine], set[Period]]:
+        """Lines of the customer's finalised, not voided invoices for months from ``since``, and those months."""
+
+        async def _query() -> tuple[list[InvoiceLine], set[Period]]:
+            async with self._store.engine.connect() as conn:
+                invoices = (await conn.execute(
+                    select(InvoiceRow.id, InvoiceRow.period_start, InvoiceRow.period_end)
+                    .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
+                    .where(CustomerRow.code == customer, InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED,
+                           InvoiceRow.period_end > since)
+                )).all()  # fmt: skip
+                lines = await _lines(conn, [row.id for row in invoices])
+                return [line for rows in lines.values() for line in rows], {Period(r[1], r[2]) for r in invoices}
+
+        return await self._store.guard(_query(), "read billed lines")
+
+    async def save_drafts(self, drafts: Sequence[Draft], *, actor: str, now: datetime) -> list[SavedDraft]:
+        """Write every draft in one transaction: an existing draft of that customer and month is replaced.
+
+        Raises:
+            BillingError: the customer has a draft for an earlier month (bill months in order).
+        """
+
+        async def _write() -> list[SavedDraft]:
+            saved = []
+            async with self._store.engine.begin() as conn:
+                ids = await _customer_ids(conn)
+                saved.extend([await _save_draft(conn, draft, ids[draft.payer], now) for draft in drafts])
+                written = [s.invoice_id for s in saved if s.invoice_id is not None]
+                if written:
+                    await _audit(conn, now, actor, "bill.run", f"period:{drafts[0].month.label}", {"invoices": written})
+            return saved
+
+        return await self._store.guard(_write(), "save draft invoices")
+
+    async def invoices(
+        self, *, customer: str | None = None, period: Period | None = None, status: str | None = None
+    ) -> list[InvoiceRecord]:
+        filters = []
+        if customer is not None:
+            filters.append(CustomerRow.code == customer)
+        if period is not None:
+            filters.append(InvoiceRow.period_start == period.start)
+        if status is not None:
+            filters.append(InvoiceRow.status == status)
+
+        async def _query() -> list[InvoiceRecord]:
+            async with self._store.engine.connect() as conn:
+                return await _invoice_records(conn, filters, with_lines=False)
+
+        return await self._store.guard(_query(), "read invoices")
+
+    async def invoice(self, invoice_id: int) -> InvoiceRecord:
+        async def _query() -> list[InvoiceRecord]:
+            async with self._store.engine.connect() as conn:
+                return await _invoice_records(conn, [InvoiceRow.id == invoice_id], with_lines=True)
+
+        found = await self._store.guard(_query(), "read invoice")
+        if not found:
+            msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
+            raise BillingError(msg)
+        return found[0]
+
+    async def finalize(
+        self, invoice_id: int, *, series: str, digits: int, snapshot: dict[str, Any], actor: str, now: datetime,
+        issue_date: date, hold_override: str | None = None,
+    ) -> InvoiceRecord:  # fmt: skip
+        """Number and freeze a draft. Refused while a line is held, unless ``hold_override`` gives a reason.
+
+        Raises:
+            InvoiceStateError: not a draft, held lines without an override, or totals that do not
+                add up from the lines (nothing is numbered then).
+        """
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                invoice = await _locked_invoice(conn, invoice_id)
+                if invoice.status != DRAFT:
+                    msg = f"invoice {invoice_id} is {invoice.status}; only a draft can be finalised"
+                    raise InvoiceStateError(msg)
+                lines = (await _lines(conn, [invoice_id]))[invoice_id]
+                held = [line.description for line in lines if line.held]
+                if held and not hold_override:
+                    msg = (f"invoice {invoice_id} has {len(held)} line(s) on hold ({held[0]} …); resolve the anomalies "
+                           "(`meterd anomalies list`) or finalise with --override-hold REASON")  # fmt: skip
+                    raise InvoiceStateError(msg)
+                _double_check(invoice, lines)
+                number = await _next_number(conn, series)
+                customer_terms = snapshot.get("payment_terms_days", 0)
+                await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
+                    status=FINALIZED, series=series, number=number, number_text=f"{series}-{number:0{digits}d}",
+                    issue_date=issue_date, due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
+                    snapshot=json.dumps(snapshot, default=str), finalized_at=now, finalized_by=actor,
+                    hold_override=hold_override if held else None, updated_at=now))  # fmt: skip
+                await _audit(conn, now, actor, "invoice.finalize", f"invoice:{invoice_id}",
+                             {"number": f"{series}-{number:0{digits}d}", "total": str(invoice.total),
+                              "hold_override": hold_override if held else None})  # fmt: skip
+
+        await self._ensure_series(series)
+        await self._store.guard(_write(), "finalise invoice")
+        return await self.invoice(invoice_id)
+
+    async def _ensure_series(self, series: str) -> None:
+        """Create a numbering series at 1, once; concurrent creators do not collide."""
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                insert = self._store.dialect.insert(InvoiceSeries.__table__)
+                await conn.execute(insert.values(series=series, next_number=1).on_conflict_do_nothing())
+
+        await self._store.guard(_write(), "create numbering series")
+
+    async def void(
+        self, invoice_id: int, *, series: str, digits: int, reason: str, actor: str, now: datetime, issue_date: date
+    ) -> InvoiceRecord:
+        """Void a finalised invoice: it keeps its number; a credit note with the negated lines is issued.
+
+        Returns:
+            The credit note.
+        """
+
+        async def _write() -> int:
+            async with self._store.engine.begin() as conn:
+                invoice = await _locked_invoice(conn, invoice_id)
+                if invoice.kind != INVOICE or invoice.status != FINALIZED:
+                    msg = (
+                        f"invoice {invoice_id} is a {invoice.status} {invoice.kind}; only finalised invoices are voided"
+                    )
+                    raise InvoiceStateError(msg)
+                lines = (await _lines(conn, [invoice_id]))[invoice_id]
+                number = await _next_number(conn, series)
+                result = await conn.execute(insert(InvoiceRow).values(
+                    kind=CREDIT_NOTE, status=FINALIZED, customer_id=invoice.customer_id,
+                    period_start=invoice.period_start, period_end=invoice.period_end, live_key=None,
+                    currency=invoice.currency, net=-invoice.net, tax=-invoice.tax, total=-invoice.total,
+                    series=series, number=number, number_text=f"{series}-{number:0{digits}d}",
+                    issue_date=issue_date, due_date=issue_date, snapshot=invoice.snapshot,
+                    credited_invoice_id=invoice_id, created_at=now, updated_at=now, finalized_at=now,
+                    finalized_by=actor))  # fmt: skip
+                credit_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                await _insert_lines(conn, credit_id, [_negated(line) for line in lines])
+                await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
+                    status=VOIDED, live_key=None, voided_at=now, voided_by=actor, void_reason=reason,
+                    updated_at=now))  # fmt: skip
+                await _audit(conn, now, actor, "invoice.void", f"invoice:{invoice_id}",
+                             {"reason": reason, "credit_note": f"{series}-{number:0{digits}d}"})  # fmt: skip
+                return credit_id
+
+        await self._ensure_series(series)
+        credit_id = await self._store.guard(_write(), "void invoice")
+        return await self.invoice(credit_id)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def _audit(  # noqa: PLR0917 - one audit entry: every field is needed
+    conn: AsyncConnection, now: datetime, actor: str, action: str, target: str, detail: object
+) -> None:
+    await conn.execute(insert(AuditEntry).values(
+        at=now, actor=actor, action=action, target=target, detail=json.dumps(detail, default=str)))  # fmt: skip
+
+
+async def _customer_ids(conn: AsyncConnection) -> dict[str, int]:
+    return {code: ident for code, ident in await conn.execute(select(CustomerRow.code, CustomerRow.id))}  # noqa: C416
+
+
+def _parents_first(customers: Sequence[Customer], known: dict[str, int]) -> list[Customer]:
+    pending = {c.code: c for c in customers}
+    ordered: list[Customer] = []
+    placed = set(known)
+    while pending:
+        ready = [c for c in pending.values() if c.parent is None or c.parent in placed or c.parent not in pending]
+        if not ready:
+            msg = f"customer {min(pending)}: parent: the parents of {', '.join(sorted(pending))} form a loop"
+            raise BillingError(msg)
+        for customer in ready:
+            ordered.append(customer)
+            placed.add(customer.code)
+            del pending[customer.code]
+    return ordered
+
+
+async def _refuse_parent_loops(conn: AsyncConnection) -> None:
+    rows = await conn.execute(select(CustomerRow.id, CustomerRow.parent_id))
+    parents: dict[int, int | None] = {ident: parent for ident, parent in rows}  # noqa: C416 - a Result is not a mapping
+    for start, first_parent in parents.items():
+        seen, current = {start}, first_parent
+        while current is not None:
+            if current in seen:
+                msg = "customer parents would form a loop; a head office cannot be its own branch's branch"
+                raise BillingError(msg)
+            seen.add(current)
+            current = parents.get(current)
+
+
+def _customer_values(customer: Customer) -> dict[str, Any]:
+    return {
+        "code": customer.code, "legal_name": customer.legal_name, "trade_name": customer.trade_name,
+        "country": customer.country, "tax_id": customer.tax_id, "tax_scheme": customer.tax_scheme,
+        "electronic_address": customer.electronic_address, "address": customer.address.model_dump_json(),
+        "contacts": json.dumps([c.model_dump(mode="json") for c in customer.contacts]),
+        "payment_method": customer.payment_method, "payment_terms_days": customer.payment_terms_days,
+        "currency": customer.currency, "language": customer.language, "notes": customer.notes,
+    }  # fmt: skip
+
+
+async def _lock_device(conn: AsyncConnection, device: str) -> int:
+    """The device's id, its row locked on PostgreSQL so two assignments of one device serialise."""
+    stmt = _for_update(select(Device.id).where(Device.key == device), conn)
+    device_id = (await conn.execute(stmt)).scalar()
+    if device_id is None:
+        msg = f"no device {device!r}; `meterd devices` lists the known ones (a device appears with its first reading)"
+        raise BillingError(msg)
+    return int(device_id)
+
+
+def _for_update(stmt: Any, conn: AsyncConnection) -> Any:  # noqa: ANN401 - a Select
+    # SQLite has no row locks: its single writer serialises the transaction instead.
+    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
+
+
+async def _book(conn: AsyncConnection) -> Book:
+    rows = (await conn.execute(select(CustomerRow))).scalars().all()
+    codes = {row.id: row.code for row in rows}
+    sites: dict[int, list[str]] = {}
+    for name, customer_id in await conn.execute(select(SiteRow.name, SiteRow.customer_id).order_by(SiteRow.name)):
+        sites.setdefault(customer_id, []).append(name)
+    customers = {}
+    for row in rows:
+        data = {
+            "code": row.code, "legal_name": row.legal_name, "trade_name": row.trade_name, "country": row.country,
+            "tax_id": row.tax_id, "tax_scheme": row.tax_scheme or "vat", "electronic_address": row.electronic_address,
+            "address": json.loads(row.address), "contacts": json.loads(row.contacts),
+            "payment_method": row.payment_method, "payment_terms_days": row.payment_terms_days,
+            "currency": row.currency, "language": row.language, "notes": row.notes,
+            "parent": codes.get(row.parent_id) if row.parent_id else None, "sites": sites.get(row.id, []),
+        }  # fmt: skip
+        customers[row.code] = parse_customer(data)
+    contracts = [
+        parse_contract(json.loads(terms))
+        for (terms,) in await conn.execute(select(ContractRow.terms).order_by(ContractRow.code))
+    ]
+    assignments = [
+        Assignment(device=key, customer=codes[customer_id], start=start, end=end)
+        for key, customer_id, start, end in await conn.execute(
+            select(Device.key, AssignmentRow.customer_id, AssignmentRow.valid_from, AssignmentRow.valid_to)
+            .join(Device, Device.id == AssignmentRow.device_id)
+            .order_by(Device.key, AssignmentRow.valid_from)
+        )
+    ]
+    return Book(customers, contracts, assignments)
+
+
+def _read_columnar(url: Any, since: datetime, until: datetime, meters: list[str]) -> pd.DataFrame:  # noqa: ANN401 - a URL
+    columns = "r.id AS row_id, r.device_id AS device, r.meter AS meter, r.taken_at AS taken_at, r.value AS value"
+    if url.get_backend_name() == "sqlite":
+        import adbc_driver_sqlite.dbapi as adbc  # noqa: PLC0415 - only the backend in use
+
+        marks = ", ".join("?" for _ in meters)
+        sql = f"SELECT {columns} FROM readings r WHERE r.taken_at >= ? AND r.taken_at < ? AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
+        params: list[Any] = [_sqlite_time(since), _sqlite_time(until), *meters]
+        connection = adbc.connect(url.database)
+    else:
+        import adbc_driver_postgresql.dbapi as adbc_pg  # noqa: PLC0415 - only the backend in use
+
+        marks = ", ".join(f"${n}" for n in range(3, 3 + len(meters)))
+        sql = f"SELECT {columns} FROM readings r WHERE r.taken_at >= $1 AND r.taken_at < $2 AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
+        params = [since, until, *meters]
+        plain = make_url(url).set(drivername="postgresql")
+        connection = adbc_pg.connect(plain.render_as_string(hide_password=False))
+    with connection, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        table: pa.Table = cursor.fetch_arrow_table()
+    taken = table["taken_at"]
+    if pa.types.is_string(taken.type) or pa.types.is_large_string(taken.type):
+        taken = pc.cast(pc.cast(taken, pa.timestamp("us")), pa.timestamp("us", tz="UTC"))
+    table = table.set_column(table.schema.get_field_index("taken_at"), "taken_at", taken)
+    table = table.set_column(table.schema.get_field_index("meter"), "meter", pc.dictionary_encode(table["meter"]))
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def _sqlite_time(moment: datetime) -> str:
+    # As UTCDateTime stores it on SQLite: naive UTC text, which sorts as time does.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now: datetime) -> SavedDraft:
+    earlier = (await conn.execute(select(InvoiceRow.period_start).where(
+        InvoiceRow.customer_id == customer_id, InvoiceRow.status == DRAFT,
+        InvoiceRow.period_start < draft.month.start))).scalar()  # fmt: skip
+    if earlier is not None:
+        msg = (f"customer {draft.payer} still has a draft for {earlier:%Y-%m}; finalise or void it before billing "
+               f"{draft.month.label} (months are billed in order)")  # fmt: skip
+        raise BillingError(msg)
+    live_key = f"{customer_id}:{draft.month.start.isoformat()}"
+    row = (await conn.execute(select(InvoiceRow.id, InvoiceRow.status).where(InvoiceRow.live_key == live_key))).first()
+    if row is not None and row.status != DRAFT:
+        return SavedDraft(None, draft, replaced=False)
+    sums = draft.totals
+    values = {"currency": draft.currency, "net": sums.net, "tax": sums.tax, "total": sums.total, "updated_at": now}
+    if row is None:
+        result = await conn.execute(insert(InvoiceRow).values(
+            kind=INVOICE, status=DRAFT, customer_id=customer_id, period_start=draft.month.start,
+            period_end=draft.month.end, live_key=live_key, created_at=now, **values))  # fmt: skip
+        invoice_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    else:
+        invoice_id = int(row.id)
+        await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(values))
+        await conn.execute(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id == invoice_id))
+    await _insert_lines(conn, invoice_id, draft.lines)
+    return SavedDraft(invoice_id, draft, replaced=row is not None)
+
+
+async def _insert_lines(conn: AsyncConnection, invoice_id: int, lines: Sequence[InvoiceLine]) -> None:
+    if not lines:
+        return
+    await conn.execute(insert(InvoiceLineRow), [
+        {
+            "invoice_id": invoice_id, "position": position, "kind": line.kind, "adjustment": line.adjustment,
+            "description": line.description[:512], "customer_code": line.customer, "contract_code": line.contract,
+            "device_key": line.device, "meter": line.meter, "pool": line.pool, "service_start": line.service.start,
+            "service_end": line.service.end, "quantity": line.quantity, "amount": line.amount,
+            "tax_rate": line.tax_rate, "estimated": line.estimated, "held": line.held,
+            "provenance": json.dumps(line.provenance, default=str, sort_keys=True),
+        }
+        for position, line in enumerate(lines, 1)
+    ])  # fmt: skip
+
+
+async def _lines(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int, list[InvoiceLine]]:
+    out: dict[int, list[InvoiceLine]] = {ident: [] for ident in invoice_ids}
+    if not invoice_ids:
+        return out
+    for start in range(0, len(invoice_ids), 500):
+        chunk = list(invoice_ids[start : start + 500])
+        rows = await conn.execute(
+            select(InvoiceLineRow)
+            .where(InvoiceLineRow.invoice_id.in_(chunk))
+            .order_by(InvoiceLineRow.invoice_id, InvoiceLineRow.position)
+        )
+        for (row,) in rows:
+            out[row.invoice_id].append(
+                InvoiceLine(
+                    kind=row.kind, adjustment=row.adjustment, description=row.description, customer=row.customer_code,
+                    contract=row.contract_code, device=row.device_key, meter=row.meter, pool=row.pool,
+                    service=Period(row.service_start, row.service_end), quantity=row.quantity, amount=row.amount,
+                    tax_rate=row.tax_rate, estimated=row.estimated, held=row.held,
+                    provenance=json.loads(row.provenance),
+                )
+            )  # fmt: skip
+    return out
+
+
+async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_lines: bool) -> list[InvoiceRecord]:
+    stmt = (
+        select(InvoiceRow, CustomerRow.code)
+        .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
+        .where(*filters)
+        .order_by(InvoiceRow.period_start, CustomerRow.code, InvoiceRow.id)
+    )
+    rows = (await conn.execute(stmt)).all()
+    lines = await _lines(conn, [row[0].id for row in rows]) if with_lines else {}
+    return [
+        InvoiceRecord(
+            id=inv.id, kind=inv.kind, status=inv.status, customer=code, period=Period(inv.period_start, inv.period_end),
+            currency=inv.currency, net=inv.net, tax=inv.tax, total=inv.total, number=inv.number_text,
+            issue_date=inv.issue_date, due_date=inv.due_date,
+            snapshot=json.loads(inv.snapshot) if inv.snapshot else None, credited_invoice_id=inv.credited_invoice_id,
+            finalized_by=inv.finalized_by, hold_override=inv.hold_override, void_reason=inv.void_reason,
+            lines=tuple(lines.get(inv.id, [])),
+        )
+        for inv, code in rows
+    ]  # fmt: skip
+
+
+def _double_check(invoice: InvoiceRow, lines: Sequence[InvoiceLine]) -> None:
+    again = totals(lines, invoice.currency)
+    net, tax, total = invoice.net, invoice.tax, invoice.total
+    if (again.net, again.tax, again.total) != (net, tax, total):
+        msg = (f"invoice {invoice.id}: totals {net}/{tax}/{total} do not match its lines "
+               f"({again.net}/{again.tax}/{again.total}); run `meterd bill run` for its period again")  # fmt: skip
+        raise InvoiceStateError(msg)
+
+
+async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> InvoiceRow:
+    invoice: InvoiceRow | None = (
+        await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))
+    ).scalar()
+    if invoice is None:
+        msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
+        raise BillingError(msg)
+    return invoice
+
+
+async def _next_number(conn: AsyncConnection, series: str) -> int:
+    """Take the series' next number in this transaction (a rollback gives it back: no gaps)."""
+    taken = (await conn.execute(
+        update(InvoiceSeries).where(InvoiceSeries.series == series)
+        .values(next_number=InvoiceSeries.next_number + 1).returning(InvoiceSeries.next_number)
+    )).scalar()  # fmt: skip
+    if taken is None:
+        msg = f"numbering series {series!r} does not exist"
+        raise BillingError(msg)
+    return int(taken) - 1
+
+
+def _negated(line: InvoiceLine) -> InvoiceLine:
+    fields = {name: getattr(line, name) for name in InvoiceLine.__slots__}
+    return InvoiceLine(**fields | {"amount": -line.amount, "quantity": -line.quantity,
+                                   "description": f"credit: {line.description}"})  # fmt: skip
