@@ -249,7 +249,7 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
                 continue  # base fees are billed in advance, apart (rate() counts them for the minimum only)
             lines.append(
                 InvoiceLine(
-                    kind=line.kind, adjustment=False, description=f"{job.cycle.label} {line.description}",
+                    kind=line.kind, adjustment=False, description=_describe(line.description, line.detail, job.cycle),
                     customer=job.customer, contract=job.contract.id, device=line.device,
                     meter=str(line.meter) if line.meter else None,
                     pool=job.version.terms_for(line.meter).pool if line.meter else None,  # type: ignore[union-attr]
@@ -258,6 +258,12 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
                 )
             )  # fmt: skip
     return lines
+
+
+def _describe(what: str, detail: dict[str, Any], cycle: Period) -> str:
+    if "pages" not in detail:
+        return f"{what} {cycle.label}"
+    return f"{what} {cycle.label}: {detail['pages']:,} pages, {detail['included']:,} included"
 
 
 def _device_usage(rows: pd.DataFrame | None) -> list[DeviceUsage]:
@@ -442,5 +448,5 @@ def assemble(
 
 def _line_order(line: InvoiceLine) -> tuple[Any, ...]:
     kinds = {BASE_FEE: 0, USAGE: 1, MINIMUM: 2}
-    return (line.adjustment, line.service.start, line.customer, line.contract, kinds.get(line.kind, 9),
-            line.device or "", line.meter or "", line.pool or "", line.service.end)  # fmt: skip
+    return (line.adjustment, line.customer, line.contract, kinds.get(line.kind, 9), line.device or "",
+            line.meter or "", line.pool or "", line.service.start, line.service.end)  # fmt: skip

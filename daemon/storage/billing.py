@@ -479,7 +479,7 @@ def _for_update(stmt: Any, conn: AsyncConnection) -> Any:  # noqa: ANN401 - a Se
 
 
 async def _book(conn: AsyncConnection) -> Book:
-    rows = (await conn.execute(select(CustomerRow))).scalars().all()
+    rows = (await conn.execute(select(CustomerRow))).all()
     codes = {row.id: row.code for row in rows}
     sites: dict[int, list[str]] = {}
     for name, customer_id in await conn.execute(select(SiteRow.name, SiteRow.customer_id).order_by(SiteRow.name)):
@@ -598,7 +598,7 @@ async def _lines(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int,
             .where(InvoiceLineRow.invoice_id.in_(chunk))
             .order_by(InvoiceLineRow.invoice_id, InvoiceLineRow.position)
         )
-        for (row,) in rows:
+        for row in rows:
             out[row.invoice_id].append(
                 InvoiceLine(
                     kind=row.kind, adjustment=row.adjustment, description=row.description, customer=row.customer_code,
@@ -619,21 +619,21 @@ async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_li
         .order_by(InvoiceRow.period_start, CustomerRow.code, InvoiceRow.id)
     )
     rows = (await conn.execute(stmt)).all()
-    lines = await _lines(conn, [row[0].id for row in rows]) if with_lines else {}
+    lines = await _lines(conn, [row.id for row in rows]) if with_lines else {}
     return [
         InvoiceRecord(
-            id=inv.id, kind=inv.kind, status=inv.status, customer=code, period=Period(inv.period_start, inv.period_end),
+            id=inv.id, kind=inv.kind, status=inv.status, customer=inv.code, period=Period(inv.period_start, inv.period_end),
             currency=inv.currency, net=inv.net, tax=inv.tax, total=inv.total, number=inv.number_text,
             issue_date=inv.issue_date, due_date=inv.due_date,
             snapshot=json.loads(inv.snapshot) if inv.snapshot else None, credited_invoice_id=inv.credited_invoice_id,
             finalized_by=inv.finalized_by, hold_override=inv.hold_override, void_reason=inv.void_reason,
             lines=tuple(lines.get(inv.id, [])),
         )
-        for inv, code in rows
+        for inv in rows
     ]  # fmt: skip
 
 
-def _double_check(invoice: InvoiceRow, lines: Sequence[InvoiceLine]) -> None:
+def _double_check(invoice: Any, lines: Sequence[InvoiceLine]) -> None:  # noqa: ANN401 - a Row of invoices
     again = totals(lines, invoice.currency)
     net, tax, total = invoice.net, invoice.tax, invoice.total
     if (again.net, again.tax, again.total) != (net, tax, total):
@@ -642,10 +642,8 @@ def _double_check(invoice: InvoiceRow, lines: Sequence[InvoiceLine]) -> None:
         raise InvoiceStateError(msg)
 
 
-async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> InvoiceRow:
-    invoice: InvoiceRow | None = (
-        await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))
-    ).scalar()
+async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> Any:  # noqa: ANN401 - a Row of invoices
+    invoice = (await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))).first()
     if invoice is None:
         msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
         raise BillingError(msg)

@@ -1,0 +1,78 @@
+"""One invoice or credit note as every output format needs it, frozen from the snapshot taken at finalising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from billing.invoicing import InvoiceLine, Totals, totals
+from billing.periods import Period
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    code: str
+    legal_name: str
+    trade_name: str | None
+    street: str
+    city: str
+    postal_code: str
+    country: str
+    vat_id: str | None
+    endpoint: str  # Peppol electronic address "scheme:id"; "EM:" + e-mail when none is known
+    email: str
+    phone: str = ""
+    contact_name: str = ""
+
+    @classmethod
+    def seller(cls, data: dict[str, Any]) -> Party:
+        """From the ``[billing.seller]`` settings as dumped into a snapshot."""
+        return cls(
+            code="seller", legal_name=data["name"], trade_name=None, street=data["street"], city=data["city"],
+            postal_code=data.get("postal_code") or "", country=data["country"], vat_id=data.get("tax_id"),
+            endpoint=data.get("electronic_address") or f"EM:{data['email']}", email=data["email"],
+            phone=data.get("phone") or "",
+        )  # fmt: skip
+
+    @classmethod
+    def customer(cls, data: dict[str, Any]) -> Party:
+        """From a billing.customers.Customer as dumped into a snapshot."""
+        contact = next(c for c in data["contacts"] if c.get("billing"))
+        address = data["address"]
+        vat = data.get("tax_id") if data.get("tax_scheme", "vat") == "vat" else None
+        return cls(
+            code=data["code"], legal_name=data["legal_name"], trade_name=data.get("trade_name"),
+            street=address["street"], city=address["city"], postal_code=address.get("postal_code") or "",
+            country=address["country"], vat_id=vat,
+            endpoint=data.get("electronic_address") or f"EM:{contact['email']}", email=contact["email"],
+            phone=contact.get("phone") or "", contact_name=contact["name"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    invoice_id: int
+    kind: str  # invoice | credit_note
+    status: str
+    number: str | None
+    issue_date: date
+    due_date: date | None
+    period: Period
+    currency: str
+    seller: Party
+    buyer: Party
+    lines: tuple[InvoiceLine, ...]
+    iban: str | None = None
+    bic: str | None = None
+    payment_terms_days: int | None = None
+    credited_number: str | None = None
+    language: str = "en"
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.kind == "credit_note"
+
+    @property
+    def totals(self) -> Totals:
+        return totals(self.lines, self.currency)

@@ -1,0 +1,126 @@
+"""A billing run: load the book and the readings, compute every payer's draft, write them in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+
+from billing.invoicing import (
+    BillingError,
+    Book,
+    Draft,
+    InvoiceLine,
+    UsageJob,
+    assemble,
+    check,
+    cycles_to_rate,
+    rate_jobs,
+    usage_jobs,
+    usage_requests,
+)
+from billing.periods import Period, add_months
+from billing.reads import ReadRules, period_usage
+from daemon.settings import BillingSettings, Settings
+from daemon.storage.billing import BillingStore, SavedDraft
+from daemon.storage.repository import Store
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    drafts: list[Draft]
+    saved: list[SavedDraft]
+    skipped: list[str]  # payers whose month is already finalised
+
+
+def read_rules(settings: BillingSettings, max_pages_per_minute: float) -> ReadRules:
+    return ReadRules(
+        window=timedelta(days=settings.read_window_days),
+        estimate_lookback=timedelta(days=settings.estimate_lookback_days),
+        max_pages_per_minute=max_pages_per_minute,
+    )
+
+
+async def bill_month(
+    store: Store, settings: Settings, month: Period, *, customers: list[str] | None = None, write: bool,
+    actor: str, now: datetime,
+) -> RunResult:  # fmt: skip
+    """Drafts for every paying customer (or the payers of ``customers``) for ``month``.
+
+    With ``write``, drafts are stored (an existing draft of the month replaced, a finalised
+    month left alone); without, nothing is written (a preview).
+
+    Raises:
+        BillingError: naming every customer, contract or device that stops the run; nothing is written.
+    """
+    billing = BillingStore(store)
+    book = await billing.book()
+    payers = _payers(book, customers)
+    problems = []
+    for payer in payers:
+        try:
+            check(book, payer, month)
+        except BillingError as err:
+            problems.append(str(err))
+    if problems:
+        raise BillingError("; ".join(problems))
+    since = add_months(month.start, -settings.billing.adjust_months)
+    billed: dict[str, list[InvoiceLine]] = {}
+    jobs: dict[str, list[UsageJob]] = {}
+    for payer in payers:
+        lines, finalised = await billing.billed_lines(payer, since)
+        billed[payer] = lines
+        jobs[payer] = usage_jobs(book, payer, cycles_to_rate(month, finalised, settings.billing.adjust_months))
+    rules = read_rules(settings.billing, settings.anomalies.max_pages_per_minute)
+    rated = await _rate(billing, jobs, rules)
+    drafts = [assemble(book, payer, month, rated[payer], billed[payer]) for payer in payers]
+    drafts = [draft for draft in drafts if draft.lines]
+    if not write:
+        return RunResult(drafts, [], [])
+    saved = await billing.save_drafts(drafts, actor=actor, now=now)
+    return RunResult(drafts, saved, [s.draft.payer for s in saved if s.invoice_id is None])
+
+
+def _payers(book: Book, customers: list[str] | None) -> list[str]:
+    if not customers:
+        return book.payers()
+    unknown = [code for code in customers if code not in book.customers]
+    if unknown:
+        msg = f"no customer {unknown[0]!r}; `meterd customers list` shows them"
+        raise BillingError(msg)
+    return sorted({book.payer_of(code) for code in customers})
+
+
+async def _rate(
+    billing: BillingStore, jobs: dict[str, list[UsageJob]], rules: ReadRules
+) -> dict[str, list[InvoiceLine]]:
+    """Usage lines per payer: one columnar load and one vectorised usage pass for all of them."""
+    flat = [(payer, job) for payer, payer_jobs in jobs.items() for job in payer_jobs]
+    requests = usage_requests(job for _, job in flat)
+    if requests.empty:
+        return {payer: [] for payer in jobs}
+    ids = await billing.device_ids()
+    margin = pd.Timedelta(rules.window + rules.estimate_lookback)
+    since = _as_datetime(requests["start"].min() - margin)
+    until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
+    reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
+    by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
+    usage = period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
+    lines = rate_jobs([job for _, job in flat], requests, usage)
+    out: dict[str, list[InvoiceLine]] = {payer: [] for payer in jobs}
+    job_payer = {id(job): payer for payer, job in flat}
+    contract_payer = {(job.contract.id, job.cycle): job_payer[id(job)] for _, job in flat}
+    for line in lines:
+        out[contract_payer[(line.contract, line.service)]].append(line)
+    return out
+
+
+def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp
+    moment: datetime = pd.Timestamp(stamp).to_pydatetime()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
