@@ -249,7 +249,7 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
                 continue  # base fees are billed in advance, apart (rate() counts them for the minimum only)
             lines.append(
                 InvoiceLine(
-                    kind=line.kind, adjustment=False, description=_describe(line.description, line.detail, job.cycle),
+                    kind=line.kind, adjustment=False, description=_describe(line.description, line.detail, job.cycle, job.contract.id),
                     customer=job.customer, contract=job.contract.id, device=line.device,
                     meter=str(line.meter) if line.meter else None,
                     pool=job.version.terms_for(line.meter).pool if line.meter else None,  # type: ignore[union-attr]
@@ -260,9 +260,9 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
     return lines
 
 
-def _describe(what: str, detail: dict[str, Any], cycle: Period) -> str:
+def _describe(what: str, detail: dict[str, Any], cycle: Period, contract: str) -> str:
     if "pages" not in detail:
-        return f"{what} {cycle.label}"
+        return f"{what} {cycle.label} (contract {contract})"
     return f"{what} {cycle.label}: {detail['pages']:,} pages, {detail['included']:,} included"
 
 
@@ -442,6 +442,7 @@ def assemble(
 ) -> Draft:
     """The payer's draft for ``month``: base fees in advance, usage, adjustments; each line once, sorted."""
     lines = base_fee_lines(book, payer, month, billed) + reconcile(usage_lines, billed, month)
+    lines = [_branch_named(line, payer) for line in lines]
     lines.sort(key=_line_order)
     return Draft(payer, month, book.customers[payer].currency, lines, double_checks(lines))
 
@@ -450,3 +451,10 @@ def _line_order(line: InvoiceLine) -> tuple[Any, ...]:
     kinds = {BASE_FEE: 0, USAGE: 1, MINIMUM: 2}
     return (line.adjustment, line.customer, line.contract, kinds.get(line.kind, 9), line.device or "",
             line.meter or "", line.pool or "", line.service.start, line.service.end)  # fmt: skip
+
+
+def _branch_named(line: InvoiceLine, payer: str) -> InvoiceLine:
+    """A branch's lines on its head office's invoice say whose they are."""
+    if line.customer == payer or line.description.startswith(f"{line.customer}: "):
+        return line
+    return InvoiceLine(**{**_fields(line), "description": f"{line.customer}: {line.description}"})

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 import uuid
 from dataclasses import asdict
@@ -14,6 +12,7 @@ from typing import Any, Final
 
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.clock import utc_now
+from daemon.command_support import default_user, open_store, print_rows
 from daemon.errors import MeterdError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -52,29 +51,19 @@ def add_anomaly_parsers(
     ack = anomalies.add_parser("ack", parents=[common], help="acknowledge: someone is looking at it")
     ack.add_argument("id", type=int)
     ack.add_argument("--reason", required=True)
-    ack.add_argument("--by", default=_default_user(), help="who (default: the login name)")
+    ack.add_argument("--by", default=default_user(), help="who (default: the login name)")
     ack.set_defaults(handler=cmd_ack)
     resolve = anomalies.add_parser("resolve", parents=[common], help="decide, with a reason; written to the audit log")
     resolve.add_argument("id", type=int)
     resolve.add_argument("--action", required=True, choices=sorted(ACTIONS))
     resolve.add_argument("--reason", required=True)
     resolve.add_argument("--value", type=int, help="with --action replace: the right counter value")
-    resolve.add_argument("--by", default=_default_user(), help="who (default: the login name)")
+    resolve.add_argument("--by", default=default_user(), help="who (default: the login name)")
     resolve.set_defaults(handler=cmd_resolve)
 
 
-def _default_user() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-def _open(settings: Settings) -> Any:  # noqa: ANN401 - async context manager
-    return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms)
-
-
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.cli import print_rows  # noqa: PLC0415 - the CLI module imports this one
-
-    async with _open(settings) as store:
+    async with open_store(settings) as store:
         status = None if args.status == "all" else args.status
         found = await AnomalyStore(store).find(status=status, kind=args.kind, device=args.device)
     if args.format == "json":
@@ -96,7 +85,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open(settings) as store:
+    async with open_store(settings) as store:
         anomaly = await AnomalyStore(store).get(args.id)
     json.dump(asdict(anomaly), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -116,7 +105,7 @@ async def _unresolved(anomalies: AnomalyStore, anomaly_id: int) -> AnomalyRecord
 
 
 async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open(settings) as store:
+    async with open_store(settings) as store:
         anomalies = AnomalyStore(store)
         await _unresolved(anomalies, args.id)
         await anomalies.set_status(args.id, status=ACKNOWLEDGED, resolution=None, actor=args.by, reason=args.reason,
@@ -126,7 +115,7 @@ async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open(settings) as store:
+    async with open_store(settings) as store:
         anomalies = AnomalyStore(store)
         anomaly = await _unresolved(anomalies, args.id)
         detail: dict[str, Any] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from billing.documents.model import Document, Party
 from billing.invoicing import (
     BillingError,
     Book,
@@ -24,7 +25,7 @@ from billing.invoicing import (
 from billing.periods import Period, add_months
 from billing.reads import ReadRules, period_usage
 from daemon.settings import BillingSettings, Settings
-from daemon.storage.billing import BillingStore, SavedDraft
+from daemon.storage.billing import BillingStore, InvoiceRecord, SavedDraft
 from daemon.storage.repository import Store
 
 
@@ -124,3 +125,29 @@ def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def snapshot_for(book: Book, payer: str, settings: BillingSettings) -> dict[str, Any]:
+    """What a finalised invoice freezes: the seller, the paying customer, its branches and their contracts."""
+    members = book.members(payer)
+    customer = book.customers[payer]
+    return {
+        "seller": settings.seller.model_dump(mode="json"),
+        "customer": customer.model_dump(mode="json"),
+        "branches": [book.customers[code].model_dump(mode="json") for code in members if code != payer],
+        "contracts": [c.model_dump(mode="json") for c in book.contracts if c.customer in members],
+        "payment_terms_days": customer.payment_terms_days,
+    }
+
+
+def document_for(record: InvoiceRecord, snapshot: dict[str, Any], credited_number: str | None = None) -> Document:
+    """The printable/exportable form of a stored invoice, from its frozen snapshot (or today's data for a draft)."""
+    seller = snapshot["seller"]
+    return Document(
+        invoice_id=record.id, kind=record.kind, status=record.status, number=record.number,
+        issue_date=record.issue_date or datetime.now(UTC).date(), due_date=record.due_date, period=record.period,
+        currency=record.currency, seller=Party.seller(seller), buyer=Party.customer(snapshot["customer"]),
+        lines=record.lines, iban=seller.get("iban"), bic=seller.get("bic"),
+        payment_terms_days=snapshot.get("payment_terms_days"), credited_number=credited_number,
+        language=snapshot["customer"].get("language", "en"),
+    )  # fmt: skip

@@ -1,33 +1,35 @@
-"""The `meterd` command line: run, poll, config check, db upgrade, readings, devices, ingest, dead-letters."""
+"""The `meterd` command line: run, poll, config check, db upgrade, readings, devices, ingest, dead-letters.
+
+Review and billing commands live in their own modules (anomaly_commands, billing_commands).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from rich.console import Console
-from rich.table import Table
 
 from collectors import wire
 from daemon import __version__
 from daemon import logging as meterd_logging
 from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
+from daemon.billing_commands import add_billing_parsers
+from daemon.command_support import open_store, print_rows
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
-from daemon.storage.repository import Store
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -126,6 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_poll_parser(sub, common)
     add_discover_parser(sub, common)
     add_anomaly_parsers(sub, common)
+    add_billing_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",
@@ -176,14 +179,14 @@ async def _cmd_config_check(_args: argparse.Namespace, settings: Settings) -> in
 
 
 async def _cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    async with _open_store(settings, upgrade=False) as store:
+    async with open_store(settings, upgrade=False) as store:
         before, after = await store.migrate()
     print(f"store {store.url_for_humans}: schema {before or 'empty'} -> {after}")
     return EXIT_OK
 
 
 async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open_store(settings) as store:
+    async with open_store(settings) as store:
         readings = await store.readings(device=args.device, since=args.since, until=args.until)
     if args.format == "json":
         json.dump([wire.encode(r) for r in readings], sys.stdout, indent=2)
@@ -211,7 +214,7 @@ async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open_store(settings) as store:
+    async with open_store(settings) as store:
         devices = await store.devices()
     header = ["key", "vendor", "model", "address", "site", "first_seen", "last_seen"]
     rows = [
@@ -236,7 +239,7 @@ async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     origin, raw = await asyncio.to_thread(_read_input, args.file)
-    async with _open_store(settings) as store:
+    async with open_store(settings) as store:
         pipeline = Pipeline(store, Metrics())
         stored = duplicates = rejected = 0
         for item_origin, item in _split_batch(raw, origin):
@@ -282,29 +285,10 @@ def _split_batch(raw: bytes, origin: str) -> list[tuple[str, bytes | PayloadErro
 
 
 async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    async with _open_store(settings) as store:
+    async with open_store(settings) as store:
         letters = await store.dead_letters(limit=args.limit)
     rows = [[wire.format_time(d.received_at), d.source, d.origin, d.reason, d.detail] for d in letters]
     print_rows(
         "table", ["received_at", "source", "origin", "reason", "detail"], rows, title=f"{len(letters)} dead letter(s)"
     )
     return EXIT_OK
-
-
-def _open_store(settings: Settings, *, upgrade: bool = True) -> Any:  # noqa: ANN401 - async context manager
-    return Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=upgrade)
-
-
-def print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:
-    stream = out or sys.stdout
-    if fmt == "csv":
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
-        return
-    table = Table(title=title, title_justify="left")
-    for name in header:
-        table.add_column(name, justify="right" if name == "value" else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(file=stream, width=None if stream.isatty() else 200).print(table)

@@ -622,7 +622,8 @@ async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_li
     lines = await _lines(conn, [row.id for row in rows]) if with_lines else {}
     return [
         InvoiceRecord(
-            id=inv.id, kind=inv.kind, status=inv.status, customer=inv.code, period=Period(inv.period_start, inv.period_end),
+            id=inv.id, kind=inv.kind, status=inv.status, customer=inv.code,
+            period=Period(inv.period_start, inv.period_end),
             currency=inv.currency, net=inv.net, tax=inv.tax, total=inv.total, number=inv.number_text,
             issue_date=inv.issue_date, due_date=inv.due_date,
             snapshot=json.loads(inv.snapshot) if inv.snapshot else None, credited_invoice_id=inv.credited_invoice_id,

@@ -1,0 +1,445 @@
+"""`meterd customers|contracts|bill|invoices|reports`: billing from the command line.
+
+Customers and contracts are loaded from TOML or JSON files (``[[customer]]`` / ``[[contract]]``
+tables), validated whole before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from billing.contracts import parse_contract
+from billing.customers import parse_customer
+from billing.documents.pdf import line_reads, to_pdf
+from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_csv, usage_html, usage_rows
+from billing.documents.ubl import to_ubl
+from billing.invoicing import BillingError, Draft
+from billing.periods import Period
+from daemon.billing_service import bill_month, document_for, snapshot_for
+from daemon.clock import utc_now
+from daemon.command_support import default_user, open_store, print_rows
+from daemon.errors import MeterdError
+from daemon.settings import Settings
+from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, InvoiceRecord
+from daemon.storage.repository import Store
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def add_billing_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    by = argparse.ArgumentParser(add_help=False)
+    by.add_argument("--by", default=default_user(), help="who (default: the login name); written to the audit log")
+    _add_customers(sub, common, by)
+    _add_contracts(sub, common, by)
+    _add_bill(sub, common, by)
+    _add_invoices(sub, common, by)
+    _add_reports(sub, common)
+
+
+def _add_customers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    by: argparse.ArgumentParser,
+) -> None:
+    customers = sub.add_parser("customers", help="customer accounts and who holds which device").add_subparsers(
+        metavar="ACTION"
+    )
+    listing = customers.add_parser("list", parents=[common], help="customers")
+    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    listing.set_defaults(handler=cmd_customers_list)
+    show = customers.add_parser("show", parents=[common], help="one customer with its devices and contracts")
+    show.add_argument("code")
+    show.set_defaults(handler=cmd_customers_show)
+    load = customers.add_parser("load", parents=[common, by], help="create or update customers from a TOML/JSON file")
+    load.add_argument("file", help="[[customer]] tables (TOML) or a JSON list")
+    load.set_defaults(handler=cmd_customers_load)
+    assign = customers.add_parser("assign", parents=[common, by], help="a device goes to a customer from a date")
+    assign.add_argument("device", help="device key (serial)")
+    assign.add_argument("customer")
+    assign.add_argument("--from", dest="start", type=_day, required=True, metavar="YYYY-MM-DD")
+    assign.add_argument("--to", dest="end", type=_day, metavar="YYYY-MM-DD", help="first day it no longer holds it")
+    assign.set_defaults(handler=cmd_customers_assign)
+    unassign = customers.add_parser("unassign", parents=[common, by], help="a device leaves its customer")
+    unassign.add_argument("device")
+    unassign.add_argument("--on", dest="end", type=_day, required=True, metavar="YYYY-MM-DD",
+                          help="first day the customer no longer holds it")  # fmt: skip
+    unassign.set_defaults(handler=cmd_customers_unassign)
+
+
+def _add_contracts(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    by: argparse.ArgumentParser,
+) -> None:
+    contracts = sub.add_parser("contracts", help="contracts and their versions").add_subparsers(metavar="ACTION")
+    clist = contracts.add_parser("list", parents=[common], help="contracts")
+    clist.set_defaults(handler=cmd_contracts_list)
+    cshow = contracts.add_parser("show", parents=[common], help="one contract, every version, as JSON")
+    cshow.add_argument("id")
+    cshow.set_defaults(handler=cmd_contracts_show)
+    cload = contracts.add_parser("load", parents=[common, by], help="create or update contracts from a TOML/JSON file")
+    cload.add_argument("file", help="[[contract]] tables (TOML) or a JSON list")
+    cload.set_defaults(handler=cmd_contracts_load)
+
+
+def _add_bill(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    by: argparse.ArgumentParser,
+) -> None:
+    bill = sub.add_parser("bill", help="turn a month's usage into draft invoices").add_subparsers(metavar="ACTION")
+    for name, helptext in (("preview", "show the drafts; nothing is written"), ("run", "write (or update) drafts")):
+        action = bill.add_parser(name, parents=[common, by], help=helptext)
+        action.add_argument("--period", type=Period.parse_month, required=True, metavar="YYYY-MM")
+        action.add_argument("--customer", action="append", metavar="CODE", help="only these (their payers); repeat")
+        action.add_argument("--lines", action="store_true", help="print every line")
+        action.set_defaults(handler=cmd_bill, write=name == "run")
+
+
+def _add_invoices(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    by: argparse.ArgumentParser,
+) -> None:
+    invoices = sub.add_parser("invoices", help="invoices and credit notes").add_subparsers(metavar="ACTION")
+    ilist = invoices.add_parser("list", parents=[common], help="invoices, oldest period first")
+    ilist.add_argument("--period", type=Period.parse_month, metavar="YYYY-MM")
+    ilist.add_argument("--customer", metavar="CODE")
+    ilist.add_argument("--status", choices=["draft", "finalized", "voided"])
+    ilist.add_argument("--format", choices=["table", "csv"], default="table")
+    ilist.set_defaults(handler=cmd_invoices_list)
+    ishow = invoices.add_parser("show", parents=[common], help="an invoice's lines with their reads, and what to check")
+    ishow.add_argument("id", type=int)
+    ishow.set_defaults(handler=cmd_invoices_show)
+    fin = invoices.add_parser("finalize", parents=[common, by], help="number and freeze a draft")
+    fin.add_argument("id", type=int, nargs="+")
+    fin.add_argument("--override-hold", metavar="REASON", help="finalise although lines are on hold, saying why")
+    fin.add_argument("--issue-date", type=_day, metavar="YYYY-MM-DD", help="default: today (UTC)")
+    fin.set_defaults(handler=cmd_invoices_finalize)
+    void = invoices.add_parser("void", parents=[common, by], help="void a finalised invoice; issues a credit note")
+    void.add_argument("id", type=int)
+    void.add_argument("--reason", required=True)
+    void.set_defaults(handler=cmd_invoices_void)
+    export = invoices.add_parser("export", parents=[common], help="an invoice as PDF or UBL XML (Peppol BIS 3.0)")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", choices=["pdf", "ubl"], required=True)
+    export.add_argument("--out", required=True, metavar="FILE", help="file to write ('-' for stdout, UBL only)")
+    export.set_defaults(handler=cmd_invoices_export)
+
+
+def _add_reports(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    reports = sub.add_parser("reports", help="usage reports and the ERP export").add_subparsers(metavar="ACTION")
+    usage = reports.add_parser("usage", parents=[common], help="a customer's usage for a month (CSV or HTML+chart)")
+    usage.add_argument("--customer", required=True, metavar="CODE")
+    usage.add_argument("--period", type=Period.parse_month, required=True, metavar="YYYY-MM")
+    usage.add_argument("--format", choices=["csv", "html"], default="html")
+    usage.add_argument("--out", required=True, metavar="FILE", help="file to write ('-' for stdout)")
+    usage.set_defaults(handler=cmd_reports_usage)
+    erp = reports.add_parser("erp", parents=[common], help="period meter reads per device, CSV for an ERP")
+    erp.add_argument("--period", type=Period.parse_month, required=True, metavar="YYYY-MM")
+    erp.add_argument("--out", required=True, metavar="FILE", help="file to write ('-' for stdout)")
+    erp.set_defaults(handler=cmd_reports_erp)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r} is not a date; write it as YYYY-MM-DD"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _records(path: str, table: str) -> list[dict[str, Any]]:
+    """``[[table]]`` entries of a TOML file, or the objects of a JSON list."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        data: Any = json.loads(text) if file.suffix == ".json" else tomllib.loads(text).get(table, [])
+    except (OSError, ValueError) as err:
+        msg = f"cannot read {file}: {err}"
+        raise MeterdError(msg) from err
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        msg = f"{file}: expected [[{table}]] tables (TOML) or a JSON list of objects"
+        raise MeterdError(msg)
+    if not data:
+        msg = f"{file}: no [[{table}]] entries found"
+        raise MeterdError(msg)
+    return data
+
+
+async def cmd_customers_load(args: argparse.Namespace, settings: Settings) -> int:
+    customers = [parse_customer(item) for item in _records(args.file, "customer")]
+    async with open_store(settings) as store:
+        await BillingStore(store).save_customers(customers, actor=args.by, now=utc_now())
+    print(f"{len(customers)} customer(s) saved")
+    return EXIT_OK
+
+
+async def cmd_contracts_load(args: argparse.Namespace, settings: Settings) -> int:
+    contracts = [parse_contract(item) for item in _records(args.file, "contract")]
+    async with open_store(settings) as store:
+        billing = BillingStore(store)
+        for contract in contracts:
+            await billing.save_contract(contract, actor=args.by, now=utc_now())
+    print(f"{len(contracts)} contract(s) saved")
+    return EXIT_OK
+
+
+async def cmd_customers_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        book = await BillingStore(store).book()
+    customers = [book.customers[code] for code in sorted(book.customers)]
+    if args.format == "json":
+        json.dump([c.model_dump(mode="json") for c in customers], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    header = ["code", "legal_name", "country", "tax_id", "currency", "pays_for_it", "devices_now"]
+    today = utc_now().date()
+    rows = [
+        [c.code, c.legal_name, c.country, c.tax_id or "", c.currency, book.payer_of(c.code),
+         str(sum(1 for a in book.assignments if a.customer == c.code and a.start <= today < (a.end or date.max)))]
+        for c in customers
+    ]  # fmt: skip
+    print_rows(args.format, header, rows, title=f"{len(rows)} customer(s)")
+    return EXIT_OK
+
+
+async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        book = await BillingStore(store).book()
+    if args.code not in book.customers:
+        msg = f"no customer {args.code!r}; `meterd customers list` shows them"
+        raise BillingError(msg)
+    print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2))
+    rows = [[a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"]
+            for a in book.assignments if a.customer == args.code]  # fmt: skip
+    print_rows("table", ["device", "from", "to"], rows, title="devices held")
+    contracts = [[c.id, c.currency, str(len(c.versions)), ", ".join(c.devices) or "all its devices"]
+                 for c in book.contracts if c.customer == args.code]  # fmt: skip
+    print_rows("table", ["contract", "currency", "versions", "covers"], contracts, title="contracts")
+    return EXIT_OK
+
+
+async def cmd_customers_assign(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        await BillingStore(store).assign(args.device, args.customer, start=args.start, end=args.end, actor=args.by,
+                                         now=utc_now())  # fmt: skip
+    print(f"{args.device} -> {args.customer} from {args.start}" + (f" to {args.end}" if args.end else ""))
+    return EXIT_OK
+
+
+async def cmd_customers_unassign(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        await BillingStore(store).unassign(args.device, end=args.end, actor=args.by, now=utc_now())
+    print(f"{args.device} leaves its customer on {args.end}")
+    return EXIT_OK
+
+
+async def cmd_contracts_list(_args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        book = await BillingStore(store).book()
+    rows = [[c.id, c.customer, c.currency, c.versions[0].valid_from.isoformat(), c.versions[-1].valid_from.isoformat(),
+             ", ".join(str(t.meter) for t in c.versions[-1].meters)] for c in book.contracts]  # fmt: skip
+    print_rows("table", ["id", "customer", "currency", "since", "latest version", "billed meters"], rows,
+               title=f"{len(rows)} contract(s)")  # fmt: skip
+    return EXIT_OK
+
+
+async def cmd_contracts_show(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        book = await BillingStore(store).book()
+    found = next((c for c in book.contracts if c.id == args.id), None)
+    if found is None:
+        msg = f"no contract {args.id!r}; `meterd contracts list` shows them"
+        raise BillingError(msg)
+    print(found.model_dump_json(indent=2))
+    return EXIT_OK
+
+
+async def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        result = await bill_month(store, settings, args.period, customers=args.customer, write=args.write,
+                                  actor=args.by, now=utc_now())  # fmt: skip
+    ids = {saved.draft.payer: saved.invoice_id for saved in result.saved}
+    rows = []
+    for draft in result.drafts:
+        sums = draft.totals
+        state = "preview" if not args.write else ("finalised: untouched" if ids.get(draft.payer) is None else "draft")
+        rows.append([str(ids.get(draft.payer) or ""), draft.payer, state, str(len(draft.lines)), str(sums.net),
+                     str(sums.tax), str(sums.total), draft.currency, str(len(draft.checks))])  # fmt: skip
+    print_rows("table", ["invoice", "customer", "state", "lines", "net", "tax", "total", "currency", "to check"],
+               rows, title=f"{args.period.label}: {len(rows)} invoice(s)")  # fmt: skip
+    for draft in result.drafts:
+        if args.lines:
+            _print_lines(draft)
+        for note in draft.checks:
+            print(f"  {draft.payer}: {note}")
+    if result.skipped:
+        print(f"already finalised, left as they are (late reads go to the next month): {', '.join(result.skipped)}")
+    return EXIT_OK
+
+
+def _print_lines(draft: Draft) -> None:
+    rows = []
+    for line in draft.lines:
+        start, end = line_reads(line)
+        flags = ("E" if line.estimated else "") + ("H" if line.held else "") + ("A" if line.adjustment else "")
+        rows.append([line.description, start, end, str(line.quantity), str(line.amount), flags])
+    print_rows("table", ["line", "start read", "end read", "qty", "amount", "flags"], rows,
+               title=f"{draft.payer} {draft.month.label}")  # fmt: skip
+
+
+async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        found = await BillingStore(store).invoices(customer=args.customer, period=args.period, status=args.status)
+    rows = [[str(r.id), r.number or "", r.kind, r.status, r.customer, r.period.label, str(r.net), str(r.tax),
+             str(r.total), r.currency] for r in found]  # fmt: skip
+    print_rows(args.format, ["id", "number", "kind", "status", "customer", "period", "net", "tax", "total", "currency"],
+               rows, title=f"{len(rows)} invoice(s)")  # fmt: skip
+    return EXIT_OK
+
+
+async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int:
+    from billing.invoicing import double_checks  # noqa: PLC0415 - only this command lists them
+
+    async with open_store(settings) as store:
+        record = await BillingStore(store).invoice(args.id)
+    print(f"invoice {record.id} {record.number or '(draft)'} {record.kind} {record.status}: {record.customer} "
+          f"{record.period.label}, net {record.net} tax {record.tax} total {record.total} "
+          f"{record.currency}")  # fmt: skip
+    draft = Draft(record.customer, record.period, record.currency, list(record.lines), [])
+    _print_lines(draft)
+    for note in double_checks(record.lines):
+        print(f"  check: {note}")
+    return EXIT_OK
+
+
+async def cmd_invoices_finalize(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        billing = BillingStore(store)
+        book = await billing.book()
+        for invoice_id in args.id:
+            record = await billing.invoice(invoice_id)
+            done = await billing.finalize(
+                invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
+                snapshot=snapshot_for(book, record.customer, settings.billing), actor=args.by, now=utc_now(),
+                issue_date=args.issue_date or utc_now().date(), hold_override=args.override_hold,
+            )  # fmt: skip
+            print(f"invoice {invoice_id}: {done.number}, total {done.total} {done.currency}, due {done.due_date}")
+    return EXIT_OK
+
+
+async def cmd_invoices_void(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        credit = await BillingStore(store).void(
+            args.id, series=settings.billing.credit_note_series, digits=settings.billing.number_digits,
+            reason=args.reason, actor=args.by, now=utc_now(), issue_date=utc_now().date(),
+        )  # fmt: skip
+    print(
+        f"invoice {args.id} voided; credit note {credit.number} (id {credit.id}) for {credit.total} {credit.currency}"
+    )
+    return EXIT_OK
+
+
+async def load_document(store: Store, settings: Settings, invoice_id: int) -> Any:  # noqa: ANN401 - a Document
+    billing = BillingStore(store)
+    record = await billing.invoice(invoice_id)
+    snapshot = record.snapshot
+    if snapshot is None:  # a draft: today's customer data
+        snapshot = snapshot_for(await billing.book(), record.customer, settings.billing)
+    credited = None
+    if record.kind == CREDIT_NOTE and record.credited_invoice_id is not None:
+        credited = (await billing.invoice(record.credited_invoice_id)).number
+    return document_for(record, snapshot, credited)
+
+
+async def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        document = await load_document(store, settings, args.id)
+    if args.format == "pdf":
+        if args.out == "-":
+            msg = "a PDF goes to a file: --out invoice.pdf"
+            raise MeterdError(msg)
+        data = await asyncio.to_thread(to_pdf, document)
+    else:
+        data = to_ubl(document)
+    await asyncio.to_thread(_write, args.out, data)
+    if args.out != "-":
+        print(f"{args.out}: {document.kind} {document.number or 'draft'} ({len(data):,} bytes)")
+    return EXIT_OK
+
+
+def _write(out: str, data: bytes | str) -> None:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if out == "-":
+        sys.stdout.buffer.write(raw)
+        sys.stdout.flush()
+        return
+    try:
+        Path(out).write_bytes(raw)
+    except OSError as err:
+        msg = f"cannot write {out}: {err.strerror}"
+        raise MeterdError(msg) from err
+
+
+async def _period_invoices(store: Store, period: Period, customer: str | None) -> list[InvoiceRecord]:
+    billing = BillingStore(store)
+    listed = await billing.invoices(customer=customer, period=period)
+    return [await billing.invoice(r.id) for r in listed if r.kind != CREDIT_NOTE and r.status != VOIDED]
+
+
+async def cmd_reports_usage(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        billing = BillingStore(store)
+        book = await billing.book()
+        if args.customer not in book.customers:
+            msg = f"no customer {args.customer!r}; `meterd customers list` shows them"
+            raise BillingError(msg)
+        payer = book.payer_of(args.customer)
+        invoices = await _period_invoices(store, args.period, payer)
+        if not invoices:
+            msg = f"no invoice for {payer} in {args.period.label}; run `meterd bill run --period {args.period.label}`"
+            raise BillingError(msg)
+        record = invoices[0]
+        rows = [row for row in usage_rows(record.lines, record.number or f"draft {record.id}")
+                if args.customer in {payer, row.customer}]  # fmt: skip
+        if args.format == "csv":
+            await asyncio.to_thread(_write, args.out, usage_csv(rows))
+            return EXIT_OK
+        reads = await _device_reads(billing, {row.equipment_id for row in rows}, args.period)
+    name = book.customers[args.customer].display_name
+    chart = await asyncio.to_thread(usage_chart, daily_usage(reads, args.period), f"{name}: pages per day")
+    page = usage_html(customer=name, period=args.period, rows=rows, chart_png=chart,
+                      seller=settings.billing.seller.name)  # fmt: skip
+    await asyncio.to_thread(_write, args.out, page)
+    return EXIT_OK
+
+
+async def _device_reads(billing: BillingStore, devices: set[str], period: Period) -> Any:  # noqa: ANN401 - DataFrame
+    ids = await billing.device_ids()
+    names = {ident: key for key, ident in ids.items() if key in devices}
+    since = datetime.combine(period.start, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
+    until = datetime.combine(period.end, datetime.min.time(), tzinfo=UTC)
+    reads = await billing.reads_frame(since, until, ["total", "mono", "color", "copy_total", "print_total"])
+    reads = reads[reads["device"].isin(list(names))]
+    return reads.assign(device=reads["device"].map(names), meter=reads["meter"].astype(str))
+
+
+async def cmd_reports_erp(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        invoices = await _period_invoices(store, args.period, None)
+    rows = [row for record in invoices for row in usage_rows(record.lines, record.number or f"draft {record.id}")]
+    await asyncio.to_thread(_write, args.out, erp_csv(rows))
+    if args.out != "-":
+        print(f"{args.out}: {len(rows)} meter read pair(s) from {len(invoices)} invoice(s)")
+    return EXIT_OK
