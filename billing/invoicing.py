@@ -247,9 +247,10 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
         for line in rated.lines:
             if line.kind == BASE_FEE:
                 continue  # base fees are billed in advance, apart (rate() counts them for the minimum only)
+            description = _describe(line.description, line.detail, job.cycle, job.contract.id)
             lines.append(
                 InvoiceLine(
-                    kind=line.kind, adjustment=False, description=_describe(line.description, line.detail, job.cycle, job.contract.id),
+                    kind=line.kind, adjustment=False, description=description,
                     customer=job.customer, contract=job.contract.id, device=line.device,
                     meter=str(line.meter) if line.meter else None,
                     pool=job.version.terms_for(line.meter).pool if line.meter else None,  # type: ignore[union-attr]
