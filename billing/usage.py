@@ -10,7 +10,8 @@ from datetime import datetime
 
 import pandas as pd
 
-from billing.anomalies import COUNTER32, DetectorSettings
+from billing.anomalies import DetectorSettings
+from billing.reads import classify_steps
 
 USAGE_COLUMNS = ["device", "meter", "unit", "first_value", "last_value", "usage", "segments", "wraps", "held"]
 
@@ -36,16 +37,8 @@ def usage(
     kept = frame[~is_held & (frame["taken_at"] < end)]
     before = kept[kept["taken_at"] < start].groupby(["device", "meter"]).tail(1)
     period = pd.concat([before, kept[kept["taken_at"] >= start]]).sort_values(["device", "meter", "taken_at"])
-    groups = period.groupby(["device", "meter"], sort=False)
-    previous = groups["value"].shift(1).astype("float64")
-    minutes = (period["taken_at"] - groups["taken_at"].shift(1)).dt.total_seconds().div(60).clip(lower=1.0)
-    value = period["value"].astype("float64")
-    step = value - previous
-    through_wrap = value + COUNTER32 - previous
-    wrap = (step < 0) & (previous < COUNTER32) & (through_wrap <= minutes * settings.max_pages_per_minute)
-    reset = (step < 0) & ~wrap
-    counted = step.where(step >= 0, 0.0).where(~wrap, through_wrap).fillna(0.0)
-    period = period.assign(counted=counted, wrap=wrap, reset=reset)
+    steps = classify_steps(period, ["device", "meter"], settings.max_pages_per_minute)
+    period = period.assign(counted=steps["counted"], wrap=steps["wrap"], reset=steps["reset"])
     summary = period.groupby(["device", "meter"], sort=True).agg(
         unit=("unit", "last"),
         first_value=("value", "first"),

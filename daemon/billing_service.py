@@ -58,7 +58,9 @@ async def bill_month(
     """
     billing = BillingStore(store)
     book = await billing.book()
-    payers = _payers(book, customers)
+    done = await billing.finalised_customers(month)
+    skipped = [payer for payer in _payers(book, customers) if payer in done]
+    payers = [payer for payer in _payers(book, customers) if payer not in done]
     problems = []
     for payer in payers:
         try:
@@ -79,9 +81,9 @@ async def bill_month(
     drafts = [assemble(book, payer, month, rated[payer], billed[payer]) for payer in payers]
     drafts = [draft for draft in drafts if draft.lines]
     if not write:
-        return RunResult(drafts, [], [])
+        return RunResult(drafts, [], skipped)
     saved = await billing.save_drafts(drafts, actor=actor, now=now)
-    return RunResult(drafts, saved, [s.draft.payer for s in saved if s.invoice_id is None])
+    return RunResult(drafts, saved, skipped + [s.draft.payer for s in saved if s.invoice_id is None])
 
 
 def _payers(book: Book, customers: list[str] | None) -> list[str]:

@@ -8,25 +8,22 @@ and never reused even when two people finalise at once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
+from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
     AnomalyReading,
     AnomalyRow,
@@ -228,9 +225,9 @@ class BillingStore:
         Loading is what costs here (not the arithmetic): rows arrive as Arrow columns, never as
         Python objects, and the device key is left as its integer id.
         """
-        url = self._store.engine.url
-        wanted = sorted(set(meters))
-        return await self._store.guard(asyncio.to_thread(_read_columnar, url, since, until, wanted), "read readings")
+        table = await read_readings(self._store.engine.url, since, until, sorted(set(meters)))
+        frame: pd.DataFrame = table.to_pandas()
+        return frame
 
     async def device_ids(self) -> dict[str, int]:
         async def _query() -> dict[str, int]:
@@ -271,6 +268,20 @@ class BillingStore:
                 return [line for rows in lines.values() for line in rows], {Period(r[1], r[2]) for r in invoices}
 
         return await self._store.guard(_query(), "read billed lines")
+
+    async def finalised_customers(self, month: Period) -> set[str]:
+        """Customers whose invoice for ``month`` is finalised (it never changes; late reads go to the next)."""
+        stmt = (
+            select(CustomerRow.code)
+            .join(InvoiceRow, InvoiceRow.customer_id == CustomerRow.id)
+            .where(InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED, InvoiceRow.period_start == month.start)
+        )
+
+        async def _query() -> set[str]:
+            async with self._store.engine.connect() as conn:
+                return set((await conn.execute(stmt)).scalars())
+
+        return await self._store.guard(_query(), "read finalised invoices")
 
     async def save_drafts(self, drafts: Sequence[Draft], *, actor: str, now: datetime) -> list[SavedDraft]:
         """Write every draft in one transaction: an existing draft of that customer and month is replaced.
@@ -508,40 +519,6 @@ async def _book(conn: AsyncConnection) -> Book:
         )
     ]
     return Book(customers, contracts, assignments)
-
-
-def _read_columnar(url: Any, since: datetime, until: datetime, meters: list[str]) -> pd.DataFrame:  # noqa: ANN401 - a URL
-    columns = "r.id AS row_id, r.device_id AS device, r.meter AS meter, r.taken_at AS taken_at, r.value AS value"
-    if url.get_backend_name() == "sqlite":
-        import adbc_driver_sqlite.dbapi as adbc  # noqa: PLC0415 - only the backend in use
-
-        marks = ", ".join("?" for _ in meters)
-        sql = f"SELECT {columns} FROM readings r WHERE r.taken_at >= ? AND r.taken_at < ? AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
-        params: list[Any] = [_sqlite_time(since), _sqlite_time(until), *meters]
-        connection = adbc.connect(url.database)
-    else:
-        import adbc_driver_postgresql.dbapi as adbc_pg  # noqa: PLC0415 - only the backend in use
-
-        marks = ", ".join(f"${n}" for n in range(3, 3 + len(meters)))
-        sql = f"SELECT {columns} FROM readings r WHERE r.taken_at >= $1 AND r.taken_at < $2 AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
-        params = [since, until, *meters]
-        plain = make_url(url).set(drivername="postgresql")
-        connection = adbc_pg.connect(plain.render_as_string(hide_password=False))
-    with connection, connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        table: pa.Table = cursor.fetch_arrow_table()
-    taken = table["taken_at"]
-    if pa.types.is_string(taken.type) or pa.types.is_large_string(taken.type):
-        taken = pc.cast(pc.cast(taken, pa.timestamp("us")), pa.timestamp("us", tz="UTC"))
-    table = table.set_column(table.schema.get_field_index("taken_at"), "taken_at", taken)
-    table = table.set_column(table.schema.get_field_index("meter"), "meter", pc.dictionary_encode(table["meter"]))
-    frame: pd.DataFrame = table.to_pandas()
-    return frame
-
-
-def _sqlite_time(moment: datetime) -> str:
-    # As UTCDateTime stores it on SQLite: naive UTC text, which sorts as time does.
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now: datetime) -> SavedDraft:

@@ -1,0 +1,148 @@
+"""Period usage from lifetime counters, worked by hand: boundary reads, estimates, resets, wraps, holds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from billing.reads import ReadRules, period_usage
+
+OCT_1 = pd.Timestamp("2026-10-01", tz="UTC")
+NOV_1 = pd.Timestamp("2026-11-01", tz="UTC")
+DEC_1 = pd.Timestamp("2026-12-01", tz="UTC")
+
+
+def reads(*rows: tuple[str, str, int]) -> pd.DataFrame:
+    """(device, time, value) rows of the mono meter; row ids 1, 2, 3 … in the order given."""
+    return pd.DataFrame(
+        [(n, device, "mono", pd.Timestamp(at, tz="UTC"), value) for n, (device, at, value) in enumerate(rows, 1)],
+        columns=["row_id", "device", "meter", "taken_at", "value"],
+    )
+
+
+def request(*spans: tuple[str, pd.Timestamp, pd.Timestamp]) -> pd.DataFrame:
+    return pd.DataFrame([(d, "mono", s, e) for d, s, e in spans], columns=["device", "meter", "start", "end"])
+
+
+def daily(device: str, first: str, days: int, start: int, *, per_day: int, hour: int = 6) -> list[tuple[str, str, int]]:
+    day0 = pd.Timestamp(first)
+    return [(device, str(day0 + timedelta(days=i, hours=hour)), start + per_day * i) for i in range(days)]
+
+
+def test_boundary_reads_are_the_closest_within_the_window_and_shared_by_consecutive_months() -> None:
+    frame = reads(*daily("A", "2026-09-28", 70, 1000, per_day=40))
+    result = period_usage(frame, request(("A", OCT_1, NOV_1), ("A", NOV_1, DEC_1)))
+    october, november = result.iloc[0], result.iloc[1]
+    # 1 Oct 06:00 is 6 h after the boundary, 30 Sep 06:00 is 18 h before: the 1 Oct read (day 3) starts October.
+    assert (october.start_value, october.start_at) == (1000 + 40 * 3, pd.Timestamp("2026-10-01 06:00", tz="UTC"))
+    # 1 Nov 06:00 (day 34) ends October and starts November: one read, never billed twice.
+    assert october.end_row_id == november.start_row_id == 35
+    assert october.usage == 40 * 31  # 1240
+    assert november.usage == 40 * 30  # 1200
+    assert not october.start_estimated
+    assert not october.end_estimated
+
+
+def test_on_a_tie_the_earlier_read_wins() -> None:
+    frame = reads(
+        ("A", "2026-09-30 12:00", 100),
+        ("A", "2026-10-01 12:00", 150),
+        ("A", "2026-10-31 12:00", 400),
+        ("A", "2026-11-01 12:00", 420),
+    )
+    row = period_usage(frame, request(("A", OCT_1, NOV_1))).iloc[0]
+    assert (row.start_value, row.end_value) == (100, 400)  # 12 h either side: the one before
+    assert row.usage == 300
+
+
+def test_a_missing_end_read_is_estimated_from_the_recent_daily_average() -> None:
+    # 100 pages a day from 1 to 19 Oct (06:00), then silence: nothing within 3 days of 1 Nov.
+    frame = reads(*daily("B", "2026-10-01", 19, 100, per_day=100))
+    row = period_usage(frame, request(("B", OCT_1, NOV_1))).iloc[0]
+    # Average over the reads of the last 90 days: (1900 - 100) / 18 days = 100 a day.
+    # Last read 19 Oct 06:00 -> 1 Nov 00:00 is 12.75 days: 1900 + 1275 = 3175.
+    assert row.end_estimated
+    assert row.end_row_id == -1
+    assert row.end_basis_row == 19
+    assert row.end_value == 3175
+    assert row.usage == 3175 - 100  # 3075
+    assert not row.start_estimated
+
+
+def test_a_device_without_any_read_before_the_period_starts_at_its_first_read() -> None:
+    frame = reads(*daily("N", "2026-10-17", 16, 5000, per_day=10))
+    row = period_usage(frame, request(("N", OCT_1, NOV_1))).iloc[0]
+    assert (row.start_value, row.start_estimated) == (5000, False)  # its first read, not an estimate
+    assert row.end_value == 5000 + 10 * 15  # 1 Nov 06:00
+    assert row.usage == 150
+
+
+def test_a_reset_mid_period_starts_a_new_segment_and_the_segments_add_up() -> None:
+    # 1,000 pages a day to 10 Oct (value 10,000 + 9 x 1,000 = 19,000), the board is swapped: 50 then 1,050 a day more.
+    before = daily("R", "2026-10-01", 10, 10_000, per_day=1000)
+    after = daily("R", "2026-10-11", 22, 50, per_day=1000)
+    row = period_usage(reads(*before, *after), request(("R", OCT_1, NOV_1))).iloc[0]
+    # Segment 1: 19,000 - 10,000 = 9,000. Segment 2: 1 Nov 06:00 is day 21 after 11 Oct: 50 + 21,000 - 50 = 21,000.
+    # The step 19,000 -> 50 itself counts nothing (the pages of that one poll interval are not known).
+    assert row.segments == 2
+    assert row.usage == 9_000 + 21_000
+
+
+def test_a_counter32_wrap_counts_through_two_to_the_32() -> None:
+    top = 2**32
+    frame = reads(
+        ("W", "2026-10-01 06:00", top - 500), ("W", "2026-10-15 06:00", top - 100), ("W", "2026-11-01 06:00", 250)
+    )
+    row = period_usage(frame, request(("W", OCT_1, NOV_1))).iloc[0]
+    assert row.wraps == 1
+    assert row.segments == 1
+    assert row.usage == 400 + 100 + 250  # to 2^32 - 100, through the wrap, to 250
+
+
+def test_held_readings_are_left_out_and_mark_the_line() -> None:
+    frame = reads(("H", "2026-10-01 06:00", 1000), ("H", "2026-10-20 06:00", 900_000), ("H", "2026-11-01 06:00", 2000))
+    row = period_usage(frame, request(("H", OCT_1, NOV_1)), held={2}).iloc[0]
+    assert row.usage == 1000
+    assert row.held == 1
+    unheld = period_usage(frame, request(("H", OCT_1, NOV_1))).iloc[0]
+    assert unheld.held == 0
+    assert unheld.segments == 2
+
+
+def test_a_device_with_no_reads_at_all_bills_nothing_and_says_so() -> None:
+    row = period_usage(reads(("A", "2026-10-01 06:00", 1)), request(("Z", OCT_1, NOV_1))).iloc[0]
+    assert row.no_reads
+    assert row.usage == 0
+
+
+values = st.lists(st.integers(min_value=0, max_value=2**32 + 10), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=values, gaps=st.lists(st.integers(min_value=1, max_value=9 * 24), min_size=40, max_size=40))
+def test_usage_is_never_negative_and_months_add_up_when_every_boundary_has_a_read(
+    values: list[int], gaps: list[int]
+) -> None:
+    at = pd.Timestamp("2026-09-25", tz="UTC")
+    rows = []
+    for value, gap in zip(values, gaps, strict=False):
+        at += timedelta(hours=gap)
+        rows.append(("P", str(at.tz_convert(None)), value))
+    frame = reads(*rows)
+    months = period_usage(frame, request(("P", OCT_1, NOV_1), ("P", NOV_1, DEC_1)))
+    assert (months["usage"] >= 0).all()
+    whole = period_usage(frame, request(("P", OCT_1, DEC_1))).iloc[0]
+    if not months[["start_estimated", "end_estimated"]].to_numpy().any():
+        assert months["usage"].sum() == whole.usage
+
+
+def test_the_window_is_a_rule_of_its_own() -> None:
+    frame = reads(("A", "2026-09-29 06:00", 100), ("A", "2026-10-31 06:00", 400), ("A", "2026-11-04 06:00", 500))
+    narrow = ReadRules(window=timedelta(days=1))
+    row = period_usage(frame, request(("A", OCT_1, NOV_1)), rules=narrow).iloc[0]
+    assert row.start_estimated  # 29 Sep is 42 h away: outside a one-day window
+    assert not row.end_estimated
+    assert row.end_value == 400
