@@ -27,6 +27,7 @@ from billing.anomalies import COUNTER32
 READ_COLUMNS: Final = ["row_id", "device", "meter", "taken_at", "value"]
 REQUEST_COLUMNS: Final = ["device", "meter", "start", "end"]
 _SECONDS_PER_DAY: Final = 86_400.0
+_TIME: Final = "datetime64[us, UTC]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ def period_usage(
     ``basis_row`` (the read an estimate starts from).
     """
     rules = rules or ReadRules()
+    # merge_asof wants one time resolution on both sides; the store's is microseconds.
+    reads = reads.assign(taken_at=reads["taken_at"].astype(_TIME))
+    requests = requests.assign(start=requests["start"].astype(_TIME), end=requests["end"].astype(_TIME))
     codes = _Codes(reads, requests)
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
     kept = _cumulative(reads[~is_held], codes, rules)
@@ -123,7 +127,7 @@ def _cumulative(kept: pd.DataFrame, codes: _Codes, rules: ReadRules) -> pd.DataF
     out = pd.DataFrame(
         {
             "key": frame["key"].to_numpy(),
-            "taken_at": frame["taken_at"].to_numpy(),
+            "taken_at": frame["taken_at"].array,
             "row_id": frame["row_id"].to_numpy(),
             "value": frame["value"].to_numpy(dtype="int64"),
             "cum": grouped["counted"].cumsum().to_numpy(),
@@ -137,8 +141,8 @@ def _cumulative(kept: pd.DataFrame, codes: _Codes, rules: ReadRules) -> pd.DataF
 def _points(requests: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
     both = pd.concat(
         [
-            pd.DataFrame({"key": codes.request_keys, "t": requests["start"].to_numpy()}),
-            pd.DataFrame({"key": codes.request_keys, "t": requests["end"].to_numpy()}),
+            pd.DataFrame({"key": codes.request_keys, "t": requests["start"].array}),
+            pd.DataFrame({"key": codes.request_keys, "t": requests["end"].array}),
         ],
         ignore_index=True,
     )
@@ -206,6 +210,6 @@ def _held_counts(held: pd.DataFrame, requests: pd.DataFrame, codes: _Codes, rule
         return counts
     spans = pd.DataFrame({"key": codes.request_keys, "lo": requests["start"] - pd.Timedelta(rules.window),
                           "hi": requests["end"] + pd.Timedelta(rules.window), "request": requests.index})  # fmt: skip
-    hits = spans.merge(pd.DataFrame({"key": codes.keys(held), "taken_at": held["taken_at"].to_numpy()}), on="key")
+    hits = spans.merge(pd.DataFrame({"key": codes.keys(held), "taken_at": held["taken_at"].array}), on="key")
     inside = hits[(hits["taken_at"] >= hits["lo"]) & (hits["taken_at"] <= hits["hi"])]
     return counts.add(inside.groupby("request").size(), fill_value=0).astype("int64")
