@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -37,6 +37,7 @@ def _currency(code: str) -> str:
     return code
 
 
+RecordT = TypeVar("RecordT", bound=BaseModel)
 Price = Annotated[Decimal, AfterValidator(_price)]
 Currency = Annotated[str, AfterValidator(_currency)]
 
@@ -45,18 +46,18 @@ class ContractError(MeterdError):
     """A contract that cannot be accepted; the message names the contract, version and field."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Tier(_Strict):
+class Tier(Strict):
     """Pages up to ``up_to`` (of the overage) at ``price`` each; the last tier has no ``up_to``."""
 
     up_to: int | None = Field(default=None, gt=0)
     price: Price
 
 
-class MeterTerms(_Strict):
+class MeterTerms(Strict):
     meter: Meter
     included: int = Field(default=0, ge=0, description="pages included per device per usage period")
     tiers: list[Tier] = Field(min_length=1)
@@ -76,7 +77,7 @@ class MeterTerms(_Strict):
         return self
 
 
-class ContractVersion(_Strict):
+class ContractVersion(Strict):
     valid_from: date
     currency: Currency
     base_fee: Price = Decimal(0)  # per device and base period, billed in advance
@@ -98,7 +99,7 @@ class ContractVersion(_Strict):
         return next((terms for terms in self.meters if terms.meter == meter), None)
 
 
-class Contract(_Strict):
+class Contract(Strict):
     id: str = Field(min_length=1, max_length=64)
     customer: str = Field(min_length=1)
     versions: list[ContractVersion] = Field(min_length=1)
@@ -154,11 +155,16 @@ def parse_contract(data: object) -> Contract:
     Raises:
         ContractError: naming the contract, the field and the rule.
     """
+    return parse_record(Contract, data, key="id", record="contract", error=ContractError)
+
+
+def parse_record(model: type[RecordT], data: object, *, key: str, record: str, error: type[MeterdError]) -> RecordT:
+    """``data`` validated as ``model``; a problem is raised as ``error`` naming the record (by ``key``) and field."""
     try:
-        return Contract.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
-        name = data.get("id", "?") if isinstance(data, dict) else "?"
-        raise ContractError(explain(err, f"contract {name}")) from err
+        name = data.get(key, "?") if isinstance(data, dict) else "?"
+        raise error(explain(err, f"{record} {name}")) from err
 
 
 def explain(err: ValidationError, record: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
 
-from billing.contracts import Currency, explain
+from billing.contracts import Currency, Strict, parse_record
 from daemon.errors import MeterdError
 
 # EU member states: their VAT numbers carry the country prefix (Greece's is EL), as Peppol expects.
@@ -45,11 +45,7 @@ Country = Annotated[str, AfterValidator(_country)]
 Email = Annotated[str, AfterValidator(_email)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Address(_Strict):
+class Address(Strict):
     street: str = Field(min_length=1)
     city: str = Field(min_length=1)
     postal_code: str = ""
@@ -57,7 +53,7 @@ class Address(_Strict):
     country: Country
 
 
-class Contact(_Strict):
+class Contact(Strict):
     name: str = Field(min_length=1)
     role: str = ""
     email: Email | None = None
@@ -65,7 +61,7 @@ class Contact(_Strict):
     billing: bool = False
 
 
-class Customer(_Strict):
+class Customer(Strict):
     code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     legal_name: str = Field(min_length=1, max_length=256)
     trade_name: str | None = None
@@ -148,8 +144,4 @@ def parse_customer(data: object) -> Customer:
     Raises:
         CustomerError: naming the customer, the field and the rule.
     """
-    try:
-        return Customer.model_validate(data)
-    except ValidationError as err:
-        name = data.get("code", "?") if isinstance(data, dict) else "?"
-        raise CustomerError(explain(err, f"customer {name}")) from err
+    return parse_record(Customer, data, key="code", record="customer", error=CustomerError)
