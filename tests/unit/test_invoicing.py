@@ -200,3 +200,25 @@ def test_invoice_total_is_the_sum_of_lines_plus_tax_rounded_once_per_rate(items:
     )
     assert result.tax == expected_tax
     assert result.total == result.net + result.tax
+
+
+def test_quarterly_usage_is_billed_at_the_quarter_end_and_a_quarterly_base_fee_before_its_quarter() -> None:
+    quarterly = contract(usage_cycle="quarterly", base_cycle="quarterly", base_fee="90.00")
+    the_book = book(Assignment("A", "ACME", date(2026, 7, 1), None), contracts=[quarterly])
+    reads = daily_reads("A", 10, first="2026-06-25", days=120)
+    november = draft_for(the_book, NOV, reads, billed=_base_paid_to(date(2026, 10, 1), date(2027, 1, 1)))
+    assert november.lines == []  # mid-quarter: no usage cycle ends, Q4 was billed in advance
+    september = draft_for(
+        the_book, Period.month(2026, 9), reads, billed=_base_paid_to(date(2026, 7, 1), date(2026, 10, 1))
+    )
+    by_kind = {(line.kind, line.service.label) for line in september.lines}
+    # Q3 usage (1 Jul .. 1 Oct) at its end; Q4's base fee in advance, because October falls in it.
+    assert by_kind == {("usage", "2026-07-01..2026-10-01"), ("base_fee", "2026-10-01..2027-01-01")}
+    usage = next(line for line in september.lines if line.kind == "usage")
+    # 1 Jul 06:00 -> 1 Oct 06:00 = 92 days x 10 = 920 pages, 310 included (a quarter's, whole): 610 x 0.01 = 6.10.
+    assert usage.amount == D("6.10")
+
+
+def _base_paid_to(start: date, end: date) -> list[InvoiceLine]:
+    return [InvoiceLine("base_fee", False, "paid", "ACME", "C1", "A", None, None, Period(start, end), D(1), D("90.00"),
+                        D("0.20"))]  # fmt: skip
