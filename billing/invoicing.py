@@ -85,15 +85,39 @@ class Totals:
     by_rate: dict[Decimal, tuple[Decimal, Decimal]]  # rate -> (taxable, tax)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Book:
-    """What billing knows about customers: the accounts, their contracts and who held which device when."""
+    """What billing knows about customers: the accounts, their contracts and who held which device when.
+
+    Indexed once (payer, members, contracts and assignments per customer): a month of
+    1,000 customers must not scan every assignment once per contract.
+    """
 
     customers: dict[str, Customer]
     contracts: list[Contract]
     assignments: list[Assignment]
+    _payer: dict[str, str] = field(init=False, repr=False, compare=False)
+    _members: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+    _contracts_of: dict[str, list[Contract]] = field(init=False, repr=False, compare=False)
+    _assignments_of: dict[str, list[Assignment]] = field(init=False, repr=False, compare=False)
 
-    def payer_of(self, code: str) -> str:
+    def __post_init__(self) -> None:
+        payer = {code: self._walk_to_payer(code) for code in self.customers}
+        members: dict[str, list[str]] = defaultdict(list)
+        for code in sorted(self.customers):
+            members[payer[code]].append(code)
+        contracts_of: dict[str, list[Contract]] = defaultdict(list)
+        for contract in self.contracts:
+            contracts_of[contract.customer].append(contract)
+        assignments_of: dict[str, list[Assignment]] = defaultdict(list)
+        for assignment in self.assignments:
+            assignments_of[assignment.customer].append(assignment)
+        object.__setattr__(self, "_payer", payer)
+        object.__setattr__(self, "_members", dict(members))
+        object.__setattr__(self, "_contracts_of", dict(contracts_of))
+        object.__setattr__(self, "_assignments_of", dict(assignments_of))
+
+    def _walk_to_payer(self, code: str) -> str:
         seen = [code]
         while (parent := self.customers[seen[-1]].parent) is not None:
             if parent in seen:
@@ -105,11 +129,20 @@ class Book:
             seen.append(parent)
         return seen[-1]
 
+    def payer_of(self, code: str) -> str:
+        return self._payer[code]
+
     def members(self, payer: str) -> list[str]:
-        return sorted(code for code in self.customers if self.payer_of(code) == payer)
+        return self._members.get(payer, [])
 
     def payers(self) -> list[str]:
-        return sorted({self.payer_of(code) for code in self.customers})
+        return sorted(self._members)
+
+    def contracts_of(self, customer: str) -> list[Contract]:
+        return self._contracts_of.get(customer, [])
+
+    def assignments_of(self, customer: str) -> list[Assignment]:
+        return self._assignments_of.get(customer, [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +192,12 @@ def check(book: Book, payer: str, month: Period) -> None:
         if customer.currency != currency:
             msg = f"customer {code}: currency: {customer.currency} but its payer {payer} bills in {currency}"
             raise BillingError(msg)
-        contracts = [c for c in book.contracts if c.customer == code]
+        contracts = book.contracts_of(code)
         for contract in contracts:
             if contract.currency != currency:
                 msg = f"contract {contract.id}: currency: {contract.currency} but customer {code} bills in {currency}"
                 raise BillingError(msg)
-        for assignment in (a for a in book.assignments if a.customer == code):
+        for assignment in book.assignments_of(code):
             held = assignment.during(month)
             if held is None:
                 continue
@@ -197,7 +230,7 @@ def usage_jobs(book: Book, payer: str, cycles_ending: Sequence[date]) -> list[Us
     """The usage cycles of the payer's contracts that end on one of ``cycles_ending``."""
     jobs = []
     for code in book.members(payer):
-        for contract in (c for c in book.contracts if c.customer == code):
+        for contract in book.contracts_of(code):
             for end in cycles_ending:
                 last_day = date.fromordinal(end.toordinal() - 1)
                 version = contract.version_at(last_day)
@@ -209,8 +242,8 @@ def usage_jobs(book: Book, payer: str, cycles_ending: Sequence[date]) -> list[Us
                 # The version in force on the cycle's first day prices the whole cycle.
                 version = contract.version_at(cycle.start) or version
                 held: dict[str, list[Period]] = defaultdict(list)
-                for assignment in book.assignments:
-                    if assignment.customer != code or not contract.covers(assignment.device):
+                for assignment in book.assignments_of(code):
+                    if not contract.covers(assignment.device):
                         continue
                     if (piece := assignment.during(cycle)) is not None:
                         held[assignment.device].extend(_covered(contract, piece))
@@ -237,12 +270,11 @@ def _utc(day: date) -> pd.Timestamp:
 
 def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFrame) -> list[InvoiceLine]:
     """Usage and minimum true-up lines of each job, with the reads behind every figure."""
-    merged = requests.join(usage)
-    per_job = dict(tuple(merged.groupby("job", sort=False))) if not merged.empty else {}
+    pieces = _pieces(requests.join(usage))
     lines = []
     for index, job in enumerate(jobs):
-        items = _device_usage(per_job.get(index))
-        active = {device: sum(p.days for p in pieces) for device, pieces in job.held_days.items()}
+        items = _device_usage(pieces.get(index, {}))
+        active = {device: sum(p.days for p in spans) for device, spans in job.held_days.items()}
         rated = rate(job.version, job.cycle, items, active)
         for line in rated.lines:
             if line.kind == BASE_FEE:
@@ -267,47 +299,54 @@ def _describe(what: str, detail: dict[str, Any], cycle: Period, contract: str) -
     return f"{what} {cycle.label}: {detail['pages']:,} pages, {detail['included']:,} included"
 
 
-def _device_usage(rows: pd.DataFrame | None) -> list[DeviceUsage]:
-    if rows is None:
-        return []
-    items = []
-    for (device, meter), group in rows.groupby(["device", "meter"], sort=True):
-        assert isinstance(meter, str)
-        reads = [
-            {
-                "start": _read(row, "start"),
-                "end": _read(row, "end"),
-                "pages": int(row.usage),  # type: ignore[arg-type]
-                "segments": int(row.segments),  # type: ignore[arg-type]
-                "wraps": int(row.wraps),  # type: ignore[arg-type]
-                "held_readings": int(row.held),  # type: ignore[arg-type]
-                "no_reads": bool(row.no_reads),
-            }
-            for row in group.itertuples()
-        ]
-        items.append(
-            DeviceUsage(
-                device=str(device),
-                meter=Meter(meter),
-                pages=int(group["usage"].sum()),
-                estimated=bool(group["start_estimated"].any() or group["end_estimated"].any()),
-                held=bool((group["held"] > 0).any()),
-                reads={"pieces": reads},
-            )
-        )
-    return items
+Piece = dict[str, Any]
 
 
-def _read(row: Any, side: str) -> dict[str, Any]:  # noqa: ANN401 - a namedtuple row of the usage frame
-    value = getattr(row, f"{side}_value")
-    at = getattr(row, f"{side}_at")
+def _pieces(merged: pd.DataFrame) -> dict[int, dict[tuple[str, str], list[Piece]]]:
+    """The usage frame as plain records, by job and device x meter: one pass over columns, no per-row pandas."""
+    out: dict[int, dict[tuple[str, str], list[Piece]]] = defaultdict(lambda: defaultdict(list))
+    if merged.empty:
+        return out
+    columns = {name: merged[name].tolist() for name in merged.columns}
+    for side in ("start", "end"):
+        columns[f"{side}_at"] = [None if pd.isna(at) else at.isoformat() for at in columns[f"{side}_at"]]
+        columns[f"{side}_value"] = [None if pd.isna(v) else int(v) for v in columns[f"{side}_value"]]
+    for i, job in enumerate(columns["job"]):
+        piece = {
+            "start": _read(columns, "start", i),
+            "end": _read(columns, "end", i),
+            "pages": int(columns["usage"][i]),
+            "segments": int(columns["segments"][i]),
+            "wraps": int(columns["wraps"][i]),
+            "held_readings": int(columns["held"][i]),
+            "no_reads": bool(columns["no_reads"][i]),
+        }
+        out[int(job)][(str(columns["device"][i]), str(columns["meter"][i]))].append(piece)
+    return out
+
+
+def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
     return {
-        "row": int(getattr(row, f"{side}_row_id")),
-        "value": None if pd.isna(value) else int(value),
-        "at": None if pd.isna(at) else at.isoformat(),
-        "estimated": bool(getattr(row, f"{side}_estimated")),
-        "basis_row": int(getattr(row, f"{side}_basis_row")),
+        "row": int(columns[f"{side}_row_id"][i]),
+        "value": columns[f"{side}_value"][i],
+        "at": columns[f"{side}_at"][i],
+        "estimated": bool(columns[f"{side}_estimated"][i]),
+        "basis_row": int(columns[f"{side}_basis_row"][i]),
     }
+
+
+def _device_usage(pieces: dict[tuple[str, str], list[Piece]]) -> list[DeviceUsage]:
+    return [
+        DeviceUsage(
+            device=device,
+            meter=Meter(meter),
+            pages=sum(piece["pages"] for piece in group),
+            estimated=any(piece["start"]["estimated"] or piece["end"]["estimated"] for piece in group),
+            held=any(piece["held_readings"] > 0 for piece in group),
+            reads={"pieces": group},
+        )
+        for (device, meter), group in sorted(pieces.items())
+    ]
 
 
 def base_fee_lines(book: Book, payer: str, month: Period, billed: Sequence[InvoiceLine]) -> list[InvoiceLine]:
@@ -318,13 +357,12 @@ def base_fee_lines(book: Book, payer: str, month: Period, billed: Sequence[Invoi
             already[(line.contract, line.device)].append(line)
     lines = []
     for code in book.members(payer):
-        for contract in (c for c in book.contracts if c.customer == code):
+        for contract in book.contracts_of(code):
             version_next = contract.version_at(month.end) or contract.versions[-1]
             window = Period(month.start, cycle_containing(month.end, version_next.base_cycle).end)
             devices: dict[str, list[Period]] = defaultdict(list)
-            for assignment in book.assignments:
-                mine = assignment.customer == code and contract.covers(assignment.device)
-                if mine and (piece := assignment.during(window)) is not None:
+            for assignment in book.assignments_of(code):
+                if contract.covers(assignment.device) and (piece := assignment.during(window)) is not None:
                     devices[assignment.device].append(piece)
             for device in sorted(set(devices) | {d for c, d in already if c == contract.id}):
                 held = merge(devices.get(device, []))

@@ -207,7 +207,7 @@ async def cmd_customers_list(args: argparse.Namespace, settings: Settings) -> in
     today = utc_now().date()
     rows = [
         [c.code, c.legal_name, c.country, c.tax_id or "", c.currency, book.payer_of(c.code),
-         str(sum(1 for a in book.assignments if a.customer == c.code and a.start <= today < (a.end or date.max)))]
+         str(sum(1 for a in book.assignments_of(c.code) if a.start <= today < (a.end or date.max)))]
         for c in customers
     ]  # fmt: skip
     print_rows(args.format, header, rows, title=f"{len(rows)} customer(s)")
@@ -222,10 +222,10 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
         raise BillingError(msg)
     print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2))
     rows = [[a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"]
-            for a in book.assignments if a.customer == args.code]  # fmt: skip
+            for a in book.assignments_of(args.code)]  # fmt: skip
     print_rows("table", ["device", "from", "to"], rows, title="devices held")
     contracts = [[c.id, c.currency, str(len(c.versions)), ", ".join(c.devices) or "all its devices"]
-                 for c in book.contracts if c.customer == args.code]  # fmt: skip
+                 for c in book.contracts_of(args.code)]  # fmt: skip
     print_rows("table", ["contract", "currency", "versions", "covers"], contracts, title="contracts")
     return EXIT_OK
 

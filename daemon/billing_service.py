@@ -72,8 +72,9 @@ async def bill_month(
     since = add_months(month.start, -settings.billing.adjust_months)
     billed: dict[str, list[InvoiceLine]] = {}
     jobs: dict[str, list[UsageJob]] = {}
+    history = await billing.billed_lines(payers, since)
     for payer in payers:
-        lines, finalised = await billing.billed_lines(payer, since)
+        lines, finalised = history[payer]
         billed[payer] = lines
         jobs[payer] = usage_jobs(book, payer, cycles_to_rate(month, finalised, settings.billing.adjust_months))
     rules = read_rules(settings.billing, settings.anomalies.max_pages_per_minute)

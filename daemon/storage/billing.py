@@ -253,19 +253,25 @@ class BillingStore:
 
     # -- invoices ---------------------------------------------------------------------------
 
-    async def billed_lines(self, customer: str, since: date) -> tuple[list[InvoiceLine], set[Period]]:
-        """Lines of the customer's finalised, not voided invoices for months from ``since``, and those months."""
+    async def billed_lines(
+        self, customers: Sequence[str], since: date
+    ) -> dict[str, tuple[list[InvoiceLine], set[Period]]]:
+        """Per customer: lines of its finalised, not voided invoices for months from ``since``, and those months."""
 
-        async def _query() -> tuple[list[InvoiceLine], set[Period]]:
+        async def _query() -> dict[str, tuple[list[InvoiceLine], set[Period]]]:
+            out: dict[str, tuple[list[InvoiceLine], set[Period]]] = {code: ([], set()) for code in customers}
             async with self._store.engine.connect() as conn:
                 invoices = (await conn.execute(
-                    select(InvoiceRow.id, InvoiceRow.period_start, InvoiceRow.period_end)
+                    select(InvoiceRow.id, InvoiceRow.period_start, InvoiceRow.period_end, CustomerRow.code)
                     .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
-                    .where(CustomerRow.code == customer, InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED,
-                           InvoiceRow.period_end > since)
+                    .where(InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED, InvoiceRow.period_end > since)
                 )).all()  # fmt: skip
-                lines = await _lines(conn, [row.id for row in invoices])
-                return [line for rows in lines.values() for line in rows], {Period(r[1], r[2]) for r in invoices}
+                wanted = [row for row in invoices if row.code in out]
+                lines = await _lines(conn, [row.id for row in wanted])
+            for row in wanted:
+                out[row.code][0].extend(lines[row.id])
+                out[row.code][1].add(Period(row.period_start, row.period_end))
+            return out
 
         return await self._store.guard(_query(), "read billed lines")
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 
 from daemon.errors import StorageError
 
+_SCAN_FROM_SHARE = 0.2
 _COLUMNS = "r.id AS row_id, r.device_id AS device, r.meter AS meter, r.taken_at AS taken_at, r.value AS value"
 
 
@@ -50,10 +51,23 @@ def _read_sqlite(path: str, since: datetime, until: datetime, meters: list[str])
     import adbc_driver_sqlite.dbapi as adbc  # noqa: PLC0415 - only ever in the child process
 
     marks = ", ".join("?" for _ in meters)
-    sql = f"SELECT {_COLUMNS} FROM readings r WHERE r.taken_at >= ? AND r.taken_at < ? AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
     with adbc.connect(path) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT min(taken_at), max(taken_at) FROM readings")
+        first, last = cursor.fetchone() or (None, None)
+        # Through the taken_at index every row is a random lookup: past a fraction of the
+        # table a plain scan is faster (2.5 s against 4.3 s for a third of 7.3 M rows here).
+        scan = first is not None and _share(first, last, since, until) > _SCAN_FROM_SHARE
+        table = "readings r NOT INDEXED" if scan else "readings r"
+        sql = f"SELECT {_COLUMNS} FROM {table} WHERE r.taken_at >= ? AND r.taken_at < ? AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
         cursor.execute(sql, [_sqlite_time(since), _sqlite_time(until), *meters])
         return _normalised(cursor.fetch_arrow_table())
+
+
+def _share(first: str, last: str, since: datetime, until: datetime) -> float:
+    """How much of the stored time span [first, last] the window [since, until) covers."""
+    start, end = datetime.fromisoformat(first).replace(tzinfo=UTC), datetime.fromisoformat(last).replace(tzinfo=UTC)
+    covered = (min(end, until) - max(start, since)).total_seconds()
+    return max(covered, 0.0) / max((end - start).total_seconds(), 1.0)
 
 
 def _read_postgres(url: URL, since: datetime, until: datetime, meters: list[str]) -> pa.Table:
