@@ -15,7 +15,7 @@ Then, in one run:
    same SQLite file through its scanner;
 3. the two compared figure by figure;
 4. one month's draft invoices for all customers, written to the store (``bill_month``);
-5. peak RSS of this process and of the reader child.
+5. the peak RSS of each part, each run in its own process (the reader child's apart).
 """
 
 from __future__ import annotations
@@ -188,11 +188,55 @@ def _rss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
+async def run_part(part: str, path: Path, devices: int, out: Path) -> None:
+    """One measured part in this process; prints one JSON line with its figures."""
+    figures: dict[str, object] = {}
+    if part == "meterd":
+        seconds, usage = await meterd_year(path, devices)
+        usage.to_parquet(out)
+        figures = {"seconds": seconds, "lines": len(usage)}
+    elif part == "duckdb":
+        seconds, usage = duckdb_year(path)
+        usage.to_parquet(out)
+        figures = {"seconds": seconds, "lines": len(usage)}
+    else:
+        seconds, invoices, lines = await month_drafts(path, Period.month(2026, 11))
+        figures = {"seconds": seconds, "invoices": invoices, "lines": lines}
+    figures |= {"rss_mb": _rss_mb(resource.RUSAGE_SELF), "child_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN)}
+    print(json.dumps(figures))
+
+
+def _part(part: str, path: Path, devices: int, out: Path) -> dict[str, float]:
+    """Each part in its own process, so each peak RSS is its own (DuckDB's memory is not meterd's)."""
+    import subprocess  # noqa: PLC0415 - the driver only
+
+    command = [
+        sys.executable,
+        __file__,
+        "--part",
+        part,
+        "--db",
+        str(path),
+        "--devices",
+        str(devices),
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--db", type=Path, default=Path("/tmp/meterd-billing-bench.db"))
+    parser.add_argument("--part", choices=["meterd", "duckdb", "month"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.part:
+        await run_part(args.part, args.db, args.devices, args.out)
+        return
     meta = args.db.with_suffix(".json")
     if not args.db.exists() or not meta.exists() or json.loads(meta.read_text())["devices"] != args.devices:
         print(f"building {args.db} ({args.devices:,} devices x 2 meters x {DAYS} days) …", flush=True)
@@ -202,21 +246,26 @@ async def main() -> None:
     rows = sqlite3.connect(args.db).execute("SELECT count(*) FROM readings").fetchone()[0]
     print(f"store: {rows:,} reading rows, {args.devices:,} devices, {args.devices // DEVICES_PER_CUSTOMER:,} customers")
 
-    meterd_s, ours = await meterd_year(args.db, args.devices)
-    duck_s, theirs = await asyncio.to_thread(duckdb_year, args.db)
-    merged = ours.merge(theirs, on=["device", "meter", "month"], how="outer", suffixes=("_meterd", "_duckdb"))
+    ours_file, theirs_file = args.db.with_suffix(".meterd.parquet"), args.db.with_suffix(".duckdb.parquet")
+    ours = _part("meterd", args.db, args.devices, ours_file)
+    theirs = _part("duckdb", args.db, args.devices, theirs_file)
+    merged = pd.read_parquet(ours_file).merge(pd.read_parquet(theirs_file), on=["device", "meter", "month"],
+                                              how="outer", suffixes=("_meterd", "_duckdb"))  # fmt: skip
     different = int((merged["usage_meterd"] != merged["usage_duckdb"]).sum())
-    print(f"year of monthly usage, meterd (load + compute)  {meterd_s:7.2f} s   {len(ours):,} lines")
-    print(f"year of monthly usage, DuckDB (one SQL query)   {duck_s:7.2f} s   {len(theirs):,} lines")
-    print(f"meterd / DuckDB = {meterd_s / duck_s:.2f}   figures that differ: {different}")
-
-    month = Period.month(2026, 11)
-    draft_s, invoices, lines = await month_drafts(args.db, month)
     print(
-        f"draft invoices {month.label}, computed and written  {draft_s:7.2f} s   {invoices:,} invoices, {lines:,} lines"
+        f"year of monthly usage, meterd (load + compute)  {ours['seconds']:7.2f} s   {ours['lines']:,.0f} lines   "
+        f"peak RSS {ours['rss_mb']:,.0f} MB (+ reader child {ours['child_rss_mb']:,.0f} MB)"
     )
-    print(f"peak RSS: this process {_rss_mb(resource.RUSAGE_SELF):,.0f} MB, "
-          f"reader child {_rss_mb(resource.RUSAGE_CHILDREN):,.0f} MB")  # fmt: skip
+    print(
+        f"year of monthly usage, DuckDB (one SQL query)   {theirs['seconds']:7.2f} s   {theirs['lines']:,.0f} lines   "
+        f"peak RSS {theirs['rss_mb']:,.0f} MB"
+    )
+    print(f"meterd / DuckDB = {ours['seconds'] / theirs['seconds']:.2f}   figures that differ: {different}")
+    month = _part("month", args.db, args.devices, args.db.with_suffix(".unused"))
+    print(
+        f"draft invoices 2026-11, computed and written  {month['seconds']:7.2f} s   {month['invoices']:,.0f} invoices, "
+        f"{month['lines']:,.0f} lines   peak RSS {month['rss_mb']:,.0f} MB (+ reader child {month['child_rss_mb']:,.0f} MB)"
+    )
 
 
 if __name__ == "__main__":
