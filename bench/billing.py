@@ -264,7 +264,8 @@ async def main() -> None:
     month = _part("month", args.db, args.devices, args.db.with_suffix(".unused"))
     print(
         f"draft invoices 2026-11, computed and written  {month['seconds']:7.2f} s   {month['invoices']:,.0f} invoices, "
-        f"{month['lines']:,.0f} lines   peak RSS {month['rss_mb']:,.0f} MB (+ reader child {month['child_rss_mb']:,.0f} MB)"
+        f"{month['lines']:,.0f} lines   peak RSS {month['rss_mb']:,.0f} MB "
+        f"(+ reader child {month['child_rss_mb']:,.0f} MB)"
     )
 
 
