@@ -21,7 +21,7 @@ OPEN: Final = "open"
 ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
 # Resolutions that keep the readings out of usage for good (the manual reading replaces them).
-_EXCLUDING: Final = frozenset({"replaced"})
+EXCLUDING_RESOLUTIONS: Final = frozenset({"replaced"})
 
 
 class AnomalyNotFoundError(MeterdError):
@@ -151,7 +151,10 @@ class AnomalyStore:
         stmt = (
             select(AnomalyReading.reading_id)
             .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
-            .where(((AnomalyRow.status != RESOLVED) & AnomalyRow.holds) | AnomalyRow.resolution.in_(sorted(_EXCLUDING)))
+            .where(
+                ((AnomalyRow.status != RESOLVED) & AnomalyRow.holds)
+                | AnomalyRow.resolution.in_(sorted(EXCLUDING_RESOLUTIONS))
+            )
         )
 
         async def _query() -> set[str]:

@@ -23,6 +23,7 @@ from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
+from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
 from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
     AnomalyReading,
@@ -242,7 +243,10 @@ class BillingStore:
             select(ReadingRow.id)
             .join(AnomalyReading, AnomalyReading.reading_id == ReadingRow.reading_id)
             .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
-            .where(((AnomalyRow.status != "resolved") & AnomalyRow.holds) | (AnomalyRow.resolution == "replaced"))
+            .where(
+                ((AnomalyRow.status != RESOLVED) & AnomalyRow.holds)
+                | AnomalyRow.resolution.in_(sorted(EXCLUDING_RESOLUTIONS))
+            )
         )
 
         async def _query() -> set[int]:
