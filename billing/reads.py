@@ -73,7 +73,8 @@ def period_usage(
     """
     rules = rules or ReadRules()
     # merge_asof wants one time resolution on both sides; the store's is microseconds.
-    reads = reads.assign(taken_at=reads["taken_at"].astype(_TIME))
+    if reads["taken_at"].dtype != _TIME:
+        reads = reads.assign(taken_at=reads["taken_at"].astype(_TIME))
     requests = requests.assign(start=requests["start"].astype(_TIME), end=requests["end"].astype(_TIME))
     codes = _Codes(reads, requests)
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
@@ -102,21 +103,41 @@ def period_usage(
 
 
 class _Codes:
-    """device x meter as one int64 key: merge_asof's ``by`` is fastest on a single integer column."""
+    """device x meter as one int64 key: merge_asof's ``by`` is fastest on a single integer column.
+
+    Built from the distinct values only (a categorical's categories as they are), so the
+    millions of reads are never turned into Python strings.
+    """
 
     def __init__(self, reads: pd.DataFrame, requests: pd.DataFrame) -> None:
-        devices = pd.Index(pd.unique(pd.concat([reads["device"], requests["device"]], ignore_index=True)))
-        meters = pd.Index(pd.unique(pd.concat([reads["meter"], requests["meter"]], ignore_index=True)))
-        self._meters = len(meters)
-        self._devices, self._meter_index = devices, meters
+        self._devices = _distinct(reads["device"], requests["device"])
+        self._meter_index = _distinct(reads["meter"], requests["meter"])
+        self._meters = len(self._meter_index)
         self.read_keys = self.keys(reads)
         self.request_keys = self.keys(requests)
 
     def keys(self, frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.int64]]:
-        device = self._devices.get_indexer(pd.Index(frame["device"])).astype("int64")
-        meter = self._meter_index.get_indexer(pd.Index(frame["meter"])).astype("int64")
+        device = _codes(frame["device"], self._devices)
+        meter = _codes(frame["meter"], self._meter_index)
         keys: np.ndarray[Any, np.dtype[np.int64]] = device * self._meters + meter
         return keys
+
+
+def _distinct(*columns: pd.Series) -> pd.Index:
+    values: list[Any] = []
+    for column in columns:
+        uniques = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else pd.unique(column)
+        values.extend(uniques.tolist())
+    index: pd.Index = pd.Index(sorted(set(values), key=str))
+    return index
+
+
+def _codes(column: pd.Series, index: pd.Index) -> np.ndarray[Any, np.dtype[np.int64]]:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        by_category = index.get_indexer(column.cat.categories).astype("int64")
+        return by_category[column.cat.codes.to_numpy()]
+    found: np.ndarray[Any, np.dtype[np.int64]] = index.get_indexer(pd.Index(column)).astype("int64")
+    return found
 
 
 def _cumulative(kept: pd.DataFrame, codes: _Codes, rules: ReadRules) -> pd.DataFrame:
