@@ -72,34 +72,161 @@ def period_usage(
     ``basis_row`` (the read an estimate starts from).
     """
     rules = rules or ReadRules()
-    # merge_asof wants one time resolution on both sides; the store's is microseconds.
-    if reads["taken_at"].dtype != _TIME:
-        reads = reads.assign(taken_at=reads["taken_at"].astype(_TIME))
-    requests = requests.assign(start=requests["start"].astype(_TIME), end=requests["end"].astype(_TIME))
     codes = _Codes(reads, requests)
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
-    kept = _cumulative(reads[~is_held], codes, rules)
-    points = _points(requests, codes)
-    at_points = _read_at(points, kept, rules)
-    result = requests[[]].copy()
+    series = _Series.build(codes.read_keys[~is_held], _micros(reads["taken_at"])[~is_held],
+                           reads["value"].to_numpy("int64")[~is_held], reads["row_id"].to_numpy("int64")[~is_held],
+                           rules)  # fmt: skip
+    result = pd.DataFrame(index=requests.index)
+    found = {}
     for side in ("start", "end"):
-        joined = requests[["device", "meter", side]].assign(key=codes.request_keys, t=requests[side])
-        found = joined[["key", "t"]].merge(at_points, on=["key", "t"], how="left")
-        found.index = requests.index
-        for column in ("row_id", "value", "at", "estimated", "basis_row", "cum", "resets", "wraps"):
-            result[f"{side}_{column}"] = found[column]
-    result["no_reads"] = result["end_cum"].isna()
-    cum_start = result["start_cum"].fillna(0).astype("int64")
-    cum_end = result["end_cum"].fillna(0).astype("int64")
-    result["usage"] = np.maximum(cum_end - cum_start, 0)
-    result["segments"] = (result["end_resets"].fillna(0) - result["start_resets"].fillna(0)).astype("int64") + 1
-    result["wraps"] = (result["end_wraps"].fillna(0) - result["start_wraps"].fillna(0)).astype("int64")
-    result["held"] = _held_counts(reads[is_held], requests, codes, rules)
+        found[side] = series.read_at(codes.request_keys, _micros(requests[side]), rules)
+        for column in ("row_id", "value", "estimated", "basis_row"):
+            result[f"{side}_{column}"] = found[side][column]
+        result[f"{side}_at"] = pd.to_datetime(found[side]["at"], unit="us", utc=True)
+    start, end = found["start"], found["end"]
+    result["no_reads"] = end["missing"]
+    result["usage"] = np.maximum(end["cum"] - start["cum"], 0)
+    result["segments"] = end["resets"] - start["resets"] + 1
+    result["wraps"] = end["wraps"] - start["wraps"]
+    result["held"] = _held_counts(codes.read_keys[is_held], _micros(reads["taken_at"])[is_held], codes.request_keys,
+                                  _micros(requests["start"]), _micros(requests["end"]), rules)  # fmt: skip
     for side in ("start", "end"):
-        result[f"{side}_row_id"] = result[f"{side}_row_id"].fillna(-1).astype("int64")
-        result[f"{side}_basis_row"] = result[f"{side}_basis_row"].fillna(-1).astype("int64")
-        result[f"{side}_estimated"] = result[f"{side}_estimated"].fillna(value=False).astype(bool)
-    return result.drop(columns=[f"{s}_{c}" for s in ("start", "end") for c in ("cum", "resets", "wraps")])
+        result[f"{side}_value"] = result[f"{side}_value"].where(~found[side]["missing"])
+    return result
+
+
+def _micros(column: pd.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """UTC microseconds since the epoch, whatever the column's resolution."""
+    if column.dtype != _TIME:
+        column = pd.to_datetime(column, utc=True).astype(_TIME)
+    values: np.ndarray[Any, np.dtype[np.int64]] = column.array.asi8
+    return values
+
+
+Ints = np.ndarray[Any, np.dtype[np.int64]]
+
+
+class _Series:
+    """Every kept read sorted by device x meter then time, with its running count of pages, resets, wraps.
+
+    (key, time) is packed into one integer: one argsort orders the reads and a binary search
+    finds a boundary, with no second sort by time and no per-row Python.
+    """
+
+    def __init__(self, packing: _Packing, packed: Ints, columns: dict[str, Ints]) -> None:
+        self.packing, self.packed = packing, packed
+        self.key, self.time, self.value, self.row = columns["key"], columns["time"], columns["value"], columns["row"]
+        self.cum, self.resets, self.wraps = columns["cum"], columns["resets"], columns["wraps"]
+
+    @classmethod
+    def build(cls, key: Ints, time_us: Ints, value: Ints, row: Ints, rules: ReadRules) -> _Series:
+        packing = _Packing.covering(key, time_us)
+        packed = packing.pack(key, time_us)
+        order = np.argsort(packed, kind="stable")
+        packed, key, time_us, value, row = packed[order], key[order], time_us[order], value[order], row[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = key[1:] != key[:-1]
+        previous = np.empty_like(value)
+        previous[:1] = 0
+        previous[1:] = value[:-1]
+        minutes = np.ones(len(key), dtype="float64")
+        minutes[1:] = np.maximum((time_us[1:] - time_us[:-1]) / 60e6, 1.0)
+        step = value - previous
+        through_wrap = value + COUNTER32 - previous
+        backward = ~first & (step < 0)
+        wrap = backward & (previous < COUNTER32) & (through_wrap <= minutes * rules.max_pages_per_minute)
+        reset = backward & ~wrap
+        counted = np.where(first | reset, 0, np.where(wrap, through_wrap, step))
+        starts = np.maximum.accumulate(np.where(first, np.arange(len(key)), 0)) if len(key) else np.zeros(0, "int64")
+        columns = {"key": key, "time": time_us, "value": value, "row": row, "cum": _grouped_cumsum(counted, starts),
+                   "resets": _grouped_cumsum(reset, starts), "wraps": _grouped_cumsum(wrap, starts)}  # fmt: skip
+        return cls(packing, packed, columns)
+
+    def pack(self, key: Ints, time_us: Ints) -> Ints:
+        return self.packing.pack(key, time_us)
+
+    def read_at(self, key: Ints, at: Ints, rules: ReadRules) -> dict[str, Any]:
+        """The read standing for each (key, time), and ``missing`` where there is none.
+
+        The nearest within the window (the earlier on a tie), else estimated from the last
+        read before, else the first read after (a device that started later).
+        """
+        n = len(self.key)
+        window = int(rules.window.total_seconds() * 1e6)
+        position = np.searchsorted(self.packed, self.pack(key, at), side="left")
+        after = np.minimum(position, max(n - 1, 0))
+        before = np.maximum(position - 1, 0)
+        has_after = (position < n) & (self.key[after] == key) if n else np.zeros(len(key), bool)
+        has_before = (position > 0) & (self.key[before] == key) if n else np.zeros(len(key), bool)
+        gap_before = np.where(has_before, at - self.time[before], np.iinfo(np.int64).max)
+        gap_after = np.where(has_after, self.time[after] - at, np.iinfo(np.int64).max)
+        take_before = has_before & (gap_before <= window) & (gap_before <= gap_after)
+        take_after = ~take_before & has_after & (gap_after <= window)
+        nearest = np.where(take_before, before, after)
+        found = take_before | take_after
+        estimate = ~found & has_before
+        first_after = ~found & ~has_before & has_after
+        index = np.where(found, nearest, np.where(estimate, before, after))
+        extra = self._estimated_pages(index, key, at, rules) * estimate
+        missing = ~(found | estimate | first_after)
+        real = found | first_after
+        return {
+            "row_id": np.where(real, self.row[index], -1) if n else np.full(len(key), -1),
+            "value": np.where(missing, 0, self.value[index] + extra) if n else np.zeros(len(key), "int64"),
+            "at": np.where(real, self.time[index], at) if n else at,
+            "estimated": estimate,
+            "basis_row": np.where(missing, -1, self.row[index]) if n else np.full(len(key), -1),
+            "cum": np.where(missing, 0, self.cum[index] + extra) if n else np.zeros(len(key), "int64"),
+            "resets": np.where(missing, 0, self.resets[index]) if n else np.zeros(len(key), "int64"),
+            "wraps": np.where(missing, 0, self.wraps[index]) if n else np.zeros(len(key), "int64"),
+            "missing": missing,
+        }
+
+    def _estimated_pages(self, last: Ints, key: Ints, at: Ints, rules: ReadRules) -> Ints:
+        """The recent daily average times the days from the last read to the boundary, rounded half-up."""
+        if not len(self.key):
+            return np.zeros(len(key), "int64")
+        lookback = int(rules.estimate_lookback.total_seconds() * 1e6)
+        oldest = np.searchsorted(self.packed, self.pack(key, self.time[last] - lookback), side="left")
+        oldest = np.minimum(np.maximum(oldest, 0), len(self.key) - 1)
+        span_days = (self.time[last] - self.time[oldest]) / (_SECONDS_PER_DAY * 1e6)
+        pages = (self.cum[last] - self.cum[oldest]).astype("float64")
+        per_day = np.divide(pages, span_days, out=np.zeros(len(key)), where=span_days > 0)
+        gap_days = (at - self.time[last]) / (_SECONDS_PER_DAY * 1e6)
+        extra: Ints = np.floor(per_day * np.maximum(gap_days, 0) + 0.5).astype("int64")
+        return extra
+
+
+@dataclass(frozen=True, slots=True)
+class _Packing:
+    """(key, time) as one ordered int64: key x span + time since the origin (ms if µs would overflow)."""
+
+    origin: int
+    scale: int
+    span: int
+
+    @classmethod
+    def covering(cls, key: Ints, time_us: Ints) -> _Packing:
+        keys = int(key.max()) + 1 if len(key) else 1
+        origin = int(time_us.min()) if len(time_us) else 0
+        extent = int(time_us.max()) - origin + 3 if len(time_us) else 3
+        scale = 1 if keys * extent < 2**62 else 1000
+        return cls(origin, scale, (2**62) // keys)
+
+    def pack(self, key: Ints, time_us: Ints) -> Ints:
+        # Times outside the stored span are clipped to just before or after it: order is kept.
+        relative = np.clip((time_us - self.origin) // self.scale, -1, self.span - 2) + 1
+        packed: Ints = key * self.span + relative
+        return packed
+
+
+def _grouped_cumsum(values: np.ndarray[Any, Any], starts: Ints) -> Ints:
+    """Running sum within each group (groups are contiguous; ``starts`` gives each row its group's first row)."""
+    total = np.cumsum(values.astype("int64"))
+    before_group = total[starts] - values.astype("int64")[starts]
+    result: Ints = total - before_group
+    return result
 
 
 class _Codes:
@@ -140,97 +267,18 @@ def _codes(column: pd.Series, index: pd.Index) -> np.ndarray[Any, np.dtype[np.in
     return found
 
 
-def _cumulative(kept: pd.DataFrame, codes: _Codes, rules: ReadRules) -> pd.DataFrame:
-    keys = codes.keys(kept)
-    frame = kept.assign(key=keys).sort_values(["key", "taken_at"], kind="stable")
-    steps = classify_steps(frame, ["key"], rules.max_pages_per_minute)
-    grouped = steps.groupby(frame["key"], sort=False)
-    out = pd.DataFrame(
-        {
-            "key": frame["key"].to_numpy(),
-            "taken_at": frame["taken_at"].array,
-            "row_id": frame["row_id"].to_numpy(),
-            "value": frame["value"].to_numpy(dtype="int64"),
-            "cum": grouped["counted"].cumsum().to_numpy(),
-            "resets": grouped["reset"].cumsum().to_numpy(),
-            "wraps": grouped["wrap"].cumsum().to_numpy(),
-        }
-    )
-    return out.sort_values("taken_at", kind="stable", ignore_index=True)
-
-
-def _points(requests: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
-    both = pd.concat(
-        [
-            pd.DataFrame({"key": codes.request_keys, "t": requests["start"].array}),
-            pd.DataFrame({"key": codes.request_keys, "t": requests["end"].array}),
-        ],
-        ignore_index=True,
-    )
-    return both.drop_duplicates().sort_values("t", kind="stable", ignore_index=True)
-
-
-def _read_at(points: pd.DataFrame, kept: pd.DataFrame, rules: ReadRules) -> pd.DataFrame:
-    """The read standing for each (key, t): nearest within the window, else estimated, else the first after."""
-    reads = kept[["key", "taken_at", "row_id", "value", "cum", "resets", "wraps"]]
-    nearest = pd.merge_asof(points, reads, left_on="t", right_on="taken_at", by="key", direction="nearest",
-                            tolerance=pd.Timedelta(rules.window), allow_exact_matches=True)  # fmt: skip
-    nearest = nearest.rename(columns={"taken_at": "at"})
-    nearest["estimated"] = False
-    nearest["basis_row"] = nearest["row_id"]
-    missing = nearest["row_id"].isna()
-    if missing.any():
-        estimated = _estimate(points[missing.to_numpy()], reads, rules)
-        nearest = pd.concat([nearest[~missing], estimated], ignore_index=True)
-    return nearest
-
-
-def _estimate(points: pd.DataFrame, reads: pd.DataFrame, rules: ReadRules) -> pd.DataFrame:
-    """Last read before the boundary plus the recent daily average times the days since.
-
-    A boundary with no read before it (a device that started later) takes the first read after it.
-    """
-    last = pd.merge_asof(points, reads, left_on="t", right_on="taken_at", by="key", direction="backward")
-    history = last.assign(since=last["taken_at"] - pd.Timedelta(rules.estimate_lookback))
-    has_last = history["row_id"].notna().to_numpy()
-    older = pd.merge_asof(
-        history[has_last][["key", "since"]].reset_index().sort_values("since", kind="stable"),
-        reads[["key", "taken_at", "cum"]].rename(columns={"taken_at": "old_at", "cum": "old_cum"}),
-        left_on="since", right_on="old_at", by="key", direction="forward",
-    ).set_index("index")  # fmt: skip
-    span_days = (history["taken_at"] - older["old_at"].reindex(history.index)).dt.total_seconds() / _SECONDS_PER_DAY
-    per_day = ((history["cum"] - older["old_cum"].reindex(history.index)) / span_days).where(span_days > 0, 0.0)
-    gap_days = (history["t"] - history["taken_at"]).dt.total_seconds() / _SECONDS_PER_DAY
-    extra = np.floor(per_day.fillna(0.0) * gap_days + 0.5)
-    estimated = pd.DataFrame(
-        {
-            "key": history["key"],
-            "t": history["t"],
-            "at": history["t"],
-            "row_id": np.nan,
-            "value": history["value"] + extra,
-            "cum": history["cum"] + extra,
-            "resets": history["resets"],
-            "wraps": history["wraps"],
-            "estimated": True,
-            "basis_row": history["row_id"],
-        }
-    )[has_last]
-    later = points[~has_last]
-    if later.empty:
-        return estimated
-    first = pd.merge_asof(later, reads, left_on="t", right_on="taken_at", by="key", direction="forward")
-    first = first.rename(columns={"taken_at": "at"}).assign(estimated=False, basis_row=first["row_id"])
-    return pd.concat([estimated, first], ignore_index=True)
-
-
-def _held_counts(held: pd.DataFrame, requests: pd.DataFrame, codes: _Codes, rules: ReadRules) -> pd.Series:
+def _held_counts(  # noqa: PLR0917 - two columns of held reads, three of requests, the rules
+    held_keys: Ints, held_times: Ints, keys: Ints, starts: Ints, ends: Ints, rules: ReadRules
+) -> Ints:
     """Held readings inside each request's span (boundaries widened by the window)."""
-    counts = pd.Series(0, index=requests.index, dtype="int64")
-    if held.empty:
+    counts: Ints = np.zeros(len(keys), dtype="int64")
+    if not len(held_keys):
         return counts
-    spans = pd.DataFrame({"key": codes.request_keys, "lo": requests["start"] - pd.Timedelta(rules.window),
-                          "hi": requests["end"] + pd.Timedelta(rules.window), "request": requests.index})  # fmt: skip
-    hits = spans.merge(pd.DataFrame({"key": codes.keys(held), "taken_at": held["taken_at"].array}), on="key")
-    inside = hits[(hits["taken_at"] >= hits["lo"]) & (hits["taken_at"] <= hits["hi"])]
-    return counts.add(inside.groupby("request").size(), fill_value=0).astype("int64")
+    window = int(rules.window.total_seconds() * 1e6)
+    for key in np.unique(held_keys):  # few: only the readings of open anomalies
+        times = np.sort(held_times[held_keys == key])
+        mine = keys == key
+        lo = np.searchsorted(times, starts[mine] - window, side="left")
+        hi = np.searchsorted(times, ends[mine] + window, side="right")
+        counts[mine] = hi - lo
+    return counts
