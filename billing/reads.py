@@ -9,8 +9,8 @@ boundary read, so no page is billed twice or lost between them.
 Usage is counted step by step between the two reads: a Counter32 wrap counts through
 2^32, any other backward step (a reset or a swap) starts a new segment and counts nothing
 for that one step. Held readings are left out as if never taken, and mark the request.
-Everything is vectorised (``merge_asof``): a year of daily reads of 10,000 devices is one
-pass, not a loop.
+Everything is vectorised (numpy: one sort, then binary searches): a year of daily reads of
+10,000 devices is one pass, not a loop.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ READ_COLUMNS: Final = ["row_id", "device", "meter", "taken_at", "value"]
 REQUEST_COLUMNS: Final = ["device", "meter", "start", "end"]
 _SECONDS_PER_DAY: Final = 86_400.0
 _TIME: Final = "datetime64[us, UTC]"
+Ints = np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +45,29 @@ def classify_steps(frame: pd.DataFrame, by: list[str], max_pages_per_minute: flo
     index with ``counted`` (int64), ``wrap`` and ``reset`` (bool).
     """
     groups = frame.groupby(by, sort=False, observed=True)
-    value = frame["value"].to_numpy(dtype="int64")
     previous = groups["value"].shift(1).to_numpy(dtype="float64")
     first = np.isnan(previous)
-    previous_int = np.where(first, 0, previous).astype("int64")
     minutes = (frame["taken_at"] - groups["taken_at"].shift(1)).dt.total_seconds().to_numpy() / 60.0
-    minutes = np.where(np.isnan(minutes), 1.0, np.maximum(minutes, 1.0))
-    step = value - previous_int
-    through_wrap = value + COUNTER32 - previous_int
-    backward = ~first & (step < 0)
-    wrap = backward & (previous_int < COUNTER32) & (through_wrap <= minutes * max_pages_per_minute)
-    reset = backward & ~wrap
-    counted = np.where(first | reset, 0, np.where(wrap, through_wrap, step))
+    counted, wrap, reset = _steps(frame["value"].to_numpy(dtype="int64"), np.where(first, 0, previous).astype("int64"),
+                                  first, np.where(np.isnan(minutes), 1.0, minutes), max_pages_per_minute)  # fmt: skip
     return pd.DataFrame({"counted": counted, "wrap": wrap, "reset": reset}, index=frame.index)
+
+
+def _steps(
+    value: Ints, previous: Ints, first: np.ndarray[Any, Any], minutes: np.ndarray[Any, Any], max_pages_per_minute: float
+) -> tuple[Ints, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Pages counted per step, and which steps are wraps and which resets: the one rule for both callers.
+
+    A backward step is a Counter32 wrap when the pages through 2^32 fit the time since the
+    previous read at ``max_pages_per_minute``; any other is a reset (or swap), counting 0.
+    """
+    step = value - previous
+    through_wrap = value + COUNTER32 - previous
+    backward = ~first & (step < 0)
+    wrap = backward & (previous < COUNTER32) & (through_wrap <= np.maximum(minutes, 1.0) * max_pages_per_minute)
+    reset = backward & ~wrap
+    counted: Ints = np.where(first | reset, 0, np.where(wrap, through_wrap, step))
+    return counted, wrap, reset
 
 
 def period_usage(
@@ -73,14 +84,15 @@ def period_usage(
     """
     rules = rules or ReadRules()
     codes = _Codes(reads, requests)
+    taken = _micros(reads["taken_at"])
+    bounds = {side: _micros(requests[side]) for side in ("start", "end")}
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
-    series = _Series.build(codes.read_keys[~is_held], _micros(reads["taken_at"])[~is_held],
-                           reads["value"].to_numpy("int64")[~is_held], reads["row_id"].to_numpy("int64")[~is_held],
-                           rules)  # fmt: skip
+    series = _Series.build(codes.read_keys[~is_held], taken[~is_held], reads["value"].to_numpy("int64")[~is_held],
+                           reads["row_id"].to_numpy("int64")[~is_held], rules)  # fmt: skip
     result = pd.DataFrame(index=requests.index)
     found = {}
     for side in ("start", "end"):
-        found[side] = series.read_at(codes.request_keys, _micros(requests[side]), rules)
+        found[side] = series.read_at(codes.request_keys, bounds[side], rules)
         for column in ("row_id", "value", "estimated", "basis_row"):
             result[f"{side}_{column}"] = found[side][column]
         result[f"{side}_at"] = pd.to_datetime(found[side]["at"], unit="us", utc=True)
@@ -89,8 +101,8 @@ def period_usage(
     result["usage"] = np.maximum(end["cum"] - start["cum"], 0)
     result["segments"] = end["resets"] - start["resets"] + 1
     result["wraps"] = end["wraps"] - start["wraps"]
-    result["held"] = _held_counts(codes.read_keys[is_held], _micros(reads["taken_at"])[is_held], codes.request_keys,
-                                  _micros(requests["start"]), _micros(requests["end"]), rules)  # fmt: skip
+    result["held"] = _held_counts(codes.read_keys[is_held], taken[is_held], codes.request_keys, bounds["start"],
+                                  bounds["end"], rules)  # fmt: skip
     for side in ("start", "end"):
         result[f"{side}_value"] = result[f"{side}_value"].where(~found[side]["missing"])
     return result
@@ -102,9 +114,6 @@ def _micros(column: pd.Series) -> np.ndarray[Any, np.dtype[np.int64]]:
         column = pd.to_datetime(column, utc=True).astype(_TIME)
     values: np.ndarray[Any, np.dtype[np.int64]] = column.array.asi8
     return values
-
-
-Ints = np.ndarray[Any, np.dtype[np.int64]]
 
 
 class _Series:
@@ -131,13 +140,8 @@ class _Series:
         previous[:1] = 0
         previous[1:] = value[:-1]
         minutes = np.ones(len(key), dtype="float64")
-        minutes[1:] = np.maximum((time_us[1:] - time_us[:-1]) / 60e6, 1.0)
-        step = value - previous
-        through_wrap = value + COUNTER32 - previous
-        backward = ~first & (step < 0)
-        wrap = backward & (previous < COUNTER32) & (through_wrap <= minutes * rules.max_pages_per_minute)
-        reset = backward & ~wrap
-        counted = np.where(first | reset, 0, np.where(wrap, through_wrap, step))
+        minutes[1:] = (time_us[1:] - time_us[:-1]) / 60e6
+        counted, wrap, reset = _steps(value, previous, first, minutes, rules.max_pages_per_minute)
         starts = np.maximum.accumulate(np.where(first, np.arange(len(key)), 0)) if len(key) else np.zeros(0, "int64")
         columns = {"key": key, "time": time_us, "value": value, "row": row, "cum": _grouped_cumsum(counted, starts),
                    "resets": _grouped_cumsum(reset, starts), "wraps": _grouped_cumsum(wrap, starts)}  # fmt: skip
@@ -153,40 +157,39 @@ class _Series:
         read before, else the first read after (a device that started later).
         """
         n = len(self.key)
+        if not n:
+            return _nothing_found(at)
         window = int(rules.window.total_seconds() * 1e6)
         position = np.searchsorted(self.packed, self.pack(key, at), side="left")
-        after = np.minimum(position, max(n - 1, 0))
+        after = np.minimum(position, n - 1)
         before = np.maximum(position - 1, 0)
-        has_after = (position < n) & (self.key[after] == key) if n else np.zeros(len(key), bool)
-        has_before = (position > 0) & (self.key[before] == key) if n else np.zeros(len(key), bool)
+        has_after = (position < n) & (self.key[after] == key)
+        has_before = (position > 0) & (self.key[before] == key)
         gap_before = np.where(has_before, at - self.time[before], np.iinfo(np.int64).max)
         gap_after = np.where(has_after, self.time[after] - at, np.iinfo(np.int64).max)
         take_before = has_before & (gap_before <= window) & (gap_before <= gap_after)
         take_after = ~take_before & has_after & (gap_after <= window)
-        nearest = np.where(take_before, before, after)
         found = take_before | take_after
         estimate = ~found & has_before
         first_after = ~found & ~has_before & has_after
-        index = np.where(found, nearest, np.where(estimate, before, after))
+        index = np.where(take_before | estimate, before, after)
         extra = self._estimated_pages(index, key, at, rules) * estimate
         missing = ~(found | estimate | first_after)
         real = found | first_after
         return {
-            "row_id": np.where(real, self.row[index], -1) if n else np.full(len(key), -1),
-            "value": np.where(missing, 0, self.value[index] + extra) if n else np.zeros(len(key), "int64"),
-            "at": np.where(real, self.time[index], at) if n else at,
+            "row_id": np.where(real, self.row[index], -1),
+            "value": np.where(missing, 0, self.value[index] + extra),
+            "at": np.where(real, self.time[index], at),
             "estimated": estimate,
-            "basis_row": np.where(missing, -1, self.row[index]) if n else np.full(len(key), -1),
-            "cum": np.where(missing, 0, self.cum[index] + extra) if n else np.zeros(len(key), "int64"),
-            "resets": np.where(missing, 0, self.resets[index]) if n else np.zeros(len(key), "int64"),
-            "wraps": np.where(missing, 0, self.wraps[index]) if n else np.zeros(len(key), "int64"),
+            "basis_row": np.where(missing, -1, self.row[index]),
+            "cum": np.where(missing, 0, self.cum[index] + extra),
+            "resets": np.where(missing, 0, self.resets[index]),
+            "wraps": np.where(missing, 0, self.wraps[index]),
             "missing": missing,
         }
 
     def _estimated_pages(self, last: Ints, key: Ints, at: Ints, rules: ReadRules) -> Ints:
         """The recent daily average times the days from the last read to the boundary, rounded half-up."""
-        if not len(self.key):
-            return np.zeros(len(key), "int64")
         lookback = int(rules.estimate_lookback.total_seconds() * 1e6)
         oldest = np.searchsorted(self.packed, self.pack(key, self.time[last] - lookback), side="left")
         oldest = np.minimum(np.maximum(oldest, 0), len(self.key) - 1)
@@ -196,6 +199,13 @@ class _Series:
         gap_days = (at - self.time[last]) / (_SECONDS_PER_DAY * 1e6)
         extra: Ints = np.floor(per_day * np.maximum(gap_days, 0) + 0.5).astype("int64")
         return extra
+
+
+def _nothing_found(at: Ints) -> dict[str, Any]:
+    """``read_at`` when no reading is kept at all: every boundary is missing."""
+    none, zero = np.full(len(at), -1, dtype="int64"), np.zeros(len(at), dtype="int64")
+    return {"row_id": none, "value": zero, "at": at, "estimated": np.zeros(len(at), dtype=bool), "basis_row": none,
+            "cum": zero, "resets": zero, "wraps": zero, "missing": np.ones(len(at), dtype=bool)}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +240,7 @@ def _grouped_cumsum(values: np.ndarray[Any, Any], starts: Ints) -> Ints:
 
 
 class _Codes:
-    """device x meter as one int64 key: merge_asof's ``by`` is fastest on a single integer column.
+    """device x meter as one int64 key, which packs with the time into one sortable integer.
 
     Built from the distinct values only (a categorical's categories as they are), so the
     millions of reads are never turned into Python strings.
