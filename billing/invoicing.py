@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Final
@@ -425,26 +425,21 @@ def reconcile(desired: Sequence[InvoiceLine], billed: Sequence[InvoiceLine], cur
     for key, before in billed_by_key.items():
         paid = sum((b.amount for b in before), Decimal(0))
         if key not in desired_keys and paid and before[0].kind != BASE_FEE:
-            template = before[0]
-            gone = InvoiceLine(**{**_fields(template), "amount": Decimal(0), "quantity": Decimal(0), "provenance": {}})
+            gone = replace(before[0], amount=Decimal(0), quantity=Decimal(0), provenance={})
             out.append(_adjustment(gone, paid, -paid, before))
     return out
 
 
-def _fields(line: InvoiceLine) -> dict[str, Any]:
-    return {name: getattr(line, name) for name in InvoiceLine.__slots__}
-
-
 def _adjustment(line: InvoiceLine, paid: Decimal, difference: Decimal, before: list[InvoiceLine]) -> InvoiceLine:
     billed_quantity = sum((b.quantity for b in before), Decimal(0))
-    return InvoiceLine(**{
-        **_fields(line),
-        "adjustment": True,
-        "description": f"adjustment {line.description}: billed {paid}, now {line.amount}",
-        "amount": difference,
-        "quantity": line.quantity - billed_quantity,
-        "provenance": {**line.provenance, "billed_amount": str(paid), "now_amount": str(line.amount)},
-    })  # fmt: skip
+    return replace(
+        line,
+        adjustment=True,
+        description=f"adjustment {line.description}: billed {paid}, now {line.amount}",
+        amount=difference,
+        quantity=line.quantity - billed_quantity,
+        provenance={**line.provenance, "billed_amount": str(paid), "now_amount": str(line.amount)},
+    )
 
 
 def double_checks(lines: Sequence[InvoiceLine]) -> list[str]:
@@ -496,4 +491,4 @@ def _branch_named(line: InvoiceLine, payer: str) -> InvoiceLine:
     """A branch's lines on its head office's invoice say whose they are."""
     if line.customer == payer or line.description.startswith(f"{line.customer}: "):
         return line
-    return InvoiceLine(**{**_fields(line), "description": f"{line.customer}: {line.description}"})
+    return replace(line, description=f"{line.customer}: {line.description}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -114,20 +114,15 @@ async def _rate(
     usage = period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
     lines = rate_jobs([job for _, job in flat], requests, usage)
     out: dict[str, list[InvoiceLine]] = {payer: [] for payer in jobs}
-    job_payer = {id(job): payer for payer, job in flat}
-    contract_payer = {(job.contract.id, job.cycle): job_payer[id(job)] for _, job in flat}
+    payer_of_contract = {job.contract.id: payer for payer, job in flat}  # a contract has one customer, so one payer
     for line in lines:
-        out[contract_payer[(line.contract, line.service)]].append(line)
+        out[payer_of_contract[line.contract]].append(line)
     return out
 
 
 def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp
     moment: datetime = pd.Timestamp(stamp).to_pydatetime()
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def snapshot_for(book: Book, payer: str, settings: BillingSettings) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -651,6 +651,4 @@ async def _next_number(conn: AsyncConnection, series: str) -> int:
 
 
 def _negated(line: InvoiceLine) -> InvoiceLine:
-    fields = {name: getattr(line, name) for name in InvoiceLine.__slots__}
-    return InvoiceLine(**fields | {"amount": -line.amount, "quantity": -line.quantity,
-                                   "description": f"credit: {line.description}"})  # fmt: skip
+    return replace(line, amount=-line.amount, quantity=-line.quantity, description=f"credit: {line.description}")
