@@ -20,7 +20,7 @@ from billing.customers import parse_customer
 from billing.documents.pdf import line_reads, to_pdf
 from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_csv, usage_html, usage_rows
 from billing.documents.ubl import to_ubl
-from billing.invoicing import BillingError, Draft
+from billing.invoicing import BillingError, Draft, double_checks
 from billing.periods import Period
 from daemon.billing_service import bill_month, document_for, snapshot_for
 from daemon.clock import utc_now
@@ -310,8 +310,6 @@ async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int:
-    from billing.invoicing import double_checks  # noqa: PLC0415 - only this command lists them
-
     async with open_store(settings) as store:
         record = await BillingStore(store).invoice(args.id)
     print(f"invoice {record.id} {record.number or '(draft)'} {record.kind} {record.status}: {record.customer} "

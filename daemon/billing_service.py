@@ -59,8 +59,9 @@ async def bill_month(
     billing = BillingStore(store)
     book = await billing.book()
     done = await billing.finalised_customers(month)
-    skipped = [payer for payer in _payers(book, customers) if payer in done]
-    payers = [payer for payer in _payers(book, customers) if payer not in done]
+    wanted = _payers(book, customers)
+    skipped = [payer for payer in wanted if payer in done]
+    payers = [payer for payer in wanted if payer not in done]
     problems = []
     for payer in payers:
         try:

@@ -221,7 +221,9 @@ async def test_from_readings_to_a_finalised_invoice_pdf_ubl_and_reports(
     assert b"<cbc:ID>INV-000001</cbc:ID>" in credit.read_bytes()  # the invoice it credits
 
 
-async def test_a_held_line_blocks_finalising_until_overridden_with_a_reason(store_url: str, config: Path) -> None:
+async def test_a_held_line_blocks_finalising_until_overridden_with_a_reason(
+    store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     readings = daily("KY1", date(2026, 9, 20), 50, mono=100, color=20)
     await _ready(store_url, config, readings, "KY1")
     suspect = next(r for r in readings if r.taken_at.date() == date(2026, 10, 15))
@@ -234,6 +236,9 @@ async def test_a_held_line_blocks_finalising_until_overridden_with_a_reason(stor
     assert [line.meter for line in held] == ["color", "mono"]  # the reading holds both of its meters
     assert any(note.startswith("HELD: ") for note in result.drafts[0].checks)
     invoice_id = str(result.saved[0].invoice_id)
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "invoices", "show", invoice_id) == 0
+    assert "check: HELD: " in capsys.readouterr().out  # what the person finalising is shown
     assert await asyncio.to_thread(cli, config, "invoices", "finalize", invoice_id) == 1
     async with Store.open(store_url) as store:
         assert (await BillingStore(store).invoice(int(invoice_id))).status == "draft"
