@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import date
 from decimal import Decimal
 from typing import Any, Final
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 from billing.contracts import Contract, ContractVersion
 from billing.customers import Customer
-from billing.periods import Period, add_months, cycle_containing, cycles_between, merge, subtract
+from billing.periods import Period, add_months, cycle_containing, cycles_between, merge, subtract, utc_midnight
 from billing.rating import DeviceUsage, money, rate
 from collectors.base import Meter
 from daemon.errors import MeterdError
@@ -265,7 +265,7 @@ def usage_requests(jobs: Iterable[UsageJob]) -> pd.DataFrame:
 
 
 def _utc(day: date) -> pd.Timestamp:
-    return pd.Timestamp(datetime.combine(day, time(), tzinfo=UTC))
+    return pd.Timestamp(utc_midnight(day))
 
 
 def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFrame) -> list[InvoiceLine]:

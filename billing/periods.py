@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import Final
 
 from daemon.errors import MeterdError
@@ -16,6 +16,11 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 class PeriodError(MeterdError):
     """A period that cannot be understood."""
+
+
+def utc_midnight(day: date) -> datetime:
+    """The instant a day starts, in UTC: where billing periods begin and end."""
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def add_months(day: date, months: int) -> date:

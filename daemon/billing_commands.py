@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import tomllib
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from billing.documents.pdf import line_reads, to_pdf
 from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_csv, usage_html, usage_rows
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError, Draft, double_checks
-from billing.periods import Period
+from billing.periods import Period, utc_midnight
 from daemon.billing_service import bill_month, document_for, snapshot_for
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
@@ -426,8 +426,8 @@ async def cmd_reports_usage(args: argparse.Namespace, settings: Settings) -> int
 async def _device_reads(billing: BillingStore, devices: set[str], period: Period) -> Any:  # noqa: ANN401 - DataFrame
     ids = await billing.device_ids()
     names = {ident: key for key, ident in ids.items() if key in devices}
-    since = datetime.combine(period.start, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
-    until = datetime.combine(period.end, datetime.min.time(), tzinfo=UTC)
+    since = utc_midnight(period.start) - timedelta(days=1)
+    until = utc_midnight(period.end)
     reads = await billing.reads_frame(since, until, ["total", "mono", "color", "copy_total", "print_total"])
     reads = reads[reads["device"].isin(list(names))]
     return reads.assign(device=reads["device"].map(names), meter=reads["meter"].astype(str))

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from billing.invoicing import InvoiceLine, Totals, totals
 from billing.periods import Period
+
+
+def percent(rate: Decimal) -> str:
+    """A tax rate as printed and as UBL wants it: 0.19 -> "19", 0.055 -> "5.5"."""
+    return f"{(rate * 100).normalize():f}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from billing.documents.model import Document, Party
+from billing.documents.model import Document, Party, percent
 from billing.invoicing import InvoiceLine
 
 ESTIMATED_MARK: Final = "E"
@@ -120,7 +120,7 @@ def _totals_table(document: Document) -> Table:
     sums = document.totals
     rows = [["Net", _money(sums.net)]]
     rows += [
-        [f"Tax {_percent(rate)} % on {_money(taxable)}", _money(tax)] for rate, (taxable, tax) in sums.by_rate.items()
+        [f"Tax {percent(rate)} % on {_money(taxable)}", _money(tax)] for rate, (taxable, tax) in sums.by_rate.items()
     ]
     rows.append([f"Total {document.currency}", _money(sums.total)])
     table = Table(rows, colWidths=[150 * mm, 30 * mm])
@@ -152,10 +152,6 @@ def _money(amount: Decimal) -> str:
 
 def _quantity(quantity: Decimal) -> str:
     return f"{quantity.normalize():,f}"
-
-
-def _percent(rate: Decimal) -> str:
-    return f"{(rate * 100).normalize():f}"
 
 
 def _escape(text: str) -> str:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Final
 from xml.etree import ElementTree as ET
 
-from billing.documents.model import Document, Party
+from billing.documents.model import Document, Party, percent
 from billing.invoicing import InvoiceLine
 from billing.rating import money
 
@@ -121,12 +121,8 @@ def _payment(root: ET.Element, document: Document, *, credit: bool) -> None:
 def _tax_category(parent: ET.Element, name: str, rate: Decimal) -> None:
     category = ET.SubElement(parent, f"{{{CAC}}}{name}")
     _cbc(category, "ID", "S" if rate > 0 else "Z")
-    _cbc(category, "Percent", _percent(rate))
+    _cbc(category, "Percent", percent(rate))
     _cbc(ET.SubElement(category, f"{{{CAC}}}TaxScheme"), "ID", "VAT")
-
-
-def _percent(rate: Decimal) -> str:
-    return f"{(rate * 100).normalize():f}"
 
 
 def _tax_total(root: ET.Element, document: Document, sign: Decimal) -> None:
