@@ -124,15 +124,17 @@ def rate(version: ContractVersion, period: Period, usage: list[DeviceUsage], act
     return Rated(currency, tuple(lines), net, tax, net + tax)
 
 
+def prorated_included(terms: MeterTerms, days: int, period: Period) -> int:
+    """The pages ``terms`` include for a device under contract ``days`` of ``period`` (whole pages, half-up)."""
+    return int((Decimal(terms.included) * days / period.days).quantize(Decimal(1), ROUND_HALF_UP))
+
+
 def _usage_line(
     terms: MeterTerms, items: list[DeviceUsage], *, period: Period, active_days: dict[str, int], currency: str,
     description: str,
 ) -> Line:  # fmt: skip
     pages = sum(item.pages for item in items)
-    included = sum(
-        int((Decimal(terms.included) * active_days[item.device] / period.days).quantize(Decimal(1), ROUND_HALF_UP))
-        for item in items
-    )
+    included = sum(prorated_included(terms, active_days[item.device], period) for item in items)
     excess = max(0, pages - included)
     charge, tiers = tier_charge(excess, terms.tiers, terms.tiering)
     single = items[0].device if len(items) == 1 else None

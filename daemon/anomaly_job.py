@@ -6,20 +6,24 @@ import asyncio
 import json
 import urllib.request
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
 
 from billing.anomalies import SEVERITY, DetectorSettings, Kind
 from billing.anomalies.engine import detect_new
+from daemon.billing_service import forecast_over_allowance
 from daemon.clock import Clock
 from daemon.metrics import Metrics
 from daemon.settings import AnomalySettings, Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
 
 _NOTIFY_TIMEOUT_S: Final = 10.0
+FORECAST_RAN: Final = "anomalies.forecast_ran_at"
 
 
 def detector_settings(settings: AnomalySettings) -> DetectorSettings:
@@ -35,20 +39,23 @@ async def refresh_gauge(anomalies: AnomalyStore, metrics: Metrics) -> None:
 
 
 class AnomalyJob:
-    def __init__(self, settings: Settings, anomalies: AnomalyStore, metrics: Metrics, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, clock: Clock) -> None:
         self._settings = settings
         self._detectors = detector_settings(settings.anomalies)
-        self._anomalies = anomalies
+        self._store = store
+        self._anomalies = AnomalyStore(store)
         self._metrics = metrics
         self._clock = clock
 
     async def run(self) -> None:
+        now = self._clock()
         created = await detect_new(
             self._anomalies,
             self._detectors,
-            now=self._clock(),
+            now=now,
             poll_interval_s=self._settings.scheduler.poll_interval_s,
         )
+        created += await self._forecast(now)
         for anomaly in created:
             log.warning(
                 "anomaly_detected",
@@ -61,6 +68,17 @@ class AnomalyJob:
             )
             await self._notify(anomaly)
         await refresh_gauge(self._anomalies, self._metrics)
+
+    async def _forecast(self, now: datetime) -> list[AnomalyRecord]:
+        """Usage growing past the contract, every ``allowance_interval_h``: it reads whole cycles, so not every run."""
+        await self._anomalies.resolve_closed_cycles(now=now)
+        raw = await self._anomalies.get_state(FORECAST_RAN)
+        if raw and now - datetime.fromisoformat(raw) < timedelta(hours=self._settings.anomalies.allowance_interval_h):
+            return []
+        findings = await forecast_over_allowance(self._store, self._settings, self._detectors, now=now)
+        created = await self._anomalies.record(findings, now=now)
+        await self._anomalies.set_state(FORECAST_RAN, now.isoformat())
+        return created
 
     async def _notify(self, anomaly: AnomalyRecord) -> None:
         hooks = self._settings.anomalies

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from billing.anomalies import DetectorSettings, Finding
+from billing.anomalies.allowance import allowances, forecast_requests, over_allowance
 from billing.documents.model import Document, Party
 from billing.invoicing import (
     BillingError,
@@ -106,19 +108,45 @@ async def _rate(
     requests = usage_requests(job for _, job in flat)
     if requests.empty:
         return {payer: [] for payer in jobs}
-    ids = await billing.device_ids()
-    margin = pd.Timedelta(rules.window + rules.estimate_lookback)
-    since = _as_datetime(requests["start"].min() - margin)
-    until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
-    reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
-    by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
-    usage = period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
+    usage = await measure_usage(billing, requests, rules)
     lines = rate_jobs([job for _, job in flat], requests, usage)
     out: dict[str, list[InvoiceLine]] = {payer: [] for payer in jobs}
     payer_of_contract = {job.contract.id: payer for payer, job in flat}  # a contract has one customer, so one payer
     for line in lines:
         out[payer_of_contract[line.contract]].append(line)
     return out
+
+
+async def measure_usage(
+    billing: BillingStore, requests: pd.DataFrame, rules: ReadRules, *, lookback: timedelta | None = None
+) -> pd.DataFrame:
+    """:func:`billing.reads.period_usage` of ``requests`` (device keys, UTC bounds), reads loaded columnar.
+
+    Reads are loaded from ``lookback`` (default: the window and the estimate lookback) before
+    the earliest start: what a boundary read or an estimate may need.
+    """
+    ids = await billing.device_ids()
+    margin = pd.Timedelta(rules.window + rules.estimate_lookback if lookback is None else lookback)
+    since = _as_datetime(requests["start"].min() - margin)
+    until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
+    reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
+    by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
+    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
+
+
+async def forecast_over_allowance(
+    store: Store, settings: Settings, detectors: DetectorSettings, *, now: datetime
+) -> list[Finding]:
+    """Allowances of the running usage cycles whose forecast outgrows them (see billing.anomalies.allowance)."""
+    billing = BillingStore(store)
+    watched = allowances(await billing.book(), now.date())
+    requests = forecast_requests(watched, now, detectors)
+    if requests.empty:
+        return []
+    rules = read_rules(settings.billing, detectors.max_pages_per_minute)
+    # A forecast needs no 90-day estimate basis: the window around each boundary is enough.
+    usage = await measure_usage(billing, requests, rules, lookback=rules.window)
+    return over_allowance(watched, requests.join(usage), now, detectors)
 
 
 def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp

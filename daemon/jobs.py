@@ -10,7 +10,6 @@ from daemon.pipeline import Pipeline
 from daemon.polling import PollRound
 from daemon.scheduler import Job
 from daemon.settings import Settings
-from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
 
 
@@ -28,7 +27,7 @@ def build_jobs(
     if poll_round.targets:
         jobs.append(Job("snmp_poll", settings.scheduler.poll_interval_s, poll_round.run))
     if settings.anomalies.enabled:
-        detection = AnomalyJob(settings, AnomalyStore(store), metrics, utc_now)
+        detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
     return jobs

@@ -23,6 +23,7 @@ class Kind(StrEnum):
     STALE = "stale"  # no reading for too long
     FROZEN = "frozen"  # a device that answers but whose total does not move for weeks
     INCONSISTENT = "inconsistent"  # meters that contradict each other
+    OVER_ALLOWANCE = "over_allowance"  # the cycle's forecast outgrows what the contract includes
 
 
 class Severity(StrEnum):
@@ -41,6 +42,7 @@ SEVERITY: Final[dict[Kind, Severity]] = {
     Kind.STALE: Severity.WARNING,
     Kind.FROZEN: Severity.WARNING,
     Kind.INCONSISTENT: Severity.CRITICAL,
+    Kind.OVER_ALLOWANCE: Severity.WARNING,
 }
 
 # Kinds whose readings must not be billed until a person decides.
@@ -66,6 +68,9 @@ class DetectorSettings:
     frozen_days: int = 14
     inconsistent_tolerance: float = 0.01  # of total
     inconsistent_min_pages: int = 5
+    allowance_margin: float = 0.10  # a forecast this far beyond the included pages is worth a call
+    allowance_rate_days: int = 14  # the recent days the daily rate is taken from
+    allowance_min_days: float = 3.0  # fewer days of reads than this give no rate (too little to go on)
 
 
 @dataclass(frozen=True, slots=True)

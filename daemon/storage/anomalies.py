@@ -184,16 +184,25 @@ class AnomalyStore:
             .where(AnomalyRow.kind == Kind.STALE.value, AnomalyRow.status != RESOLVED)
             .where(Device.last_seen > AnomalyRow.window_start)
         )  # fmt: skip
+        return await self._resolve_by_system(stmt, "recovered", "the device reads again", now=now)
 
+    async def resolve_closed_cycles(self, *, now: datetime) -> list[int]:
+        """Close over-allowance forecasts whose usage cycle has ended: the invoice has the figures now."""
+        stmt = select(AnomalyRow.id).where(
+            AnomalyRow.kind == Kind.OVER_ALLOWANCE.value, AnomalyRow.status != RESOLVED, AnomalyRow.window_end <= now
+        )
+        return await self._resolve_by_system(stmt, "cycle_closed", "the usage cycle has ended", now=now)
+
+    async def _resolve_by_system(self, stmt: Any, resolution: str, reason: str, *, now: datetime) -> list[int]:  # noqa: ANN401 - a Select of ids
         async def _query() -> list[int]:
             async with self._store.engine.connect() as conn:
                 return list((await conn.execute(stmt)).scalars())
 
-        recovered = await self._store.guard(_query(), "find recovered devices")
-        for anomaly_id in recovered:
-            await self.set_status(anomaly_id, status=RESOLVED, resolution="recovered", actor="system",
-                                  reason="the device reads again", now=now)  # fmt: skip
-        return recovered
+        found = await self._store.guard(_query(), f"find anomalies to close ({resolution})")
+        for anomaly_id in found:
+            await self.set_status(anomaly_id, status=RESOLVED, resolution=resolution, actor="system", reason=reason,
+                                  now=now)  # fmt: skip
+        return found
 
     async def readings_frame(
         self, *, received_after: datetime | None, lookback_days: int

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from peppol import check_rules, validate_xsd
 from pypdf import PdfReader
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from billing.anomalies import Finding, Kind
 from billing.contracts import parse_contract
@@ -24,8 +25,10 @@ from billing.customers import parse_customer
 from billing.invoicing import BillingError
 from billing.periods import Period
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading
+from daemon.anomaly_job import AnomalyJob
 from daemon.billing_service import bill_month
 from daemon.cli import main
+from daemon.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
@@ -438,3 +441,37 @@ async def test_concurrent_finalising_on_postgresql_takes_every_number_once(pg_ur
             ]
         )
     assert sorted(record.number for record in done) == [f"INV-{n:06d}" for n in range(1, 13)]
+
+
+async def test_usage_growing_past_the_contract_is_flagged_once_and_closed_with_its_cycle(
+    store_url: str, config: Path
+) -> None:
+    # KY1: 100 mono pages a day from 20 Sep, the last read on 21 Oct 06:00; 1,000 mono pages included a month.
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 32, mono=100, color=20), "KY1")
+    moments = iter([datetime(2026, 10, 21, 7, tzinfo=UTC), datetime(2026, 10, 21, 8, tzinfo=UTC),
+                    datetime(2026, 11, 1, 0, 30, tzinfo=UTC)])  # fmt: skip
+    async with Store.open(store_url) as store:
+        metrics = Metrics()
+        job = AnomalyJob(Settings(), store, metrics, lambda: next(moments))
+        with capture_logs() as logs:
+            await job.run()
+        anomalies = AnomalyStore(store)
+        [found] = await anomalies.find(kind="over_allowance")
+        # Used 1 Oct 06:00 .. 21 Oct 06:00: 20 x 100 = 2,000; + 100/day x 10.75 days left = 3,075 against 1,000.
+        # Colour has nothing included: every page is billed, so there is no allowance to outgrow.
+        assert (found.device, found.meter, found.severity, found.holds) == ("KY1", "mono", "warning", False)
+        assert (found.evidence["used"], found.evidence["forecast"], found.evidence["included"]) == (2000, 3075, 1000)
+        assert found.evidence["contract"] == "ACME-1"
+        detected = [e for e in logs if e["event"] == "anomaly_detected" and e["kind"] == "over_allowance"]
+        assert [(e["device"], e["meter"], e["holds_readings"]) for e in detected] == [("KY1", "mono", False)]
+        assert (
+            metrics.registry.get_sample_value(
+                "meterd_anomalies_open", {"kind": "over_allowance", "severity": "warning"}
+            )
+            == 1
+        )
+        await job.run()  # an hour later: not due again, and the finding stands once
+        assert len(await anomalies.find(kind="over_allowance")) == 1
+        await job.run()  # November: the October forecast has had its day
+        closed = await anomalies.get(found.id)
+        assert (closed.status, closed.resolution, closed.resolved_by) == ("resolved", "cycle_closed", "system")
