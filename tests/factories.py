@@ -19,6 +19,7 @@ def reading(
     source: str = "test",
     site: str = "acme-hq",
     address: str = "10.0.4.21",
+    toner: int | None = 28,
 ) -> Reading:
     extra = {"id": reading_id} if reading_id else {}
     return Reading(
@@ -30,7 +31,7 @@ def reading(
             MeterValue(Meter.MONO, total),
             MeterValue(Meter.SCAN_TOTAL, 1190, Unit.IMAGES),
         ),
-        supplies=(Supply("Black Cartridge HP CF217A", "toner", "black", 28),),
+        supplies=(Supply("Black Cartridge HP CF217A", "toner", "black", toner),),
         source=source,
         **extra,
     )

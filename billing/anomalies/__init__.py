@@ -23,6 +23,7 @@ class Kind(StrEnum):
     STALE = "stale"  # no reading for too long
     FROZEN = "frozen"  # a device that answers but whose total does not move for weeks
     INCONSISTENT = "inconsistent"  # meters that contradict each other
+    UNCOUNTED = "uncounted"  # toner or ink used up while the total stood still: pages printed but not counted
     OVER_ALLOWANCE = "over_allowance"  # the cycle's forecast outgrows what the contract includes
 
 
@@ -42,6 +43,7 @@ SEVERITY: Final[dict[Kind, Severity]] = {
     Kind.STALE: Severity.WARNING,
     Kind.FROZEN: Severity.WARNING,
     Kind.INCONSISTENT: Severity.CRITICAL,
+    Kind.UNCOUNTED: Severity.WARNING,
     Kind.OVER_ALLOWANCE: Severity.WARNING,
 }
 
@@ -68,6 +70,8 @@ class DetectorSettings:
     frozen_days: int = 14
     inconsistent_tolerance: float = 0.01  # of total
     inconsistent_min_pages: int = 5
+    uncounted_supply_drop: int = 5  # percentage points of toner or ink used while the total stood still
+    uncounted_min_hours: float = 6.0  # over at least this long (counters and levels update at their own pace)
     allowance_margin: float = 0.10  # a forecast this far beyond the included pages is worth a call
     allowance_rate_days: int = 14  # the recent days the daily rate is taken from
     allowance_min_days: float = 3.0  # fewer days of reads than this give no rate (too little to go on)

@@ -17,14 +17,17 @@ import pandas as pd
 from billing.anomalies import COUNTER32, DetectorSettings, Finding, Kind
 
 COLUMNS: Final = ("device", "site", "address", "meter", "unit", "taken_at", "value", "reading_id")
+SUPPLY_COLUMNS: Final = ("device", "name", "kind", "taken_at", "level")
+# Supplies that only go down when pages are printed (a drum wears by rotations, waste fills: not these).
+_CONSUMED: Final = frozenset({"toner", "ink"})
 _SERIES: Final = ["device", "meter"]
 # Parts that can never exceed the total they are part of.
 _PARTS: Final = ("mono", "color", "print_total", "copy_total", "fax_total", "duplex", "large_total")
 _MAD_TO_SIGMA: Final = 1.4826
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype="object") for name in COLUMNS})
+def empty_frame(columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
 
 
 def detect_all(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
@@ -200,15 +203,7 @@ def frozen(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
         usage = series["usage"].to_numpy()
         day = series["day"].to_numpy()
         ids = series["reading_id"].to_numpy()
-        still = np.nan_to_num(usage, nan=1.0) == 0
-        start = 0
-        while start < len(still):
-            if not still[start]:
-                start += 1
-                continue
-            end = start
-            while end + 1 < len(still) and still[end + 1]:
-                end += 1
+        for start, end in _true_runs(np.nan_to_num(usage, nan=1.0) == 0):
             span_days = (day[end] - day[start - 1 if start else start]) / np.timedelta64(1, "D")
             before = usage[max(0, start - settings.spike_window_days) : start]
             before = before[~np.isnan(before)]
@@ -224,8 +219,49 @@ def frozen(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
                         {"readings": [ids[start], ids[end]], "days_without_change": int(span_days)},
                     )
                 )
-            start = end + 1
     return findings
+
+
+def uncounted(frame: pd.DataFrame, supplies: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
+    """Toner or ink used up while the total stood still: pages printed that no counter saw.
+
+    ``supplies`` has SUPPLY_COLUMNS. A level's decline is measured from its highest point
+    before (so a new cartridge in between starts no false alarm), one finding per stand-still.
+    """
+    totals = frame[frame["meter"] == "total"]
+    levels = supplies[supplies["kind"].isin(_CONSUMED) & supplies["level"].notna()]
+    if totals.empty or levels.empty:
+        return []
+    levels_of = dict(iter(levels.groupby("device", sort=False, observed=True)))
+    shortest = np.timedelta64(int(settings.uncounted_min_hours * 3600), "s")
+    findings = []
+    for device, series in totals.sort_values(["device", "taken_at"]).groupby("device", sort=False, observed=True):
+        if device not in levels_of:
+            continue
+        values, times, ids = (series[c].to_numpy() for c in ("value", "taken_at", "reading_id"))
+        for start, end in _true_runs(np.r_[False, values[1:] == values[:-1]]):
+            first, last = times[start - 1], times[end]
+            if last - first < shortest:
+                continue
+            mine = levels_of[device]
+            inside = mine[(mine["taken_at"] >= first) & (mine["taken_at"] <= last)].sort_values("taken_at")
+            for name, supply in inside.groupby("name", sort=True, observed=True):
+                level = supply["level"].to_numpy(dtype="float64")
+                decline = np.maximum.accumulate(level) - level
+                if decline.max() >= settings.uncounted_supply_drop:
+                    worst = int(decline.argmax())
+                    evidence = {"readings": [ids[start - 1], ids[end]], "total": int(values[end]), "supply": name,
+                                "level_from": int(np.maximum.accumulate(level)[worst]), "level_to": int(level[worst]),
+                                "hours": round((last - first) / np.timedelta64(1, "h"), 1)}  # fmt: skip
+                    findings.append(Finding(Kind.UNCOUNTED, str(device), "total", _py(first), _py(last), evidence))
+                    break  # one finding per stand-still is enough to send someone
+    return findings
+
+
+def _true_runs(mask: np.ndarray[Any, np.dtype[np.bool_]]) -> list[tuple[int, int]]:
+    """(first, last) index of every run of True in ``mask``."""
+    edges = np.diff(np.r_[0, mask.astype("int8"), 0])
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist(), strict=True))
 
 
 def inconsistent(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:

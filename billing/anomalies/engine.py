@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Final
 
 from billing.anomalies import DetectorSettings
-from billing.anomalies.detectors import detect_all, stale, usual_silence
+from billing.anomalies.detectors import detect_all, stale, uncounted, usual_silence
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 
 WATERMARK: Final = "anomalies.received_until"
@@ -29,8 +29,10 @@ async def detect_new(
     watermark = datetime.fromisoformat(raw) if raw else None
     lookback_days = settings.spike_window_days + 2
     frame, newest = await anomalies.readings_frame(received_after=watermark, lookback_days=lookback_days)
+    supplies = await anomalies.supplies_frame(frame)
     # pandas work is CPU-bound: keep it off the event loop.
     findings = await asyncio.to_thread(detect_all, frame, settings)
+    findings += await asyncio.to_thread(uncounted, frame, supplies, settings)
     raw_usual = await anomalies.get_state(USUAL_SILENCE)
     usual = json.loads(raw_usual) if raw_usual else {}
     usual |= usual_silence(frame)

@@ -12,9 +12,9 @@ import pandas as pd
 from sqlalchemy import func, select, update
 
 from billing.anomalies import Finding, Kind
-from billing.anomalies.detectors import empty_frame
+from billing.anomalies.detectors import SUPPLY_COLUMNS, empty_frame
 from daemon.errors import MeterdError
-from daemon.storage.models import AnomalyReading, AnomalyRow, AuditEntry, Device, ReadingRow, StateEntry
+from daemon.storage.models import AnomalyReading, AnomalyRow, AuditEntry, Device, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.repository import Store
 
 OPEN: Final = "open"
@@ -246,6 +246,25 @@ class AnomalyStore:
                 return frame, newest
 
         return await self._store.guard(_query(), "read readings for detection")
+
+    async def supplies_frame(self, readings: pd.DataFrame) -> pd.DataFrame:
+        """Supply levels (SUPPLY_COLUMNS) of the devices in ``readings``, over the time ``readings`` spans."""
+        if readings.empty:
+            return empty_frame(SUPPLY_COLUMNS)
+        since = pd.Timestamp(readings["taken_at"].min()).to_pydatetime()
+        stmt = (
+            select(Device.key, SupplyLevel.name, SupplyLevel.kind, SupplyLevel.taken_at, SupplyLevel.level_percent)
+            .join(Device, Device.id == SupplyLevel.device_id)
+            .where(Device.key.in_(readings["device"].unique().tolist()), SupplyLevel.taken_at >= since)
+        )
+
+        async def _query() -> pd.DataFrame:
+            async with self._store.engine.connect() as conn:
+                frame = pd.DataFrame((await conn.execute(stmt)).all(), columns=list(SUPPLY_COLUMNS))
+            frame["taken_at"] = pd.to_datetime(frame["taken_at"], utc=True)
+            return frame
+
+        return await self._store.guard(_query(), "read supply levels for detection")
 
     async def last_seen(self) -> list[tuple[str, datetime]]:
         async def _query() -> list[tuple[str, datetime]]:

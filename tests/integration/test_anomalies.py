@@ -110,3 +110,21 @@ async def test_a_silent_device_is_stale_once_and_recovers_by_itself(store_url: s
         await detect_new(anomalies, DetectorSettings(), now=START + timedelta(hours=4, minutes=5), poll_interval_s=900)
         stale = await anomalies.get(first[0].id)
     assert (stale.status, stale.resolution, stale.resolved_by) == ("resolved", "recovered", "system")
+
+
+async def test_toner_going_while_the_total_stands_still_is_found_from_the_stored_supplies(store_url: str) -> None:
+    # SER7 answers every hour with the same total while its toner goes from 60 % to 50 %; SER8 prints as it should.
+    fleet = [reading(serial="SER7", at=START + timedelta(hours=h), total=7_000, toner=60 - h, reading_id=f"u7-{h}",
+                     address="10.0.4.27") for h in range(11)]  # fmt: skip
+    fleet += [reading(serial="SER8", at=START + timedelta(hours=h), total=8_000 + 30 * h, toner=60 - h,
+                      reading_id=f"u8-{h}", address="10.0.4.28") for h in range(11)]  # fmt: skip
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(fleet)
+        anomalies = AnomalyStore(store)
+        now = START + timedelta(hours=10, minutes=5)
+        created = await detect_new(anomalies, DetectorSettings(), now=now, poll_interval_s=3600)
+        found = [a for a in created if a.kind == "uncounted"]
+        assert [(a.device, a.meter, a.severity, a.holds) for a in found] == [("SER7", "total", "warning", False)]
+        assert (found[0].evidence["level_from"], found[0].evidence["level_to"]) == (60, 50)
+        assert found[0].evidence["supply"] == "Black Cartridge HP CF217A"
+        assert await anomalies.held_reading_ids() == set()

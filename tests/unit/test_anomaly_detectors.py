@@ -8,7 +8,16 @@ import pandas as pd
 import pytest
 
 from billing.anomalies import COUNTER32, DetectorSettings, Kind
-from billing.anomalies.detectors import counter_steps, detect_all, device_changes, frozen, inconsistent, spikes, stale
+from billing.anomalies.detectors import (
+    counter_steps,
+    detect_all,
+    device_changes,
+    frozen,
+    inconsistent,
+    spikes,
+    stale,
+    uncounted,
+)
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 SETTINGS = DetectorSettings()
@@ -154,3 +163,55 @@ def test_stale_after_three_missed_intervals(silent_for: timedelta, stale_expecte
     now = T0 + timedelta(days=1)
     found = stale([("SER1", now - silent_for)], now=now, poll_interval_s=900, settings=SETTINGS)
     assert (kinds(found) == [Kind.STALE]) is stale_expected
+
+
+def levels(values: list[int | None], *, kind: str = "toner", name: str = "Black Toner", device: str = "SER1",
+           step: timedelta = timedelta(minutes=15)) -> pd.DataFrame:  # fmt: skip
+    """Supply levels read alongside series(): one per reading, same times."""
+    return pd.DataFrame(
+        {
+            "device": device,
+            "name": name,
+            "kind": kind,
+            "taken_at": pd.to_datetime([T0 + i * step for i in range(len(values))], utc=True),
+            "level": pd.array(values, dtype="Int64"),
+        }
+    )
+
+
+HOURLY = timedelta(hours=1)
+
+
+def test_toner_used_while_the_total_stands_still_is_uncounted_printing() -> None:
+    # 12 hours of the same total while the toner falls from 40 % to 33 %: pages printed, none counted.
+    still = series([5_000] * 13, step=HOURLY)
+    found = uncounted(still, levels([40, 40, 39, 38, 38, 37, 36, 36, 35, 35, 34, 33, 33], step=HOURLY), SETTINGS)
+    assert kinds(found) == [Kind.UNCOUNTED]
+    assert (found[0].evidence["level_from"], found[0].evidence["level_to"], found[0].evidence["hours"]) == (
+        40,
+        33,
+        12.0,
+    )
+    assert found[0].evidence["readings"] == ["SER1-total-0", "SER1-total-12"]
+    assert not found[0].holds  # the counter is what is wrong: there is nothing to hold
+
+
+def test_uncounted_stays_silent_on_normal_printing_noise_short_stops_refills_and_drums() -> None:
+    falling = levels([40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28], step=HOURLY)
+    # Printing: the total moves while toner goes.
+    assert uncounted(series([5_000 + 40 * i for i in range(13)], step=HOURLY), falling, SETTINGS) == []
+    still = series([5_000] * 13, step=HOURLY)
+    # A level readout that wobbles by a point is no consumption.
+    assert uncounted(still, levels([40, 39, 40, 39, 40, 39, 40, 39, 40, 39, 40, 39, 40], step=HOURLY), SETTINGS) == []
+    # A new cartridge (3 % -> 100 %) is a rise, not a fall.
+    assert uncounted(still, levels([3, 3, 3, 100, 100, 99, 99, 99, 99, 99, 99, 99, 99], step=HOURLY), SETTINGS) == []
+    # A drum wears by rotations (warm-up, cleaning), not only by pages.
+    assert uncounted(still, levels([40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28], kind="drum", step=HOURLY),
+                     SETTINGS) == []  # fmt: skip
+    # Unknown levels (null) say nothing.
+    assert uncounted(still, levels([None] * 13, step=HOURLY), SETTINGS) == []
+    # Under uncounted_min_hours (6): counters and levels update at their own pace.
+    short = series([5_000] * 5, step=HOURLY)
+    assert uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY), SETTINGS) == []
+    assert kinds(uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY),
+                           DetectorSettings(uncounted_min_hours=4))) == [Kind.UNCOUNTED]  # fmt: skip
