@@ -254,6 +254,8 @@ class AnomalySettings(_Section):
     spike_min_pages: int = Field(default=200, ge=0)
     stale_intervals: int = Field(default=3, ge=1, le=1000)
     stale_margin: float = Field(default=1.1, ge=1)
+    stale_close_days: float = Field(default=3.0, ge=0, le=28)
+    stale_close_hours: float = Field(default=72.0, gt=0, le=24 * 31)
     frozen_days: int = Field(default=14, ge=2, le=365)
     inconsistent_tolerance: float = Field(default=0.01, ge=0, le=1)
     inconsistent_min_pages: int = Field(default=5, ge=0)

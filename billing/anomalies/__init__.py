@@ -67,6 +67,8 @@ class DetectorSettings:
     spike_min_pages: int = 200  # and at least this many pages above it
     stale_intervals: int = 3  # missed poll intervals before a device is stale
     stale_margin: float = 1.1  # and silent this much longer than its own longest recent gap
+    stale_close_days: float = 3.0  # this close to a month's end …
+    stale_close_hours: float = 72.0  # … this much silence is stale, however long the device usually sleeps
     frozen_days: int = 14
     inconsistent_tolerance: float = 0.01  # of total
     inconsistent_min_pages: int = 5

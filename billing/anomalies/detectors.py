@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from billing.anomalies import COUNTER32, DetectorSettings, Finding, Kind
+from billing.periods import add_months, utc_midnight
 
 COLUMNS: Final = ("device", "site", "address", "meter", "unit", "taken_at", "value", "reading_id")
 SUPPLY_COLUMNS: Final = ("device", "name", "kind", "taken_at", "level")
@@ -317,18 +318,26 @@ def stale(last_seen: Iterable[tuple[str, datetime]], *, now: datetime, poll_inte
     """Devices silent longer than ``stale_intervals`` poll intervals and than their own usual silence.
 
     ``usual`` is :func:`usual_silence` of each device's recent history; the silence must
-    exceed it by ``stale_margin`` before the device counts as stale.
+    exceed it by ``stale_margin`` before the device counts as stale. In the last
+    ``stale_close_days`` before a month (a billing period) closes, ``stale_close_hours`` of
+    silence is enough whatever the device's habits: its end-of-month read is due.
     """
     base = poll_interval_s * settings.stale_intervals
     usual = usual or {}
+    month_end = utc_midnight(add_months(now.date(), 1))
+    closing = month_end - now <= timedelta(days=settings.stale_close_days)
     findings = []
     for device, seen in last_seen:
         silent = (now - seen).total_seconds()
-        if silent > max(base, settings.stale_margin * usual.get(device, 0.0)):
+        allowed = max(base, settings.stale_margin * usual.get(device, 0.0))
+        if closing:
+            allowed = min(allowed, max(base, settings.stale_close_hours * 3600))
+        if silent > allowed:
             evidence = {
                 "last_seen": seen.isoformat(),
                 "silent_s": int(silent),
                 "usual_silence_s": int(usual.get(device, 0)),
+                "period_closes": month_end.isoformat() if closing else None,
             }
             findings.append(Finding(Kind.STALE, device, None, seen, now, evidence))
     return findings

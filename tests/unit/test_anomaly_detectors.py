@@ -215,3 +215,19 @@ def test_uncounted_stays_silent_on_normal_printing_noise_short_stops_refills_and
     assert uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY), SETTINGS) == []
     assert kinds(uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY),
                            DetectorSettings(uncounted_min_hours=4))) == [Kind.UNCOUNTED]  # fmt: skip
+
+
+def test_a_long_sleeper_is_left_alone_mid_month_but_not_in_the_days_before_the_month_closes() -> None:
+    holidays = 10 * 86_400.0  # it was off for ten days in its last four weeks: that is its usual silence now
+    mid_month = datetime(2026, 10, 14, 12, tzinfo=UTC)
+    closing = datetime(2026, 10, 29, 12, tzinfo=UTC)  # 2.5 days before 1 November
+    for now, expected in ((mid_month, []), (closing, [Kind.STALE])):
+        found = stale([("SER1", now - timedelta(hours=80))], now=now, poll_interval_s=900, settings=SETTINGS,
+                      usual={"SER1": holidays})  # fmt: skip
+        assert kinds(found) == expected
+    found = stale([("SER1", closing - timedelta(hours=80))], now=closing, poll_interval_s=900, settings=SETTINGS,
+                  usual={"SER1": holidays})  # fmt: skip
+    assert found[0].evidence["period_closes"] == "2026-11-01T00:00:00+00:00"
+    # A weekend's sleep (62 h) before the close is not the 72 h that puts the month-end read at risk.
+    assert stale([("SER1", closing - timedelta(hours=62))], now=closing, poll_interval_s=900, settings=SETTINGS,
+                 usual={"SER1": 62 * 3600.0}) == []  # fmt: skip
