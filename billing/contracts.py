@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from billing.anomalies import DetectorSettings
 from collectors.base import Meter
 from daemon.errors import MeterdError
 
@@ -107,6 +108,9 @@ class Contract(Strict):
     devices: list[str] = Field(
         default_factory=list, description="device keys it covers; empty: every device the customer holds"
     )
+    detectors: dict[str, float | int] = Field(
+        default_factory=dict, description="anomaly detector knobs for its devices, over their site's ([anomalies])"
+    )
 
     @model_validator(mode="after")
     def _versions_in_order(self) -> Contract:
@@ -116,6 +120,10 @@ class Contract(Strict):
             raise ValueError(msg)
         if len({version.currency for version in self.versions}) > 1:
             msg = "all versions of a contract must bill in one currency"
+            raise ValueError(msg)
+        unknown = sorted(set(self.detectors) - set(DetectorSettings.__dataclass_fields__))
+        if unknown:
+            msg = f"detectors: {unknown[0]} is not a detector knob; see [anomalies] in config/README.md"
             raise ValueError(msg)
         if self.ends is not None and self.ends <= starts[0]:
             msg = "ends must come after the first version's valid_from"

@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import structlog
 
 from billing.anomalies import SEVERITY, DetectorSettings, Kind
 from billing.anomalies.engine import detect_new
+from billing.periods import Period
 from daemon.billing_service import forecast_over_allowance
 from daemon.clock import Clock
 from daemon.metrics import Metrics
 from daemon.settings import AnomalySettings, Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -29,6 +32,33 @@ FORECAST_RAN: Final = "anomalies.forecast_ran_at"
 def detector_settings(settings: AnomalySettings) -> DetectorSettings:
     names = DetectorSettings.__dataclass_fields__
     return DetectorSettings(**{name: getattr(settings, name) for name in names})
+
+
+async def device_tuning(store: Store, settings: AnomalySettings, today: date) -> dict[str, DetectorSettings]:
+    """Devices judged by knobs of their own: their site's (``[anomalies.sites]``), then their contract's over it."""
+    book = await BillingStore(store).book()
+    by_contract: dict[str, dict[str, float | int]] = {}
+    for contract in book.contracts:
+        if not contract.detectors or contract.version_at(today) is None or (contract.ends and contract.ends <= today):
+            continue
+        for assignment in book.assignments_of(contract.customer):
+            if (
+                contract.covers(assignment.device)
+                and assignment.during(Period(today, today + timedelta(days=1))) is not None
+            ):
+                by_contract[assignment.device] = contract.detectors
+    if not settings.sites and not by_contract:
+        return {}
+    resolved: dict[tuple[tuple[str, float | int], ...], DetectorSettings] = {}
+    tuned = {}
+    for device in await store.devices():
+        knobs = settings.sites.get(device.site, {}) | by_contract.get(device.key, {})
+        if knobs:
+            key = tuple(sorted(knobs.items()))
+            if key not in resolved:  # a fleet has few distinct tunings: validate each once
+                resolved[key] = detector_settings(settings.tuned(knobs, where=f"device {device.key}"))
+            tuned[device.key] = resolved[key]
+    return tuned
 
 
 async def refresh_gauge(anomalies: AnomalyStore, metrics: Metrics) -> None:
@@ -49,13 +79,15 @@ class AnomalyJob:
 
     async def run(self) -> None:
         now = self._clock()
+        tuned = await device_tuning(self._store, self._settings.anomalies, now.date())
         created = await detect_new(
             self._anomalies,
             self._detectors,
             now=now,
             poll_interval_s=self._settings.scheduler.poll_interval_s,
+            tuned=tuned,
         )
-        created += await self._forecast(now)
+        created += await self._forecast(now, tuned)
         for anomaly in created:
             log.warning(
                 "anomaly_detected",
@@ -69,13 +101,13 @@ class AnomalyJob:
             await self._notify(anomaly)
         await refresh_gauge(self._anomalies, self._metrics)
 
-    async def _forecast(self, now: datetime) -> list[AnomalyRecord]:
+    async def _forecast(self, now: datetime, tuned: Mapping[str, DetectorSettings]) -> list[AnomalyRecord]:
         """Usage growing past the contract, every ``allowance_interval_h``: it reads whole cycles, so not every run."""
         await self._anomalies.resolve_closed_cycles(now=now)
         raw = await self._anomalies.get_state(FORECAST_RAN)
         if raw and now - datetime.fromisoformat(raw) < timedelta(hours=self._settings.anomalies.allowance_interval_h):
             return []
-        findings = await forecast_over_allowance(self._store, self._settings, self._detectors, now=now)
+        findings = await forecast_over_allowance(self._store, self._settings, self._detectors, now=now, tuned=tuned)
         created = await self._anomalies.record(findings, now=now)
         await self._anomalies.set_state(FORECAST_RAN, now.isoformat())
         return created

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from billing.contracts import parse_contract
+from billing.contracts import ContractError, parse_contract
 from billing.customers import parse_customer
 from billing.documents.pdf import line_reads, to_pdf
 from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_csv, usage_html, usage_rows
@@ -187,6 +187,11 @@ async def cmd_customers_load(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_contracts_load(args: argparse.Namespace, settings: Settings) -> int:
     contracts = [parse_contract(item) for item in _records(args.file, "contract")]
+    for contract in contracts:
+        try:
+            settings.anomalies.tuned(contract.detectors, where=f"contract {contract.id}: detectors")
+        except ValueError as err:
+            raise ContractError(str(err)) from None
     async with open_store(settings) as store:
         billing = BillingStore(store)
         for contract in contracts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,18 +136,19 @@ async def measure_usage(
 
 
 async def forecast_over_allowance(
-    store: Store, settings: Settings, detectors: DetectorSettings, *, now: datetime
-) -> list[Finding]:
+    store: Store, settings: Settings, detectors: DetectorSettings, *, now: datetime,
+    tuned: Mapping[str, DetectorSettings] | None = None,
+) -> list[Finding]:  # fmt: skip
     """Allowances of the running usage cycles whose forecast outgrows them (see billing.anomalies.allowance)."""
     billing = BillingStore(store)
     watched = allowances(await billing.book(), now.date())
-    requests = forecast_requests(watched, now, detectors)
+    requests = forecast_requests(watched, now, detectors, tuned)
     if requests.empty:
         return []
     rules = read_rules(settings.billing, detectors.max_pages_per_minute)
     # A forecast needs no 90-day estimate basis: the window around each boundary is enough.
     usage = await measure_usage(billing, requests, rules, lookback=rules.window)
-    return over_allowance(watched, requests.join(usage), now, detectors)
+    return over_allowance(watched, requests.join(usage), now, detectors, tuned)
 
 
 def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp

@@ -22,9 +22,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
+from billing.anomalies import DetectorSettings
 from daemon.errors import ConfigError
 
 ENV_PREFIX: Final = "METERD_"
@@ -34,6 +37,8 @@ CONFIG_ENV_VAR: Final = "METERD_CONFIG"
 _CLI_ENV_VARS: Final = frozenset({CONFIG_ENV_VAR})
 DEFAULT_CONFIG_PATHS: Final = (Path("/etc/meterd/meterd.toml"), Path("meterd.toml"))
 DEFAULT_STATE_DIR: Final = Path("/var/lib/meterd")
+# The [anomalies] keys a site or a contract may set for its own devices.
+DETECTOR_KNOBS: Final = frozenset(DetectorSettings.__dataclass_fields__)
 
 
 def _check_port(port: int) -> int:
@@ -268,6 +273,39 @@ class AnomalySettings(_Section):
     notify_url: str | None = Field(default=None, description="POST each new anomaly as JSON here")
     notify_command: list[str] | None = Field(default=None, description="run with each new anomaly as JSON on stdin")
     notify_attempts: int = Field(default=3, ge=1, le=20)
+    sites: dict[Site, dict[str, float | int]] = Field(
+        default_factory=dict, description="per site: detector knobs that differ from the ones above"
+    )
+
+    @field_validator("sites")
+    @classmethod
+    def _site_knobs_are_valid(
+        cls, sites: dict[str, dict[str, float | int]], info: ValidationInfo
+    ) -> dict[str, dict[str, float | int]]:
+        for site, knobs in sites.items():
+            _tune(info.data, knobs, where=site)
+        return sites
+
+    def tuned(self, knobs: Mapping[str, float | int], *, where: str) -> AnomalySettings:
+        """These settings with ``knobs`` (detector knobs only) in their place.
+
+        Raises:
+            ValueError: naming ``where``, the knob and the rule it breaks.
+        """
+        return _tune(self.model_dump(exclude={"sites"}), knobs, where=where) if knobs else self
+
+
+def _tune(base: Mapping[str, Any], knobs: Mapping[str, float | int], *, where: str) -> AnomalySettings:
+    unknown = sorted(set(knobs) - DETECTOR_KNOBS)
+    if unknown:
+        msg = f"{where}.{unknown[0]}: not a detector knob; the keys of [anomalies] from max_pages_per_minute on are"
+        raise ValueError(msg)
+    try:
+        return AnomalySettings.model_validate({k: v for k, v in base.items() if k != "sites"} | dict(knobs))
+    except ValidationError as err:
+        first = err.errors()[0]
+        msg = f"{where}.{_format_location(first['loc'])}: {_explain(first)}"
+        raise ValueError(msg) from None
 
 
 class SellerSettings(_Section):

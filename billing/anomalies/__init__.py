@@ -7,6 +7,7 @@ and of a billing-relevant kind.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -95,3 +96,16 @@ class Finding:
     @property
     def holds(self) -> bool:
         return self.kind in HOLDS_READINGS
+
+
+def by_settings(
+    devices: Iterable[str], default: DetectorSettings, tuned: Mapping[str, DetectorSettings] | None
+) -> dict[DetectorSettings, list[str]]:
+    """``devices`` grouped by the settings that judge them: their own (site or contract knobs), else ``default``.
+
+    Detectors are vectorised over a group; a fleet tuned nowhere is one group.
+    """
+    groups: dict[DetectorSettings, list[str]] = {}
+    for device in devices:
+        groups.setdefault((tuned or {}).get(device, default), []).append(device)
+    return groups

@@ -13,6 +13,7 @@ measure (for :func:`billing.reads.period_usage`), :func:`over_allowance` judges 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -47,6 +48,10 @@ class Allowance:
         """The device the finding is filed under: the pool's first member, so it stays put all cycle."""
         return min(self.held)
 
+    def settings(self, default: DetectorSettings, tuned: Mapping[str, DetectorSettings] | None) -> DetectorSettings:
+        """The knobs this allowance is judged by: those of the device it is filed under."""
+        return (tuned or {}).get(self.device, default)
+
 
 def allowances(book: Book, today: date) -> list[Allowance]:
     """Every allowance (included pages > 0) of the usage cycles running on ``today``."""
@@ -72,12 +77,15 @@ def allowances(book: Book, today: date) -> list[Allowance]:
     return found
 
 
-def forecast_requests(watched: list[Allowance], now: datetime, settings: DetectorSettings) -> pd.DataFrame:
+def forecast_requests(
+    watched: list[Allowance], now: datetime, settings: DetectorSettings,
+    tuned: Mapping[str, DetectorSettings] | None = None,
+) -> pd.DataFrame:  # fmt: skip
     """The usage to measure: each device's pages so far in each piece of the cycle it holds, and its recent rate."""
     moment = pd.Timestamp(now)
-    recent_start = moment - pd.Timedelta(days=settings.allowance_rate_days)
     rows: list[tuple[Any, ...]] = []
     for index, allowance in enumerate(watched):
+        recent_start = moment - pd.Timedelta(days=allowance.settings(settings, tuned).allowance_rate_days)
         for device, pieces in allowance.held.items():
             rows.extend(
                 (index, device, allowance.meter, USED, _utc(piece.start), min(_utc(piece.end), moment))
@@ -89,19 +97,21 @@ def forecast_requests(watched: list[Allowance], now: datetime, settings: Detecto
 
 
 def over_allowance(
-    watched: list[Allowance], measured: pd.DataFrame, now: datetime, settings: DetectorSettings
-) -> list[Finding]:
+    watched: list[Allowance], measured: pd.DataFrame, now: datetime, settings: DetectorSettings,
+    tuned: Mapping[str, DetectorSettings] | None = None,
+) -> list[Finding]:  # fmt: skip
     """Allowances whose forecast exceeds them by more than the margin.
 
     ``measured``: :func:`forecast_requests` joined with its :func:`billing.reads.period_usage`.
     """
-    per_device = _device_figures(measured, watched, now, settings)
+    per_device = _device_figures(measured, watched, now, settings, tuned)
     findings = []
     for index, allowance in enumerate(watched):
+        knobs = allowance.settings(settings, tuned)
         devices = per_device.get(index, {})
         used = sum(figures["used"] for figures in devices.values())
         forecast = round(sum(f["used"] + f["per_day"] * f["days_left"] for f in devices.values()))
-        limit = allowance.included * (1 + settings.allowance_margin)
+        limit = allowance.included * (1 + knobs.allowance_margin)
         if not devices or forecast <= limit:
             continue
         end = date.fromordinal(allowance.cycle.end.toordinal() - 1)
@@ -111,7 +121,7 @@ def over_allowance(
         evidence = {
             "summary": summary, "customer": allowance.customer, "contract": allowance.contract,
             "pool": allowance.pool, "cycle": allowance.cycle.label, "included": allowance.included,
-            "margin": settings.allowance_margin, "used": used, "forecast": forecast,
+            "margin": knobs.allowance_margin, "used": used, "forecast": forecast,
             "devices": {device: {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
                         for device, figures in sorted(devices.items())},
         }  # fmt: skip
@@ -123,8 +133,9 @@ def over_allowance(
 
 
 def _device_figures(
-    measured: pd.DataFrame, watched: list[Allowance], now: datetime, settings: DetectorSettings
-) -> dict[int, dict[str, dict[str, Any]]]:
+    measured: pd.DataFrame, watched: list[Allowance], now: datetime, settings: DetectorSettings,
+    tuned: Mapping[str, DetectorSettings] | None,
+) -> dict[int, dict[str, dict[str, Any]]]:  # fmt: skip
     """Per allowance and device: pages used, recent pages per day and the days it still holds in the cycle."""
     moment = pd.Timestamp(now)
     figures: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -143,7 +154,7 @@ def _device_figures(
                 counted_until[index, device] = min(pd.Timestamp(row["end_at"]), moment)
         else:
             span_days = (pd.Timestamp(row["end_at"]) - pd.Timestamp(row["start_at"])) / _DAY
-            if span_days >= settings.allowance_min_days:
+            if span_days >= watched[index].settings(settings, tuned).allowance_min_days:
                 entry["per_day"] = int(row["usage"]) / span_days
     for index, allowance in enumerate(watched):
         for device, entry in figures[index].items():

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from billing.anomalies import COUNTER32, DetectorSettings, Finding, Kind
+from billing.anomalies import COUNTER32, DetectorSettings, Finding, Kind, by_settings
 from billing.periods import add_months, utc_midnight
 
 COLUMNS: Final = ("device", "site", "address", "meter", "unit", "taken_at", "value", "reading_id")
@@ -31,21 +31,35 @@ def empty_frame(columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype="object") for name in columns})
 
 
-def detect_all(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
-    """Every reading-based detector over ``frame`` (stale devices need the clock: see :func:`stale`)."""
+def detect_all(
+    frame: pd.DataFrame, settings: DetectorSettings, *, supplies: pd.DataFrame | None = None,
+    tuned: Mapping[str, DetectorSettings] | None = None,
+) -> list[Finding]:  # fmt: skip
+    """Every reading-based detector over ``frame`` (stale devices need the clock: see :func:`stale`).
+
+    ``supplies`` (SUPPLY_COLUMNS) adds :func:`uncounted`; ``tuned`` gives devices settings of
+    their own (their site's or contract's knobs) in place of ``settings``.
+    """
     if frame.empty:
         return []
     # Factorise the text columns once: every groupby below then works on integer codes.
     text = [c for c in ("device", "site", "address", "meter", "unit") if c in frame.columns]
     frame = frame.astype(dict.fromkeys(text, "category"))
     frame = frame.sort_values([*_SERIES, "taken_at"], kind="stable").reset_index(drop=True)
-    return [
-        *counter_steps(frame, settings),
-        *device_changes(frame),
-        *spikes(frame, settings),
-        *frozen(frame, settings),
-        *inconsistent(frame, settings),
-    ]
+    groups = by_settings(frame["device"].unique().tolist(), settings, tuned)
+    findings = []
+    for knobs, devices in groups.items():
+        part = frame if len(groups) == 1 else frame[frame["device"].isin(devices)].reset_index(drop=True)
+        findings += [
+            *counter_steps(part, knobs),
+            *spikes(part, knobs),
+            *frozen(part, knobs),
+            *inconsistent(part, knobs),
+        ]
+        if supplies is not None:
+            findings += uncounted(part, supplies[supplies["device"].isin(devices)], knobs)
+    # Swaps and moves compare devices with each other (and take no knobs): over the whole frame.
+    return findings + device_changes(frame)
 
 
 def counter_steps(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:

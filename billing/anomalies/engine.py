@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Final
 
-from billing.anomalies import DetectorSettings
-from billing.anomalies.detectors import detect_all, stale, uncounted, usual_silence
+from billing.anomalies import DetectorSettings, by_settings
+from billing.anomalies.detectors import detect_all, stale, usual_silence
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 
 WATERMARK: Final = "anomalies.received_until"
@@ -22,23 +24,27 @@ USUAL_SILENCE: Final = "anomalies.usual_silence"
 
 
 async def detect_new(
-    anomalies: AnomalyStore, settings: DetectorSettings, *, now: datetime, poll_interval_s: int
-) -> list[AnomalyRecord]:
-    """Run every detector over what arrived since the last run; returns the anomalies it created."""
+    anomalies: AnomalyStore, settings: DetectorSettings, *, now: datetime, poll_interval_s: int,
+    tuned: Mapping[str, DetectorSettings] | None = None,
+) -> list[AnomalyRecord]:  # fmt: skip
+    """Run every detector over what arrived since the last run; returns the anomalies it created.
+
+    ``tuned``: devices judged by settings of their own (their site's or contract's knobs).
+    """
     raw = await anomalies.get_state(WATERMARK)
     watermark = datetime.fromisoformat(raw) if raw else None
-    lookback_days = settings.spike_window_days + 2
+    lookback_days = max(knobs.spike_window_days for knobs in [settings, *(tuned or {}).values()]) + 2
     frame, newest = await anomalies.readings_frame(received_after=watermark, lookback_days=lookback_days)
     supplies = await anomalies.supplies_frame(frame)
     # pandas work is CPU-bound: keep it off the event loop.
-    findings = await asyncio.to_thread(detect_all, frame, settings)
-    findings += await asyncio.to_thread(uncounted, frame, supplies, settings)
+    findings = await asyncio.to_thread(partial(detect_all, supplies=supplies, tuned=tuned), frame, settings)
     raw_usual = await anomalies.get_state(USUAL_SILENCE)
     usual = json.loads(raw_usual) if raw_usual else {}
     usual |= usual_silence(frame)
-    findings += stale(
-        await anomalies.last_seen(), now=now, poll_interval_s=poll_interval_s, settings=settings, usual=usual
-    )
+    last_seen = dict(await anomalies.last_seen())
+    for knobs, devices in by_settings(last_seen, settings, tuned).items():
+        findings += stale([(device, last_seen[device]) for device in devices], now=now,
+                          poll_interval_s=poll_interval_s, settings=knobs, usual=usual)  # fmt: skip
     created = await anomalies.record(findings, now=now)
     await anomalies.resolve_recovered_stale(now=now)
     if newest is not None:

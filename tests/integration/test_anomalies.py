@@ -12,9 +12,11 @@ import pytest
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
 from billing.usage import usage
+from daemon.anomaly_job import AnomalyJob
 from daemon.cli import main
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
 from tests.factories import reading
@@ -128,3 +130,17 @@ async def test_toner_going_while_the_total_stands_still_is_found_from_the_stored
         assert (found[0].evidence["level_from"], found[0].evidence["level_to"]) == (60, 50)
         assert found[0].evidence["supply"] == "Black Cartridge HP CF217A"
         assert await anomalies.held_reading_ids() == set()
+
+
+async def test_a_sites_own_knobs_judge_its_devices(store_url: str) -> None:
+    # Two devices silent for two hours, polled every 15 minutes: stale after 3 intervals by default,
+    # but the warehouse's printers are polled through a slow link and get 20.
+    settings = Settings.model_validate({"anomalies": {"sites": {"warehouse": {"stale_intervals": 20}}}})
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit([
+            reading(serial="OFFICE1", at=START, reading_id="o1", site="acme-hq"),
+            reading(serial="WARE1", at=START, reading_id="w1", site="warehouse", address="10.9.0.1"),
+        ])  # fmt: skip
+        await AnomalyJob(settings, store, Metrics(), lambda: START + timedelta(hours=2)).run()
+        found = await AnomalyStore(store).find(kind="stale")
+    assert [(a.device, a.evidence["silent_s"]) for a in found] == [("OFFICE1", 7200)]

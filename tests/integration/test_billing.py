@@ -475,3 +475,21 @@ async def test_usage_growing_past_the_contract_is_flagged_once_and_closed_with_i
         await job.run()  # November: the October forecast has had its day
         closed = await anomalies.get(found.id)
         assert (closed.status, closed.resolution, closed.resolved_by) == ("resolved", "cycle_closed", "system")
+
+
+async def test_a_contracts_own_knobs_judge_its_devices_and_bad_ones_are_refused_at_load(
+    store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same 3,075-page forecast against 1,000 included as above, but this contract tolerates 4x its allowance.
+    relaxed = BOOK.replace('id = "ACME-1"\n', 'id = "ACME-1"\ndetectors = { allowance_margin = 3 }\n')
+    assert relaxed != BOOK
+    (config.parent / "book.toml").write_text(relaxed, encoding="utf-8")
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 32, mono=100, color=20), "KY1")
+    async with Store.open(store_url) as store:
+        await AnomalyJob(Settings(), store, Metrics(), lambda: datetime(2026, 10, 21, 7, tzinfo=UTC)).run()
+        assert await AnomalyStore(store).find(kind="over_allowance") == []
+    (config.parent / "bad.toml").write_text(relaxed.replace("allowance_margin = 3", "allowance_margin = -1"))
+    assert await asyncio.to_thread(cli, config, "contracts", "load", str(config.parent / "bad.toml")) == 1
+    assert "contract ACME-1: detectors.allowance_margin: Input should be greater than or equal to 0" in (
+        capsys.readouterr().err
+    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.contracts import ContractError, ContractVersion, MeterTerms, Tier, parse_contract
+from billing.customers import parse_customer
 from billing.periods import Period
 from billing.rating import DeviceUsage, money, rate, tier_charge
 from collectors.base import Meter
@@ -116,6 +119,7 @@ def _tiers(*tiers: dict[str, str | int]) -> dict[str, object]:
         (_versions({}, {"valid_from": "2026-06-01", "currency": "USD"}), "one currency"),
         (_versions({"currency": "euro"}), "ISO 4217"),
         (_versions(_tiers({"price": "0.0000001"})), "more than 6 decimals"),
+        (_versions({}) | {"detectors": {"spike_madz": 4}}, "detectors: spike_madz is not a detector knob"),
     ],
 )  # fmt: skip
 def test_bad_contracts_are_refused_naming_the_field(mutation: dict[str, object], message: str) -> None:
@@ -152,3 +156,12 @@ def test_totals_are_the_sum_of_lines_plus_tax_and_never_negative(
     assert all(line.amount >= 0 for line in rated.lines)
     assert rated.net >= D("25")
     assert all(line.amount == money(line.amount, "EUR") for line in rated.lines)
+
+
+def test_the_example_billing_file_loads() -> None:
+
+    data = tomllib.loads((Path(__file__).resolve().parents[2] / "config" / "billing.example.toml").read_text())
+    customers = [parse_customer(c) for c in data["customer"]]
+    contracts = [parse_contract(c) for c in data["contract"]]
+    assert {c.customer for c in contracts} <= {c.code for c in customers}
+    assert any(c.detectors for c in contracts)

@@ -142,3 +142,19 @@ def test_every_detector_knob_is_a_setting() -> None:
     from daemon.settings import Settings  # noqa: PLC0415
 
     assert detector_settings(Settings().anomalies) == DetectorSettings()
+
+
+def test_a_sites_detector_knobs_are_checked_like_the_defaults(write_config) -> None:
+    path = write_config("[anomalies]\nspike_mads = 6\n[anomalies.sites.warehouse]\nstale_intervals = 8\n")
+    anomalies = load(path, {}).anomalies
+    tuned = anomalies.tuned(anomalies.sites["warehouse"], where="warehouse")
+    assert (tuned.stale_intervals, tuned.spike_mads) == (8, 6.0)  # its own knob, the rest from [anomalies]
+    for body, message in (
+        ("[anomalies.sites.warehouse]\nspike_window_days = 3\n",
+         "anomalies.sites: warehouse.spike_window_days: Input should be greater than or equal to 7"),
+        ("[anomalies.sites.warehouse]\nnotify_attempts = 3\n",
+         "anomalies.sites: warehouse.notify_attempts: not a detector knob"),
+    ):  # fmt: skip
+        bad = write_config(body)
+        with pytest.raises(ConfigError, match=re.escape(f"{bad}: {message}")):
+            load(bad, {})
