@@ -5,32 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from dataclasses import asdict
-from datetime import timedelta
-from typing import Any, Final
 
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
-from daemon.errors import MeterdError
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
+from daemon.review import ACTIONS, acknowledge, resolve
 from daemon.settings import Settings
-from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, AnomalyRecord, AnomalyStore
-from daemon.storage.repository import Store
-
-ACTIONS: Final = {
-    "approve": "approved",  # the readings are right as they are
-    "reset": "reset",  # a counter reset: usage starts a new segment there
-    "swap": "swap",  # another device: usage starts a new segment there
-    "replace": "replaced",  # a manual reading replaces the suspect one, which stays out for good
-    "dismiss": "dismissed",  # a false alarm
-}
-
-
-class ReviewError(MeterdError):
-    """A review action that cannot be done as asked."""
+from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, AnomalyStore
 
 
 def add_anomaly_parsers(
@@ -92,67 +73,16 @@ async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _unresolved(anomalies: AnomalyStore, anomaly_id: int) -> AnomalyRecord:
-    """The anomaly, if a decision can still be taken on it.
-
-    Raises:
-        ReviewError: it is already resolved.
-    """
-    anomaly = await anomalies.get(anomaly_id)
-    if anomaly.status == RESOLVED:
-        raise ReviewError(f"anomaly {anomaly_id} is already resolved ({anomaly.resolution}) by {anomaly.resolved_by}")
-    return anomaly
-
-
 async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        anomalies = AnomalyStore(store)
-        await _unresolved(anomalies, args.id)
-        await anomalies.set_status(args.id, status=ACKNOWLEDGED, resolution=None, actor=args.by, reason=args.reason,
-                                   now=utc_now())  # fmt: skip
+        await acknowledge(store, args.id, actor=args.by, reason=args.reason, now=utc_now())
     print(f"anomaly {args.id} acknowledged by {args.by}")
     return 0
 
 
 async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        anomalies = AnomalyStore(store)
-        anomaly = await _unresolved(anomalies, args.id)
-        detail: dict[str, Any] = {}
-        if args.action == "replace":
-            detail = await _replace(store, anomaly, args.value, actor=args.by)
-        elif args.value is not None:
-            raise ReviewError("--value goes with --action replace only")
-        await anomalies.set_status(args.id, status=RESOLVED, resolution=ACTIONS[args.action], actor=args.by,
-                                   reason=args.reason, now=utc_now(), detail=detail)  # fmt: skip
+        await resolve(store, args.id, action=args.action, value=args.value, actor=args.by, reason=args.reason,
+                      now=utc_now())  # fmt: skip
     print(f"anomaly {args.id} resolved: {ACTIONS[args.action]} by {args.by}")
     return 0
-
-
-async def _replace(store: Store, anomaly: AnomalyRecord, value: int | None, *, actor: str) -> dict[str, Any]:
-    """Store the manual reading that replaces the suspect one (just after it, so both are kept)."""
-    if value is None:
-        raise ReviewError("--action replace needs --value: the counter value the device should have shown")
-    readings = await store.readings(
-        device=anomaly.device, since=anomaly.window_end, until=anomaly.window_end + timedelta(seconds=1)
-    )
-    suspect = next((r for r in readings if r.id in anomaly.evidence.get("readings", [])), None)
-    if suspect is None:
-        raise ReviewError(f"the suspect reading of anomaly {anomaly.id} is not in the store")
-    meter = Meter(anomaly.meter or "total")
-    unit = next((m.unit for m in suspect.meters if m.meter == meter), Unit.IMPRESSIONS)
-    manual = Reading(
-        site=suspect.site,
-        taken_at=suspect.taken_at + timedelta(seconds=1),
-        device=DeviceInfo(
-            key=suspect.device.key,
-            vendor=suspect.device.vendor,
-            model=suspect.device.model,
-            address=suspect.device.address,
-        ),
-        meters=(MeterValue(meter, value, unit),),
-        id=f"manual-{uuid.uuid4()}",
-        source="manual",
-    )
-    await Pipeline(store, Metrics()).emit([manual])
-    return {"replaced_reading": suspect.id, "manual_reading": manual.id, "value": value, "entered_by": actor}

@@ -22,7 +22,7 @@ from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_c
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError, Draft, double_checks
 from billing.periods import Period, utc_midnight
-from daemon.billing_service import bill_month, document_for, snapshot_for
+from daemon.billing_service import bill_month, finalize_invoice, invoice_document, void_invoice
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
 from daemon.errors import MeterdError
@@ -329,46 +329,25 @@ async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int
 
 async def cmd_invoices_finalize(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        billing = BillingStore(store)
-        book = await billing.book()
         for invoice_id in args.id:
-            record = await billing.invoice(invoice_id)
-            done = await billing.finalize(
-                invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
-                snapshot=snapshot_for(book, record.customer, settings.billing), actor=args.by, now=utc_now(),
-                issue_date=args.issue_date or utc_now().date(), hold_override=args.override_hold,
-            )  # fmt: skip
+            done = await finalize_invoice(store, settings, invoice_id, actor=args.by, now=utc_now(),
+                                          issue_date=args.issue_date, hold_override=args.override_hold)  # fmt: skip
             print(f"invoice {invoice_id}: {done.number}, total {done.total} {done.currency}, due {done.due_date}")
     return EXIT_OK
 
 
 async def cmd_invoices_void(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        credit = await BillingStore(store).void(
-            args.id, series=settings.billing.credit_note_series, digits=settings.billing.number_digits,
-            reason=args.reason, actor=args.by, now=utc_now(), issue_date=utc_now().date(),
-        )  # fmt: skip
+        credit = await void_invoice(store, settings, args.id, reason=args.reason, actor=args.by, now=utc_now())
     print(
         f"invoice {args.id} voided; credit note {credit.number} (id {credit.id}) for {credit.total} {credit.currency}"
     )
     return EXIT_OK
 
 
-async def load_document(store: Store, settings: Settings, invoice_id: int) -> Any:  # noqa: ANN401 - a Document
-    billing = BillingStore(store)
-    record = await billing.invoice(invoice_id)
-    snapshot = record.snapshot
-    if snapshot is None:  # a draft: today's customer data
-        snapshot = snapshot_for(await billing.book(), record.customer, settings.billing)
-    credited = None
-    if record.kind == CREDIT_NOTE and record.credited_invoice_id is not None:
-        credited = (await billing.invoice(record.credited_invoice_id)).number
-    return document_for(record, snapshot, credited)
-
-
 async def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        document = await load_document(store, settings, args.id)
+        document = await invoice_document(store, settings, args.id)
     if args.format == "pdf":
         if args.out == "-":
             msg = "a PDF goes to a file: --out invoice.pdf"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -28,7 +28,7 @@ from billing.invoicing import (
 from billing.periods import Period, add_months
 from billing.reads import ReadRules, period_usage
 from daemon.settings import BillingSettings, Settings
-from daemon.storage.billing import BillingStore, InvoiceRecord, SavedDraft
+from daemon.storage.billing import CREDIT_NOTE, BillingStore, InvoiceRecord, SavedDraft
 from daemon.storage.repository import Store
 
 
@@ -180,3 +180,40 @@ def document_for(record: InvoiceRecord, snapshot: dict[str, Any], credited_numbe
         payment_terms_days=snapshot.get("payment_terms_days"), credited_number=credited_number,
         language=snapshot["customer"].get("language", "en"),
     )  # fmt: skip
+
+
+async def finalize_invoice(
+    store: Store, settings: Settings, invoice_id: int, *, actor: str, now: datetime, issue_date: date | None = None,
+    hold_override: str | None = None,
+) -> InvoiceRecord:  # fmt: skip
+    """Number and freeze a draft (see BillingStore.finalize), with today's snapshot of its payer."""
+    billing = BillingStore(store)
+    record = await billing.invoice(invoice_id)
+    return await billing.finalize(
+        invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
+        snapshot=snapshot_for(await billing.book(), record.customer, settings.billing), actor=actor, now=now,
+        issue_date=issue_date or now.date(), hold_override=hold_override,
+    )  # fmt: skip
+
+
+async def void_invoice(
+    store: Store, settings: Settings, invoice_id: int, *, reason: str, actor: str, now: datetime
+) -> InvoiceRecord:
+    """Void a finalised invoice; returns the credit note that cancels it."""
+    return await BillingStore(store).void(
+        invoice_id, series=settings.billing.credit_note_series, digits=settings.billing.number_digits,
+        reason=reason, actor=actor, now=now, issue_date=now.date(),
+    )  # fmt: skip
+
+
+async def invoice_document(store: Store, settings: Settings, invoice_id: int) -> Document:
+    """A stored invoice as a document to render: its frozen snapshot, or today's data for a draft."""
+    billing = BillingStore(store)
+    record = await billing.invoice(invoice_id)
+    snapshot = record.snapshot
+    if snapshot is None:
+        snapshot = snapshot_for(await billing.book(), record.customer, settings.billing)
+    credited = None
+    if record.kind == CREDIT_NOTE and record.credited_invoice_id is not None:
+        credited = (await billing.invoice(record.credited_invoice_id)).number
+    return document_for(record, snapshot, credited)

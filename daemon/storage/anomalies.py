@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 from billing.anomalies import Finding, Kind
 from billing.anomalies.detectors import SUPPLY_COLUMNS, empty_frame
 from daemon.errors import MeterdError
-from daemon.storage.models import AnomalyReading, AnomalyRow, AuditEntry, Device, ReadingRow, StateEntry, SupplyLevel
+from daemon.storage.audit import write_audit
+from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.repository import Store
 
 OPEN: Final = "open"
@@ -136,12 +137,7 @@ class AnomalyStore:
                 await conn.execute(update(AnomalyRow).where(AnomalyRow.id == anomaly_id).values(**values))
                 entry = {"from": before.status, "to": status, "resolution": resolution, "reason": reason,
                          "kind": before.kind, "device": before.device, **(detail or {})}  # fmt: skip
-                await conn.execute(
-                    self._store.dialect.insert(AuditEntry.__table__).values(
-                        at=now, actor=actor, action=f"anomaly.{resolution or status}", target=f"anomaly:{anomaly_id}",
-                        detail=json.dumps(entry, default=str),
-                    )
-                )  # fmt: skip
+                await write_audit(conn, now, actor, f"anomaly.{resolution or status}", f"anomaly:{anomaly_id}", entry)
 
         await self._store.guard(_write(), "update anomaly")
         return await self.get(anomaly_id)

@@ -24,12 +24,12 @@ from billing.customers import Customer, parse_customer
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
 from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
+from daemon.storage.audit import write_audit
 from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
     AnomalyReading,
     AnomalyRow,
     AssignmentRow,
-    AuditEntry,
     ContractRow,
     CustomerRow,
     Device,
@@ -114,7 +114,7 @@ class BillingStore:
                     for site in customer.sites:
                         await conn.execute(delete(SiteRow).where(SiteRow.name == site))
                         await conn.execute(insert(SiteRow).values(name=site, customer_id=ids[customer.code]))
-                    await _audit(
+                    await write_audit(
                         conn, now, actor, "customer.save", f"customer:{customer.code}", customer.model_dump(mode="json")
                     )
                 await _refuse_parent_loops(conn)
@@ -144,7 +144,7 @@ class BillingStore:
                 else:
                     await conn.execute(update(ContractRow).where(ContractRow.id == existing).values(
                         customer_id=row.id, terms=terms, updated_at=now))  # fmt: skip
-                await _audit(conn, now, actor, "contract.save", f"contract:{contract.id}", json.loads(terms))
+                await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}", json.loads(terms))
 
         await self._store.guard(_write(), "save contract")
 
@@ -191,7 +191,7 @@ class BillingStore:
                     device_id=device_id, customer_id=customer_id, valid_from=start, valid_to=end,
                     created_at=now))  # fmt: skip
                 detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None}
-                await _audit(conn, now, actor, "device.assign", f"device:{device}", detail)
+                await write_audit(conn, now, actor, "device.assign", f"device:{device}", detail)
 
         await self._store.guard(_write(), "assign device")
 
@@ -207,7 +207,7 @@ class BillingStore:
                     msg = f"device {device} has no open assignment that began before {end}"
                     raise BillingError(msg)
                 await conn.execute(update(AssignmentRow).where(AssignmentRow.id == open_row.id).values(valid_to=end))
-                await _audit(conn, now, actor, "device.unassign", f"device:{device}", {"to": end.isoformat()})
+                await write_audit(conn, now, actor, "device.unassign", f"device:{device}", {"to": end.isoformat()})
 
         await self._store.guard(_write(), "end assignment")
 
@@ -307,7 +307,9 @@ class BillingStore:
                 saved.extend([await _save_draft(conn, draft, ids[draft.payer], now) for draft in drafts])
                 written = [s.invoice_id for s in saved if s.invoice_id is not None]
                 if written:
-                    await _audit(conn, now, actor, "bill.run", f"period:{drafts[0].month.label}", {"invoices": written})
+                    await write_audit(
+                        conn, now, actor, "bill.run", f"period:{drafts[0].month.label}", {"invoices": written}
+                    )
             return saved
 
         return await self._store.guard(_write(), "save draft invoices")
@@ -371,7 +373,7 @@ class BillingStore:
                     issue_date=issue_date, due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
                     snapshot=json.dumps(snapshot, default=str), finalized_at=now, finalized_by=actor,
                     hold_override=hold_override if held else None, updated_at=now))  # fmt: skip
-                await _audit(conn, now, actor, "invoice.finalize", f"invoice:{invoice_id}",
+                await write_audit(conn, now, actor, "invoice.finalize", f"invoice:{invoice_id}",
                              {"number": f"{series}-{number:0{digits}d}", "total": str(invoice.total),
                               "hold_override": hold_override if held else None})  # fmt: skip
 
@@ -421,7 +423,7 @@ class BillingStore:
                 await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
                     status=VOIDED, live_key=None, voided_at=now, voided_by=actor, void_reason=reason,
                     updated_at=now))  # fmt: skip
-                await _audit(conn, now, actor, "invoice.void", f"invoice:{invoice_id}",
+                await write_audit(conn, now, actor, "invoice.void", f"invoice:{invoice_id}",
                              {"reason": reason, "credit_note": f"{series}-{number:0{digits}d}"})  # fmt: skip
                 return credit_id
 
@@ -431,13 +433,6 @@ class BillingStore:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-async def _audit(  # noqa: PLR0917 - one audit entry: every field is needed
-    conn: AsyncConnection, now: datetime, actor: str, action: str, target: str, detail: object
-) -> None:
-    await conn.execute(insert(AuditEntry).values(
-        at=now, actor=actor, action=action, target=target, detail=json.dumps(detail, default=str)))  # fmt: skip
 
 
 async def _customer_ids(conn: AsyncConnection) -> dict[str, int]:

@@ -162,6 +162,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(128))
     detail: Mapped[str] = mapped_column(Text)  # JSON
+    source: Mapped[str | None] = mapped_column(String(128))  # from where: "cli", an API client's address
 
 
 class StateEntry(Base):
@@ -302,3 +303,39 @@ class InvoiceLineRow(Base):
     estimated: Mapped[bool] = mapped_column(Boolean)
     held: Mapped[bool] = mapped_column(Boolean)
     provenance: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class UserRow(Base):
+    """A person who works in meterd; the password is an argon2 hash, the TOTP secret encrypted."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    totp_secret: Mapped[str | None] = mapped_column(Text)  # Fernet token of the base32 secret
+    recovery_codes: Mapped[str] = mapped_column(Text)  # JSON list of argon2 hashes, each used once
+    disabled: Mapped[bool] = mapped_column(Boolean)
+    failed_logins: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SessionRow(Base):
+    """A login session: its token is kept only as a SHA-256 (it is 32 random bytes, so no slow hash is needed)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "session" (login) or "api" (a machine's token)
+    name: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # what the token may do: at most its user's role
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(128))
