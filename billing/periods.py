@@ -12,6 +12,7 @@ from daemon.errors import MeterdError
 
 CYCLE_MONTHS: Final[dict[str, int]] = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_YEARS: Final = (1900, 9998)  # periods reach into the next year: 9999-12 would have no end
 
 
 class PeriodError(MeterdError):
@@ -54,8 +55,8 @@ class Period:
     def parse_month(cls, text: str) -> Period:
         """``2026-10`` -> October 2026."""
         match = _MONTH.match(text.strip())
-        if not match or not 1 <= int(match[2]) <= 12:  # noqa: PLR2004 - months of the year
-            msg = f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-10"
+        if not match or not 1 <= int(match[2]) <= 12 or not _YEARS[0] <= int(match[1]) <= _YEARS[1]:  # noqa: PLR2004 - months of the year
+            msg = f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-10 (years {_YEARS[0]}-{_YEARS[1]})"
             raise PeriodError(msg)
         return cls.month(int(match[1]), int(match[2]))
 

@@ -46,7 +46,7 @@ class _WireSupply(_Strict):
     level_percent: int | None = Field(ge=0, le=100, strict=True)
 
 
-class _WireReading(_Strict):
+class WireReading(_Strict):
     schema_: Literal["meterd.reading/1"] = Field(alias="schema")
     id: str = Field(min_length=1, max_length=64)
     site: str = Field(min_length=1, max_length=128)
@@ -142,7 +142,7 @@ def from_object(obj: Any, *, source: str) -> Reading:  # noqa: ANN401 - the deco
     if not isinstance(obj, dict):
         raise PayloadError("schema_mismatch", "a reading must be a JSON object")
     try:
-        wire = _WireReading.model_validate(obj)
+        wire = WireReading.model_validate(obj)
     except ValidationError as err:
         raise _payload_error(err) from None
     return Reading(

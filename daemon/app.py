@@ -14,6 +14,8 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collectors.snmp.collector import SnmpCollector
+from daemon.api.app import create_app, serving
+from daemon.api.security import ApiContext
 from daemon.clock import Clock, utc_now
 from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
@@ -22,6 +24,7 @@ from daemon.metrics import Metrics
 from daemon.mqtt import StoreOutbox, broker_options, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job, JobRunner, build_scheduler
+from daemon.security.accounts import accounts_for
 from daemon.settings import Settings
 from daemon.storage.engine import mask
 from daemon.storage.lock import daemon_lock, migration_lock
@@ -51,6 +54,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._store: Store | None = None
         self.ops_port: int | None = None
+        self.api_port: int | None = None
 
     def request_stop(self) -> None:
         """First call: stop taking work and let runs finish. Second call: cancel them now."""
@@ -111,6 +115,11 @@ class Daemon:
                 ops = OpsServer(self.metrics, self.health, settings.metrics.host, settings.metrics.port)
                 await stack.enter_async_context(ops.serving())
                 self.ops_port = ops.bound_port
+            if settings.api.enabled:
+                context = ApiContext(settings, store, accounts_for(settings, store, self._clock), self._clock)
+                self.api_port = await stack.enter_async_context(
+                    serving(create_app(context), settings.api.host, settings.api.port)
+                )
             stack.enter_context(self._signal_handlers())
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._run_scheduler(jobs, runner), name="scheduler")

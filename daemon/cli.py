@@ -23,13 +23,14 @@ from daemon import logging as meterd_logging
 from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
 from daemon.billing_commands import add_billing_parsers
-from daemon.command_support import open_store, print_rows
+from daemon.command_support import open_store, print_rows, reading_table
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
+from daemon.user_commands import add_user_parsers
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
@@ -129,6 +130,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_discover_parser(sub, common)
     add_anomaly_parsers(sub, common)
     add_billing_parsers(sub, common)
+    add_user_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",
@@ -192,23 +194,7 @@ async def _cmd_readings(args: argparse.Namespace, settings: Settings) -> int:
         json.dump([wire.encode(r) for r in readings], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
-    header = ["taken_at", "device", "vendor", "model", "meter", "value", "unit", "derived", "source", "reading_id"]
-    rows = [
-        [
-            wire.format_time(r.taken_at_utc),
-            r.device.key,
-            r.device.vendor or "",
-            r.device.model or "",
-            m.meter.value,
-            str(m.value),
-            m.unit.value,
-            "yes" if m.derived else "",
-            r.source,
-            r.id,
-        ]
-        for r in readings
-        for m in r.meters
-    ]
+    header, rows = reading_table(readings)
     print_rows(args.format, header, rows, title=f"{len(readings)} reading(s)")
     return EXIT_OK
 

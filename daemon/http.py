@@ -2,7 +2,8 @@
 
 prometheus-client's own start_http_server serves metrics only, from a thread; a
 health check that asks the store must run on the daemon's loop, so this serves
-both from the loop. The full HTTP API (FastAPI, a later issue) will take these over.
+both from the loop. The HTTP API (daemon/api) listens apart, behind logins: Prometheus
+and health probes carry no credentials, so these two stay on their own address.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from pydantic import (
 
 from billing.anomalies import DetectorSettings
 from daemon.errors import ConfigError
+from daemon.security.roles import Role
 
 ENV_PREFIX: Final = "METERD_"
 ENV_NESTING: Final = "__"
@@ -129,9 +130,8 @@ class StorageSettings(_Section):
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
 
 
-class MetricsSettings(_Section):
-    enabled: bool = True
-    listen: Listen = "127.0.0.1:9464"
+class _Listening(_Section):
+    listen: Listen
 
     @property
     def host(self) -> str:
@@ -140,6 +140,30 @@ class MetricsSettings(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class MetricsSettings(_Listening):
+    enabled: bool = True
+    listen: Listen = "127.0.0.1:9464"
+
+
+def _money_roles() -> list[Role]:
+    return ["admin", "billing"]
+
+
+class ApiSettings(_Listening):
+    """The HTTP API (/api/v1): where, and how logins work; what each role may do is daemon/security/roles.py."""
+
+    enabled: bool = False
+    listen: Listen = "127.0.0.1:8080"
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    token_max_days: int = Field(default=365, ge=1, le=3650)
+    max_failed_logins: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    totp_required_for: list[Role] = Field(default_factory=_money_roles)
+    secret_key_file: Path | None = Field(
+        default=None, description="key that encrypts stored secrets (TOTP); unset: STATE_DIR/secret.key, made once"
+    )
 
 
 class LoggingSettings(_Section):
@@ -348,6 +372,7 @@ class Settings(_Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def database_url(self) -> str:

@@ -48,6 +48,10 @@ INVOICE: Final = "invoice"
 CREDIT_NOTE: Final = "credit_note"
 
 
+class InvoiceNotFoundError(BillingError):
+    """No invoice with that id."""
+
+
 class InvoiceStateError(BillingError):
     """An invoice action its state does not allow (finalising a finalised one, voiding a draft …)."""
 
@@ -339,7 +343,7 @@ class BillingStore:
         found = await self._store.guard(_query(), "read invoice")
         if not found:
             msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
-            raise BillingError(msg)
+            raise InvoiceNotFoundError(msg)
         return found[0]
 
     async def finalize(
@@ -629,7 +633,7 @@ async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> Any:  # noq
     invoice = (await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))).first()
     if invoice is None:
         msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
-        raise BillingError(msg)
+        raise InvoiceNotFoundError(msg)
     return invoice
 
 

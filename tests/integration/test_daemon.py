@@ -129,17 +129,18 @@ def _get(url: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def _wait_for_port(stderr_path: Path, proc: subprocess.Popen[bytes]) -> int:
+def wait_for_port(stderr_path: Path, proc: subprocess.Popen[bytes], event_name: str = "metrics_listening") -> int:
+    """The port a `meterd run` subprocess logged (JSON on stderr) with ``event_name``."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"meterd exited early: {stderr_path.read_text()}")
         for line in stderr_path.read_text().splitlines():
             event = json.loads(line)
-            if event["event"] == "metrics_listening":
+            if event["event"] == event_name:
                 return int(event["address"].rsplit(":", 1)[1])
         time.sleep(0.05)
-    pytest.fail(f"meterd did not start listening: {stderr_path.read_text()}")
+    pytest.fail(f"meterd did not log {event_name}: {stderr_path.read_text()}")
 
 
 def test_sigterm_stops_meterd_run_cleanly_with_a_flushed_store(write_config, tmp_path: Path) -> None:
@@ -151,7 +152,7 @@ def test_sigterm_stops_meterd_run_cleanly_with_a_flushed_store(write_config, tmp
     with stderr_path.open("wb") as stderr:
         proc = subprocess.Popen([*METERD, "run", "--config", str(config)], stderr=stderr)
     try:
-        port = _wait_for_port(stderr_path, proc)
+        port = wait_for_port(stderr_path, proc)
         status, body = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         assert json.loads(body) == {"status": "ok", "checks": {"scheduler": "running", "database": "ok"}}

@@ -25,7 +25,7 @@ from billing.invoicing import (
     usage_jobs,
     usage_requests,
 )
-from billing.periods import Period
+from billing.periods import Period, PeriodError
 from billing.reads import period_usage
 
 D = Decimal
@@ -222,3 +222,9 @@ def test_quarterly_usage_is_billed_at_the_quarter_end_and_a_quarterly_base_fee_b
 def _base_paid_to(start: date, end: date) -> list[InvoiceLine]:
     return [InvoiceLine("base_fee", False, "paid", "ACME", "C1", "A", None, None, Period(start, end), D(1), D("90.00"),
                         D("0.20"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ["0000-01", "2026-13", "October", "9999-12"])
+def test_a_month_that_is_not_one_is_refused_with_the_form_to_use(text: str) -> None:
+    with pytest.raises(PeriodError, match="write it as YYYY-MM"):
+        Period.parse_month(text)

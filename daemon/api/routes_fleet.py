@@ -1,0 +1,115 @@
+"""Devices, their readings (JSON or CSV) and the anomaly review queue."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import AwareDatetime, BaseModel, Field
+
+from collectors import wire
+from collectors.wire import WireReading
+from daemon.api.paging import Limit, Offset, Page, page
+from daemon.api.security import Context, requires
+from daemon.command_support import reading_table
+from daemon.review import ACTIONS, acknowledge, resolve
+from daemon.security.accounts import Principal
+from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.repository import DeviceRecord
+
+router = APIRouter()
+DeviceReader = Annotated[Principal, requires("devices.read")]
+AnomalyReader = Annotated[Principal, requires("anomalies.read")]
+Reviewer = Annotated[Principal, requires("anomalies.review")]
+Id = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/devices", tags=["devices"])
+async def devices(
+    _who: DeviceReader,
+    context: Context,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[DeviceRecord]:
+    return page(await context.store.devices(), offset, limit)
+
+
+@router.get(
+    "/readings",
+    tags=["devices"],
+    summary="stored readings in reading-v1 form, or as CSV (one row per meter value)",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def readings(
+    *,
+    _who: DeviceReader,
+    context: Context,
+    device: Annotated[str | None, Query(max_length=128, description="device key: serial, mac:…, addr:…")] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    format: Literal["json", "csv"] = "json",  # noqa: A002 - the query word people type
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:  # noqa: ANN401 - a Page of readings, or a CSV response
+    found = await context.store.readings(device=device, since=since, until=until)
+    chosen = page(found, offset, limit)
+    if format == "csv":
+        header, rows = reading_table(chosen.items)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"X-Next-Offset": str(chosen.next_offset or "")})  # fmt: skip
+    items = [WireReading.model_validate(wire.encode(r)) for r in chosen.items]
+    return Page[WireReading](items=items, offset=offset, limit=limit, next_offset=chosen.next_offset)
+
+
+@router.get("/anomalies", tags=["anomalies"])
+async def anomalies(
+    *,
+    _who: AnomalyReader,
+    context: Context,
+    status: Literal["unresolved", "open", "acknowledged", "resolved", "all"] = "unresolved",
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    device: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[AnomalyRecord]:
+    found = await AnomalyStore(context.store).find(
+        status=None if status == "all" else status, kind=kind, device=device, limit=offset + limit + 1
+    )
+    return page(found, offset, limit)
+
+
+@router.get("/anomalies/{anomaly_id}", tags=["anomalies"])
+async def anomaly(
+    anomaly_id: Id,
+    _who: AnomalyReader,
+    context: Context,
+) -> AnomalyRecord:
+    return await AnomalyStore(context.store).get(anomaly_id)
+
+
+class Acknowledgement(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Decision(BaseModel):
+    action: Literal[tuple(ACTIONS)]  # type: ignore[valid-type] # the actions are data in daemon.review
+    reason: str = Field(min_length=1, max_length=2000)
+    value: int | None = Field(default=None, ge=0, le=2**63 - 1, description="replace: the counter value")
+
+
+@router.post("/anomalies/{anomaly_id}/ack", tags=["anomalies"], summary="someone is looking at it")
+async def ack(anomaly_id: Id, body: Acknowledgement, who: Reviewer, context: Context) -> AnomalyRecord:
+    return await acknowledge(context.store, anomaly_id, actor=who.login, reason=body.reason, now=context.clock())
+
+
+@router.post("/anomalies/{anomaly_id}/resolve", tags=["anomalies"], summary="decide: approve, reset, swap, replace …")
+async def decide(anomaly_id: Id, body: Decision, who: Reviewer, context: Context) -> AnomalyRecord:
+    return await resolve(context.store, anomaly_id, action=body.action, value=body.value, actor=who.login,
+                         reason=body.reason, now=context.clock())  # fmt: skip

@@ -1,0 +1,1 @@
+"""Who may do what: users and roles, passwords, second factors, sessions and API tokens."""

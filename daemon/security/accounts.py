@@ -1,0 +1,453 @@
+"""Users, logins, sessions and API tokens, in the store; every change audited.
+
+A login is password, then (for the roles that need it, admin and billing by default) a
+TOTP code or one of the user's single-use recovery codes. Failed logins are counted per
+account; past ``api.max_failed_logins`` the account is locked for ``api.lockout_minutes``
+(the message says until when, and an admin can unlock it). Session and API tokens are
+32 random bytes, shown once and kept only as their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pyotp
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from daemon.clock import Clock, utc_now
+from daemon.errors import MeterdError
+from daemon.security.passwords import check_policy, hash_secret, verify_secret
+from daemon.security.roles import ROLES, may_delegate
+from daemon.security.secretbox import SecretBox
+from daemon.settings import ApiSettings, Settings
+from daemon.storage.audit import write_audit
+from daemon.storage.models import SessionRow, UserRow
+from daemon.storage.repository import Store
+
+SESSION: Final = "session"
+MACHINE: Final = "api"  # the kind of a machine's token
+RECOVERY_CODES: Final = 10
+_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_ISSUER: Final = "meterd"
+# Verified against when the login is unknown, so an unknown login takes as long as a wrong password.
+_DUMMY_HASH: Final = hash_secret("not a password anyone has")
+
+
+class AccountError(MeterdError):
+    """A user-management request that cannot be done; the message says why."""
+
+
+class UserNotFoundError(AccountError):
+    """No such user."""
+
+
+class UserExistsError(AccountError):
+    """That login is taken."""
+
+
+class AuthenticationError(MeterdError):
+    """A login or a token that is not accepted; the message is safe to show to the person at the door.
+
+    Attributes:
+        code: a fixed word for API clients (``login_failed``, ``second_factor_required``, ``locked`` …).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    login: str
+    name: str
+    role: str
+    disabled: bool
+    second_factor: bool
+    failed_logins: int
+    locked_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts for, and with which role (a token's, never more than its user's)."""
+
+    user_id: int
+    login: str
+    role: str
+    kind: str
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """A new second factor: shown once, to be put into an authenticator app and a safe place."""
+
+    secret: str
+    uri: str
+    recovery_codes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: int
+    token: str  # shown once; only its hash is kept
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    login: str
+    kind: str
+    name: str | None
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+def secret_key_file(settings: Settings) -> Path:
+    return settings.api.secret_key_file or settings.state_dir / "secret.key"
+
+
+def accounts_for(settings: Settings, store: Store, clock: Clock = utc_now) -> Accounts:
+    """The accounts of ``store`` as ``settings`` configure them (lock-out, second factors, the key file)."""
+    return Accounts(store, settings.api, SecretBox(secret_key_file(settings)), clock)
+
+
+class Accounts:
+    """The account side of a Store."""
+
+    def __init__(self, store: Store, settings: ApiSettings, box: SecretBox, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._settings = settings
+        self._box = box
+        self._clock = clock
+
+    # -- users -------------------------------------------------------------------------------
+
+    async def add_user(self, login: str, name: str, role: str, password: str, *, actor: str) -> Enrollment | None:
+        """Create a user; returns the second factor to hand over when the role needs one.
+
+        Raises:
+            AccountError: a bad login or role, a taken login; PasswordPolicyError: a weak password.
+        """
+        if not _LOGIN.match(login):
+            msg = f"login {login!r}: 2-64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+            raise AccountError(msg)
+        _check_role(role)
+        check_policy(password, personal=[login, name])
+        enrollment = self._enrollment(login) if role in self._settings.totp_required_for else None
+        now = self._clock()
+        values = {
+            "login": login, "name": name, "role": role, "password_hash": hash_secret(password),
+            "totp_secret": self._box.seal(enrollment.secret) if enrollment else None,
+            "recovery_codes": json.dumps([hash_secret(c) for c in enrollment.recovery_codes] if enrollment else []),
+            "disabled": False, "failed_logins": 0, "locked_until": None, "created_at": now, "updated_at": now,
+        }  # fmt: skip
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                taken = await conn.execute(select(UserRow.id).where(UserRow.login == login))
+                if taken.first() is not None:
+                    raise UserExistsError(f"user {login!r} exists; change it with `meterd users` or the API")
+                await conn.execute(insert(UserRow).values(values))
+                after = {"name": name, "role": role, "second_factor": enrollment is not None}
+                await write_audit(conn, now, actor, "user.add", f"user:{login}", {"after": after})
+
+        await self._store.guard(_write(), "add user")
+        return enrollment
+
+    async def users(self) -> list[User]:
+        async def _query() -> list[User]:
+            async with self._store.engine.connect() as conn:
+                rows = (await conn.execute(select(UserRow.__table__).order_by(UserRow.login))).all()
+            return [_user(row) for row in rows]
+
+        return await self._store.guard(_query(), "list users")
+
+    async def user(self, login: str) -> User:
+        """Raises UserNotFoundError."""
+        return _user(await self._row(login))
+
+    async def set_password(self, login: str, password: str, *, actor: str) -> None:
+        user = await self.user(login)
+        check_policy(password, personal=[login, user.name])
+        await self._change(login, {"password_hash": hash_secret(password)}, actor=actor, action="user.password",
+                           audited={"password": "changed"}, revoke=True)  # fmt: skip
+
+    async def enroll_second_factor(self, login: str, *, actor: str) -> Enrollment:
+        """A new TOTP secret and recovery codes (the old ones stop working)."""
+        await self.user(login)
+        enrollment = self._enrollment(login)
+        values = {"totp_secret": self._box.seal(enrollment.secret),
+                  "recovery_codes": json.dumps([hash_secret(c) for c in enrollment.recovery_codes])}  # fmt: skip
+        await self._change(login, values, actor=actor, action="user.second_factor", audited={"second_factor": "new"})
+        return enrollment
+
+    async def set_role(self, login: str, role: str, *, actor: str) -> None:
+        _check_role(role)
+        before = await self.user(login)
+        await self._change(login, {"role": role}, actor=actor, action="user.role",
+                           audited={"before": {"role": before.role}, "after": {"role": role}}, revoke=True)  # fmt: skip
+
+    async def set_disabled(self, login: str, disabled: bool, *, actor: str) -> None:
+        """Disabling ends every session and token of the user at once."""
+        await self.user(login)
+        await self._change(login, {"disabled": disabled}, actor=actor,
+                           action="user.disable" if disabled else "user.enable",
+                           audited={"after": {"disabled": disabled}}, revoke=disabled)  # fmt: skip
+
+    async def unlock(self, login: str, *, actor: str) -> None:
+        await self.user(login)
+        await self._change(login, {"failed_logins": 0, "locked_until": None}, actor=actor, action="user.unlock",
+                           audited={})  # fmt: skip
+
+    # -- logging in --------------------------------------------------------------------------
+
+    async def login(self, login: str, password: str, code: str | None = None) -> tuple[IssuedToken, Principal]:
+        """A session for a person who proved who they are.
+
+        Raises:
+            AuthenticationError: ``login_failed`` (wrong login, password or code: which one is not said),
+                ``locked`` (until when), ``second_factor_required``, ``second_factor_not_set_up``.
+        """
+        now = self._clock()
+        try:
+            row = await self._row(login)
+        except UserNotFoundError:
+            verify_secret(_DUMMY_HASH, password)
+            raise _failed() from None
+        if row.locked_until is not None and row.locked_until > now:
+            msg = (f"too many failed logins: locked until {row.locked_until:%Y-%m-%d %H:%M} UTC; "
+                   f"wait, or ask an admin to run `meterd users unlock {login}`")  # fmt: skip
+            raise AuthenticationError("locked", msg)
+        if row.disabled or not verify_secret(row.password_hash, password):
+            await self._failure(row, now)
+            raise _failed()
+        if row.totp_secret is None and row.role in self._settings.totp_required_for:
+            msg = f"{row.role} accounts need a second factor; an admin sets it up with `meterd users 2fa {login}`"
+            raise AuthenticationError("second_factor_not_set_up", msg)
+        if row.totp_secret is not None:
+            if not code:
+                msg = "this account needs its one-time code from the authenticator app (or a recovery code)"
+                raise AuthenticationError("second_factor_required", msg)
+            if not await self._second_factor(row, code.strip(), now):
+                await self._failure(row, now)
+                raise _failed()
+        issued = await self._issue(row, SESSION, None, row.role, now + timedelta(hours=self._settings.session_hours),
+                                   reset_failures=True, actor=login, action="user.login")  # fmt: skip
+        return issued, Principal(row.id, login, row.role, SESSION, issued.id)
+
+    async def authenticate(self, token: str) -> Principal:
+        """Who a bearer token stands for.
+
+        Raises:
+            AuthenticationError: ``token_invalid`` (unknown, expired, revoked, or its user disabled).
+        """
+        now = self._clock()
+        stmt = (
+            select(SessionRow.id, SessionRow.kind, SessionRow.role, SessionRow.expires_at, SessionRow.revoked_at,
+                   UserRow.id.label("user_id"), UserRow.login, UserRow.role.label("user_role"), UserRow.disabled)
+            .join(UserRow, UserRow.id == SessionRow.user_id)
+            .where(SessionRow.token_hash == _digest(token))
+        )  # fmt: skip
+
+        async def _query() -> Any:  # noqa: ANN401 - a Row of the select above
+            async with self._store.engine.connect() as conn:
+                return (await conn.execute(stmt)).first()
+
+        row = await self._store.guard(_query(), "check a token")
+        if row is None or row.revoked_at is not None or row.expires_at <= now or row.disabled:
+            raise AuthenticationError("token_invalid", "not logged in, or the session has ended; log in again")
+        # A token never does more than its user may do today (the user may have lost a role since).
+        role = row.role if may_delegate(row.user_role, row.role) else row.user_role
+        return Principal(row.user_id, row.login, role, row.kind, row.id)
+
+    async def logout(self, principal: Principal) -> None:
+        await self._revoke(principal.session_id, actor=principal.login)
+
+    # -- API tokens --------------------------------------------------------------------------
+
+    async def issue_token(self, principal: Principal, *, name: str, role: str, days: int) -> IssuedToken:
+        """A token for a machine, of at most the issuer's role, valid ``days`` (at most ``api.token_max_days``)."""
+        _check_role(role)
+        if not may_delegate(principal.role, role):
+            raise AccountError(f"a {principal.role} cannot issue a token that may do more ({role})")
+        if not 1 <= days <= self._settings.token_max_days:
+            raise AccountError(f"days: 1 to {self._settings.token_max_days} (api.token_max_days)")
+        row = await self._row(principal.login)
+        now = self._clock()
+        return await self._issue(row, MACHINE, name, role, now + timedelta(days=days), reset_failures=False,
+                                 actor=principal.login, action="token.issue")  # fmt: skip
+
+    async def tokens(self, login: str | None = None) -> list[TokenInfo]:
+        """API tokens (of ``login``, or everyone's), newest first."""
+        stmt = (
+            select(SessionRow.id, UserRow.login, SessionRow.kind, SessionRow.name, SessionRow.role,
+                   SessionRow.created_at, SessionRow.expires_at, SessionRow.revoked_at)
+            .join(UserRow, UserRow.id == SessionRow.user_id)
+            .where(SessionRow.kind == MACHINE)
+            .order_by(SessionRow.id.desc())
+        )  # fmt: skip
+        if login is not None:
+            stmt = stmt.where(UserRow.login == login)
+
+        async def _query() -> list[TokenInfo]:
+            async with self._store.engine.connect() as conn:
+                return [TokenInfo(*row) for row in await conn.execute(stmt)]
+
+        return await self._store.guard(_query(), "list tokens")
+
+    async def revoke_token(self, token_id: int, *, actor: Principal, any_user: bool) -> None:
+        """Revoke one of ``actor``'s tokens (or anyone's, with ``any_user``)."""
+        mine = {t.id for t in await self.tokens(None if any_user else actor.login)}
+        if token_id not in mine:
+            raise AccountError(f"no token {token_id} that you may revoke")
+        await self._revoke(token_id, actor=actor.login)
+
+    # -- the parts -------------------------------------------------------------------------
+
+    def _enrollment(self, login: str) -> Enrollment:
+        secret = pyotp.random_base32()
+        codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
+        return Enrollment(secret, pyotp.TOTP(secret).provisioning_uri(name=login, issuer_name=_ISSUER), codes)
+
+    async def _second_factor(self, row: Any, code: str, now: datetime) -> bool:  # noqa: ANN401 - a users Row
+        """A current TOTP code (one step either side allowed for clock drift), else a recovery code, used up."""
+        if pyotp.TOTP(self._box.open(row.totp_secret)).verify(code, for_time=now, valid_window=1):
+            return True
+        hashes: list[str] = json.loads(row.recovery_codes)
+        for index, hashed in enumerate(hashes):
+            if verify_secret(hashed, code):
+                left = hashes[:index] + hashes[index + 1 :]
+                await self._change(row.login, {"recovery_codes": json.dumps(left)}, actor=row.login,
+                                   action="user.recovery_code_used", audited={"left": len(left)})  # fmt: skip
+                return True
+        return False
+
+    async def _failure(self, row: Any, now: datetime) -> None:  # noqa: ANN401 - a users Row
+        failures = row.failed_logins + 1
+        values: dict[str, Any] = {"failed_logins": failures}
+        if failures >= self._settings.max_failed_logins:
+            values = {"failed_logins": 0, "locked_until": now + timedelta(minutes=self._settings.lockout_minutes)}
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                await conn.execute(update(UserRow).where(UserRow.id == row.id).values(values))
+                if "locked_until" in values:
+                    await write_audit(conn, now, "system", "user.locked", f"user:{row.login}",
+                                      {"failed_logins": failures, "locked_until": values["locked_until"]})  # fmt: skip
+
+        await self._store.guard(_write(), "count a failed login")
+
+    async def _issue(
+        self, row: Any, kind: str, name: str | None, role: str, expires: datetime, *,  # noqa: ANN401 - a users Row
+        reset_failures: bool, actor: str, action: str,
+    ) -> IssuedToken:  # fmt: skip
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+
+        async def _write() -> int:
+            async with self._store.engine.begin() as conn:
+                result = await conn.execute(
+                    insert(SessionRow).values(
+                        token_hash=_digest(token),
+                        user_id=row.id,
+                        kind=kind,
+                        name=name,
+                        role=role,
+                        created_at=now,
+                        expires_at=expires,
+                    )
+                )
+                session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+                if reset_failures and row.failed_logins:
+                    await conn.execute(update(UserRow).where(UserRow.id == row.id).values(failed_logins=0))
+                await write_audit(conn, now, actor, action, f"user:{row.login}",
+                                  {"session": session_id, "kind": kind, "name": name, "role": role,
+                                   "expires_at": expires})  # fmt: skip
+                return session_id
+
+        session_id = await self._store.guard(_write(), "start a session")
+        return IssuedToken(session_id, token, expires)
+
+    async def _revoke(self, session_id: int, *, actor: str) -> None:
+        now = self._clock()
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                await conn.execute(
+                    update(SessionRow).where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )  # fmt: skip
+                await write_audit(conn, now, actor, "session.revoke", f"session:{session_id}", {})
+
+        await self._store.guard(_write(), "revoke a session")
+
+    async def _change(
+        self, login: str, values: dict[str, Any], *, actor: str, action: str, audited: dict[str, Any],
+        revoke: bool = False,
+    ) -> None:  # fmt: skip
+        """Update one user and write its audit entry in one transaction; ``revoke`` ends its sessions and tokens."""
+        now = self._clock()
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                user_id = await _user_id(conn, login)
+                await conn.execute(update(UserRow).where(UserRow.id == user_id).values(values | {"updated_at": now}))
+                if revoke:
+                    await conn.execute(
+                        update(SessionRow).where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))
+                        .values(revoked_at=now)
+                    )  # fmt: skip
+                await write_audit(conn, now, actor, action, f"user:{login}", audited)
+
+        await self._store.guard(_write(), f"change user {login}")
+
+    async def _row(self, login: str) -> Any:  # noqa: ANN401 - a users Row
+        async def _query() -> Any:  # noqa: ANN401
+            async with self._store.engine.connect() as conn:
+                return (await conn.execute(select(UserRow.__table__).where(UserRow.login == login))).first()
+
+        row = await self._store.guard(_query(), "read user")
+        if row is None:
+            raise UserNotFoundError(f"no user {login!r}; `meterd users list` shows them")
+        return row
+
+
+async def _user_id(conn: AsyncConnection, login: str) -> int:
+    found = (await conn.execute(select(UserRow.id).where(UserRow.login == login))).scalar_one_or_none()
+    if found is None:
+        raise UserNotFoundError(f"no user {login!r}; `meterd users list` shows them")
+    return int(found)
+
+
+def _user(row: Any) -> User:  # noqa: ANN401 - a users Row
+    return User(row.id, row.login, row.name, row.role, row.disabled, row.totp_secret is not None, row.failed_logins,
+                row.locked_until, row.created_at, row.updated_at)  # fmt: skip
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+
+
+def _failed() -> AuthenticationError:
+    return AuthenticationError("login_failed", "wrong login, password or one-time code")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,50 @@
+"""Roles and what each may do: the one table every API route and the RBAC test are checked against.
+
+| permission        | admin | billing | technician | viewer |
+| ----------------- | ----- | ------- | ---------- | ------ |
+| self              |   x   |    x    |     x      |   x    |  own session, own API tokens
+| devices.read      |   x   |    x    |     x      |   x    |  devices, readings
+| anomalies.read    |   x   |    x    |     x      |   x    |
+| anomalies.review  |   x   |    x    |     x      |        |  acknowledge, resolve
+| customers.read    |   x   |    x    |     x      |   x    |  customers, sites, assignments
+| customers.write   |   x   |    x    |            |        |  customers, assignments
+| contracts.read    |   x   |    x    |            |   x    |
+| contracts.write   |   x   |    x    |            |        |
+| invoices.read     |   x   |    x    |            |   x    |  invoices, previews, PDF/UBL, reports
+| invoices.write    |   x   |    x    |            |        |  billing runs, finalise, void
+| audit.read        |   x   |    x    |            |        |
+| users.manage      |   x   |         |            |        |  users, their roles, anyone's tokens
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+Role = Literal["admin", "billing", "technician", "viewer"]
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
+
+_EVERYONE: Final = frozenset(ROLES)
+PERMISSIONS: Final[dict[str, frozenset[str]]] = {
+    "self": _EVERYONE,
+    "devices.read": _EVERYONE,
+    "anomalies.read": _EVERYONE,
+    "anomalies.review": frozenset({"admin", "billing", "technician"}),
+    "customers.read": _EVERYONE,
+    "customers.write": frozenset({"admin", "billing"}),
+    "contracts.read": frozenset({"admin", "billing", "viewer"}),
+    "contracts.write": frozenset({"admin", "billing"}),
+    "invoices.read": frozenset({"admin", "billing", "viewer"}),
+    "invoices.write": frozenset({"admin", "billing"}),
+    "audit.read": frozenset({"admin", "billing"}),
+    "users.manage": frozenset({"admin"}),
+}
+
+
+def allowed(role: str, permission: str) -> bool:
+    """Whether ``role`` holds ``permission``; an unknown permission is held by nobody."""
+    return role in PERMISSIONS.get(permission, frozenset())
+
+
+def may_delegate(holder: str, token_role: str) -> bool:
+    """Whether a ``holder`` may issue a token of ``token_role``: never one that can do more than the holder."""
+    return all(allowed(holder, p) for p, roles in PERMISSIONS.items() if token_role in roles)

@@ -1,0 +1,259 @@
+"""The HTTP API in-process on both stores: every route x every role against the one permissions table,
+logins (passwords, TOTP, recovery codes, lock-out, expiry, revocation), and the audit trail of API changes."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from fastapi.routing import APIRoute
+
+from daemon.api.app import PREFIX, ROUTERS, create_app
+from daemon.api.security import ApiContext, Guard
+from daemon.security.accounts import Accounts, Enrollment
+from daemon.security.roles import PERMISSIONS, ROLES, allowed
+from daemon.security.secretbox import SecretBox
+from daemon.settings import ApiSettings, Settings
+from daemon.storage.audit import find_audit
+from daemon.storage.repository import Store
+from tests.integration.test_billing import BOOK
+
+PASSWORD = "correct horse battery staple"
+PUBLIC = {("POST", "/api/v1/auth/login")}
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    accounts: Accounts
+    clock: Clock
+    store: Store
+    second_factors: dict[str, Enrollment]
+
+    def code(self, login: str, *, steps: int = 0) -> str:
+        return pyotp.TOTP(self.second_factors[login].secret).at(self.clock.now + timedelta(seconds=30 * steps))
+
+    async def login(self, login: str, password: str = PASSWORD, code: str | None = None) -> httpx.Response:
+        if code is None and login in self.second_factors:
+            code = self.code(login)
+        body = {"login": login, "password": password} | ({"code": code} if code else {})
+        return await self.client.post("/api/v1/auth/login", json=body)
+
+    async def token(self, login: str) -> dict[str, str]:
+        response = await self.login(login)
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture
+async def api(store_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    clock = Clock()
+    settings = Settings(storage={"url": store_url}, state_dir=tmp_path)  # type: ignore[arg-type]
+    async with Store.open(store_url) as store:
+        accounts = Accounts(store, ApiSettings(), SecretBox(tmp_path / "secret.key"), clock)
+        second_factors = {}
+        for role in ROLES:
+            enrollment = await accounts.add_user(role, f"The {role}", role, PASSWORD, actor="setup")
+            if enrollment is not None:
+                second_factors[role] = enrollment
+        app = create_app(ApiContext(settings, store, accounts, clock))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://meterd.test") as client:
+            yield Api(client, accounts, clock, store, second_factors)
+
+
+def _guard(route: APIRoute) -> Guard | None:
+    pending = list(route.dependant.dependencies)
+    guards = []
+    while pending:
+        dependency = pending.pop()
+        if isinstance(dependency.call, Guard):
+            guards.append(dependency.call)
+        pending.extend(dependency.dependencies)
+    assert len(guards) <= 1, f"{route.path} has {len(guards)} guards"
+    return guards[0] if guards else None
+
+
+def _routes(app: Any) -> list[tuple[str, str, Guard | None]]:
+    routes = [(method, PREFIX + route.path, _guard(route)) for router in ROUTERS for route in router.routes
+              if isinstance(route, APIRoute) for method in sorted(route.methods)]  # fmt: skip
+    # Whatever the app serves is in that list: a route mounted some other way would escape the rules.
+    published = {(m.upper(), path) for path, item in app.openapi()["paths"].items() for m in item}
+    assert published == {(method, path) for method, path, _ in routes}
+    return routes
+
+
+async def test_every_route_has_one_rule_and_every_role_gets_exactly_what_the_table_says(api: Api) -> None:
+    app = api.client._transport.app  # type: ignore[attr-defined]
+    routes = _routes(app)
+    assert len(routes) >= 28
+    for method, path, guard in routes:
+        # A new route without a rule fails here, not in production.
+        assert (method, path) in PUBLIC or (guard is not None and guard.permission in PERMISSIONS), (method, path)
+    tokens = {role: await api.token(role) for role in ROLES}
+    checked = 0
+    for method, path, guard in routes:
+        if guard is None or path == "/api/v1/auth/logout":
+            continue  # logging out would end the session the next rows use; it has its own test below
+        url = re.sub(r"\{[^}]+\}", "1", path)
+        for role in ROLES:
+            response = await api.client.request(method, url, headers=tokens[role], json={})
+            expected_denied = not allowed(role, guard.permission)
+            assert (response.status_code == 403) is expected_denied, (role, method, path, response.text)
+            assert response.status_code not in {401, 500}, (role, method, path, response.text)
+            if expected_denied:
+                assert response.json()["error"]["code"] == "forbidden"
+            checked += 1
+    assert checked >= 27 * len(ROLES)
+    assert (await api.client.get("/api/v1/devices")).status_code == 401  # no token at all
+
+
+async def test_a_second_factor_is_required_where_the_role_needs_it_and_checked_in_its_time_window(api: Api) -> None:
+    no_code = await api.login("admin", code="")
+    assert no_code.status_code == 401
+    assert no_code.json()["error"]["code"] == "second_factor_required"
+    assert (await api.login("admin", code=api.code("admin", steps=-1))).status_code == 200  # 30 s of clock drift
+    assert (await api.login("admin", code=api.code("admin", steps=-3))).status_code == 401  # 90 s ago: no
+    # Technicians and viewers log in with a password only (api.totp_required_for: admin, billing).
+    assert (await api.login("viewer")).status_code == 200
+
+
+async def test_recovery_codes_work_once_each(api: Api) -> None:
+    code = api.second_factors["billing"].recovery_codes[3]
+    assert (await api.login("billing", code=code)).status_code == 200
+    again = await api.login("billing", code=code)
+    assert (again.status_code, again.json()["error"]["code"]) == (401, "login_failed")
+    entries = await find_audit(api.store, target="user:billing")
+    assert [e.detail for e in entries if e.action == "user.recovery_code_used"] == [{"left": 9}]
+
+
+async def test_failed_logins_lock_the_account_with_a_clear_message_until_it_expires_or_is_unlocked(api: Api) -> None:
+    for _ in range(5):
+        wrong = await api.login("viewer", password="not the password at all")
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "login_failed")
+    locked = await api.login("viewer")  # even the right password, while locked
+    assert locked.status_code == 429
+    assert "locked until 2026-11-30 09:15 UTC" in locked.json()["error"]["message"]
+    assert "meterd users unlock viewer" in locked.json()["error"]["message"]
+    api.clock.now += timedelta(minutes=16)
+    assert (await api.login("viewer")).status_code == 200
+    for _ in range(5):
+        await api.login("viewer", password="not the password at all")
+    await api.accounts.unlock("viewer", actor="admin")
+    assert (await api.login("viewer")).status_code == 200
+    # An unknown login fails just as a wrong password does: no hint which logins exist.
+    unknown = await api.login("nobody-here")
+    assert (unknown.status_code, unknown.json()["error"]) == (401, wrong.json()["error"])
+
+
+async def test_sessions_expire_and_are_revoked_by_logout_password_change_and_disabling(api: Api) -> None:
+    headers = await api.token("technician")
+    assert (await api.client.get("/api/v1/auth/me", headers=headers)).json() == {
+        "login": "technician", "role": "technician", "kind": "session"}  # fmt: skip
+    api.clock.now += timedelta(hours=8, seconds=1)  # api.session_hours
+    expired = await api.client.get("/api/v1/auth/me", headers=headers)
+    assert (expired.status_code, expired.json()["error"]["code"]) == (401, "token_invalid")
+    headers = await api.token("technician")
+    assert (await api.client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert (await api.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+    headers = await api.token("technician")
+    await api.accounts.set_password("technician", "another long passphrase here", actor="admin")
+    assert (await api.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+    headers = await api.token("viewer")
+    await api.accounts.set_disabled("viewer", True, actor="admin")
+    assert (await api.client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+    assert (await api.login("viewer")).status_code == 401
+
+
+async def test_api_tokens_are_shown_once_never_stronger_than_their_issuer_and_revocable(api: Api) -> None:
+    technician = await api.token("technician")
+    # A viewer reads contracts and invoices, which a technician may not: so a technician cannot issue one.
+    too_strong = await api.client.post("/api/v1/tokens", headers=technician,
+                                       json={"name": "x", "role": "viewer", "days": 30})  # fmt: skip
+    assert (too_strong.status_code, too_strong.json()["error"]["code"]) == (422, "invalid")
+    headers = await api.token("billing")
+    issued = await api.client.post("/api/v1/tokens", headers=headers,
+                                   json={"name": "erp-export", "role": "viewer", "days": 30})  # fmt: skip
+    assert issued.status_code == 201
+    machine = {"Authorization": f"Bearer {issued.json()['token']}"}
+    assert (await api.client.get("/api/v1/auth/me", headers=machine)).json()["role"] == "viewer"
+    # The token is its role, not its user: it reads invoices but may not review what billing may.
+    assert (await api.client.get("/api/v1/invoices", headers=machine)).status_code == 200
+    assert (await api.client.post("/api/v1/anomalies/1/ack", headers=machine, json={"reason": "x"})).status_code == 403
+    listed = (await api.client.get("/api/v1/tokens", headers=headers)).json()
+    assert [(t["name"], t["role"]) for t in listed] == [("erp-export", "viewer")]
+    assert "token" not in listed[0]  # shown once, at issue
+    token_id = issued.json()["id"]
+    assert (await api.client.delete(f"/api/v1/tokens/{token_id}", headers=technician)).status_code == 422  # not hers
+    assert (await api.client.delete(f"/api/v1/tokens/{token_id}", headers=headers)).status_code == 204
+    assert (await api.client.get("/api/v1/auth/me", headers=machine)).status_code == 401
+
+
+async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: Api) -> None:
+    book = tomllib.loads(BOOK)
+    headers = await api.token("billing")
+    customer = book["customer"][0]
+    created = await api.client.put("/api/v1/customers/ACME", headers=headers, json=customer)
+    assert created.status_code == 200, created.text
+    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
+                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    assert (await api.client.put("/api/v1/contracts/ACME-1", headers=headers, json=contract)).status_code == 200
+    eve = {"login": "eve", "name": "Eve", "role": "billing"}
+    weak = await api.client.post(
+        "/api/v1/users", headers=await api.token("admin"), json=eve | {"password": "password1234"}
+    )
+    assert (weak.status_code, weak.json()["error"]["field"]) == (422, "password")
+    admin = await api.token("admin")
+    added = await api.client.post("/api/v1/users", headers=admin, json=eve | {"password": PASSWORD})
+    assert added.status_code == 201
+    assert len(added.json()["recovery_codes"]) == 10  # billing gets a second factor at once
+    assert added.json()["totp_uri"].startswith("otpauth://totp/meterd:eve?secret=")
+    changed = await api.client.patch("/api/v1/users/eve", headers=admin, json={"role": "viewer"})
+    assert changed.json()["role"] == "viewer"
+    audit = (await api.client.get("/api/v1/audit", headers=admin, params={"limit": 50})).json()["items"]
+    made = [(e["actor"], e["action"], e["target"], e["source"]) for e in audit if e["action"] != "user.login"]
+    assert made[:4] == [
+        ("admin", "user.role", "user:eve", "api 127.0.0.1"),
+        ("admin", "user.add", "user:eve", "api 127.0.0.1"),
+        ("billing", "contract.save", "contract:ACME-1", "api 127.0.0.1"),
+        ("billing", "customer.save", "customer:ACME", "api 127.0.0.1"),
+    ]
+    role_change = next(e for e in audit if e["action"] == "user.role")
+    assert role_change["detail"] == {"before": {"role": "billing"}, "after": {"role": "viewer"}}
+    # The setup above went through Accounts directly: the CLI's default source.
+    assert {e.source for e in await find_audit(api.store, actor="setup")} == {"cli"}
+    # A viewer may read the customer but not see the audit log.
+    viewer = await api.token("viewer")
+    assert (await api.client.get("/api/v1/customers/ACME", headers=viewer)).json()["legal_name"] == customer[
+        "legal_name"
+    ]
+    assert (await api.client.get("/api/v1/audit", headers=viewer)).status_code == 403
+
+
+async def test_errors_have_one_shape_naming_the_field(api: Api) -> None:
+    headers = await api.token("billing")
+    bad_period = await api.client.post("/api/v1/billing/preview", headers=headers, json={"period": "October"})
+    assert bad_period.status_code == 422
+    assert bad_period.json()["error"]["field"] == "period"
+    missing = await api.client.get("/api/v1/invoices/99", headers=headers)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    naive = await api.client.get("/api/v1/readings", headers=headers, params={"since": "2026-11-01T00:00:00"})
+    assert (naive.status_code, naive.json()["error"]["field"]) == (422, "since")
+    nowhere = await api.client.get("/api/v1/nothing-here", headers=headers)
+    assert (nowhere.status_code, set(nowhere.json()["error"])) == (404, {"code", "message", "field"})
