@@ -22,6 +22,7 @@ from daemon import __version__
 from daemon import logging as meterd_logging
 from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
+from daemon.backup_commands import add_backup_parsers
 from daemon.billing_commands import add_billing_parsers
 from daemon.command_support import open_store, print_rows, reading_table
 from daemon.errors import ConfigError, MeterdError, PayloadError
@@ -131,6 +132,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_anomaly_parsers(sub, common)
     add_billing_parsers(sub, common)
     add_user_parsers(sub, common)
+    add_backup_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",

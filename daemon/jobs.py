@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import structlog
+
 from collectors.snmp.collector import SnmpCollector
 from daemon.anomaly_job import AnomalyJob
+from daemon.backup import make_backup
 from daemon.clock import utc_now
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -11,6 +14,8 @@ from daemon.polling import PollRound
 from daemon.scheduler import Job
 from daemon.settings import Settings
 from daemon.storage.repository import Store
+
+log = structlog.get_logger(__name__)
 
 
 def build_jobs(
@@ -30,4 +35,12 @@ def build_jobs(
         detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
+    if settings.backup.interval_h > 0:
+
+        async def backup() -> None:
+            made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
+                                     keep=settings.backup.keep, now=utc_now())  # fmt: skip
+            log.info("backup_written", path=str(made.path), size=made.size, sha256=made.sha256)
+
+        jobs.append(Job("backup", round(settings.backup.interval_h * 3600), backup))
     return jobs

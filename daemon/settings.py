@@ -360,6 +360,16 @@ class BillingSettings(_Section):
     adjust_months: int = Field(default=3, ge=0, le=24)
 
 
+class BackupSettings(_Section):
+    """`meterd backup` and the daemon's backup job: where, how many, how often."""
+
+    dir: Path | None = Field(default=None, description="unset: STATE_DIR/backups")
+    keep: int = Field(default=7, ge=1, le=10_000)
+    interval_h: float = Field(
+        default=0, ge=0, le=24 * 366, description="0: no backup job; run `meterd backup` yourself"
+    )
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -373,6 +383,11 @@ class Settings(_Section):
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.backup.dir or self.state_dir / "backups"
 
     @property
     def database_url(self) -> str:

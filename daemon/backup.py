@@ -1,0 +1,200 @@
+"""Backups that restore: SQLite's online backup API or pg_dump, a SHA-256 beside each, rotation.
+
+Restore goes into an empty store only, unless told to replace what is there.
+
+A backup is one file, ``meterd-<site>-<UTC time>.db`` (SQLite) or ``.dump`` (pg_dump's custom format), and
+``<file>.sha256`` in sha256sum's format, so ``sha256sum -c`` checks it without meterd. Restoring checks the
+sum first, then migrates the restored store to this version's schema (an old backup comes up to date).
+
+The secret key file (``api.secret_key_file``) is not in the backup, on purpose: a stolen backup must not
+open the second-factor secrets. Keep a copy of the key apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import URL
+
+from daemon.errors import MeterdError
+from daemon.storage.engine import mask, parse_url, sqlite_path
+from daemon.storage.lock import daemon_lock
+from daemon.storage.models import Base
+from daemon.storage.repository import Store
+
+_CHUNK: Final = 1 << 20
+
+
+class BackupError(MeterdError):
+    """A backup or restore that could not be done; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFile:
+    path: Path
+    sha256: str
+    size: int
+
+
+async def make_backup(url: str, directory: Path, *, site: str, keep: int, now: datetime) -> BackupFile:
+    """Write a consistent copy of the store at ``url`` into ``directory``; keep the newest ``keep`` of this site.
+
+    Raises:
+        BackupError: the directory cannot be written, pg_dump is missing or failed.
+    """
+    parsed = parse_url(url)
+    source = sqlite_path(parsed)
+    name = f"meterd-{site}-{now:%Y%m%dT%H%M%SZ}{'.db' if source is not None else '.dump'}"
+    target = await asyncio.to_thread(_prepare, directory, name)
+    partial = target.with_name(target.name + ".partial")
+    if source is not None:
+        await asyncio.to_thread(_sqlite_copy, source, partial)
+    else:
+        await _run(["pg_dump", "--format=custom", "--no-owner", f"--file={partial}", _libpq(parsed)], parsed)
+    return await asyncio.to_thread(_seal, partial, target, site, keep)
+
+
+def _prepare(directory: Path, name: str) -> Path:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = f"cannot create the backup directory {directory}: {err.strerror}"
+        raise BackupError(msg) from err
+    return directory / name
+
+
+def _seal(partial: Path, target: Path, site: str, keep: int) -> BackupFile:
+    """Give the finished copy its name (a crash mid-copy never leaves one), its checksum, and rotate."""
+    partial.rename(target)
+    digest = _sha256(target)
+    target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
+    _rotate(target.parent, site, keep)
+    return BackupFile(target, digest, target.stat().st_size)
+
+
+async def restore_backup(url: str, backup: Path, *, site: str, force: bool) -> None:
+    """Restore ``backup`` into the store at ``url``: an empty one, or any with ``force``.
+
+    Raises:
+        BackupError: a missing or damaged backup (its SHA-256 differs), a store holding data without
+            ``force``, a backup of the other kind of store, pg_restore failing.
+    """
+    await asyncio.to_thread(verify, backup)
+    parsed = parse_url(url)
+    target = sqlite_path(parsed)
+    if (target is None) != (backup.suffix == ".dump"):
+        kind = "a PostgreSQL dump" if backup.suffix == ".dump" else "an SQLite backup"
+        msg = f"{backup} is {kind}; restore it into a store of the same kind (storage.url or --db)"
+        raise BackupError(msg)
+    async with Store.open(url, upgrade=False) as store, daemon_lock(store.engine, site):
+        # Under the daemon's own lock: a running daemon makes this fail, not the restored data.
+        held = await _rows_held(store)
+        if held and not force:
+            msg = (f"the store at {mask(parsed)} is not empty ({held}); restore into an empty store, "
+                   "or add --force to replace everything in it")  # fmt: skip
+            raise BackupError(msg)
+        if target is not None:
+            await store.engine.dispose()  # no pooled connection may outlive the pages it saw
+            await asyncio.to_thread(_sqlite_copy, backup, target)
+        else:
+            await _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
+                        f"--dbname={_libpq(parsed)}", str(backup)], parsed)  # fmt: skip
+    async with Store.open(url, upgrade=True):
+        pass  # an older backup comes up to this version's schema
+
+
+def verify(backup: Path) -> str:
+    """The backup's SHA-256, after checking it against the ``.sha256`` beside it.
+
+    Raises:
+        BackupError: no such file, no checksum, or a different one.
+    """
+    sums = backup.with_name(backup.name + ".sha256")
+    try:
+        expected = sums.read_text().split()[0]
+    except (OSError, IndexError) as err:
+        msg = f"no checksum for {backup} ({sums} is missing or empty): is it a meterd backup?"
+        raise BackupError(msg) from err
+    try:
+        actual = _sha256(backup)
+    except OSError as err:
+        msg = f"cannot read {backup}: {err.strerror}"
+        raise BackupError(msg) from err
+    if actual != expected:
+        msg = f"{backup} is damaged: its SHA-256 is {actual}, {sums.name} says {expected}; use another backup"
+        raise BackupError(msg)
+    return actual
+
+
+async def _rows_held(store: Store) -> str:
+    """What the store already holds, said briefly ('' for nothing): a table with rows, and how many."""
+
+    def _tables(connection: object) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    async with store.engine.connect() as conn:
+        present = await conn.run_sync(_tables)
+        for table in Base.metadata.sorted_tables:
+            if table.name in present:
+                count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+                if count:
+                    return f"{count} row(s) in {table.name}"
+    return ""
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """SQLite's online backup: a consistent copy even while a daemon writes (WAL included)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+            closing(sqlite3.connect(target)) as dst,
+        ):
+            src.backup(dst)
+    except sqlite3.Error as err:
+        msg = f"copying {source} to {target} failed: {err}"
+        raise BackupError(msg) from err
+
+
+async def _run(argv: list[str], url: URL) -> None:
+    env = os.environ | ({"PGPASSWORD": url.password} if url.password else {})
+    try:
+        process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                       stderr=asyncio.subprocess.PIPE, env=env)  # fmt: skip
+    except FileNotFoundError as err:
+        msg = f"{argv[0]} is not installed; install the PostgreSQL client of the server's version (postgresql-client)"
+        raise BackupError(msg) from err
+    _, stderr = await process.communicate()
+    if process.returncode != 0:
+        last = (stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        msg = f"{argv[0]} failed on {mask(url)}: {last}"
+        raise BackupError(msg)
+
+
+def _libpq(url: URL) -> str:
+    """The URL as libpq takes it: no driver name, no password (that goes by PGPASSWORD, not the process list)."""
+    return url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rotate(directory: Path, site: str, keep: int) -> None:
+    backups = sorted(p for p in directory.glob(f"meterd-{site}-*") if p.suffix in {".db", ".dump"})
+    for old in backups[: max(0, len(backups) - keep)]:
+        old.unlink(missing_ok=True)
+        old.with_name(old.name + ".sha256").unlink(missing_ok=True)
