@@ -45,6 +45,14 @@ async def write_audit(  # noqa: PLR0917 - one audit entry: every field is needed
     )  # fmt: skip
 
 
+def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """The audit detail of a change: the fields that differ, before and after (all of them for a new record)."""
+    if before is None:
+        return {"before": None, "after": after}
+    differ = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    return {"before": {key: before.get(key) for key in differ}, "after": {key: after.get(key) for key in differ}}
+
+
 async def find_audit(
     store: Store, *, target: str | None = None, actor: str | None = None, since: datetime | None = None,
     limit: int = 100, offset: int = 0,

@@ -24,7 +24,7 @@ from billing.customers import Customer, parse_customer
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
 from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
-from daemon.storage.audit import write_audit
+from daemon.storage.audit import changes, write_audit
 from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
     AnomalyReading,
@@ -99,6 +99,7 @@ class BillingStore:
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
                 ids = await _customer_ids(conn)
+                cards = {code: card.model_dump(mode="json") for code, card in (await _book(conn)).customers.items()}
                 for customer in _parents_first(customers, ids):
                     parent_id = None
                     if customer.parent is not None:
@@ -118,9 +119,9 @@ class BillingStore:
                     for site in customer.sites:
                         await conn.execute(delete(SiteRow).where(SiteRow.name == site))
                         await conn.execute(insert(SiteRow).values(name=site, customer_id=ids[customer.code]))
-                    await write_audit(
-                        conn, now, actor, "customer.save", f"customer:{customer.code}", customer.model_dump(mode="json")
-                    )
+                    card = customer.model_dump(mode="json")
+                    await write_audit(conn, now, actor, "customer.save", f"customer:{customer.code}",
+                                      changes(cards.get(customer.code), card))  # fmt: skip
                 await _refuse_parent_loops(conn)
 
         await self._store.guard(_write(), "save customers")
@@ -141,14 +142,18 @@ class BillingStore:
                            f"{contract.customer} bills in {row.currency}")  # fmt: skip
                     raise BillingError(msg)
                 terms = contract.model_dump_json()
-                existing = (await conn.execute(select(ContractRow.id).where(ContractRow.code == contract.id))).scalar()
+                found = (await conn.execute(select(ContractRow.id, ContractRow.terms).where(
+                    ContractRow.code == contract.id))).first()  # fmt: skip
+                existing = found.id if found is not None else None
                 if existing is None:
                     await conn.execute(insert(ContractRow).values(
                         code=contract.id, customer_id=row.id, terms=terms, created_at=now, updated_at=now))  # fmt: skip
                 else:
                     await conn.execute(update(ContractRow).where(ContractRow.id == existing).values(
                         customer_id=row.id, terms=terms, updated_at=now))  # fmt: skip
-                await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}", json.loads(terms))
+                before = json.loads(found.terms) if found is not None else None
+                await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}",
+                                  changes(before, json.loads(terms)))  # fmt: skip
 
         await self._store.guard(_write(), "save contract")
 
@@ -177,12 +182,15 @@ class BillingStore:
                     .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
                     .where(AssignmentRow.device_id == device_id)
                 )).all()  # fmt: skip
+                ended = []
                 for row in rows:
                     row_end = row.valid_to or date.max
                     if row.valid_to is None and row.valid_from < start:
                         await conn.execute(
                             update(AssignmentRow).where(AssignmentRow.id == row.id).values(valid_to=start)
                         )
+                        ended.append({"customer": row.code, "from": row.valid_from.isoformat(),
+                                      "to": {"before": None, "after": start.isoformat()}})  # fmt: skip
                         continue
                     if row.valid_from < (end or date.max) and start < row_end:
                         clash = max(start, row.valid_from)
@@ -194,7 +202,8 @@ class BillingStore:
                 await conn.execute(insert(AssignmentRow).values(
                     device_id=device_id, customer_id=customer_id, valid_from=start, valid_to=end,
                     created_at=now))  # fmt: skip
-                detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None}
+                detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None,
+                          "ended": ended}  # fmt: skip
                 await write_audit(conn, now, actor, "device.assign", f"device:{device}", detail)
 
         await self._store.guard(_write(), "assign device")

@@ -238,6 +238,15 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
     assert role_change["detail"] == {"before": {"role": "billing"}, "after": {"role": "viewer"}}
     # The setup above went through Accounts directly: the CLI's default source.
     assert {e.source for e in await find_audit(api.store, actor="setup")} == {"cli"}
+    # A change records what changed: the fields that differ, before and after.
+    renamed = customer | {"trade_name": "Acme Print", "payment_terms_days": 30}
+    assert (await api.client.put("/api/v1/customers/ACME", headers=headers, json=renamed)).status_code == 200
+    history = await api.client.get("/api/v1/audit", headers=admin, params={"target": "customer:ACME"})
+    [saved, created_entry] = history.json()["items"]
+    assert saved["detail"] == {"before": {"payment_terms_days": 14, "trade_name": None},
+                               "after": {"payment_terms_days": 30, "trade_name": "Acme Print"}}  # fmt: skip
+    assert created_entry["detail"]["before"] is None
+    assert created_entry["detail"]["after"]["legal_name"] == customer["legal_name"]
     # A viewer may read the customer but not see the audit log.
     viewer = await api.token("viewer")
     assert (await api.client.get("/api/v1/customers/ACME", headers=viewer)).json()["legal_name"] == customer[

@@ -31,6 +31,7 @@ from daemon.cli import main
 from daemon.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.audit import find_audit
 from daemon.storage.billing import BillingStore
 from daemon.storage.models import AuditEntry
 from daemon.storage.repository import Store
@@ -358,6 +359,10 @@ async def test_moving_a_device_ends_the_old_assignment_and_bills_each_customer_i
         ("BETA", "2026-10-11..2026-11-01"): D("27.10"),
         ("BETA", "2026-11"): D("40.00"),
     }
+    async with Store.open(store_url) as store:
+        [moved] = await find_audit(store, target="device:KY1", limit=1)
+    ended = {"customer": "ACME", "from": "2026-09-01", "to": {"before": None, "after": "2026-10-11"}}
+    assert (moved.action, moved.detail["customer"], moved.detail["ended"]) == ("device.assign", "BETA", [ended])
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
