@@ -26,6 +26,7 @@ from daemon.billing_service import bill_month, finalize_invoice, invoice_documen
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
 from daemon.errors import MeterdError
+from daemon.exchange_commands import add_exchange_parsers
 from daemon.settings import Settings
 from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, InvoiceRecord
 from daemon.storage.repository import Store
@@ -74,6 +75,7 @@ def _add_customers(
     unassign.add_argument("--on", dest="end", type=_day, required=True, metavar="YYYY-MM-DD",
                           help="first day the customer no longer holds it")  # fmt: skip
     unassign.set_defaults(handler=cmd_customers_unassign)
+    add_exchange_parsers(customers, common, by)
 
 
 def _add_contracts(

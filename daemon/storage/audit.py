@@ -8,6 +8,7 @@ address for the request it serves.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +38,20 @@ async def write_audit(  # noqa: PLR0917 - one audit entry: every field is needed
     conn: AsyncConnection, at: datetime, actor: str, action: str, target: str, detail: object
 ) -> None:
     """One entry, in the caller's transaction: the change and its record commit together or not at all."""
-    await conn.execute(
-        insert(AuditEntry).values(
-            at=at, actor=actor, action=action, target=target, detail=json.dumps(detail, default=str),
-            source=audit_source.get(),
-        )
-    )  # fmt: skip
+    await write_audits(conn, at, actor, [(action, target, detail)])
+
+
+async def write_audits(
+    conn: AsyncConnection, at: datetime, actor: str, entries: Sequence[tuple[str, str, object]]
+) -> None:
+    """Many entries (action, target, detail) of one change, in one statement."""
+    if entries:
+        source = audit_source.get()
+        await conn.execute(insert(AuditEntry), [
+            {"at": at, "actor": actor, "action": action, "target": target, "detail": json.dumps(detail, default=str),
+             "source": source}
+            for action, target, detail in entries
+        ])  # fmt: skip
 
 
 def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
