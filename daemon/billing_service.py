@@ -29,6 +29,7 @@ from billing.periods import Period, add_months
 from billing.reads import ReadRules, period_usage
 from daemon.settings import BillingSettings, Settings
 from daemon.storage.billing import CREDIT_NOTE, BillingStore, InvoiceRecord, SavedDraft
+from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store
 
 
@@ -217,3 +218,11 @@ async def invoice_document(store: Store, settings: Settings, invoice_id: int) ->
     if record.kind == CREDIT_NOTE and record.credited_invoice_id is not None:
         credited = (await billing.invoice(record.credited_invoice_id)).number
     return document_for(record, snapshot, credited)
+
+
+async def queue_reminders(store: Store, settings: Settings, *, now: datetime, as_of: date | None = None) -> list[int]:
+    """The reminders due on ``as_of`` (today), queued once per invoice and level: for the CLI and the daemon's job."""
+    return await ReceivablesStore(store).queue_reminders(
+        as_of=as_of or now.date(), levels=settings.receivables.reminder_days,
+        seller=settings.billing.seller.model_dump(), now=now,
+    )  # fmt: skip

@@ -28,6 +28,7 @@ from daemon.command_support import open_store, print_rows, reading_table
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.receivables_commands import add_receivables_parsers
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
@@ -133,6 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_billing_parsers(sub, common)
     add_user_parsers(sub, common)
     add_backup_parsers(sub, common)
+    add_receivables_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",

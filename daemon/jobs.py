@@ -7,6 +7,7 @@ import structlog
 from collectors.snmp.collector import SnmpCollector
 from daemon.anomaly_job import AnomalyJob
 from daemon.backup import make_backup
+from daemon.billing_service import queue_reminders
 from daemon.clock import utc_now
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -35,6 +36,14 @@ def build_jobs(
         detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
+    if settings.receivables.reminders_interval_h > 0:
+
+        async def remind() -> None:
+            queued = await queue_reminders(store, settings, now=utc_now())
+            if queued:
+                log.info("reminders_queued", count=len(queued))
+
+        jobs.append(Job("reminders", round(settings.receivables.reminders_interval_h * 3600), remind))
     if settings.backup.interval_h > 0:
 
         async def backup() -> None:

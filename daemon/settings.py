@@ -370,6 +370,17 @@ class BackupSettings(_Section):
     )
 
 
+def _reminder_days() -> list[int]:
+    return [7, 21, 35]
+
+
+class ReceivablesSettings(_Section):
+    """Overdue invoices: when reminders are queued."""
+
+    reminder_days: list[Annotated[int, Field(ge=1, le=3650)]] = Field(default_factory=_reminder_days, min_length=1)
+    reminders_interval_h: float = Field(default=24, ge=0, le=24 * 31, description="0: only `meterd receivables remind`")
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -384,6 +395,7 @@ class Settings(_Section):
     billing: BillingSettings = Field(default_factory=BillingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
 
     @property
     def backup_dir(self) -> Path:

@@ -10,8 +10,8 @@
 | customers.write   |   x   |    x    |            |        |  customers, assignments
 | contracts.read    |   x   |    x    |            |   x    |
 | contracts.write   |   x   |    x    |            |        |
-| invoices.read     |   x   |    x    |            |   x    |  invoices, previews, PDF/UBL, reports
-| invoices.write    |   x   |    x    |            |        |  billing runs, finalise, void
+| invoices.read     |   x   |    x    |            |   x    |  invoices, previews, PDF/UBL, receivables
+| invoices.write    |   x   |    x    |            |        |  billing runs, finalise, void, payments
 | audit.read        |   x   |    x    |            |        |
 | users.manage      |   x   |         |            |        |  users, their roles, anyone's tokens
 """

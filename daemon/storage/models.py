@@ -339,3 +339,47 @@ class SessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str | None] = mapped_column(String(128))
+
+
+class PaymentRow(Base):
+    """Money received against a finalised invoice."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+    received_on: Mapped[date] = mapped_column(Date)
+    method: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(256))
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InstalmentRow(Base):
+    """One part of an invoice's instalment plan (a new plan replaces the old one)."""
+
+    __tablename__ = "instalments"
+    __table_args__ = (UniqueConstraint("invoice_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    due: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(DecimalText)
+
+
+class ReminderRow(Base):
+    """A reminder notice, queued for whoever sends them; one per invoice and level."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("invoice_id", "level"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    level: Mapped[int] = mapped_column(Integer)
+    overdue: Mapped[Decimal] = mapped_column(DecimalText)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued | sent
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
