@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -80,6 +83,10 @@ class Customer(Strict):
     parent: str | None = Field(default=None, description="code of the head office that pays for this customer")
     notes: str = ""
     sites: list[str] = Field(default_factory=list, description="agent site names that belong to this customer")
+    tags: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]] = Field(
+        default_factory=list, description="classification: lowercase words (key-account, education, …)"
+    )
+    custom: dict[str, str] = Field(default_factory=dict, description="the deployment's own fields ([customers.fields])")
 
     @model_validator(mode="after")
     def _checked(self) -> Customer:
@@ -145,3 +152,62 @@ def parse_customer(data: object) -> Customer:
         CustomerError: naming the customer, the field and the rule.
     """
     return parse_record(Customer, data, key="code", record="customer", error=CustomerError)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomField:
+    """A field a deployment adds to its customer cards: text, number, date, or one of some choices."""
+
+    name: str
+    kind: Literal["text", "number", "date", "choice"]
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CardRules:
+    """What this deployment requires of a customer card, and the fields it adds."""
+
+    required: tuple[str, ...] = ()  # card fields ("tax_id") or custom ones ("custom.account_manager")
+    fields: tuple[CustomField, ...] = ()
+
+    def check(self, card: Customer) -> Customer:
+        """The card with its custom values in their canonical form.
+
+        Raises:
+            CustomerError: naming the customer and the field: missing, unknown, or not of its kind.
+        """
+        known = {field.name: field for field in self.fields}
+        canonical = {}
+        for name, value in card.custom.items():
+            if name not in known:
+                raise CustomerError(f"customer {card.code}: custom.{name}: not a field here; [customers.fields] has "
+                                    f"{', '.join(sorted(known)) or 'none'}")  # fmt: skip
+            if value.strip():
+                canonical[name] = _canonical(card.code, known[name], value.strip())
+        for required in self.required:
+            present: object = (canonical.get(required.removeprefix("custom.")) if required.startswith("custom.")
+                               else getattr(card, required, None))  # fmt: skip
+            if present in (None, "", []):
+                raise CustomerError(f"customer {card.code}: {required}: required here ([customers] required)")
+        return card.model_copy(update={"custom": canonical})
+
+
+def _canonical(code: str, field: CustomField, value: str) -> str:
+    where = f"customer {code}: custom.{field.name}"
+    if field.kind == "number":
+        try:
+            return str(Decimal(value).normalize()) if Decimal(value).is_finite() else _bad(where, "a number")
+        except InvalidOperation:
+            return _bad(where, "a number, e.g. 12.5")
+    if field.kind == "date":
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            return _bad(where, "a date as YYYY-MM-DD")
+    if field.kind == "choice" and value not in field.choices:
+        return _bad(where, f"one of {', '.join(field.choices)}")
+    return value
+
+
+def _bad(where: str, wanted: str) -> str:
+    raise CustomerError(f"{where}: must be {wanted}")

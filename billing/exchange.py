@@ -23,15 +23,16 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from billing.customers import Customer
+from billing.customers import CardRules, Customer, CustomerError
 from billing.invoicing import Assignment
 from daemon.errors import MeterdError
 
 CUSTOMER_COLUMNS: Final = (
     "code", "legal_name", "trade_name", "country", "tax_id", "tax_scheme", "electronic_address", "street", "city",
     "postal_code", "region", "address_country", "payment_method", "payment_terms_days", "currency", "language",
-    "parent", "sites", "notes",
+    "parent", "sites", "tags", "notes",
 )  # fmt: skip
+CUSTOM_PREFIX: Final = "custom."
 CONTACT_COLUMNS: Final = ("customer", "name", "role", "email", "phone", "billing")
 ASSIGNMENT_COLUMNS: Final = ("device", "customer", "from", "to")
 _ADDRESS: Final = {"street": "street", "city": "city", "postal_code": "postal_code", "region": "region",
@@ -92,8 +93,15 @@ def read_table(data: bytes, name: str, columns: Sequence[str], encoding: str | N
     return Table(name, rows)
 
 
-def customers_from(customers: Table, contacts: Table) -> tuple[list[Customer], list[RowProblem]]:
-    """Cards from their rows, each with its contacts; every problem, not the first only."""
+def customer_columns(custom: Sequence[str] = ()) -> tuple[str, ...]:
+    """The columns of customers.csv here: the card's, then one ``custom.NAME`` per field the deployment adds."""
+    return (*CUSTOMER_COLUMNS, *(f"{CUSTOM_PREFIX}{name}" for name in custom))
+
+
+def customers_from(
+    customers: Table, contacts: Table, rules: CardRules | None = None
+) -> tuple[list[Customer], list[RowProblem]]:
+    """Cards from their rows, each with its contacts, checked against ``rules``; every problem, not the first only."""
     problems: list[RowProblem] = []
     seen: Counter[str] = Counter()
     contacts_of: dict[str, list[tuple[int, dict[str, Any]]]] = {}
@@ -119,9 +127,13 @@ def customers_from(customers: Table, contacts: Table) -> tuple[list[Customer], l
         mine = contacts_of.get(row["code"], [])
         data = _card_data(row, [contact for _, contact in mine])
         try:
-            cards.append(Customer.model_validate(data))
+            card = Customer.model_validate(data)
+            cards.append(rules.check(card) if rules else card)
         except ValidationError as err:
             problems.extend(_explain(err, customers, number, contacts.name, [n for n, _ in mine]))
+        except CustomerError as err:  # "customer CODE: FIELD: reason", from the deployment's rules
+            _, field, reason = str(err).split(": ", 2)
+            problems.append(RowProblem(customers.name, number, field, reason))
     return cards, problems
 
 
@@ -145,7 +157,7 @@ def assignments_from(table: Table) -> tuple[list[Assignment], list[RowProblem]]:
     return found, problems
 
 
-def customer_files(customers: Iterable[Customer]) -> tuple[bytes, bytes]:
+def customer_files(customers: Iterable[Customer], custom: Sequence[str] = ()) -> tuple[bytes, bytes]:
     """customers.csv and contacts.csv for these cards: what :func:`customers_from` reads back unchanged."""
     cards: list[dict[str, str]] = []
     people: list[dict[str, str]] = []
@@ -154,11 +166,13 @@ def customer_files(customers: Iterable[Customer]) -> tuple[bytes, bytes]:
         address = data.pop("address")
         row: dict[str, str] = {key: "" if data.get(key) is None else str(data[key]) for key in CUSTOMER_COLUMNS
                                if key in data}  # fmt: skip
-        row |= {column: address[field] for field, column in _ADDRESS.items()} | {"sites": ";".join(card.sites)}
+        row |= {column: address[field] for field, column in _ADDRESS.items()}
+        row |= {"sites": ";".join(card.sites), "tags": ";".join(card.tags)}
+        row |= {f"{CUSTOM_PREFIX}{name}": card.custom.get(name, "") for name in custom}
         cards.append(row)
         people.extend({"customer": card.code, "name": c.name, "role": c.role, "email": c.email or "",
                        "phone": c.phone, "billing": "yes" if c.billing else "no"} for c in card.contacts)  # fmt: skip
-    return write_table(CUSTOMER_COLUMNS, cards), write_table(CONTACT_COLUMNS, people)
+    return write_table(customer_columns(custom), cards), write_table(CONTACT_COLUMNS, people)
 
 
 def assignment_file(assignments: Iterable[Assignment]) -> bytes:
@@ -180,6 +194,9 @@ def _card_data(row: dict[str, str], contacts: list[dict[str, Any]]) -> dict[str,
     data: dict[str, Any] = {key: row[key] for key in CUSTOMER_COLUMNS if key not in _ADDRESS.values()}
     data["address"] = {field: row[column] for field, column in _ADDRESS.items()}
     data["sites"] = [site.strip() for site in row["sites"].split(";") if site.strip()]
+    data["tags"] = [tag.strip() for tag in row["tags"].split(";") if tag.strip()]
+    data["custom"] = {key.removeprefix(CUSTOM_PREFIX): value for key, value in row.items()
+                      if key.startswith(CUSTOM_PREFIX) and value}  # fmt: skip
     data["contacts"] = contacts
     for key in _OPTIONAL:
         data[key] = data[key] or None

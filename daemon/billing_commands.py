@@ -27,6 +27,7 @@ from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
 from daemon.errors import MeterdError
 from daemon.exchange_commands import add_exchange_parsers
+from daemon.notify import notices
 from daemon.settings import Settings
 from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, InvoiceRecord
 from daemon.storage.repository import Store
@@ -75,6 +76,13 @@ def _add_customers(
     unassign.add_argument("--on", dest="end", type=_day, required=True, metavar="YYYY-MM-DD",
                           help="first day the customer no longer holds it")  # fmt: skip
     unassign.set_defaults(handler=cmd_customers_unassign)
+    note = customers.add_parser("comment", parents=[common, by], help="add a note to a customer's timeline")
+    note.add_argument("code")
+    note.add_argument("text")
+    note.set_defaults(handler=cmd_customers_comment)
+    told = customers.add_parser("notices", parents=[common], help="notices of changed billing data, and their state")
+    told.add_argument("--status", choices=["queued", "sent", "failed"])
+    told.set_defaults(handler=cmd_customers_notices)
     add_exchange_parsers(customers, common, by)
 
 
@@ -180,7 +188,8 @@ def _records(path: str, table: str) -> list[dict[str, Any]]:
 
 
 async def cmd_customers_load(args: argparse.Namespace, settings: Settings) -> int:
-    customers = [parse_customer(item) for item in _records(args.file, "customer")]
+    rules = settings.customers.rules()
+    customers = [rules.check(parse_customer(item)) for item in _records(args.file, "customer")]
     async with open_store(settings) as store:
         await BillingStore(store).save_customers(customers, actor=args.by, now=utc_now())
     print(f"{len(customers)} customer(s) saved")
@@ -223,10 +232,9 @@ async def cmd_customers_list(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        book = await BillingStore(store).book()
-    if args.code not in book.customers:
-        msg = f"no customer {args.code!r}; `meterd customers list` shows them"
-        raise BillingError(msg)
+        billing = BillingStore(store)
+        book = await billing.book()
+        timeline = await billing.comments(args.code)
     print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2))
     rows = [[a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"]
             for a in book.assignments_of(args.code)]  # fmt: skip
@@ -234,6 +242,8 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
     contracts = [[c.id, c.currency, str(len(c.versions)), ", ".join(c.devices) or "all its devices"]
                  for c in book.contracts_of(args.code)]  # fmt: skip
     print_rows("table", ["contract", "currency", "versions", "covers"], contracts, title="contracts")
+    notes = [[f"{c.at:%Y-%m-%d %H:%M}", c.author, c.text] for c in timeline]
+    print_rows("table", ["at (UTC)", "by", "comment"], notes, title="timeline")
     return EXIT_OK
 
 
@@ -426,4 +436,20 @@ async def cmd_reports_erp(args: argparse.Namespace, settings: Settings) -> int:
     await asyncio.to_thread(_write, args.out, erp_csv(rows))
     if args.out != "-":
         print(f"{args.out}: {len(rows)} meter read pair(s) from {len(invoices)} invoice(s)")
+    return EXIT_OK
+
+
+async def cmd_customers_comment(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        await BillingStore(store).add_comment(args.code, args.text, author=args.by, now=utc_now())
+    print(f"noted on {args.code}'s timeline")
+    return EXIT_OK
+
+
+async def cmd_customers_notices(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_store(settings) as store:
+        found = await notices(store, status=args.status)
+    rows = [[str(n.id), n.customer, n.recipient, n.status, str(n.attempts), n.last_error or ""] for n in found]
+    print_rows("table", ["id", "customer", "to", "status", "tries", "last error"], rows,
+               title=f"{len(rows)} notice(s)")  # fmt: skip
     return EXIT_OK

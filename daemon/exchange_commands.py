@@ -17,10 +17,10 @@ from typing import Final
 from billing.exchange import (
     ASSIGNMENT_COLUMNS,
     CONTACT_COLUMNS,
-    CUSTOMER_COLUMNS,
     Table,
     assignment_file,
     assignments_from,
+    customer_columns,
     customer_files,
     customers_from,
     read_table,
@@ -55,7 +55,7 @@ def add_exchange_parsers(
 async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         book = await BillingStore(store).book()
-    cards, people = customer_files(book.customers.values())
+    cards, people = customer_files(book.customers.values(), _custom(settings))
     files = {CUSTOMERS: cards, CONTACTS: people, ASSIGNMENTS: assignment_file(book.assignments)}
     await asyncio.to_thread(_write_files, args.dir, files)
     print(f"{len(book.customers)} customer(s), {len(book.assignments)} assignment(s) written to {args.dir}")
@@ -63,8 +63,8 @@ async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    tables = await asyncio.to_thread(_read_files, args.dir, args.encoding)
-    cards, problems = customers_from(tables[CUSTOMERS], tables[CONTACTS])
+    tables = await asyncio.to_thread(_read_files, args.dir, args.encoding, customer_columns(_custom(settings)))
+    cards, problems = customers_from(tables[CUSTOMERS], tables[CONTACTS], settings.customers.rules())
     assignments, more = assignments_from(tables[ASSIGNMENTS])
     problems += more
     if problems:
@@ -95,9 +95,13 @@ def _write_files(directory: Path, files: dict[str, bytes]) -> None:
         raise MeterdError(msg) from err
 
 
-def _read_files(directory: Path, encoding: str | None) -> dict[str, Table]:
+def _custom(settings: Settings) -> list[str]:
+    return [field.name for field in settings.customers.fields]
+
+
+def _read_files(directory: Path, encoding: str | None, card_columns: tuple[str, ...]) -> dict[str, Table]:
     tables = {}
-    for name, columns, required in ((CUSTOMERS, CUSTOMER_COLUMNS, True), (CONTACTS, CONTACT_COLUMNS, True),
+    for name, columns, required in ((CUSTOMERS, card_columns, True), (CONTACTS, CONTACT_COLUMNS, True),
                                     (ASSIGNMENTS, ASSIGNMENT_COLUMNS, False)):  # fmt: skip
         path = directory / name
         if not path.is_file():

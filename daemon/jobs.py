@@ -10,6 +10,7 @@ from daemon.backup import make_backup
 from daemon.billing_service import queue_reminders
 from daemon.clock import utc_now
 from daemon.metrics import Metrics
+from daemon.notify import notify_customers
 from daemon.pipeline import Pipeline
 from daemon.polling import PollRound
 from daemon.scheduler import Job
@@ -36,20 +37,29 @@ def build_jobs(
         detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
-    if settings.receivables.reminders_interval_h > 0:
+    return jobs + office_jobs(settings, store)
 
-        async def remind() -> None:
-            queued = await queue_reminders(store, settings, now=utc_now())
-            if queued:
-                log.info("reminders_queued", count=len(queued))
 
-        jobs.append(Job("reminders", round(settings.receivables.reminders_interval_h * 3600), remind))
-    if settings.backup.interval_h > 0:
+def office_jobs(settings: Settings, store: Store) -> list[Job]:
+    """The back office's periodic work: reminders for overdue invoices, customer notices, backups."""
 
-        async def backup() -> None:
-            made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
-                                     keep=settings.backup.keep, now=utc_now())  # fmt: skip
-            log.info("backup_written", path=str(made.path), size=made.size, sha256=made.sha256)
+    async def remind() -> None:
+        queued = await queue_reminders(store, settings, now=utc_now())
+        if queued:
+            log.info("reminders_queued", count=len(queued))
 
-        jobs.append(Job("backup", round(settings.backup.interval_h * 3600), backup))
-    return jobs
+    async def notify() -> None:
+        await notify_customers(store, settings, now=utc_now())
+
+    async def backup() -> None:
+        made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
+                                 keep=settings.backup.keep, now=utc_now())  # fmt: skip
+        log.info("backup_written", path=str(made.path), size=made.size, sha256=made.sha256)
+
+    wanted = [
+        (settings.receivables.reminders_interval_h > 0, "reminders", settings.receivables.reminders_interval_h * 3600,
+         remind),
+        (settings.notify.customer_changes, "notify", settings.notify.interval_s, notify),
+        (settings.backup.interval_h > 0, "backup", settings.backup.interval_h * 3600, backup),
+    ]  # fmt: skip
+    return [Job(name, round(every_s), run) for on, name, every_s, run in wanted if on]

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from billing.anomalies import DetectorSettings
+from billing.customers import CardRules, Customer, CustomField
 from daemon.errors import ConfigError
 from daemon.security.roles import Role
 
@@ -370,6 +371,39 @@ class BackupSettings(_Section):
     )
 
 
+class CustomFieldSettings(_Section):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    type: Literal["text", "number", "date", "choice"] = "text"
+    choices: list[str] = Field(default_factory=list, description="with type = choice: the allowed values")
+
+    @model_validator(mode="after")
+    def _choices_go_with_choice(self) -> CustomFieldSettings:
+        if (self.type == "choice") != bool(self.choices):
+            msg = "choices: give them for type = choice, and only then"
+            raise ValueError(msg)
+        return self
+
+
+class CustomerSettings(_Section):
+    """What a customer card must hold here, and the fields this deployment adds to it."""
+
+    required: list[str] = Field(default_factory=list, description="card fields, or custom.NAME, that must be filled")
+    fields: list[CustomFieldSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _required_fields_exist(self) -> CustomerSettings:
+        custom = {f"custom.{field.name}" for field in self.fields}
+        for name in self.required:
+            if name not in custom and name not in Customer.model_fields:
+                msg = f"required: {name!r} is neither a card field nor a custom field defined below"
+                raise ValueError(msg)
+        return self
+
+    def rules(self) -> CardRules:
+        return CardRules(tuple(self.required),
+                         tuple(CustomField(f.name, f.type, tuple(f.choices)) for f in self.fields))  # fmt: skip
+
+
 def _reminder_days() -> list[int]:
     return [7, 21, 35]
 
@@ -379,6 +413,28 @@ class ReceivablesSettings(_Section):
 
     reminder_days: list[Annotated[int, Field(ge=1, le=3650)]] = Field(default_factory=_reminder_days, min_length=1)
     reminders_interval_h: float = Field(default=24, ge=0, le=24 * 31, description="0: only `meterd receivables remind`")
+
+
+class NotifySettings(_Section):
+    """Telling customers when their billing data changes: by webhook or e-mail, queued and retried."""
+
+    customer_changes: bool = False
+    webhook_url: str | None = Field(default=None, description="POST each notice as JSON here")
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = Field(default=None, description="better: METERD_NOTIFY__SMTP_PASSWORD")
+    smtp_password_file: Path | None = None
+    attempts: int = Field(default=6, ge=1, le=50)
+    interval_s: int = Field(default=300, ge=10, le=86_400)
+
+    @model_validator(mode="after")
+    def _somewhere_to_send(self) -> NotifySettings:
+        if self.customer_changes and not (self.webhook_url or self.smtp_host):
+            msg = "customer_changes: needs webhook_url or smtp_host to send the notices through"
+            raise ValueError(msg)
+        return self
 
 
 class Settings(_Section):
@@ -396,6 +452,8 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
+    customers: CustomerSettings = Field(default_factory=CustomerSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @property
     def backup_dir(self) -> Path:

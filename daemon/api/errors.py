@@ -19,7 +19,7 @@ from daemon.review import ReviewError
 from daemon.security.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
 from daemon.security.passwords import PasswordPolicyError
 from daemon.storage.anomalies import AnomalyNotFoundError
-from daemon.storage.billing import InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
 
 
 class ErrorDetail(BaseModel):
@@ -45,6 +45,7 @@ _STATUS: Final[list[tuple[type[MeterdError], int, str]]] = [
     (UserNotFoundError, 404, "not_found"),
     (AnomalyNotFoundError, 404, "not_found"),
     (InvoiceNotFoundError, 404, "not_found"),
+    (CustomerNotFoundError, 404, "not_found"),
     (UserExistsError, 409, "exists"),
     (InvoiceStateError, 409, "conflict"),
     (ReviewError, 409, "conflict"),

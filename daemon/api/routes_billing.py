@@ -21,7 +21,7 @@ from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
 from daemon.billing_service import bill_month, finalize_invoice, invoice_document, void_invoice
 from daemon.security.accounts import Principal
-from daemon.storage.billing import BillingStore, InvoiceRecord
+from daemon.storage.billing import BillingStore, Comment, CustomerNotFoundError, InvoiceRecord
 
 router = APIRouter()
 CustomerReader = Annotated[Principal, requires("customers.read")]
@@ -50,7 +50,7 @@ async def customers(
 async def customer(code: Code, _who: CustomerReader, context: Context) -> Customer:
     book = await BillingStore(context.store).book()
     if code not in book.customers:
-        raise BillingError(f"no customer {code!r}")
+        raise CustomerNotFoundError(f"no customer {code!r}")
     return book.customers[code]
 
 
@@ -58,8 +58,23 @@ async def customer(code: Code, _who: CustomerReader, context: Context) -> Custom
 async def save_customer(code: Code, body: Customer, who: CustomerWriter, context: Context) -> Customer:
     if body.code != code:
         raise BillingError(f"code: the card says {body.code!r} but the address says {code!r}")
-    await BillingStore(context.store).save_customers([body], actor=who.login, now=context.clock())
-    return body
+    card = context.settings.customers.rules().check(body)
+    await BillingStore(context.store).save_customers([card], actor=who.login, now=context.clock())
+    return card
+
+
+class CommentIn(BaseModel):
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+@router.get("/customers/{code}/comments", tags=["customers"], summary="the customer's timeline, oldest first")
+async def comments(code: Code, _who: CustomerReader, context: Context) -> list[Comment]:
+    return await BillingStore(context.store).comments(code)
+
+
+@router.post("/customers/{code}/comments", tags=["customers"], status_code=201, summary="add a note to the timeline")
+async def comment(code: Code, body: CommentIn, who: CustomerWriter, context: Context) -> Comment:
+    return await BillingStore(context.store).add_comment(code, body.text, author=who.login, now=context.clock())
 
 
 class AssignmentRequest(BaseModel):

@@ -350,6 +350,9 @@ class Accounts:
                 if "locked_until" in values:
                     await write_audit(conn, now, "system", "user.locked", f"user:{row.login}",
                                       {"failed_logins": failures, "locked_until": values["locked_until"]})  # fmt: skip
+                else:  # a security event, and a change to the user's row: audited like any
+                    await write_audit(conn, now, "system", "user.login_failed", f"user:{row.login}",
+                                      {"failed_logins": failures})  # fmt: skip
 
         await self._store.guard(_write(), "count a failed login")
 

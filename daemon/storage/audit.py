@@ -2,25 +2,71 @@
 
 Every writer goes through :func:`write_audit`, so "from where" is filled in one place:
 the CLI is ``cli`` (the default), the API sets :data:`audit_source` to the client's
-address for the request it serves.
+address for the request it serves. :func:`enforce_audit`, installed on every engine the
+store opens, refuses to commit a transaction that changed an audited table without
+writing an audit entry: no code path can forget it, whoever writes it next.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, event, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from daemon.errors import StorageError
 from daemon.storage.models import AuditEntry
-from daemon.storage.repository import Store
+
+if TYPE_CHECKING:  # the store opens its engine with enforce_audit: a runtime import would be circular
+    from daemon.storage.repository import Store
 
 audit_source: ContextVar[str] = ContextVar("audit_source", default="cli")
+# The records people change: customers and their sites, who holds which device, contracts, invoices, users,
+# what was paid and agreed. (Readings, anomalies found and sessions are the machine's own bookkeeping.)
+AUDITED: Final = frozenset(
+    {"customers", "sites", "device_assignments", "contracts", "invoices", "users", "payments", "instalments"}
+)
+_WRITE = re.compile(r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+_CHANGED: Final = "meterd_audited_tables_changed"
+_AUDITED: Final = "meterd_audit_written"
+
+
+class AuditMissingError(StorageError):
+    """A transaction changed an audited table without an audit entry; it was not committed."""
+
+
+def enforce_audit(engine: AsyncEngine) -> None:
+    """Refuse, at commit, any transaction that changed an audited table and wrote no audit entry."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _watch(conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+        written = _WRITE.match(statement)
+        if written is None:
+            return
+        table = written[1].lower()
+        if table == AuditEntry.__tablename__:
+            conn.info[_AUDITED] = True
+        elif table in AUDITED:
+            conn.info.setdefault(_CHANGED, set()).add(table)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _check(conn: Connection) -> None:
+        changed, audited = conn.info.pop(_CHANGED, set()), conn.info.pop(_AUDITED, False)
+        if changed and not audited:
+            msg = (f"refused to commit a change to {', '.join(sorted(changed))} with no audit entry; "
+                   "write it through the store's methods, which record who changed what")  # fmt: skip
+            raise AuditMissingError(msg)
+
+    @event.listens_for(engine.sync_engine, "rollback")
+    def _forget(conn: Connection) -> None:
+        conn.info.pop(_CHANGED, None)
+        conn.info.pop(_AUDITED, None)
 
 
 @dataclass(frozen=True, slots=True)

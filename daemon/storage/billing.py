@@ -30,6 +30,7 @@ from daemon.storage.models import (
     AnomalyReading,
     AnomalyRow,
     AssignmentRow,
+    CommentRow,
     ContractRow,
     CustomerRow,
     Device,
@@ -83,6 +84,19 @@ class SavedDraft:
     invoice_id: int | None  # None: the month is already finalised for this customer
     draft: Draft
     replaced: bool
+
+
+class CustomerNotFoundError(BillingError):
+    """No customer with that code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    id: int
+    customer: str
+    at: datetime
+    author: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +240,32 @@ class BillingStore:
                 return await _book(conn)
 
         return await self._store.guard(_query(), "read customers and contracts")
+
+    async def add_comment(self, code: str, text: str, *, author: str, now: datetime) -> Comment:
+        """A note on the customer's timeline (append-only)."""
+
+        async def _write() -> Comment:
+            async with self._store.engine.begin() as conn:
+                customer_id = await _customer_id(conn, code)
+                result = await conn.execute(insert(CommentRow).values(customer_id=customer_id, at=now, author=author,
+                                                                      text=text))  # fmt: skip
+                await write_audit(conn, now, author, "customer.comment", f"customer:{code}", {"text": text})
+                return Comment(int(result.inserted_primary_key[0]), code, now, author, text)  # type: ignore[index]
+
+        return await self._store.guard(_write(), "add a comment")
+
+    async def comments(self, code: str) -> list[Comment]:
+        """The customer's timeline, oldest first."""
+
+        async def _query() -> list[Comment]:
+            async with self._store.engine.connect() as conn:
+                customer_id = await _customer_id(conn, code)
+                columns = (CommentRow.id, CommentRow.at, CommentRow.author, CommentRow.text)
+                stmt = select(*columns).where(CommentRow.customer_id == customer_id).order_by(CommentRow.id)
+                rows = await conn.execute(stmt)
+                return [Comment(r.id, code, r.at, r.author, r.text) for r in rows]
+
+        return await self._store.guard(_query(), "read comments")
 
     # -- readings ---------------------------------------------------------------------------
 
@@ -530,6 +570,14 @@ async def _write_assignment(conn: AsyncConnection, assignment: Assignment, *, ac
     await write_audit(conn, now, actor, "device.assign", f"device:{device}", detail)
 
 
+async def _customer_id(conn: AsyncConnection, code: str) -> int:
+    found = (await conn.execute(select(CustomerRow.id).where(CustomerRow.code == code))).scalar_one_or_none()
+    if found is None:
+        msg = f"no customer {code!r}; `meterd customers list` shows them"
+        raise CustomerNotFoundError(msg)
+    return int(found)
+
+
 async def _customer_ids(conn: AsyncConnection) -> dict[str, int]:
     return {code: ident for code, ident in await conn.execute(select(CustomerRow.code, CustomerRow.id))}  # noqa: C416
 
@@ -571,6 +619,7 @@ def _customer_values(customer: Customer) -> dict[str, Any]:
         "contacts": json.dumps([c.model_dump(mode="json") for c in customer.contacts]),
         "payment_method": customer.payment_method, "payment_terms_days": customer.payment_terms_days,
         "currency": customer.currency, "language": customer.language, "notes": customer.notes,
+        "tags": json.dumps(customer.tags), "custom": json.dumps(customer.custom, sort_keys=True),
     }  # fmt: skip
 
 
@@ -604,6 +653,7 @@ async def _book(conn: AsyncConnection) -> Book:
             "payment_method": row.payment_method, "payment_terms_days": row.payment_terms_days,
             "currency": row.currency, "language": row.language, "notes": row.notes,
             "parent": codes.get(row.parent_id) if row.parent_id else None, "sites": sites.get(row.id, []),
+            "tags": json.loads(row.tags), "custom": json.loads(row.custom),
         }  # fmt: skip
         customers[row.code] = parse_customer(data)
     contracts = [

@@ -195,6 +195,8 @@ class CustomerRow(Base):
     language: Mapped[str] = mapped_column(String(16))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     notes: Mapped[str] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text)  # JSON list
+    custom: Mapped[str] = mapped_column(Text)  # JSON object: the deployment's own fields
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -381,5 +383,36 @@ class ReminderRow(Base):
     overdue: Mapped[Decimal] = mapped_column(DecimalText)
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)  # queued | sent
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CommentRow(Base):
+    """A note on a customer's timeline: who wrote what, when. Append-only."""
+
+    __tablename__ = "customer_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class NotificationRow(Base):
+    """A message to a customer about a change to their billing data, from one audit entry; retried until sent."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audit_id: Mapped[int] = mapped_column(BigId, unique=True)
+    customer: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(256))
+    subject: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

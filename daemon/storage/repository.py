@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
+from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, SupplyLevel
 
@@ -89,6 +90,7 @@ class Store:
         if (path := sqlite_path(parsed)) is not None:
             ensure_state_directory(path.parent)
         engine = create_engine(parsed, busy_timeout_ms=busy_timeout_ms)
+        enforce_audit(engine)
         try:
             store = cls(engine)
             await store.ping()

@@ -247,6 +247,11 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
                                "after": {"payment_terms_days": 30, "trade_name": "Acme Print"}}  # fmt: skip
     assert created_entry["detail"]["before"] is None
     assert created_entry["detail"]["after"]["legal_name"] == customer["legal_name"]
+    noted = await api.client.post("/api/v1/customers/ACME/comments", headers=headers, json={"text": "Call before 10"})
+    assert noted.status_code == 201
+    timeline = (await api.client.get("/api/v1/customers/ACME/comments", headers=headers)).json()
+    assert [(c["author"], c["text"]) for c in timeline] == [("billing", "Call before 10")]
+    assert (await api.client.get("/api/v1/customers/NOPE/comments", headers=headers)).status_code == 404
     # A viewer may read the customer but not see the audit log.
     viewer = await api.token("viewer")
     assert (await api.client.get("/api/v1/customers/ACME", headers=viewer)).json()["legal_name"] == customer[

@@ -152,3 +152,38 @@ async def test_a_refused_row_leaves_the_whole_import_undone_and_a_dry_run_writes
         assert sorted(book.customers) == ["ACME", "BETA"]
         assert [(a.device, a.customer) for a in book.assignments] == [("KY1", "ACME")]
         assert {e.actor for e in await find_audit(store, target="customer:")} == {"carla"}
+
+
+async def test_the_deployments_own_fields_and_required_fields_travel_in_the_csv(
+    store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(config.read_text() + '[customers]\nrequired = ["custom.account_manager"]\n'
+                      '[[customers.fields]]\nname = "account_manager"\ntype = "choice"\nchoices = ["anna", "ben"]\n'
+                      '[[customers.fields]]\nname = "fleet_size"\ntype = "number"\n')  # fmt: skip
+    cards = [_card("ACME", "Acme GmbH", "DE", "EUR", "Berlin") | {"custom.account_manager": "anna",
+             "custom.fleet_size": "12.50", "tags": "key-account;education"},
+             _card("BETA", "Beta AG", "DE", "EUR", "Bonn") | {"custom.fleet_size": "3"}]  # fmt: skip
+    columns = (*CUSTOMER_COLUMNS, "custom.account_manager", "custom.fleet_size")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "customers.csv").write_bytes(_csv(columns, cards, "utf-8"))
+    (folder / "contacts.csv").write_bytes(_csv(CONTACT_COLUMNS, [_contact("ACME", "Petra"), _contact("BETA", "Bernd")],
+                                               "utf-8"))  # fmt: skip
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(folder)) == 1
+    assert "customers.csv: row 3: custom.account_manager: required here" in capsys.readouterr().err
+    cards[1]["custom.account_manager"] = "ben"
+    (folder / "customers.csv").write_bytes(_csv(columns, cards, "utf-8"))
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(folder)) == 0
+    out = tmp_path / "out"
+    assert await asyncio.to_thread(cli, config, "customers", "export", str(out)) == 0
+    exported = (out / "customers.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert exported[0].endswith(",tags,notes,custom.account_manager,custom.fleet_size")
+    assert exported[1].endswith(",key-account;education,,anna,12.5")  # the number in its canonical form
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(out)) == 0
+    assert "0 new, 0 changed, 2 unchanged" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli, config, "customers", "comment", "ACME", "Wants colour pages capped",
+                                   "--by", "carla") == 0  # fmt: skip
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "customers", "show", "ACME") == 0
+    assert "Wants colour pages capped" in capsys.readouterr().out

@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import func, insert, inspect, select
 
 from daemon.errors import AlreadyRunningError, DatabaseUnreachableError, PayloadError, StorageError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.storage import migrate
+from daemon.storage.audit import AuditMissingError, write_audit
 from daemon.storage.lock import daemon_lock
-from daemon.storage.models import Base
+from daemon.storage.models import Base, CustomerRow, UserRow
 from daemon.storage.repository import Store
 from tests.factories import T0, reading
 
@@ -159,3 +160,24 @@ async def test_a_failed_batch_writes_nothing(store_url: str, metrics: Metrics) -
         assert await store.readings() == []
         assert await store.devices() == []
     assert metrics.registry.get_sample_value("meterd_db_errors_total", {"operation": "store_readings"}) == 1
+
+
+async def test_a_change_to_an_audited_table_without_an_audit_entry_is_not_committed(store_url: str) -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    user = {"login": "mallory", "name": "M", "role": "admin", "password_hash": "x", "recovery_codes": "[]",
+            "disabled": False, "failed_logins": 0, "created_at": now, "updated_at": now}  # fmt: skip
+    async with Store.open(store_url) as store:
+        with pytest.raises(AuditMissingError, match="refused to commit a change to users with no audit entry"):
+            async with store.engine.begin() as conn:
+                await conn.execute(insert(UserRow).values(user))
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(UserRow))).scalar_one() == 0
+        # The same change with its audit entry commits; a table nobody audits needs none.
+        async with store.engine.begin() as conn:
+            await conn.execute(insert(UserRow).values(user))
+            await write_audit(conn, now, "test", "user.add", "user:mallory", {})
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(UserRow))).scalar_one() == 1
+            assert (await conn.execute(select(func.count()).select_from(CustomerRow))).scalar_one() == 0
+        # A refused transaction leaves nothing behind on its connection for the next one.
+        await store.store([reading(reading_id="after-refusal")], now=now)
