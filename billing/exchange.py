@@ -35,6 +35,7 @@ CUSTOMER_COLUMNS: Final = (
 CUSTOM_PREFIX: Final = "custom."
 CONTACT_COLUMNS: Final = ("customer", "name", "role", "email", "phone", "billing")
 ASSIGNMENT_COLUMNS: Final = ("device", "customer", "from", "to")
+DEVICE_COLUMNS: Final = ("key", "vendor", "model", "address", "site")
 _ADDRESS: Final = {"street": "street", "city": "city", "postal_code": "postal_code", "region": "region",
                    "country": "address_country"}  # fmt: skip
 _OPTIONAL: Final = ("trade_name", "tax_id", "electronic_address", "parent")
@@ -55,6 +56,17 @@ class RowProblem:
 
     def __str__(self) -> str:
         return f"{self.file}: row {self.row}: {self.column}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCard:
+    """A device as the office knows it before (or besides) what polling says: to assign it before it first reads."""
+
+    key: str
+    vendor: str | None
+    model: str | None
+    address: str | None
+    site: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,30 @@ def assignments_from(table: Table) -> tuple[list[Assignment], list[RowProblem]]:
             continue
         found.append(Assignment(row["device"], row["customer"], start, end))
     return found, problems
+
+
+def devices_from(table: Table) -> tuple[list[DeviceCard], list[RowProblem]]:
+    problems: list[RowProblem] = []
+    found: list[DeviceCard] = []
+    seen: set[str] = set()
+    for number, row in table.rows:
+        problems.extend(RowProblem(table.name, number, column, f"at most {limit} characters")
+                        for column, limit in (("key", 128), ("site", 128), ("vendor", 128), ("model", 256),
+                                              ("address", 256)) if len(row[column]) > limit)  # fmt: skip
+        problems.extend(RowProblem(table.name, number, column, "required") for column in ("key", "site")
+                        if not row[column])  # fmt: skip
+        if row["key"] in seen:
+            problems.append(RowProblem(table.name, number, "key", f"{row['key']!r} is on an earlier row too"))
+        seen.add(row["key"])
+        found.append(DeviceCard(row["key"], row["vendor"] or None, row["model"] or None, row["address"] or None,
+                                row["site"]))  # fmt: skip
+    return (found, problems) if not problems else ([], problems)
+
+
+def device_file(devices: Iterable[DeviceCard]) -> bytes:
+    rows = [{"key": d.key, "vendor": d.vendor or "", "model": d.model or "", "address": d.address or "",
+             "site": d.site} for d in sorted(devices, key=lambda d: d.key)]  # fmt: skip
+    return write_table(DEVICE_COLUMNS, rows)
 
 
 def customer_files(customers: Iterable[Customer], custom: Sequence[str] = ()) -> tuple[bytes, bytes]:

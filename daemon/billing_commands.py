@@ -11,26 +11,32 @@ import asyncio
 import json
 import sys
 import tomllib
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from billing.contracts import ContractError, parse_contract
 from billing.customers import parse_customer
 from billing.documents.pdf import line_reads, to_pdf
-from billing.documents.reports import daily_usage, erp_csv, usage_chart, usage_csv, usage_html, usage_rows
+from billing.documents.reports import erp_csv, usage_rows
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError, Draft, double_checks
-from billing.periods import Period, utc_midnight
-from daemon.billing_service import bill_month, finalize_invoice, invoice_document, void_invoice
+from billing.periods import Period
+from daemon.billing_service import (
+    bill_month,
+    finalize_invoice,
+    invoice_document,
+    period_invoices,
+    usage_report,
+    void_invoice,
+)
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
 from daemon.errors import MeterdError
 from daemon.exchange_commands import add_exchange_parsers
 from daemon.notify import notices
 from daemon.settings import Settings
-from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, InvoiceRecord
-from daemon.storage.repository import Store
+from daemon.storage.billing import BillingStore
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -386,52 +392,16 @@ def _write(out: str, data: bytes | str) -> None:
         raise MeterdError(msg) from err
 
 
-async def _period_invoices(store: Store, period: Period, customer: str | None) -> list[InvoiceRecord]:
-    billing = BillingStore(store)
-    listed = await billing.invoices(customer=customer, period=period)
-    return [await billing.invoice(r.id) for r in listed if r.kind != CREDIT_NOTE and r.status != VOIDED]
-
-
 async def cmd_reports_usage(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        billing = BillingStore(store)
-        book = await billing.book()
-        if args.customer not in book.customers:
-            msg = f"no customer {args.customer!r}; `meterd customers list` shows them"
-            raise BillingError(msg)
-        payer = book.payer_of(args.customer)
-        invoices = await _period_invoices(store, args.period, payer)
-        if not invoices:
-            msg = f"no invoice for {payer} in {args.period.label}; run `meterd bill run --period {args.period.label}`"
-            raise BillingError(msg)
-        record = invoices[0]
-        rows = [row for row in usage_rows(record.lines, record.number or f"draft {record.id}")
-                if args.customer in {payer, row.customer}]  # fmt: skip
-        if args.format == "csv":
-            await asyncio.to_thread(_write, args.out, usage_csv(rows))
-            return EXIT_OK
-        reads = await _device_reads(billing, {row.equipment_id for row in rows}, args.period)
-    name = book.customers[args.customer].display_name
-    chart = await asyncio.to_thread(usage_chart, daily_usage(reads, args.period), f"{name}: pages per day")
-    page = usage_html(customer=name, period=args.period, rows=rows, chart_png=chart,
-                      seller=settings.billing.seller.name)  # fmt: skip
-    await asyncio.to_thread(_write, args.out, page)
+        report = await usage_report(store, settings, args.customer, args.period, args.format)
+    await asyncio.to_thread(_write, args.out, report)
     return EXIT_OK
-
-
-async def _device_reads(billing: BillingStore, devices: set[str], period: Period) -> Any:  # noqa: ANN401 - DataFrame
-    ids = await billing.device_ids()
-    names = {ident: key for key, ident in ids.items() if key in devices}
-    since = utc_midnight(period.start) - timedelta(days=1)
-    until = utc_midnight(period.end)
-    reads = await billing.reads_frame(since, until, ["total", "mono", "color", "copy_total", "print_total"])
-    reads = reads[reads["device"].isin(list(names))]
-    return reads.assign(device=reads["device"].map(names), meter=reads["meter"].astype(str))
 
 
 async def cmd_reports_erp(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        invoices = await _period_invoices(store, args.period, None)
+        invoices = await period_invoices(store, args.period, None)
     rows = [row for record in invoices for row in usage_rows(record.lines, record.number or f"draft {record.id}")]
     await asyncio.to_thread(_write, args.out, erp_csv(rows))
     if args.out != "-":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ import pandas as pd
 from billing.anomalies import DetectorSettings, Finding
 from billing.anomalies.allowance import allowances, forecast_requests, over_allowance
 from billing.documents.model import Document, Party
+from billing.documents.reports import daily_usage, usage_chart, usage_csv, usage_html, usage_rows
 from billing.invoicing import (
     BillingError,
     Book,
@@ -25,10 +27,10 @@ from billing.invoicing import (
     usage_jobs,
     usage_requests,
 )
-from billing.periods import Period, add_months
+from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
 from daemon.settings import BillingSettings, Settings
-from daemon.storage.billing import CREDIT_NOTE, BillingStore, InvoiceRecord, SavedDraft
+from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store
 
@@ -226,3 +228,47 @@ async def queue_reminders(store: Store, settings: Settings, *, now: datetime, as
         as_of=as_of or now.date(), levels=settings.receivables.reminder_days,
         seller=settings.billing.seller.model_dump(), now=now,
     )  # fmt: skip
+
+
+async def period_invoices(store: Store, period: Period, customer: str | None) -> list[InvoiceRecord]:
+    """The period's live invoices (no credit notes, nothing voided), with their lines."""
+    billing = BillingStore(store)
+    listed = await billing.invoices(customer=customer, period=period)
+    return [await billing.invoice(r.id) for r in listed if r.kind != CREDIT_NOTE and r.status != VOIDED]
+
+
+async def usage_report(store: Store, settings: Settings, customer: str, period: Period, fmt: str) -> str:
+    """A customer's usage report for ``period``: CSV, or an HTML page with a daily-usage chart.
+
+    Raises:
+        CustomerNotFoundError; BillingError: the period has no invoice for the customer's payer yet.
+    """
+    billing = BillingStore(store)
+    book = await billing.book()
+    if customer not in book.customers:
+        msg = f"no customer {customer!r}; `meterd customers list` shows them"
+        raise CustomerNotFoundError(msg)
+    payer = book.payer_of(customer)
+    invoices = await period_invoices(store, period, payer)
+    if not invoices:
+        msg = f"no invoice for {payer} in {period.label}; run `meterd bill run --period {period.label}`"
+        raise BillingError(msg)
+    record = invoices[0]
+    rows = [row for row in usage_rows(record.lines, record.number or f"draft {record.id}")
+            if customer in {payer, row.customer}]  # fmt: skip
+    if fmt == "csv":
+        return usage_csv(rows)
+    reads = await _device_reads(billing, {row.equipment_id for row in rows}, period)
+    name = book.customers[customer].display_name
+    chart = await asyncio.to_thread(usage_chart, daily_usage(reads, period), f"{name}: pages per day")
+    return usage_html(customer=name, period=period, rows=rows, chart_png=chart, seller=settings.billing.seller.name)
+
+
+async def _device_reads(billing: BillingStore, devices: set[str], period: Period) -> pd.DataFrame:
+    ids = await billing.device_ids()
+    names = {ident: key for key, ident in ids.items() if key in devices}
+    since = utc_midnight(period.start) - timedelta(days=1)
+    until = utc_midnight(period.end)
+    reads = await billing.reads_frame(since, until, ["total", "mono", "color", "copy_total", "print_total"])
+    reads = reads[reads["device"].isin(list(names))]
+    return reads.assign(device=reads["device"].map(names), meter=reads["meter"].astype(str))

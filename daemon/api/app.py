@@ -12,7 +12,7 @@ import structlog
 import uvicorn
 from fastapi import Depends, FastAPI
 
-from daemon.api import routes_auth, routes_billing, routes_fleet, routes_receivables
+from daemon.api import routes_auth, routes_billing, routes_exchange, routes_fleet, routes_receivables
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.security import ApiContext, record_source
 from daemon.errors import MeterdError
@@ -20,7 +20,13 @@ from daemon.errors import MeterdError
 log = structlog.get_logger(__name__)
 
 PREFIX = "/api/v1"
-ROUTERS = (routes_auth.router, routes_fleet.router, routes_billing.router, routes_receivables.router)
+ROUTERS = (
+    routes_auth.router,
+    routes_fleet.router,
+    routes_billing.router,
+    routes_receivables.router,
+    routes_exchange.router,
+)
 
 
 def create_app(context: ApiContext) -> FastAPI:

@@ -12,9 +12,11 @@ from starlette.exceptions import HTTPException
 
 from billing.contracts import ContractError
 from billing.customers import CustomerError
+from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
 from billing.periods import PeriodError
 from daemon.errors import MeterdError, StorageError
+from daemon.exchange_service import RowProblemsError
 from daemon.review import ReviewError
 from daemon.security.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
 from daemon.security.passwords import PasswordPolicyError
@@ -50,6 +52,8 @@ _STATUS: Final[list[tuple[type[MeterdError], int, str]]] = [
     (InvoiceStateError, 409, "conflict"),
     (ReviewError, 409, "conflict"),
     (PasswordPolicyError, 422, "weak_password"),
+    (RowProblemsError, 422, "invalid_rows"),
+    (ExchangeError, 422, "unreadable_file"),
     (AccountError, 422, "invalid"),
     (ContractError, 422, "invalid"),
     (CustomerError, 422, "invalid"),

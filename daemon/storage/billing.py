@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
+from billing.exchange import DeviceCard
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
 from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
@@ -106,6 +107,7 @@ class ImportOutcome:
     unchanged: int
     assignments_added: int
     assignments_unchanged: int
+    devices_saved: int = 0
 
 
 class BillingStore:
@@ -175,7 +177,7 @@ class BillingStore:
 
     async def import_records(
         self, customers: Sequence[Customer], assignments: Sequence[Assignment], labels: Sequence[str], *,
-        actor: str, now: datetime, dry_run: bool,
+        actor: str, now: datetime, dry_run: bool, devices: Sequence[DeviceCard] = (),
     ) -> ImportOutcome:  # fmt: skip
         """Apply cards and assignments all or nothing, in one transaction; with ``dry_run`` roll it back.
 
@@ -190,6 +192,7 @@ class BillingStore:
             async with self._store.engine.connect() as conn:
                 transaction = await conn.begin()
                 try:
+                    devices_saved = await _write_devices(conn, devices, actor=actor, now=now)
                     book = await _book(conn)
                     fresh = [c for c in customers if c.code not in book.customers]
                     changed = [c for c in customers if c.code in book.customers and book.customers[c.code] != c]
@@ -206,7 +209,7 @@ class BillingStore:
                         added += 1
                     unchanged = len(customers) - len(fresh) - len(changed)
                     outcome = ImportOutcome([c.code for c in fresh], [c.code for c in changed], unchanged, added,
-                                            len(assignments) - added)  # fmt: skip
+                                            len(assignments) - added, devices_saved)  # fmt: skip
                 except BaseException:
                     await transaction.rollback()
                     raise
@@ -532,6 +535,28 @@ async def _write_customers(
 def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
     """Values in slices an IN list can take (SQLite allows 32,766 bound values in one statement)."""
     return [values[start : start + size] for start in range(0, len(values), size)]
+
+
+async def _write_devices(conn: AsyncConnection, devices: Sequence[DeviceCard], *, actor: str, now: datetime) -> int:
+    """Register devices (or correct what the office knows of them); unchanged ones are left alone. Returns how many."""
+    if not devices:
+        return 0
+    columns = (Device.key, Device.vendor, Device.model, Device.address, Device.site)
+    stored = {row.key: row for row in await conn.execute(select(*columns))}
+    saved = 0
+    for device in devices:
+        values = {"vendor": device.vendor, "model": device.model, "address": device.address, "site": device.site}
+        before = stored.get(device.key)
+        if before is None:
+            await conn.execute(insert(Device).values(values | {"key": device.key, "first_seen": now, "last_seen": now}))
+        elif {k: getattr(before, k) for k in values} != values:
+            await conn.execute(update(Device).where(Device.key == device.key).values(values))
+        else:
+            continue
+        old = {k: getattr(before, k) for k in values} if before is not None else None
+        await write_audit(conn, now, actor, "device.save", f"device:{device.key}", changes(old, values))
+        saved += 1
+    return saved
 
 
 async def _write_assignment(conn: AsyncConnection, assignment: Assignment, *, actor: str, now: datetime) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +16,26 @@ import pyotp
 import pytest
 from fastapi.routing import APIRoute
 
+from billing.anomalies import DetectorSettings
+from billing.anomalies.engine import detect_new
+from collectors.base import Meter, MeterValue
 from daemon.api.app import PREFIX, ROUTERS, create_app
 from daemon.api.security import ApiContext, Guard
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
 from daemon.security.accounts import Accounts, Enrollment
 from daemon.security.roles import PERMISSIONS, ROLES, allowed
 from daemon.security.secretbox import SecretBox
 from daemon.settings import ApiSettings, Settings
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit
 from daemon.storage.repository import Store
-from tests.integration.test_billing import BOOK
+from tests.integration.test_billing import BOOK, daily
 
 PASSWORD = "correct horse battery staple"
 PUBLIC = {("POST", "/api/v1/auth/login")}
+CONTACTS_HEADER = "customer,name,role,email,phone,billing\n"
+NEW_DEVICE = "key,vendor,model,address,site\nKY2,Ricoh,,,acme-hq\n"
 
 
 @dataclass
@@ -271,3 +279,71 @@ async def test_errors_have_one_shape_naming_the_field(api: Api) -> None:
     assert (naive.status_code, naive.json()["error"]["field"]) == (422, "since")
     nowhere = await api.client.get("/api/v1/nothing-here", headers=headers)
     assert (nowhere.status_code, set(nowhere.json()["error"])) == (404, {"code", "message", "field"})
+
+
+async def test_every_kind_of_change_through_the_api_leaves_its_audit_row(api: Api) -> None:
+    """Each change a person can make through the API, and the audit entry it must leave: who, what, detail."""
+    book = tomllib.loads(BOOK)
+    readings = daily("KY1", date(2026, 9, 20), 50, mono=100, color=20)
+    glitch = replace(readings[40], id="glitch", taken_at=readings[40].taken_at + timedelta(hours=1),
+                     meters=(MeterValue(Meter.MONO, 9_000_000), MeterValue(Meter.COLOR, 2_000)))  # fmt: skip
+    await Pipeline(api.store, Metrics()).emit([*readings, glitch])
+    [jump, *_] = [a for a in await detect_new(AnomalyStore(api.store), DetectorSettings(), now=api.clock.now,
+                                              poll_interval_s=86_400) if a.kind == "jump"]  # fmt: skip
+    billing, admin = await api.token("billing"), await api.token("admin")
+    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
+                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    csv_cards = (await api.client.get("/api/v1/exchange/customers", headers=billing)).text  # empty, with its header
+    steps: list[tuple[str, str, dict[str, Any] | None, dict[str, str], str, str]] = [
+        ("PUT", "/api/v1/customers/ACME", book["customer"][0], billing, "customer.save", "customer:ACME"),
+        ("PUT", "/api/v1/contracts/ACME-1", contract, billing, "contract.save", "contract:ACME-1"),
+        ("POST", "/api/v1/assignments", {"device": "KY1", "customer": "ACME", "start": "2026-09-01"}, billing,
+         "device.assign", "device:KY1"),
+        ("POST", "/api/v1/customers/ACME/comments", {"text": "Call first"}, billing, "customer.comment",
+         "customer:ACME"),
+        ("POST", f"/api/v1/anomalies/{jump.id}/ack", {"reason": "looking"}, billing, "anomaly.acknowledged",
+         f"anomaly:{jump.id}"),
+        ("POST", f"/api/v1/anomalies/{jump.id}/resolve", {"action": "dismiss", "reason": "glitch"}, billing,
+         "anomaly.dismissed", f"anomaly:{jump.id}"),
+        ("POST", "/api/v1/billing/run", {"period": "2026-10"}, billing, "bill.run", "period:2026-10"),
+        ("POST", "/api/v1/invoices/1/finalize", {"issue_date": "2026-11-01", "override_hold": "read on site"},
+         billing, "invoice.finalize", "invoice:1"),
+        ("POST", "/api/v1/invoices/1/payments", {"amount": "50.00", "received_on": "2026-11-10"}, billing,
+         "payment.record", "invoice:1"),
+        ("POST", "/api/v1/invoices/1/instalments", {"parts": 2, "first": "2026-12-01"}, billing,
+         "invoice.instalments", "invoice:1"),
+        ("POST", "/api/v1/invoices/1/void", {"reason": "wrong contract"}, billing, "invoice.void", "invoice:1"),
+        ("POST", "/api/v1/users", {"login": "dora", "name": "Dora", "role": "viewer", "password": PASSWORD}, admin,
+         "user.add", "user:dora"),
+        ("PATCH", "/api/v1/users/dora", {"role": "technician"}, admin, "user.role", "user:dora"),
+        ("PATCH", "/api/v1/users/dora", {"disabled": True}, admin, "user.disable", "user:dora"),
+        ("POST", "/api/v1/users/dora/unlock", None, admin, "user.unlock", "user:dora"),
+        ("POST", "/api/v1/tokens", {"name": "erp", "role": "viewer", "days": 7}, admin, "token.issue", "user:admin"),
+        ("POST", "/api/v1/exchange/import", {"customers": csv_cards, "contacts": CONTACTS_HEADER,
+                                             "devices": NEW_DEVICE}, billing, "device.save", "device:KY2"),
+    ]  # fmt: skip
+    for method, url, body, headers, action, target in steps:
+        response = await api.client.request(method, url, headers=headers, json=body)
+        assert response.status_code < 300, (url, response.text)
+        [entry] = await find_audit(api.store, target=target, limit=1)
+        who = (await api.client.get("/api/v1/auth/me", headers=headers)).json()["login"]
+        assert (entry.actor, entry.action, entry.source) == (who, action, "api 127.0.0.1"), url
+    # The October invoice was voided above: a new draft takes its place, and the report reads it.
+    assert (
+        await api.client.post("/api/v1/billing/run", headers=billing, json={"period": "2026-10"})
+    ).status_code == 200
+    report = await api.client.get("/api/v1/reports/usage", headers=billing,
+                                  params={"customer": "ACME", "period": "2026-10", "format": "csv"})  # fmt: skip
+    assert report.headers["content-type"].startswith("text/csv"), report.text
+    assert "ACME,KY1,mono,2026-10-01" in report.text
+    page = await api.client.get("/api/v1/reports/usage", headers=billing, params={"customer": "ACME",
+                                                                                  "period": "2026-10"})  # fmt: skip
+    assert "data:image/png;base64," in page.text
+    assert "KY2,Ricoh" in (await api.client.get("/api/v1/exchange/devices", headers=billing)).text
+    details = {e.action: e.detail for e in await find_audit(api.store, limit=200)}
+    assert details["user.role"] == {"before": {"role": "viewer"}, "after": {"role": "technician"}}
+    assert details["payment.record"]["amount"] == "50.00"
+    assert details["anomaly.dismissed"]["reason"] == "glitch"
+    assert details["device.save"] == {"before": None, "after": {"vendor": "Ricoh", "model": None, "address": None,
+                                                                "site": "acme-hq"}}  # fmt: skip
+    assert details["customer.comment"] == {"text": "Call first"}

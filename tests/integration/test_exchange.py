@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.exchange import ASSIGNMENT_COLUMNS, CONTACT_COLUMNS, CUSTOMER_COLUMNS
+from billing.exchange import ASSIGNMENT_COLUMNS, CONTACT_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS
 from daemon.storage.audit import find_audit
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
@@ -60,8 +60,9 @@ async def test_an_export_imported_again_changes_nothing_and_exports_the_same_byt
     assert "customers: 0 new, 0 changed, 1 unchanged; assignments: 0 new, 1 unchanged" in capsys.readouterr().out
     second = tmp_path / "second"
     assert await asyncio.to_thread(cli, config, "customers", "export", str(second)) == 0
-    for name in ("customers.csv", "contacts.csv", "assignments.csv"):
+    for name in ("customers.csv", "contacts.csv", "assignments.csv", "devices.csv"):
         assert (second / name).read_bytes() == (first / name).read_bytes(), name
+    assert "KY1,Kyocera,,,acme-hq" in (first / "devices.csv").read_text(encoding="utf-8-sig")
     async with Store.open(store_url) as store:
         assert len(await find_audit(store, limit=1000)) == before  # nothing changed, nothing audited
 
@@ -141,6 +142,11 @@ async def test_a_refused_row_leaves_the_whole_import_undone_and_a_dry_run_writes
     assert "assignments.csv: row 3:" in capsys.readouterr().err
     async with Store.open(store_url) as store:
         assert (await BillingStore(store).book()).customers == {}  # ACME and BETA were valid, and are not there
+    # A device the office registers in devices.csv can be assigned in the same import, before it first reads.
+    (folder / "devices.csv").write_bytes(_csv(DEVICE_COLUMNS, [{"key": "NO-SUCH-PRINTER", "vendor": "Ricoh",
+                                                                 "site": "beta-bonn"}], "utf-8"))  # fmt: skip
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(folder), "--dry-run") == 0
+    assert "assignments: 2 new, 0 unchanged; devices: 1 saved" in capsys.readouterr().out
     folder = _files(tmp_path / "good", cards, people, moves[:1])
     assert await asyncio.to_thread(cli, config, "customers", "import", str(folder), "--dry-run") == 0
     assert "customers: 2 new, 0 changed, 0 unchanged; assignments: 1 new" in capsys.readouterr().out
