@@ -26,6 +26,7 @@ from daemon.pipeline import Pipeline
 from daemon.scheduler import Job, JobRunner, build_scheduler
 from daemon.security.accounts import accounts_for
 from daemon.settings import Settings
+from daemon.storage.audit import audit_source
 from daemon.storage.engine import mask
 from daemon.storage.lock import daemon_lock, migration_lock
 from daemon.storage.repository import Store
@@ -72,6 +73,7 @@ class Daemon:
             MeterdError: start-up failed (store, lock, listen address); nothing was left half-done.
         """
         settings = self.settings
+        audit_source.set("daemon")  # what its jobs record (the API's requests say their client's address)
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(
                 Store.open(settings.database_url, busy_timeout_ms=settings.storage.busy_timeout_ms, upgrade=False)

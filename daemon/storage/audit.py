@@ -1,10 +1,11 @@
 """The audit log: every change by a person, append-only, with where it came from.
 
 Every writer goes through :func:`write_audit`, so "from where" is filled in one place:
-the CLI is ``cli`` (the default), the API sets :data:`audit_source` to the client's
-address for the request it serves. :func:`enforce_audit`, installed on every engine the
-store opens, refuses to commit a transaction that changed an audited table without
-writing an audit entry: no code path can forget it, whoever writes it next.
+the CLI is ``cli`` (the default), the daemon's jobs ``daemon``, and the API sets
+:data:`audit_source` to the client's address for the request it serves.
+:func:`enforce_audit`, installed on every engine the store opens, refuses to commit a
+transaction that changed an audited table without writing an audit entry: no code path
+can forget it, whoever writes it next.
 """
 
 from __future__ import annotations
