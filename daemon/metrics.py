@@ -22,19 +22,19 @@ class Metrics:
         self.build_info = Info("meterd_build", "meterd version and runtime.", registry=r)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
         self.job_runs = Counter(
-            "meterd_job_runs_total", "Scheduled job runs by outcome.", ["job", "outcome"], registry=r
+            "meterd_job_runs_total", "Scheduled job runs by outcome.", ["task", "outcome"], registry=r
         )
         self.job_duration = Histogram(
             "meterd_job_duration_seconds",
             "Wall time of scheduled job runs.",
-            ["job"],
+            ["task"],
             buckets=_JOB_BUCKETS,
             registry=r,
         )
         self.job_last_success = Gauge(
             "meterd_job_last_success_timestamp_seconds",
             "Unix time of the last successful run of each job.",
-            ["job"],
+            ["task"],
             registry=r,
         )
         self.readings_stored = Counter(

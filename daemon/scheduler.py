@@ -61,10 +61,10 @@ class JobRunner:
             log.exception("job_crashed", job=job.name)
         finally:
             duration = time.perf_counter() - started
-            self._metrics.job_runs.labels(job=job.name, outcome=outcome).inc()
-            self._metrics.job_duration.labels(job=job.name).observe(duration)
+            self._metrics.job_runs.labels(task=job.name, outcome=outcome).inc()
+            self._metrics.job_duration.labels(task=job.name).observe(duration)
             if outcome == "success":
-                self._metrics.job_last_success.labels(job=job.name).set(self._clock().timestamp())
+                self._metrics.job_last_success.labels(task=job.name).set(self._clock().timestamp())
             log.info("job_completed", job=job.name, outcome=outcome, duration_ms=round(duration * 1000, 1))
             if task is not None:
                 self._in_flight.discard(task)

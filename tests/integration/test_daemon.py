@@ -85,7 +85,7 @@ async def test_stop_lets_a_running_job_finish_and_its_readings_are_stored(
     assert events[-1] == ("daemon_stopped", None)
     async with Store.open(settings.database_url) as store:
         assert [r.id for r in await store.readings()] == ["in-flight"]
-    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"job": "poll", "outcome": "success"}) == 1
+    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"task": "poll", "outcome": "success"}) == 1
 
 
 async def test_a_job_past_the_grace_period_is_cancelled(
@@ -98,7 +98,7 @@ async def test_a_job_past_the_grace_period_is_cancelled(
     logs = await _run_job_then_stop(monkeypatch, daemon, "stuck", stuck)
     cancelled = next(e for e in logs if e["event"] == "jobs_cancelled_at_stop")
     assert (cancelled["in_flight"], cancelled["log_level"]) == (1, "warning")
-    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"job": "stuck", "outcome": "cancelled"}) == 1
+    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"task": "stuck", "outcome": "cancelled"}) == 1
 
 
 async def test_a_failing_job_is_counted_and_the_daemon_keeps_going(
@@ -118,7 +118,7 @@ async def test_a_failing_job_is_counted_and_the_daemon_keeps_going(
     logs = await _run_job_then_stop(monkeypatch, daemon, "broken", broken, while_running=still_up)
     assert health[0].ok, health[0].checks
     assert any(e["event"] == "job_crashed" and e["job"] == "broken" for e in logs)
-    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"job": "broken", "outcome": "error"}) == 1
+    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"task": "broken", "outcome": "error"}) == 1
 
 
 def _get(url: str) -> tuple[int, bytes]:
