@@ -24,7 +24,9 @@ from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
 from daemon.backup_commands import add_backup_parsers
 from daemon.billing_commands import add_billing_parsers
+from daemon.clock import utc_now
 from daemon.command_support import open_store, print_rows, reading_table
+from daemon.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -53,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         meterd_logging.configure(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
         handler: Handler = args.handler
         return asyncio.run(handler(args, settings))
+    except ConfigError as err:
+        if getattr(args, "doctor", False):  # the doctor reports a bad configuration as its first failed check
+            print(render([Check("configuration", ok=False, detail=str(err), fix=FIX_CONFIG)], args.format))
+        else:
+            print(f"meterd: {err}", file=sys.stderr)
+        return EXIT_ERROR
     except MeterdError as err:
         print(f"meterd: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -147,6 +155,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--metrics-listen", default="127.0.0.1:0", metavar="HOST:PORT", help="default: a free port")
     demo.add_argument("--keep", action="store_true", help="keep the store and logs (path printed at the end)")
     demo.set_defaults(handler=_cmd_demo, config_optional=True)
+
+    doctor = sub.add_parser("doctor", parents=[common], help="check this box: config, store, clock, printers, broker")
+    doctor.add_argument("--format", choices=["table", "json"], default="table")
+    doctor.set_defaults(handler=_cmd_doctor, doctor=True)
 
     dead = sub.add_parser("dead-letters", parents=[common], help="show rejected input, newest first")
     dead.add_argument("--limit", type=int, default=20)
@@ -282,3 +294,10 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
         "table", ["received_at", "source", "origin", "reason", "detail"], rows, title=f"{len(letters)} dead letter(s)"
     )
     return EXIT_OK
+
+
+async def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    source = str(resolve_config_path(args.config, os.environ) or "the defaults")
+    checks = await diagnose(settings, source, now=utc_now())
+    print(render(checks, args.format))
+    return exit_code(checks)
