@@ -28,6 +28,7 @@ from daemon.clock import utc_now
 from daemon.command_support import open_store, print_rows, reading_table
 from daemon.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
 from daemon.errors import ConfigError, MeterdError, PayloadError
+from daemon.init_command import add_init_parser
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.receivables_commands import add_receivables_parsers
@@ -142,6 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_billing_parsers(sub, common)
     add_user_parsers(sub, common)
     add_backup_parsers(sub, common)
+    add_init_parser(sub)
     add_receivables_parsers(sub, common)
 
     demo = sub.add_parser(

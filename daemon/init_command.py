@@ -1,0 +1,125 @@
+"""`meterd init`: the few questions a technician can answer on site, and a valid configuration written from them.
+
+Asked on a terminal (every question has a default in brackets), or given as flags for a
+scripted install (--site, --subnet, --community or --v3-user/--auth/--priv, --broker or
+none). What is written is checked like any configuration before it replaces anything; an
+existing file is replaced only with --force, and kept beside as FILE.bak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from daemon.errors import ConfigError, MeterdError
+from daemon.settings import DEFAULT_STATE_DIR, load
+
+DEFAULT_FILE: Final = Path("/etc/meterd/meterd.toml")
+
+
+def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = sub.add_parser("init", help="write a configuration from a few questions (or flags)")
+    init.add_argument("--file", type=Path, default=DEFAULT_FILE, help=f"where to write it (default {DEFAULT_FILE})")
+    init.add_argument("--site", help="this site's name: letters, digits, - _ . (e.g. acme-hq)")
+    init.add_argument("--subnet", action="append", help="a printer subnet or host to poll, e.g. 10.0.4.0/24 (repeat)")
+    init.add_argument("--community", action="append", help="an SNMP v1/v2c community to try (repeat)")
+    init.add_argument("--v3-user", help="poll with SNMPv3 as this user instead of communities")
+    init.add_argument("--auth", metavar="sha|sha256:KEY", help="SNMPv3 authentication (with --v3-user)")
+    init.add_argument("--priv", metavar="aes128|aes256:KEY", help="SNMPv3 privacy (with --v3-user)")
+    init.add_argument("--broker", metavar="HOST[:PORT]", help="the hub's MQTT broker; 'none' for a standalone box")
+    init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    init.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
+    init.add_argument("--force", action="store_true", help="replace an existing file (kept as FILE.bak)")
+    init.set_defaults(handler=cmd_init, config_optional=True, config=None, db=None, log_level=None, log_format=None)
+
+
+async def cmd_init(args: argparse.Namespace, _settings: object) -> int:
+    ask = _asker(interactive=not args.yes and sys.stdin.isatty())
+    site = args.site or ask("site name", "default")
+    subnets = args.subnet or _split(ask("printer subnets or hosts, comma-separated (e.g. 10.0.4.0/24)", ""))
+    v3_user = args.v3_user or (None if args.community else ask("SNMPv3 user (empty: use communities)", "") or None)
+    communities = args.community or ([] if v3_user else _split(ask("SNMP communities, comma-separated", "public")))
+    auth = args.auth or (ask("SNMPv3 auth, sha256:KEY", "") if v3_user else None)
+    priv = args.priv or (ask("SNMPv3 privacy, aes128:KEY (empty: none)", "") if v3_user else None)
+    broker = args.broker or ask("hub MQTT broker HOST[:PORT], or none", "none")
+    text = render_config(site=site, subnets=subnets, communities=communities, v3=(v3_user, auth, priv),
+                         broker=None if broker.strip().lower() in {"", "none"} else broker.strip(),
+                         state_dir=args.state_dir)  # fmt: skip
+    _write(args.file, text, force=args.force)
+    print(f"{args.file} written: check it with `meterd doctor --config {args.file}`")
+    return 0
+
+
+def render_config(*, site: str, subnets: list[str], communities: list[str], v3: tuple[str | None, str | None,
+                  str | None], broker: str | None, state_dir: Path) -> str:  # fmt: skip
+    """The configuration as TOML: only what was answered; every other key keeps its documented default."""
+    user, auth, priv = v3
+    lines = [f"# Written by `meterd init` on {datetime.now(UTC):%Y-%m-%d}. Every key: config/README.md",
+             f"site = {_q(site)}", f"role = {_q('agent' if broker else 'standalone')}",
+             f"state_dir = {_q(str(state_dir))}", "", "[snmp]"]  # fmt: skip
+    if communities:
+        lines.append(f"communities = [{', '.join(_q(c) for c in communities)}]")
+    for subnet in subnets:
+        lines += ["", "[[snmp.targets]]", f"host = {_q(subnet)}"]
+        if user:
+            lines += ['version = "3"', "[snmp.targets.v3]", f"user = {_q(user)}"]
+            lines += _v3_keys("auth", auth, "none") + _v3_keys("priv", priv, "none")
+    if broker:
+        host, _, port = broker.rpartition(":") if broker.count(":") == 1 else (broker, "", "")
+        lines += ["", "[mqtt]", f"host = {_q(host)}"] + ([f"port = {int(port)}"] if port.isdigit() else [])
+    lines += ["", "[api]", "enabled = true", 'listen = "127.0.0.1:8080"', ""]
+    return "\n".join(lines)
+
+
+def _v3_keys(kind: str, given: str | None, default: str) -> list[str]:
+    if not given:
+        return [f"{kind}_protocol = {_q(default)}"]
+    protocol, _, key = given.partition(":")
+    return [f"{kind}_protocol = {_q(protocol)}", f"{kind}_key = {_q(key)}"]
+
+
+def _write(path: Path, text: str, *, force: bool) -> None:
+    """Check the new file as meterd will read it, then put it in place (an old one kept as .bak)."""
+    if path.exists() and not force:
+        msg = f"{path} exists; add --force to replace it (the old one is kept as {path.name}.bak)"
+        raise MeterdError(msg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(staged).chmod(0o640)  # communities and keys are secrets: not for every user of the box
+        try:
+            load(Path(staged), {})
+        except ConfigError as err:
+            raise ConfigError(str(path), err.key, err.reason) from None
+        if path.exists():
+            path.replace(path.with_name(path.name + ".bak"))
+        Path(staged).replace(path)
+    finally:
+        Path(staged).unlink(missing_ok=True)
+
+
+def _asker(*, interactive: bool) -> Callable[[str, str], str]:
+    def ask(question: str, default: str) -> str:
+        if not interactive:
+            return default
+        answer = input(f"{question} [{default}]: ").strip()
+        return answer or default
+
+    return ask
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+
+
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a TOML basic string is a JSON string

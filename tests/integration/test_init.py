@@ -1,0 +1,68 @@
+"""`meterd init`: a configuration from a technician's answers or from flags, checked before it replaces anything."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from daemon.settings import load
+
+
+def test_flags_write_a_configuration_meterd_loads(tmp_path: Path) -> None:
+    target = tmp_path / "etc" / "meterd.toml"
+    argv = ["init", "--file", str(target), "--yes", "--site", "acme-hq", "--subnet", "10.0.4.0/24", "--subnet",
+            "10.0.5.20", "--community", "acme-ro", "--broker", "hub.dealer.example:8883"]  # fmt: skip
+    assert main(argv) == 0
+    settings = load(target, {})
+    assert (settings.site, settings.role, settings.mqtt.host, settings.mqtt.port) == (
+        "acme-hq", "agent", "hub.dealer.example", 8883)  # fmt: skip
+    assert [t.host for t in settings.snmp.targets] == ["10.0.4.0/24", "10.0.5.20"]
+    assert [c.get_secret_value() for c in settings.snmp.communities] == ["acme-ro"]
+    assert target.stat().st_mode & 0o777 == 0o640  # it holds communities
+
+
+def test_snmpv3_and_a_standalone_box(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "meterd.toml"
+    argv = ["init", "--file", str(target), "--yes", "--site", "shop", "--subnet", "192.0.2.10", "--v3-user",
+            "meterd", "--auth", "sha256:authpassphrase", "--priv", "aes256:privpassphrase",
+            "--broker", "none"]  # fmt: skip
+    assert main(argv) == 0
+    settings = load(target, {})
+    [printer] = settings.snmp.targets
+    assert (settings.role, printer.version, printer.v3.user, printer.v3.priv_protocol) == (  # type: ignore[union-attr]
+        "standalone", "3", "meterd", "aes256")  # fmt: skip
+    # A key too short for SNMPv3 is refused naming the key, and nothing replaces the file.
+    before = target.read_text()
+    bad = [*argv[:-2], "--auth", "sha256:short", "--force"]
+    assert main(bad) == 1
+    assert "snmp.targets[0].v3: auth_key of at least 8 characters" in capsys.readouterr().err
+    assert target.read_text() == before
+
+
+def test_the_technician_answers_the_questions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(["warehouse-2", "10.9.0.0/24, 10.9.1.7", "", "public, ro-2026", "none"])
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    target = tmp_path / "meterd.toml"
+    assert main(["init", "--file", str(target)]) == 0
+    settings = load(target, {})
+    assert (settings.site, settings.role) == ("warehouse-2", "standalone")
+    assert [t.host for t in settings.snmp.targets] == ["10.9.0.0/24", "10.9.1.7"]
+    assert [c.get_secret_value() for c in settings.snmp.communities] == ["public", "ro-2026"]
+
+
+def test_an_existing_file_is_replaced_only_when_asked_and_kept_beside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "meterd.toml"
+    target.write_text('site = "old"\n')
+    argv = ["init", "--file", str(target), "--yes", "--site", "new-site"]
+    assert main(argv) == 1
+    assert "exists; add --force" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0
+    assert load(target, {}).site == "new-site"
+    assert (tmp_path / "meterd.toml.bak").read_text() == 'site = "old"\n'
