@@ -158,3 +158,13 @@ def test_a_sites_detector_knobs_are_checked_like_the_defaults(write_config) -> N
         bad = write_config(body)
         with pytest.raises(ConfigError, match=re.escape(f"{bad}: {message}")):
             load(bad, {})
+
+
+def test_the_configuration_reference_is_generated_from_the_model_and_current() -> None:
+    from daemon.settings_reference import reference  # noqa: PLC0415
+
+    generated = reference()
+    committed = (REPO / "docs" / "configuration.md").read_text()
+    assert committed == generated, "run: python -m daemon.settings_reference > docs/configuration.md"
+    for key in _documented_keys(Settings):  # a list of tables is documented by its items' keys
+        assert f"| `{key}` |" in generated or f"| `{key}[]." in generated, key
