@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        settings = _settings_for(args)
+        settings = Settings() if getattr(args, "no_settings", False) else _settings_for(args)
         meterd_logging.configure(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
         handler: Handler = args.handler
         return asyncio.run(handler(args, settings))

@@ -26,9 +26,11 @@ DEFAULT_FILE: Final = Path("/etc/meterd/meterd.toml")
 
 def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = sub.add_parser("init", help="write a configuration from a few questions (or flags)")
-    init.add_argument("--file", type=Path, default=DEFAULT_FILE, help=f"where to write it (default {DEFAULT_FILE})")
+    init.add_argument("--file", "--config", dest="file", type=Path, default=DEFAULT_FILE,
+                      help=f"the configuration file to write (default {DEFAULT_FILE})")  # fmt: skip
     init.add_argument("--site", help="this site's name: letters, digits, - _ . (e.g. acme-hq)")
-    init.add_argument("--subnet", action="append", help="a printer subnet or host to poll, e.g. 10.0.4.0/24 (repeat)")
+    init.add_argument("--subnet", action="append",
+                      help="a printer subnet or host to poll, e.g. 10.0.4.0/24 or 10.0.4.9:1161 (repeat)")  # fmt: skip
     init.add_argument("--community", action="append", help="an SNMP v1/v2c community to try (repeat)")
     init.add_argument("--v3-user", help="poll with SNMPv3 as this user instead of communities")
     init.add_argument("--auth", metavar="sha|sha256:KEY", help="SNMPv3 authentication (with --v3-user)")
@@ -37,7 +39,8 @@ def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     init.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
     init.add_argument("--force", action="store_true", help="replace an existing file (kept as FILE.bak)")
-    init.set_defaults(handler=cmd_init, config_optional=True, config=None, db=None, log_level=None, log_format=None)
+    # It writes the configuration, so it reads none (an old, broken one must not stop it).
+    init.set_defaults(handler=cmd_init, no_settings=True, log_level=None, log_format=None)
 
 
 async def cmd_init(args: argparse.Namespace, _settings: object) -> int:
@@ -67,7 +70,8 @@ def render_config(*, site: str, subnets: list[str], communities: list[str], v3: 
     if communities:
         lines.append(f"communities = [{', '.join(_q(c) for c in communities)}]")
     for subnet in subnets:
-        lines += ["", "[[snmp.targets]]", f"host = {_q(subnet)}"]
+        host, _, port = subnet.rpartition(":") if subnet.count(":") == 1 else (subnet, "", "")
+        lines += ["", "[[snmp.targets]]", f"host = {_q(host)}"] + ([f"port = {int(port)}"] if port.isdigit() else [])
         if user:
             lines += ['version = "3"', "[snmp.targets.v3]", f"user = {_q(user)}"]
             lines += _v3_keys("auth", auth, "none") + _v3_keys("priv", priv, "none")
