@@ -31,8 +31,14 @@ def build_jobs(
 
     jobs = []
     poll_round = PollRound(settings, collector, pipeline, metrics)
+
+    async def poll() -> None:
+        await poll_round.run()
+        # New printers show in meterd_devices with the round that found them, not an hour later.
+        metrics.devices.set(await store.count_devices())
+
     if poll_round.targets:
-        jobs.append(Job("snmp_poll", settings.scheduler.poll_interval_s, poll_round.run))
+        jobs.append(Job("snmp_poll", settings.scheduler.poll_interval_s, poll))
     if settings.anomalies.enabled:
         detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))

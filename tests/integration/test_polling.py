@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from collectors.snmp.collector import SnmpCollector
+from daemon.jobs import build_jobs
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.polling import PollRound, expand_targets
@@ -113,3 +114,15 @@ def test_run_once_polls_the_configured_printers(
     )
     readings = json.loads(listed.stdout)
     assert [r["device"]["serial"] for r in readings] == ["AA2M021115700"]
+
+
+async def test_the_scheduled_poll_job_counts_the_printers_it_found(
+    write_config: Callable[[str], Path], tmp_path: Path, snmpsim: Simulator, metrics: Metrics
+) -> None:
+    settings = _settings(write_config, tmp_path, snmpsim, free_port())
+    async with Store.open(settings.database_url) as store, SnmpCollector(site=settings.site) as collector:
+        [poll] = [job for job in build_jobs(settings, store, Pipeline(store, metrics), metrics, collector)
+                  if job.name == "snmp_poll"]  # fmt: skip
+        assert metrics.registry.get_sample_value("meterd_devices") == 0
+        await poll.run()
+    assert metrics.registry.get_sample_value("meterd_devices") == 1  # with the round, not at the next upkeep
