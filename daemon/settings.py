@@ -187,7 +187,19 @@ class SnmpV3User(_Section):
     auth_key: SecretStr | None = None
     priv_protocol: Literal["none", "aes128", "aes256"] = "aes128"
     priv_key: SecretStr | None = None
+    auth_key_file: Path | None = Field(default=None, description="the auth key, read from this file instead")
+    priv_key_file: Path | None = Field(default=None, description="the privacy key, read from this file instead")
     context: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_files(cls, data: Any) -> Any:  # noqa: ANN401 - the raw table
+        if isinstance(data, dict):
+            for name in ("auth_key", "priv_key"):
+                if data.get(f"{name}_file"):
+                    lines = _secret_lines(Path(data[f"{name}_file"]))
+                    data = data | {name: lines[0] if lines else None}
+        return data
 
     @model_validator(mode="after")
     def _keys_match_the_level(self) -> SnmpV3User:
@@ -226,14 +238,37 @@ class SnmpTarget(_Section):
         return self
 
 
+def _secret_lines(path: Path) -> list[str]:
+    """A secrets file's non-empty lines (ValueError naming the file when it cannot be read)."""
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as err:
+        msg = f"cannot read {path}: {err.strerror}; it must be readable by the meterd user"
+        raise ValueError(msg) from None
+
+
 class SnmpSettings(_Section):
     communities: list[SecretStr] = Field(default_factory=lambda: [SecretStr("public")])
+    communities_file: Path | None = Field(
+        default=None, description="one community per line, instead of communities (keeps them out of this file)"
+    )
     timeout_s: float = Field(default=2.0, gt=0, le=60)
     retries: int = Field(default=1, ge=0, le=10)
     max_concurrency: int = Field(default=64, ge=1, le=4096)
     # A device that keeps timing out (asleep, unplugged) is tried after 1, 2, 4 … rounds, up to this.
     max_backoff_s: int = Field(default=3600, ge=0, le=86_400)
     targets: list[SnmpTarget] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _communities_from_file(cls, data: Any) -> Any:  # noqa: ANN401 - the raw table
+        if isinstance(data, dict) and data.get("communities_file"):
+            found = _secret_lines(Path(data["communities_file"]))
+            if not found:
+                msg = f"communities_file: {data['communities_file']} holds no community"
+                raise ValueError(msg)
+            data = data | {"communities": found}
+        return data
 
 
 class MqttSettings(_Section):

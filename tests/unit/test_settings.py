@@ -168,3 +168,25 @@ def test_the_configuration_reference_is_generated_from_the_model_and_current() -
     assert committed == generated, "run: python -m daemon.settings_reference > docs/configuration.md"
     for key in _documented_keys(Settings):  # a list of tables is documented by its items' keys
         assert f"| `{key}` |" in generated or f"| `{key}[]." in generated, key
+
+
+def test_snmp_secrets_can_live_in_files_of_their_own(write_config, tmp_path: Path) -> None:
+    communities = tmp_path / "communities"
+    communities.write_text("acme-ro\n\nbackup-ro\n")
+    auth, priv = tmp_path / "auth.key", tmp_path / "priv.key"
+    auth.write_text("authpassphrase\n")
+    priv.write_text("privpassphrase\n")
+    path = write_config(
+        f'[snmp]\ncommunities_file = "{communities}"\n'
+        f'[[snmp.targets]]\nhost = "10.0.4.9"\nversion = "3"\n'
+        f'[snmp.targets.v3]\nuser = "meterd"\nauth_key_file = "{auth}"\npriv_key_file = "{priv}"\n'
+    )
+    settings = load(path, {})
+    assert [c.get_secret_value() for c in settings.snmp.communities] == ["acme-ro", "backup-ro"]
+    v3 = settings.snmp.targets[0].v3
+    assert v3 is not None
+    assert (v3.auth_key.get_secret_value(), v3.priv_key.get_secret_value()) == ("authpassphrase", "privpassphrase")  # type: ignore[union-attr]
+    assert "acme-ro" not in repr(settings)  # masked wherever settings are shown
+    missing = write_config(f'[snmp]\ncommunities_file = "{tmp_path / "nope"}"\n', "missing.toml")
+    with pytest.raises(ConfigError, match=r"snmp: cannot read .*nope: No such file or directory"):
+        load(missing, {})
