@@ -179,5 +179,10 @@ async def test_a_change_to_an_audited_table_without_an_audit_entry_is_not_commit
         async with store.engine.connect() as conn:
             assert (await conn.execute(select(func.count()).select_from(UserRow))).scalar_one() == 1
             assert (await conn.execute(select(func.count()).select_from(CustomerRow))).scalar_one() == 0
-        # A refused transaction leaves nothing behind on its connection for the next one.
+        # A refused transaction leaves nothing behind on its connection for the next one,
         await store.store([reading(reading_id="after-refusal")], now=now)
+        # and neither does one given back to the pool without commit or rollback.
+        async with store.engine.connect() as conn:
+            await conn.execute(insert(UserRow).values(user | {"login": "walked-away"}))
+        await store.store([reading(reading_id="after-walking-away", minutes=1)], now=now)
+        assert [r.id for r in await store.readings()][-1] == "after-walking-away"
