@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
@@ -22,6 +21,7 @@ from daemon.settings import AnomalySettings, Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
+from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 
@@ -120,7 +120,7 @@ class AnomalyJob:
         for attempt in range(1, hooks.notify_attempts + 1):
             try:
                 if hooks.notify_url:
-                    await asyncio.to_thread(_post, hooks.notify_url, payload)
+                    await asyncio.to_thread(post_json, hooks.notify_url, payload, timeout_s=_NOTIFY_TIMEOUT_S)
                 if hooks.notify_command:
                     await _run(hooks.notify_command, payload)
             except (OSError, RuntimeError) as err:
@@ -131,16 +131,6 @@ class AnomalyJob:
             else:
                 self._metrics.anomaly_notifications.inc()
                 return
-
-
-def _post(url: str, payload: bytes) -> None:
-    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own configuration
-        url, data=payload, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=_NOTIFY_TIMEOUT_S) as response:  # noqa: S310
-        if response.status >= 300:  # noqa: PLR2004 - HTTP success range
-            msg = f"{url} answered HTTP {response.status}"
-            raise RuntimeError(msg)
 
 
 async def _run(command: list[str], payload: bytes) -> Any:  # noqa: ANN401

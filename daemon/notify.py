@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -27,6 +25,7 @@ from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.models import AuditEntry, NotificationRow
 from daemon.storage.repository import Store
+from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 
@@ -105,8 +104,7 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
 
 async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
     """Send the queued notices that are due; a failure waits interval_s x 2^attempts before the next try."""
-    due_now = await _due_ids(store, now)
-    due = [n for n in await notices(store, status=QUEUED) if n.id in due_now]
+    due = await notices(store, status=QUEUED, due_by=now)
     sent = 0
     for notice in due:
         try:
@@ -126,28 +124,20 @@ async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
     return sent
 
 
-async def notices(store: Store, *, status: str | None = None) -> list[Notice]:
+async def notices(store: Store, *, status: str | None = None, due_by: datetime | None = None) -> list[Notice]:
     stmt = select(NotificationRow.id, NotificationRow.customer, NotificationRow.recipient, NotificationRow.subject,
                   NotificationRow.body, NotificationRow.status, NotificationRow.attempts,
                   NotificationRow.last_error).order_by(NotificationRow.id)  # fmt: skip
     if status:
         stmt = stmt.where(NotificationRow.status == status)
+    if due_by is not None:
+        stmt = stmt.where(NotificationRow.next_attempt_at <= due_by)
 
     async def _query() -> list[Notice]:
         async with store.engine.connect() as conn:
             return [Notice(*row) for row in await conn.execute(stmt)]
 
     return await store.guard(_query(), "list notifications")
-
-
-async def _due_ids(store: Store, now: datetime) -> set[int]:
-    async def _query() -> set[int]:
-        async with store.engine.connect() as conn:
-            stmt = select(NotificationRow.id).where(NotificationRow.status == QUEUED,
-                                                    NotificationRow.next_attempt_at <= now)  # fmt: skip
-            return set((await conn.execute(stmt)).scalars())
-
-    return await store.guard(_query(), "find due notifications")
 
 
 async def _update(store: Store, notification_id: int, **values: Any) -> None:  # noqa: ANN401 - column values
@@ -164,17 +154,7 @@ def _send(settings: Settings, notice: Notice) -> None:
     if notify.webhook_url:
         payload = json.dumps({"customer": notice.customer, "to": notice.recipient, "subject": notice.subject,
                               "body": notice.body}).encode()  # fmt: skip
-        request = urllib.request.Request(  # noqa: S310 - the operator's own URL
-            notify.webhook_url, data=payload, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:  # noqa: S310
-                status = response.status
-        except urllib.error.HTTPError as err:
-            status = err.code
-        if status >= 300:  # noqa: PLR2004 - HTTP success range
-            msg = f"{notify.webhook_url} answered HTTP {status}"
-            raise RuntimeError(msg)
+        post_json(notify.webhook_url, payload, timeout_s=_TIMEOUT_S)
         return
     message = EmailMessage()
     message["From"] = settings.billing.seller.email

@@ -20,6 +20,8 @@ from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
 from tests.factories import reading
+from tests.integration.test_notify import Hook
+from tests.integration.test_notify import hook as hook  # noqa: PLC0414 - the fixture, by its name
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 NOW = START + timedelta(days=3)
@@ -144,3 +146,22 @@ async def test_a_sites_own_knobs_judge_its_devices(store_url: str) -> None:
         await AnomalyJob(settings, store, Metrics(), lambda: START + timedelta(hours=2)).run()
         found = await AnomalyStore(store).find(kind="stale")
     assert [(a.device, a.evidence["silent_s"]) for a in found] == [("OFFICE1", 7200)]
+
+
+@pytest.mark.parametrize("hook", [[503, 200]], indirect=True)
+async def test_each_new_anomaly_is_posted_to_the_hook_retried_after_a_failure(store_url: str, hook: Hook) -> None:
+    settings = Settings.model_validate({"anomalies": {"notify_url": hook.url, "notify_attempts": 2}})
+    metrics = Metrics()
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit([
+            reading(serial="SER5", at=START, total=1_000, reading_id="h1"),
+            reading(serial="SER5", at=START + timedelta(minutes=15), total=900_000, reading_id="h2"),
+        ])  # fmt: skip
+        await AnomalyJob(settings, store, metrics, lambda: START + timedelta(minutes=20)).run()
+    posted = [(body["kind"], body["device"], body["meter"]) for body in hook.received]
+    # A 899,000-page step in 15 minutes: a jump on total and on mono. The first POST met a 503 and was
+    # tried again; then each of the two arrived once.
+    assert len(posted) == 3
+    assert posted[0] == posted[1]
+    assert sorted(posted[1:]) == [("jump", "SER5", "mono"), ("jump", "SER5", "total")]
+    assert metrics.registry.get_sample_value("meterd_anomaly_notifications_total") == 2
