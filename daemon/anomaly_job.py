@@ -13,6 +13,7 @@ import structlog
 
 from billing.anomalies import SEVERITY, DetectorSettings, Kind
 from billing.anomalies.engine import detect_new
+from billing.invoicing import Book
 from billing.periods import Period
 from daemon.billing_service import forecast_over_allowance
 from daemon.clock import Clock
@@ -34,9 +35,10 @@ def detector_settings(settings: AnomalySettings) -> DetectorSettings:
     return DetectorSettings(**{name: getattr(settings, name) for name in names})
 
 
-async def device_tuning(store: Store, settings: AnomalySettings, today: date) -> dict[str, DetectorSettings]:
+async def device_tuning(
+    store: Store, book: Book, settings: AnomalySettings, today: date
+) -> dict[str, DetectorSettings]:
     """Devices judged by knobs of their own: their site's (``[anomalies.sites]``), then their contract's over it."""
-    book = await BillingStore(store).book()
     by_contract: dict[str, dict[str, float | int]] = {}
     for contract in book.contracts:
         if not contract.detectors or contract.version_at(today) is None or (contract.ends and contract.ends <= today):
@@ -79,7 +81,8 @@ class AnomalyJob:
 
     async def run(self) -> None:
         now = self._clock()
-        tuned = await device_tuning(self._store, self._settings.anomalies, now.date())
+        book = await BillingStore(self._store).book()  # once a run: the knobs and the forecast both need it
+        tuned = await device_tuning(self._store, book, self._settings.anomalies, now.date())
         created = await detect_new(
             self._anomalies,
             self._detectors,
@@ -87,7 +90,7 @@ class AnomalyJob:
             poll_interval_s=self._settings.scheduler.poll_interval_s,
             tuned=tuned,
         )
-        created += await self._forecast(now, tuned)
+        created += await self._forecast(now, book, tuned)
         for anomaly in created:
             log.warning(
                 "anomaly_detected",
@@ -101,13 +104,14 @@ class AnomalyJob:
             await self._notify(anomaly)
         await refresh_gauge(self._anomalies, self._metrics)
 
-    async def _forecast(self, now: datetime, tuned: Mapping[str, DetectorSettings]) -> list[AnomalyRecord]:
+    async def _forecast(self, now: datetime, book: Book, tuned: Mapping[str, DetectorSettings]) -> list[AnomalyRecord]:
         """Usage growing past the contract, every ``allowance_interval_h``: it reads whole cycles, so not every run."""
         await self._anomalies.resolve_closed_cycles(now=now)
         raw = await self._anomalies.get_state(FORECAST_RAN)
         if raw and now - datetime.fromisoformat(raw) < timedelta(hours=self._settings.anomalies.allowance_interval_h):
             return []
-        findings = await forecast_over_allowance(self._store, self._settings, self._detectors, now=now, tuned=tuned)
+        findings = await forecast_over_allowance(self._store, book, self._settings, self._detectors, now=now,
+                                                 tuned=tuned)  # fmt: skip
         created = await self._anomalies.record(findings, now=now)
         await self._anomalies.set_state(FORECAST_RAN, now.isoformat())
         return created

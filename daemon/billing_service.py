@@ -139,12 +139,12 @@ async def measure_usage(
 
 
 async def forecast_over_allowance(
-    store: Store, settings: Settings, detectors: DetectorSettings, *, now: datetime,
+    store: Store, book: Book, settings: Settings, detectors: DetectorSettings, *, now: datetime,
     tuned: Mapping[str, DetectorSettings] | None = None,
 ) -> list[Finding]:  # fmt: skip
     """Allowances of the running usage cycles whose forecast outgrows them (see billing.anomalies.allowance)."""
     billing = BillingStore(store)
-    watched = allowances(await billing.book(), now.date())
+    watched = allowances(book, now.date())
     requests = forecast_requests(watched, now, detectors, tuned)
     if requests.empty:
         return []
