@@ -9,7 +9,6 @@ from dataclasses import asdict
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from billing.receivables import split
 from daemon.billing_service import queue_reminders
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
@@ -93,12 +92,11 @@ async def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_instalments(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        receivables = ReceivablesStore(store)
-        account = await receivables.account(args.invoice, as_of=args.first)
-        plan = split(account.open, args.parts, args.first, args.every_days, account.currency)
-        await receivables.set_plan(args.invoice, plan, actor=args.by, now=utc_now())
+        plan, currency = await ReceivablesStore(store).split_open(
+            args.invoice, parts=args.parts, first=args.first, every_days=args.every_days, actor=args.by, now=utc_now()
+        )
     for part in plan:
-        print(f"  {part.due}  {part.amount} {account.currency}")
+        print(f"  {part.due}  {part.amount} {currency}")
     return 0
 
 

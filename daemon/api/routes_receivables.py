@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from billing.receivables import Instalment, Standing, split
+from billing.receivables import Instalment, Standing
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
 from daemon.billing_service import queue_reminders
@@ -60,10 +60,9 @@ class PlanIn(BaseModel):
 
 @router.post("/invoices/{invoice_id}/instalments", summary="split what is open into instalments")
 async def instalments(invoice_id: Id, body: PlanIn, who: Writer, context: Context) -> list[Instalment]:
-    receivables_store = ReceivablesStore(context.store)
-    account = await receivables_store.account(invoice_id, as_of=body.first)
-    plan = split(account.open, body.parts, body.first, body.every_days, account.currency)
-    await receivables_store.set_plan(invoice_id, plan, actor=who.login, now=context.clock())
+    plan, _ = await ReceivablesStore(context.store).split_open(
+        invoice_id, parts=body.parts, first=body.first, every_days=body.every_days, actor=who.login, now=context.clock()
+    )
     return plan
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.invoicing import BillingError
-from billing.receivables import ZERO, Instalment, Standing, reminder_level, reminder_text, standing
+from billing.receivables import ZERO, Instalment, Standing, reminder_level, reminder_text, split, standing
 from daemon.storage.audit import write_audit
 from daemon.storage.billing import FINALIZED, INVOICE, InvoiceNotFoundError
 from daemon.storage.models import CustomerRow, InstalmentRow, InvoiceRow, PaymentRow, ReminderRow
@@ -98,6 +98,18 @@ class ReceivablesStore:
                                   {"parts": [{"due": p.due, "amount": str(p.amount)} for p in plan]})  # fmt: skip
 
         await self._store.guard(_write(), "set instalment plan")
+
+    async def split_open(
+        self, invoice_id: int, *, parts: int, first: date, every_days: int, actor: str, now: datetime
+    ) -> tuple[list[Instalment], str]:
+        """What is open on the invoice, split into ``parts`` instalments from ``first``, stored as its plan.
+
+        Returns the plan and its currency.
+        """
+        account = await self.account(invoice_id, as_of=first)
+        plan = split(account.open, parts, first, every_days, account.currency)
+        await self.set_plan(invoice_id, plan, actor=actor, now=now)
+        return plan, account.currency
 
     async def account(self, invoice_id: int, *, as_of: date) -> Standing:
         """One finalised invoice's standing.
