@@ -190,9 +190,10 @@ class Store:
             empty = {r.id for r in readings if not r.meters and not r.supplies}
             if forward is not None:
                 await self._queue(conn, [r for r in readings if r.id in new_ids or r.id in empty], forward, now)
-        distinct = {r.id for r in readings}
         stored = len(new_ids | empty)
-        return StoreOutcome(stored=stored, duplicates=len(distinct) - stored, values=values)
+        # Every reading not stored is a copy, also when it came in the same batch as its original
+        # (a redelivered MQTT message can): counting distinct ids would miss exactly those.
+        return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values)
 
     async def _queue(self, conn: AsyncConnection, readings: list[Reading], forward: Forward, now: datetime) -> None:
         rows = []

@@ -58,13 +58,17 @@ async def test_duplicate_readings_are_dropped_and_counted(store_url: str, metric
         same_instant = reading(reading_id="r-3", minutes=15)
         outcome = await pipeline.emit([first, same_instant])
         assert (outcome.stored, outcome.duplicates, outcome.values) == (0, 2, 0)
+        # A copy in the same batch as its original (a redelivered MQTT message can be): one stored, one dropped.
+        fresh = reading(reading_id="r-4", total=15400, minutes=30)
+        outcome = await pipeline.emit([fresh, fresh])
+        assert (outcome.stored, outcome.duplicates) == (1, 1)
         stored = await store.readings()
-    assert [r.id for r in stored] == ["r-1", "r-2"]
+    assert [r.id for r in stored] == ["r-1", "r-2", "r-4"]
     assert stored[1].meters[0].value == 15300
-    registry = metrics.registry
-    assert registry.get_sample_value("meterd_readings_stored_total", {"source": "test"}) == 2
-    assert registry.get_sample_value("meterd_readings_duplicate_total", {"source": "test"}) == 2
-    assert registry.get_sample_value("meterd_meter_values_stored_total", {"source": "test"}) == 6
+    registry = metrics.registry  # over the three batches: 2 + 0 + 1 stored, 0 + 2 + 1 dropped, 6 + 0 + 3 values
+    assert registry.get_sample_value("meterd_readings_stored_total", {"source": "test"}) == 3
+    assert registry.get_sample_value("meterd_readings_duplicate_total", {"source": "test"}) == 3
+    assert registry.get_sample_value("meterd_meter_values_stored_total", {"source": "test"}) == 9
 
 
 async def test_readings_come_back_field_for_field(store_url: str) -> None:
