@@ -51,6 +51,15 @@ config="$etc/meterd.toml"
 meterd_in() { "$1/bin/meterd" "${@:2}"; }
 release=""
 
+# A release that failed to build, or that the running version was never switched to, does not stay behind.
+drop_unswitched_release() {
+    if [ -n "$release" ] && [ -d "$release" ] && [ "$(readlink "$opt/venv" 2>/dev/null || true)" != "$release" ]; then
+        rm -rf "$release"
+    fi
+}
+trap drop_unswitched_release EXIT
+trap 'exit 130' INT TERM
+
 install_meterd() {
     [ -e "$source_path" ] || die "$source_path: no such checkout or wheel (--source)"
     if [ "${SKIP_USER:-0}" != 1 ] && ! id meterd >/dev/null 2>&1; then
@@ -61,8 +70,10 @@ install_meterd() {
     say "building a new virtualenv from $source_path in $release"
     run mkdir -p "$opt/releases"
     run "$python" -m venv "$release"
-    run "$release/bin/python" -m pip install --quiet --upgrade pip
-    run "$release/bin/python" -m pip install --quiet "$source_path"
+    run "$release/bin/python" -m pip install --quiet --upgrade pip ||
+        die "pip could not reach the package index (messages above). Behind a proxy that inspects TLS, trust its CA: put it in /usr/local/share/ca-certificates, run update-ca-certificates, then 'pip config --global set global.cert /etc/ssl/certs/ca-certificates.crt'"
+    run "$release/bin/python" -m pip install --quiet "$source_path" ||
+        die "pip could not install meterd from $source_path (messages above); the running version is untouched"
     run install -d -m 0750 "$etc"
     if [ ! -e "$config" ]; then
         say "writing $config from the example: edit site and snmp.targets, or run 'meterd init'"

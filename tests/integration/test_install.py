@@ -64,3 +64,16 @@ def test_install_upgrade_rollback_and_uninstall(tmp_path: Path) -> None:
     assert purged.returncode == 0, purged.stderr
     assert not state.exists()
     assert not etc.exists()
+
+
+def test_a_release_that_fails_to_build_leaves_nothing_behind(tmp_path: Path) -> None:
+    broken = tmp_path / "broken-checkout"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text("[project]\nname = \n")  # pip refuses it
+    root = tmp_path / "root"
+    done = _install(root, "--source", str(broken))
+    assert done.returncode != 0
+    assert "pip could not install meterd from" in done.stderr
+    assert "the running version is untouched" in done.stderr
+    assert list((root / "opt" / "meterd" / "releases").iterdir()) == []
+    assert not (root / "opt" / "meterd" / "venv").exists()
