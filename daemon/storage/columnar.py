@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from sqlalchemy.engine import URL, make_url
 
 from daemon.errors import StorageError
+from daemon.storage.types import sqlite_time
 
 _SCAN_FROM_SHARE = 0.2
 _COLUMNS = "r.id AS row_id, r.device_id AS device, r.meter AS meter, r.taken_at AS taken_at, r.value AS value"
@@ -59,7 +60,7 @@ def _read_sqlite(path: str, since: datetime, until: datetime, meters: list[str])
         scan = first is not None and _share(first, last, since, until) > _SCAN_FROM_SHARE
         table = "readings r NOT INDEXED" if scan else "readings r"
         sql = f"SELECT {_COLUMNS} FROM {table} WHERE r.taken_at >= ? AND r.taken_at < ? AND r.meter IN ({marks})"  # noqa: S608 - placeholders only
-        cursor.execute(sql, [_sqlite_time(since), _sqlite_time(until), *meters])
+        cursor.execute(sql, [sqlite_time(since), sqlite_time(until), *meters])
         return _normalised(cursor.fetch_arrow_table())
 
 
@@ -88,11 +89,6 @@ def _normalised(table: pa.Table) -> pa.Table:
         taken = pc.cast(pc.cast(taken, pa.timestamp("us")), pa.timestamp("us", tz="UTC"))
     table = table.set_column(table.schema.get_field_index("taken_at"), "taken_at", taken)
     return table.set_column(table.schema.get_field_index("meter"), "meter", pc.dictionary_encode(table["meter"]))
-
-
-def _sqlite_time(moment: datetime) -> str:
-    # As UTCDateTime stores it on SQLite: naive UTC text, which sorts as time does.
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _main(argv: list[str] | None = None) -> None:

@@ -150,21 +150,15 @@ class Store:
     async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
         async with self.engine.begin() as conn:
             device_ids = await self._upsert_devices(conn, readings)
-            meter_rows = [
-                {
-                    "reading_id": r.id,
-                    "device_id": device_ids[r.device.key],
-                    "meter": m.meter.value,
-                    "value": m.value,
-                    "unit": m.unit.value,
-                    "derived": m.derived,
-                    "taken_at": r.taken_at_utc,
-                    "received_at": now,
-                    "source": r.source,
-                }
-                for r in readings
-                for m in r.meters
-            ]
+            meter_rows = []
+            for r in readings:
+                # What the reading's meter rows share, worked out once per reading, not per meter.
+                shared = {"reading_id": r.id, "device_id": device_ids[r.device.key], "taken_at": r.taken_at_utc,
+                          "received_at": now, "source": r.source}  # fmt: skip
+                meter_rows += [
+                    {**shared, "meter": m.meter.value, "value": m.value, "unit": m.unit.value, "derived": m.derived}
+                    for m in r.meters
+                ]
             supply_rows = [
                 {
                     "reading_id": r.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -23,16 +24,46 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            msg = f"naive datetime {value.isoformat()} given to the store; times must be aware"
-            raise ValueError(msg)
-        utc = value.astimezone(UTC)
+        utc = _aware_utc(value)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], object] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # Straight to the text SQLite's DATETIME stores (same format), in one step: the generic
+        # path (this check, then SQLAlchemy's field-by-field formatting) was a fifth of a hub's
+        # commit time. A batch repeats the same time object row after row (received_at, and
+        # taken_at for each meter of a reading): the last one is remembered, by identity.
+        last: tuple[datetime | None, str | None] = (None, None)
+
+        def to_text(value: datetime | None) -> str | None:
+            nonlocal last
+            seen, text = last
+            if value is seen:
+                return text
+            text = None if value is None else sqlite_time(value)
+            last = (value, text)
+            return text
+
+        return to_text
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_time(moment: datetime) -> str:
+    """How a time is stored on SQLite: naive UTC text with microseconds, which sorts as time does."""
+    return _aware_utc(moment).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = f"naive datetime {value.isoformat()} given to the store; times must be aware"
+        raise ValueError(msg)
+    return value.astimezone(UTC)
 
 
 class DecimalText(TypeDecorator[Decimal]):
