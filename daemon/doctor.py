@@ -33,14 +33,15 @@ from daemon.storage.repository import Store
 MIN_FREE_BYTES: Final = 500 * 1024 * 1024
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 _CHECK_TIMEOUT_S: Final = 30.0
-MAX_TARGETS_PROBED: Final = 50
+MAX_TARGETS_PROBED: Final = 1024  # four /24s; a /16 would take minutes
 FIX_CONFIG: Final = "mend the key the message names (config/README.md explains each); `meterd config check FILE`"
 FIX_CLOCK: Final = "set the clock right (apt install systemd-timesyncd, or chrony) and check the time zone"
 FIX_NEVER_POLLED: Final = "is the daemon running (systemctl status meterd)? the target checks below say more"
 FIX_NOT_POLLING: Final = "the daemon is not polling: systemctl status meterd; journalctl -u meterd"
 FIX_NTP: Final = "apt install systemd-timesyncd (or chrony): meter reads need the right time"
 FIX_PRINTER: Final = "is it on and reachable from here (ping)? SNMP enabled on it? the community or v3 user right?"
-FIX_LOGIN: Final = "check mqtt.username and the password (METERD_MQTT__PASSWORD or mqtt.password_file)"
+FIX_SUBNET: Final = "the printers' subnet, reachable from here? `meterd discover SUBNET` lists what answers"
+FIX_LOGIN: Final = "check mqtt.username and the password (mqtt.password_file, or METERD_MQTT__PASSWORD in meterd.env)"
 FIX_BROKER: Final = "check mqtt.host and mqtt.port, the firewall, and for TLS mqtt.ca_file"
 
 
@@ -196,15 +197,22 @@ async def _ntp() -> Check:
 
 
 async def _targets(settings: Settings) -> list[Check]:
-    targets = expand_targets(settings)
-    if not targets:
+    planned = expand_targets(settings)
+    if not planned:
         return []
-    probed = targets[:MAX_TARGETS_PROBED]
+    probed = planned[:MAX_TARGETS_PROBED]
     async with SnmpCollector(site=settings.site) as collector:
-        results = await poll_many(collector, probed, concurrency=settings.snmp.max_concurrency)
-    checks = [_target_check(target, result) for target, result in zip(probed, results, strict=True)]
-    if len(targets) > len(probed):
-        checks.append(Check("printers", ok=None, detail=f"{len(probed)} of {len(targets)} targets probed"))
+        results = await poll_many(collector, [p.target for p in probed], concurrency=settings.snmp.max_concurrency)
+    # A listed host gets a line whatever it says; of a range only what answered does, and the range one line.
+    checks = [_target_check(p.target, result) for p, result in zip(probed, results, strict=True)
+              if p.subnet is None or isinstance(result, DeviceReport)]  # fmt: skip
+    for subnet in dict.fromkeys(p.subnet for p in probed if p.subnet):
+        answers = [r for p, r in zip(probed, results, strict=True) if p.subnet == subnet]
+        found = sum(isinstance(r, DeviceReport) for r in answers)
+        checks.append(Check(f"subnet {subnet}", ok=found > 0, detail=f"{found} of {len(answers)} addresses answered",
+                            fix="" if found else FIX_SUBNET))  # fmt: skip
+    if len(planned) > len(probed):
+        checks.append(Check("printers", ok=None, detail=f"{len(probed)} of {len(planned)} targets probed"))
     return checks
 
 

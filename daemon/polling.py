@@ -2,7 +2,9 @@
 
 Also keeps each device's up/down state: a device that stops answering is logged once
 when it goes down and once when it is back (``meterd_device_up``), and is retried with
-back-off rather than hammered every round (sleeping printers wake slowly).
+back-off rather than hammered every round (sleeping printers wake slowly). In a CIDR
+range most addresses hold no printer: one that has never answered is retried the same
+way but is no device, so it is neither logged nor gauged as down.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import structlog
 
@@ -30,14 +32,22 @@ log = structlog.get_logger(__name__)
 _PROC_NET_SNMP: Final = Path("/proc/net/snmp")
 
 
-def expand_targets(settings: Settings) -> list[SnmpTarget]:
+class Planned(NamedTuple):
+    """A target to poll, and the CIDR range it came from (None: a host listed by itself)."""
+
+    target: SnmpTarget
+    subnet: str | None
+
+
+def expand_targets(settings: Settings) -> list[Planned]:
     """Every address to poll: hosts as given, CIDR ranges as their host addresses minus exclusions."""
     default_communities = tuple(c.get_secret_value() for c in settings.snmp.communities)
-    targets: dict[tuple[str, int], SnmpTarget] = {}
+    targets: dict[tuple[str, int], Planned] = {}
     for entry in settings.snmp.targets:
         communities = tuple(c.get_secret_value() for c in entry.communities) if entry.communities else None
+        subnet = entry.host if "/" in entry.host else None
         for host in _hosts(entry.host, entry.exclude):
-            targets[(host, entry.port)] = SnmpTarget(
+            target = SnmpTarget(
                 host=host,
                 port=entry.port,
                 version=entry.version,
@@ -46,6 +56,9 @@ def expand_targets(settings: Settings) -> list[SnmpTarget]:
                 retries=settings.snmp.retries,
                 usm=usm_credentials(entry.v3),
             )
+            # A host listed by itself wins over the same address in a range: it is expected to answer.
+            known = targets.get((host, entry.port))
+            targets[(host, entry.port)] = Planned(target, subnet if known is None or known.subnet else None)
     return list(targets.values())
 
 
@@ -75,6 +88,8 @@ def _hosts(host: str, exclude: list[str]) -> Iterator[str]:
 
 @dataclass(slots=True)
 class _Health:
+    # An address of a range that has never answered is no device: its silence is not a device down.
+    in_range: bool = False
     up: bool | None = None  # None: not heard from yet
     failures: int = 0
     down_since: float = 0.0
@@ -93,7 +108,8 @@ class PollRound:
         metrics: Metrics,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._targets = expand_targets(settings)
+        planned = expand_targets(settings)
+        self._targets = [p.target for p in planned]
         self._collector = collector
         self._pipeline = pipeline
         self._metrics = metrics
@@ -101,7 +117,7 @@ class PollRound:
         self._concurrency = settings.snmp.max_concurrency
         self._interval_s = settings.scheduler.poll_interval_s
         self._max_backoff_s = settings.snmp.max_backoff_s
-        self._health: dict[str, _Health] = {t.address: _Health() for t in self._targets}
+        self._health = {p.target.address: _Health(in_range=p.subnet is not None) for p in planned}
 
     @property
     def targets(self) -> list[SnmpTarget]:
@@ -152,12 +168,13 @@ class PollRound:
         health = self._health[target.address]
         outcome = "timeout" if isinstance(error, DeviceTimeoutError) else "error"
         self._metrics.snmp_polls.labels(outcome=outcome).inc()
-        self._metrics.device_up.labels(address=target.address).set(0)
         now = self._monotonic()
-        if health.up is not False:
-            log.warning("device_down", address=target.address, reason=error.message)
-            health.down_since = now
-        health.up = False
+        if not (health.in_range and health.up is None):
+            self._metrics.device_up.labels(address=target.address).set(0)
+            if health.up is not False:
+                log.warning("device_down", address=target.address, reason=error.message)
+                health.down_since = now
+            health.up = False
         health.failures += 1
         # Next try after 1, 2, 4 … rounds (the first retry is the very next round); half a
         # round of slack so a round that fires a little early still counts.

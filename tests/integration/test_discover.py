@@ -29,7 +29,7 @@ def test_discover_lists_the_printer_and_appends_a_target(
          "profile": "sharp"}
     ]  # fmt: skip
     targets = expand_targets(load(config, {}))
-    assert [t.address for t in targets] == [f"127.0.0.1:{snmpsim.port}"]
+    assert [p.target.address for p in targets] == [f"127.0.0.1:{snmpsim.port}"]
 
 
 @pytest.mark.parametrize("community", ["router", "nobody-answers-this"])

@@ -89,6 +89,27 @@ async def test_each_broken_part_fails_with_its_fix(
     assert "snmp.timeout_s" in str(checks["configuration"]["detail"])
 
 
+async def test_a_subnet_is_one_line_and_its_empty_addresses_are_not_failures(
+    write_config: Callable[[str], Path], tmp_path: Path, snmpsim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _polled_recently(tmp_path)
+    subnet = (
+        f'site = "acme-hq"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[snmp]\ntimeout_s = 0.3\nretries = 0\ncommunities = ["{community}"]\n'
+        f'[[snmp.targets]]\nhost = "127.0.0.0/29"\nport = {snmpsim.port}\n'
+    )
+    code, checks = await asyncio.to_thread(_doctor, write_config(subnet.replace("{community}", "konica_c250i")), capsys)
+    assert code == 0, checks
+    assert [name for name in checks if name.startswith(("printer", "subnet"))] == [
+        f"printer 127.0.0.1:{snmpsim.port}", "subnet 127.0.0.0/29"]  # fmt: skip
+    assert checks["subnet 127.0.0.0/29"]["detail"] == "1 of 6 addresses answered"
+
+    code, checks = await asyncio.to_thread(_doctor, write_config(subnet.replace("{community}", "wrong")), capsys)
+    assert code == 1
+    assert checks["subnet 127.0.0.0/29"]["ok"] is False
+    assert "meterd discover SUBNET" in str(checks["subnet 127.0.0.0/29"]["fix"])
+
+
 async def test_the_table_marks_each_line_and_gives_the_fix_under_a_failure(
     write_config: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -81,12 +81,42 @@ def test_cidr_targets_expand_minus_exclusions(write_config: Callable[[str], Path
         ),
         {},
     )
-    targets = expand_targets(settings)
-    assert [t.address for t in targets] == [
+    planned = expand_targets(settings)
+    assert [p.target.address for p in planned] == [
         "10.0.4.1:161", "10.0.4.3:161", "10.0.4.6:161", "printer.example:1161",
     ]  # fmt: skip
-    assert targets[0].communities == ("public",)
-    assert targets[-1].communities == ("own",)
+    assert [p.subnet for p in planned] == ["10.0.4.0/29"] * 3 + [None]
+    assert planned[0].target.communities == ("public",)
+    assert planned[-1].target.communities == ("own",)
+
+
+async def test_silent_addresses_of_a_range_are_no_devices_down_but_a_listed_host_is(
+    write_config: Callable[[str], Path], tmp_path: Path, snmpsim: Simulator, metrics: Metrics
+) -> None:
+    # 127.0.0.0/29: snmpsim answers on 127.0.0.1 only; 127.0.0.2 is also listed by itself.
+    settings = load(
+        write_config(
+            f'site = "acme-hq"\nstate_dir = "{tmp_path / "state"}"\n[scheduler]\npoll_interval_s = 60\n'
+            '[snmp]\ntimeout_s = 0.2\nretries = 0\ncommunities = ["konica_c250i"]\n'
+            f'[[snmp.targets]]\nhost = "127.0.0.0/29"\nport = {snmpsim.port}\n'
+            f'[[snmp.targets]]\nhost = "127.0.0.2"\nport = {snmpsim.port}\n'
+        ),
+        {},
+    )
+    clock = _Clock()
+    async with Store.open(settings.database_url) as store, SnmpCollector(site=settings.site) as collector:
+        poll_round = PollRound(settings, collector, Pipeline(store, metrics), metrics, monotonic=clock)
+        with capture_logs() as logs:
+            for _ in range(2):
+                await poll_round.run()
+                clock.now += 60
+    downs = [e["address"] for e in logs if e["event"] == "device_down"]
+    assert downs == [f"127.0.0.2:{snmpsim.port}"]  # the listed host, once; the range's empty addresses never
+    up = metrics.registry.get_sample_value
+    assert up("meterd_device_up", {"address": f"127.0.0.1:{snmpsim.port}"}) == 1
+    assert up("meterd_device_up", {"address": f"127.0.0.2:{snmpsim.port}"}) == 0
+    assert up("meterd_device_up", {"address": f"127.0.0.3:{snmpsim.port}"}) is None  # no series for no device
+    assert [e["answered"] for e in logs if e["event"] == "poll_round_done"] == [1, 1]
 
 
 def test_a_range_too_wide_is_refused_with_its_key(write_config: Callable[[str], Path]) -> None:
