@@ -32,7 +32,7 @@ from daemon.init_command import add_init_parser
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.receivables_commands import add_receivables_parsers
-from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, load, resolve_config_path
+from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
 from daemon.user_commands import add_user_parsers
@@ -82,7 +82,9 @@ def _settings_for(args: argparse.Namespace) -> Settings:
         tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
         reason = f"no configuration file found (tried $METERD_CONFIG, {tried}); pass --config FILE"
         raise ConfigError("meterd", "", reason)
-    return load(path, os.environ, overrides)
+    # The process's own environment wins over the file, as it does for the service's Environment= lines.
+    environ = {**environment_beside(path), **os.environ} if path else os.environ
+    return load(path, environ, overrides)
 
 
 def _build_parser() -> argparse.ArgumentParser:

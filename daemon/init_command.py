@@ -2,18 +2,23 @@
 
 Asked on a terminal (every question has a default in brackets), or given as flags for a
 scripted install (--site, --subnet, --community or --v3-user/--auth/--priv, --broker or
-none). What is written is checked like any configuration before it replaces anything; an
-existing file is replaced only with --force, and kept beside as FILE.bak.
+none, with --broker-user, --broker-ca and --broker-password-file). What is written is
+checked like any configuration before it replaces anything; an existing file is replaced
+only with --force, and kept beside as FILE.bak. The new file gets the group of the one it
+replaces (or of its directory: root:meterd as install.sh makes it), so the service can
+read it. A broker password typed in goes to meterd.env beside it (0600), never into it.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -22,6 +27,8 @@ from daemon.errors import ConfigError, MeterdError
 from daemon.settings import DEFAULT_STATE_DIR, load
 
 DEFAULT_FILE: Final = Path("/etc/meterd/meterd.toml")
+MQTT_TLS_PORT: Final = 8883
+PASSWORD_VARIABLE: Final = "METERD_MQTT__PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 
 def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +43,10 @@ def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--auth", metavar="sha|sha256:KEY", help="SNMPv3 authentication (with --v3-user)")
     init.add_argument("--priv", metavar="aes128|aes256:KEY", help="SNMPv3 privacy (with --v3-user)")
     init.add_argument("--broker", metavar="HOST[:PORT]", help="the hub's MQTT broker; 'none' for a standalone box")
+    init.add_argument("--broker-user", help="this agent's login at the broker (default: the site name)")
+    init.add_argument("--broker-ca", type=Path, help="CA file of the broker's TLS certificate (turns TLS on)")
+    init.add_argument("--broker-password-file", type=Path,
+                      help="a file holding the broker password (read by meterd at start)")  # fmt: skip
     init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     init.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
     init.add_argument("--force", action="store_true", help="replace an existing file (kept as FILE.bak)")
@@ -44,24 +55,55 @@ def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def cmd_init(args: argparse.Namespace, _settings: object) -> int:
-    ask = _asker(interactive=not args.yes and sys.stdin.isatty())
+    interactive = not args.yes and sys.stdin.isatty()
+    ask = _asker(interactive=interactive)
     site = args.site or ask("site name", "default")
     subnets = args.subnet or _split(ask("printer subnets or hosts, comma-separated (e.g. 10.0.4.0/24)", ""))
     v3_user = args.v3_user or (None if args.community else ask("SNMPv3 user (empty: use communities)", "") or None)
     communities = args.community or ([] if v3_user else _split(ask("SNMP communities, comma-separated", "public")))
     auth = args.auth or (ask("SNMPv3 auth, sha256:KEY", "") if v3_user else None)
     priv = args.priv or (ask("SNMPv3 privacy, aes128:KEY (empty: none)", "") if v3_user else None)
-    broker = args.broker or ask("hub MQTT broker HOST[:PORT], or none", "none")
+    address = (args.broker or ask("hub MQTT broker HOST[:PORT], or none", "none")).strip()
+    broker, password = None, ""
+    if address.lower() not in {"", "none"}:
+        broker, password = _ask_broker(args, ask, address, site, interactive=interactive)
     text = render_config(site=site, subnets=subnets, communities=communities, v3=(v3_user, auth, priv),
-                         broker=None if broker.strip().lower() in {"", "none"} else broker.strip(),
-                         state_dir=args.state_dir)  # fmt: skip
+                         broker=broker, state_dir=args.state_dir)  # fmt: skip
     _write(args.file, text, force=args.force)
     print(f"{args.file} written: check it with `meterd doctor --config {args.file}`")
+    if password:
+        env_file = args.file.parent / "meterd.env"
+        _store_password(env_file, password)
+        print(f"the broker password is in {env_file} (root only; the service and meterd commands read it)")
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerAnswers:
+    address: str  # HOST[:PORT]
+    user: str
+    ca_file: Path | None = None
+    password_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None or _host_port(self.address)[1] == MQTT_TLS_PORT
+
+
+def _ask_broker(args: argparse.Namespace, ask: Callable[[str, str], str], address: str, site: str, *,
+                interactive: bool) -> tuple[BrokerAnswers, str]:  # fmt: skip
+    """The broker's login, TLS CA and (typed, never echoed) password."""
+    user = args.broker_user or ask("broker login of this agent (an account of the broker's ACL)", site)
+    ca = args.broker_ca or Path(ask("CA file of the broker's TLS certificate (empty: the system's CAs)", "") or ".")
+    answers = BrokerAnswers(address, user, None if ca == Path() else ca, args.broker_password_file)
+    password = ""
+    if interactive and answers.password_file is None:
+        password = getpass.getpass("broker password (kept in meterd.env beside the config; empty: none): ")
+    return answers, password
+
+
 def render_config(*, site: str, subnets: list[str], communities: list[str], v3: tuple[str | None, str | None,
-                  str | None], broker: str | None, state_dir: Path) -> str:  # fmt: skip
+                  str | None], broker: BrokerAnswers | None, state_dir: Path) -> str:  # fmt: skip
     """The configuration as TOML: only what was answered; every other key keeps its documented default."""
     user, auth, priv = v3
     lines = [f"# Written by `meterd init` on {datetime.now(UTC):%Y-%m-%d}. Every key: config/README.md",
@@ -70,16 +112,30 @@ def render_config(*, site: str, subnets: list[str], communities: list[str], v3: 
     if communities:
         lines.append(f"communities = [{', '.join(_q(c) for c in communities)}]")
     for subnet in subnets:
-        host, _, port = subnet.rpartition(":") if subnet.count(":") == 1 else (subnet, "", "")
-        lines += ["", "[[snmp.targets]]", f"host = {_q(host)}"] + ([f"port = {int(port)}"] if port.isdigit() else [])
+        host, port = _host_port(subnet)
+        lines += ["", "[[snmp.targets]]", f"host = {_q(host)}"] + ([f"port = {port}"] if port else [])
         if user:
             lines += ['version = "3"', "[snmp.targets.v3]", f"user = {_q(user)}"]
             lines += _v3_keys("auth", auth, "none") + _v3_keys("priv", priv, "none")
     if broker:
-        host, _, port = broker.rpartition(":") if broker.count(":") == 1 else (broker, "", "")
-        lines += ["", "[mqtt]", f"host = {_q(host)}"] + ([f"port = {int(port)}"] if port.isdigit() else [])
+        host, port = _host_port(broker.address)
+        lines += ["", "[mqtt]", f"host = {_q(host)}"] + ([f"port = {port}"] if port else [])
+        lines += [f"username = {_q(broker.user)}", f"tls = {'true' if broker.tls else 'false'}"]
+        lines += [f"ca_file = {_q(str(broker.ca_file))}"] if broker.ca_file else []
+        lines += [f"password_file = {_q(str(broker.password_file))}"] if broker.password_file else []
     lines += ["", "[api]", "enabled = true", 'listen = "127.0.0.1:8080"', ""]
     return "\n".join(lines)
+
+
+def _store_password(env_file: Path, password: str) -> None:
+    """Set METERD_MQTT__PASSWORD in ``env_file`` (0600), keeping its other lines."""
+    kept = []
+    if env_file.exists():
+        kept = [line for line in env_file.read_text(encoding="utf-8").splitlines()
+                if not line.strip().startswith(f"{PASSWORD_VARIABLE}=")]  # fmt: skip
+    env_file.touch(mode=0o600)
+    env_file.chmod(0o600)
+    env_file.write_text("\n".join([*kept, f"{PASSWORD_VARIABLE}={password}"]) + "\n", encoding="utf-8")
 
 
 def _v3_keys(kind: str, given: str | None, default: str) -> list[str]:
@@ -100,6 +156,7 @@ def _write(path: Path, text: str, *, force: bool) -> None:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         Path(staged).chmod(0o640)  # communities and keys are secrets: not for every user of the box
+        _give_group(Path(staged), path)
         try:
             load(Path(staged), {})
         except ConfigError as err:
@@ -111,6 +168,18 @@ def _write(path: Path, text: str, *, force: bool) -> None:
         Path(staged).unlink(missing_ok=True)
 
 
+def _give_group(staged: Path, path: Path) -> None:
+    """The group of the file replaced, else of its directory: the service's user reads it through that group."""
+    group = (path if path.exists() else path.parent).stat().st_gid
+    if staged.stat().st_gid == group:
+        return
+    try:
+        os.chown(staged, -1, group)
+    except PermissionError:
+        print(f"meterd init: could not give {path} the group {group}; if the service cannot read it: "
+              f"chgrp meterd {path}", file=sys.stderr)  # fmt: skip
+
+
 def _asker(*, interactive: bool) -> Callable[[str, str], str]:
     def ask(question: str, default: str) -> str:
         if not interactive:
@@ -119,6 +188,12 @@ def _asker(*, interactive: bool) -> Callable[[str, str], str]:
         return answer or default
 
     return ask
+
+
+def _host_port(text: str) -> tuple[str, int | None]:
+    """HOST[:PORT] (an IPv6 address, with its many colons, is a host alone)."""
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    return host, int(port) if port.isdigit() else None
 
 
 def _split(text: str) -> list[str]:

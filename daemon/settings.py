@@ -544,6 +544,31 @@ def load(
         raise ConfigError(origin, key, _explain(first)) from None
 
 
+def environment_beside(config: Path) -> dict[str, str]:
+    """The METERD_* variables of ``meterd.env`` beside the configuration file, as the unit reads them.
+
+    systemd gives the service that file (EnvironmentFile=); reading it here too lets `meterd
+    doctor` or `meterd db upgrade`, run by root from a shell, see the broker password and
+    store URL the service sees. Unreadable (the service's own user, a technician without
+    root) or absent: nothing, as the service already has them from systemd.
+    """
+    try:
+        text = (config.parent / "meterd.env").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        name, sep, value = line.partition("=")
+        if not sep or line.startswith(("#", ";")) or not name.strip().startswith(ENV_PREFIX):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":  # noqa: PLR2004 - a pair of quotes
+            value = value[1:-1]
+        found[name.strip()] = value
+    return found
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 
 from daemon.cli import main
-from daemon.settings import load
+from daemon.settings import environment_beside, load
 
 
 def test_flags_write_a_configuration_meterd_loads(tmp_path: Path) -> None:
@@ -66,3 +67,53 @@ def test_an_existing_file_is_replaced_only_when_asked_and_kept_beside(
     assert main([*argv, "--force"]) == 0
     assert load(target, {}).site == "new-site"
     assert (tmp_path / "meterd.toml.bak").read_text() == 'site = "old"\n'
+
+
+def test_a_hub_broker_gets_login_tls_and_a_password_kept_out_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter(["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", "/etc/meterd/ca.pem"])
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: "s3cret-agent")
+    target = tmp_path / "meterd.toml"
+    assert main(["init", "--file", str(target)]) == 0
+    settings = load(target, {})
+    mqtt = settings.mqtt
+    assert (mqtt.host, mqtt.port, mqtt.username, mqtt.tls, mqtt.ca_file) == (
+        "mqtt.dealer.example", 8883, "acme-hq", True, Path("/etc/meterd/ca.pem"))  # fmt: skip
+    assert "s3cret-agent" not in target.read_text()
+    env_file = tmp_path / "meterd.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text() == "METERD_MQTT__PASSWORD=s3cret-agent\n"
+    # What the service (EnvironmentFile=) and every meterd command then see.
+    assert load(target, environment_beside(target)).mqtt.password_value() == "s3cret-agent"
+
+
+def test_scripted_broker_flags(tmp_path: Path) -> None:
+    target = tmp_path / "meterd.toml"
+    secret = tmp_path / "broker-password"
+    secret.write_text("from-a-file\n")
+    argv = ["init", "--file", str(target), "--yes", "--site", "shop-7", "--subnet", "10.0.4.9", "--broker",
+            "10.1.0.5", "--broker-user", "agent-shop-7", "--broker-password-file", str(secret)]  # fmt: skip
+    assert main(argv) == 0
+    mqtt = load(target, {}).mqtt
+    assert (mqtt.host, mqtt.port, mqtt.username, mqtt.tls) == ("10.1.0.5", 1883, "agent-shop-7", False)
+    assert mqtt.password_value() == "from-a-file"
+    assert not (tmp_path / "meterd.env").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another group needs root")
+def test_the_new_file_keeps_the_group_the_service_reads_it_by(tmp_path: Path) -> None:
+    service_group = 65534  # nogroup: any group the test process is not in by default
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    os.chown(etc, -1, service_group)  # as install.sh leaves /etc/meterd: root:meterd
+    target = etc / "meterd.toml"
+    argv = ["init", "--file", str(target), "--yes", "--site", "s", "--subnet", "10.0.4.9", "--broker", "none"]
+    assert main(argv) == 0
+    assert target.stat().st_gid == service_group
+    os.chown(etc, -1, 0)
+    assert main([*argv, "--force"]) == 0  # replacing: the replaced file's group, not the directory's
+    assert target.stat().st_gid == service_group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 import types
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.errors import ConfigError
-from daemon.settings import Settings, load, resolve_config_path
+from daemon.settings import Settings, environment_beside, load, resolve_config_path
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "meterd.example.toml"
@@ -190,3 +191,24 @@ def test_snmp_secrets_can_live_in_files_of_their_own(write_config, tmp_path: Pat
     missing = write_config(f'[snmp]\ncommunities_file = "{tmp_path / "nope"}"\n', "missing.toml")
     with pytest.raises(ConfigError, match=r"snmp: cannot read .*nope: No such file or directory"):
         load(missing, {})
+
+
+def test_meterd_env_beside_the_file_is_read_as_the_unit_reads_it(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon.cli import main  # noqa: PLC0415 - the CLI is what reads the file for every command
+
+    config = write_config(f'site = "in-the-file"\nstate_dir = "{tmp_path / "state"}"\n')
+    (config.parent / "meterd.env").write_text(
+        '# secrets for meterd.service\nMETERD_SITE="from-the-env-file"\nMETERD_MQTT__PASSWORD=s3cret\nOTHER=ignored\n'
+    )
+    assert environment_beside(config) == {"METERD_SITE": "from-the-env-file", "METERD_MQTT__PASSWORD": "s3cret"}
+    monkeypatch.delenv("METERD_SITE", raising=False)
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert "site 'from-the-env-file'" in capsys.readouterr().out
+    monkeypatch.setenv("METERD_SITE", "from-the-shell")  # the process's own environment wins, as in systemd
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert "site 'from-the-shell'" in capsys.readouterr().out
+    (config.parent / "meterd.env").chmod(0o000)
+    if not os.access(config.parent / "meterd.env", os.R_OK):  # root reads it anyway
+        assert environment_beside(config) == {}  # the service's own user: systemd already gave it these
