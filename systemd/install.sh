@@ -71,7 +71,7 @@ install_meterd() {
     run mkdir -p "$opt/releases"
     run "$python" -m venv "$release"
     run "$release/bin/python" -m pip install --quiet --upgrade pip ||
-        die "pip could not reach the package index (messages above). Behind a proxy that inspects TLS, trust its CA: put it in /usr/local/share/ca-certificates, run update-ca-certificates, then 'pip config --global set global.cert /etc/ssl/certs/ca-certificates.crt'"
+        die "pip could not reach the package index (messages above); behind a proxy that inspects TLS, trust its CA first (docs/install.md, section 1)"
     run "$release/bin/python" -m pip install --quiet "$source_path" ||
         die "pip could not install meterd from $source_path (messages above); the running version is untouched"
     run install -d -m 0750 "$etc"
@@ -108,8 +108,8 @@ install_meterd() {
     run install -d "$unit_dir"
     run install -m 0644 "$here/meterd.service" "$unit_dir/meterd.service"
     systemd daemon-reload
-    systemd enable --now meterd
-    systemd restart meterd
+    systemd enable meterd
+    systemd restart meterd  # starts it when stopped: one start on a first install, not enable --now and a restart
     say "meterd $("$opt/venv/bin/python" -c 'import importlib.metadata as m; print(m.version("meterd"))' 2>/dev/null || echo '?') installed; 'meterd doctor' checks the box: $opt/venv/bin/meterd doctor --config $config"
 }
 
