@@ -111,6 +111,8 @@ class OutboxItem(Base):
     """A reading an agent still has to forward; deleted when the broker acknowledges it (PUBACK)."""
 
     __tablename__ = "outbox"
+    # Ids only ever grow: the forwarder reads after the last id it sent (SQLite would reuse them).
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012 - SQLAlchemy's declarative attribute
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the forwarding order
     reading_id: Mapped[str] = mapped_column(String(64), unique=True)

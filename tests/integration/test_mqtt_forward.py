@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,47 @@ async def test_agent_readings_reach_the_hub_exactly_once_field_for_field(
             original.site,
         )
     assert _value(agent.metrics, "meterd_forwarded_total") == len(sent)
+
+
+async def test_readings_stored_after_the_outbox_drained_are_forwarded_on_the_same_connection(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reused the ids of a drained outbox, which the forwarder had already passed:
+    # the second round waited for the next reconnect (seen on an agent box; the hub got each
+    # round only after a restart).
+    site = f"t{uuid.uuid4().hex[:10]}"
+    hub = Daemon(hub_settings(write_config, tmp_path, site))
+    hub_task = asyncio.create_task(hub.run())
+    await wait_for(broker_connected(hub))
+    rounds = [[reading(site=site, serial="SER1", minutes=10 * r + n, total=1000 + 10 * r + n) for n in range(5)]
+              for r in range(3)]  # fmt: skip
+    real_build_jobs = app_module.build_jobs
+
+    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
+        async def emit_rounds() -> None:
+            for done, batch in enumerate(rounds, start=1):
+                await pipeline.emit(batch)
+                await wait_for(partial(_drained, metrics, forwarded=5 * done))
+
+        return [*real_build_jobs(settings, store, pipeline, metrics, *rest), Job("emit", 3600, emit_rounds)]
+
+    monkeypatch.setattr(app_module, "build_jobs", build_jobs)
+    agent = Daemon(agent_settings(write_config, tmp_path, site))
+    agent_task = asyncio.create_task(agent.run())
+    async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
+
+        async def all_in() -> bool:
+            return len(await hub_store.readings()) == 15
+
+        await wait_for(all_in, timeout_s=30)
+    assert _value(agent.metrics, "meterd_broker_disconnects_total") == 0  # one connection did it all
+    for daemon, task in ((agent, agent_task), (hub, hub_task)):
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+
+
+async def _drained(metrics: Metrics, *, forwarded: int) -> bool:
+    return _value(metrics, "meterd_outbox_depth") == 0 and _value(metrics, "meterd_forwarded_total") == forwarded
 
 
 def _value(metrics: Metrics, name: str) -> float | None:
