@@ -87,6 +87,7 @@ class MqttIngest:
                 waiting = waiting or asyncio.ensure_future(anext(messages))
                 batch = [await asyncio.shield(waiting)]
                 waiting = None
+                batch += _already_queued(client, self._options.batch_max - len(batch))
                 deadline = self._monotonic() + self._options.batch_wait_s
                 while len(batch) < self._options.batch_max and (remaining := deadline - self._monotonic()) > 0:
                     waiting = waiting or asyncio.ensure_future(anext(messages))
@@ -95,6 +96,7 @@ class MqttIngest:
                         break
                     batch.append(waiting.result())
                     waiting = None
+                    batch += _already_queued(client, self._options.batch_max - len(batch))
                 self._events.received(len(batch))
                 await self._commit(batch, sink)
                 for message in batch:
@@ -114,3 +116,16 @@ class MqttIngest:
                 await sink.reject(raw, origin=str(message.topic), source=SOURCE, error=err)
         if readings:
             await sink.emit(readings)
+
+
+def _already_queued(client: aiomqtt.Client, limit: int) -> list[aiomqtt.Message]:
+    """Messages aiomqtt has already received, taken without waiting.
+
+    Its iterator costs a task and an ``asyncio.wait`` per message, which a backlog being
+    drained pays for nothing: what is queued is taken straight off the queue it reads from.
+    """
+    queue = client._queue  # noqa: SLF001 - the queue aiomqtt's own iterator reads
+    taken: list[aiomqtt.Message] = []
+    while len(taken) < limit and not queue.empty():
+        taken.append(queue.get_nowait())
+    return taken

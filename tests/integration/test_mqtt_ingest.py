@@ -12,8 +12,13 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from structlog.testing import capture_logs
 
+from collectors.base import Reading
+from collectors.mqtt.connection import BrokerOptions
+from collectors.mqtt.ingest import IngestOptions, MqttIngest
 from daemon.app import Daemon
+from daemon.errors import PayloadError
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
 
@@ -144,3 +149,50 @@ async def test_readings_published_while_the_hub_is_down_wait_in_its_session(
         await wait_for(all_in)
     second.request_stop()
     await asyncio.wait_for(task, 20)
+
+
+class _Recorder:
+    """A sink and the ingest's events in one: what arrived, batch by batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def connected(self, *, up: bool) -> None:
+        pass
+
+    def received(self, count: int) -> None:
+        pass
+
+    async def emit(self, readings: list[Reading]) -> object:
+        self.batches.append([r.id for r in readings])
+        return None
+
+    async def reject(self, raw: bytes, *, origin: str, source: str, error: PayloadError) -> None:
+        raise AssertionError(error)
+
+
+async def test_a_backlog_is_drained_in_order_in_batches_no_larger_than_the_cap(site: str) -> None:
+    broker = BrokerOptions(MQTT_HOST, MQTT_PORT, f"hub-{site}", session_expiry_s=120)
+    options = IngestOptions(sites=(site,), batch_max=20, batch_wait_s=0.5)
+    recorder = _Recorder()
+    ingest = MqttIngest(broker, options, recorder)
+    with capture_logs() as logs:
+        task = asyncio.create_task(ingest.run(recorder))
+        await wait_for(lambda: _logged(logs, "mqtt_ingest_subscribed"))  # the broker now keeps the session
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await publish(site, [("HUBTEST1", json.dumps(wire_reading(site, n)).encode()) for n in range(50)])
+    task = asyncio.create_task(ingest.run(recorder))
+    await wait_for(lambda: _settled(recorder, 50))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [len(batch) for batch in recorder.batches] == [20, 20, 10]
+    assert [reading_id for batch in recorder.batches for reading_id in batch] == [f"{site}-r{n}" for n in range(50)]
+
+
+async def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(entry["event"] == event for entry in logs)
+
+
+async def _settled(recorder: _Recorder, count: int) -> bool:
+    return sum(len(batch) for batch in recorder.batches) >= count
