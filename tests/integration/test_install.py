@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "systemd" / "install.sh"
 
@@ -28,6 +30,7 @@ def test_the_dry_run_prints_what_it_would_do_and_touches_nothing(tmp_path: Path)
     assert not (tmp_path / "root").exists()
 
 
+@pytest.mark.timeout(900)  # two virtualenvs built from PyPI wheels: minutes on a loaded machine, not seconds
 def test_install_upgrade_rollback_and_uninstall(tmp_path: Path) -> None:
     root = tmp_path / "root"
     opt, etc, state = root / "opt" / "meterd", root / "etc" / "meterd", root / "var" / "lib" / "meterd"
