@@ -94,11 +94,16 @@ def _ask_broker(args: argparse.Namespace, ask: Callable[[str, str], str], addres
                 interactive: bool) -> tuple[BrokerAnswers, str]:  # fmt: skip
     """The broker's login, TLS CA and (typed, never echoed) password."""
     user = args.broker_user or ask("broker login of this agent (an account of the broker's ACL)", site)
-    ca = args.broker_ca or Path(ask("CA file of the broker's TLS certificate (empty: the system's CAs)", "") or ".")
-    answers = BrokerAnswers(address, user, None if ca == Path() else ca, args.broker_password_file)
+    ca = args.broker_ca or ask("CA file of the broker's TLS certificate (empty: the system's CAs)", "")
+    answers = BrokerAnswers(address, user, Path(ca) if ca else None, args.broker_password_file)
     password = ""
     if interactive and answers.password_file is None:
         password = getpass.getpass("broker password (kept in meterd.env beside the config; empty: none): ")
+    # systemd reads meterd.env with its own quoting and escapes: such a password would not arrive as typed.
+    if password and (password != password.strip() or any(c in password for c in "\"'\\\n")):
+        msg = ("a password with quotes, backslashes or spaces at its ends cannot go in meterd.env; "
+               "put it in a file (root:meterd, 0640) and give --broker-password-file FILE")  # fmt: skip
+        raise MeterdError(msg)
     return answers, password
 
 

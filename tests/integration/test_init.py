@@ -117,3 +117,16 @@ def test_the_new_file_keeps_the_group_the_service_reads_it_by(tmp_path: Path) ->
     os.chown(etc, -1, 0)
     assert main([*argv, "--force"]) == 0  # replacing: the replaced file's group, not the directory's
     assert target.stat().st_gid == service_group
+
+
+def test_a_password_systemd_would_not_read_as_typed_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter(["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", ""])
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: 'pa"ss\\word')
+    assert main(["init", "--file", str(tmp_path / "meterd.toml")]) == 1
+    assert "--broker-password-file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
