@@ -123,7 +123,9 @@ async def test_odd_values_give_clear_problems_and_the_rest_is_read(snmpsim: Simu
 async def test_label_printer_reports_length_never_total(snmpsim: Simulator) -> None:
     report = await _report(snmpsim, "zebra_label")
     assert _meters(report.reading) == {"length": (123456, "inches", False)}
-    assert report.profile == "generic"
+    assert report.profile == "zebra"
+    device = report.reading.device
+    assert (device.vendor, device.model, device.key) == ("Zebra", "ZD420-300dpi ZPL", "D4J123456789")
 
 
 async def test_a_round_with_a_dead_host_reads_every_live_one(snmpsim: Simulator) -> None:

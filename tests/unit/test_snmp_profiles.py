@@ -29,6 +29,8 @@ def test_every_required_vendor_has_a_profile_file() -> None:
         ("1.3.6.1.4.1.11.2.3.9.1", "", "hp"),
         ("1.3.6.1.4.1.110", "", "generic"),  # 110 is not a prefix of 11.x: whole arcs only
         (None, "UTAX 4006ci", "kyocera"),
+        ("1.3.6.1.4.1.10642.1.1", "ZTC ZD420-300dpi ZPL", "zebra"),
+        (None, "Zebra ZD421-203dpi ZPL", "zebra"),
         (None, "something else", "generic"),
     ],
 )
