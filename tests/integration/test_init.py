@@ -44,10 +44,7 @@ def test_snmpv3_and_a_standalone_box(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_the_technician_answers_the_questions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = iter(["warehouse-2", "10.9.0.0/24, 10.9.1.7", "", "public, ro-2026", "none"])
-    monkeypatch.setattr("sys.stdin", io.StringIO())
-    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
+    _technician_types(monkeypatch, ["warehouse-2", "10.9.0.0/24, 10.9.1.7", "", "public, ro-2026", "none"])
     target = tmp_path / "meterd.toml"
     assert main(["init", "--file", str(target)]) == 0
     settings = load(target, {})
@@ -72,11 +69,8 @@ def test_an_existing_file_is_replaced_only_when_asked_and_kept_beside(
 def test_a_hub_broker_gets_login_tls_and_a_password_kept_out_of_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answers = iter(["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", "/etc/meterd/ca.pem"])
-    monkeypatch.setattr("sys.stdin", io.StringIO())
-    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
-    monkeypatch.setattr("getpass.getpass", lambda _prompt: "s3cret-agent")
+    _technician_types(monkeypatch, ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "",
+                                    "/etc/meterd/ca.pem"], password="s3cret-agent")  # fmt: skip
     target = tmp_path / "meterd.toml"
     assert main(["init", "--file", str(target)]) == 0
     settings = load(target, {})
@@ -122,11 +116,17 @@ def test_the_new_file_keeps_the_group_the_service_reads_it_by(tmp_path: Path) ->
 def test_a_password_systemd_would_not_read_as_typed_is_refused_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answers = iter(["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", ""])
-    monkeypatch.setattr("sys.stdin", io.StringIO())
-    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr("builtins.input", lambda _prompt: next(answers))
-    monkeypatch.setattr("getpass.getpass", lambda _prompt: 'pa"ss\\word')
+    _technician_types(monkeypatch, ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", ""],
+                      password='pa"ss\\word')  # fmt: skip
     assert main(["init", "--file", str(tmp_path / "meterd.toml")]) == 1
     assert "--broker-password-file" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _technician_types(monkeypatch: pytest.MonkeyPatch, answers: list[str], *, password: str = "") -> None:
+    """A terminal where each question gets the next answer, and the password prompt ``password``."""
+    typed = iter(answers)
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _prompt: next(typed))
+    monkeypatch.setattr("getpass.getpass", lambda _prompt: password)

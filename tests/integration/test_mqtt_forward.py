@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
@@ -39,20 +39,14 @@ async def test_agent_readings_reach_the_hub_exactly_once_field_for_field(
     write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = f"t{uuid.uuid4().hex[:10]}"
-    hub = Daemon(hub_settings(write_config, tmp_path, site))
-    hub_task = asyncio.create_task(hub.run())
-    await wait_for(broker_connected(hub))
+    hub, hub_task = await _running_hub(write_config, tmp_path, site)
     sent = [reading(site=site, serial=f"SER{n % 7}", minutes=n, total=10_000 + n) for n in range(300)]
-    real_build_jobs = app_module.build_jobs
 
-    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
-        async def emit() -> None:
-            for start_at in range(0, len(sent), 50):
-                await pipeline.emit(sent[start_at : start_at + 50])
+    async def emit(pipeline: Pipeline, _metrics: Metrics) -> None:
+        for start_at in range(0, len(sent), 50):
+            await pipeline.emit(sent[start_at : start_at + 50])
 
-        return [*real_build_jobs(settings, store, pipeline, metrics, *rest), Job("emit", 3600, emit)]
-
-    monkeypatch.setattr(app_module, "build_jobs", build_jobs)
+    _agent_runs_once(monkeypatch, emit)
     agent = Daemon(agent_settings(write_config, tmp_path, site))
     agent_task = asyncio.create_task(agent.run())
     async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
@@ -85,22 +79,16 @@ async def test_readings_stored_after_the_outbox_drained_are_forwarded_on_the_sam
     # the second round waited for the next reconnect (seen on an agent box; the hub got each
     # round only after a restart).
     site = f"t{uuid.uuid4().hex[:10]}"
-    hub = Daemon(hub_settings(write_config, tmp_path, site))
-    hub_task = asyncio.create_task(hub.run())
-    await wait_for(broker_connected(hub))
+    hub, hub_task = await _running_hub(write_config, tmp_path, site)
     rounds = [[reading(site=site, serial="SER1", minutes=10 * r + n, total=1000 + 10 * r + n) for n in range(5)]
               for r in range(3)]  # fmt: skip
-    real_build_jobs = app_module.build_jobs
 
-    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
-        async def emit_rounds() -> None:
-            for done, batch in enumerate(rounds, start=1):
-                await pipeline.emit(batch)
-                await wait_for(partial(_drained, metrics, forwarded=5 * done))
+    async def emit_rounds(pipeline: Pipeline, metrics: Metrics) -> None:
+        for done, batch in enumerate(rounds, start=1):
+            await pipeline.emit(batch)
+            await wait_for(partial(_drained, metrics, forwarded=5 * done))
 
-        return [*real_build_jobs(settings, store, pipeline, metrics, *rest), Job("emit", 3600, emit_rounds)]
-
-    monkeypatch.setattr(app_module, "build_jobs", build_jobs)
+    _agent_runs_once(monkeypatch, emit_rounds)
     agent = Daemon(agent_settings(write_config, tmp_path, site))
     agent_task = asyncio.create_task(agent.run())
     async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
@@ -113,6 +101,26 @@ async def test_readings_stored_after_the_outbox_drained_are_forwarded_on_the_sam
     for daemon, task in ((agent, agent_task), (hub, hub_task)):
         daemon.request_stop()
         await asyncio.wait_for(task, 20)
+
+
+async def _running_hub(
+    write_config: Callable[..., Path], tmp_path: Path, site: str
+) -> tuple[Daemon, asyncio.Task[None]]:
+    hub = Daemon(hub_settings(write_config, tmp_path, site))
+    task = asyncio.create_task(hub.run())
+    await wait_for(broker_connected(hub))
+    return hub, task
+
+
+def _agent_runs_once(monkeypatch: pytest.MonkeyPatch, job: Callable[[Pipeline, Metrics], Awaitable[None]]) -> None:
+    """The next daemon started gets one more job, run at its start: ``job(pipeline, metrics)``."""
+    real_build_jobs = app_module.build_jobs
+
+    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
+        return [*real_build_jobs(settings, store, pipeline, metrics, *rest),
+                Job("emit", 3600, partial(job, pipeline, metrics))]  # fmt: skip
+
+    monkeypatch.setattr(app_module, "build_jobs", build_jobs)
 
 
 async def _drained(metrics: Metrics, *, forwarded: int) -> bool:
