@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,13 @@ from daemon.settings import Settings
 from daemon.storage.billing import BillingStore
 from daemon.storage.columnar import read_readings
 from daemon.storage.repository import Store
+from daemon.storage.types import sqlite_time
 
 YEAR_START = date(2026, 1, 1)
 DAYS = 365
 DEVICES_PER_CUSTOMER = 10
 NOW = datetime(2027, 1, 5, tzinfo=UTC)
+READ_AT = time_of_day(6, tzinfo=UTC)  # one reading a day, at 06:00 UTC
 
 
 def _customer(n: int) -> dict[str, object]:
@@ -81,7 +84,7 @@ async def build(path: Path, devices: int) -> None:
             await billing.save_contract(parse_contract(_contract(n)), actor="bench", now=NOW)
     rng = np.random.default_rng(7)
     db = sqlite3.connect(path)
-    stamp = NOW.strftime("%Y-%m-%d %H:%M:%S.%f")
+    stamp = sqlite_time(NOW)
     db.executemany(
         "INSERT INTO devices (id, key, vendor, model, address, site, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?)",
         [(d + 1, f"SER{d:06d}", "Kyocera", "TASKalfa", None, "bench", stamp, stamp) for d in range(devices)],
@@ -90,7 +93,7 @@ async def build(path: Path, devices: int) -> None:
         "INSERT INTO device_assignments (device_id, customer_id, valid_from, valid_to, created_at) VALUES (?,?,?,?,?)",
         [(d + 1, d // DEVICES_PER_CUSTOMER + 1, "2025-12-01", None, stamp) for d in range(devices)],
     )
-    days = [(YEAR_START + timedelta(days=i)).strftime("%Y-%m-%d 06:00:00.000000") for i in range(DAYS)]
+    days = [sqlite_time(datetime.combine(YEAR_START + timedelta(days=i), READ_AT)) for i in range(DAYS)]
     for first in range(0, devices, 500):
         rows = []
         for d in range(first, min(first + 500, devices)):
