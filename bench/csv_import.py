@@ -17,14 +17,11 @@ import csv
 import io
 import resource
 import sqlite3
-import sys
 import tempfile
 import time
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, not bench/billing.py
 
 from billing.exchange import CONTACT_COLUMNS, CUSTOMER_COLUMNS, customers_from, read_table
 from daemon.storage.billing import BillingStore

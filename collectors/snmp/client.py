@@ -1,47 +1,40 @@
-"""A thin SNMP v1/v2c client on pysnmp 7's v1arch API; pysnmp errors are translated here, once.
+"""The SNMP client the collector and discovery use: GET in few PDUs, table walks, communities in order.
 
-v1arch, not v3arch: measured on this project's targets, v3arch costs about 1.5x the
-CPU warm and 20x on a cold round (per-target engine set-up), so v3arch is kept for
-SNMPv3 targets only. No MIBs are loaded: profiles name numeric OIDs.
+v1/v2c go through meterd's own codec and UDP transport (``ber``, ``transport``): pysnmp's
+pyasn1 decoding was most of a warm poll's CPU. SNMPv3 stays on pysnmp's v3arch engine
+(``v3``), whose errors are translated here, once. No MIBs are loaded: profiles name
+numeric OIDs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Self
+from typing import Final, Literal, Self
 
 import structlog
 from pyasn1.type import univ
-from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.error import PySnmpError
-from pysnmp.hlapi.v1arch.asyncio import (
-    CommunityData,
-    SnmpDispatcher,
-    UdpTransportTarget,
-    bulk_cmd,
-    get_cmd,
-    next_cmd,
-)
 from pysnmp.proto import rfc1905
-from pysnmp.proto.rfc1902 import ObjectName
 
+from collectors.snmp import ber
+from collectors.snmp.ber import Value
+from collectors.snmp.transport import SnmpTransport
 from collectors.snmp.v3 import UsmCredentials, V3Requester
 from daemon.errors import DeviceTimeoutError, ProtocolError
 
 _log = structlog.get_logger(__name__)
 
-Value = int | bytes | str  # str only for OBJECT IDENTIFIER values, in dotted form
+__all__ = ["SnmpClient", "SnmpTarget", "Value"]
+
 _MP_MODEL: Final = {"1": 0, "2c": 1}
+_PDU_TYPES: Final = {"get": ber.GET_REQUEST, "next": ber.GET_NEXT_REQUEST, "bulk": ber.GET_BULK_REQUEST}
 _BULK_REPETITIONS: Final = 16
 _MAX_WALK_ROWS: Final = 10_000  # a printer table is tens of rows; more means a looping agent
 # Well under the 484-octet minimum message size every agent must accept for short OIDs;
 # devices that take less answer tooBig and get half.
 _MAX_OIDS_PER_PDU: Final = 24
-# The kernel caps this at net.core.rmem_max unless raised there too (see bench/README.md).
-_RECEIVE_BUFFER_BYTES: Final = 8 * 1024 * 1024
 _TOO_BIG: Final = 1
 _NO_SUCH_NAME: Final = 2
 
@@ -77,25 +70,20 @@ class SnmpTarget:
 
 
 class SnmpClient:
-    """GET and table walks over one UDP dispatcher. Enter it with ``async with``; no I/O before."""
+    """GETs and table walks: v1/v2c through meterd's own transport, v3 through pysnmp. Enter with ``async with``."""
 
     def __init__(self) -> None:
-        self._dispatcher: SnmpDispatcher | None = None
+        self._transport = SnmpTransport()
         # The community that answered last, per address: tried first next time.
         self._working_community: dict[str, str] = {}
-        # Resolving and building a transport target costs more than the request itself.
-        self._transports: dict[tuple[str, int, float, int], UdpTransportTarget] = {}
-        self._receive_buffer_set = False
         self._v3 = V3Requester()
 
     async def __aenter__(self) -> Self:
-        self._dispatcher = SnmpDispatcher()
+        await self._transport.__aenter__()
         return self
 
-    async def __aexit__(self, *_exc: object) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.transport_dispatcher.close_dispatcher()
-            self._dispatcher = None
+    async def __aexit__(self, *exc: object) -> None:
+        await self._transport.__aexit__(*exc)
         self._v3.close()
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> dict[str, Value]:
@@ -134,7 +122,7 @@ class SnmpClient:
             return {oid: value for oid, value in answer if value is not None}
         return {}
 
-    async def _get_answered(self, target: SnmpTarget, oids: Sequence[str]) -> list[tuple[str, Value | None]]:
+    async def _get_answered(self, target: SnmpTarget, oids: list[str]) -> list[tuple[str, Value | None]]:
         """One GET, trying the communities in order (the one that answered last first)."""
         for community in self._communities(target):
             answer = await self._request(target, community, "get", oids)
@@ -144,40 +132,44 @@ class SnmpClient:
         raise DeviceTimeoutError(target.address, len(target.communities))
 
     async def walk(self, target: SnmpTarget, column: str) -> dict[str, Value]:
-        """Every instance under ``column`` (GETBULK on v2c, GETNEXT on v1), keyed by full OID.
+        """Every instance under ``column``, keyed by full OID; see :meth:`walk_columns`."""
+        return (await self.walk_columns(target, [column]))[column]
+
+    async def walk_columns(self, target: SnmpTarget, columns: Sequence[str]) -> dict[str, dict[str, Value]]:
+        """Every instance under each of ``columns``, walked side by side: column -> {OID: value}.
+
+        One GETBULK (v2c/v3) or GETNEXT (v1) carries every column not yet finished, so a
+        table of several columns costs the round trips of its longest column, not their sum.
 
         Raises:
             DeviceTimeoutError: no answer in time.
             ProtocolError: an error status, or an agent that returns OIDs out of order.
         """
-        prefix = column.rstrip(".") + "."
-        found: dict[str, Value] = {}
-        cursor = column
+        found: dict[str, dict[str, Value]] = {column: {} for column in columns}
+        cursors = {column: column for column in found}  # the columns still being walked
         community = next(iter(self._communities(target)))
         kind: Literal["bulk", "next"] = "next" if target.version == "1" else "bulk"
         repetitions = _BULK_REPETITIONS
-        while len(found) < _MAX_WALK_ROWS:
+        while cursors:
+            walking = list(cursors)
             try:
-                answer = await self._request(target, community, kind, [cursor], repetitions)
+                answer = await self._request(target, community, kind, list(cursors.values()), repetitions)
             except _ErrorStatus as status:
                 if status.code == _TOO_BIG and kind == "bulk" and repetitions > 1:
                     repetitions //= 2  # fewer rows per answer, as RFC 3416 asks of the manager
                     continue
                 if status.code in {_NO_SUCH_NAME, _TOO_BIG}:  # v1's end of view; a next value never sendable
+                    if 0 < status.index <= len(walking) and len(walking) > 1:
+                        del cursors[walking[status.index - 1]]  # that column ends here; the others go on
+                        continue
                     return found
                 raise ProtocolError(target.address, status.describe()) from None
             if answer is None:
                 raise DeviceTimeoutError(target.address, 1)
             if not answer:
                 return found
-            for oid, value in answer:
-                if not oid.startswith(prefix) or value is None:
-                    return found
-                if _oid_key(oid) <= _oid_key(cursor):
-                    raise ProtocolError(target.address, f"agent returned {oid} after {cursor} (not increasing)")
-                found[oid] = value
-                cursor = oid
-        raise ProtocolError(target.address, f"table {column} has more than {_MAX_WALK_ROWS} rows")
+            _take_rows(target, answer, walking, cursors, found)
+        return found
 
     def _communities(self, target: SnmpTarget) -> list[str]:
         if target.version == "3":
@@ -187,94 +179,62 @@ class SnmpClient:
             return [remembered, *(c for c in target.communities if c != remembered)]
         return list(target.communities)
 
-    def _enlarge_receive_buffer(self) -> None:
-        """Give pysnmp's one UDP socket room for a round's answers arriving at once.
-
-        At hundreds of requests in flight the default buffer overflows, the kernel drops
-        answers (UdpRcvbufErrors) and healthy printers look dead. The socket exists only
-        after the first send, so this runs after the first request.
-        """
-        if self._dispatcher is None:
-            return
-        try:
-            carrier = self._dispatcher.transport_dispatcher.get_transport(udp.DOMAIN_NAME)
-        except PySnmpError:
-            return  # no request sent yet
-        datagram_transport = getattr(carrier, "transport", None)
-        sock = datagram_transport.get_extra_info("socket") if datagram_transport is not None else None
-        if sock is None:
-            return
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
-        except OSError as err:
-            _log.warning("snmp_receive_buffer_not_set", error=str(err))
-        self._receive_buffer_set = True
-
-    async def _transport(self, target: SnmpTarget) -> UdpTransportTarget:
-        key = (target.host, target.port, target.timeout_s, target.retries)
-        transport = self._transports.get(key)
-        if transport is None:
-            transport = await UdpTransportTarget.create(
-                (target.host, target.port), timeout=target.timeout_s, retries=target.retries
-            )
-            self._transports[key] = transport
-        return transport
-
     async def _request(
         self,
         target: SnmpTarget,
         community: str,
         kind: Literal["get", "next", "bulk"],
-        oids: Sequence[str],
+        oids: list[str],
         repetitions: int = _BULK_REPETITIONS,
     ) -> list[tuple[str, Value | None]] | None:
         """One request; None on timeout, (oid, None) for an OID the device lacks."""
-        if self._dispatcher is None:
-            msg = "SnmpClient used outside `async with`"
-            raise RuntimeError(msg)
+        if target.version == "3":
+            return await self._v3_request(target, kind, oids, repetitions)
+        try:
+            response = await self._transport.exchange(
+                target.host,
+                target.port,
+                version=_MP_MODEL[target.version],
+                community=community.encode(),
+                pdu_type=_PDU_TYPES[kind],
+                oids=oids,
+                timeout_s=target.timeout_s,
+                retries=target.retries,
+                max_repetitions=repetitions if kind == "bulk" else 0,
+            )
+        except OSError as err:
+            raise ProtocolError(target.address, f"cannot reach {target.host}: {err}") from err
+        except ValueError as err:  # an OID in the configuration or a profile that is not numeric
+            raise ProtocolError(target.address, str(err)) from err
+        if response is None:
+            return None
+        if response.error_status != 0:
+            raise _ErrorStatus(response.error_status, response.error_index, response.error_name())
+        return response.var_binds
+
+    async def _v3_request(
+        self, target: SnmpTarget, kind: Literal["get", "next", "bulk"], oids: list[str], repetitions: int
+    ) -> list[tuple[str, Value | None]] | None:
+        if target.usm is None:
+            raise ProtocolError(target.address, "SNMPv3 target without a user; set its v3 settings")
+        peer = (target.host, target.port, target.timeout_s, target.retries)
         budget = target.timeout_s * (target.retries + 1) + 1.0
         try:
             async with asyncio.timeout(budget):
-                if target.version == "3":
-                    if target.usm is None:
-                        raise ProtocolError(target.address, "SNMPv3 target without a user; set its v3 settings")
-                    peer = (target.host, target.port, target.timeout_s, target.retries)
-                    error, status, index, answer = await self._v3.request(
-                        peer, target.usm, kind=kind, oids=oids, repetitions=repetitions
-                    )
-                else:
-                    error, status, index, answer = await self._v1_request(target, community, kind, oids, repetitions)
+                error, status, index, answer = await self._v3.request(
+                    peer, target.usm, kind=kind, oids=oids, repetitions=repetitions
+                )
         except TimeoutError:
             return None
         except PySnmpError as err:
             raise ProtocolError(target.address, f"SNMP failure: {err}") from err
-        if not self._receive_buffer_set and target.version != "3":
-            self._enlarge_receive_buffer()
         if error is not None:
             if "timeout" in str(error).lower():
                 return None
-            raise ProtocolError(target.address, _explain(str(error), target))
+            raise ProtocolError(target.address, _explain(str(error)))
         if int(status) != 0:
             raise _ErrorStatus(int(status), int(index), status.prettyPrint())
         return [(str(oid), _python_value(value)) for oid, value in answer]
-
-    async def _v1_request(
-        self,
-        target: SnmpTarget,
-        community: str,
-        kind: Literal["get", "next", "bulk"],
-        oids: Sequence[str],
-        repetitions: int,
-    ) -> tuple[Any, Any, Any, Sequence[tuple[Any, Any]]]:
-        assert self._dispatcher is not None
-        auth = CommunityData(community, mpModel=_MP_MODEL[target.version])
-        var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
-        transport = await self._transport(target)
-        if kind == "get":
-            return await get_cmd(self._dispatcher, auth, transport, *var_binds)  # type: ignore[no-any-return]
-        if kind == "next":
-            return await next_cmd(self._dispatcher, auth, transport, *var_binds)  # type: ignore[no-any-return]
-        return await bulk_cmd(self._dispatcher, auth, transport, 0, repetitions, *var_binds)  # type: ignore[no-any-return]
 
 
 _V3_HINTS: Final = {
@@ -286,14 +246,40 @@ _V3_HINTS: Final = {
 }
 
 
-def _explain(error: str, target: SnmpTarget) -> str:
-    """Pysnmp's error indication, with what to check for the v3 ones."""
-    if target.version == "3":
-        squashed = error.replace(" ", "").lower()
-        for marker, hint in _V3_HINTS.items():
-            if marker in squashed:
-                return f"{hint} ({error})"
+def _explain(error: str) -> str:
+    """Pysnmp's v3 error indication, with what to check."""
+    squashed = error.replace(" ", "").lower()
+    for marker, hint in _V3_HINTS.items():
+        if marker in squashed:
+            return f"{hint} ({error})"
     return error
+
+
+def _take_rows(
+    target: SnmpTarget,
+    answer: list[tuple[str, Value | None]],
+    walking: list[str],
+    cursors: dict[str, str],
+    found: dict[str, dict[str, Value]],
+) -> None:
+    """File one walk answer under its columns; a column ends at its first bind past it (or without value).
+
+    GETBULK answers row by row: bind i belongs to column i mod len(walking) (RFC 3416 4.2.3).
+    """
+    for i, (oid, value) in enumerate(answer):
+        column = walking[i % len(walking)]
+        cursor = cursors.get(column)
+        if cursor is None:
+            continue  # that column ended earlier in this answer
+        if value is None or not oid.startswith(column) or oid[len(column) : len(column) + 1] != ".":
+            del cursors[column]
+            continue
+        if _oid_key(oid) <= _oid_key(cursor):
+            raise ProtocolError(target.address, f"agent returned {oid} after {cursor} (not increasing)")
+        found[column][oid] = value
+        cursors[column] = oid
+        if len(found[column]) > _MAX_WALK_ROWS:
+            raise ProtocolError(target.address, f"table {column} has more than {_MAX_WALK_ROWS} rows")
 
 
 def _oid_key(oid: str) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """Billing at fleet size: a year of daily reads of 10,000 devices x 2 meters in SQLite.
 
     .venv/bin/pip install -e '.[bench]'      # DuckDB and its SQLite scanner, the reference
-    .venv/bin/python bench/billing.py [--devices 10000] [--db /tmp/meterd-billing-bench.db]
+    .venv/bin/python bench/billing_year.py [--devices 10000] [--db /tmp/meterd-billing-bench.db]
 
 Builds (once; reused while its size matches) a store of 1,000 customers with 10 devices
 each, one contract per customer (base fee, included pages, graduated mono tiers, colour),

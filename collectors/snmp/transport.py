@@ -1,0 +1,169 @@
+"""SNMP v1/v2c requests over one asyncio UDP socket per address family, matched by request-id.
+
+Why not pysnmp's v1arch dispatcher: with meterd's own codec (``ber``) it only added a
+pyasn1 round trip and a timer loop per request. Here a request is one ``sendto``, one
+timer handle per attempt and one future; a retry resends the same message with the same
+request-id, so a late answer to the first attempt still counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final, Self, cast
+
+import structlog
+
+from collectors.snmp import ber
+from daemon.errors import PayloadError
+
+_log = structlog.get_logger(__name__)
+
+# Room for a round's answers arriving at once: at hundreds of requests in flight the
+# default buffer overflows and the kernel drops answers (UdpRcvbufErrors). The kernel caps
+# this at net.core.rmem_max unless raised there too (see bench/README.md).
+_RECEIVE_BUFFER_BYTES: Final = 8 * 1024 * 1024
+# Printers get new addresses from DHCP; a name is looked up again after this long.
+_RESOLVED_FOR_S: Final = 600.0
+_REQUEST_ID_SPACE: Final = 2**31
+_SocketAddress = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: bytes
+    address: _SocketAddress
+    community: bytes
+    timeout_s: float
+    attempts_left: int
+    answer: asyncio.Future[ber.Response | None]
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.waiting: dict[int, _Pending] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram transport, though the selector loop's class does not subclass DatagramTransport.
+        self.transport = cast("asyncio.DatagramTransport", transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            response = ber.decode_response(data)
+        except PayloadError as err:
+            _log.warning("snmp_malformed_answer", peer=f"{addr[0]}:{addr[1]}", error=str(err))
+            return
+        pending = self.waiting.get(response.request_id)
+        # The community must match too: a stray answer with a reused id is not this request's.
+        if pending is None or pending.community != response.community or pending.answer.done():
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        pending.answer.set_result(response)
+
+    def error_received(self, exc: Exception) -> None:
+        # Unconnected UDP: an error cannot be tied to a request; that request times out.
+        _log.debug("snmp_socket_error", error=str(exc))
+
+    def attempt(self, pending: _Pending) -> None:
+        """Send (again), or give up with None when no attempts are left."""
+        if pending.answer.done():
+            return
+        if pending.attempts_left == 0 or self.transport is None or self.transport.is_closing():
+            pending.answer.set_result(None)
+            return
+        pending.attempts_left -= 1
+        self.transport.sendto(pending.message, pending.address)
+        pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self.attempt, pending)
+
+
+class SnmpTransport:
+    """Sends requests and waits for their answers. Enter with ``async with``; sockets open on first use."""
+
+    def __init__(self) -> None:
+        self._endpoints: dict[int, _Endpoint] = {}
+        self._addresses: dict[tuple[str, int], tuple[int, _SocketAddress, float]] = {}
+        self._request_ids = itertools.count(random.randrange(_REQUEST_ID_SPACE))  # noqa: S311 - not a secret
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        for endpoint in self._endpoints.values():
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+        self._endpoints.clear()
+
+    async def exchange(
+        self,
+        host: str,
+        port: int,
+        *,
+        version: int,
+        community: bytes,
+        pdu_type: int,
+        oids: list[str],
+        timeout_s: float,
+        retries: int,
+        max_repetitions: int = 0,
+    ) -> ber.Response | None:
+        """One request, resent up to ``retries`` times; None when no answer came.
+
+        Raises:
+            OSError: the host name cannot be resolved.
+        """
+        family, address = await self._resolve(host, port)
+        endpoint = self._endpoints.get(family) or await self._open(family)
+        request_id = self._free_request_id(endpoint)
+        message = ber.encode_request(
+            version=version,
+            community=community,
+            pdu_type=pdu_type,
+            request_id=request_id,
+            oids=oids,
+            max_repetitions=max_repetitions,
+        )
+        answer: asyncio.Future[ber.Response | None] = asyncio.get_running_loop().create_future()
+        pending = _Pending(message, address, community, timeout_s, retries + 1, answer)
+        endpoint.waiting[request_id] = pending
+        try:
+            endpoint.attempt(pending)
+            return await answer
+        finally:
+            del endpoint.waiting[request_id]
+            if pending.timer is not None:
+                pending.timer.cancel()
+
+    def _free_request_id(self, endpoint: _Endpoint) -> int:
+        while True:
+            request_id = next(self._request_ids) % _REQUEST_ID_SPACE
+            if request_id not in endpoint.waiting:
+                return request_id
+
+    async def _resolve(self, host: str, port: int) -> tuple[int, _SocketAddress]:
+        known = self._addresses.get((host, port))
+        now = time.monotonic()
+        if known is not None and now - known[2] < _RESOLVED_FOR_S:
+            return known[0], known[1]
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _type, _proto, _name, address = infos[0]
+        self._addresses[(host, port)] = (family, address, now)
+        return family, address
+
+    async def _open(self, family: int) -> _Endpoint:
+        _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(_Endpoint, family=family)
+        sock = _transport.get_extra_info("socket")
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
+        except OSError as err:
+            _log.warning("snmp_receive_buffer_not_set", error=str(err))
+        kept = self._endpoints.setdefault(family, endpoint)
+        if kept is not endpoint:  # another request opened one while this one waited
+            _transport.close()
+        return kept
