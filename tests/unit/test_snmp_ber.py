@@ -8,13 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pyasn1.codec.ber import encoder
-from pysnmp.proto import api
 
 from collectors.snmp import ber
 from daemon.errors import PayloadError
-
-V1 = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
-V2C = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+from tests.snmp_messages import V1, V2C, pyasn1_response
 
 arcs = st.integers(min_value=0, max_value=2**32 - 1)
 oids = st.builds(
@@ -43,27 +40,11 @@ values = st.one_of(
 )
 
 
-def _pyasn1_response(
-    module: Any, community: bytes, request_id: int, binds: list[tuple[str, Any]], *, status: int = 0, index: int = 0
-) -> bytes:
-    pdu = module.GetResponsePDU()
-    module.apiPDU.set_defaults(pdu)
-    module.apiPDU.set_request_id(pdu, request_id)
-    module.apiPDU.set_error_status(pdu, status)
-    module.apiPDU.set_error_index(pdu, index)
-    module.apiPDU.set_varbinds(pdu, binds)
-    message = module.Message()
-    module.apiMessage.set_defaults(message)
-    module.apiMessage.set_community(message, community)
-    module.apiMessage.set_pdu(message, pdu)
-    return bytes(encoder.encode(message))
-
-
 @given(communities, request_ids, st.lists(st.tuples(oids, values), max_size=30))
 def test_any_v2c_response_decodes_as_pyasn1_encoded_it(
     community: bytes, request_id: int, binds: list[tuple[str, tuple[Any, object]]]
 ) -> None:
-    message = _pyasn1_response(V2C, community, request_id, [(oid, value) for oid, (value, _) in binds])
+    message = pyasn1_response(V2C, community, request_id, [(oid, value) for oid, (value, _) in binds])
 
     response = ber.decode_response(message)
 
@@ -72,7 +53,7 @@ def test_any_v2c_response_decodes_as_pyasn1_encoded_it(
 
 
 def test_a_v1_error_answer_keeps_status_index_and_name() -> None:
-    message = _pyasn1_response(V1, b"public", 77, [("1.3.6.1.2.1.1.1.0", V1.Null(""))], status=2, index=3)
+    message = pyasn1_response(V1, b"public", 77, [("1.3.6.1.2.1.1.1.0", V1.Null(""))], status=2, index=3)
 
     response = ber.decode_response(message)
 
@@ -134,7 +115,7 @@ def test_getbulk_requests_are_byte_for_byte_pyasn1s(
 
 
 def test_a_counter_sent_without_its_leading_zero_still_reads_unsigned() -> None:
-    good = _pyasn1_response(V2C, b"c", 1, [("1.3.6.1.2.1.43.10.2.1.4.1.1", V2C.Counter32(4_294_967_290))])
+    good = pyasn1_response(V2C, b"c", 1, [("1.3.6.1.2.1.43.10.2.1.4.1.1", V2C.Counter32(4_294_967_290))])
     assert b"\x41\x05\x00\xff\xff\xff\xfa" in good
     sloppy = good.replace(b"\x41\x05\x00\xff\xff\xff\xfa", b"\x41\x04\xff\xff\xff\xfa")
     sloppy = _shrink_lengths(sloppy, by=1)
@@ -165,7 +146,7 @@ def _shrink_lengths(message: bytes, *, by: int) -> bytes:
 def test_every_truncation_is_a_payload_error_never_a_crash(
     community: bytes, request_id: int, binds: list[tuple[str, tuple[Any, object]]], data: st.DataObject
 ) -> None:
-    message = _pyasn1_response(V2C, community, request_id, [(oid, value) for oid, (value, _) in binds])
+    message = pyasn1_response(V2C, community, request_id, [(oid, value) for oid, (value, _) in binds])
     cut = data.draw(st.integers(min_value=0, max_value=len(message) - 1))
 
     with pytest.raises(PayloadError, match="bad_snmp_message"):
