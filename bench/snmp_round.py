@@ -1,38 +1,55 @@
 """SNMP poll rounds through the real pipeline, against simulated printers, with a C baseline.
 
-    .venv/bin/python bench/snmp_round.py [--devices 1000] [--responders 4]
+    .venv/bin/python bench/snmp_round.py [--devices 1000] [--responders 4] [--responder snmpd|snmpsim]
 
-Serves N printers with snmpsim (several responder processes, one community per
-device), then measures in this process: a cold round (probe: identity, profile,
+Serves N printers (one community per device, several responder processes) with
+net-snmp's ``snmpd`` (C; ``apt-get install snmpd``; the default when installed) or
+snmpsim, then measures in this process: a cold round (probe: identity, profile,
 table and supply walks), a warm round (one GET per device from the plan), both
 through decode, profile mapping and the SQLite store; a warm round with 20% dead
 targets (timeout 1 s, 1 retry); and the same warm GETs done with ezsnmp (net-snmp's
 C library) in the same run. Prints CPU-seconds per 1,000 device polls, polls per
 second, peak RSS, live devices missed, and meterd's CPU ratio to ezsnmp.
+
+snmpd serves one data set under every community (the recording's values as
+``override`` lines, counters standing still), so the bench gives each reading its
+device's own serial before storing it, as a fleet of distinct printers would have;
+snmpsim gets one recording per device with its own serial.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
+import re
 import resource
+import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
+from collectors.base import Reading
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
-from daemon.demo.run import fleet_dir
+from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.polling import udp_receive_errors
 from daemon.storage.repository import Store
 
-MODEL = "konica_c300i"  # a colour MFP: private counters, four toners
+MODEL: Final = "konica_c300i"  # a colour MFP: private counters, four toners
+SERIAL: Final = "A8Y1DEMO0002"  # the recording's; each simulated device gets its own
+# snmprec type tags -> snmpd.conf `override` types
+_OVERRIDE_TYPES: Final = {"2": "integer", "4": "octet_str", "6": "object_id", "65": "counter", "66": "uinteger",
+                          "67": "timeticks"}  # fmt: skip
 
 
 @dataclass
@@ -65,12 +82,23 @@ def _peak_rss_mb() -> float:
 
 
 async def _round(
-    label: str, collector: SnmpCollector, pipeline: Pipeline, targets: list[SnmpTarget], live: set[SnmpTarget]
+    label: str,
+    collector: SnmpCollector,
+    pipeline: Pipeline,
+    targets: list[SnmpTarget],
+    live: set[SnmpTarget],
+    *,
+    concurrency: int,
+    serials: dict[SnmpTarget, str] | None,
 ) -> Figures:
     cpu, wall, drops = time.process_time(), time.perf_counter(), udp_receive_errors()
-    results = await poll_many(collector, targets, concurrency=256)
-    reports = [r for r in results if isinstance(r, DeviceReport)]
-    await pipeline.emit([r.reading for r in reports])
+    results = await poll_many(collector, targets, concurrency=concurrency)
+    readings = [
+        _own_serial(result.reading, serials[target]) if serials else result.reading
+        for target, result in zip(targets, results, strict=True)
+        if isinstance(result, DeviceReport)
+    ]
+    await pipeline.emit(readings)
     answered = {t for t, r in zip(targets, results, strict=True) if isinstance(r, DeviceReport)}
     return Figures(
         label,
@@ -80,6 +108,10 @@ async def _round(
         len(live - answered),
         udp_receive_errors() - drops,
     )
+
+
+def _own_serial(reading: Reading, serial: str) -> Reading:
+    return dataclasses.replace(reading, device=dataclasses.replace(reading.device, key=serial))
 
 
 def _ezsnmp_round(targets: list[SnmpTarget], oids: list[str]) -> Figures:
@@ -105,61 +137,116 @@ def _recordings(devices: int) -> tuple[Path, Path]:
     workdir = Path(tempfile.mkdtemp(prefix="meterd-bench-"))
     data = workdir / "data"
     data.mkdir()
-    recording = (fleet_dir() / f"{MODEL}.snmprec").read_bytes()
+    recording = (fleet_dir() / f"{MODEL}.snmprec").read_text()
     for n in range(devices):
-        (data / f"dev{n:05d}.snmprec").write_bytes(recording)
+        (data / f"{_community(n)}.snmprec").write_text(recording.replace(SERIAL, _serial(n)))
     data.chmod(0o755)
     workdir.chmod(0o755)
     return workdir, data
+
+
+def _community(n: int) -> str:
+    return f"dev{n:05d}"
+
+
+def _serial(n: int) -> str:
+    return f"BENCH{n:07d}"
+
+
+class _Snmpd(SnmpSimulator):
+    """net-snmp's snmpd answering the recording's values under each of ``communities``."""
+
+    def __init__(self, workdir: Path, port: int, communities: list[str]) -> None:
+        super().__init__([], port, workdir / f"snmpd-{port}.log")
+        self._workdir = workdir
+        self._communities = communities
+
+    def start(self) -> None:
+        config = self._workdir / f"snmpd-{self.port}.conf"
+        lines = [f"rocommunity {community} 127.0.0.1" for community in self._communities]
+        for line in (fleet_dir() / f"{MODEL}.snmprec").read_text().splitlines():
+            oid, tag, value = line.split("|", 2)
+            kind = _OVERRIDE_TYPES.get(tag.split(":")[0])
+            if kind is None:  # hex strings (the MAC): not needed for a reading
+                continue
+            if tag.endswith(":numeric"):  # an advancing counter in snmpsim: its initial value here
+                value = re.search(r"initial=(\d+)", value).group(1)  # type: ignore[union-attr]
+            lines.append(
+                f'override .{oid} {kind} "{value}"' if kind == "octet_str" else f"override .{oid} {kind} {value}"
+            )
+        config.write_text("\n".join(lines) + "\n")
+        command = ["snmpd", "-f", "-C", "-c", str(config), "-I", "override,vacm_conf", "-Lf", str(self.log_path),
+                   f"udp:127.0.0.1:{self.port}"]  # fmt: skip
+        environment = {**os.environ, "SNMP_PERSISTENT_DIR": str(self._workdir), "MIBS": ""}
+        self._process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def _target(port: int, community: str) -> SnmpTarget:
     return SnmpTarget("127.0.0.1", port, communities=(community,), timeout_s=1.0, retries=1)
 
 
-async def main(devices: int, responders: int) -> None:
-    workdir, data = _recordings(devices)
-    sims = [SnmpSimulator([data], _free_udp_port(), workdir / f"snmpsim{i}.log") for i in range(responders)]
-    for sim in sims:
-        sim.start()
+async def main(options: argparse.Namespace) -> None:
+    devices, count = options.devices, options.responders
+    baseline_rss = _peak_rss_mb()
+    workdir, data = _recordings(devices) if options.responder == "snmpsim" else (Path(tempfile.mkdtemp()), None)
+    responders: list[SnmpSimulator] = [
+        SnmpSimulator([data], _free_udp_port(), workdir / f"snmpsim{i}.log")
+        if data is not None
+        else _Snmpd(workdir, _free_udp_port(), [_community(n) for n in range(i, devices, count)])
+        for i in range(count)
+    ]
+    for responder in responders:
+        responder.start()
     try:
         started = time.perf_counter()
-        for sim in sims:
-            await sim.wait_ready("dev00000", timeout_s=600)
+        for i, responder in enumerate(responders):
+            await responder.wait_ready(_community(i), timeout_s=600)
         ready_s = time.perf_counter() - started
-        print(f"{responders} snmpsim responders serving {devices} devices, ready in {ready_s:.0f} s")
-        targets = [_target(sims[n % responders].port, f"dev{n:05d}") for n in range(devices)]
+        print(f"{count} {options.responder} responders serving {devices} devices, ready in {ready_s:.0f} s")
+        targets = [_target(responders[n % count].port, _community(n)) for n in range(devices)]
         live = set(targets)
+        serials = {target: _serial(n) for n, target in enumerate(targets)} if data is None else None
         dead_ports = [_free_udp_port() for _ in range(max(1, devices // 50))]
         # A quarter of the live count: 20% of the mixed round.
         dead = [_target(dead_ports[n % len(dead_ports)], f"dead{n}") for n in range(devices // 4)]
+        rounds = [
+            ("meterd cold round (probe)", targets),
+            ("meterd second round (re-probes)", targets),
+            ("meterd warm round (1 GET/device)", targets),
+            ("meterd warm round, 20% dead", targets + dead),
+        ]
         async with Store.open(f"sqlite:///{workdir / 'state' / 'bench.db'}") as store:
             pipeline = Pipeline(store, Metrics())
             async with SnmpCollector(site="bench") as collector:
                 results = [
-                    await _round("meterd cold round (probe)", collector, pipeline, targets, live),
-                    await _round("meterd second round (re-probes)", collector, pipeline, targets, live),
-                    await _round("meterd warm round (1 GET/device)", collector, pipeline, targets, live),
-                    await _round("meterd warm round, 20% dead", collector, pipeline, targets + dead, live),
+                    await _round(
+                        label, collector, pipeline, polled, live, concurrency=options.concurrency, serials=serials
+                    )
+                    for label, polled in rounds
                 ]
-                probe = await collector.poll(targets[0])
-                del probe
                 plan_oids = collector._plans[targets[0]].oids()  # noqa: SLF001 - the bench mirrors the warm GET
-        baseline = _ezsnmp_round(targets, plan_oids)
+        # Serial, one session per device as a poller would: the first 1,000 are enough for a per-1k figure.
+        baseline = _ezsnmp_round(targets[:1000], plan_oids)
         for figures in [*results, baseline]:
             print(figures.line())
         warm = results[2]
-        print(f"peak RSS {_peak_rss_mb():.0f} MB")
-        ratio = warm.cpu_s / baseline.cpu_s
+        print(f"peak RSS {_peak_rss_mb():.0f} MB (after imports {baseline_rss:.0f} MB)")
+        ratio = (warm.cpu_s / warm.polls) / (baseline.cpu_s / baseline.polls)
         print(f"meterd warm CPU / ezsnmp CPU = {ratio:.2f} (meterd's includes mapping and the SQLite store)")
     finally:
-        for sim in sims:
-            sim.stop()
+        for responder in responders:
+            responder.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--responders", type=int, default=4)
-    options = parser.parse_args()
-    asyncio.run(main(options.devices, options.responders))
+    parser.add_argument(
+        "--responder", choices=["snmpd", "snmpsim"], default="snmpd" if shutil.which("snmpd") else "snmpsim"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="devices polled at once (the daemon's default: 64)"
+    )
+    asyncio.run(main(parser.parse_args()))

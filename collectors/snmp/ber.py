@@ -138,23 +138,44 @@ def _decode_response(message: bytes) -> Response:
     if tag != _SEQUENCE or list_end != pdu_end:
         msg = "variable-bindings are not one SEQUENCE filling the PDU"
         raise ValueError(msg)
+    return Response(version, community, request_id, error_status, error_index, _var_binds(message, position, list_end))
+
+
+def _var_binds(message: bytes, position: int, list_end: int) -> list[tuple[str, Value | None]]:
+    """The (name, value) pairs; short-form lengths, nearly every one, are read inline (this is the hot loop)."""
     var_binds: list[tuple[str, Value | None]] = []
     while position < list_end:
-        tag, position, bind_end = _header(message, position)
-        if tag != _SEQUENCE:
+        if message[position] != _SEQUENCE:
             msg = "a variable-binding is not a SEQUENCE"
             raise ValueError(msg)
-        tag, start, position = _header(message, position)
-        if tag != _OBJECT_IDENTIFIER:
+        length = message[position + 1]
+        if length < _SHORT_LENGTH_LIMIT:
+            start, bind_end = position + 2, position + 2 + length
+        else:
+            _tag, start, bind_end = _header(message, position)
+        if message[start] != _OBJECT_IDENTIFIER:
             msg = "a variable-binding's name is not an OBJECT IDENTIFIER"
             raise ValueError(msg)
-        name = _oid_text(message[start:position])
-        tag, start, position = _header(message, position)
-        if position != bind_end:
+        length = message[start + 1]
+        if length < _SHORT_LENGTH_LIMIT:
+            name_start, name_end = start + 2, start + 2 + length
+        else:
+            _tag, name_start, name_end = _header(message, start)
+        if bind_end > list_end or name_end >= bind_end:
+            msg = "a variable-binding overruns its list"
+            raise ValueError(msg)
+        name = _oid_text(message[name_start:name_end])
+        tag, length = message[name_end], message[name_end + 1]
+        if length < _SHORT_LENGTH_LIMIT:
+            value_start, value_end = name_end + 2, name_end + 2 + length
+        else:
+            tag, value_start, value_end = _header(message, name_end)
+        if value_end != bind_end:
             msg = f"variable-binding {name} has more than a name and a value"
             raise ValueError(msg)
-        var_binds.append((name, _value(tag, message, start, position)))
-    return Response(version, community, request_id, error_status, error_index, var_binds)
+        var_binds.append((name, _value(tag, message, value_start, value_end)))
+        position = bind_end
+    return var_binds
 
 
 def _header(message: bytes, position: int) -> tuple[int, int, int]:

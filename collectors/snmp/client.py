@@ -31,6 +31,9 @@ __all__ = ["SnmpClient", "SnmpTarget", "Value"]
 _MP_MODEL: Final = {"1": 0, "2c": 1}
 _PDU_TYPES: Final = {"get": ber.GET_REQUEST, "next": ber.GET_NEXT_REQUEST, "bulk": ber.GET_BULK_REQUEST}
 _BULK_REPETITIONS: Final = 16
+# Rows past a column's end still have to be decoded: one answer carries at most this many
+# bindings, so six columns side by side ask 6 rows each, one column 16.
+_BINDS_PER_WALK_ANSWER: Final = 40
 _MAX_WALK_ROWS: Final = 10_000  # a printer table is tens of rows; more means a looping agent
 # Well under the 484-octet minimum message size every agent must accept for short OIDs;
 # devices that take less answer tooBig and get half.
@@ -152,11 +155,12 @@ class SnmpClient:
         repetitions = _BULK_REPETITIONS
         while cursors:
             walking = list(cursors)
+            rows = min(repetitions, max(1, _BINDS_PER_WALK_ANSWER // len(walking)))
             try:
-                answer = await self._request(target, community, kind, list(cursors.values()), repetitions)
+                answer = await self._request(target, community, kind, list(cursors.values()), rows)
             except _ErrorStatus as status:
-                if status.code == _TOO_BIG and kind == "bulk" and repetitions > 1:
-                    repetitions //= 2  # fewer rows per answer, as RFC 3416 asks of the manager
+                if status.code == _TOO_BIG and kind == "bulk" and rows > 1:
+                    repetitions = rows // 2  # fewer rows per answer, as RFC 3416 asks of the manager
                     continue
                 if status.code in {_NO_SUCH_NAME, _TOO_BIG}:  # v1's end of view; a next value never sendable
                     if 0 < status.index <= len(walking) and len(walking) > 1:
@@ -274,16 +278,13 @@ def _take_rows(
         if value is None or not oid.startswith(column) or oid[len(column) : len(column) + 1] != ".":
             del cursors[column]
             continue
-        if _oid_key(oid) <= _oid_key(cursor):
-            raise ProtocolError(target.address, f"agent returned {oid} after {cursor} (not increasing)")
+        # A broken agent can loop; an OID seen before is how that shows, checked in O(1) per row.
+        if oid in found[column] or oid == column:
+            raise ProtocolError(target.address, f"agent returned {oid} again after {cursor} (a loop)")
         found[column][oid] = value
         cursors[column] = oid
         if len(found[column]) > _MAX_WALK_ROWS:
             raise ProtocolError(target.address, f"table {column} has more than {_MAX_WALK_ROWS} rows")
-
-
-def _oid_key(oid: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in oid.split("."))
 
 
 def _python_value(value: object) -> Value | None:

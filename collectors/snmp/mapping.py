@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Final
 
 from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
@@ -48,10 +49,16 @@ class DeviceReport:
 def text_of(value: Value | None) -> str | None:
     """A display string, control characters dropped (HP's PML strings start with a type/length pair)."""
     if isinstance(value, bytes):
-        return _CONTROL.sub("", display_text(value)).strip() or None
+        return _clean_text(value)
     if isinstance(value, str):
         return value.strip() or None
     return None
+
+
+@lru_cache(maxsize=16_384)
+def _clean_text(raw: bytes) -> str | None:
+    # Model names, serials and supply names come back the same every poll of every printer.
+    return _CONTROL.sub("", display_text(raw)).strip() or None
 
 
 def counter_of(value: Value | None, source: str) -> int:

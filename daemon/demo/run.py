@@ -7,7 +7,6 @@ import shutil
 import socket
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Final
 
@@ -17,16 +16,13 @@ from rich.table import Table
 
 from collectors.base import Reading
 from daemon.app import Daemon
+from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 
 _REFRESH_S: Final = 1.0
 _POLL_INTERVAL_S: Final = 10  # the scheduler's minimum: the counters visibly move between rounds
-
-
-def fleet_dir() -> Path:
-    return Path(str(resources.files("daemon.demo") / "fleet"))
 
 
 def _free_udp_port() -> int:

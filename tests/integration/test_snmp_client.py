@@ -83,3 +83,24 @@ async def test_dead_host_times_out_within_its_budget() -> None:
         with pytest.raises(DeviceTimeoutError):
             await client.get(target, [SYS_DESCR])
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("version", ["1", "2c"])
+async def test_columns_walked_side_by_side_equal_each_walked_alone(snmpsim: Simulator, version: str) -> None:
+    # Columns of different lengths (hrDeviceDescr, the supplies table's, the marker table's) and one the
+    # device lacks: each ends in its own answer while the others go on.
+    columns = [
+        "1.3.6.1.2.1.25.3.2.1.3",
+        SUPPLY_DESCRIPTIONS,
+        "1.3.6.1.2.1.43.11.1.1.9",
+        "1.3.6.1.2.1.43.10.2.1.4",
+        "1.3.6.1.2.1.43.99.1",
+    ]
+    target = snmpsim.target("konica_c250i", version=version)
+    async with SnmpClient() as client:
+        together = await client.walk_columns(target, columns)
+        alone = {column: await client.walk(target, column) for column in columns}
+    assert together == alone
+    assert together["1.3.6.1.2.1.43.99.1"] == {}
+    assert len(together[SUPPLY_DESCRIPTIONS]) >= 4
+    assert len({len(rows) for rows in together.values()}) > 2  # the columns really differ in length
