@@ -46,7 +46,8 @@ from daemon.polling import udp_receive_errors
 from daemon.storage.repository import Store
 
 MODEL: Final = "konica_c300i"  # a colour MFP: private counters, four toners
-SERIAL: Final = "A8Y1DEMO0002"  # the recording's; each simulated device gets its own
+SERIAL: Final = "A8Y1DEMO0002"
+SNMPD_COMMUNITY: Final = "bench"  # the recording's; each simulated device gets its own
 # snmprec type tags -> snmpd.conf `override` types
 _OVERRIDE_TYPES: Final = {"2": "integer", "4": "octet_str", "6": "object_id", "65": "counter", "66": "uinteger",
                           "67": "timeticks"}  # fmt: skip
@@ -60,13 +61,14 @@ class Figures:
     wall_s: float
     missed: int = 0
     kernel_drops: int = 0
+    rss_mb: float = 0.0
 
     def line(self) -> str:
         per_k = self.cpu_s / self.polls * 1000 if self.polls else float("nan")
         return (
             f"{self.label:<34} {self.polls:>6} polls  {per_k:6.2f} CPU-s/1k  "
             f"{self.polls / self.wall_s:8.0f} polls/s  wall {self.wall_s:6.2f} s  missed live {self.missed:>4}  "
-            f"UDP drops {self.kernel_drops}"
+            f"UDP drops {self.kernel_drops:>4}  RSS {self.rss_mb:4.0f} MB"
         )
 
 
@@ -75,6 +77,11 @@ def _free_udp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _rss_mb() -> float:
+    """Resident set size now (Linux), after the round's garbage is gone."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
 def _peak_rss_mb() -> float:
@@ -107,6 +114,7 @@ async def _round(
         time.perf_counter() - wall,
         len(live - answered),
         udp_receive_errors() - drops,
+        _rss_mb(),
     )
 
 
@@ -129,7 +137,7 @@ def _ezsnmp_round(targets: list[SnmpTarget], oids: list[str]) -> Figures:
         )
         session.get(oids)
     return Figures("ezsnmp (C), same warm GETs, serial", len(targets), time.process_time() - cpu,
-                   time.perf_counter() - wall)  # fmt: skip
+                   time.perf_counter() - wall, rss_mb=_rss_mb())  # fmt: skip
 
 
 def _recordings(devices: int) -> tuple[Path, Path]:
@@ -153,17 +161,26 @@ def _serial(n: int) -> str:
     return f"BENCH{n:07d}"
 
 
-class _Snmpd(SnmpSimulator):
-    """net-snmp's snmpd answering the recording's values under each of ``communities``."""
+def _loopback_host(n: int) -> str:
+    """Device n's own address: Linux answers on all of 127/8 (127.1.0.1, 127.1.0.2 …)."""
+    return f"127.{1 + n // 62_500}.{n // 250 % 250}.{n % 250 + 1}"
 
-    def __init__(self, workdir: Path, port: int, communities: list[str]) -> None:
+
+class _Snmpd(SnmpSimulator):
+    """net-snmp's snmpd answering the recording's values on every loopback address, port ``port``.
+
+    Devices differ by address, not community: snmpd looks communities up in a list, and
+    with thousands of them it fell behind and dropped requests (10,000 devices: ~10,000
+    kernel drops a round).
+    """
+
+    def __init__(self, workdir: Path, port: int) -> None:
         super().__init__([], port, workdir / f"snmpd-{port}.log")
         self._workdir = workdir
-        self._communities = communities
 
     def start(self) -> None:
         config = self._workdir / f"snmpd-{self.port}.conf"
-        lines = [f"rocommunity {community} 127.0.0.1" for community in self._communities]
+        lines = [f"rocommunity {SNMPD_COMMUNITY} 127.0.0.0/8"]
         for line in (fleet_dir() / f"{MODEL}.snmprec").read_text().splitlines():
             oid, tag, value = line.split("|", 2)
             kind = _OVERRIDE_TYPES.get(tag.split(":")[0])
@@ -176,13 +193,13 @@ class _Snmpd(SnmpSimulator):
             )
         config.write_text("\n".join(lines) + "\n")
         command = ["snmpd", "-f", "-C", "-c", str(config), "-I", "override,vacm_conf", "-Lf", str(self.log_path),
-                   f"udp:127.0.0.1:{self.port}"]  # fmt: skip
+                   f"udp:0.0.0.0:{self.port}"]  # fmt: skip
         environment = {**os.environ, "SNMP_PERSISTENT_DIR": str(self._workdir), "MIBS": ""}
         self._process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
-def _target(port: int, community: str) -> SnmpTarget:
-    return SnmpTarget("127.0.0.1", port, communities=(community,), timeout_s=1.0, retries=1)
+def _target(port: int, community: str, host: str = "127.0.0.1") -> SnmpTarget:
+    return SnmpTarget(host, port, communities=(community,), timeout_s=1.0, retries=1)
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -192,7 +209,7 @@ async def main(options: argparse.Namespace) -> None:
     responders: list[SnmpSimulator] = [
         SnmpSimulator([data], _free_udp_port(), workdir / f"snmpsim{i}.log")
         if data is not None
-        else _Snmpd(workdir, _free_udp_port(), [_community(n) for n in range(i, devices, count)])
+        else _Snmpd(workdir, _free_udp_port())
         for i in range(count)
     ]
     for responder in responders:
@@ -200,10 +217,15 @@ async def main(options: argparse.Namespace) -> None:
     try:
         started = time.perf_counter()
         for i, responder in enumerate(responders):
-            await responder.wait_ready(_community(i), timeout_s=600)
+            await responder.wait_ready(_community(i) if data is not None else SNMPD_COMMUNITY, timeout_s=600)
         ready_s = time.perf_counter() - started
         print(f"{count} {options.responder} responders serving {devices} devices, ready in {ready_s:.0f} s")
-        targets = [_target(responders[n % count].port, _community(n)) for n in range(devices)]
+        targets = [
+            _target(responders[n % count].port, _community(n))
+            if data is not None
+            else _target(responders[n % count].port, SNMPD_COMMUNITY, _loopback_host(n))
+            for n in range(devices)
+        ]
         live = set(targets)
         serials = {target: _serial(n) for n, target in enumerate(targets)} if data is None else None
         dead_ports = [_free_udp_port() for _ in range(max(1, devices // 50))]

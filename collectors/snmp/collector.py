@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Self
+from typing import Final, Self, cast
 
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpClient, SnmpTarget, Value
@@ -40,11 +40,16 @@ class _Plan:
     # Per supply row: the columns that do not change between polls (name, type, capacity).
     supply_rows: dict[str, dict[str, Value]]
     made_at: float
+    # What every warm poll asks, in one list: built once, not per poll.
+    _oids: list[str] = field(init=False)
 
-    def oids(self) -> list[str]:
+    def __post_init__(self) -> None:
         cells = [oid for table in self.table_cells for _key, oid in table.values()]
         levels = [f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in self.supply_rows]
-        return [*self.scalar_oids, *cells, *levels]
+        self._oids = [*self.scalar_oids, *cells, *levels]
+
+    def oids(self) -> list[str]:
+        return self._oids
 
 
 class SnmpCollector:
@@ -173,17 +178,26 @@ def profile_row_wanted(profile: Profile, table_index: int, key: str) -> bool:
 async def poll_many(
     collector: SnmpCollector, targets: Sequence[SnmpTarget], *, concurrency: int
 ) -> list[DeviceReport | CollectorError]:
-    """Poll every target, at most ``concurrency`` at once; one failure never stops the others."""
-    gate = asyncio.Semaphore(concurrency)
+    """Poll every target, at most ``concurrency`` at once; one failure never stops the others.
 
-    async def one(target: SnmpTarget) -> DeviceReport | CollectorError:
-        async with gate:
+    ``concurrency`` workers take targets in turn: a task per target would hold 10,000
+    suspended tasks (and their frames) for a big round.
+    """
+    results: list[DeviceReport | CollectorError | None] = [None] * len(targets)
+    pending = iter(enumerate(targets))
+
+    async def worker() -> None:
+        for index, target in pending:  # shared: each target is taken by exactly one worker
             try:
-                return await collector.poll(target)
+                results[index] = await collector.poll(target)
             except CollectorError as err:
-                return err
+                results[index] = err
 
-    return list(await asyncio.gather(*(one(target) for target in targets)))
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(concurrency, len(targets))):
+            group.create_task(worker())
+    # Every slot is filled: a worker either stores an outcome or its exception ends the TaskGroup.
+    return cast("list[DeviceReport | CollectorError]", results)
 
 
 def _table_rows(

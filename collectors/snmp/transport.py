@@ -9,6 +9,7 @@ request-id, so a late answer to the first attempt still counts.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import random
 import socket
@@ -147,6 +148,12 @@ class SnmpTransport:
                 return request_id
 
     async def _resolve(self, host: str, port: int) -> tuple[int, _SocketAddress]:
+        try:  # an address needs no lookup (and no trip to the resolver's thread)
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return (socket.AF_INET, (host, port)) if literal.version == 4 else (socket.AF_INET6, (host, port, 0, 0))  # noqa: PLR2004
         known = self._addresses.get((host, port))
         now = time.monotonic()
         if known is not None and now - known[2] < _RESOLVED_FOR_S:

@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 # Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
 _DEVICE_CHUNK: Final = 1000
+_READINGS_PER_INSERT: Final = 500
 
 
 # An agent's reading -> (MQTT topic, payload), queued in the outbox as it is stored.
@@ -150,36 +151,15 @@ class Store:
     async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
         async with self.engine.begin() as conn:
             device_ids = await self._upsert_devices(conn, readings)
-            meter_rows = []
-            for r in readings:
-                # What the reading's meter rows share, worked out once per reading, not per meter.
-                shared = {"reading_id": r.id, "device_id": device_ids[r.device.key], "taken_at": r.taken_at_utc,
-                          "received_at": now, "source": r.source}  # fmt: skip
-                meter_rows += [
-                    {**shared, "meter": m.meter.value, "value": m.value, "unit": m.unit.value, "derived": m.derived}
-                    for m in r.meters
-                ]
-            supply_rows = [
-                {
-                    "reading_id": r.id,
-                    "device_id": device_ids[r.device.key],
-                    "taken_at": r.taken_at_utc,
-                    "name": s.name,
-                    "kind": s.kind,
-                    "color": s.color,
-                    "level_percent": s.level_percent,
-                }
-                for r in readings
-                for s in r.supplies
-            ]
             new_ids: set[str] = set()
             values = 0
-            if meter_rows:
-                inserted = await self._insert_new(conn, ReadingRow, meter_rows)
-                values = len(inserted)
-                new_ids.update(inserted)
-            if supply_rows:
-                new_ids.update(await self._insert_new(conn, SupplyLevel, supply_rows))
+            # Rows built and inserted a slice at a time, in the one transaction: a 10,000-printer
+            # round would otherwise hold 100,000 row dicts (and the driver's copies) at once.
+            for start in range(0, len(readings), _READINGS_PER_INSERT):
+                part = readings[start : start + _READINGS_PER_INSERT]
+                inserted, meter_values = await self._insert_readings(conn, part, device_ids, now)
+                new_ids |= inserted
+                values += meter_values
             # A reading with nothing in it cannot be told from its copy; it counts as stored.
             empty = {r.id for r in readings if not r.meters and not r.supplies}
             if forward is not None:
@@ -188,6 +168,42 @@ class Store:
         # Every reading not stored is a copy, also when it came in the same batch as its original
         # (a redelivered MQTT message can): counting distinct ids would miss exactly those.
         return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values)
+
+    async def _insert_readings(
+        self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int], now: datetime
+    ) -> tuple[set[str], int]:
+        """Insert the meter and supply rows of ``readings``; return the new readings' ids and the meter rows added."""
+        meter_rows = []
+        for r in readings:
+            # What the reading's meter rows share, worked out once per reading, not per meter.
+            shared = {"reading_id": r.id, "device_id": device_ids[r.device.key], "taken_at": r.taken_at_utc,
+                      "received_at": now, "source": r.source}  # fmt: skip
+            meter_rows += [
+                {**shared, "meter": m.meter.value, "value": m.value, "unit": m.unit.value, "derived": m.derived}
+                for m in r.meters
+            ]
+        supply_rows = [
+            {
+                "reading_id": r.id,
+                "device_id": device_ids[r.device.key],
+                "taken_at": r.taken_at_utc,
+                "name": s.name,
+                "kind": s.kind,
+                "color": s.color,
+                "level_percent": s.level_percent,
+            }
+            for r in readings
+            for s in r.supplies
+        ]
+        new_ids: set[str] = set()
+        values = 0
+        if meter_rows:
+            inserted = await self._insert_new(conn, ReadingRow, meter_rows)
+            values = len(inserted)
+            new_ids.update(inserted)
+        if supply_rows:
+            new_ids.update(await self._insert_new(conn, SupplyLevel, supply_rows))
+        return new_ids, values
 
     async def _queue(self, conn: AsyncConnection, readings: list[Reading], forward: Forward, now: datetime) -> None:
         rows = []

@@ -151,16 +151,31 @@ async def test_unreachable_database_is_one_clear_error() -> None:
             pass
 
 
+async def test_a_batch_bigger_than_one_insert_is_stored_whole_and_copies_across_slices_count_once(
+    store_url: str, metrics: Metrics
+) -> None:
+    batch = [reading(serial=f"SER{n:04d}", reading_id=f"r-{n}") for n in range(1_200)]  # three slices of 500
+    batch.append(batch[3])  # a copy whose original went in the first slice
+    async with Store.open(store_url) as store:
+        outcome = await Pipeline(store, metrics, clock=lambda: NOW).emit(batch)
+        stored = await store.readings()
+        devices = await store.devices()
+    assert (outcome.stored, outcome.duplicates, outcome.values) == (1_200, 1, 3_600)
+    assert len(stored) == 1_200
+    assert len(devices) == 1_200
+
+
 async def test_a_failed_batch_writes_nothing(store_url: str, metrics: Metrics) -> None:
     """One transaction per batch: a failure midway leaves no half-stored reading."""
     async with Store.open(store_url) as store:
         pipeline = Pipeline(store, metrics, clock=lambda: NOW)
         poisoned = reading(reading_id="x" * 65)  # longer than the column on PostgreSQL; SQLite ignores lengths
-        good = reading(reading_id="ok", minutes=15)
+        # Enough good readings before it that the poisoned one goes in a later insert of the same transaction.
+        good = [reading(reading_id=f"ok-{n}", minutes=15 + n) for n in range(600)]
         if store.engine.dialect.name == "sqlite":
             pytest.skip("SQLite does not enforce VARCHAR lengths; the PostgreSQL run covers this")
         with pytest.raises(StorageError):
-            await pipeline.emit([good, poisoned])
+            await pipeline.emit([*good, poisoned])
         assert await store.readings() == []
         assert await store.devices() == []
     assert metrics.registry.get_sample_value("meterd_db_errors_total", {"operation": "store_readings"}) == 1
