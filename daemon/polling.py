@@ -21,7 +21,7 @@ import structlog
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
-from collectors.snmp.v3 import UsmCredentials
+from collectors.snmp.usm import UsmCredentials
 from daemon.errors import CollectorError, DeviceTimeoutError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline

@@ -17,7 +17,7 @@ from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.discovery import addresses, discover
 from collectors.snmp.mapping import DeviceReport
-from collectors.snmp.v3 import UsmCredentials
+from collectors.snmp.usm import UsmCredentials
 from daemon.errors import CollectorError
 from daemon.polling import usm_credentials
 from daemon.settings import Settings, SnmpV3User

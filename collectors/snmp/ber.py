@@ -77,9 +77,12 @@ class Response:
     var_binds: list[tuple[str, Value | None]]
 
     def error_name(self) -> str:
-        if 0 <= self.error_status < len(ERROR_STATUS_NAMES):
-            return ERROR_STATUS_NAMES[self.error_status]
-        return f"error {self.error_status}"
+        return error_status_name(self.error_status)
+
+
+def error_status_name(code: int) -> str:
+    """RFC 3416's name of an error-status (``tooBig``, ``noSuchName`` …)."""
+    return ERROR_STATUS_NAMES[code] if 0 <= code < len(ERROR_STATUS_NAMES) else f"error {code}"
 
 
 def encode_request(

@@ -2,27 +2,26 @@
 
 v1/v2c go through meterd's own codec and UDP transport (``ber``, ``transport``): pysnmp's
 pyasn1 decoding was most of a warm poll's CPU. SNMPv3 stays on pysnmp's v3arch engine
-(``v3``), whose errors are translated here, once. No MIBs are loaded: profiles name
+(``v3``, imported at the first v3 request), whose errors are translated here, once. No MIBs are loaded: profiles name
 numeric OIDs.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, Self
+from typing import TYPE_CHECKING, Final, Literal, Self
 
 import structlog
-from pyasn1.type import univ
-from pysnmp.error import PySnmpError
-from pysnmp.proto import rfc1905
 
 from collectors.snmp import ber
 from collectors.snmp.ber import Value
 from collectors.snmp.transport import SnmpTransport
-from collectors.snmp.v3 import UsmCredentials, V3Requester
+from collectors.snmp.usm import UsmCredentials
 from daemon.errors import DeviceTimeoutError, ProtocolError
+
+if TYPE_CHECKING:
+    from collectors.snmp.v3 import V3Requester
 
 _log = structlog.get_logger(__name__)
 
@@ -79,7 +78,7 @@ class SnmpClient:
         self._transport = SnmpTransport()
         # The community that answered last, per address: tried first next time.
         self._working_community: dict[str, str] = {}
-        self._v3 = V3Requester()
+        self._v3: V3Requester | None = None  # created, and pysnmp imported, at the first v3 request
 
     async def __aenter__(self) -> Self:
         await self._transport.__aenter__()
@@ -87,7 +86,8 @@ class SnmpClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._transport.__aexit__(*exc)
-        self._v3.close()
+        if self._v3 is not None:
+            self._v3.close()
 
     async def get(self, target: SnmpTarget, oids: Sequence[str]) -> dict[str, Value]:
         """GET ``oids`` in as few PDUs as the device takes; OIDs it lacks are left out.
@@ -221,42 +221,19 @@ class SnmpClient:
     ) -> list[tuple[str, Value | None]] | None:
         if target.usm is None:
             raise ProtocolError(target.address, "SNMPv3 target without a user; set its v3 settings")
+        if self._v3 is None:
+            from collectors.snmp import v3  # noqa: PLC0415 - pysnmp is loaded only where v3 is used
+
+            self._v3 = v3.V3Requester()
         peer = (target.host, target.port, target.timeout_s, target.retries)
-        budget = target.timeout_s * (target.retries + 1) + 1.0
-        try:
-            async with asyncio.timeout(budget):
-                error, status, index, answer = await self._v3.request(
-                    peer, target.usm, kind=kind, oids=oids, repetitions=repetitions
-                )
-        except TimeoutError:
+        answer = await self._v3.request(peer, target.usm, kind=kind, oids=oids, repetitions=repetitions)
+        if answer.timed_out:
             return None
-        except PySnmpError as err:
-            raise ProtocolError(target.address, f"SNMP failure: {err}") from err
-        if error is not None:
-            if "timeout" in str(error).lower():
-                return None
-            raise ProtocolError(target.address, _explain(str(error)))
-        if int(status) != 0:
-            raise _ErrorStatus(int(status), int(index), status.prettyPrint())
-        return [(str(oid), _python_value(value)) for oid, value in answer]
-
-
-_V3_HINTS: Final = {
-    "unknownuser": "the device does not know this SNMPv3 user",
-    "digest": "SNMPv3 authentication failed: check the auth protocol and key",
-    "decrypt": "SNMPv3 decryption failed: check the privacy protocol and key",
-    "securitylevel": "the device does not accept this security level for the user",
-    "timewindow": "the device's SNMPv3 clock (engine time) is out of step; retry",
-}
-
-
-def _explain(error: str) -> str:
-    """Pysnmp's v3 error indication, with what to check."""
-    squashed = error.replace(" ", "").lower()
-    for marker, hint in _V3_HINTS.items():
-        if marker in squashed:
-            return f"{hint} ({error})"
-    return error
+        if answer.error is not None:
+            raise ProtocolError(target.address, answer.error)
+        if answer.status != 0:
+            raise _ErrorStatus(answer.status, answer.index, ber.error_status_name(answer.status))
+        return answer.var_binds
 
 
 def _take_rows(
@@ -285,20 +262,3 @@ def _take_rows(
         cursors[column] = oid
         if len(found[column]) > _MAX_WALK_ROWS:
             raise ProtocolError(target.address, f"table {column} has more than {_MAX_WALK_ROWS} rows")
-
-
-def _python_value(value: object) -> Value | None:
-    """A pysnmp value as a plain one; None for noSuchObject, noSuchInstance and endOfMibView.
-
-    Checked against pyasn1's base types: SNMPv1 answers carry those (and rfc1155 types
-    derived from them), v2c answers the rfc1902 subclasses.
-    """
-    if isinstance(value, (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView, univ.Null)):
-        return None
-    if isinstance(value, univ.ObjectIdentifier):
-        return str(value)
-    if isinstance(value, univ.OctetString):  # also IpAddress, Opaque
-        return bytes(value)
-    if isinstance(value, univ.Integer):  # Integer32, Counter32/64, Gauge32, TimeTicks, Unsigned32
-        return int(value)
-    return None
