@@ -246,7 +246,7 @@ async def main(options: argparse.Namespace) -> None:
                     )
                     for label, polled in rounds
                 ]
-                plan_oids = collector._plans[targets[0]].oids()  # noqa: SLF001 - the bench mirrors the warm GET
+                plan_oids = list(collector._plans[targets[0]].oids)  # noqa: SLF001 - the bench mirrors the warm GET
         # Serial, one session per device as a poller would: the first 1,000 are enough for a per-1k figure.
         baseline = _ezsnmp_round(targets[:1000], plan_oids)
         for figures in [*results, baseline]:

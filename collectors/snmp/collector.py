@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Self, cast
+from typing import Any, Final, Self, TypeVar, cast
 
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpClient, SnmpTarget, Value
@@ -23,6 +23,7 @@ from collectors.snmp.profiles import Catalog, Profile, builtin_catalog
 from daemon.errors import CollectorError, ProtocolError
 
 DEFAULT_REPLAN_AFTER_S: Final = 6 * 3600.0
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -34,22 +35,33 @@ class _Plan:
     # probe: decoding them every poll is most of a poll's CPU. sysObjectID and the serial are
     # asked every time, so a swap is still seen at once; the rest refreshes at the next probe.
     static: dict[str, Value]
-    scalar_oids: list[str]
     # Per profile table: row suffix -> (row key, OID of its value).
     table_cells: list[dict[str, tuple[str, str]]]
     # Per supply row: the columns that do not change between polls (name, type, capacity).
     supply_rows: dict[str, dict[str, Value]]
+    # What every warm poll asks, in one GET.
+    oids: tuple[str, ...]
     made_at: float
-    # What every warm poll asks, in one list: built once, not per poll.
-    _oids: list[str] = field(init=False)
 
-    def __post_init__(self) -> None:
-        cells = [oid for table in self.table_cells for _key, oid in table.values()]
-        levels = [f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in self.supply_rows]
-        self._oids = [*self.scalar_oids, *cells, *levels]
 
-    def oids(self) -> list[str]:
-        return self._oids
+class _Alike:
+    """One copy of what many plans hold alike.
+
+    Printers of one model answer the same strings, supply rows and OID lists; without this
+    every plan of a 10,000-printer site held its own copies.
+    """
+
+    _LIMIT: Final = 100_000
+
+    def __init__(self) -> None:
+        self._copies: dict[Hashable, Any] = {}
+
+    def one_copy(self, key: Hashable, value: T) -> T:
+        """The copy already held for ``key``, else ``value`` (then held). Callers never mutate either."""
+        if len(self._copies) >= self._LIMIT:  # replans of changing devices must not grow it forever
+            self._copies.clear()
+        copy: T = self._copies.setdefault(key, value)
+        return copy
 
 
 class SnmpCollector:
@@ -70,6 +82,7 @@ class SnmpCollector:
         self._client = SnmpClient()
         # Keyed by the whole target: one address may serve several devices by community (simulators, proxies).
         self._plans: dict[SnmpTarget, _Plan] = {}
+        self._alike = _Alike()
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
@@ -97,7 +110,7 @@ class SnmpCollector:
         plan = self._plans.get(target)
         if plan is None or time.monotonic() - plan.made_at > self._replan_after_s:
             return await self._probe(target)
-        scalars = await self._client.get(target, plan.oids())
+        scalars = await self._client.get(target, plan.oids)
         if scalars.get(pm.SYS_OBJECT_ID) != plan.sys_object_id:
             return await self._probe(target)  # another device now answers at this address
         answers = DeviceAnswers(
@@ -143,25 +156,30 @@ class SnmpCollector:
             *profile.identity.model,
             *profile.identity.device_id,
         }
+        alike = self._alike.one_copy
+        # Each value shared on its own too: a MAC makes every device's set differ, its sysDescr rarely does.
+        static = {oid: alike(("value", value), value) for oid, value in scalars.items() if oid in static_oids}
+        table_cells = [
+            {suffix: (key, oid) for suffix, (key, oid, _value) in rows.items() if profile_row_wanted(profile, i, key)}
+            for i, rows in enumerate(tables)
+        ]
+        supply_rows = {
+            suffix: {col: val for col, val in row.items() if col != pm.SUPPLY_LEVEL} for suffix, row in supplies.items()
+        }
+        # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
+        oids = (
+            *(oid for oid in scalars if oid not in static_oids),
+            *(oid for cells in table_cells for _key, oid in cells.values()),
+            *(f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in supply_rows),
+        )
         self._plans[target] = _Plan(
             profile=profile,
             sys_object_id=scalars.get(pm.SYS_OBJECT_ID),
             device_key=report.reading.device.key,
-            static={oid: value for oid, value in scalars.items() if oid in static_oids},
-            # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
-            scalar_oids=[oid for oid in scalars if oid not in static_oids],
-            table_cells=[
-                {
-                    suffix: (key, oid)
-                    for suffix, (key, oid, _value) in rows.items()
-                    if profile_row_wanted(profile, i, key)
-                }
-                for i, rows in enumerate(tables)
-            ],
-            supply_rows={
-                suffix: {col: val for col, val in row.items() if col != pm.SUPPLY_LEVEL}
-                for suffix, row in supplies.items()
-            },
+            static=alike(("static", *static.items()), static),
+            table_cells=[alike(("cells", *cells.items()), cells) for cells in table_cells],
+            supply_rows=alike(("supplies", *((k, *row.items()) for k, row in supply_rows.items())), supply_rows),
+            oids=alike(("oids", *oids), oids),
             made_at=time.monotonic(),
         )
         return report
@@ -191,7 +209,8 @@ async def poll_many(
             try:
                 results[index] = await collector.poll(target)
             except CollectorError as err:
-                results[index] = err
+                # Kept as a value for the caller, not re-raised: its traceback would only keep frames alive.
+                results[index] = err.with_traceback(None)
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(concurrency, len(targets))):

@@ -47,6 +47,18 @@ async def test_recording_reads_as_expected(snmpsim: Simulator, recording: str, v
     _check_against_expected(reading, expected)
 
 
+async def test_one_collector_for_every_recording_keeps_each_plan_its_own(snmpsim: Simulator) -> None:
+    """Plans share what devices answer alike; each device must still read back only its own answers."""
+    files = [snmpsim.expected["files"][recording] for recording in RECORDINGS]
+    targets = [snmpsim.target(expected["community"]) for expected in files]
+    async with SnmpCollector(site="test") as collector:
+        probed = [(await collector.poll(target)).reading for target in targets]
+        warm = [(await collector.poll(target)).reading for target in targets]
+    for first, second, expected in zip(probed, warm, files, strict=True):
+        assert (second.device, second.meters, second.supplies) == (first.device, first.meters, first.supplies)
+        _check_against_expected(second, expected)
+
+
 @pytest.mark.parametrize("recording", RECORDINGS)
 async def test_second_poll_from_the_plan_reads_the_same(snmpsim: Simulator, recording: str) -> None:
     expected = snmpsim.expected["files"][recording]
