@@ -12,10 +12,6 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 
-import matplotlib as mpl
-
-mpl.use("Agg")  # no screen on an agent box
-import matplotlib.pyplot as plt
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -110,20 +106,22 @@ def daily_usage(reads: pd.DataFrame, period: Period) -> pd.DataFrame:
 
 def usage_chart(daily: pd.DataFrame, title: str) -> bytes:
     """A PNG line chart of pages per day, one line per device x meter."""
-    figure, axes = plt.subplots(figsize=(9, 3.6), dpi=100)
-    try:
-        for (device, meter), group in daily.groupby(["device", "meter"], sort=True, observed=True):
-            axes.plot(group["day"], group["pages"], marker=".", linewidth=1, label=f"{device} {meter}")
-        axes.set_title(title)
-        axes.set_ylabel("pages per day")
-        axes.grid(visible=True, alpha=0.3)
-        if not daily.empty:
-            axes.legend(fontsize=7, loc="upper left", ncol=2)
-        figure.autofmt_xdate()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    # Imported here, and without pyplot (no screen, no global figure registry): matplotlib costs
+    # ~60 MB resident, and a daemon that never draws a chart should not carry it.
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    figure = Figure(figsize=(9, 3.6), dpi=100)
+    axes = figure.subplots()
+    for (device, meter), group in daily.groupby(["device", "meter"], sort=True, observed=True):
+        axes.plot(group["day"], group["pages"], marker=".", linewidth=1, label=f"{device} {meter}")
+    axes.set_title(title)
+    axes.set_ylabel("pages per day")
+    axes.grid(visible=True, alpha=0.3)
+    if not daily.empty:
+        axes.legend(fontsize=7, loc="upper left", ncol=2)
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
     return buffer.getvalue()
 
 

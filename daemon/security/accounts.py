@@ -15,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,7 +39,16 @@ RECOVERY_CODES: Final = 10
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _ISSUER: Final = "meterd"
 # Verified against when the login is unknown, so an unknown login takes as long as a wrong password.
-_DUMMY_HASH: Final = hash_secret("not a password anyone has")
+
+
+@cache
+def _dummy_hash() -> str:
+    """What an unknown login is checked against, so it takes as long as a known one.
+
+    Made at the first such login, not at import: an argon2id hash takes its 64 MiB and a
+    quarter of a second, which every ``meterd`` command and the daemon's start paid.
+    """
+    return hash_secret("not a password anyone has")
 
 
 class AccountError(MeterdError):
@@ -228,7 +238,7 @@ class Accounts:
         try:
             row = await self._row(login)
         except UserNotFoundError:
-            verify_secret(_DUMMY_HASH, password)
+            verify_secret(_dummy_hash(), password)
             raise _failed() from None
         if row.locked_until is not None and row.locked_until > now:
             msg = (f"too many failed logins: locked until {row.locked_until:%Y-%m-%d %H:%M} UTC; "
