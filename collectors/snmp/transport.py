@@ -148,19 +148,24 @@ class SnmpTransport:
                 return request_id
 
     async def _resolve(self, host: str, port: int) -> tuple[int, _SocketAddress]:
-        try:  # an address needs no lookup (and no trip to the resolver's thread)
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return (socket.AF_INET, (host, port)) if literal.version == 4 else (socket.AF_INET6, (host, port, 0, 0))  # noqa: PLR2004
         known = self._addresses.get((host, port))
         now = time.monotonic()
-        if known is not None and now - known[2] < _RESOLVED_FOR_S:
+        if known is not None and now < known[2]:
             return known[0], known[1]
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        family, _type, _proto, _name, address = infos[0]
-        self._addresses[(host, port)] = (family, address, now)
+        try:  # an address needs no lookup (and no trip to the resolver's thread), and never expires
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            # IPv4 first, as pysnmp's transport did: "localhost" and dual-stack names list ::1 / AAAA
+            # first, and a printer's agent is far more often on IPv4 only than on IPv6 only.
+            infos.sort(key=lambda info: info[0] != socket.AF_INET)
+            family, _type, _proto, _name, address = infos[0]
+            expires = now + _RESOLVED_FOR_S
+        else:
+            family = socket.AF_INET if literal.version == 4 else socket.AF_INET6  # noqa: PLR2004
+            address = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+            expires = float("inf")
+        self._addresses[(host, port)] = (family, address, expires)
         return family, address
 
     async def _open(self, family: int) -> _Endpoint:

@@ -8,7 +8,7 @@ import pytest
 
 from collectors.snmp.client import SnmpClient, SnmpTarget
 from collectors.snmp.text import display_text
-from daemon.errors import DeviceTimeoutError
+from daemon.errors import DeviceTimeoutError, ProtocolError
 from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
 
@@ -104,3 +104,18 @@ async def test_columns_walked_side_by_side_equal_each_walked_alone(snmpsim: Simu
     assert together["1.3.6.1.2.1.43.99.1"] == {}
     assert len(together[SUPPLY_DESCRIPTIONS]) >= 4
     assert len({len(rows) for rows in together.values()}) > 2  # the columns really differ in length
+
+
+async def test_a_host_name_is_resolved(snmpsim: Simulator) -> None:
+    # snmpsim listens on 127.0.0.1 only; where "localhost" also resolves to ::1, IPv4 must be tried.
+    target = SnmpTarget("localhost", snmpsim.port, communities=("konica_c250i",), timeout_s=0.5, retries=0)
+    async with SnmpClient() as client:
+        answer = await client.get(target, [SYS_DESCR])
+    assert _text(answer[SYS_DESCR]) == "KONICA MINOLTA bizhub C250i"
+
+
+async def test_a_name_that_does_not_resolve_is_a_clear_error() -> None:
+    target = SnmpTarget("printer.invalid", 161, timeout_s=0.2, retries=0)
+    async with SnmpClient() as client:
+        with pytest.raises(ProtocolError, match=r"printer\.invalid:161: cannot reach printer\.invalid"):
+            await client.get(target, [SYS_DESCR])
