@@ -118,6 +118,17 @@ async def _round(
     )
 
 
+def _interleaved(live: list[SnmpTarget], dead: list[SnmpTarget]) -> list[SnmpTarget]:
+    """Every fifth target dead, as they sit among the live ones on a real network (not all at the end)."""
+    step = max(1, len(live) // max(1, len(dead)))
+    mixed: list[SnmpTarget] = []
+    for n, target in enumerate(live):
+        mixed.append(target)
+        if n % step == step - 1 and n // step < len(dead):
+            mixed.append(dead[n // step])
+    return mixed + dead[len(live) // step :]
+
+
 def _own_serial(reading: Reading, serial: str) -> Reading:
     return dataclasses.replace(reading, device=dataclasses.replace(reading.device, key=serial))
 
@@ -235,7 +246,7 @@ async def main(options: argparse.Namespace) -> None:
             ("meterd cold round (probe)", targets),
             ("meterd second round (re-probes)", targets),
             ("meterd warm round (1 GET/device)", targets),
-            ("meterd warm round, 20% dead", targets + dead),
+            ("meterd warm round, 20% dead", _interleaved(targets, dead)),
         ]
         async with Store.open(f"sqlite:///{workdir / 'state' / 'bench.db'}") as store:
             pipeline = Pipeline(store, Metrics())
