@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from typing import Final
 
 from collectors.base import Meter, Supply, Unit
@@ -76,8 +77,12 @@ _COLORS: Final = re.compile(r"\b(black|cyan|magenta|yellow)\b", re.IGNORECASE)
 _LEVEL_SENTINELS: Final = frozenset({-1, -2, -3})
 
 
+@lru_cache(maxsize=8192)
 def supply(description: str, supply_type: int | None, max_capacity: int | None, level: int | None) -> Supply:
-    """One prtMarkerSuppliesTable row as a Supply, its level in percent of capacity or None."""
+    """One prtMarkerSuppliesTable row as a Supply, its level in percent of capacity or None.
+
+    Cached: a Supply is immutable, and rows repeat from poll to poll and printer to printer.
+    """
     kind = _SUPPLY_KINDS.get(supply_type or 0) or _kind_from_words(description)
     color = _COLORS.search(description)
     return Supply(

@@ -89,6 +89,7 @@ class SnmpTransport:
 
     def __init__(self) -> None:
         self._endpoints: dict[int, _Endpoint] = {}
+        self._opening = asyncio.Lock()
         self._addresses: dict[tuple[str, int], tuple[int, _SocketAddress, float]] = {}
         self._request_ids = itertools.count(random.randrange(_REQUEST_ID_SPACE))  # noqa: S311 - not a secret
 
@@ -169,13 +170,16 @@ class SnmpTransport:
         return family, address
 
     async def _open(self, family: int) -> _Endpoint:
-        _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(_Endpoint, family=family)
-        sock = _transport.get_extra_info("socket")
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
-        except OSError as err:
-            _log.warning("snmp_receive_buffer_not_set", error=str(err))
-        kept = self._endpoints.setdefault(family, endpoint)
-        if kept is not endpoint:  # another request opened one while this one waited
-            _transport.close()
-        return kept
+        # A round starts hundreds of requests at once: one of them opens the socket, the rest wait for it.
+        async with self._opening:
+            endpoint = self._endpoints.get(family)
+            if endpoint is not None:
+                return endpoint
+            _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(_Endpoint, family=family)
+            sock = _transport.get_extra_info("socket")
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
+            except OSError as err:
+                _log.warning("snmp_receive_buffer_not_set", error=str(err))
+            self._endpoints[family] = endpoint
+            return endpoint
