@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from collectors.snmp.client import SnmpClient, SnmpTarget
 from collectors.snmp.text import display_text
+from daemon.demo import fleet_dir
+from daemon.demo.simulator import SnmpSimulator
 from daemon.errors import DeviceTimeoutError, ProtocolError
 from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
@@ -119,3 +123,19 @@ async def test_a_name_that_does_not_resolve_is_a_clear_error() -> None:
     async with SnmpClient() as client:
         with pytest.raises(ProtocolError, match=r"printer\.invalid:161: cannot reach printer\.invalid"):
             await client.get(target, [SYS_DESCR])
+
+
+async def test_a_printer_on_ipv6_is_polled(tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    simulator = SnmpSimulator(
+        [fleet_dir()], port, tmp_path / "snmpsim.log", engine_args=[f"--agent-udpv6-endpoint=[::1]:{port}"]
+    )
+    simulator.start()
+    try:
+        await simulator.wait_ready("konica_c300i")  # over IPv4: the simulator is up
+        target = SnmpTarget("::1", port, communities=("konica_c300i",), timeout_s=1.0, retries=1)
+        async with SnmpClient() as client:
+            answer = await client.get(target, [SYS_DESCR])
+    finally:
+        simulator.stop()
+    assert _text(answer[SYS_DESCR]) == "KONICA MINOLTA bizhub C300i"
