@@ -125,6 +125,16 @@ async def test_a_name_that_does_not_resolve_is_a_clear_error() -> None:
             await client.get(target, [SYS_DESCR])
 
 
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 async def test_a_printer_on_ipv6_is_polled(tmp_path: Path) -> None:
     port = free_port(socket.SOCK_DGRAM)
     simulator = SnmpSimulator(
