@@ -2,8 +2,8 @@
 
 v1/v2c go through meterd's own codec and UDP transport (``ber``, ``transport``): pysnmp's
 pyasn1 decoding was most of a warm poll's CPU. SNMPv3 stays on pysnmp's v3arch engine
-(``v3``, imported at the first v3 request), whose errors are translated here, once. No MIBs are loaded: profiles name
-numeric OIDs.
+(``v3``, imported at the first v3 request), whose answers become MeterdErrors here, once.
+No MIBs are loaded: profiles name numeric OIDs.
 """
 
 from __future__ import annotations

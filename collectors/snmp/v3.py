@@ -38,6 +38,7 @@ from collectors.snmp.usm import UsmCredentials
 
 _AUTH: Final = {"none": usmNoAuthProtocol, "sha": usmHMACSHAAuthProtocol, "sha256": usmHMAC192SHA256AuthProtocol}
 _PRIV: Final = {"none": usmNoPrivProtocol, "aes128": usmAesCfb128Protocol, "aes256": usmAesCfb256Protocol}
+_COMMANDS: Final[dict[str, Any]] = {"get": get_cmd, "next": next_cmd, "bulk": bulk_cmd}
 _V3_HINTS: Final = {
     "unknownuser": "the device does not know this SNMPv3 user",
     "digest": "SNMPv3 authentication failed: check the auth protocol and key",
@@ -87,9 +88,16 @@ class V3Requester:
     ) -> V3Answer:
         """One request to ``peer`` (host, port, timeout_s, retries); pysnmp's errors come back as text."""
         _host, _port, timeout_s, retries = peer
+        # GETBULK's non-repeaters and max-repetitions come before the bindings.
+        bulk_head = (0, repetitions) if kind == "bulk" else ()
+        var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
         try:
             async with asyncio.timeout(timeout_s * (retries + 1) + 1.0):  # pysnmp's own timer, bounded once more
-                error, status, index, answer = await self._send(peer, credentials, kind, oids, repetitions)
+                engine, user, transport = await self._session(peer, credentials)
+                context = ContextData(contextName=credentials.context)
+                error, status, index, answer = await _COMMANDS[kind](
+                    engine, user, transport, context, *bulk_head, *var_binds, lookupMib=False
+                )
         except TimeoutError:
             return V3Answer(None, timed_out=True)
         except PySnmpError as err:
@@ -104,14 +112,10 @@ class V3Requester:
             var_binds=[(str(oid), _python_value(value)) for oid, value in answer],
         )
 
-    async def _send(
-        self,
-        peer: tuple[str, int, float, int],
-        credentials: UsmCredentials,
-        kind: Literal["get", "next", "bulk"],
-        oids: Sequence[str],
-        repetitions: int,
-    ) -> tuple[Any, Any, Any, Sequence[tuple[Any, Any]]]:
+    async def _session(
+        self, peer: tuple[str, int, float, int], credentials: UsmCredentials
+    ) -> tuple[SnmpEngine, UsmUserData, UdpTransportTarget]:
+        """The engine, user and transport target for ``peer``, made once and kept."""
         if self._engine is None:
             self._engine = SnmpEngine()
         transport = self._transports.get(peer)
@@ -122,13 +126,7 @@ class V3Requester:
         user = self._users.get(credentials)
         if user is None:
             user = self._users[credentials] = _usm_user(credentials)
-        context = ContextData(contextName=credentials.context)
-        var_binds = [(ObjectName(oid), univ.Null()) for oid in oids]
-        if kind == "get":
-            return await get_cmd(self._engine, user, transport, context, *var_binds, lookupMib=False)  # type: ignore[no-any-return]
-        if kind == "next":
-            return await next_cmd(self._engine, user, transport, context, *var_binds, lookupMib=False)  # type: ignore[no-any-return]
-        return await bulk_cmd(self._engine, user, transport, context, 0, repetitions, *var_binds, lookupMib=False)  # type: ignore[no-any-return]
+        return self._engine, user, transport
 
     def close(self) -> None:
         if self._engine is not None:
