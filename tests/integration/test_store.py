@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select
 
+from collectors.base import Meter, MeterValue, Supply
 from daemon.errors import AlreadyRunningError, DatabaseUnreachableError, PayloadError, StorageError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -69,6 +71,28 @@ async def test_duplicate_readings_are_dropped_and_counted(store_url: str, metric
     assert registry.get_sample_value("meterd_readings_stored_total", {"source": "test"}) == 3
     assert registry.get_sample_value("meterd_readings_duplicate_total", {"source": "test"}) == 3
     assert registry.get_sample_value("meterd_meter_values_stored_total", {"source": "test"}) == 9
+
+
+async def test_a_reading_partly_stored_already_adds_only_its_new_rows(store_url: str) -> None:
+    """Rows already there are skipped one by one; the reading counts as stored for the rows it added."""
+    first = reading(reading_id="r-1")
+    # The same device and instant under another id, with one meter and one supply the first lacked.
+    overlapping = dataclasses.replace(
+        first,
+        id="r-2",
+        meters=(*first.meters, MeterValue(Meter.COLOR, 40)),
+        supplies=(*first.supplies, Supply("Drum", "opc", None, 80)),
+    )
+    untouched = reading(serial="OTHER", reading_id="r-3")
+    async with Store.open(store_url) as store:
+        await store.store([first], now=NOW)
+        outcome = await store.store([overlapping, untouched, first], now=NOW)
+        stored = {r.id: r for r in await store.readings()}
+    assert (outcome.stored, outcome.duplicates, outcome.values) == (2, 1, 4)
+    assert [m.meter for m in stored["r-2"].meters] == [Meter.COLOR]
+    assert [s.name for s in stored["r-2"].supplies] == ["Drum"]
+    assert stored["r-1"] == first
+    assert stored["r-3"] == untouched
 
 
 async def test_readings_come_back_field_for_field(store_url: str) -> None:
