@@ -1,4 +1,4 @@
-"""SNMP v1/v2c requests over one asyncio UDP socket per address family, matched by request-id.
+"""SNMP v1/v2c requests over one UDP socket per address family, matched by request-id.
 
 Why not pysnmp's v1arch dispatcher: with meterd's own codec (``ber``) it only added a
 pyasn1 round trip and a timer loop per request. Here a request is one ``sendto``, one
@@ -9,13 +9,14 @@ request-id, so a late answer to the first attempt still counts.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import itertools
 import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final, Self, cast
+from typing import Any, Final, Self
 
 import structlog
 
@@ -31,6 +32,9 @@ _RECEIVE_BUFFER_BYTES: Final = 8 * 1024 * 1024
 # Printers get new addresses from DHCP; a name is looked up again after this long.
 _RESOLVED_FOR_S: Final = 600.0
 _REQUEST_ID_SPACE: Final = 2**31
+_MAX_DATAGRAM: Final = 65535
+# Bounded so one busy socket cannot starve the loop's other work.
+_READS_PER_WAKEUP: Final = 64
 _SocketAddress = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
 
 
@@ -45,16 +49,39 @@ class _Pending:
     timer: asyncio.TimerHandle | None = field(default=None)
 
 
-class _Endpoint(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
+class _Endpoint:
+    """One non-blocking UDP socket, read until empty at each wake-up.
+
+    asyncio's datagram transport reads one datagram per event-loop pass; with hundreds of
+    answers in flight that is an epoll call and a callback handle per answer. Reading them
+    in one go halved the CPU of an exchange (0.08 → 0.04 CPU-s per 1,000, bench/README.md).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._unsent: collections.deque[tuple[bytes, _SocketAddress]] = collections.deque()
         self.waiting: dict[int, _Pending] = {}
+        self._loop.add_reader(sock.fileno(), self._read)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A datagram transport, though the selector loop's class does not subclass DatagramTransport.
-        self.transport = cast("asyncio.DatagramTransport", transport)
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        if self._unsent:
+            self._loop.remove_writer(self._sock.fileno())
+        self._sock.close()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def _read(self) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data, addr = self._sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # unconnected UDP: an error cannot be tied to a request; that request times out
+                _log.debug("snmp_socket_error", error=str(err))
+                return
+            self._received(data, addr)
+
+    def _received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
             response = ber.decode_response(data)
         except PayloadError as err:
@@ -68,20 +95,41 @@ class _Endpoint(asyncio.DatagramProtocol):
             pending.timer.cancel()
         pending.answer.set_result(response)
 
-    def error_received(self, exc: Exception) -> None:
-        # Unconnected UDP: an error cannot be tied to a request; that request times out.
-        _log.debug("snmp_socket_error", error=str(exc))
-
     def attempt(self, pending: _Pending) -> None:
         """Send (again), or give up with None when no attempts are left."""
         if pending.answer.done():
             return
-        if pending.attempts_left == 0 or self.transport is None or self.transport.is_closing():
+        if pending.attempts_left == 0 or self._sock.fileno() < 0:
             pending.answer.set_result(None)
             return
         pending.attempts_left -= 1
-        self.transport.sendto(pending.message, pending.address)
-        pending.timer = asyncio.get_running_loop().call_later(pending.timeout_s, self.attempt, pending)
+        self._send(pending.message, pending.address)
+        pending.timer = self._loop.call_later(pending.timeout_s, self.attempt, pending)
+
+    def _send(self, message: bytes, address: _SocketAddress) -> None:
+        """Send now, or queue behind what the kernel could not take yet (its send buffer was full)."""
+        if self._unsent:
+            self._unsent.append((message, address))
+            return
+        try:
+            self._sock.sendto(message, address)
+        except (BlockingIOError, InterruptedError):
+            self._unsent.append((message, address))
+            self._loop.add_writer(self._sock.fileno(), self._flush)
+        except OSError as err:  # no route to the host, say: as a datagram lost on the way, the request times out
+            _log.debug("snmp_socket_error", error=str(err))
+
+    def _flush(self) -> None:
+        while self._unsent:
+            message, address = self._unsent[0]
+            try:
+                self._sock.sendto(message, address)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                _log.debug("snmp_socket_error", error=str(err))
+            self._unsent.popleft()
+        self._loop.remove_writer(self._sock.fileno())
 
 
 class SnmpTransport:
@@ -89,7 +137,6 @@ class SnmpTransport:
 
     def __init__(self) -> None:
         self._endpoints: dict[int, _Endpoint] = {}
-        self._opening = asyncio.Lock()
         self._addresses: dict[tuple[str, int], tuple[int, _SocketAddress, float]] = {}
         self._request_ids = itertools.count(random.randrange(_REQUEST_ID_SPACE))  # noqa: S311 - not a secret
 
@@ -98,8 +145,7 @@ class SnmpTransport:
 
     async def __aexit__(self, *_exc: object) -> None:
         for endpoint in self._endpoints.values():
-            if endpoint.transport is not None:
-                endpoint.transport.close()
+            endpoint.close()
         self._endpoints.clear()
 
     async def exchange(
@@ -121,7 +167,7 @@ class SnmpTransport:
             OSError: the host name cannot be resolved.
         """
         family, address = await self._resolve(host, port)
-        endpoint = self._endpoints.get(family) or await self._open(family)
+        endpoint = self._endpoints.get(family) or self._open(family)
         request_id = self._free_request_id(endpoint)
         message = ber.encode_request(
             version=version,
@@ -169,17 +215,12 @@ class SnmpTransport:
         self._addresses[(host, port)] = (family, address, expires)
         return family, address
 
-    async def _open(self, family: int) -> _Endpoint:
-        # A round starts hundreds of requests at once: one of them opens the socket, the rest wait for it.
-        async with self._opening:
-            endpoint = self._endpoints.get(family)
-            if endpoint is not None:
-                return endpoint
-            _transport, endpoint = await asyncio.get_running_loop().create_datagram_endpoint(_Endpoint, family=family)
-            sock = _transport.get_extra_info("socket")
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
-            except OSError as err:
-                _log.warning("snmp_receive_buffer_not_set", error=str(err))
-            self._endpoints[family] = endpoint
-            return endpoint
+    def _open(self, family: int) -> _Endpoint:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)  # noqa: FBT003 - the socket API
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER_BYTES)
+        except OSError as err:
+            _log.warning("snmp_receive_buffer_not_set", error=str(err))
+        endpoint = self._endpoints[family] = _Endpoint(sock)
+        return endpoint

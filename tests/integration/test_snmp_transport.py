@@ -1,9 +1,10 @@
 """The v1/v2c transport against a scripted UDP peer, for what snmpsim cannot do on purpose:
-lose a request, send garbage, answer under another community."""
+lose a request, send garbage, answer under another community; and a full send buffer."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ import pytest
 import structlog
 
 from collectors.snmp.client import SnmpClient, SnmpTarget
+from collectors.snmp.transport import _Endpoint
 from daemon.errors import DeviceTimeoutError
 from tests.snmp_messages import V2C, pyasn1_request_header, pyasn1_response
 
@@ -98,3 +100,36 @@ async def test_answers_find_their_own_request_among_many_in_flight() -> None:
         answers = await asyncio.gather(*(client.get(t, [SYS_DESCR]) for t in targets))
 
     assert [a[SYS_DESCR] for a in answers] == [f"c{n}".encode() for n in range(200)]
+
+
+class _FullSendBuffer(socket.socket):
+    """A UDP socket whose kernel send buffer is full for its first ``full_for`` sends (EAGAIN)."""
+
+    def __init__(self, full_for: int) -> None:
+        super().__init__(socket.AF_INET, socket.SOCK_DGRAM)
+        self.setblocking(False)
+        self.refused = 0
+        self._full_for = full_for
+
+    def sendto(self, data, address):  # type: ignore[no-untyped-def, override]
+        if self.refused < self._full_for:
+            self.refused += 1
+            raise BlockingIOError
+        return super().sendto(data, address)
+
+
+async def test_requests_the_kernel_cannot_take_yet_wait_and_go_out_in_order() -> None:
+    def answer_all(_n: int, community: bytes, request_id: int) -> list[bytes]:
+        return [_answer(community, request_id)]
+
+    async with _peer(answer_all) as (peer, port), SnmpClient() as client:
+        full = _FullSendBuffer(full_for=3)
+        client._transport._endpoints[socket.AF_INET] = _Endpoint(full)
+        target = SnmpTarget("127.0.0.1", port, timeout_s=5.0, retries=0)  # a request dropped would time out
+        answers = await asyncio.gather(*(client.get(target, [SYS_DESCR]) for _ in range(10)))
+
+    assert answers == [{SYS_DESCR: b"Scripted printer"}] * 10
+    assert full.refused == 3
+    request_ids = [request_id for _community, request_id, _names in peer.requests]
+    assert len(request_ids) == 10
+    assert request_ids == sorted(request_ids)  # queued sends keep their order
