@@ -119,25 +119,33 @@ class _MeterBag:
 
 def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> dict[Meter, MeterValue]:
     bag = _MeterBag(problems)
+    scalars = answers.scalars
     for scalar in profile.meters:
-        oid = next((o for o in scalar.oids if o in answers.scalars), None)
-        if oid is not None:
-            bag.add(scalar.meter, answers.scalars[oid], scalar.unit, oid)
+        for oid in scalar.oids:  # the first OID that answered
+            if oid in scalars:
+                bag.add(scalar.meter, scalars[oid], scalar.unit, oid)
+                break
     for table, rows in zip(profile.tables, answers.tables, strict=False):
         for suffix, row in rows.items():
             counter = table.lookup(row.key)
             if counter is not None:
                 bag.add(counter.meter, row.value, counter.unit, f"{table.values}.{suffix} ({row.key})")
     for blob in profile.blobs:
-        _blob_meters(blob, answers.scalars.get(blob.oid), bag)
-    _printer_mib_life_count(answers.scalars, bag.found, problems)
-    for derived in profile.derived:
-        parts = [bag.found.get(meter) for meter in derived.sum]
-        units = {part.unit for part in parts if part}
-        if derived.meter not in bag.found and all(parts) and len(units) == 1:
-            total = sum(part.value for part in parts if part)
-            bag.found[derived.meter] = MeterValue(derived.meter, total, units.pop(), derived=True)
+        _blob_meters(blob, scalars.get(blob.oid), bag)
+    _printer_mib_life_count(scalars, bag.found, problems)
+    _add_derived(profile, bag.found)
     return bag.found
+
+
+def _add_derived(profile: Profile, found: dict[Meter, MeterValue]) -> None:
+    """The profile's declared sums, where every part was read in one unit and the device gave no such meter."""
+    for derived in profile.derived:
+        if derived.meter in found:
+            continue
+        parts = [found.get(meter) for meter in derived.sum]
+        if all(parts) and len(units := {part.unit for part in parts if part}) == 1:
+            total = sum(part.value for part in parts if part)
+            found[derived.meter] = MeterValue(derived.meter, total, units.pop(), derived=True)
 
 
 def _blob_meters(blob: CounterBlob, raw: Value | None, bag: _MeterBag) -> None:
