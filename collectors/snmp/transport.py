@@ -54,7 +54,7 @@ class _Endpoint:
 
     asyncio's datagram transport reads one datagram per event-loop pass; with hundreds of
     answers in flight that is an epoll call and a callback handle per answer. Reading them
-    in one go halved the CPU of an exchange (0.08 → 0.04 CPU-s per 1,000, bench/README.md).
+    in one go took a fifth to a half off the CPU of an exchange (bench/snmp_exchange.py, bench/README.md).
     """
 
     def __init__(self, sock: socket.socket) -> None:
