@@ -520,7 +520,7 @@ async def _insert_counted(
     """SQLite: rows in through the driver's executemany; the count it reports says whether every reading was new.
 
     SQLAlchemy's RETURNING path builds and processes a parameter dict per row; sqlite3's
-    executemany binds tuples in C (a poll round's store: 0.24–0.29 → 0.14–0.21 CPU-s per
+    executemany binds tuples in C (a poll round's store: 0.24 to 0.29 → 0.14 to 0.21 CPU-s per
     1,000 readings). Only when some rows were already there is the table asked which
     readings are new: those with rows past the ids held before (the transaction holds
     SQLite's one write lock, and a new row gets max(rowid) + 1).
