@@ -16,7 +16,7 @@ import structlog
 
 from collectors.snmp import ber
 from collectors.snmp.ber import Value
-from collectors.snmp.transport import SnmpTransport
+from collectors.snmp.transport import SnmpTransport, host_port
 from collectors.snmp.usm import UsmCredentials
 from daemon.errors import DeviceTimeoutError, ProtocolError
 
@@ -68,7 +68,7 @@ class SnmpTarget:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 class SnmpClient:

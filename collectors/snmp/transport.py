@@ -38,6 +38,11 @@ _READS_PER_WAKEUP: Final = 64
 _SocketAddress = tuple[Any, ...]  # (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6
 
 
+def host_port(host: object, port: object) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:161``) so the port is not read as part of it."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
 @dataclass(slots=True)
 class _Pending:
     message: bytes
@@ -85,7 +90,7 @@ class _Endpoint:
         try:
             response = ber.decode_response(data)
         except PayloadError as err:
-            _log.warning("snmp_malformed_answer", peer=f"{addr[0]}:{addr[1]}", error=str(err))
+            _log.warning("snmp_malformed_answer", peer=host_port(addr[0], addr[1]), error=str(err))
             return
         pending = self.waiting.get(response.request_id)
         # The community must match too: a stray answer with a reused id is not this request's.

@@ -149,3 +149,11 @@ async def test_a_printer_on_ipv6_is_polled(tmp_path: Path) -> None:
     finally:
         simulator.stop()
     assert _text(answer[SYS_DESCR]) == "KONICA MINOLTA bizhub C300i"
+
+
+def test_an_ipv6_target_shows_its_address_in_brackets() -> None:
+    """What logs and the meterd_device_up label show: the port must not read as part of the address."""
+    assert SnmpTarget("::1", 161).address == "[::1]:161"
+    assert SnmpTarget("fe80::1%eth0", 1161).address == "[fe80::1%eth0]:1161"
+    assert SnmpTarget("10.0.4.21", 161).address == "10.0.4.21:161"
+    assert SnmpTarget("printer.example", 161).address == "printer.example:161"
