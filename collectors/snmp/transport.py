@@ -113,28 +113,26 @@ class _Endpoint:
 
     def _send(self, message: bytes, address: _SocketAddress) -> None:
         """Send now, or queue behind what the kernel could not take yet (its send buffer was full)."""
-        if self._unsent:
-            self._unsent.append((message, address))
-            return
-        try:
-            self._sock.sendto(message, address)
-        except (BlockingIOError, InterruptedError):
-            self._unsent.append((message, address))
-            self._loop.add_writer(self._sock.fileno(), self._flush)
-        except OSError as err:  # no route to the host, say: as a datagram lost on the way, the request times out
-            _log.debug("snmp_socket_error", error=str(err))
+        self._unsent.append((message, address))
+        if len(self._unsent) == 1 and not self._drain():  # nothing was waiting, and this one could not go
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
 
-    def _flush(self) -> None:
+    def _on_writable(self) -> None:
+        if self._drain():
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _drain(self) -> bool:
+        """Send what is queued, in order; False when the kernel's send buffer is full again."""
         while self._unsent:
             message, address = self._unsent[0]
             try:
                 self._sock.sendto(message, address)
             except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
+                return False
+            except OSError as err:  # no route to the host, say: as a datagram lost on the way, the request times out
                 _log.debug("snmp_socket_error", error=str(err))
             self._unsent.popleft()
-        self._loop.remove_writer(self._sock.fileno())
+        return True
 
 
 class SnmpTransport:
