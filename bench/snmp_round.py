@@ -46,8 +46,8 @@ from daemon.polling import udp_receive_errors
 from daemon.storage.repository import Store
 
 MODEL: Final = "konica_c300i"  # a colour MFP: private counters, four toners
-SERIAL: Final = "A8Y1DEMO0002"
-SNMPD_COMMUNITY: Final = "bench"  # the recording's; each simulated device gets its own
+SERIAL: Final = "A8Y1DEMO0002"  # the recording's; each simulated device gets its own
+SNMPD_COMMUNITY: Final = "bench"  # snmpd answers every device under this one community (devices differ by address)
 # snmprec type tags -> snmpd.conf `override` types
 _OVERRIDE_TYPES: Final = {"2": "integer", "4": "octet_str", "6": "object_id", "65": "counter", "66": "uinteger",
                           "67": "timeticks"}  # fmt: skip
