@@ -46,7 +46,7 @@ def mask(raw: str | URL) -> str:
     try:
         url = raw if isinstance(raw, URL) else make_url(raw)
     except ArgumentError:
-        return "<unparseable URL>"
+        return "<unparsable URL>"
     return url.render_as_string(hide_password=True)
 
 
