@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collectors.snmp import printer_mib as pm
+from collectors.snmp.client import Value
+from collectors.snmp.collector import _table_rows
 from collectors.snmp.decoders import brother_blob, brother_words
+from collectors.snmp.mapping import DeviceAnswers, TableRow, build_report
 from collectors.snmp.printer_mib import level_percent, supply
 from collectors.snmp.profiles import builtin_catalog, parse_profile
 from daemon.errors import ConfigError, PayloadError
@@ -53,10 +59,22 @@ def test_brother_words_round_trip(counters: dict[int, int]) -> None:
     assert brother_words(brother_blob(counters)) == counters
 
 
+def test_brother_words_take_the_real_blob_whatever_its_last_byte() -> None:
+    """The bytes bieniu/brother quotes from a real printer (brother/__init__.py, _get_data).
+
+    They end 0xff while the preceding bytes sum to 0x..01: no checksum is kept there.
+    """
+    real = (
+        b'c\x01\x04\x00\x00\x00\x01\x11\x01\x04\x00\x00\x05,A\x01\x04\x00\x00"\xc41\x01\x04\x00\x00\x00\x01'
+        b"o\x01\x04\x00\x00\x19\x00\x81\x01\x04\x00\x00\x00F\x86\x01\x04\x00\x00\x00\n\xff"
+    )
+    assert sum(real[:-1]) & 0xFF != real[-1]
+    assert brother_words(real) == {0x63: 1, 0x11: 1324, 0x41: 8900, 0x31: 1, 0x6F: 6400, 0x81: 70, 0x86: 10}
+
+
 @pytest.mark.parametrize(
     ("blob", "match"),
     [
-        (brother_blob({0: 5})[:-1] + b"\x00", "checksum"),
         (brother_blob({0: 5})[:-2], "whole number"),
         (b"\x00\x02\x04\x00\x00\x00\x05\x0b", "word 0 starts 00 02 04"),
     ],
@@ -79,3 +97,125 @@ def test_supply_kind_and_color_without_a_type_column() -> None:
     assert supply("Toner (Magenta)", None, 100, 50) == supply("Toner (Magenta)", 3, 100, 50)
     assert supply("Toner (Magenta)", None, 100, 50).color == "magenta"
     assert supply("Maintenance Kit", None, 10, 5).kind == "other"
+
+
+def _answers(scalars: dict[str, Value], *tables: dict[str, TableRow]) -> DeviceAnswers:
+    return DeviceAnswers(scalars={pm.SYS_DESCR: b"test", **scalars}, tables=list(tables))
+
+
+def _read(profile: str, answers: DeviceAnswers) -> dict[str, tuple[int, str, bool]]:
+    report = build_report(
+        builtin_catalog().by_name(profile), answers, site="t", address="192.0.2.1", taken_at=datetime.now(UTC)
+    )
+    assert report.problems == ()
+    return {m.meter.value: (m.value, m.unit.value, m.derived) for m in report.reading.meters}
+
+
+def test_every_counter_entry_of_every_profile_names_its_evidence() -> None:
+    """Evidence is part of the schema: an entry without it does not load (issue 17, item 24)."""
+    with pytest.raises(ConfigError, match=r"acme\.toml: meters\.0\.evidence"):
+        parse_profile("acme", 'vendor = "A"\n[[meters]]\nmeter = "total"\noids = ["1.3.6.1.4.1.1.0"]\n', "acme.toml")
+    for profile in builtin_catalog().profiles:
+        entries = [
+            *profile.meters,
+            *(c for t in profile.tables for c in t.counters),
+            *(c for b in profile.blobs for c in b.counters),
+        ]
+        assert all(entry.evidence in "ABCD" for entry in entries), profile.name
+
+
+def test_a_derived_meter_must_say_what_it_covers() -> None:
+    text = 'vendor = "A"\n[[derived]]\nmeter = "mono"\nsum = ["print_mono", "copy_mono"]\n'
+    with pytest.raises(ConfigError, match=r"derived\.0\.covers"):
+        parse_profile("acme", text, "acme.toml")
+
+
+def test_a_table_filter_must_name_a_column_of_its_table() -> None:
+    text = (
+        'vendor = "A"\n[[tables]]\nvalues = "1.3.6.1.4.1.1.7"\ncolumns = { job = "1.3.6.1.4.1.1.2" }\n'
+        '[[tables.counters]]\nmeter = "mono"\nwhere = { colour = "3" }\nevidence = "B"\n'
+    )
+    with pytest.raises(ConfigError, match=r"filters on \['colour'\], not a column"):
+        parse_profile("acme", text, "acme.toml")
+
+
+SAMSUNG = "1.3.6.1.4.1.236.11.5.11.53.11.2.1"
+
+
+def test_samsung_meters_are_sums_over_rows_filtered_by_job_type_and_colour() -> None:
+    """scmHrDevCountTable (SAMSUNG-HOST-RESOURCES-EXT-MIB): rows per job x size x duplex x colour."""
+    rows = [  # (row, job, colour, value): A4 and letter rows of one job type and colour are summed
+        ("1.1", "1", "3", 100), ("1.2", "1", "3", 20), ("1.3", "1", "1", 7), ("1.4", "2", "3", 40),
+        ("1.5", "2", "1", 3), ("1.6", "3", "3", 5), ("1.7", "5", "1", 900), ("1.8", "6", "3", 2),
+    ]  # fmt: skip
+    walked: dict[str, dict[str, Value]] = {
+        f"{SAMSUNG}.2": {f"{SAMSUNG}.2.{row}": int(job) for row, job, _c, _v in rows},
+        f"{SAMSUNG}.6": {f"{SAMSUNG}.6.{row}": int(colour) for row, _j, colour, _v in rows},
+        f"{SAMSUNG}.7": {f"{SAMSUNG}.7.{row}": value for row, _j, _c, value in rows},
+    }
+    table = builtin_catalog().by_name("samsung").tables[0]
+    found = {suffix: TableRow(keys, value) for suffix, (keys, _oid, value) in _table_rows(walked, table).items()}
+    meters = _read("samsung", _answers({}, found))
+    assert meters["print_mono"] == (120, "sheets", True)
+    assert meters["print_color"] == (7, "sheets", False)  # one row: the device's own number
+    assert meters["copy_mono"] == (40, "sheets", False)
+    assert meters["fax_total"] == (5, "sheets", False)
+    assert meters["mono"] == (100 + 20 + 40 + 5 + 2, "sheets", True)  # print, copy, fax in, report; not scan
+    assert meters["color"] == (7 + 3, "sheets", True)
+    assert "color_single" not in meters  # no row has colour 2: no zero padding
+
+
+def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> None:
+    full = {"101": TableRow((("key", "101"),), 500)}
+    display = {"101": TableRow((("key", "101"),), 1), "122": TableRow((("key", "122"),), 30)}
+    meters = _read("canon", _answers({}, full, display))
+    assert meters["total"] == (500, "impressions", False)
+    assert meters["large_color"] == (30, "impressions", False)
+    assert "color" not in meters  # 122 alone is not all colour: 123 is missing
+
+
+@pytest.mark.parametrize(
+    ("profile", "scalars", "expected"),
+    [
+        # OKI usagePrinterUnitCounter is a DisplayString holding the count.
+        ("oki", {"1.3.6.1.4.1.2001.1.1.1.1.100.1.1.1.3.1": b"123456"}, {"total": 123456}),
+        # Toshiba …21.6.1.<cat>.1.<colour>: cat 2 all output; colour 1 full, 3 black, 4 total.
+        ("toshiba", {"1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.4": 90, "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.3": 60,
+                     "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.1": 30}, {"total": 90, "mono": 60, "color": 30}),
+        # Lexmark pgTotal / pgMono / pgColor: 5.1.0 is the total, not colour.
+        ("lexmark", {"1.3.6.1.4.1.641.2.1.5.1.0": 61, "1.3.6.1.4.1.641.2.1.5.2.0": 40,
+                     "1.3.6.1.4.1.641.2.1.5.3.0": 21}, {"total": 61, "mono": 40, "color": 21}),
+        # FUJIFILM reads Xerox's counters under 253; copy counters under hrDeviceIndex 103 as well as 11.
+        ("fujifilm", {"1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.34": 50, "1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.7": 30,
+                      "1.3.6.1.4.1.253.8.53.13.2.1.6.103.20.3": 20}, {"mono": 50, "print_mono": 30, "copy_mono": 20}),
+    ],
+)  # fmt: skip
+def test_scalar_counters(profile: str, scalars: dict[str, Value], expected: dict[str, int]) -> None:
+    meters = _read(profile, _answers(scalars))
+    assert {name: meters[name][0] for name in expected} == expected
+
+
+def test_borrowed_counters_are_capped_at_the_lenders_evidence() -> None:
+    fujifilm, xerox = builtin_catalog().by_name("fujifilm"), builtin_catalog().by_name("xerox")
+    assert [m.meter for m in fujifilm.meters] == [m.meter for m in xerox.meters]
+    assert {m.evidence for m in fujifilm.meters} == {"C"}
+    assert "A" in {m.evidence for m in xerox.meters}
+
+
+@pytest.mark.parametrize(
+    ("sys_object_id", "strings", "profile", "rule"),
+    [
+        ("1.3.6.1.4.1.683.6", [("sysDescr", "ZebraNet Wired PS")], "zebra", "sysDescr 'ZebraNet Wired PS' matches"),
+        ("1.3.6.1.4.1.683.6", [("sysDescr", "Print Server"), ("hrDeviceDescr", "Brother HL-L8260CDW series")],
+         "brother", "hrDeviceDescr 'Brother HL-L8260CDW series' matches"),
+        (None, [("sysDescr", None), ("hrDeviceDescr", "x"), ("prtGeneralPrinterName", "KYOCERA ECOSYS P2040dw")],
+         "kyocera", "prtGeneralPrinterName"),
+        ("1.3.6.1.4.1.2435.2.3.9.1", [("sysDescr", "ZebraNet Wired PS")], "brother", "sysObjectID"),
+        ("1.3.6.1.4.1.683.6", [("sysDescr", "ExtendNet print server")], "generic", "no rule matched"),
+    ],
+)  # fmt: skip
+def test_identify_by_sys_object_id_then_by_the_device_strings(
+    sys_object_id: str | None, strings: list[tuple[str, str | None]], profile: str, rule: str
+) -> None:
+    identified = builtin_catalog().identify(sys_object_id, strings)
+    assert (identified.profile.name, identified.rule[: len(rule)]) == (profile, rule)
