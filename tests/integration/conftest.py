@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from collectors.snmp.client import SnmpTarget
+from daemon.demo import fleet_dir
 from daemon.demo.simulator import SimulatorError, SnmpSimulator
 from tests.conftest import free_port
 
@@ -32,8 +33,8 @@ class Simulator:
 
 @pytest.fixture(scope="session")
 def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    """snmpsim serving the shared walks (librenms/, printmaster/) and the crafted recordings; community = file."""
-    data_dirs = [WALKS / "librenms", WALKS / "printmaster"]
+    """snmpsim serving the shared walks, the demo fleet and the crafted recordings; the community picks the file."""
+    data_dirs = [WALKS / "librenms", WALKS / "printmaster", fleet_dir()]
     for data_dir in data_dirs:
         if not data_dir.is_dir():
             pytest.fail(f"{data_dir} is missing: the tests need ../shared beside the checkout")

@@ -11,6 +11,7 @@ from collectors import wire
 from collectors.base import Reading
 from collectors.snmp.collector import SnmpCollector
 from daemon.cli import main
+from daemon.demo.run import fleet_communities
 from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
 
@@ -76,6 +77,14 @@ async def test_printmaster_walk_reads_as_expected(snmpsim: Simulator, recording:
         assert meters[name].value in accepted, f"meter {name}: {meters[name].value} not in {accepted}"
         assert meters[name].unit.value == units.get(name, "impressions"), f"meter {name} unit"
     _check_billable_colour_meters(reading)
+
+
+@pytest.mark.parametrize("community", fleet_communities())
+async def test_demo_fleet_reports_what_its_profile_reads(snmpsim: Simulator, community: str) -> None:
+    reading = await _poll(snmpsim, community, "2c")
+    _check_billable_colour_meters(reading)
+    if reading.device.vendor == "Kyocera":  # per-function totals at 1347.42.3.1.1.1.1.<function>
+        assert {m.meter.value for m in reading.meters} >= {"print_total", "copy_total", "fax_total", "mono"}
 
 
 async def test_konica_bills_print_plus_copy_as_derived_mono_and_color(snmpsim: Simulator) -> None:
