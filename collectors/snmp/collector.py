@@ -163,6 +163,7 @@ class SnmpCollector:
             pm.HR_DEVICE_DESCR,
             pm.PRT_GENERAL_PRINTER_NAME,
             pm.PRT_MARKER_COUNTER_UNIT,
+            pm.PRT_MARKER_PROCESS_COLORANTS,
             *pm.IF_PHYS_ADDRESSES,
             *profile.identity.model,
             *profile.identity.device_id,

@@ -154,7 +154,20 @@ def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> di
         _blob_meters(blob, scalars.get(blob.oid), bag)
     _printer_mib_life_count(scalars, bag.found, problems)
     _add_derived(profile, bag.found)
+    _black_only_mono(scalars, bag.found)
     return bag.found
+
+
+def _black_only_mono(scalars: dict[str, Value], found: dict[Meter, MeterValue]) -> None:
+    """On a black-only marker every page is mono: `mono` = the page total, marked derived.
+
+    Without it a mono printer reporting only `total` bills nothing on a contract's mono
+    line. Real mono devices agree: the M130nw's own mono counter equals its total (15,232),
+    so does the MX-M266NV's (90,474); both have prtMarkerProcessColorants 1.
+    """
+    total = found.get(Meter.TOTAL)
+    if scalars.get(pm.PRT_MARKER_PROCESS_COLORANTS) == 1 and total is not None and Meter.MONO not in found:
+        found[Meter.MONO] = MeterValue(Meter.MONO, total.value, total.unit, derived=True)
 
 
 def _add_derived(profile: Profile, found: dict[Meter, MeterValue]) -> None:

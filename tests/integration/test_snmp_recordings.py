@@ -87,6 +87,24 @@ async def test_demo_fleet_reports_what_its_profile_reads(snmpsim: Simulator, com
         assert {m.meter.value for m in reading.meters} >= {"print_total", "copy_total", "fax_total", "mono"}
 
 
+@pytest.mark.parametrize(
+    ("community", "mono", "derived"),
+    [
+        ("brother_hl5370dw", 7792, True),  # Printer-MIB total only, prtMarkerProcessColorants 1
+        ("kyocera_p2040dw", 7342, True),  # Kyocera's own total; no 42.3 subtree on this mono ECOSYS
+        ("jetdirect_m130nw", 15232, False),  # the device's own mono counter wins, and equals its total
+    ],
+)
+async def test_a_black_only_printer_reports_its_total_as_mono(
+    snmpsim: Simulator, community: str, mono: int, derived: bool
+) -> None:
+    reading = await _poll(snmpsim, community, "2c")
+    meters = {m.meter.value: m for m in reading.meters}
+    assert (meters["mono"].value, meters["mono"].derived) == (mono, derived)
+    assert meters["mono"].value == meters["total"].value
+    assert "color" not in meters
+
+
 async def test_konica_bills_print_plus_copy_as_derived_mono_and_color(snmpsim: Simulator) -> None:
     """The C250i splits by function only: mono / color are the declared sums, marked derived.
 
