@@ -41,7 +41,7 @@ def test_every_required_vendor_has_a_profile_file() -> None:
     ],
 )
 def test_matching(sys_object_id: str | None, sys_descr: str, profile: str) -> None:
-    assert builtin_catalog().match(sys_object_id, sys_descr).name == profile
+    assert builtin_catalog().identify(sys_object_id, [("sysDescr", sys_descr)]).profile.name == profile
 
 
 def test_a_bad_profile_names_file_and_key() -> None:

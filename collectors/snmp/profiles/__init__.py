@@ -298,9 +298,6 @@ class Catalog:
     def _patterns(self) -> list[tuple[Profile, str]]:
         return [(profile, pattern) for profile in self.profiles for pattern in profile.match.sys_descr]
 
-    def match(self, sys_object_id: str | None, sys_descr: str | None) -> Profile:
-        return self.identify(sys_object_id, [("sysDescr", sys_descr)]).profile
-
     def by_name(self, name: str) -> Profile:
         for profile in self.profiles:
             if profile.name == name:
