@@ -125,6 +125,7 @@ async def test_zebra_behind_a_zebranet_print_server_is_identified_by_sys_descr(s
         report = await _report(snmpsim, "zebranet_print_server")
     assert report.profile == "zebra"
     assert report.reading.device.vendor == "Zebra"
+    assert report.reading.device.model is None  # "ZebraNet Wired PS" is the print server, not the printer
     assert report.matched_by.startswith("sysDescr 'ZebraNet Wired PS' matches")
     identified = [entry for entry in logs if entry["event"] == "device_identified"]
     assert [(e["profile"], e["rule"]) for e in identified] == [("zebra", report.matched_by)]

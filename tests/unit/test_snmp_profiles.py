@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collectors.base import Meter
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import Value
 from collectors.snmp.collector import _table_rows
 from collectors.snmp.decoders import brother_blob, brother_words
 from collectors.snmp.mapping import DeviceAnswers, TableRow, build_report
 from collectors.snmp.printer_mib import level_percent, supply
-from collectors.snmp.profiles import builtin_catalog, parse_profile
+from collectors.snmp.profiles import Profile, builtin_catalog, parse_profile
 from daemon.errors import ConfigError, PayloadError
 
 REQUIRED_VENDORS = {
@@ -219,3 +220,18 @@ def test_identify_by_sys_object_id_then_by_the_device_strings(
 ) -> None:
     identified = builtin_catalog().identify(sys_object_id, strings)
     assert (identified.profile.name, identified.rule[: len(rule)]) == (profile, rule)
+
+
+@pytest.mark.parametrize("profile", builtin_catalog().profiles, ids=lambda p: p.name)
+def test_a_profile_that_splits_by_function_also_gives_the_billed_mono_and_color(profile: Profile) -> None:
+    """Contracts bill mono / color: a profile reading print/copy splits must give those too (issue 17, item 1)."""
+    gives = {m.meter for m in profile.meters} | {d.meter for d in profile.derived}
+    gives |= {c.meter for t in profile.tables for c in t.counters} | {
+        c.meter for b in profile.blobs for c in b.counters
+    }
+    for billed, parts in {
+        Meter.MONO: {Meter.PRINT_MONO, Meter.COPY_MONO},
+        Meter.COLOR: {Meter.PRINT_COLOR, Meter.COPY_COLOR},
+    }.items():
+        if gives & parts:
+            assert billed in gives, f"{profile.name} reads {sorted(gives & parts)} but gives no {billed}"
