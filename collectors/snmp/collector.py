@@ -145,7 +145,11 @@ class SnmpCollector:
             [(name, text_of(scalars.get(oid))) for name, oid in pm.IDENTIFYING_STRINGS],
         )
         profile = identified.profile
-        log.info("device_identified", address=target.address, profile=profile.name, rule=identified.rule)
+        # By sysObjectID is the rule for nearly every device; a fallback (or none) is worth seeing at info.
+        by_oid = identified.rule.startswith("sysObjectID")
+        (log.debug if by_oid else log.info)(
+            "device_identified", address=target.address, profile=profile.name, rule=identified.rule
+        )
         scalars |= await self._client.get(target, profile.scalar_oids())
         # Every table column, the profile's and the supplies', walked side by side: a few round trips in all.
         table_columns = [column for table in profile.tables for column in (*table.key_columns().values(), table.values)]

@@ -34,6 +34,6 @@ def brother_words(blob: bytes) -> dict[int, int]:
 
 
 def brother_blob(counters: dict[int, int]) -> bytes:
-    """The inverse of :func:`brother_words`, ending ``0xff`` as real devices do (demo fleet, tests)."""
+    """The inverse of :func:`brother_words`, ending ``0xff`` as real devices do (for tests)."""
     body = b"".join(bytes([code, 0x01, 0x04]) + value.to_bytes(4, "big") for code, value in counters.items())
     return body + b"\xff"
