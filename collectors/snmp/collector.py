@@ -183,10 +183,14 @@ class SnmpCollector:
             suffix: {col: val for col, val in row.items() if col != pm.SUPPLY_LEVEL} for suffix, row in supplies.items()
         }
         # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
-        oids = (
-            *(oid for oid in scalars if oid not in static_oids),
-            *(oid for cells in table_cells for _key, oid in cells.values()),
-            *(f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in supply_rows),
+        oids = tuple(
+            dict.fromkeys(  # two tables may read the same cells (Xerox: by label, then by number)
+                (
+                    *(oid for oid in scalars if oid not in static_oids),
+                    *(oid for cells in table_cells for _key, oid in cells.values()),
+                    *(f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in supply_rows),
+                )
+            )
         )
         self._plans[target] = _Plan(
             profile=profile,

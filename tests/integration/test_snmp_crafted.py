@@ -86,6 +86,8 @@ async def test_kyocera_oem_brand_and_derived_mono(snmpsim: Simulator) -> None:
     [
         # The one real Xerox reading: 20.33 + 20.34 = prtMarkerLifeCount, so they are all colour / all black.
         ("xerox_versalink", "Xerox", {"mono": 19735, "color": 10999, "total": 30734}),
+        # A real Phaser 6130N reading, read by the rows' labels: 909 = 519 black + 390 colour.
+        ("xerox_phaser_6130n", "Xerox", {"total": 909, "mono": 519, "color": 390}),
         # LEXMARK-PVT-MIB: 5.1.0 pgTotal, 5.2.0 pgMono, 5.3.0 pgColor.
         ("lexmark_cx725", "Lexmark", {"mono": 40000, "color": 21000, "total": 61000}),
         ("epson_am_c550", "Epson", {"total": 81563, "mono": 39797, "color": 41766, "copy_color": 2313}),

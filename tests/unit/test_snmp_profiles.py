@@ -175,6 +175,17 @@ def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> N
     assert "color" not in meters  # 122 alone is not all colour: 123 is missing
 
 
+def test_xerox_rows_are_read_by_their_label_before_their_number() -> None:
+    """xcmHrDevDetailLabel names the row; a firmware that numbers rows otherwise still reads right."""
+    by_label = {
+        "40": TableRow((("key", "Black Impressions"),), 519),
+        "34": TableRow((("key", "Black Printed Impressions"),), 7),
+    }
+    by_number = {"40": TableRow((("key", "40"),), 519), "34": TableRow((("key", "34"),), 7)}
+    meters = _read("xerox", _answers({}, by_label, by_number))
+    assert meters["mono"] == (519, "impressions", False)
+
+
 @pytest.mark.parametrize(
     ("profile", "scalars", "expected"),
     [
@@ -187,8 +198,8 @@ def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> N
         ("lexmark", {"1.3.6.1.4.1.641.2.1.5.1.0": 61, "1.3.6.1.4.1.641.2.1.5.2.0": 40,
                      "1.3.6.1.4.1.641.2.1.5.3.0": 21}, {"total": 61, "mono": 40, "color": 21}),
         # FUJIFILM reads Xerox's counters under 253; copy counters under hrDeviceIndex 103 as well as 11.
-        ("fujifilm", {"1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.34": 50, "1.3.6.1.4.1.253.8.53.13.2.1.6.1.20.7": 30,
-                      "1.3.6.1.4.1.253.8.53.13.2.1.6.103.20.3": 20}, {"mono": 50, "print_mono": 30, "copy_mono": 20}),
+        ("fujifilm", {"1.3.6.1.4.1.253.8.53.13.2.1.6.103.20.3": 20, "1.3.6.1.4.1.253.8.53.13.2.1.6.11.20.25": 4},
+         {"copy_mono": 20, "copy_color": 4, "copy_total": 24}),
     ],
 )  # fmt: skip
 def test_scalar_counters(profile: str, scalars: dict[str, Value], expected: dict[str, int]) -> None:
@@ -198,9 +209,14 @@ def test_scalar_counters(profile: str, scalars: dict[str, Value], expected: dict
 
 def test_borrowed_counters_are_capped_at_the_lenders_evidence() -> None:
     fujifilm, xerox = builtin_catalog().by_name("fujifilm"), builtin_catalog().by_name("xerox")
-    assert [m.meter for m in fujifilm.meters] == [m.meter for m in xerox.meters]
-    assert {m.evidence for m in fujifilm.meters} == {"C"}
-    assert "A" in {m.evidence for m in xerox.meters}
+
+    def entries(profile: Profile) -> list[tuple[str, str]]:
+        counters = [*profile.meters, *(c for t in profile.tables for c in t.counters)]
+        return [(c.meter.value, c.evidence) for c in counters]
+
+    assert [meter for meter, _ in entries(fujifilm)] == [meter for meter, _ in entries(xerox)]
+    assert {evidence for _, evidence in entries(fujifilm)} == {"C"}
+    assert "A" in {evidence for _, evidence in entries(xerox)}
 
 
 @pytest.mark.parametrize(
