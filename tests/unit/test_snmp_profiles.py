@@ -166,6 +166,25 @@ def test_samsung_meters_are_sums_over_rows_filtered_by_job_type_and_colour() -> 
     assert "color_single" not in meters  # no row has colour 2: no zero padding
 
 
+LEXMARK_MPS = "1.3.6.1.4.1.641.6.4.2.1.1"
+
+
+def test_lexmark_mps_table_is_read_in_sides_never_sheets() -> None:
+    """paperGeneralCountTable: one row per type and unit (UnitsTC 4 sides, 5 sheets); sides are impressions."""
+    rows = [("1.1", 3, 4, 400), ("1.2", 3, 5, 300), ("1.3", 4, 4, 210), ("1.4", 4, 5, 150), ("1.5", 17, 4, 390)]
+    walked: dict[str, dict[str, Value]] = {
+        f"{LEXMARK_MPS}.2": {f"{LEXMARK_MPS}.2.{row}": kind for row, kind, _u, _v in rows},
+        f"{LEXMARK_MPS}.3": {f"{LEXMARK_MPS}.3.{row}": unit for row, _k, unit, _v in rows},
+        f"{LEXMARK_MPS}.4": {f"{LEXMARK_MPS}.4.{row}": value for row, _k, _u, value in rows},
+    }
+    table = builtin_catalog().by_name("lexmark").tables[0]
+    found = {suffix: TableRow(keys, value) for suffix, (keys, _oid, value) in _table_rows(walked, table).items()}
+    meters = _read("lexmark", _answers({}, found))
+    assert meters["mono"] == (400, "impressions", False)
+    assert meters["color"] == (210, "impressions", False)
+    assert meters["print_mono"] == (390, "impressions", False)
+
+
 def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> None:
     full = {"101": TableRow((("key", "101"),), 500)}
     display = {"101": TableRow((("key", "101"),), 1), "122": TableRow((("key", "122"),), 30)}
