@@ -112,6 +112,12 @@ def _read(profile: str, answers: DeviceAnswers) -> dict[str, tuple[int, str, boo
     return {m.meter.value: (m.value, m.unit.value, m.derived) for m in report.reading.meters}
 
 
+def _walked_rows(profile: str, walked: dict[str, dict[str, Value]]) -> dict[str, TableRow]:
+    """The rows of the profile's first table, taken from walked columns as a probe takes them."""
+    table = builtin_catalog().by_name(profile).tables[0]
+    return {suffix: TableRow(keys, value) for suffix, (keys, _oid, value) in _table_rows(walked, table).items()}
+
+
 def test_every_counter_entry_of_every_profile_names_its_evidence() -> None:
     """Evidence is part of the schema: an entry without it does not load (issue 17, item 24)."""
     with pytest.raises(ConfigError, match=r"acme\.toml: meters\.0\.evidence"):
@@ -144,26 +150,34 @@ SAMSUNG = "1.3.6.1.4.1.236.11.5.11.53.11.2.1"
 
 
 def test_samsung_meters_are_sums_over_rows_filtered_by_job_type_and_colour() -> None:
-    """scmHrDevCountTable (SAMSUNG-HOST-RESOURCES-EXT-MIB): rows per job x size x duplex x colour."""
-    rows = [  # (row, job, colour, value): A4 and letter rows of one job type and colour are summed
-        ("1.1", "1", "3", 100), ("1.2", "1", "3", 20), ("1.3", "1", "1", 7), ("1.4", "2", "3", 40),
-        ("1.5", "2", "1", 3), ("1.6", "3", "3", 5), ("1.7", "5", "1", 900), ("1.8", "6", "3", 2),
+    """scmHrDevCountTable (SAMSUNG-HOST-RESOURCES-EXT-MIB): rows per job x size x duplex x colour x unit."""
+    rows = [  # (row, job, colour, unit 7 impressions / 8 sheets, value): rows of one job, colour and unit are summed
+        ("1.1", 1, 3, 7, 100), ("1.2", 1, 3, 7, 20), ("1.3", 1, 1, 7, 7), ("1.4", 2, 3, 7, 40), ("1.5", 2, 1, 7, 3),
+        ("1.6", 3, 3, 7, 5), ("1.7", 5, 1, 7, 900), ("1.8", 6, 3, 7, 2), ("1.9", 1, 3, 8, 70),
     ]  # fmt: skip
+    columns = {2: 1, 6: 2, 4: 3, 7: 4}  # column -> position in a row tuple
     walked: dict[str, dict[str, Value]] = {
-        f"{SAMSUNG}.2": {f"{SAMSUNG}.2.{row}": int(job) for row, job, _c, _v in rows},
-        f"{SAMSUNG}.6": {f"{SAMSUNG}.6.{row}": int(colour) for row, _j, colour, _v in rows},
-        f"{SAMSUNG}.7": {f"{SAMSUNG}.7.{row}": value for row, _j, _c, value in rows},
+        f"{SAMSUNG}.{column}": {f"{SAMSUNG}.{column}.{row[0]}": row[at] for row in rows}
+        for column, at in columns.items()
     }
-    table = builtin_catalog().by_name("samsung").tables[0]
-    found = {suffix: TableRow(keys, value) for suffix, (keys, _oid, value) in _table_rows(walked, table).items()}
-    meters = _read("samsung", _answers({}, found))
-    assert meters["print_mono"] == (120, "sheets", True)
-    assert meters["print_color"] == (7, "sheets", False)  # one row: the device's own number
-    assert meters["copy_mono"] == (40, "sheets", False)
-    assert meters["fax_total"] == (5, "sheets", False)
-    assert meters["mono"] == (100 + 20 + 40 + 5 + 2, "sheets", True)  # print, copy, fax in, report; not scan
-    assert meters["color"] == (7 + 3, "sheets", True)
+    meters = _read("samsung", _answers({}, _walked_rows("samsung", walked)))
+    assert meters["print_mono"] == (120, "impressions", True)  # A4 + letter; the sheets row is never added in
+    assert meters["print_color"] == (7, "impressions", False)  # one row: the device's own number
+    assert meters["copy_mono"] == (40, "impressions", False)
+    assert meters["fax_total"] == (5, "impressions", False)
+    assert meters["mono"] == (100 + 20 + 40 + 5 + 2, "impressions", True)  # print, copy, fax in, report; not scan
+    assert meters["color"] == (7 + 3, "impressions", True)
     assert "color_single" not in meters  # no row has colour 2: no zero padding
+
+
+def test_samsung_counting_only_sheets_reports_sheets() -> None:
+    walked: dict[str, dict[str, Value]] = {
+        f"{SAMSUNG}.2": {f"{SAMSUNG}.2.1.1": 1},
+        f"{SAMSUNG}.6": {f"{SAMSUNG}.6.1.1": 3},
+        f"{SAMSUNG}.4": {f"{SAMSUNG}.4.1.1": 8},
+        f"{SAMSUNG}.7": {f"{SAMSUNG}.7.1.1": 55},
+    }
+    assert _read("samsung", _answers({}, _walked_rows("samsung", walked)))["print_mono"] == (55, "sheets", False)
 
 
 LEXMARK_MPS = "1.3.6.1.4.1.641.6.4.2.1.1"
@@ -177,9 +191,7 @@ def test_lexmark_mps_table_is_read_in_sides_never_sheets() -> None:
         f"{LEXMARK_MPS}.3": {f"{LEXMARK_MPS}.3.{row}": unit for row, _k, unit, _v in rows},
         f"{LEXMARK_MPS}.4": {f"{LEXMARK_MPS}.4.{row}": value for row, _k, _u, value in rows},
     }
-    table = builtin_catalog().by_name("lexmark").tables[0]
-    found = {suffix: TableRow(keys, value) for suffix, (keys, _oid, value) in _table_rows(walked, table).items()}
-    meters = _read("lexmark", _answers({}, found))
+    meters = _read("lexmark", _answers({}, _walked_rows("lexmark", walked)))
     assert meters["mono"] == (400, "impressions", False)
     assert meters["color"] == (210, "impressions", False)
     assert meters["print_mono"] == (390, "impressions", False)
