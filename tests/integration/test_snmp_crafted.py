@@ -78,7 +78,9 @@ async def test_kyocera_oem_brand_and_derived_mono(snmpsim: Simulator) -> None:
     assert meters["fax_total"] == (2493, "impressions", False)
     assert meters["mono"] == (14730 + 19124 + 2493, "impressions", True)
     assert meters["color"] == (25870 + 13847, "impressions", True)
-    assert meters["total"] == (76064, "impressions", False)  # Kyocera's own total = mono + color
+    assert meters["color_single"] == (0, "impressions", True)  # "Mono Color" print + copy rows
+    assert meters["total"] == (76064, "impressions", False)  # Kyocera's own total
+    assert meters["mono"][0] + meters["color"][0] + meters["color_single"][0] == meters["total"][0]
 
 
 @pytest.mark.parametrize(
