@@ -15,7 +15,7 @@ from collectors.snmp.collector import _table_rows
 from collectors.snmp.decoders import brother_blob, brother_words
 from collectors.snmp.mapping import DeviceAnswers, TableRow, build_report
 from collectors.snmp.printer_mib import level_percent, supply
-from collectors.snmp.profiles import Profile, builtin_catalog, parse_profile
+from collectors.snmp.profiles import KEY, Profile, builtin_catalog, parse_profile
 from daemon.errors import ConfigError, PayloadError
 
 REQUIRED_VENDORS = {
@@ -195,6 +195,21 @@ def test_lexmark_mps_table_is_read_in_sides_never_sheets() -> None:
     assert meters["mono"] == (400, "impressions", False)
     assert meters["color"] == (210, "impressions", False)
     assert meters["print_mono"] == (390, "impressions", False)
+
+
+@pytest.mark.parametrize(
+    ("profile", "rows"),
+    [
+        ("kyocera", {"1.1": 500, "1.2": 0, "1.3": 300}),  # 1347.42.3.1.2.1.1.<function>.<mode>: print rows only
+        ("konica_minolta", {"1.2": 500, "2.2": 300}),  # 5.7.2.2.1.5.<colour>.<function>: print rows only
+        ("ricoh", {"401": 500, "403": 300}),  # ricohEngCounterType print B&W / full colour only
+    ],
+)
+def test_a_printer_without_copier_still_reports_the_billed_mono_and_color(profile: str, rows: dict[str, int]) -> None:
+    """The sums take whichever function rows the model has: print-only models bill too (issue 17, item 1)."""
+    table = {key: TableRow(((KEY, key),), value) for key, value in rows.items()}
+    meters = _read(profile, _answers({}, table))
+    assert (meters["mono"], meters["color"]) == ((500, "impressions", False), (300, "impressions", False))
 
 
 def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> None:

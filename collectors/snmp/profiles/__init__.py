@@ -106,8 +106,9 @@ class TableCounter(_Strict):
     counters to add up, ``key = ["122", "123"]``, reported only when every one is there (a
     missing part would under-bill). ``where`` filters on the table's named ``columns``
     (Samsung: job type x colour): a row passes when each named column holds one of the listed
-    values, and whichever rows pass are added up. A meter summed over more than one row is
-    reported marked ``derived``.
+    values, and whichever rows pass are added up (a one-key table's column is ``key``:
+    ``where = { key = ["1.1", "2.1"] }`` adds up whichever of those rows the device has). A
+    meter summed over more than one row is reported marked ``derived``.
     """
 
     key: str | list[str] | None = None
@@ -115,6 +116,8 @@ class TableCounter(_Strict):
     meter: Meter
     unit: Unit = Unit.IMPRESSIONS
     evidence: Evidence
+    # For a sum: which of the device's functions it holds (and leaves out), as for [[derived]].
+    covers: str | None = None
 
     @model_validator(mode="after")
     def _one_filter(self) -> TableCounter:
