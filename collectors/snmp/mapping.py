@@ -146,10 +146,12 @@ def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> di
                 break
     for table, rows in zip(profile.tables, answers.tables, strict=False):
         for counter in table.counters:
-            passed = [(suffix, row) for suffix, row in rows.items() if table.passes(counter, dict(row.keys))]
-            if table.complete(counter, [dict(row.keys) for _suffix, row in passed]):
-                parts = [(row.value, f"{table.values}.{suffix} ({row.label()})") for suffix, row in passed]
-                bag.add_sum(counter.meter, parts, counter.unit)
+            parts = [
+                (row.value, f"{table.values}.{suffix} ({row.label()})")
+                for suffix, row in rows.items()
+                if table.passes(counter, dict(row.keys))
+            ]
+            bag.add_sum(counter.meter, parts, counter.unit)
     for blob in profile.blobs:
         _blob_meters(blob, scalars.get(blob.oid), bag)
     _printer_mib_life_count(scalars, bag.found, problems)

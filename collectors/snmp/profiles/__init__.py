@@ -102,16 +102,16 @@ KEY: Final = "key"
 class TableCounter(_Strict):
     """A meter read from the rows of a counter table that pass a filter; several rows are summed.
 
-    ``key`` names rows of a table with one key column: ``key = "101"``, or a list of
-    counters to add up, ``key = ["122", "123"]``, reported only when every one is there (a
-    missing part would under-bill). ``where`` filters on the table's named ``columns``
-    (Samsung: job type x colour): a row passes when each named column holds one of the listed
-    values, and whichever rows pass are added up (a one-key table's column is ``key``:
-    ``where = { key = ["1.1", "2.1"] }`` adds up whichever of those rows the device has). A
-    meter summed over more than one row is reported marked ``derived``.
+    ``key`` names the row of a table with one key column: ``key = "101"`` is
+    ``where = { key = "101" }``. ``where`` filters on the table's named ``columns`` (Samsung:
+    job type x colour; a one-key table's column is ``key``): a row passes when each named
+    column holds one of the listed values, and whichever rows pass are added up
+    (``where = { key = ["1.1", "2.1"] }`` adds up whichever of those rows the model has, so
+    a printer without copier still gets mono). A meter summed over more than one row is
+    reported marked ``derived``.
     """
 
-    key: str | list[str] | None = None
+    key: str | None = None
     where: dict[str, str | list[str]] | None = None
     meter: Meter
     unit: Unit = Unit.IMPRESSIONS
@@ -129,7 +129,7 @@ class TableCounter(_Strict):
     def filter(self) -> dict[str, frozenset[str]]:
         """Column name -> accepted values (casefolded by the caller's table when it matches so)."""
         wanted = {KEY: self.key} if self.key is not None else dict(self.where or {})
-        return {column: frozenset([v] if isinstance(v, str) else v) for column, v in wanted.items() if v is not None}
+        return {column: frozenset([v] if isinstance(v, str) else v) for column, v in wanted.items()}
 
 
 class CounterTable(_Strict):
@@ -175,12 +175,6 @@ class CounterTable(_Strict):
             column in row and self._norm(row[column]) in {self._norm(v) for v in accepted}
             for column, accepted in counter.filter().items()
         )
-
-    def complete(self, counter: TableCounter, passed: list[Mapping[str, str]]) -> bool:
-        """Whether the rows that passed hold every counter a ``key`` list names."""
-        if not isinstance(counter.key, list):
-            return bool(passed)
-        return {self._norm(key) for key in counter.key} <= {self._norm(row[KEY]) for row in passed}
 
     def wanted(self, row: Mapping[str, str]) -> bool:
         """Whether any counter reads this row (the rest are not polled again)."""
