@@ -105,6 +105,16 @@ async def test_a_black_only_printer_reports_its_total_as_mono(
     assert "color" not in meters
 
 
+@pytest.mark.parametrize("recording", PRINTMASTER)
+async def test_printmaster_walk_second_poll_from_the_plan_reads_the_same(snmpsim: Simulator, recording: str) -> None:
+    """The warm poll GETs only the cells the probe kept (Kyocera's function x colour rows among them)."""
+    target = snmpsim.target(snmpsim.printmaster["files"][recording]["community"])
+    async with SnmpCollector(site="test") as collector:
+        first = (await collector.poll(target)).reading
+        second = (await collector.poll(target)).reading
+    assert (second.device, second.meters, second.supplies) == (first.device, first.meters, first.supplies)
+
+
 async def test_konica_bills_print_plus_copy_as_derived_mono_and_color(snmpsim: Simulator) -> None:
     """The C250i splits by function only: mono / color are the declared sums, marked derived.
 
