@@ -118,10 +118,13 @@ class SnmpCollector:
         scalars = await self._client.get(target, plan.oids)
         if scalars.get(pm.SYS_OBJECT_ID) != plan.sys_object_id:
             return await self._probe(target)  # another device now answers at this address
+        if any(oid not in scalars for cells in plan.table_cells for _keys, oid in cells.values()):
+            # A meter summed over rows would come out short, like a counter going back: learn the rows again.
+            return await self._probe(target)
         answers = DeviceAnswers(
             scalars={**plan.static, **scalars},
             tables=[
-                {suffix: TableRow(key, scalars[oid]) for suffix, (key, oid) in cells.items() if oid in scalars}
+                {suffix: TableRow(keys, scalars[oid]) for suffix, (keys, oid) in cells.items()}
                 for cells in plan.table_cells
             ],
             supplies={
