@@ -145,11 +145,12 @@ def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> di
                 bag.add(scalar.meter, scalars[oid], scalar.unit, oid)
                 break
     for table, rows in zip(profile.tables, answers.tables, strict=False):
-        for counter in table.counters:
+        keyed = [(suffix, row, dict(row.keys)) for suffix, row in rows.items()]
+        for counter, accepted in table.filters:
             parts = [
                 (row.value, f"{table.values}.{suffix} ({row.label()})")
-                for suffix, row in rows.items()
-                if table.passes(counter, dict(row.keys))
+                for suffix, row, keys in keyed
+                if table.passes(accepted, keys)
             ]
             bag.add_sum(counter.meter, parts, counter.unit)
     for blob in profile.blobs:

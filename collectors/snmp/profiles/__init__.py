@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Annotated, Final, Literal, TypeVar
 
@@ -97,6 +97,8 @@ class ScalarMeter(_Strict):
 
 # The column name a one-key table's key goes by (its ``keys`` column, or the row index).
 KEY: Final = "key"
+# A table counter's filter: column name -> the values a row may hold there.
+Filter = dict[str, frozenset[str]]
 
 
 class TableCounter(_Strict):
@@ -126,7 +128,7 @@ class TableCounter(_Strict):
             raise ValueError(msg)
         return self
 
-    def filter(self) -> dict[str, frozenset[str]]:
+    def filter(self) -> Filter:
         """Column name -> accepted values (casefolded by the caller's table when it matches so)."""
         wanted = {KEY: self.key} if self.key is not None else dict(self.where or {})
         return {column: frozenset([v] if isinstance(v, str) else v) for column, v in wanted.items()}
@@ -169,16 +171,21 @@ class CounterTable(_Strict):
     def _norm(self, text: str) -> str:
         return text.strip().casefold() if self.match == "casefold" else text
 
-    def passes(self, counter: TableCounter, row: Mapping[str, str]) -> bool:
-        """Whether a row (column name -> text) passes ``counter``'s filter."""
-        return all(
-            column in row and self._norm(row[column]) in {self._norm(v) for v in accepted}
-            for column, accepted in counter.filter().items()
+    @cached_property
+    def filters(self) -> tuple[tuple[TableCounter, Filter], ...]:
+        """Each counter with its filter, the accepted values normalised once: rows are matched every poll."""
+        return tuple(
+            (counter, {column: frozenset(map(self._norm, values)) for column, values in counter.filter().items()})
+            for counter in self.counters
         )
+
+    def passes(self, accepted: Filter, row: Mapping[str, str]) -> bool:
+        """Whether a row (column name -> text) passes a filter of :attr:`filters`."""
+        return all(column in row and self._norm(row[column]) in values for column, values in accepted.items())
 
     def wanted(self, row: Mapping[str, str]) -> bool:
         """Whether any counter reads this row (the rest are not polled again)."""
-        return any(self.passes(counter, row) for counter in self.counters)
+        return any(self.passes(accepted, row) for _counter, accepted in self.filters)
 
 
 class BlobCounter(_Strict):
