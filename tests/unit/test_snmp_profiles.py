@@ -112,6 +112,11 @@ def _read(profile: str, answers: DeviceAnswers) -> dict[str, tuple[int, str, boo
     return {m.meter.value: (m.value, m.unit.value, m.derived) for m in report.reading.meters}
 
 
+def _one_key_rows(values: dict[str, int]) -> dict[str, TableRow]:
+    """Rows of a one-key table (row key = index or key column), as the probe hands them on."""
+    return {key: TableRow(((KEY, key),), value) for key, value in values.items()}
+
+
 def _walked_rows(profile: str, walked: dict[str, dict[str, Value]]) -> dict[str, TableRow]:
     """The rows of the profile's first table, taken from walked columns as a probe takes them."""
     table = builtin_catalog().by_name(profile).tables[0]
@@ -207,16 +212,16 @@ def test_lexmark_mps_table_is_read_in_sides_never_sheets() -> None:
 )
 def test_a_printer_without_copier_still_reports_the_billed_mono_and_color(profile: str, rows: dict[str, int]) -> None:
     """The sums take whichever function rows the model has: print-only models bill too (issue 17, item 1)."""
-    table = {key: TableRow(((KEY, key),), value) for key, value in rows.items()}
-    meters = _read(profile, _answers({}, table))
+    meters = _read(profile, _answers({}, _one_key_rows(rows)))
     assert (meters["mono"], meters["color"]) == ((500, "impressions", False), (300, "impressions", False))
 
 
 def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> None:
-    full = {"101": TableRow((("key", "101"),), 500)}
-    display = {"101": TableRow((("key", "101"),), 1), "122": TableRow((("key", "122"),), 30)}
+    full = _one_key_rows({"101": 500})
+    display = _one_key_rows({"101": 1, "112": 40, "113": 400, "122": 30})
     meters = _read("canon", _answers({}, full, display))
     assert meters["total"] == (500, "impressions", False)
+    assert meters["mono"] == (440, "impressions", True)  # 112 + 113: the display table has no 108
     assert meters["large_color"] == (30, "impressions", False)
     assert meters["color"] == (30, "impressions", False)  # a model without counter 123: 122 is all its colour
 
@@ -224,10 +229,10 @@ def test_canon_reads_the_display_table_only_for_what_the_full_table_lacks() -> N
 def test_xerox_rows_are_read_by_their_label_before_their_number() -> None:
     """xcmHrDevDetailLabel names the row; a firmware that numbers rows otherwise still reads right."""
     by_label = {
-        "40": TableRow((("key", "Black Impressions"),), 519),
-        "34": TableRow((("key", "Black Printed Impressions"),), 7),
+        "40": TableRow(((KEY, "Black Impressions"),), 519),
+        "34": TableRow(((KEY, "Black Printed Impressions"),), 7),
     }
-    by_number = {"40": TableRow((("key", "40"),), 519), "34": TableRow((("key", "34"),), 7)}
+    by_number = _one_key_rows({"40": 519, "34": 7})
     meters = _read("xerox", _answers({}, by_label, by_number))
     assert meters["mono"] == (519, "impressions", False)
 
