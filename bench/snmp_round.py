@@ -39,6 +39,7 @@ from collectors.base import Reading
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
+from daemon import logging as meterd_logging
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.metrics import Metrics
@@ -287,4 +288,5 @@ if __name__ == "__main__":
     parser.add_argument(
         "--concurrency", type=int, default=256, help="devices polled at once (the daemon's default: 64)"
     )
+    meterd_logging.configure("warning", "auto")  # as `meterd` would: a probe's per-device debug lines stay out
     asyncio.run(main(parser.parse_args()))

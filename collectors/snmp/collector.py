@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Self, TypeVar, cast
 
+import structlog
+
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpClient, SnmpTarget, Value
 from collectors.snmp.mapping import DeviceAnswers, DeviceReport, TableRow, build_report, text_of
-from collectors.snmp.profiles import Catalog, Profile, builtin_catalog
+from collectors.snmp.profiles import KEY, Catalog, CounterTable, Profile, builtin_catalog
 from daemon.errors import CollectorError, ProtocolError
 
 DEFAULT_REPLAN_AFTER_S: Final = 6 * 3600.0
 T = TypeVar("T")
+RowKeys = tuple[tuple[str, str], ...]
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -35,13 +39,14 @@ class _Plan:
     # probe: decoding them every poll is most of a poll's CPU. sysObjectID and the serial are
     # asked every time, so a swap is still seen at once; the rest refreshes at the next probe.
     static: dict[str, Value]
-    # Per profile table: row suffix -> (row key, OID of its value).
-    table_cells: list[dict[str, tuple[str, str]]]
+    # Per profile table: row suffix -> (row keys, OID of its value).
+    table_cells: list[dict[str, tuple[RowKeys, str]]]
     # Per supply row: the columns that do not change between polls (name, type, capacity).
     supply_rows: dict[str, dict[str, Value]]
     # What every warm poll asks, in one GET.
     oids: tuple[str, ...]
     made_at: float
+    matched_by: str
 
 
 class _Alike:
@@ -113,10 +118,13 @@ class SnmpCollector:
         scalars = await self._client.get(target, plan.oids)
         if scalars.get(pm.SYS_OBJECT_ID) != plan.sys_object_id:
             return await self._probe(target)  # another device now answers at this address
+        if any(oid not in scalars for cells in plan.table_cells for _keys, oid in cells.values()):
+            # A meter summed over rows would come out short, like a counter going back: learn the rows again.
+            return await self._probe(target)
         answers = DeviceAnswers(
             scalars={**plan.static, **scalars},
             tables=[
-                {suffix: TableRow(key, scalars[oid]) for suffix, (key, oid) in cells.items() if oid in scalars}
+                {suffix: TableRow(keys, scalars[oid]) for suffix, (keys, oid) in cells.items()}
                 for cells in plan.table_cells
             ],
             supplies={
@@ -125,7 +133,7 @@ class SnmpCollector:
                 if (level := f"{pm.SUPPLY_LEVEL}.{suffix}") in scalars
             },
         )
-        report = self._report(plan.profile, answers, target)
+        report = self._report(plan.profile, answers, target, plan.matched_by)
         if report.reading.device.key != plan.device_key:
             return await self._probe(target)  # same model, other serial: a swap; re-learn it
         return report
@@ -135,23 +143,34 @@ class SnmpCollector:
         scalars = await self._client.get(target, pm.IDENTITY_OIDS)
         if pm.SYS_OBJECT_ID not in scalars and pm.SYS_DESCR not in scalars:
             raise ProtocolError(target.address, "answers SNMP but not sysObjectID/sysDescr; is this a printer?")
-        profile = self._catalog.match(_oid_text(scalars.get(pm.SYS_OBJECT_ID)), text_of(scalars.get(pm.SYS_DESCR)))
+        identified = self._catalog.identify(
+            _oid_text(scalars.get(pm.SYS_OBJECT_ID)),
+            [(name, text_of(scalars.get(oid))) for name, oid in pm.IDENTIFYING_STRINGS],
+        )
+        profile = identified.profile
+        # By sysObjectID is the rule for nearly every device; a fallback (or none) is worth seeing at info.
+        by_oid = identified.rule.startswith("sysObjectID")
+        (log.debug if by_oid else log.info)(
+            "device_identified", address=target.address, profile=profile.name, rule=identified.rule
+        )
         scalars |= await self._client.get(target, profile.scalar_oids())
         # Every table column, the profile's and the supplies', walked side by side: a few round trips in all.
-        table_columns = [column for table in profile.tables for column in (table.keys, table.values) if column]
-        walked = await self._client.walk_columns(target, [*table_columns, *pm.SUPPLY_COLUMNS])
-        tables = [_table_rows(walked, table.keys, table.values) for table in profile.tables]
+        table_columns = [column for table in profile.tables for column in (*table.key_columns().values(), table.values)]
+        walked = await self._client.walk_columns(target, [*dict.fromkeys(table_columns), *pm.SUPPLY_COLUMNS])
+        tables = [_table_rows(walked, table) for table in profile.tables]
         supplies = _supply_rows(walked)
         answers = DeviceAnswers(
             scalars=scalars,
             tables=[{suffix: TableRow(key, value) for suffix, (key, _oid, value) in rows.items()} for rows in tables],
             supplies=supplies,
         )
-        report = self._report(profile, answers, target)
+        report = self._report(profile, answers, target, identified.rule)
         static_oids = {
             pm.SYS_DESCR,
             pm.HR_DEVICE_DESCR,
+            pm.PRT_GENERAL_PRINTER_NAME,
             pm.PRT_MARKER_COUNTER_UNIT,
+            pm.PRT_MARKER_PROCESS_COLORANTS,
             *pm.IF_PHYS_ADDRESSES,
             *profile.identity.model,
             *profile.identity.device_id,
@@ -160,17 +179,21 @@ class SnmpCollector:
         # Each value shared on its own too: a MAC makes every device's set differ, its sysDescr rarely does.
         static = {oid: alike(("value", value), value) for oid, value in scalars.items() if oid in static_oids}
         table_cells = [
-            {suffix: (key, oid) for suffix, (key, oid, _value) in rows.items() if profile_row_wanted(profile, i, key)}
-            for i, rows in enumerate(tables)
+            {suffix: (keys, oid) for suffix, (keys, oid, _value) in rows.items() if table.wanted(dict(keys))}
+            for table, rows in zip(profile.tables, tables, strict=True)
         ]
         supply_rows = {
             suffix: {col: val for col, val in row.items() if col != pm.SUPPLY_LEVEL} for suffix, row in supplies.items()
         }
         # Only what answered: on SNMPv1 each missing OID costs a round trip (noSuchName).
-        oids = (
-            *(oid for oid in scalars if oid not in static_oids),
-            *(oid for cells in table_cells for _key, oid in cells.values()),
-            *(f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in supply_rows),
+        oids = tuple(
+            dict.fromkeys(  # two tables may read the same cells (Xerox: by label, then by number)
+                (
+                    *(oid for oid in scalars if oid not in static_oids),
+                    *(oid for cells in table_cells for _key, oid in cells.values()),
+                    *(f"{pm.SUPPLY_LEVEL}.{suffix}" for suffix in supply_rows),
+                )
+            )
         )
         self._plans[target] = _Plan(
             profile=profile,
@@ -181,16 +204,14 @@ class SnmpCollector:
             supply_rows=alike(("supplies", *((k, *row.items()) for k, row in supply_rows.items())), supply_rows),
             oids=alike(("oids", *oids), oids),
             made_at=time.monotonic(),
+            matched_by=identified.rule,
         )
         return report
 
-    def _report(self, profile: Profile, answers: DeviceAnswers, target: SnmpTarget) -> DeviceReport:
-        return build_report(profile, answers, site=self._site, address=target.host, taken_at=self._now())
-
-
-def profile_row_wanted(profile: Profile, table_index: int, key: str) -> bool:
-    """Only rows that map onto a meter are read again on later polls."""
-    return profile.tables[table_index].lookup(key) is not None
+    def _report(self, profile: Profile, answers: DeviceAnswers, target: SnmpTarget, matched_by: str) -> DeviceReport:
+        return build_report(
+            profile, answers, site=self._site, address=target.host, taken_at=self._now(), matched_by=matched_by
+        )
 
 
 async def poll_many(
@@ -219,18 +240,20 @@ async def poll_many(
     return cast("list[DeviceReport | CollectorError]", results)
 
 
-def _table_rows(
-    walked: dict[str, dict[str, Value]], keys: str | None, values: str
-) -> dict[str, tuple[str, str, Value]]:
-    """Rows of a counter table: suffix -> (key, value OID, value)."""
-    key_column = walked[keys] if keys else {}
-    rows: dict[str, tuple[str, str, Value]] = {}
-    for oid, value in walked[values].items():
-        suffix = oid[len(values) + 1 :]
-        if keys is None:
-            rows[suffix] = (suffix, oid, value)
-        elif (key := _key_text(key_column.get(f"{keys}.{suffix}"))) is not None:
-            rows[suffix] = (key, oid, value)
+def _table_rows(walked: dict[str, dict[str, Value]], table: CounterTable) -> dict[str, tuple[RowKeys, str, Value]]:
+    """Rows of a counter table: suffix -> (keys, value OID, value). A row missing a key column is skipped."""
+    key_columns = table.key_columns()
+    rows: dict[str, tuple[RowKeys, str, Value]] = {}
+    for oid, value in walked[table.values].items():
+        suffix = oid[len(table.values) + 1 :]
+        if not key_columns:
+            rows[suffix] = (((KEY, suffix),), oid, value)
+            continue
+        keys = tuple(
+            (name, _key_text(walked[column].get(f"{column}.{suffix}"))) for name, column in key_columns.items()
+        )
+        if all(text is not None for _name, text in keys):
+            rows[suffix] = (cast("RowKeys", keys), oid, value)
     return rows
 
 

@@ -24,8 +24,12 @@ _DIGITS: Final = re.compile(rb"^\s*\d+\s*$")
 
 @dataclass(frozen=True, slots=True)
 class TableRow:
-    key: str
+    # (column name, text) per key column of the profile's table: ("key", "101"), or ("job", "1"), ("colour", "3").
+    keys: tuple[tuple[str, str], ...]
     value: Value
+
+    def label(self) -> str:
+        return ", ".join(text for _column, text in self.keys)
 
 
 @dataclass(slots=True)
@@ -41,6 +45,8 @@ class DeviceAnswers:
 class DeviceReport:
     reading: Reading
     profile: str
+    # The identification rule that chose the profile ("sysDescr 'ZebraNet Wired PS' matches …").
+    matched_by: str = ""
     # What could not be read, one line each ("print_mono: 1.3.6… answered an OCTET STRING"):
     # logged by the caller; the rest of the reading stands.
     problems: tuple[str, ...] = ()
@@ -79,7 +85,14 @@ def counter_of(value: Value | None, source: str) -> int:
 
 
 def build_report(
-    profile: Profile, answers: DeviceAnswers, *, site: str, address: str, taken_at: datetime, source: str = "snmp"
+    profile: Profile,
+    answers: DeviceAnswers,
+    *,
+    site: str,
+    address: str,
+    taken_at: datetime,
+    source: str = "snmp",
+    matched_by: str = "",
 ) -> DeviceReport:
     problems: list[str] = []
     meters = _meters(profile, answers, problems)
@@ -98,7 +111,7 @@ def build_report(
         supplies=_supplies(answers.supplies),
         source=source,
     )
-    return DeviceReport(reading=reading, profile=profile.name, problems=tuple(problems))
+    return DeviceReport(reading=reading, profile=profile.name, problems=tuple(problems), matched_by=matched_by)
 
 
 class _MeterBag:
@@ -109,12 +122,18 @@ class _MeterBag:
         self.problems = problems
 
     def add(self, meter: Meter, raw: Value, unit: Unit, source: str) -> None:
-        if meter in self.found:
+        self.add_sum(meter, [(raw, source)], unit)
+
+    def add_sum(self, meter: Meter, parts: list[tuple[Value, str]], unit: Unit) -> None:
+        """One value, or the sum of several (then marked ``derived``: the device gave no such number)."""
+        if meter in self.found or not parts:
             return
         try:
-            self.found[meter] = MeterValue(meter, counter_of(raw, source), unit)
+            total = sum(counter_of(raw, source) for raw, source in parts)
         except PayloadError as err:
             self.problems.append(f"{meter}: {err.detail}")
+            return
+        self.found[meter] = MeterValue(meter, total, unit, derived=len(parts) > 1)
 
 
 def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> dict[Meter, MeterValue]:
@@ -126,15 +145,32 @@ def _meters(profile: Profile, answers: DeviceAnswers, problems: list[str]) -> di
                 bag.add(scalar.meter, scalars[oid], scalar.unit, oid)
                 break
     for table, rows in zip(profile.tables, answers.tables, strict=False):
-        for suffix, row in rows.items():
-            counter = table.lookup(row.key)
-            if counter is not None:
-                bag.add(counter.meter, row.value, counter.unit, f"{table.values}.{suffix} ({row.key})")
+        keyed = [(suffix, row, dict(row.keys)) for suffix, row in rows.items()]
+        for counter, accepted in table.filters:
+            parts = [
+                (row.value, f"{table.values}.{suffix} ({row.label()})")
+                for suffix, row, keys in keyed
+                if table.passes(accepted, keys)
+            ]
+            bag.add_sum(counter.meter, parts, counter.unit)
     for blob in profile.blobs:
         _blob_meters(blob, scalars.get(blob.oid), bag)
     _printer_mib_life_count(scalars, bag.found, problems)
     _add_derived(profile, bag.found)
+    _black_only_mono(scalars, bag.found)
     return bag.found
+
+
+def _black_only_mono(scalars: dict[str, Value], found: dict[Meter, MeterValue]) -> None:
+    """On a black-only marker every page is mono: `mono` = the page total, marked derived.
+
+    Without it a mono printer reporting only `total` bills nothing on a contract's mono
+    line. Real mono devices agree: the M130nw's own mono counter equals its total (15,232),
+    so does the MX-M266NV's (90,474); both have prtMarkerProcessColorants 1.
+    """
+    total = found.get(Meter.TOTAL)
+    if scalars.get(pm.PRT_MARKER_PROCESS_COLORANTS) == 1 and total is not None and Meter.MONO not in found:
+        found[Meter.MONO] = MeterValue(Meter.MONO, total.value, total.unit, derived=True)
 
 
 def _add_derived(profile: Profile, found: dict[Meter, MeterValue]) -> None:

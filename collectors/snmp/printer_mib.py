@@ -14,17 +14,28 @@ SYS_OBJECT_ID: Final = "1.3.6.1.2.1.1.2.0"
 HR_DEVICE_DESCR: Final = "1.3.6.1.2.1.25.3.2.1.3.1"
 IF_PHYS_ADDRESSES: Final = ("1.3.6.1.2.1.2.2.1.6.1", "1.3.6.1.2.1.2.2.1.6.2")
 PRT_SERIAL: Final = "1.3.6.1.2.1.43.5.1.1.17.1"
+PRT_GENERAL_PRINTER_NAME: Final = "1.3.6.1.2.1.43.5.1.1.16.1"
 PRT_MARKER_LIFE_COUNT: Final = "1.3.6.1.2.1.43.10.2.1.4.1.1"
 PRT_MARKER_COUNTER_UNIT: Final = "1.3.6.1.2.1.43.10.2.1.3.1.1"
+# prtMarkerProcessColorants: 1 on a black-only marker (every mono device in ../shared/walks), 4 on colour ones.
+PRT_MARKER_PROCESS_COLORANTS: Final = "1.3.6.1.2.1.43.10.2.1.6.1.1"
 
 IDENTITY_OIDS: Final = (
     SYS_DESCR,
     SYS_OBJECT_ID,
     HR_DEVICE_DESCR,
+    PRT_GENERAL_PRINTER_NAME,
     PRT_SERIAL,
     PRT_MARKER_LIFE_COUNT,
     PRT_MARKER_COUNTER_UNIT,
+    PRT_MARKER_PROCESS_COLORANTS,
     *IF_PHYS_ADDRESSES,
+)
+# Strings a profile's patterns are tried on, in this order, when sysObjectID names no profile.
+IDENTIFYING_STRINGS: Final = (
+    ("sysDescr", SYS_DESCR),
+    ("hrDeviceDescr", HR_DEVICE_DESCR),
+    ("prtGeneralPrinterName", PRT_GENERAL_PRINTER_NAME),
 )
 
 SUPPLY_TYPE: Final = "1.3.6.1.2.1.43.11.1.1.5"

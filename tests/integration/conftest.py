@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from collectors.snmp.client import SnmpTarget
+from daemon.demo import fleet_dir
 from daemon.demo.simulator import SimulatorError, SnmpSimulator
 from tests.conftest import free_port
 
@@ -23,7 +24,8 @@ CRAFTED = REPO / "tests" / "fixtures" / "snmp"
 @dataclass(frozen=True)
 class Simulator:
     port: int
-    expected: dict[str, Any]
+    expected: dict[str, Any]  # ../shared/walks/expected.json (librenms/)
+    printmaster: dict[str, Any]  # ../shared/walks/printmaster/expected.json
 
     def target(self, community: str, **kwargs: Any) -> SnmpTarget:
         return SnmpTarget(host="127.0.0.1", port=self.port, communities=(community,), **kwargs)
@@ -31,11 +33,13 @@ class Simulator:
 
 @pytest.fixture(scope="session")
 def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    """snmpsim serving ../shared/walks/librenms and the crafted recordings; the community picks the file."""
-    data_dir = WALKS / "librenms"
-    if not data_dir.is_dir():
-        pytest.fail(f"{data_dir} is missing: the tests need ../shared beside the checkout")
-    simulator = SnmpSimulator([data_dir, CRAFTED], free_port(), tmp_path_factory.mktemp("snmpsim") / "snmpsim.log")
+    """snmpsim serving the shared walks, the demo fleet and the crafted recordings; the community picks the file."""
+    data_dirs = [WALKS / "librenms", WALKS / "printmaster", fleet_dir()]
+    for data_dir in data_dirs:
+        if not data_dir.is_dir():
+            pytest.fail(f"{data_dir} is missing: the tests need ../shared beside the checkout")
+    log = tmp_path_factory.mktemp("snmpsim") / "snmpsim.log"
+    simulator = SnmpSimulator([*data_dirs, CRAFTED], free_port(), log)
     simulator.start()
     try:
         expected = json.loads((WALKS / "expected.json").read_text())
@@ -43,6 +47,7 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
             asyncio.run(simulator.wait_ready(next(iter(expected["files"].values()))["community"]))
         except SimulatorError as err:
             pytest.fail(str(err))
-        yield Simulator(port=simulator.port, expected=expected)
+        printmaster = json.loads((WALKS / "printmaster" / "expected.json").read_text())
+        yield Simulator(port=simulator.port, expected=expected, printmaster=printmaster)
     finally:
         simulator.stop()

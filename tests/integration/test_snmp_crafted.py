@@ -4,6 +4,7 @@ tables, Brother blobs, odd values, error answers, length counters, dead hosts.""
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from collectors.base import Reading
 from collectors.snmp.collector import SnmpCollector, poll_many
@@ -25,17 +26,24 @@ def _meters(reading: Reading) -> dict[str, tuple[int, str, bool]]:
 
 
 @pytest.mark.parametrize("version", ["1", "2c"])
-async def test_canon_counters_are_read_by_counter_number(snmpsim: Simulator, version: str) -> None:
+async def test_canon_counters_are_read_from_the_full_table_by_counter_number(snmpsim: Simulator, version: str) -> None:
+    """The C5840's numbers (../shared/walks/vendor-oids.md): mono 108 + colour 122 + 123 = total 101.
+
+    The worked example gives 122 + 123 = 10,381, not the split, so only the sum is asserted.
+    """
     report = await _report(snmpsim, "canon_ir_adv", version)
     meters = _meters(report.reading)
     assert report.profile == "canon"
-    assert report.reading.device.model == "iR-ADV C5535"
-    assert meters["total"] == (187654, "impressions", False)  # counter 101 wins over prtMarkerLifeCount
-    assert meters["mono"] == (120000, "impressions", False)
-    assert meters["color"] == (67654, "impressions", False)
-    assert meters["large_mono"] == (4000, "impressions", False)
-    assert meters["scan_total"] == (9100, "images", False)
-    assert "large_color" not in meters  # the device has no counter 122: no zero padding
+    assert report.reading.device.model == "iR-ADV C5840"
+    assert meters["total"] == (213402, "impressions", False)
+    assert meters["mono"] == (203021, "impressions", False)
+    assert meters["color"] == (10381, "impressions", True)  # summed over two rows: derived
+    assert meters["mono"][0] + meters["color"][0] == meters["total"][0]
+    assert meters["copy_total"] == (14671, "impressions", False)
+    assert meters["print_total"] == (198731, "impressions", False)
+    assert meters["large_total"] == (987, "impressions", False)
+    assert meters["scan_total"] == (91977, "images", False)
+    assert "large_mono" not in meters  # the recording has no counter 112: no zero padding
 
 
 async def test_ricoh_rows_are_matched_by_type_code_not_position(snmpsim: Simulator) -> None:
@@ -44,9 +52,11 @@ async def test_ricoh_rows_are_matched_by_type_code_not_position(snmpsim: Simulat
     assert report.reading.device.key == "C4504RICOH1"
     assert meters["total"] == (90000, "impressions", False)
     assert meters["print_mono"] == (41000, "impressions", False)
-    assert meters["print_color"] == (30000, "impressions", False)
+    assert meters["print_color"] == (30000, "impressions", False)  # type 403 full colour, not 402
     assert meters["copy_mono"] == (12000, "impressions", False)
-    assert meters["scan_total"] == (4500, "images", True)  # declared derived: mono + colour scans
+    assert meters["scan_mono"] == (3000, "images", False)  # type 874
+    assert meters["scan_color"] == (1500, "images", False)  # type 873
+    assert meters["scan_total"] == (4500, "images", True)  # declared derived; 870 (2,200 sent) is no scan
 
 
 async def test_ricoh_second_poll_reads_the_rows_it_learnt(snmpsim: Simulator) -> None:
@@ -58,20 +68,29 @@ async def test_ricoh_second_poll_reads_the_rows_it_learnt(snmpsim: Simulator) ->
 
 
 async def test_kyocera_oem_brand_and_derived_mono(snmpsim: Simulator) -> None:
+    """A UTAX-badged TASKalfa answering the real CS 4053ci's counters (printmaster/kyocera_cs4053ci)."""
     report = await _report(snmpsim, "kyocera_taskalfa")
     meters = _meters(report.reading)
     assert report.reading.device.vendor == "UTAX"
     assert report.reading.device.key == "W2D8303202"
-    assert meters["mono"] == (163915 + 73811 + 3812, "impressions", True)
-    assert meters["color"] == (140424 + 42443, "impressions", True)
-    assert meters["fax_total"] == (3812, "impressions", False)
-    assert meters["total"] == (432951, "impressions", False)
+    assert meters["print_total"] == (40600, "impressions", False)
+    assert meters["copy_total"] == (32971, "impressions", False)
+    assert meters["fax_total"] == (2493, "impressions", False)
+    assert meters["mono"] == (14730 + 19124 + 2493, "impressions", True)
+    assert meters["color"] == (25870 + 13847, "impressions", True)
+    assert meters["color_single"] == (0, "impressions", True)  # "Mono Color" print + copy rows
+    assert meters["total"] == (76064, "impressions", False)  # Kyocera's own total
+    assert meters["mono"][0] + meters["color"][0] + meters["color_single"][0] == meters["total"][0]
 
 
 @pytest.mark.parametrize(
     ("community", "vendor", "expected"),
     [
-        ("xerox_versalink", "Xerox", {"print_mono": 25000, "print_color": 15000, "copy_total": 12000}),
+        # The one real Xerox reading: 20.33 + 20.34 = prtMarkerLifeCount, so they are all colour / all black.
+        ("xerox_versalink", "Xerox", {"mono": 19735, "color": 10999, "total": 30734}),
+        # A real Phaser 6130N reading, read by the rows' labels: 909 = 519 black + 390 colour.
+        ("xerox_phaser_6130n", "Xerox", {"total": 909, "mono": 519, "color": 390}),
+        # LEXMARK-PVT-MIB: 5.1.0 pgTotal, 5.2.0 pgMono, 5.3.0 pgColor.
         ("lexmark_cx725", "Lexmark", {"mono": 40000, "color": 21000, "total": 61000}),
         ("epson_am_c550", "Epson", {"total": 81563, "mono": 39797, "color": 41766, "copy_color": 2313}),
     ],
@@ -84,24 +103,36 @@ async def test_private_counters(snmpsim: Simulator, community: str, vendor: str,
     assert report.problems == ()
 
 
-async def test_brother_counter_blob_is_decoded(snmpsim: Simulator) -> None:
-    report = await _report(snmpsim, "brother_mfc_l3770cdw")
+async def test_brother_counter_blob_ending_ff_is_decoded(snmpsim: Simulator) -> None:
+    """The `brother` library's real DCP-L3550CDW answers; the blob ends 0xff as real ones do."""
+    report = await _report(snmpsim, "brother_dcp_l3550cdw")
     meters = _meters(report.reading)
-    assert report.reading.device.model == "MFC-L3770CDW"
+    assert report.reading.device.model == "DCP-L3550CDW"
     assert (meters["total"], meters["mono"], meters["color"]) == (
         (1611, "impressions", False),
         (709, "impressions", False),
         (902, "impressions", False),
     )
+    assert report.problems == ()
 
 
-async def test_brother_blob_with_a_bad_checksum_is_refused_whole(snmpsim: Simulator) -> None:
-    report = await _report(snmpsim, "brother_bad_checksum")
+async def test_brother_blob_with_a_broken_word_is_refused_whole(snmpsim: Simulator) -> None:
+    report = await _report(snmpsim, "brother_damaged_blob")
     meters = _meters(report.reading)
-    assert "mono" not in meters
-    assert "color" not in meters
-    assert meters["total"] == (1600, "impressions", False)  # the Printer-MIB count still stands
-    assert any("checksum" in problem for problem in report.problems)
+    assert meters == {}  # no word is trusted, and this device has no Printer-MIB count
+    assert any("not a whole number of 7-byte words" in problem for problem in report.problems)
+
+
+async def test_zebra_behind_a_zebranet_print_server_is_identified_by_sys_descr(snmpsim: Simulator) -> None:
+    """sysObjectID is the print server's (ESI, enterprise 683): the sysDescr rule names the vendor, and is logged."""
+    with structlog.testing.capture_logs() as logs:
+        report = await _report(snmpsim, "zebranet_print_server")
+    assert report.profile == "zebra"
+    assert report.reading.device.vendor == "Zebra"
+    assert report.reading.device.model is None  # "ZebraNet Wired PS" is the print server, not the printer
+    assert report.matched_by.startswith("sysDescr 'ZebraNet Wired PS' matches")
+    identified = [entry for entry in logs if entry["event"] == "device_identified"]
+    assert [(e["profile"], e["rule"]) for e in identified] == [("zebra", report.matched_by)]
 
 
 async def test_odd_values_give_clear_problems_and_the_rest_is_read(snmpsim: Simulator) -> None:

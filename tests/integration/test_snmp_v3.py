@@ -70,8 +70,8 @@ async def test_v3_user_reads_the_device(v3_ports: dict[str, int], name: str) -> 
         second = await collector.poll(target)  # from the plan
     meters = {m.meter.value: m.value for m in second.reading.meters}
     assert first.reading.device.key == second.reading.device.key == "2VX01234"
-    assert meters["total"] == 187654
-    assert meters["mono"] == 120000
+    assert meters["total"] == 213402
+    assert meters["mono"] == 203021
     assert [s.level_percent for s in second.reading.supplies] == [55]
 
 
