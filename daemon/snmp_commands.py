@@ -15,7 +15,7 @@ from rich.table import Table
 from collectors import wire
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
-from collectors.snmp.discovery import addresses, discover
+from collectors.snmp.discovery import Found, addresses, discover
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.errors import CollectorError
@@ -86,31 +86,34 @@ async def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
     ]
     async with SnmpCollector(site=settings.site) as collector:
         found = await discover(collector, targets, rate=args.rate, concurrency=settings.snmp.max_concurrency)
+    reports = [printer.report for printer in found]
     if args.format == "json":
-        rows = [{**wire.encode(r.reading)["device"], "profile": r.profile} for r in found]
+        rows = [{**wire.encode(r.reading)["device"], "profile": r.profile} for r in reports]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         table = Table(title=f"{len(found)} printer(s) in {len(hosts)} address(es)", title_justify="left")
         for column in ("address", "vendor", "model", "serial", "profile"):
             table.add_column(column)
-        for report in found:
+        for report in reports:
             device = report.reading.device
             table.add_row(device.address or "", device.vendor or "", device.model or "", device.key, report.profile)
         Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120).print(table)
     if args.append_to and found:
-        _append_targets(Path(args.append_to), found, args.port, args.snmp_version)
+        _append_targets(Path(args.append_to), found)
         print(f"appended {len(found)} target(s) to {args.append_to}", file=sys.stderr)
     return EXIT_ANSWERED if found else EXIT_NO_ANSWER
 
 
-def _append_targets(path: Path, found: list[DeviceReport], port: int, version: str) -> None:
+def _append_targets(path: Path, found: list[Found]) -> None:
+    """A [[snmp.targets]] block per printer, with the community that answered (JSON strings are TOML strings)."""
     with path.open("a", encoding="utf-8") as config:
-        for report in found:
-            device = report.reading.device
+        for printer in found:
+            device, target = printer.report.reading.device, printer.target
             config.write(
                 f"\n# {device.vendor or ''} {device.model or ''} {device.key} (found by meterd discover)\n"
-                f'[[snmp.targets]]\nhost = "{device.address}"\nport = {port}\nversion = "{version}"\n'
+                f"[[snmp.targets]]\nhost = {json.dumps(target.host)}\nport = {target.port}\n"
+                f"version = {json.dumps(target.version)}\ncommunities = {json.dumps(list(target.communities))}\n"
             )
 
 
