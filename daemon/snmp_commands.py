@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -20,7 +21,7 @@ from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.errors import CollectorError
 from daemon.polling import usm_credentials
-from daemon.settings import Settings, SnmpV3User
+from daemon.settings import Settings, SnmpV3User, canonical_host
 
 EXIT_ANSWERED: Final = 0
 EXIT_NO_ANSWER: Final = 2
@@ -100,21 +101,31 @@ async def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
             table.add_row(device.address or "", device.vendor or "", device.model or "", device.key, report.profile)
         Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120).print(table)
     if args.append_to and found:
-        _append_targets(Path(args.append_to), found)
-        print(f"appended {len(found)} target(s) to {args.append_to}", file=sys.stderr)
+        added = _append_targets(Path(args.append_to), found)
+        print(f"appended {added} target(s) to {args.append_to}", file=sys.stderr)
     return EXIT_ANSWERED if found else EXIT_NO_ANSWER
 
 
-def _append_targets(path: Path, found: list[Found]) -> None:
-    """A [[snmp.targets]] block per printer, with the community that answered (JSON strings are TOML strings)."""
+def _append_targets(path: Path, found: list[Found]) -> int:
+    """A [[snmp.targets]] block per printer the file does not list yet, with the community that answered.
+
+    A second entry for a host and port would make the file invalid; JSON strings are TOML strings.
+    """
+    try:
+        listed = tomllib.loads(path.read_text(encoding="utf-8")).get("snmp", {}).get("targets", [])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        listed = []  # a file that does not exist yet, or that `config check` will explain
+    known = {(canonical_host(str(t.get("host"))), t.get("port", 161)) for t in listed if isinstance(t, dict)}
+    new = [p for p in found if (canonical_host(p.target.host), p.target.port) not in known]
     with path.open("a", encoding="utf-8") as config:
-        for printer in found:
+        for printer in new:
             device, target = printer.report.reading.device, printer.target
             config.write(
                 f"\n# {device.vendor or ''} {device.model or ''} {device.key} (found by meterd discover)\n"
                 f"[[snmp.targets]]\nhost = {json.dumps(target.host)}\nport = {target.port}\n"
                 f"version = {json.dumps(target.version)}\ncommunities = {json.dumps(list(target.communities))}\n"
             )
+    return len(new)
 
 
 def parse_host(text: str) -> tuple[str, int]:

@@ -33,6 +33,11 @@ def test_discover_lists_the_printer_and_appends_a_target(
     assert [(p.target.address, p.target.communities) for p in targets] == [
         (f"127.0.0.1:{snmpsim.port}", ("sharp_mxm266nv",))
     ]
+    # Found again: already listed, not appended twice (a second entry for one address is refused at load).
+    assert main(["discover", "127.0.0.1", "--port", str(snmpsim.port), "--community", "sharp_mxm266nv",
+                 "--append-to", str(config)]) == 0  # fmt: skip
+    assert "appended 0 target(s)" in capsys.readouterr().err
+    assert len(load(config, {}).snmp.targets) == 1
 
 
 @pytest.mark.parametrize("community", ["router", "nobody-answers-this"])
