@@ -107,7 +107,9 @@ def standing(
             overdue += unpaid
             since = since or instalment.due
     days = (as_of - since).days if since else 0
-    return Standing(invoice_id, number, customer, currency, total, paid, total - paid, overdue, since, days)
+    # Every amount in the currency's minor unit: nothing paid prints "0.00" beside "184.21", not "0".
+    total, paid, open_amount, overdue = (money(amount, currency) for amount in (total, paid, total - paid, overdue))
+    return Standing(invoice_id, number, customer, currency, total, paid, open_amount, overdue, since, days)
 
 
 def next_reminder_level(days_overdue: int, levels: Sequence[int], sent: Sequence[date], as_of: date) -> int:

@@ -32,6 +32,7 @@ def _account(paid: str, as_of: date, plan: list[Instalment] | None = None):  # t
 def test_without_a_plan_the_whole_open_amount_is_late_once_the_due_date_has_passed() -> None:
     on_time = _account("0", date(2026, 11, 15))  # the due date itself is not late
     assert (on_time.open, on_time.overdue, on_time.days_overdue) == (D("184.21"), 0, 0)
+    assert (str(on_time.paid), str(on_time.overdue)) == ("0.00", "0.00")  # as the amounts beside them print
     late = _account("100.00", date(2026, 11, 20))
     # 184.21 - 100.00 = 84.21 open, all of it late since 15 Nov: 5 days.
     assert (late.open, late.overdue, late.overdue_since, late.days_overdue) == (

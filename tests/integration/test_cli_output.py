@@ -1,0 +1,35 @@
+"""What the CLI prints for a person: real characters, not JSON escapes; amounts in the currency's minor unit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_billing import _ready, cli, daily
+from tests.integration.test_billing import config as config  # noqa: PLC0414 - the fixture, by its name
+
+
+async def test_customers_show_prints_umlauts_and_receivables_print_every_amount_with_cents(
+    store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "customers", "show", "ACME") == 0
+    shown = capsys.readouterr().out
+    assert '"legal_name": "Acme Büromaschinen GmbH"' in shown
+    assert "\\u00fc" not in shown
+
+    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
+    assert await asyncio.to_thread(cli, config, "invoices", "finalize", "1", "--issue-date", "2026-11-01") == 0
+    capsys.readouterr()
+    listing = ["receivables", "list", "--as-of", "2026-11-10", "--format"]
+    assert await asyncio.to_thread(cli, config, *listing, "csv") == 0
+    [row] = capsys.readouterr().out.splitlines()[1:]
+    assert row.split(",")[3:7] == ["184.21", "0.00", "184.21", "0.00"]  # total, paid, open, overdue
+    assert await asyncio.to_thread(cli, config, *listing, "json") == 0
+    [standing] = json.loads(capsys.readouterr().out)
+    assert (standing["paid"], standing["overdue"]) == ("0.00", "0.00")
