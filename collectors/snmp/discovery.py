@@ -33,7 +33,7 @@ def addresses(network: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A printer found, and the target that reached it: with the one community that answered."""
+    """A printer found, and the target that reached it: with the one community (or the v3 user) that answered."""
 
     report: DeviceReport
     target: SnmpTarget
@@ -51,8 +51,8 @@ async def discover(
         async with gate:
             # One community at a time, as the client would try them, to learn which one answered:
             # the target written for the daemon must carry it, or it polls with the default and hears nothing.
-            for community in target.communities:
-                single = replace(target, communities=(community,))
+            # (A v3 target has its one user: no communities to tell apart.)
+            for single in [target] if target.usm else [replace(target, communities=(c,)) for c in target.communities]:
                 try:
                     answer = await collector.client.get(single, _SWEEP_OIDS)
                     if _PRINTER_MIB_PROBE not in answer and pm.PRT_MARKER_LIFE_COUNT not in answer:
