@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_billing import _ready, cli, daily
+from tests.integration.test_billing import cli
 from tests.integration.test_billing import config as config  # noqa: PLC0414 - the fixture, by its name
+from tests.integration.test_receivables import finalised_invoice
 
 
 async def test_customers_show_prints_umlauts_and_receivables_print_every_amount_with_cents(
     store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
+    await finalised_invoice(store_url, config)
     capsys.readouterr()
     assert await asyncio.to_thread(cli, config, "customers", "show", "ACME") == 0
     shown = capsys.readouterr().out
     assert '"legal_name": "Acme Büromaschinen GmbH"' in shown
     assert "\\u00fc" not in shown
 
-    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
-    assert await asyncio.to_thread(cli, config, "invoices", "finalize", "1", "--issue-date", "2026-11-01") == 0
-    capsys.readouterr()
     listing = ["receivables", "list", "--as-of", "2026-11-10", "--format"]
     assert await asyncio.to_thread(cli, config, *listing, "csv") == 0
     [row] = capsys.readouterr().out.splitlines()[1:]

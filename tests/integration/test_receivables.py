@@ -26,6 +26,13 @@ async def _late(config: Path, capsys: pytest.CaptureFixture[str], as_of: str) ->
 REMIND = ("receivables", "remind", "--as-of")
 
 
+async def finalised_invoice(store_url: str, config: Path) -> None:
+    """Invoice 1 for ACME's October: issued 1 Nov, 14 days' terms, so due 15 Nov; 184.21 EUR (test_billing's)."""
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
+    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
+    assert await asyncio.to_thread(cli, config, "invoices", "finalize", "1", "--issue-date", "2026-11-01") == 0
+
+
 async def _remind_twice(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """84.21 open since 15 Nov: reminder 1, sent on 24 Nov, then reminder 2 (sent on 8 Dec)."""
     assert await asyncio.to_thread(cli, config, *REMIND, "2026-11-23") == 0  # 8 days late: level 1
@@ -55,10 +62,7 @@ async def _remind_twice(config: Path, capsys: pytest.CaptureFixture[str]) -> Non
 async def test_payments_lateness_reminders_and_instalments(
     store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
-    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
-    # Issued 1 Nov, 14 days' terms: due 15 Nov; 184.21 EUR (the worked example of test_billing).
-    assert await asyncio.to_thread(cli, config, "invoices", "finalize", "1", "--issue-date", "2026-11-01") == 0
+    await finalised_invoice(store_url, config)
     assert await _late(config, capsys, "2026-11-15") == []
     [late] = await _late(config, capsys, "2026-11-20")
     assert (late["open"], late["overdue"], late["overdue_since"], late["days_overdue"]) == (
@@ -107,9 +111,7 @@ async def test_payments_lateness_reminders_and_instalments(
 async def test_voiding_an_invoice_cancels_its_queued_reminders(
     store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
-    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
-    assert await asyncio.to_thread(cli, config, "invoices", "finalize", "1", "--issue-date", "2026-11-01") == 0
+    await finalised_invoice(store_url, config)
     assert await asyncio.to_thread(cli, config, "receivables", "remind", "--as-of", "2026-11-23") == 0
     assert (
         await asyncio.to_thread(cli, config, "invoices", "void", "1", "--reason", "wrong customer", "--by", "carla")
