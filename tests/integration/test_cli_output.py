@@ -13,7 +13,7 @@ from tests.integration.test_billing import config as config  # noqa: PLC0414 - t
 from tests.integration.test_receivables import finalised_invoice
 
 
-async def test_customers_show_prints_umlauts_and_receivables_print_every_amount_with_cents(
+async def test_umlauts_print_as_themselves_and_every_amount_with_its_cents(
     store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await finalised_invoice(store_url, config)
@@ -22,6 +22,9 @@ async def test_customers_show_prints_umlauts_and_receivables_print_every_amount_
     shown = capsys.readouterr().out
     assert '"legal_name": "Acme Büromaschinen GmbH"' in shown
     assert "\\u00fc" not in shown
+    assert await asyncio.to_thread(cli, config, "contracts", "show", "ACME-1") == 0
+    contract = json.loads(capsys.readouterr().out)["versions"][0]
+    assert (contract["base_fee"], contract["minimum_charge"]) == ("40.00", "0.00")
 
     listing = ["receivables", "list", "--as-of", "2026-11-10", "--format"]
     assert await asyncio.to_thread(cli, config, *listing, "csv") == 0
