@@ -81,10 +81,11 @@ class MeterTerms(Strict):
 class ContractVersion(Strict):
     valid_from: date
     currency: Currency
-    base_fee: Price = Decimal(0)  # per device and base period, billed in advance
+    # Unset amounts in cents, as amounts are written: "0.00" beside "40.00", not "0".
+    base_fee: Price = Decimal("0.00")  # per device and base period, billed in advance
     base_cycle: Cycle = "monthly"
     usage_cycle: Cycle = "monthly"
-    minimum_charge: Price = Decimal(0)  # per usage period, for the whole contract
+    minimum_charge: Price = Decimal("0.00")  # per usage period, for the whole contract
     tax_rate: Decimal = Field(default=Decimal(0), ge=0, le=1)
     meters: list[MeterTerms] = Field(default_factory=list)
 

@@ -222,7 +222,7 @@ async def cmd_customers_list(args: argparse.Namespace, settings: Settings) -> in
         book = await BillingStore(store).book()
     customers = [book.customers[code] for code in sorted(book.customers)]
     if args.format == "json":
-        json.dump([c.model_dump(mode="json") for c in customers], sys.stdout, indent=2)
+        json.dump([c.model_dump(mode="json") for c in customers], sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return EXIT_OK
     header = ["code", "legal_name", "country", "tax_id", "currency", "pays_for_it", "devices_now"]
@@ -241,7 +241,7 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
         billing = BillingStore(store)
         book = await billing.book()
         timeline = await billing.comments(args.code)
-    print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2))
+    print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2, ensure_ascii=False))
     rows = [[a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"]
             for a in book.assignments_of(args.code)]  # fmt: skip
     print_rows("table", ["device", "from", "to"], rows, title="devices held")

@@ -202,11 +202,13 @@ async def finalize_invoice(
 async def void_invoice(
     store: Store, settings: Settings, invoice_id: int, *, reason: str, actor: str, now: datetime
 ) -> InvoiceRecord:
-    """Void a finalised invoice; returns the credit note that cancels it."""
-    return await BillingStore(store).void(
+    """Void a finalised invoice, cancelling its queued reminders; returns the credit note that cancels it."""
+    credit = await BillingStore(store).void(
         invoice_id, series=settings.billing.credit_note_series, digits=settings.billing.number_digits,
         reason=reason, actor=actor, now=now, issue_date=now.date(),
     )  # fmt: skip
+    await ReceivablesStore(store).cancel_reminders(invoice_id, reason=f"invoice voided: {reason}", actor=actor, now=now)
+    return credit
 
 
 async def invoice_document(store: Store, settings: Settings, invoice_id: int) -> Document:

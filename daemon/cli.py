@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "doctor", False):  # the doctor reports a bad configuration as its first failed check
             print(render([Check("configuration", ok=False, detail=str(err), fix=FIX_CONFIG)], args.format))
         else:
-            print(f"meterd: {err}", file=sys.stderr)
+            for problem in err.problems:
+                print(f"meterd: {problem}", file=sys.stderr)
         return EXIT_ERROR
     except MeterdError as err:
         print(f"meterd: {err}", file=sys.stderr)
@@ -81,7 +82,7 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     if path is None and not args.db and not getattr(args, "config_optional", False):
         tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
         reason = f"no configuration file found (tried $METERD_CONFIG, {tried}); pass --config FILE"
-        raise ConfigError("meterd", "", reason)
+        raise ConfigError("", "", reason)
     # The process's own environment wins over the file, as it does for the service's Environment= lines.
     environ = {**environment_beside(path), **os.environ} if path else os.environ
     return load(path, environ, overrides)

@@ -18,14 +18,24 @@ class ConfigError(MeterdError):
         file: the configuration file (or "$ENV_VAR" for a value from the environment).
         key: the dotted key path, e.g. ``snmp.targets[3].port``; empty for the whole file.
         reason: what is wrong with it.
+        problems: every problem found (``config check`` reports them all); this one first.
     """
 
     def __init__(self, file: str, key: str, reason: str) -> None:
         self.file = file
         self.key = key
         self.reason = reason
-        where = f"{file}: {key}" if key else file
-        super().__init__(f"{where}: {reason}")
+        self.problems: list[ConfigError] = [self]
+        super().__init__(": ".join(part for part in (file, key, reason) if part))
+
+    @classmethod
+    def of(cls, problems: list[ConfigError]) -> ConfigError:
+        """One error for several problems: the first's attributes, every problem a line of the message."""
+        first = problems[0]
+        error = cls(first.file, first.key, first.reason)
+        error.problems = problems
+        error.args = ("\n".join(str(problem) for problem in problems),)
+        return error
 
 
 class StorageError(MeterdError):

@@ -6,14 +6,14 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from daemon.billing_service import queue_reminders
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
 from daemon.settings import Settings
-from daemon.storage.receivables import ReceivablesStore
+from daemon.storage.receivables import CANCELLED, QUEUED, SENT, ReceivablesStore
 
 
 def add_receivables_parsers(
@@ -44,11 +44,14 @@ def add_receivables_parsers(
     remind.add_argument("--as-of", type=date.fromisoformat, metavar="DATE")
     remind.set_defaults(handler=cmd_remind)
     reminders = receivables.add_parser("reminders", parents=[common], help="reminder notices, to send")
-    reminders.add_argument("--status", choices=["queued", "sent"], default=None)
+    reminders.add_argument("--status", choices=[QUEUED, SENT, CANCELLED], default=None)
     reminders.add_argument("--text", action="store_true", help="print each notice's text")
     reminders.set_defaults(handler=cmd_reminders)
     sent = receivables.add_parser("sent", parents=[common], help="mark a reminder as sent")
     sent.add_argument("reminder", type=int, metavar="REMINDER_ID")
+    sent.add_argument(
+        "--on", type=date.fromisoformat, metavar="DATE", help="sent on (default: now); the next level counts from it"
+    )
     sent.set_defaults(handler=cmd_sent)
     for parser in (pay, plan, sent):
         parser.add_argument("--by", default=default_user(), help="who (default: the login name)")
@@ -122,6 +125,8 @@ async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_sent(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        await ReceivablesStore(store).mark_sent(args.reminder, actor=args.by, now=utc_now())
+        now = utc_now()
+        sent_at = datetime.combine(args.on, time(), UTC) if args.on else None
+        await ReceivablesStore(store).mark_sent(args.reminder, actor=args.by, now=now, sent_at=sent_at)
     print(f"reminder {args.reminder} marked sent")
     return 0

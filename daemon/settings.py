@@ -26,9 +26,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from billing.anomalies import DetectorSettings
-from billing.customers import CardRules, Customer, CustomField
+from billing.customers import CardRules, Customer, CustomField, normalise_tax_id
 from daemon.errors import ConfigError
 from daemon.security.roles import Role
 
@@ -39,6 +40,8 @@ CONFIG_ENV_VAR: Final = "METERD_CONFIG"
 _CLI_ENV_VARS: Final = frozenset({CONFIG_ENV_VAR})
 DEFAULT_CONFIG_PATHS: Final = (Path("/etc/meterd/meterd.toml"), Path("meterd.toml"))
 DEFAULT_STATE_DIR: Final = Path("/var/lib/meterd")
+# A validator's error context key naming the item it is about, below the field (snmp.targets[2], not snmp.targets).
+AT: Final = "at"
 # The [anomalies] keys a site or a contract may set for its own devices.
 DETECTOR_KNOBS: Final = frozenset(DetectorSettings.__dataclass_fields__)
 
@@ -97,6 +100,14 @@ def _check_network(text: str) -> str:
         msg = f"{text!r} spans {network.num_addresses} addresses; split it (at most a /16)"
         raise ValueError(msg)
     return text
+
+
+def canonical_host(host: str) -> str:
+    """One spelling per address or range: ``::1`` and ``0::1``, ``Printer-1`` and ``printer-1`` are the same."""
+    try:
+        return str(ipaddress.ip_network(host, strict=False) if "/" in host else ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower().rstrip(".")
 
 
 def _check_host_or_network(text: str) -> str:
@@ -259,6 +270,19 @@ class SnmpSettings(_Section):
     max_backoff_s: int = Field(default=3600, ge=0, le=86_400)
     targets: list[SnmpTarget] = Field(default_factory=list)
 
+    @field_validator("targets")
+    @classmethod
+    def _one_entry_per_address(cls, targets: list[SnmpTarget]) -> list[SnmpTarget]:
+        # Two entries for one host:port would collapse into one when polled, the second's settings silently lost.
+        first: dict[tuple[str, int], int] = {}
+        for index, target in enumerate(targets):
+            seen = first.setdefault((canonical_host(target.host), target.port), index)
+            if seen != index:
+                msg = (f"same host and port ({target.host}:{target.port}) as snmp.targets[{seen}]; merge the two "
+                       "entries (communities takes several values)")  # fmt: skip
+                raise PydanticCustomError("duplicate", msg, {AT: [index]})
+        return targets
+
     @model_validator(mode="before")
     @classmethod
     def _communities_from_file(cls, data: Any) -> Any:  # noqa: ANN401 - the raw table
@@ -376,12 +400,21 @@ class SellerSettings(_Section):
     city: str = "Example City"
     postal_code: str = ""
     country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    tax_scheme: str = Field(default="vat", description="as a customer card's: vat, … or 'other' (not validated)")
     tax_id: str | None = Field(default=None, description="VAT number with its country prefix")
     electronic_address: str | None = Field(default=None, pattern=r"^[0-9A-Z]{2,4}:\S+$")
     email: str = "billing@example.com"
     phone: str = ""
     iban: str | None = None
     bic: str | None = None
+
+    @field_validator("tax_id")
+    @classmethod
+    def _valid_tax_id(cls, tax_id: str | None, info: ValidationInfo) -> str | None:
+        # Checked as customers' numbers are: the seller's is on every invoice, and a typo there voids them all.
+        if tax_id is None or "country" not in info.data:
+            return tax_id
+        return normalise_tax_id(tax_id, info.data["country"], info.data.get("tax_scheme", "vat"))
 
 
 class BillingSettings(_Section):
@@ -527,7 +560,7 @@ def load(
         overrides: command-line values, as nested dicts, applied last.
 
     Raises:
-        ConfigError: naming the file (or variable), the key path and the reason.
+        ConfigError: naming the file (or variable), the key path and the reason; of every problem found.
     """
     environ = os.environ if environ is None else environ
     source = str(path) if path else "<defaults>"
@@ -538,10 +571,13 @@ def load(
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = _format_location(first["loc"])
-        origin = env_sources.get(_path_prefix(first["loc"], env_sources), source)
-        raise ConfigError(origin, key, _explain(first)) from None
+        # Every problem at once, each with its own file (or variable) and key: fixing one to meet the next is slow.
+        found = []
+        for error in err.errors():
+            loc = (*error["loc"], *(error.get("ctx") or {}).get(AT, []))
+            origin = env_sources.get(_path_prefix(loc, env_sources), source)
+            found.append(ConfigError(origin, _format_location(loc), _explain(error)))
+        raise ConfigError.of(found) from None
 
 
 def environment_beside(config: Path) -> dict[str, str]:

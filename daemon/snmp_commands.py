@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -15,12 +16,12 @@ from rich.table import Table
 from collectors import wire
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
-from collectors.snmp.discovery import addresses, discover
+from collectors.snmp.discovery import Found, addresses, discover
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.errors import CollectorError
 from daemon.polling import usm_credentials
-from daemon.settings import Settings, SnmpV3User
+from daemon.settings import Settings, SnmpV3User, canonical_host
 
 EXIT_ANSWERED: Final = 0
 EXIT_NO_ANSWER: Final = 2
@@ -41,14 +42,18 @@ def add_poll_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], co
         help="community to try (repeat for several, tried in order); default snmp.communities",
     )
     poll.add_argument("--snmp-version", choices=["1", "2c", "3"], default="2c")
-    poll.add_argument("--v3-user", metavar="USER", help="SNMPv3 user (implies --snmp-version 3)")
-    poll.add_argument("--auth", metavar="PROTO:KEY", help="SNMPv3 authentication: sha:KEY or sha256:KEY")
-    poll.add_argument("--priv", metavar="PROTO:KEY", help="SNMPv3 privacy: aes128:KEY or aes256:KEY")
-    poll.add_argument("--context", default="", help="SNMPv3 context name (printers use the empty one)")
+    _add_v3_arguments(poll)
     poll.add_argument("--timeout", type=float, metavar="S", help="seconds per attempt (default snmp.timeout_s)")
     poll.add_argument("--retries", type=int, help="retries after a timeout (default snmp.retries)")
     poll.add_argument("--format", choices=["table", "json"], default="table")
     poll.set_defaults(handler=cmd_poll, config_optional=True)
+
+
+def _add_v3_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--v3-user", metavar="USER", help="SNMPv3 user (implies --snmp-version 3)")
+    parser.add_argument("--auth", metavar="PROTO:KEY", help="SNMPv3 authentication: sha:KEY or sha256:KEY")
+    parser.add_argument("--priv", metavar="PROTO:KEY", help="SNMPv3 privacy: aes128:KEY or aes256:KEY")
+    parser.add_argument("--context", default="", help="SNMPv3 context name (printers use the empty one)")
 
 
 def add_discover_parser(
@@ -65,6 +70,7 @@ def add_discover_parser(
     discover.add_argument("--port", type=int, default=161)
     discover.add_argument("--community", action="append", metavar="C", help="repeatable; default snmp.communities")
     discover.add_argument("--snmp-version", choices=["1", "2c"], default="2c")
+    _add_v3_arguments(discover)
     discover.add_argument("--rate", type=float, default=20.0, help="new addresses per second (default 20)")
     discover.add_argument("--timeout", type=float, default=1.0, metavar="S")
     discover.add_argument("--format", choices=["table", "json"], default="table")
@@ -78,40 +84,66 @@ async def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
     communities = tuple(args.community or [c.get_secret_value() for c in settings.snmp.communities])
     try:
         hosts = [host for network in args.networks for host in addresses(network)]
-    except ValueError as err:
+        usm = _usm_from_args(args)
+    except (ValueError, argparse.ArgumentTypeError) as err:
         print(f"meterd discover: {err}", file=sys.stderr)
         return EXIT_NO_ANSWER
     targets = [
-        SnmpTarget(host, args.port, args.snmp_version, communities, timeout_s=args.timeout, retries=0) for host in hosts
-    ]
+        SnmpTarget(host, args.port, "3" if usm else args.snmp_version, communities, timeout_s=args.timeout, retries=0,
+                   usm=usm)
+        for host in hosts
+    ]  # fmt: skip
     async with SnmpCollector(site=settings.site) as collector:
         found = await discover(collector, targets, rate=args.rate, concurrency=settings.snmp.max_concurrency)
+    reports = [printer.report for printer in found]
     if args.format == "json":
-        rows = [{**wire.encode(r.reading)["device"], "profile": r.profile} for r in found]
+        rows = [{**wire.encode(r.reading)["device"], "profile": r.profile} for r in reports]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         table = Table(title=f"{len(found)} printer(s) in {len(hosts)} address(es)", title_justify="left")
         for column in ("address", "vendor", "model", "serial", "profile"):
             table.add_column(column)
-        for report in found:
+        for report in reports:
             device = report.reading.device
             table.add_row(device.address or "", device.vendor or "", device.model or "", device.key, report.profile)
         Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120).print(table)
     if args.append_to and found:
-        _append_targets(Path(args.append_to), found, args.port, args.snmp_version)
-        print(f"appended {len(found)} target(s) to {args.append_to}", file=sys.stderr)
+        added = _append_targets(Path(args.append_to), found)
+        print(f"appended {added} target(s) to {args.append_to}", file=sys.stderr)
     return EXIT_ANSWERED if found else EXIT_NO_ANSWER
 
 
-def _append_targets(path: Path, found: list[DeviceReport], port: int, version: str) -> None:
+def _append_targets(path: Path, found: list[Found]) -> int:
+    """A [[snmp.targets]] block per printer the file does not list yet, with the community that answered.
+
+    A second entry for a host and port would make the file invalid; JSON strings are TOML strings.
+    """
+    try:
+        listed = tomllib.loads(path.read_text(encoding="utf-8")).get("snmp", {}).get("targets", [])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        listed = []  # a file that does not exist yet, or that `config check` will explain
+    known = {(canonical_host(str(t.get("host"))), t.get("port", 161)) for t in listed if isinstance(t, dict)}
+    new = [p for p in found if (canonical_host(p.target.host), p.target.port) not in known]
     with path.open("a", encoding="utf-8") as config:
-        for report in found:
-            device = report.reading.device
+        for printer in new:
+            device, target = printer.report.reading.device, printer.target
             config.write(
                 f"\n# {device.vendor or ''} {device.model or ''} {device.key} (found by meterd discover)\n"
-                f'[[snmp.targets]]\nhost = "{device.address}"\nport = {port}\nversion = "{version}"\n'
+                f"[[snmp.targets]]\nhost = {json.dumps(target.host)}\nport = {target.port}\n"
+                f"version = {json.dumps(target.version)}\n{_credentials_toml(target)}"
             )
+    return len(new)
+
+
+def _credentials_toml(target: SnmpTarget) -> str:
+    """What answered: the v1/v2c community, or the v3 user with its protocols, keys and context."""
+    if target.usm is None:
+        return f"communities = {json.dumps(list(target.communities))}\n"
+    usm = target.usm
+    keys = {"user": usm.user, "auth_protocol": usm.auth_protocol, "auth_key": usm.auth_key,
+            "priv_protocol": usm.priv_protocol, "priv_key": usm.priv_key, "context": usm.context}  # fmt: skip
+    return "[snmp.targets.v3]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items() if value)
 
 
 def parse_host(text: str) -> tuple[str, int]:

@@ -11,13 +11,14 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Final
 
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.mapping import DeviceReport
-from daemon.errors import CollectorError
+from daemon.errors import CollectorError, DeviceTimeoutError
 
 # prtGeneralConfigChanges: every Printer-MIB agent has it; a router or a PC does not.
 _PRINTER_MIB_PROBE: Final = "1.3.6.1.2.1.43.5.1.1.1.1"
@@ -30,23 +31,38 @@ def addresses(network: str) -> list[str]:
     return [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]  # noqa: PLR2004 - /31 and /32
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A printer found, and the target that reached it: with the one community (or the v3 user) that answered."""
+
+    report: DeviceReport
+    target: SnmpTarget
+
+
 async def discover(
     collector: SnmpCollector, candidates: Iterable[SnmpTarget], *, rate: float, concurrency: int
-) -> list[DeviceReport]:
+) -> list[Found]:
     """Printers among ``candidates``: swept at most ``rate`` new addresses per second."""
     gate = asyncio.Semaphore(concurrency)
     started = time.monotonic()
 
-    async def check(index: int, target: SnmpTarget) -> DeviceReport | None:
+    async def check(index: int, target: SnmpTarget) -> Found | None:
         await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
         async with gate:
-            try:
-                answer = await collector.client.get(target, _SWEEP_OIDS)
-                if _PRINTER_MIB_PROBE not in answer and pm.PRT_MARKER_LIFE_COUNT not in answer:
-                    return None  # speaks SNMP, but is not a printer
-                return await collector.poll(target)
-            except CollectorError:
-                return None
+            # One community at a time, as the client would try them, to learn which one answered:
+            # the target written for the daemon must carry it, or it polls with the default and hears nothing.
+            # (A v3 target has its one user: no communities to tell apart.)
+            for single in [target] if target.usm else [replace(target, communities=(c,)) for c in target.communities]:
+                try:
+                    answer = await collector.client.get(single, _SWEEP_OIDS)
+                    if _PRINTER_MIB_PROBE not in answer and pm.PRT_MARKER_LIFE_COUNT not in answer:
+                        return None  # speaks SNMP, but is not a printer
+                    return Found(await collector.poll(single), single)
+                except DeviceTimeoutError:
+                    continue
+                except CollectorError:
+                    return None
+            return None
 
     found = await asyncio.gather(*(check(i, t) for i, t in enumerate(candidates)))
-    return [report for report in found if report is not None]
+    return [printer for printer in found if printer is not None]

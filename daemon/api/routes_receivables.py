@@ -68,7 +68,7 @@ async def instalments(invoice_id: Id, body: PlanIn, who: Writer, context: Contex
 
 @router.get("/reminders", summary="reminder notices, queued for sending or sent")
 async def reminders(
-    _who: Reader, context: Context, status: Annotated[str | None, Query(pattern="^(queued|sent)$")] = None
+    _who: Reader, context: Context, status: Annotated[str | None, Query(pattern="^(queued|sent|cancelled)$")] = None
 ) -> list[Reminder]:
     return await ReceivablesStore(context.store).reminders(status=status)
 

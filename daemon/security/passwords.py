@@ -8,6 +8,7 @@ with digits and a symbol tacked on, keyboard walks, repeats, dates, the login or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Final
@@ -22,6 +23,7 @@ from daemon.errors import MeterdError
 MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = 256  # argon2 takes anything, but a megabyte "password" is an attack on the CPU
 MIN_GUESSES_LOG10: Final = 10.0
+_SEPARATORS: Final = ("", "-", ".", "_", " ")
 _hasher = PasswordHasher()
 
 
@@ -38,7 +40,7 @@ def check_policy(password: str, *, personal: Sequence[str] = ()) -> None:
     """Refuse a weak password with the reason.
 
     Raises:
-        PasswordPolicyError: too short, too long, common, or guessable (``personal``: login, name …).
+        PasswordPolicyError: too short, too long, common, or guessable (``personal``: login, name, e-mail).
     """
     if len(password) < MIN_LENGTH:
         msg = f"too short: at least {MIN_LENGTH} characters (a few unrelated words make a good one)"
@@ -49,11 +51,29 @@ def check_policy(password: str, *, personal: Sequence[str] = ()) -> None:
     if password.lower() in _common():
         msg = "one of the most common passwords; choose another"
         raise PasswordPolicyError(msg)
-    verdict = zxcvbn(password, user_inputs=[*personal, "meterd"])
+    verdict = zxcvbn(password, user_inputs=personal_words(personal))
     if verdict["guesses_log10"] < MIN_GUESSES_LOG10:
         hint = verdict["feedback"]["warning"] or "it follows a pattern that is guessed early"
         msg = f"too easy to guess: {hint.rstrip('.').lower()}; a few unrelated words make a better one"
         raise PasswordPolicyError(msg)
+
+
+def personal_words(personal: Sequence[str]) -> list[str]:
+    """What zxcvbn should know about the user: the login, name and e-mail, their words, and those words joined.
+
+    zxcvbn matches a user input only as one piece and prices a separator between two pieces as
+    brute force, so "alice-weber-2026" passed for Alice Weber: the words joined with the usual
+    separators, in both orders, are inputs of their own.
+    """
+    found = {"meterd"}
+    for text in personal:
+        local, _, domain = text.lower().partition("@")  # an e-mail: its local part and each domain label too
+        for piece in (text.lower(), local, *domain.split(".")):
+            words = re.findall(r"[^\W_]+", piece)
+            found.update([piece, *words])
+            for order in (words, words[::-1]):
+                found.update(separator.join(order) for separator in _SEPARATORS)
+    return sorted(word for word in found if word)
 
 
 def hash_secret(secret: str) -> str:

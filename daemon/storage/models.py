@@ -75,6 +75,9 @@ class ReadingRow(Base):
     taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     source: Mapped[str] = mapped_column(String(32))
+    # Where the device was and what it said it was when read: the device row holds only the latest.
+    address: Mapped[str | None] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(String(256))
 
 
 class SupplyLevel(Base):

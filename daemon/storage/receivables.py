@@ -10,11 +10,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.invoicing import BillingError
-from billing.receivables import ZERO, Instalment, Standing, reminder_level, reminder_text, split, standing
+from billing.receivables import ZERO, Instalment, Standing, next_reminder_level, reminder_text, split, standing
 from daemon.storage.audit import write_audit
 from daemon.storage.billing import FINALIZED, INVOICE, InvoiceNotFoundError
 from daemon.storage.models import CustomerRow, InstalmentRow, InvoiceRow, PaymentRow, ReminderRow
@@ -22,6 +22,7 @@ from daemon.storage.repository import Store
 
 QUEUED = "queued"
 SENT = "sent"
+CANCELLED = "cancelled"  # the invoice was voided or paid before the reminder went out
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ class ReceivablesStore:
                 await write_audit(conn, now, actor, "payment.record", f"invoice:{invoice_id}",
                                   {"amount": str(amount), "received_on": received_on, "method": method,
                                    "reference": reference, "open_before": str(open_amount)})  # fmt: skip
+                if amount == open_amount:
+                    await _cancel_queued(conn, invoice_id, reason="paid in full", actor=actor, now=now)
 
         await self._store.guard(_write(), "record payment")
         return await self.account(invoice_id, as_of=received_on)
@@ -143,12 +146,7 @@ class ReceivablesStore:
                 invoices = (await conn.execute(stmt)).all()
                 ids = [row.id for row in invoices]
                 paid = await _paid(conn, ids)
-                plans: dict[int, list[Instalment]] = defaultdict(list)
-                for row in await conn.execute(
-                    select(InstalmentRow.invoice_id, InstalmentRow.due, InstalmentRow.amount)
-                    .where(InstalmentRow.invoice_id.in_(ids)).order_by(InstalmentRow.seq)
-                ):  # fmt: skip
-                    plans[row.invoice_id].append(Instalment(row.due, row.amount))
+                plans = await _plans(conn, ids)
             found = [
                 standing(invoice_id=r.id, number=r.number_text, customer=r.code, currency=r.currency, total=r.total,
                          due_date=r.due_date, paid=paid.get(r.id, ZERO), plan=plans.get(r.id, []), as_of=as_of)
@@ -161,19 +159,31 @@ class ReceivablesStore:
     async def queue_reminders(
         self, *, as_of: date, levels: list[int], seller: dict[str, Any], now: datetime
     ) -> list[int]:
-        """A notice for every overdue invoice that has passed a reminder level it has no notice for yet."""
-        due = [(s, reminder_level(s.days_overdue, levels)) for s in await self.standings(as_of=as_of) if s.overdue > 0]
-        due = [(s, level) for s, level in due if level > 0]
-        if not due:
+        """The next reminder for every overdue invoice that is due one (see ``next_reminder_level``).
+
+        One notice at a time: while an invoice's last reminder is still queued (not sent), nothing more is
+        queued for it, as the next level's text would speak of a reminder the customer never had.
+        """
+        overdue = [s for s in await self.standings(as_of=as_of) if s.overdue > 0]
+        if not overdue:
             return []
 
         async def _write() -> list[int]:
             created = []
             async with self._store.engine.begin() as conn:
-                for found, level in due:
-                    same = (ReminderRow.invoice_id == found.invoice_id) & (ReminderRow.level == level)
-                    have = (await conn.execute(select(func.count()).select_from(ReminderRow).where(same))).scalar_one()
-                    if have:
+                history: dict[int, list[Any]] = defaultdict(list)
+                for row in await conn.execute(
+                    select(ReminderRow.invoice_id, ReminderRow.status, ReminderRow.sent_at)
+                    .where(ReminderRow.invoice_id.in_([s.invoice_id for s in overdue])).order_by(ReminderRow.level)
+                ):  # fmt: skip
+                    history[row.invoice_id].append(row)
+                plans = await _plans(conn, [s.invoice_id for s in overdue])
+                for found in overdue:
+                    if any(r.status == QUEUED for r in history[found.invoice_id]):
+                        continue
+                    sent = [r.sent_at.date() for r in history[found.invoice_id] if r.status == SENT]
+                    level = next_reminder_level(found.days_overdue, levels, sent, as_of)
+                    if not level:
                         continue
                     invoice = (await conn.execute(select(InvoiceRow.issue_date, InvoiceRow.due_date,
                         InvoiceRow.snapshot).where(InvoiceRow.id == found.invoice_id))).one()  # fmt: skip
@@ -181,8 +191,10 @@ class ReceivablesStore:
                     contact = next(
                         (c["name"] for c in customer.get("contacts", []) if c.get("billing")), "Sir or Madam"
                     )
-                    text = reminder_text(found, level, issue_date=invoice.issue_date, due_date=invoice.due_date,
-                                         contact=contact, seller=seller["name"], iban=seller.get("iban"))  # fmt: skip
+                    text = reminder_text(found, level, as_of=as_of, issue_date=invoice.issue_date,
+                                         due_date=invoice.due_date, contact=contact, seller=seller["name"],
+                                         iban=seller.get("iban"), plan=plans.get(found.invoice_id, []),
+                                         reminded=sent, final=level == len(levels))  # fmt: skip
                     result = await conn.execute(insert(ReminderRow).values(
                         invoice_id=found.invoice_id, level=level, overdue=found.overdue, text=text, status=QUEUED,
                         created_at=now))  # fmt: skip
@@ -192,6 +204,15 @@ class ReceivablesStore:
             return created
 
         return await self._store.guard(_write(), "queue reminders")
+
+    async def cancel_reminders(self, invoice_id: int, *, reason: str, actor: str, now: datetime) -> int:
+        """Cancel the invoice's queued reminders (it was voided or paid); returns how many."""
+
+        async def _write() -> int:
+            async with self._store.engine.begin() as conn:
+                return await _cancel_queued(conn, invoice_id, reason=reason, actor=actor, now=now)
+
+        return await self._store.guard(_write(), "cancel reminders")
 
     async def reminders(self, *, status: str | None = None) -> list[Reminder]:
         stmt = (
@@ -215,11 +236,15 @@ class ReceivablesStore:
 
         return await self._store.guard(_query(), "list reminders")
 
-    async def mark_sent(self, reminder_id: int, *, actor: str, now: datetime) -> None:
+    async def mark_sent(self, reminder_id: int, *, actor: str, now: datetime, sent_at: datetime | None = None) -> None:
+        """``sent_at``: when it went out, if not ``now`` (a letter posted yesterday); the next level counts from it."""
+
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
                 queued = (ReminderRow.id == reminder_id) & (ReminderRow.status == QUEUED)
-                result = await conn.execute(update(ReminderRow).where(queued).values(status=SENT, sent_at=now))
+                result = await conn.execute(
+                    update(ReminderRow).where(queued).values(status=SENT, sent_at=sent_at or now)
+                )
                 if result.rowcount != 1:
                     raise BillingError(f"no queued reminder {reminder_id}; `meterd receivables reminders` shows them")
                 await write_audit(conn, now, actor, "reminder.sent", f"reminder:{reminder_id}", {})
@@ -237,6 +262,27 @@ async def _payable(conn: AsyncConnection, invoice_id: int) -> Any:  # noqa: ANN4
             f"invoice {invoice_id} is a {invoice.status} {invoice.kind}: only finalised invoices are paid"
         )
     return invoice
+
+
+async def _plans(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int, list[Instalment]]:
+    plans: dict[int, list[Instalment]] = defaultdict(list)
+    for row in await conn.execute(
+        select(InstalmentRow.invoice_id, InstalmentRow.due, InstalmentRow.amount)
+        .where(InstalmentRow.invoice_id.in_(list(invoice_ids))).order_by(InstalmentRow.seq)
+    ):  # fmt: skip
+        plans[row.invoice_id].append(Instalment(row.due, row.amount))
+    return plans
+
+
+async def _cancel_queued(conn: AsyncConnection, invoice_id: int, *, reason: str, actor: str, now: datetime) -> int:
+    """Queued reminders of an invoice nothing is owed on any more must not go out: cancelled, audited."""
+    queued = (ReminderRow.invoice_id == invoice_id) & (ReminderRow.status == QUEUED)
+    ids = list((await conn.execute(select(ReminderRow.id).where(queued))).scalars())
+    if ids:
+        await conn.execute(update(ReminderRow).where(queued).values(status=CANCELLED))
+        await write_audit(conn, now, actor, "reminder.cancel", f"invoice:{invoice_id}",
+                          {"reminders": ids, "reason": reason})  # fmt: skip
+    return len(ids)
 
 
 async def _paid(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int, Decimal]:

@@ -390,8 +390,8 @@ class Store:
                 Device.site,
                 Device.key,
                 Device.vendor,
-                Device.model,
-                Device.address,
+                ReadingRow.model,  # as read, not the device's latest
+                ReadingRow.address,
                 ReadingRow.meter,
                 ReadingRow.value,
                 ReadingRow.unit,
@@ -466,7 +466,7 @@ class Store:
 
 
 _METER_COLUMNS: Final = ("reading_id", "device_id", "meter", "value", "unit", "derived", "taken_at", "received_at",
-                          "source")  # fmt: skip
+                          "source", "address", "model")  # fmt: skip
 _SUPPLY_COLUMNS: Final = ("reading_id", "device_id", "taken_at", "name", "kind", "color", "level_percent")
 
 
@@ -502,10 +502,12 @@ def _row_values(
     for r in readings:
         # What a reading's rows share, worked out once per reading, not per row.
         reading_id, device_id, taken_at, source = r.id, device_ids[r.device.key], time(r.taken_at_utc), r.source
+        address, model = r.device.address, r.device.model
         meter_rows += [
-            (reading_id, device_id, m.meter.value, m.value, m.unit.value, m.derived, taken_at, received_at, source)
+            (reading_id, device_id, m.meter.value, m.value, m.unit.value, m.derived, taken_at, received_at, source,
+             address, model)
             for m in r.meters
-        ]
+        ]  # fmt: skip
         supply_rows += [(reading_id, device_id, taken_at, s.name, s.kind, s.color, s.level_percent) for s in r.supplies]
     return meter_rows, supply_rows
 

@@ -54,7 +54,7 @@ def test_no_config_anywhere_lists_what_was_tried(tmp_path: Path) -> None:
     done = subprocess.run(
         [*METERD, "devices"], capture_output=True, text=True, check=False, cwd=tmp_path, env=env, timeout=60
     )
-    assert "no configuration file found (tried $METERD_CONFIG" in _one_error_line(done)
+    assert _one_error_line(done).startswith("meterd: no configuration file found (tried $METERD_CONFIG")
 
 
 def test_bad_config_fails_at_start_and_writes_nothing(write_config, tmp_path: Path) -> None:
@@ -70,6 +70,13 @@ def test_config_check_reports_ok_and_errors(config: Path, write_config) -> None:
     assert "configuration OK: site 'acme-hq'" in done.stdout
     bad = write_config("[metrics]\nlisten = 9464\n", name="bad.toml")
     assert _one_error_line(_meterd("config", "check", str(bad))).startswith(f"meterd: {bad}: metrics.listen: ")
+    # Several problems: every one, each on its own line with the file and key.
+    worse = write_config('[metrics]\nlisten = 9464\n[billing.seller]\ntax_id = "DE123"\n', name="worse.toml")
+    done = _meterd("config", "check", str(worse))
+    assert done.returncode == 1
+    assert [line.partition(": ")[2].split(": ")[:2] for line in done.stderr.splitlines()] == [
+        [str(worse), "metrics.listen"], [str(worse), "billing.seller.tax_id"]
+    ]  # fmt: skip
 
 
 def test_unreachable_database_url(config: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from collectors.snmp.v3 import UsmCredentials
 from daemon.cli import main
 from daemon.demo.simulator import SimulatorError, SnmpSimulator
 from daemon.errors import CollectorError
+from daemon.polling import expand_targets
+from daemon.settings import load
 from tests.conftest import free_port
 from tests.integration.conftest import CRAFTED
 
@@ -92,6 +95,24 @@ def test_meterd_poll_v3_flags(v3_ports: dict[str, int], capsys: pytest.CaptureFi
     printed = json.loads(capsys.readouterr().out)
     assert code == 0
     assert printed[0]["device"]["serial"] == "2VX01234"
+
+
+def test_meterd_discover_appends_the_v3_user_that_answered(
+    v3_ports: dict[str, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "meterd.toml"
+    config.write_text('site = "acme-hq"\n')
+    port = v3_ports["sha256-aes256"]
+    code = main(
+        ["discover", "127.0.0.1", "--port", str(port), "--v3-user", "meterd-256", "--auth", "sha256:auth-key-sha256",
+         "--priv", "aes256:priv-key-aes256", "--context", "canon_ir_adv", "--timeout", "5", "--append-to", str(config)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    # The daemon reads it with the user that answered, not with a community nobody set up.
+    [planned] = expand_targets(load(config, {}))
+    assert (planned.target.address, planned.target.version, planned.target.usm) == (
+        f"127.0.0.1:{port}", "3", UsmCredentials("meterd-256", "sha256", "auth-key-sha256", "aes256", "priv-key-aes256",
+                                                 "canon_ir_adv"))  # fmt: skip
 
 
 def test_meterd_poll_refuses_a_short_v3_key(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from billing.invoicing import BillingError
-from billing.receivables import Instalment, reminder_level, reminder_text, split, standing
+from billing.receivables import Instalment, Standing, next_reminder_level, reminder_text, split, standing
 
 D = Decimal
 
@@ -31,6 +32,7 @@ def _account(paid: str, as_of: date, plan: list[Instalment] | None = None):  # t
 def test_without_a_plan_the_whole_open_amount_is_late_once_the_due_date_has_passed() -> None:
     on_time = _account("0", date(2026, 11, 15))  # the due date itself is not late
     assert (on_time.open, on_time.overdue, on_time.days_overdue) == (D("184.21"), 0, 0)
+    assert (str(on_time.paid), str(on_time.overdue)) == ("0.00", "0.00")  # as the amounts beside them print
     late = _account("100.00", date(2026, 11, 20))
     # 184.21 - 100.00 = 84.21 open, all of it late since 15 Nov: 5 days.
     assert (late.open, late.overdue, late.overdue_since, late.days_overdue) == (
@@ -47,14 +49,52 @@ def test_with_a_plan_only_past_instalments_are_late_and_payments_cover_the_earli
     assert _account("122.80", date(2027, 1, 5), plan).overdue == 0
 
 
-def test_reminder_levels_and_the_notice_say_what_is_owed() -> None:
-    assert [reminder_level(days, [7, 21, 35]) for days in (0, 6, 7, 20, 21, 40)] == [0, 0, 1, 1, 2, 3]
-    text = reminder_text(_account("100.00", date(2026, 11, 30)), 2, issue_date=date(2026, 11, 1),
+def test_reminder_levels_climb_one_at_a_time_from_the_first_one_sent() -> None:
+    levels, today = [7, 21, 35], date(2026, 12, 25)
+    assert [next_reminder_level(days, levels, [], today) for days in (0, 6, 7, 21, 40)] == [0, 0, 1, 1, 1]
+    # The first went out on 20 Dec: level 2 waits 21 - 7 = 14 days from it, however late the invoice is.
+    sent = [date(2026, 12, 20)]
+    assert next_reminder_level(45, levels, sent, date(2027, 1, 2)) == 0
+    assert next_reminder_level(46, levels, sent, date(2027, 1, 3)) == 2
+    # Level 3 another 14 days after level 2 was sent; after the last level, nothing more.
+    assert next_reminder_level(60, levels, [*sent, date(2027, 1, 3)], date(2027, 1, 17)) == 3
+    assert next_reminder_level(99, levels, [*sent, date(2027, 1, 3), date(2027, 1, 17)], date(2027, 3, 1)) == 0
+
+
+def _notice(account: Standing, level: int, **history: Any) -> str:
+    return reminder_text(account, level, as_of=date(2026, 11, 30), issue_date=date(2026, 11, 1),
                          due_date=date(2026, 11, 15), contact="Petra Kaufmann", seller="Print Partner GmbH",
-                         iban="DE89370400440532013000")  # fmt: skip
-    for expected in ("reminder 2 for invoice INV-000001", "Dear Petra Kaufmann", "to DE89370400440532013000",
-                     "84.21 EUR of it is still open after our earlier reminder", "was due on 2026-11-15"):  # fmt: skip
+                         iban="DE89370400440532013000", **history)  # fmt: skip
+
+
+def test_the_notice_says_what_is_owed_and_speaks_of_earlier_reminders_only_when_there_were_some() -> None:
+    first = _notice(_account("100.00", date(2026, 11, 30)), 1, final=True)
+    for expected in ("final reminder 1 for invoice INV-000001", "Dear Petra Kaufmann", "to DE89370400440532013000",
+                     "84.21 EUR of it is still open.\n", "was due on 2026-11-15"):  # fmt: skip
+        assert expected in first, expected
+    assert "earlier" not in first
+    assert "remind" not in first.partition("\n\n")[2]
+    second = _notice(_account("100.00", date(2026, 11, 30)), 2, reminded=[date(2026, 11, 23)])
+    assert "We reminded you of it on 2026-11-23." in second
+    assert "final" not in second
+
+
+def test_with_a_plan_the_notice_lists_the_instalments_and_tells_overdue_from_open() -> None:
+    # 385.63 in three: 128.54 on 1 Nov and 1 Dec, 128.55 on 31 Dec; on 10 Dec two are late: 257.08 of 385.63.
+    plan = split(D("385.63"), 3, date(2026, 11, 1), 30, "EUR")
+    account = standing(invoice_id=1, number="INV-000001", customer="ACME", currency="EUR", total=D("385.63"),
+                       due_date=date(2026, 10, 15), paid=D("100.00"), plan=plan, as_of=date(2026, 12, 10))  # fmt: skip
+    assert (account.overdue, account.open) == (D("157.08"), D("285.63"))
+    text = reminder_text(account, 2, as_of=date(2026, 12, 10), issue_date=date(2026, 10, 1),
+                         due_date=date(2026, 10, 15), contact="Petra Kaufmann", seller="Print Partner GmbH", iban=None,
+                         plan=plan)  # fmt: skip
+    for expected in ("We agreed that you pay what was open in instalments:\n",
+                     "  2026-11-01  128.54 EUR  overdue: 28.54 EUR of it unpaid\n",
+                     "  2026-12-01  128.54 EUR  overdue\n", "  2026-12-31  128.55 EUR  not overdue yet\n",
+                     "157.08 EUR of it is overdue; 285.63 EUR is open in all.",
+                     "transfer the overdue amount"):  # fmt: skip
         assert expected in text, expected
+    assert "still open" not in text
 
 
 def test_a_plan_made_after_a_payment_covers_what_was_open_then() -> None:

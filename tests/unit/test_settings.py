@@ -23,6 +23,38 @@ def test_port_out_of_range_names_file_key_and_rule(write_config) -> None:
         load(path, {})
 
 
+def test_two_targets_for_one_address_are_refused_naming_both(write_config) -> None:
+    # The same printer twice (one spelling of an IPv6 address each) would be polled once, one entry's settings lost.
+    path = write_config('[[snmp.targets]]\nhost = "::1"\n[[snmp.targets]]\nhost = "10.0.4.7"\n'
+                        '[[snmp.targets]]\nhost = "0::1"\nport = 161\ncommunities = ["c2"]\n')  # fmt: skip
+    expected = f"{path}: snmp.targets[2]: same host and port (0::1:161) as snmp.targets[0]; merge the two"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load(path, {})
+    # Another port is another agent (simulators, proxies): allowed.
+    load(write_config('[[snmp.targets]]\nhost = "10.0.4.7"\n[[snmp.targets]]\nhost = "10.0.4.7"\nport = 1161\n'), {})
+
+
+def test_the_sellers_tax_number_is_checked_like_a_customers(write_config) -> None:
+    path = write_config('[billing.seller]\ntax_id = "DE123"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: billing.seller.tax_id: not a valid DE VAT number")):
+        load(path, {})
+    good = load(write_config('[billing.seller]\ntax_id = "de 136 695 976"\n'), {})
+    assert good.billing.seller.tax_id == "DE136695976"
+    unchecked = '[billing.seller]\ncountry = "US"\ntax_scheme = "other"\ntax_id = "12-3456789"\n'
+    assert load(write_config(unchecked), {}).billing.seller.tax_id == "12-3456789"
+
+
+def test_every_problem_is_reported_with_its_file_and_key(write_config) -> None:
+    path = write_config('[scheduler]\npoll_interval_s = 1\n[[snmp.targets]]\nhost = "10.0.4.9"\nport = 0\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path, {"METERD_SNMP__RETRIES": "many"})
+    assert [(p.file, p.key) for p in caught.value.problems] == [
+        (str(path), "scheduler.poll_interval_s"), ("$METERD_SNMP__RETRIES", "snmp.retries"),
+        (str(path), "snmp.targets[0].port"),
+    ]  # fmt: skip
+    assert str(caught.value).count("\n") == 2
+
+
 def test_unknown_key_is_refused_not_ignored(write_config) -> None:
     path = write_config('site = "acme"\n[storage]\nulr = "sqlite:////tmp/x.db"\n')
     with pytest.raises(ConfigError, match=r"storage\.ulr: unknown key") as caught:
