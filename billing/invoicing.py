@@ -321,8 +321,32 @@ def _pieces(merged: pd.DataFrame) -> dict[int, dict[tuple[str, str], list[Piece]
             "held_readings": int(columns["held"][i]),
             "no_reads": bool(columns["no_reads"][i]),
         }
+        if columns["segment_reads"][i]:
+            piece["segment_reads"] = columns["segment_reads"][i]
         out[int(job)][(str(columns["device"][i]), str(columns["meter"][i]))].append(piece)
     return out
+
+
+def read_pairs(piece: Piece) -> list[Piece]:
+    """A held piece's read pairs, one per segment (a reset starts one), each with the piece's own facts.
+
+    A pair: ``start``, ``end``, ``pages``, ``segment``, and ``segments``, ``held_readings``, ``no_reads`` ….
+
+    On every pair end - start = pages (but for a Counter32 wrap inside it); the segments' pages add up to the piece's.
+    """
+    pairs = piece.get("segment_reads") or [{"start": piece["start"], "end": piece["end"], "pages": piece["pages"]}]
+    facts = {key: value for key, value in piece.items() if key != "segment_reads"}
+    return [facts | pair | {"segment": number} for number, pair in enumerate(pairs, 1)]
+
+
+def line_pairs(line: InvoiceLine) -> list[tuple[str, Piece]]:
+    """Every read pair behind a usage line, with its device: one per device x held piece x segment."""
+    return [
+        (device, pair)
+        for device, reads in sorted(line.provenance.get("reads", {}).items())
+        for piece in reads.get("pieces", [])
+        for pair in read_pairs(piece)
+    ]
 
 
 def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
@@ -331,6 +355,7 @@ def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
         "value": columns[f"{side}_value"][i],
         "at": columns[f"{side}_at"][i],
         "estimated": bool(columns[f"{side}_estimated"][i]),
+        "first_read": bool(columns[f"{side}_first_read"][i]),
         "basis_row": int(columns[f"{side}_basis_row"][i]),
     }
 

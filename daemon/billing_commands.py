@@ -315,9 +315,10 @@ async def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
 def _print_lines(draft: Draft) -> None:
     rows = []
     for line in draft.lines:
-        start, end = line_reads(line)
+        (start, end), *more = line_reads(line)
         flags = ("E" if line.estimated else "") + ("H" if line.held else "") + ("A" if line.adjustment else "")
         rows.append([line.description, start, end, str(line.quantity), str(line.amount), flags])
+        rows.extend(["", segment_start, segment_end, "", "", ""] for segment_start, segment_end in more)
     print_rows("table", ["line", "start read", "end read", "qty", "amount", "flags"], rows,
                title=f"{draft.payer} {draft.month.label}")  # fmt: skip
 

@@ -135,7 +135,8 @@ async def measure_usage(
     until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
     reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
     by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
-    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
+    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules,
+                        restarts=await billing.restarts())  # fmt: skip
 
 
 async def forecast_over_allowance(

@@ -24,7 +24,7 @@ from billing.customers import Customer, parse_customer
 from billing.exchange import DeviceCard
 from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
 from billing.periods import Period
-from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
+from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESET, RESOLVED, RESTART_VALUE
 from daemon.storage.audit import changes, write_audit, write_audits
 from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
@@ -306,6 +306,33 @@ class BillingStore:
                 return set((await conn.execute(stmt)).scalars())
 
         return await self._store.guard(_query(), "read held readings")
+
+    async def restarts(self) -> dict[int, int]:
+        """Confirmed resets: the reading row where the counter went back -> the value it restarted from.
+
+        The row is the later reading of the reset's evidence (the detector names the pair), of
+        the anomaly's meter; without a value from the reviewer the counter restarted from 0.
+        """
+        stmt = select(AnomalyRow.evidence, AnomalyRow.meter).where(AnomalyRow.resolution == RESET)
+
+        async def _query() -> dict[int, int]:
+            async with self._store.engine.connect() as conn:
+                found: dict[tuple[str, str], int] = {}
+                for evidence_text, meter in await conn.execute(stmt):
+                    evidence = json.loads(evidence_text)
+                    readings = evidence.get("readings") or []
+                    if readings:
+                        found[(str(readings[-1]), meter)] = int(evidence.get(RESTART_VALUE) or 0)
+                rows: dict[int, int] = {}
+                for chunk in _chunks(sorted({reading for reading, _ in found})):
+                    lookup = select(ReadingRow.id, ReadingRow.reading_id, ReadingRow.meter).where(
+                        ReadingRow.reading_id.in_(chunk))  # fmt: skip
+                    for row_id, reading_id, meter in await conn.execute(lookup):
+                        if (reading_id, meter) in found:
+                            rows[int(row_id)] = found[(reading_id, meter)]
+                return rows
+
+        return await self._store.guard(_query(), "read confirmed resets")
 
     # -- invoices ---------------------------------------------------------------------------
 

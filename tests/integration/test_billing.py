@@ -498,3 +498,44 @@ async def test_a_contracts_own_knobs_judge_its_devices_and_bad_ones_are_refused_
     assert "contract ACME-1: detectors.allowance_margin: Input should be greater than or equal to 0" in (
         capsys.readouterr().err
     )
+
+
+async def test_a_confirmed_reset_bills_every_page_and_each_segment_has_its_own_read_pair(
+    store_url: str, config: Path
+) -> None:
+    # Issue 17 items 5 and 6: 100 pages a day; on 11 Oct the board is swapped and the counter reads 35.
+    before = daily("KY1", date(2026, 9, 20), 21, mono=100, color=20)  # to 10 Oct 06:00: 12,000
+    after = daily("KY1", date(2026, 10, 11), 30, mono=100, color=20, start=35, color_start=1000 + 20 * 21)
+    await _ready(store_url, config, [*before, *after], "KY1")
+    async with Store.open(store_url) as store:
+        await AnomalyStore(store).record(
+            [Finding(Kind.RESET, "KY1", "mono", before[-1].taken_at, after[0].taken_at,
+                     {"readings": [before[-1].id, after[0].id]})], now=NOW,
+        )  # fmt: skip
+        [reset] = await AnomalyStore(store).find(kind="reset")
+    resolved = await asyncio.to_thread(
+        cli,
+        config,
+        "anomalies",
+        "resolve",
+        str(reset.id),
+        "--action",
+        "reset",
+        "--reason",
+        "new board",
+        "--by",
+        "carol",
+    )
+    assert resolved == 0
+    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
+    async with Store.open(store_url) as store:
+        [draft] = await BillingStore(store).invoices(period=OCT)
+        [mono] = [line for line in (await BillingStore(store).invoice(draft.id)).lines if line.meter == "mono"]
+    # 1 Oct 06:00 (11,100) -> 10 Oct 06:00 (12,000): 900; restarted from 0, 1 Nov 06:00 reads 35 + 21 x 100 = 2,135.
+    assert mono.provenance["pages"] == 900 + 2_135  # every printed page, the first 35 after the reset included
+    erp = config.parent / "erp.csv"
+    assert await asyncio.to_thread(cli, config, "reports", "erp", "--period", "2026-10", "--out", str(erp)) == 0
+    rows = [row.split(",") for row in erp.read_text().splitlines() if row.startswith("KY1,ACME,mono")]
+    assert [(row[4], row[6], row[7], row[10]) for row in rows] == [("11100", "12000", "900", "1"),
+                                                                   ("0", "2135", "2135", "2")]  # fmt: skip
+    assert all(int(row[6]) - int(row[4]) == int(row[7]) for row in rows)
