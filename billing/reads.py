@@ -238,7 +238,7 @@ class _Series:
             for j in cuts:
                 reads.append(self._read(j - 1))
                 cums.append(int(self.cum[j - 1]))
-                confirmed = self.restart_from[j] >= 0
+                confirmed = bool(self.restart_from[j] >= 0)
                 value = int(self.restart_from[j]) if confirmed else int(self.value[j])
                 reads.append({"value": value, "at": _iso(int(self.time[j])), "estimated": False, "restart": confirmed})
                 cums.append(int(self.cum[j - 1]) if confirmed else int(self.cum[j]))

@@ -100,7 +100,7 @@ def line_reads(line: InvoiceLine) -> list[tuple[str, str]]:
 
 def _read_text(read: dict[str, Any], pair: dict[str, Any]) -> str:
     if read.get("value") is None:
-        return "no read"
+        return "meter not reported" if pair.get("reports") else "no read"
     mark = "~" if read.get("estimated") else ""
     text = f"{mark}{read['value']:,} ({str(read['at'])[:10]})"
     if read.get("restart"):
