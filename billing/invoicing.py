@@ -478,22 +478,25 @@ def _device_pieces(line: InvoiceLine) -> list[tuple[str, Piece]]:
             for piece in reads.get("pieces", [])]  # fmt: skip
 
 
-def unsupplied_meters(book: Book, assignment: Assignment, reported: Iterable[str]) -> list[str]:
+def unsupplied_meters(
+    book: Book, assignment: Assignment, reported: Iterable[str], *, contract: str | None = None
+) -> list[str]:
     """Warnings, one per contract x meter, for meters the device has never reported that its contracts bill.
 
-    Every version in force from the assignment's first day on counts; ``reported``: every meter the device has.
+    Every version in force from the assignment's first day on counts; ``reported``: every meter the
+    device has; ``contract``: that contract only.
     """
     have = sorted(set(reported))
     warnings = []
-    for contract in book.contracts_of(assignment.customer):
-        if not contract.covers(assignment.device):
+    for terms in book.contracts_of(assignment.customer):
+        if not terms.covers(assignment.device) or contract not in {None, terms.id}:
             continue
-        versions = [v for v in contract.versions if v.valid_from > assignment.start]
-        if (first := contract.version_at(assignment.start)) is not None:
+        versions = [v for v in terms.versions if v.valid_from > assignment.start]
+        if (first := terms.version_at(assignment.start)) is not None:
             versions.insert(0, first)
         for meter in sorted({str(m) for version in versions for m in version.source_meters} - set(have)):
             what = f"it reports {', '.join(have)}" if have else "it has reported no meter yet"
-            warnings.append(f"device {assignment.device}: contract {contract.id} bills meter {meter}, which the "
+            warnings.append(f"device {assignment.device}: contract {terms.id} bills meter {meter}, which the "
                             f"device has never reported ({what}); its lines will not bill until it does")  # fmt: skip
     return warnings
 

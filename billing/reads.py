@@ -110,7 +110,9 @@ def period_usage(
     taken = _micros(reads["taken_at"])
     bounds = {side: _micros(requests[side]) for side in ("start", "end")}
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
-    restart_from = reads["row_id"].map(dict(restarts or {})).fillna(-1).to_numpy("int64")
+    restart_from = np.full(len(reads), -1, dtype="int64")
+    if restarts:  # few: the confirmed resets
+        restart_from = reads["row_id"].map(dict(restarts)).fillna(-1).to_numpy("int64")
     kept = ~is_held
     series = _Series.build(codes.read_keys[kept], taken[kept], reads["value"].to_numpy("int64")[kept],
                            reads["row_id"].to_numpy("int64")[kept], restart_from[kept], rules)  # fmt: skip

@@ -222,9 +222,11 @@ async def cmd_contracts_load(args: argparse.Namespace, settings: Settings) -> in
             raise ContractError(str(err)) from None
     async with open_store(settings) as store:
         billing = BillingStore(store)
-        for contract in contracts:
-            await billing.save_contract(contract, actor=args.by, now=utc_now())
+        warnings = [w for contract in contracts for w in await billing.save_contract(contract, actor=args.by,
+                                                                                      now=utc_now())]  # fmt: skip
     print(f"{len(contracts)} contract(s) saved")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return EXIT_OK
 
 

@@ -137,8 +137,10 @@ class BillingStore:
 
         await self._store.guard(_write(), "save customers")
 
-    async def save_contract(self, contract: Contract, *, actor: str, now: datetime) -> None:
-        async def _write() -> None:
+    async def save_contract(self, contract: Contract, *, actor: str, now: datetime) -> list[str]:
+        """Create or replace a contract; returns warnings for meters it bills that devices it covers never reported."""
+
+        async def _write() -> list[str]:
             async with self._store.engine.begin() as conn:
                 row = (
                     await conn.execute(
@@ -165,8 +167,13 @@ class BillingStore:
                 before = json.loads(found.terms) if found is not None else None
                 await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}",
                                   changes(before, json.loads(terms)))  # fmt: skip
+                book = await _book(conn)
+                held = [a for a in book.assignments_of(contract.customer) if a.end is None or a.end > now.date()]
+                reported = await _reported_meters(conn, [a.device for a in held])
+                return [warning for held_by in held for warning in unsupplied_meters(
+                    book, held_by, reported.get(held_by.device, ()), contract=contract.id)]  # fmt: skip
 
-        await self._store.guard(_write(), "save contract")
+        return await self._store.guard(_write(), "save contract")
 
     async def assign(
         self, device: str, customer: str, *, start: date, end: date | None = None, actor: str, now: datetime

@@ -602,6 +602,9 @@ async def test_a_device_that_cannot_supply_the_billed_meters_is_flagged_at_assig
     for meter in ("mono", "color"):
         assert (f"warning: device KM1: contract ACME-1 bills meter {meter}, which the device has never reported "
                 "(it reports copy_color, copy_mono, print_color, print_mono, total)") in said  # fmt: skip
+    # Loading the contract again (a new version, say) while the device is held says the same.
+    assert await asyncio.to_thread(cli, config, "contracts", "load", str(config.parent / "book.toml")) == 0
+    assert "warning: device KM1: contract ACME-1 bills meter mono, which the device" in capsys.readouterr().out
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
     async with Store.open(store_url) as store:
         [draft] = await BillingStore(store).invoices(period=OCT)
