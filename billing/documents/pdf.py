@@ -116,9 +116,9 @@ def _lines_table(document: Document) -> Table:
     for line in document.lines:
         (start, end), *more = line_reads(line)
         flags = (ESTIMATED_MARK if line.estimated else "") + (HELD_MARK if line.held else "")
-        rows.append([Paragraph(_escape(line.description), _SMALL), start, end, _quantity(line.quantity),
+        rows.append([Paragraph(_escape(line.description), _SMALL), _cell(start), _cell(end), _quantity(line.quantity),
                      _money(line.amount), flags])  # fmt: skip
-        rows.extend(["", segment_start, segment_end, "", "", ""] for segment_start, segment_end in more)
+        rows.extend(["", _cell(segment_start), _cell(segment_end), "", "", ""] for segment_start, segment_end in more)
     table = Table(rows, colWidths=[78 * mm, 30 * mm, 30 * mm, 14 * mm, 20 * mm, 8 * mm], repeatRows=1)
     table.setStyle(TableStyle([
         ("FONTSIZE", (0, 0), (-1, -1), 7.5), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
@@ -126,6 +126,11 @@ def _lines_table(document: Document) -> Table:
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey),
     ]))  # fmt: skip
     return table
+
+
+def _cell(text: str) -> Paragraph:
+    """A read as a wrapping cell: a note (reset, first read) or a device name must not run into the next column."""
+    return Paragraph(_escape(text), _SMALL)
 
 
 def _totals_table(document: Document) -> Table:
