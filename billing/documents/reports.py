@@ -38,7 +38,7 @@ class UsageRow:
     held_readings: int
     invoice: str
     segment: int = 1  # which segment of the device's period (a reset starts a new one)
-    start_note: str = ""  # "first read" (installed in the period), "reset" (restarted from this value)
+    start_note: str = ""  # "first read" (installed in the period), "reset" (restarted from it), "meter not reported"
 
 
 def usage_rows(lines: Iterable[InvoiceLine], invoice: str) -> list[UsageRow]:
@@ -57,15 +57,18 @@ def usage_rows(lines: Iterable[InvoiceLine], invoice: str) -> list[UsageRow]:
                 start_date=str(start["at"] or "")[:10], start_read=start["value"], start_estimated=start["estimated"],
                 end_date=str(end["at"] or "")[:10], end_read=end["value"], end_estimated=end["estimated"],
                 usage=pair["pages"], segments=pair["segments"], held_readings=pair["held_readings"],
-                invoice=invoice, segment=pair["segment"], start_note=_start_note(start),
+                invoice=invoice, segment=pair["segment"], start_note=_start_note(pair),
             ))  # fmt: skip
     return sorted(rows, key=lambda row: (row.customer, row.equipment_id, row.meter, row.start_date, row.segment))
 
 
-def _start_note(read: dict[str, Any]) -> str:
-    if read.get("restart"):
+def _start_note(pair: dict[str, Any]) -> str:
+    """What the start read is, where it is not an ordinary boundary read (an estimate has its own column)."""
+    if pair.get("reports"):
+        return "meter not reported"
+    if pair["start"].get("restart"):
         return "reset"
-    return "first read" if read.get("first_read") else ""
+    return "first read" if pair["start"].get("first_read") else ""
 
 
 def usage_csv(rows: Sequence[UsageRow]) -> str:

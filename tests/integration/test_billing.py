@@ -501,8 +501,9 @@ async def test_a_contracts_own_knobs_judge_its_devices_and_bad_ones_are_refused_
     )
 
 
+@pytest.mark.parametrize("restarted_from", [None, 20])
 async def test_a_confirmed_reset_bills_every_page_and_each_segment_has_its_own_read_pair(
-    store_url: str, config: Path
+    store_url: str, config: Path, restarted_from: int | None
 ) -> None:
     # Issue 17 items 5 and 6: 100 pages a day; on 11 Oct the board is swapped and the counter reads 35.
     before = daily("KY1", date(2026, 9, 20), 21, mono=100, color=20)  # to 10 Oct 06:00: 12,000
@@ -514,31 +515,23 @@ async def test_a_confirmed_reset_bills_every_page_and_each_segment_has_its_own_r
                      {"readings": [before[-1].id, after[0].id]})], now=NOW,
         )  # fmt: skip
         [reset] = await AnomalyStore(store).find(kind="reset")
-    resolved = await asyncio.to_thread(
-        cli,
-        config,
-        "anomalies",
-        "resolve",
-        str(reset.id),
-        "--action",
-        "reset",
-        "--reason",
-        "new board",
-        "--by",
-        "carol",
-    )
+    value = [] if restarted_from is None else ["--value", str(restarted_from)]
+    resolved = await asyncio.to_thread(cli, config, "anomalies", "resolve", str(reset.id), "--action", "reset",
+                                       "--reason", "new board", "--by", "carol", *value)  # fmt: skip
+    base = restarted_from or 0
     assert resolved == 0
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
     async with Store.open(store_url) as store:
         [draft] = await BillingStore(store).invoices(period=OCT)
         [mono] = [line for line in (await BillingStore(store).invoice(draft.id)).lines if line.meter == "mono"]
-    # 1 Oct 06:00 (11,100) -> 10 Oct 06:00 (12,000): 900; restarted from 0, 1 Nov 06:00 reads 35 + 21 x 100 = 2,135.
-    assert mono.provenance["pages"] == 900 + 2_135  # every printed page, the first 35 after the reset included
+    # 1 Oct 06:00 (11,100) -> 10 Oct 06:00 (12,000): 900; restarted from 0 (or the reviewer's value), 1 Nov 06:00
+    # reads 35 + 21 x 100 = 2,135.
+    assert mono.provenance["pages"] == 900 + 2_135 - base  # every printed page, the first ones after the reset too
     erp = config.parent / "erp.csv"
     assert await asyncio.to_thread(cli, config, "reports", "erp", "--period", "2026-10", "--out", str(erp)) == 0
     rows = [row.split(",") for row in erp.read_text().splitlines() if row.startswith("KY1,ACME,mono")]
-    assert [(row[4], row[6], row[7], row[10]) for row in rows] == [("11100", "12000", "900", "1"),
-                                                                   ("0", "2135", "2135", "2")]  # fmt: skip
+    assert [(row[4], row[6], row[7], row[10], row[11]) for row in rows] == [
+        ("11100", "12000", "900", "1", ""), (str(base), "2135", str(2135 - base), "2", "reset")]  # fmt: skip
     assert all(int(row[6]) - int(row[4]) == int(row[7]) for row in rows)
 
 
