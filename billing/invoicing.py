@@ -347,12 +347,13 @@ def read_pairs(piece: Piece) -> list[Piece]:
 
 def line_pairs(line: InvoiceLine) -> list[tuple[str, Piece]]:
     """Every read pair behind a usage line, with its device: one per device x held piece x segment."""
-    return [
-        (device, pair)
-        for device, reads in sorted(line.provenance.get("reads", {}).items())
-        for piece in reads.get("pieces", [])
-        for pair in read_pairs(piece)
-    ]
+    return [(device, pair) for device, piece in _device_pieces(line) for pair in read_pairs(piece)]
+
+
+def _device_pieces(line: InvoiceLine) -> list[tuple[str, Piece]]:
+    """The held pieces behind a usage line (one per device x meter x held span), with their device."""
+    return [(device, piece) for device, reads in sorted(line.provenance.get("reads", {}).items())
+            for piece in reads.get("pieces", [])]  # fmt: skip
 
 
 def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
@@ -471,11 +472,6 @@ def _adjustment(line: InvoiceLine, paid: Decimal, difference: Decimal, before: l
         quantity=line.quantity - billed_quantity,
         provenance={**line.provenance, "billed_amount": str(paid), "now_amount": str(line.amount)},
     )
-
-
-def _device_pieces(line: InvoiceLine) -> list[tuple[str, Piece]]:
-    return [(device, piece) for device, reads in sorted(line.provenance.get("reads", {}).items())
-            for piece in reads.get("pieces", [])]  # fmt: skip
 
 
 def unsupplied_meters(
