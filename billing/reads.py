@@ -100,7 +100,7 @@ def period_usage(
     UTC timestamps. ``held``: row ids usage must leave out. ``restarts``: confirmed resets
     (row id -> the value the counter restarted from). Columns of the result: ``usage``,
     ``segments``, ``wraps``, ``held`` (count), ``no_reads``, ``segment_reads`` (None for one
-    segment, else a read pair per segment: see :func:`_segment_pairs`), and for both
+    segment, else a read pair per segment: see ``_Series.segment_pairs``), and for both
     ``start_`` and ``end_``: ``row_id`` (-1 when estimated from nothing), ``value``, ``at``,
     ``estimated``, ``basis_row`` (the read an estimate starts from), ``first_read`` (no read
     within the window and none before: the device's first read after the boundary).
@@ -268,7 +268,7 @@ class _Series:
 
 def _boundary(found: dict[str, Any], i: int) -> dict[str, Any]:
     return {"value": int(found["value"][i]), "at": _iso(int(found["at"][i])), "estimated": bool(found["estimated"][i]),
-            "restart": False}  # fmt: skip
+            "first_read": bool(found["first_read"][i]), "restart": False}  # fmt: skip
 
 
 def _iso(micros: int) -> str:
