@@ -59,14 +59,26 @@ class Tier(Strict):
 
 
 class MeterTerms(Strict):
-    meter: Meter
+    meter: Meter = Field(description="the meter the line bills, and its name on the invoice")
+    sum_of: list[Meter] = Field(
+        default_factory=list,
+        description="bill the sum of these meters as ``meter`` (mono = print_mono + copy_mono); empty: ``meter``",
+    )
     included: int = Field(default=0, ge=0, description="pages included per device per usage period")
     tiers: list[Tier] = Field(min_length=1)
     tiering: Literal["graduated", "volume"] = "graduated"
     pool: str | None = Field(default=None, description="devices sharing one allowance")
 
+    @property
+    def sources(self) -> list[Meter]:
+        """The meters whose pages this line bills."""
+        return self.sum_of or [self.meter]
+
     @model_validator(mode="after")
     def _tiers_cover_everything(self) -> MeterTerms:
+        if self.sum_of and (len(self.sum_of) < 2 or len(set(self.sum_of)) != len(self.sum_of)):  # noqa: PLR2004 - a sum
+            msg = "sum_of names two or more different meters (e.g. [print_mono, copy_mono]); leave it out for one"
+            raise ValueError(msg)
         bounds = [tier.up_to for tier in self.tiers]
         if bounds[-1] is not None:
             msg = "the last tier must have no up_to (it covers every page above the others)"
@@ -99,6 +111,11 @@ class ContractVersion(Strict):
 
     def terms_for(self, meter: Meter) -> MeterTerms | None:
         return next((terms for terms in self.meters if terms.meter == meter), None)
+
+    @property
+    def source_meters(self) -> set[Meter]:
+        """Every meter a device must report for this version to bill it."""
+        return {meter for terms in self.meters for meter in terms.sources}
 
 
 class Contract(Strict):

@@ -17,7 +17,7 @@ Pure functions: the store loads the inputs and writes the result.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -253,15 +253,20 @@ def usage_jobs(book: Book, payer: str, cycles_ending: Sequence[date]) -> list[Us
 
 
 def usage_requests(jobs: Iterable[UsageJob]) -> pd.DataFrame:
-    """One row per device x billed meter x held piece of a cycle, for :func:`billing.reads.period_usage`."""
+    """One row per device x read meter x held piece of a cycle, for :func:`billing.reads.period_usage`.
+
+    ``billed`` is the contract line's meter: a line that bills a sum (mono = print_mono + copy_mono)
+    reads each of its meters.
+    """
     rows = [
-        (index, device, str(terms.meter), _utc(piece.start), _utc(piece.end))
+        (index, device, str(source), str(terms.meter), _utc(piece.start), _utc(piece.end))
         for index, job in enumerate(jobs)
         for terms in job.version.meters
+        for source in terms.sources
         for device, pieces in job.held_days.items()
         for piece in pieces
     ]
-    return pd.DataFrame(rows, columns=["job", "device", "meter", "start", "end"])
+    return pd.DataFrame(rows, columns=["job", "device", "meter", "billed", "start", "end"])
 
 
 def _utc(day: date) -> pd.Timestamp:
@@ -313,6 +318,7 @@ def _pieces(merged: pd.DataFrame) -> dict[int, dict[tuple[str, str], list[Piece]
         columns[f"{side}_value"] = [None if pd.isna(v) else int(v) for v in columns[f"{side}_value"]]
     for i, job in enumerate(columns["job"]):
         piece = {
+            "meter": str(columns["meter"][i]),
             "start": _read(columns, "start", i),
             "end": _read(columns, "end", i),
             "pages": int(columns["usage"][i]),
@@ -321,8 +327,33 @@ def _pieces(merged: pd.DataFrame) -> dict[int, dict[tuple[str, str], list[Piece]
             "held_readings": int(columns["held"][i]),
             "no_reads": bool(columns["no_reads"][i]),
         }
-        out[int(job)][(str(columns["device"][i]), str(columns["meter"][i]))].append(piece)
+        if columns["segment_reads"][i]:
+            piece["segment_reads"] = columns["segment_reads"][i]
+        out[int(job)][(str(columns["device"][i]), str(columns["billed"][i]))].append(piece)
     return out
+
+
+def read_pairs(piece: Piece) -> list[Piece]:
+    """A held piece's read pairs, one per segment (a reset starts one), each with the piece's own facts.
+
+    A pair: ``start``, ``end``, ``pages``, ``segment``, and ``segments``, ``held_readings``, ``no_reads`` ….
+
+    On every pair end - start = pages (but for a Counter32 wrap inside it); the segments' pages add up to the piece's.
+    """
+    pairs = piece.get("segment_reads") or [{"start": piece["start"], "end": piece["end"], "pages": piece["pages"]}]
+    facts = {key: value for key, value in piece.items() if key != "segment_reads"}
+    return [facts | pair | {"segment": number} for number, pair in enumerate(pairs, 1)]
+
+
+def line_pairs(line: InvoiceLine) -> list[tuple[str, Piece]]:
+    """Every read pair behind a usage line, with its device: one per device x held piece x segment."""
+    return [(device, pair) for device, piece in _device_pieces(line) for pair in read_pairs(piece)]
+
+
+def _device_pieces(line: InvoiceLine) -> list[tuple[str, Piece]]:
+    """The held pieces behind a usage line (one per device x meter x held span), with their device."""
+    return [(device, piece) for device, reads in sorted(line.provenance.get("reads", {}).items())
+            for piece in reads.get("pieces", [])]  # fmt: skip
 
 
 def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
@@ -331,6 +362,7 @@ def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
         "value": columns[f"{side}_value"][i],
         "at": columns[f"{side}_at"][i],
         "estimated": bool(columns[f"{side}_estimated"][i]),
+        "first_read": bool(columns[f"{side}_first_read"][i]),
         "basis_row": int(columns[f"{side}_basis_row"][i]),
     }
 
@@ -442,18 +474,94 @@ def _adjustment(line: InvoiceLine, paid: Decimal, difference: Decimal, before: l
     )
 
 
-def double_checks(lines: Sequence[InvoiceLine]) -> list[str]:
-    """What the person who finalises should look at: held lines, estimates, missing reads, true-ups, adjustments."""
-    notes = []
+def unsupplied_meters(
+    book: Book, assignment: Assignment, reported: Iterable[str], *, contract: str | None = None
+) -> list[str]:
+    """Warnings, one per contract x meter, for meters the device has never reported that its contracts bill.
+
+    Every version in force from the assignment's first day on counts; ``reported``: every meter the
+    device has; ``contract``: that contract only.
+    """
+    have = sorted(set(reported))
+    warnings = []
+    for terms in book.contracts_of(assignment.customer):
+        if not terms.covers(assignment.device) or contract not in {None, terms.id}:
+            continue
+        versions = [v for v in terms.versions if v.valid_from > assignment.start]
+        if (first := terms.version_at(assignment.start)) is not None:
+            versions.insert(0, first)
+        for meter in sorted({str(m) for version in versions for m in version.source_meters} - set(have)):
+            what = f"it reports {', '.join(have)}" if have else "it has reported no meter yet"
+            warnings.append(f"device {assignment.device}: contract {terms.id} bills meter {meter}, which the "
+                            f"device has never reported ({what}); its lines will not bill until it does")  # fmt: skip
+    return warnings
+
+
+def devices_without_reads(lines: Iterable[InvoiceLine]) -> set[str]:
+    """Devices with a billed meter that has no read at all in a period (to ask the store what they do report)."""
+    return {device for line in lines for device, piece in _device_pieces(line) if piece["no_reads"]}
+
+
+def mark_unsupplied(lines: Sequence[InvoiceLine], reported: Mapping[str, Iterable[str]]) -> list[InvoiceLine]:
+    """Pieces without reads of a meter their device has never reported, though it reports others, say what it reports.
+
+    ``reported``: the meters each device has ever reported. Such a piece is not a missing read
+    (one may still come) but a meter the device cannot supply: the contract bills what it does not count.
+    """
+    out = []
+    for line in lines:
+        pieces = _device_pieces(line)
+        if not any(piece["no_reads"] and reported.get(device) for device, piece in pieces):
+            out.append(line)
+            continue
+        reads: dict[str, Any] = {}
+        for device, piece in pieces:
+            have = sorted(reported.get(device, ()))
+            if piece["no_reads"] and have and piece.get("meter", line.meter) not in have:
+                piece = piece | {"reports": have}  # noqa: PLW2901 - the marked copy replaces it
+            reads.setdefault(device, {"pieces": []})["pieces"].append(piece)
+        out.append(replace(line, provenance={**line.provenance, "reads": reads}))
+    return out
+
+
+def _unsupplied(line: InvoiceLine) -> list[str]:
+    """'KM1 mono (it reports copy_mono, print_mono)' per meter the line's devices cannot supply."""
+    return sorted({f"{device} {piece.get('meter', line.meter)} (it reports {', '.join(piece['reports'])})"
+                   for device, piece in _device_pieces(line) if piece.get("reports")})  # fmt: skip
+
+
+def blocking_items(lines: Sequence[InvoiceLine]) -> list[str]:
+    """What stops finalising unless overridden with a reason.
+
+    Held lines, missing reads on billed meters, meters a device cannot supply.
+    """
+    items = []
     for line in lines:
         label = f"{line.description} ({line.amount})"
         if line.held:
-            notes.append(f"HELD: {label}: readings under review; resolve them or finalise with --override-hold")
+            items.append(f"HELD: {label}: readings under review; resolve them (`meterd anomalies list`)")
+        if unsupplied := _unsupplied(line):
+            items.append(f"meter not reported: {label}: {'; '.join(unsupplied)}; bill what the device counts "
+                         "(a contract line may sum meters: sum_of) or fix its profile")  # fmt: skip
+        elif any(piece["no_reads"] for _, piece in _device_pieces(line)):
+            items.append(f"no reads at all: {label}: the device sent none of this meter in the period")
+    return items
+
+
+def double_checks(lines: Sequence[InvoiceLine]) -> list[str]:
+    """What the person who finalises should look at.
+
+    The blocking items first, then estimates, first reads (installations), true-ups, adjustments.
+    """
+    notes = blocking_items(lines)
+    for line in lines:
+        label = f"{line.description} ({line.amount})"
         if line.estimated:
             notes.append(f"estimated: {label}")
-        pieces = [p for reads in line.provenance.get("reads", {}).values() for p in reads.get("pieces", [])]
-        if any(piece["no_reads"] for piece in pieces):
-            notes.append(f"no reads at all: {label}")
+        first = sorted({f"{device} {str(pair['start']['at'])[:10]}" for device, pair in line_pairs(line)
+                        if pair["start"].get("first_read")})  # fmt: skip
+        if first:
+            notes.append(f"first read (installation, outside the read window): {label}: {', '.join(first)}")
         if line.kind == MINIMUM:
             notes.append(f"minimum charge true-up: {label}")
         if line.adjustment:

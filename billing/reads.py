@@ -7,14 +7,21 @@ average daily volume times the days in between. Consecutive periods share their
 boundary read, so no page is billed twice or lost between them.
 
 Usage is counted step by step between the two reads: a Counter32 wrap counts through
-2^32, any other backward step (a reset or a swap) starts a new segment and counts nothing
-for that one step. Held readings are left out as if never taken, and mark the request.
+2^32, any other backward step (a reset or a swap) starts a new segment. A reset a reviewer
+confirmed (``restarts``: the row where the counter restarted, with the value it restarted
+from, 0 unless the reviewer gave one) counts from there: 640 pages, a reset, a first read of
+35 and 960 more bill 640 + 35 + 960 = 1,635. An unconfirmed backward step (a swap: another
+device's counter) counts nothing for that one step. Each segment keeps its own read pair,
+so end - start = usage on every pair. Held readings are left out as if never taken, and
+mark the request. A boundary with no read within the window is an estimate, or the
+device's first read after the boundary (an installation), and says which.
 Everything is vectorised (numpy: one sort, then binary searches): a year of daily reads of
 10,000 devices is one pass, not a loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -38,6 +45,9 @@ class ReadRules:
     max_pages_per_minute: float = 500.0  # a backward step is a wrap only if the pages through 2^32 are plausible
 
 
+Restarts = Mapping[int, int]  # reading row -> the value its counter restarted from (a confirmed reset)
+
+
 def classify_steps(frame: pd.DataFrame, by: list[str], max_pages_per_minute: float) -> pd.DataFrame:
     """Per reading (sorted by ``by`` then time): the pages counted since the previous one, wrap, reset.
 
@@ -53,47 +63,64 @@ def classify_steps(frame: pd.DataFrame, by: list[str], max_pages_per_minute: flo
     return pd.DataFrame({"counted": counted, "wrap": wrap, "reset": reset}, index=frame.index)
 
 
-def _steps(
-    value: Ints, previous: Ints, first: np.ndarray[Any, Any], minutes: np.ndarray[Any, Any], max_pages_per_minute: float
+def _steps(  # noqa: PLR0917 - the step's columns, the speed limit, the confirmed restarts
+    value: Ints,
+    previous: Ints,
+    first: np.ndarray[Any, Any],
+    minutes: np.ndarray[Any, Any],
+    max_pages_per_minute: float,
+    restart_from: Ints | None = None,
 ) -> tuple[Ints, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Pages counted per step, and which steps are wraps and which resets: the one rule for both callers.
 
     A backward step is a Counter32 wrap when the pages through 2^32 fit the time since the
-    previous read at ``max_pages_per_minute``; any other is a reset (or swap), counting 0.
+    previous read at ``max_pages_per_minute``; any other is a reset (or swap). A reset whose
+    ``restart_from`` is known (>= 0: a confirmed reset) counts the pages since that value;
+    an unconfirmed one counts 0 (another device's counter says nothing about these pages).
     """
     step = value - previous
     through_wrap = value + COUNTER32 - previous
     backward = ~first & (step < 0)
     wrap = backward & (previous < COUNTER32) & (through_wrap <= np.maximum(minutes, 1.0) * max_pages_per_minute)
     reset = backward & ~wrap
-    counted: Ints = np.where(first | reset, 0, np.where(wrap, through_wrap, step))
+    restarted = np.zeros(len(value), dtype="int64")
+    if restart_from is not None:
+        restarted = np.where(restart_from >= 0, np.maximum(value - restart_from, 0), 0)
+    counted: Ints = np.where(first, 0, np.where(reset, restarted, np.where(wrap, through_wrap, step)))
     return counted, wrap, reset
 
 
 def period_usage(
     reads: pd.DataFrame, requests: pd.DataFrame, *, held: set[int] | frozenset[int] = frozenset(),
-    rules: ReadRules | None = None,
+    rules: ReadRules | None = None, restarts: Restarts | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Usage for every request row (its index kept), with the reads that bound it.
 
     ``reads``: READ_COLUMNS (``taken_at`` tz-aware UTC). ``requests``: REQUEST_COLUMNS with
-    UTC timestamps. ``held``: row ids usage must leave out. Columns of the result:
-    ``usage``, ``segments``, ``wraps``, ``held`` (count), ``no_reads``, and for both ``start_``
-    and ``end_``: ``row_id`` (-1 when estimated from nothing), ``value``, ``at``, ``estimated``,
-    ``basis_row`` (the read an estimate starts from).
+    UTC timestamps. ``held``: row ids usage must leave out. ``restarts``: confirmed resets
+    (row id -> the value the counter restarted from). Columns of the result: ``usage``,
+    ``segments``, ``wraps``, ``held`` (count), ``no_reads``, ``segment_reads`` (None for one
+    segment, else a read pair per segment: see ``_Series.segment_pairs``), and for both
+    ``start_`` and ``end_``: ``row_id`` (-1 when estimated from nothing), ``value``, ``at``,
+    ``estimated``, ``basis_row`` (the read an estimate starts from), ``first_read`` (no read
+    within the window and none before: the device's first read after the boundary).
     """
     rules = rules or ReadRules()
     codes = _Codes(reads, requests)
     taken = _micros(reads["taken_at"])
     bounds = {side: _micros(requests[side]) for side in ("start", "end")}
     is_held = reads["row_id"].isin(held).to_numpy() if held else np.zeros(len(reads), dtype=bool)
-    series = _Series.build(codes.read_keys[~is_held], taken[~is_held], reads["value"].to_numpy("int64")[~is_held],
-                           reads["row_id"].to_numpy("int64")[~is_held], rules)  # fmt: skip
+    restart_from = np.full(len(reads), -1, dtype="int64")
+    if restarts:  # few: the confirmed resets
+        restart_from = reads["row_id"].map(dict(restarts)).fillna(-1).to_numpy("int64")
+    kept = ~is_held
+    series = _Series.build(codes.read_keys[kept], taken[kept], reads["value"].to_numpy("int64")[kept],
+                           reads["row_id"].to_numpy("int64")[kept], restart_from[kept], rules)  # fmt: skip
     result = pd.DataFrame(index=requests.index)
     found = {}
     for side in ("start", "end"):
         found[side] = series.read_at(codes.request_keys, bounds[side], rules)
-        for column in ("row_id", "value", "estimated", "basis_row"):
+        for column in ("row_id", "value", "estimated", "basis_row", "first_read"):
             result[f"{side}_{column}"] = found[side][column]
         result[f"{side}_at"] = pd.to_datetime(found[side]["at"], unit="us", utc=True)
     start, end = found["start"], found["end"]
@@ -103,6 +130,7 @@ def period_usage(
     result["wraps"] = end["wraps"] - start["wraps"]
     result["held"] = _held_counts(codes.read_keys[is_held], taken[is_held], codes.request_keys, bounds["start"],
                                   bounds["end"], rules)  # fmt: skip
+    result["segment_reads"] = series.segment_pairs(start, end, result["segments"].to_numpy())
     for side in ("start", "end"):
         result[f"{side}_value"] = result[f"{side}_value"].where(~found[side]["missing"])
     return result
@@ -127,13 +155,17 @@ class _Series:
         self.packing, self.packed = packing, packed
         self.key, self.time, self.value, self.row = columns["key"], columns["time"], columns["value"], columns["row"]
         self.cum, self.resets, self.wraps = columns["cum"], columns["resets"], columns["wraps"]
+        self.reset, self.restart_from = columns["reset"], columns["restart_from"]
 
     @classmethod
-    def build(cls, key: Ints, time_us: Ints, value: Ints, row: Ints, rules: ReadRules) -> _Series:
+    def build(  # noqa: PLR0917 - the columns of the kept reads, and the rules
+        cls, key: Ints, time_us: Ints, value: Ints, row: Ints, restart_from: Ints, rules: ReadRules
+    ) -> _Series:
         packing = _Packing.covering(key, time_us)
         packed = packing.pack(key, time_us)
         order = np.argsort(packed, kind="stable")
         packed, key, time_us, value, row = packed[order], key[order], time_us[order], value[order], row[order]
+        restart_from = restart_from[order]
         first = np.ones(len(key), dtype=bool)
         first[1:] = key[1:] != key[:-1]
         previous = np.empty_like(value)
@@ -141,10 +173,11 @@ class _Series:
         previous[1:] = value[:-1]
         minutes = np.ones(len(key), dtype="float64")
         minutes[1:] = (time_us[1:] - time_us[:-1]) / 60e6
-        counted, wrap, reset = _steps(value, previous, first, minutes, rules.max_pages_per_minute)
+        counted, wrap, reset = _steps(value, previous, first, minutes, rules.max_pages_per_minute, restart_from)
         starts = np.maximum.accumulate(np.where(first, np.arange(len(key)), 0)) if len(key) else np.zeros(0, "int64")
         columns = {"key": key, "time": time_us, "value": value, "row": row, "cum": _grouped_cumsum(counted, starts),
-                   "resets": _grouped_cumsum(reset, starts), "wraps": _grouped_cumsum(wrap, starts)}  # fmt: skip
+                   "resets": _grouped_cumsum(reset, starts), "wraps": _grouped_cumsum(wrap, starts),
+                   "reset": reset, "restart_from": restart_from}  # fmt: skip
         return cls(packing, packed, columns)
 
     def pack(self, key: Ints, time_us: Ints) -> Ints:
@@ -177,16 +210,48 @@ class _Series:
         missing = ~(found | estimate | first_after)
         real = found | first_after
         return {
+            "index": np.where(missing, -1, index),
             "row_id": np.where(real, self.row[index], -1),
             "value": np.where(missing, 0, self.value[index] + extra),
             "at": np.where(real, self.time[index], at),
             "estimated": estimate,
+            "first_read": first_after,
             "basis_row": np.where(missing, -1, self.row[index]),
             "cum": np.where(missing, 0, self.cum[index] + extra),
             "resets": np.where(missing, 0, self.resets[index]),
             "wraps": np.where(missing, 0, self.wraps[index]),
             "missing": missing,
         }
+
+    def segment_pairs(self, start: dict[str, Any], end: dict[str, Any], segments: Ints) -> list[Any]:
+        """Per request, None for one segment, else one read pair per segment (the few resets, in Python).
+
+        A pair is ``{"start": read, "end": read, "pages": n}`` with a read as ``{"value", "at",
+        "estimated", "restart"}``: a segment after a confirmed reset starts at the value the
+        counter restarted from (``restart``: true), after an unconfirmed one at its first read.
+        Pages are the counted pages (a wrap inside a segment adds 2^32 to end - start).
+        """
+        out: list[Any] = [None] * len(segments)
+        for i in (int(k) for k in np.flatnonzero(segments > 1)):
+            first, last = int(start["index"][i]), int(end["index"][i])
+            cuts = [j for j in range(first + 1, last + 1) if self.reset[j]]
+            reads = [_boundary(start, i)]
+            cums = [int(start["cum"][i])]
+            for j in cuts:
+                reads.append(self._read(j - 1))
+                cums.append(int(self.cum[j - 1]))
+                confirmed = bool(self.restart_from[j] >= 0)
+                value = int(self.restart_from[j]) if confirmed else int(self.value[j])
+                reads.append({"value": value, "at": _iso(int(self.time[j])), "estimated": False, "restart": confirmed})
+                cums.append(int(self.cum[j - 1]) if confirmed else int(self.cum[j]))
+            reads.append(_boundary(end, i))
+            cums.append(int(end["cum"][i]))
+            out[i] = [{"start": reads[k], "end": reads[k + 1], "pages": cums[k + 1] - cums[k]}
+                      for k in range(0, len(reads), 2)]  # fmt: skip
+        return out
+
+    def _read(self, j: int) -> dict[str, Any]:
+        return {"value": int(self.value[j]), "at": _iso(int(self.time[j])), "estimated": False, "restart": False}
 
     def _estimated_pages(self, last: Ints, key: Ints, at: Ints, rules: ReadRules) -> Ints:
         """The recent daily average times the days from the last read to the boundary, rounded half-up."""
@@ -201,11 +266,21 @@ class _Series:
         return extra
 
 
+def _boundary(found: dict[str, Any], i: int) -> dict[str, Any]:
+    return {"value": int(found["value"][i]), "at": _iso(int(found["at"][i])), "estimated": bool(found["estimated"][i]),
+            "first_read": bool(found["first_read"][i]), "restart": False}  # fmt: skip
+
+
+def _iso(micros: int) -> str:
+    return pd.Timestamp(micros, unit="us", tz="UTC").isoformat()
+
+
 def _nothing_found(at: Ints) -> dict[str, Any]:
     """``read_at`` when no reading is kept at all: every boundary is missing."""
     none, zero = np.full(len(at), -1, dtype="int64"), np.zeros(len(at), dtype="int64")
-    return {"row_id": none, "value": zero, "at": at, "estimated": np.zeros(len(at), dtype=bool), "basis_row": none,
-            "cum": zero, "resets": zero, "wraps": zero, "missing": np.ones(len(at), dtype=bool)}  # fmt: skip
+    no = np.zeros(len(at), dtype=bool)
+    return {"index": none, "row_id": none, "value": zero, "at": at, "estimated": no, "first_read": no,
+            "basis_row": none, "cum": zero, "resets": zero, "wraps": zero, "missing": ~no}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ class _WireDevice(_Strict):
 class _WireMeter(_Strict):
     meter: Meter
     value: int = Field(ge=0, le=MAX_COUNTER, strict=True)
-    unit: Unit
+    unit: Unit = Unit.IMPRESSIONS  # meters.md: impressions is the default, so a sender may leave it out
     derived: bool = False
 
 

@@ -38,7 +38,11 @@ def add_anomaly_parsers(
     resolve.add_argument("id", type=int)
     resolve.add_argument("--action", required=True, choices=sorted(ACTIONS))
     resolve.add_argument("--reason", required=True)
-    resolve.add_argument("--value", type=int, help="with --action replace: the right counter value")
+    resolve.add_argument(
+        "--value",
+        type=int,
+        help="replace: the right counter value; reset: the value the counter restarted from (default 0)",
+    )
     resolve.add_argument("--by", default=default_user(), help="who (default: the login name)")
     resolve.set_defaults(handler=cmd_resolve)
 

@@ -18,6 +18,7 @@ from typing import Any
 from billing.contracts import ContractError, parse_contract
 from billing.customers import parse_customer
 from billing.documents.pdf import line_reads, to_pdf
+from billing.documents.records import draft_record, line_record
 from billing.documents.reports import erp_csv, usage_rows
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError, Draft, double_checks
@@ -36,7 +37,7 @@ from daemon.errors import MeterdError
 from daemon.exchange_commands import add_exchange_parsers
 from daemon.notify import notices
 from daemon.settings import Settings
-from daemon.storage.billing import BillingStore
+from daemon.storage.billing import BillingStore, InvoiceRecord
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -119,6 +120,8 @@ def _add_bill(
         action.add_argument("--period", type=Period.parse_month, required=True, metavar="YYYY-MM")
         action.add_argument("--customer", action="append", metavar="CODE", help="only these (their payers); repeat")
         action.add_argument("--lines", action="store_true", help="print every line")
+        action.add_argument("--format", choices=["table", "json"], default="table",
+                            help="json: every draft with its lines, read pairs and checks, for scripts")  # fmt: skip
         action.set_defaults(handler=cmd_bill, write=name == "run")
 
 
@@ -132,14 +135,22 @@ def _add_invoices(
     ilist.add_argument("--period", type=Period.parse_month, metavar="YYYY-MM")
     ilist.add_argument("--customer", metavar="CODE")
     ilist.add_argument("--status", choices=["draft", "finalized", "voided"])
-    ilist.add_argument("--format", choices=["table", "csv"], default="table")
+    ilist.add_argument("--format", choices=["table", "csv", "json"], default="table")
     ilist.set_defaults(handler=cmd_invoices_list)
     ishow = invoices.add_parser("show", parents=[common], help="an invoice's lines with their reads, and what to check")
     ishow.add_argument("id", type=int)
+    ishow.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="json: the invoice, its lines with quantity, price, tiers, read pairs, flags, and checks",
+    )
     ishow.set_defaults(handler=cmd_invoices_show)
     fin = invoices.add_parser("finalize", parents=[common, by], help="number and freeze a draft")
     fin.add_argument("id", type=int, nargs="+")
-    fin.add_argument("--override-hold", metavar="REASON", help="finalise although lines are on hold, saying why")
+    fin.add_argument("--override", "--override-hold", dest="override", metavar="REASON",
+                     help="finalise despite blocking items (held lines, missing reads, meters a device cannot "
+                          "supply), saying why: kept on the invoice and in the audit log")  # fmt: skip
     fin.add_argument("--issue-date", type=_day, metavar="YYYY-MM-DD", help="default: today (UTC)")
     fin.set_defaults(handler=cmd_invoices_finalize)
     void = invoices.add_parser("void", parents=[common, by], help="void a finalised invoice; issues a credit note")
@@ -211,9 +222,11 @@ async def cmd_contracts_load(args: argparse.Namespace, settings: Settings) -> in
             raise ContractError(str(err)) from None
     async with open_store(settings) as store:
         billing = BillingStore(store)
-        for contract in contracts:
-            await billing.save_contract(contract, actor=args.by, now=utc_now())
+        warnings = [w for contract in contracts for w in await billing.save_contract(contract, actor=args.by,
+                                                                                      now=utc_now())]  # fmt: skip
     print(f"{len(contracts)} contract(s) saved")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -255,9 +268,11 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_customers_assign(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        await BillingStore(store).assign(args.device, args.customer, start=args.start, end=args.end, actor=args.by,
-                                         now=utc_now())  # fmt: skip
+        warnings = await BillingStore(store).assign(args.device, args.customer, start=args.start, end=args.end,
+                                                    actor=args.by, now=utc_now())  # fmt: skip
     print(f"{args.device} -> {args.customer} from {args.start}" + (f" to {args.end}" if args.end else ""))
+    for warning in warnings:
+        print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -294,11 +309,19 @@ async def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
         result = await bill_month(store, settings, args.period, customers=args.customer, write=args.write,
                                   actor=args.by, now=utc_now())  # fmt: skip
     ids = {saved.draft.payer: saved.invoice_id for saved in result.saved}
+
+    def state(draft: Draft) -> str:
+        return "preview" if not args.write else ("finalised: untouched" if ids.get(draft.payer) is None else "draft")
+
+    if args.format == "json":
+        _print_json({"period": args.period.label, "already_finalised": result.skipped,
+                     "invoices": [draft_record(d, invoice_id=ids.get(d.payer), state=state(d))
+                                  for d in result.drafts]})  # fmt: skip
+        return EXIT_OK
     rows = []
     for draft in result.drafts:
         sums = draft.totals
-        state = "preview" if not args.write else ("finalised: untouched" if ids.get(draft.payer) is None else "draft")
-        rows.append([str(ids.get(draft.payer) or ""), draft.payer, state, str(len(draft.lines)), str(sums.net),
+        rows.append([str(ids.get(draft.payer) or ""), draft.payer, state(draft), str(len(draft.lines)), str(sums.net),
                      str(sums.tax), str(sums.total), draft.currency, str(len(draft.checks))])  # fmt: skip
     print_rows("table", ["invoice", "customer", "state", "lines", "net", "tax", "total", "currency", "to check"],
                rows, title=f"{args.period.label}: {len(rows)} invoice(s)")  # fmt: skip
@@ -315,9 +338,10 @@ async def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
 def _print_lines(draft: Draft) -> None:
     rows = []
     for line in draft.lines:
-        start, end = line_reads(line)
+        (start, end), *more = line_reads(line)
         flags = ("E" if line.estimated else "") + ("H" if line.held else "") + ("A" if line.adjustment else "")
         rows.append([line.description, start, end, str(line.quantity), str(line.amount), flags])
+        rows.extend(["", segment_start, segment_end, "", "", ""] for segment_start, segment_end in more)
     print_rows("table", ["line", "start read", "end read", "qty", "amount", "flags"], rows,
                title=f"{draft.payer} {draft.month.label}")  # fmt: skip
 
@@ -325,6 +349,9 @@ def _print_lines(draft: Draft) -> None:
 async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         found = await BillingStore(store).invoices(customer=args.customer, period=args.period, status=args.status)
+    if args.format == "json":
+        _print_json([_invoice_head(r) for r in found])
+        return EXIT_OK
     rows = [[str(r.id), r.number or "", r.kind, r.status, r.customer, r.period.label, str(r.net), str(r.tax),
              str(r.total), r.currency] for r in found]  # fmt: skip
     print_rows(args.format, ["id", "number", "kind", "status", "customer", "period", "net", "tax", "total", "currency"],
@@ -335,6 +362,10 @@ async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         record = await BillingStore(store).invoice(args.id)
+    if args.format == "json":
+        _print_json(_invoice_head(record) | {"lines": [line_record(line) for line in record.lines],
+                                             "checks": double_checks(record.lines)})  # fmt: skip
+        return EXIT_OK
     print(f"invoice {record.id} {record.number or '(draft)'} {record.kind} {record.status}: {record.customer} "
           f"{record.period.label}, net {record.net} tax {record.tax} total {record.total} "
           f"{record.currency}")  # fmt: skip
@@ -345,11 +376,25 @@ async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
+def _invoice_head(record: InvoiceRecord) -> dict[str, Any]:
+    return {"id": record.id, "number": record.number, "kind": record.kind, "status": record.status,
+            "customer": record.customer, "period": record.period.label, "currency": record.currency,
+            "net": str(record.net), "tax": str(record.tax), "total": str(record.total),
+            "issue_date": record.issue_date.isoformat() if record.issue_date else None,
+            "due_date": record.due_date.isoformat() if record.due_date else None,
+            "override": record.hold_override}  # fmt: skip
+
+
+def _print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
 async def cmd_invoices_finalize(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         for invoice_id in args.id:
             done = await finalize_invoice(store, settings, invoice_id, actor=args.by, now=utc_now(),
-                                          issue_date=args.issue_date, hold_override=args.override_hold)  # fmt: skip
+                                          issue_date=args.issue_date, override=args.override)  # fmt: skip
             print(f"invoice {invoice_id}: {done.number}, total {done.total} {done.currency}, due {done.due_date}")
     return EXIT_OK
 

@@ -23,6 +23,8 @@ from billing.invoicing import (
     assemble,
     check,
     cycles_to_rate,
+    devices_without_reads,
+    mark_unsupplied,
     rate_jobs,
     usage_jobs,
     usage_requests,
@@ -114,6 +116,8 @@ async def _rate(
         return {payer: [] for payer in jobs}
     usage = await measure_usage(billing, requests, rules)
     lines = rate_jobs([job for _, job in flat], requests, usage)
+    if silent := devices_without_reads(lines):  # few: ask only about them what they do report
+        lines = mark_unsupplied(lines, await billing.reported_meters(silent))
     out: dict[str, list[InvoiceLine]] = {payer: [] for payer in jobs}
     payer_of_contract = {job.contract.id: payer for payer, job in flat}  # a contract has one customer, so one payer
     for line in lines:
@@ -135,7 +139,8 @@ async def measure_usage(
     until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
     reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
     by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
-    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules)
+    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules,
+                        restarts=await billing.restarts())  # fmt: skip
 
 
 async def forecast_over_allowance(
@@ -187,15 +192,15 @@ def document_for(record: InvoiceRecord, snapshot: dict[str, Any], credited_numbe
 
 async def finalize_invoice(
     store: Store, settings: Settings, invoice_id: int, *, actor: str, now: datetime, issue_date: date | None = None,
-    hold_override: str | None = None,
+    override: str | None = None,
 ) -> InvoiceRecord:  # fmt: skip
-    """Number and freeze a draft (see BillingStore.finalize), with today's snapshot of its payer."""
+    """Number and freeze a draft with today's snapshot (BillingStore.finalize: blocking items need ``override``)."""
     billing = BillingStore(store)
     record = await billing.invoice(invoice_id)
     return await billing.finalize(
         invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
         snapshot=snapshot_for(await billing.book(), record.customer, settings.billing), actor=actor, now=now,
-        issue_date=issue_date or now.date(), hold_override=hold_override,
+        issue_date=issue_date or now.date(), override=override,
     )  # fmt: skip
 
 

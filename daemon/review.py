@@ -10,7 +10,7 @@ from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.errors import MeterdError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, AnomalyRecord, AnomalyStore
+from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, RESTART_VALUE, AnomalyRecord, AnomalyStore
 from daemon.storage.repository import Store
 
 ACTIONS: Final = {
@@ -41,22 +41,30 @@ async def acknowledge(store: Store, anomaly_id: int, *, actor: str, reason: str,
 async def resolve(
     store: Store, anomaly_id: int, *, action: str, value: int | None, actor: str, reason: str, now: datetime
 ) -> AnomalyRecord:
-    """Decide (one of ACTIONS); ``replace`` stores ``value`` as a manual reading just after the suspect one.
+    """Decide (one of ACTIONS), keeping ``value`` where the action takes one.
+
+    ``replace`` stores it as a manual reading just after the suspect one; ``reset`` keeps it as
+    the value the counter restarted from (default 0), which billing counts on from.
 
     Raises:
-        AnomalyNotFoundError; ReviewError: resolved already, an unknown action, a value without replace or the reverse.
+        AnomalyNotFoundError; ReviewError: resolved already, an unknown action, a value with another action,
+            replace without one.
     """
     if action not in ACTIONS:
         raise ReviewError(f"action {action!r}: one of {', '.join(ACTIONS)}")
     anomalies = AnomalyStore(store)
     anomaly = await _unresolved(anomalies, anomaly_id)
     detail: dict[str, Any] = {}
+    evidence: dict[str, Any] = {}
     if action == "replace":
         detail = await _replace(store, anomaly, value, actor=actor)
+    elif action == "reset":
+        # Billing counts the pages after a confirmed reset from this value (0: the counter restarted from zero).
+        evidence = detail = {RESTART_VALUE: value or 0}
     elif value is not None:
-        raise ReviewError("a value goes with the replace action only")
+        raise ReviewError("a value goes with the replace action (the right reading) or reset (where it restarted)")
     return await anomalies.set_status(anomaly_id, status=RESOLVED, resolution=ACTIONS[action], actor=actor,
-                                      reason=reason, now=now, detail=detail)  # fmt: skip
+                                      reason=reason, now=now, detail=detail, evidence=evidence)  # fmt: skip
 
 
 async def _unresolved(anomalies: AnomalyStore, anomaly_id: int) -> AnomalyRecord:

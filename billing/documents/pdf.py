@@ -17,7 +17,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.documents.model import Document, Party, percent
-from billing.invoicing import InvoiceLine
+from billing.invoicing import InvoiceLine, line_pairs
 
 ESTIMATED_MARK: Final = "E"
 HELD_MARK: Final = "H"
@@ -84,29 +84,41 @@ def _meta(document: Document) -> Table:
     return table
 
 
-def line_reads(line: InvoiceLine) -> tuple[str, str]:
-    """Start and end reads of a line as printed: value and date, ``~`` before an estimate."""
-    pieces = [piece for reads in line.provenance.get("reads", {}).values() for piece in reads.get("pieces", [])]
-    if len(pieces) != 1:
-        return ("", "") if not pieces else (f"{len(pieces)} reads", "see usage report")
-    return _read_text(pieces[0]["start"]), _read_text(pieces[0]["end"])
+def line_reads(line: InvoiceLine) -> list[tuple[str, str]]:
+    """A line's read pairs as printed, one per device x segment: value and date, ``~`` before an estimate.
+
+    A segment after a reset starts at the value the counter restarted from; a start that is the
+    device's first read (an installation) says so; a meter the device never reported says that, not "no read".
+    """
+    pairs = line_pairs(line)
+    if not pairs:
+        return [("", "")]
+    several = len({device for device, _ in pairs}) > 1
+    return [((f"{device}: " if several else "") + _read_text(pair["start"], pair), _read_text(pair["end"], pair))
+            for device, pair in pairs]  # fmt: skip
 
 
-def _read_text(read: dict[str, Any]) -> str:
+def _read_text(read: dict[str, Any], pair: dict[str, Any]) -> str:
     if read.get("value") is None:
-        return "no read"
+        return "meter not reported" if pair.get("reports") else "no read"
     mark = "~" if read.get("estimated") else ""
-    return f"{mark}{read['value']:,} ({str(read['at'])[:10]})"
+    text = f"{mark}{read['value']:,} ({str(read['at'])[:10]})"
+    if read.get("restart"):
+        return f"{text} reset"
+    if read.get("first_read"):
+        return f"{text} first read"
+    return text if pair["segment"] == 1 else f"{text} seg. {pair['segment']}"
 
 
 def _lines_table(document: Document) -> Table:
     header = ["Description", "Start read", "End read", "Qty", "Amount", ""]
     rows: list[list[Any]] = [header]
     for line in document.lines:
-        start, end = line_reads(line)
+        (start, end), *more = line_reads(line)
         flags = (ESTIMATED_MARK if line.estimated else "") + (HELD_MARK if line.held else "")
-        rows.append([Paragraph(_escape(line.description), _SMALL), start, end, _quantity(line.quantity),
+        rows.append([Paragraph(_escape(line.description), _SMALL), _cell(start), _cell(end), _quantity(line.quantity),
                      _money(line.amount), flags])  # fmt: skip
+        rows.extend(["", _cell(segment_start), _cell(segment_end), "", "", ""] for segment_start, segment_end in more)
     table = Table(rows, colWidths=[78 * mm, 30 * mm, 30 * mm, 14 * mm, 20 * mm, 8 * mm], repeatRows=1)
     table.setStyle(TableStyle([
         ("FONTSIZE", (0, 0), (-1, -1), 7.5), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
@@ -114,6 +126,11 @@ def _lines_table(document: Document) -> Table:
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey),
     ]))  # fmt: skip
     return table
+
+
+def _cell(text: str) -> Paragraph:
+    """A read as a wrapping cell: a note (reset, first read) or a device name must not run into the next column."""
+    return Paragraph(_escape(text), _SMALL)
 
 
 def _totals_table(document: Document) -> Table:
@@ -136,6 +153,10 @@ def _footnotes(document: Document) -> list[str]:
         notes.append(
             f"{ESTIMATED_MARK} / ~: estimated read (no reading within the window); corrected on a later invoice."
         )
+    if any(pair["start"].get("first_read") for line in document.lines for _, pair in line_pairs(line)):
+        notes.append("first read: the device's first reading after the period began (installed then).")
+    if any(pair["start"].get("restart") for line in document.lines for _, pair in line_pairs(line)):
+        notes.append("reset: the counter was reset and counts again from the value shown; one row per segment.")
     if any(line.held for line in document.lines):
         notes.append(f"{HELD_MARK}: readings under review when this was issued.")
     if document.iban and not document.is_credit_note:

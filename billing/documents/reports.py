@@ -11,11 +11,12 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
+from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from billing.invoicing import USAGE, InvoiceLine
+from billing.invoicing import USAGE, InvoiceLine, line_pairs
 from billing.periods import Period
 
 _TEMPLATES = Environment(loader=PackageLoader("billing.documents"), autoescape=select_autoescape(["html", "j2"]))
@@ -36,26 +37,38 @@ class UsageRow:
     segments: int
     held_readings: int
     invoice: str
+    segment: int = 1  # which segment of the device's period (a reset starts a new one)
+    start_note: str = ""  # "first read" (installed in the period), "reset" (restarted from it), "meter not reported"
 
 
 def usage_rows(lines: Iterable[InvoiceLine], invoice: str) -> list[UsageRow]:
-    """One row per device x meter x held piece of the usage lines (pooled lines split back into devices)."""
+    """One row per device x meter x held piece x segment of the usage lines (pooled lines split into devices).
+
+    On every row end_read - start_read = usage (a reset starts a new row at the restart value).
+    """
     rows = []
     for line in lines:
         if line.kind != USAGE or line.adjustment:
             continue
-        for device, reads in sorted(line.provenance.get("reads", {}).items()):
-            for piece in reads.get("pieces", []):
-                start, end = piece["start"], piece["end"]
-                rows.append(UsageRow(
-                    customer=line.customer, equipment_id=device, meter=line.meter or "",
-                    start_date=str(start["at"] or "")[:10], start_read=start["value"],
-                    start_estimated=start["estimated"],
-                    end_date=str(end["at"] or "")[:10], end_read=end["value"], end_estimated=end["estimated"],
-                    usage=piece["pages"], segments=piece["segments"], held_readings=piece["held_readings"],
-                    invoice=invoice,
-                ))  # fmt: skip
-    return sorted(rows, key=lambda row: (row.customer, row.equipment_id, row.meter, row.start_date))
+        for device, pair in line_pairs(line):
+            start, end = pair["start"], pair["end"]
+            rows.append(UsageRow(
+                customer=line.customer, equipment_id=device, meter=pair.get("meter") or line.meter or "",
+                start_date=str(start["at"] or "")[:10], start_read=start["value"], start_estimated=start["estimated"],
+                end_date=str(end["at"] or "")[:10], end_read=end["value"], end_estimated=end["estimated"],
+                usage=pair["pages"], segments=pair["segments"], held_readings=pair["held_readings"],
+                invoice=invoice, segment=pair["segment"], start_note=_start_note(pair),
+            ))  # fmt: skip
+    return sorted(rows, key=lambda row: (row.customer, row.equipment_id, row.meter, row.start_date, row.segment))
+
+
+def _start_note(pair: dict[str, Any]) -> str:
+    """What the start read is, where it is not an ordinary boundary read (an estimate has its own column)."""
+    if pair.get("reports"):
+        return "meter not reported"
+    if pair["start"].get("restart"):
+        return "reset"
+    return "first read" if pair["start"].get("first_read") else ""
 
 
 def usage_csv(rows: Sequence[UsageRow]) -> str:
@@ -67,15 +80,17 @@ def usage_csv(rows: Sequence[UsageRow]) -> str:
 
 
 def erp_csv(rows: Sequence[UsageRow]) -> str:
-    """Period meter reads per device for an ERP import (e-automate style): one read pair per line."""
+    """Period meter reads per device for an ERP import (e-automate style): one read pair per segment and line."""
     out = io.StringIO()
     writer = csv.writer(out)
+    # segment and start_note come last: an import that maps the first columns by position keeps working.
     writer.writerow(["equipment_id", "customer", "meter", "start_date", "start_read", "end_date", "end_read",
-                     "usage", "estimated", "invoice"])  # fmt: skip
+                     "usage", "estimated", "invoice", "segment", "start_note"])  # fmt: skip
     for row in rows:
         estimated = "Y" if row.start_estimated or row.end_estimated else "N"
         writer.writerow([row.equipment_id, row.customer, row.meter, row.start_date, _blank(row.start_read),
-                         row.end_date, _blank(row.end_read), row.usage, estimated, row.invoice])  # fmt: skip
+                         row.end_date, _blank(row.end_read), row.usage, estimated, row.invoice, row.segment,
+                         row.start_note])  # fmt: skip
     return out.getvalue()
 
 

@@ -2,8 +2,9 @@
 
 Written with the standard library's ElementTree in the schema's element order (UBL is an
 ordered schema). Amounts on a credit note are positive: the document type says it credits.
-A line whose amount is not exactly quantity x unit price (graduated tiers, prorated fees)
-goes out as quantity 1 (or -1) at its amount, with the pages in the item description.
+A usage line keeps its pages as its quantity; where no unit price multiplies out exactly
+(graduated tiers) its price is the amount per base quantity of all its pages. Other lines
+(prorated fees, true-ups) go out as quantity 1 (or -1) at their amount.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Final
 from xml.etree import ElementTree as ET
 
 from billing.documents.model import Document, Party, percent
-from billing.invoicing import InvoiceLine
+from billing.invoicing import USAGE, InvoiceLine
 from billing.rating import money
 
 INVOICE_NS: Final = "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2"
@@ -143,22 +144,28 @@ def _monetary_total(root: ET.Element, document: Document, sign: Decimal) -> None
     _amount(total, "PayableAmount", document.totals.total * sign, document.currency)
 
 
-def quantity_and_price(line: InvoiceLine, amount: Decimal, currency: str) -> tuple[Decimal, Decimal]:
-    """Quantity and unit price that multiply to ``amount`` exactly (EN 16931 BR-CO-10 per line)."""
+def quantity_and_price(line: InvoiceLine, amount: Decimal, currency: str) -> tuple[Decimal, Decimal, Decimal]:
+    """Quantity, unit price and price base quantity: quantity x price / base = ``amount`` exactly (EN 16931 BR-CO-10).
+
+    A usage line keeps its pages as its quantity: at its one tier's price where that multiplies
+    out, else (graduated tiers, a volume price that rounds) at the amount per base quantity of
+    all its pages. Other lines (fees, true-ups) go out as one unit at their amount.
+    """
+    sign = Decimal(1) if amount >= 0 else Decimal(-1)
+    if not line.quantity or line.kind != USAGE:
+        return sign, abs(amount), Decimal(1)
+    quantity = sign * abs(line.quantity)
     tiers = line.provenance.get("tiers") or []
-    if line.quantity and len(tiers) == 1:
-        price = Decimal(tiers[0]["price"])
-        quantity = line.quantity if amount >= 0 else -abs(line.quantity)
-        if money(quantity * price, currency) == amount:
-            return quantity, price
-    return (Decimal(1) if amount >= 0 else Decimal(-1)), abs(amount)
+    if len(tiers) == 1 and money(quantity * Decimal(tiers[0]["price"]), currency) == amount:
+        return quantity, Decimal(tiers[0]["price"]), Decimal(1)
+    return quantity, abs(amount), abs(quantity)
 
 
 def _line(root: ET.Element, position: int, line: InvoiceLine, currency: str, sign: Decimal, *, credit: bool) -> None:
     amount = line.amount * sign
     element = ET.SubElement(root, f"{{{CAC}}}{'CreditNoteLine' if credit else 'InvoiceLine'}")
     _cbc(element, "ID", str(position))
-    quantity, price = quantity_and_price(line, amount, currency)
+    quantity, price, base = quantity_and_price(line, amount, currency)
     _cbc(element, "CreditedQuantity" if credit else "InvoicedQuantity", f"{quantity.normalize():f}", unitCode=UNIT_ONE)
     _amount(element, "LineExtensionAmount", amount, currency)
     period = ET.SubElement(element, f"{{{CAC}}}InvoicePeriod")
@@ -170,7 +177,10 @@ def _line(root: ET.Element, position: int, line: InvoiceLine, currency: str, sig
     if line.device:
         _cbc(ET.SubElement(item, f"{{{CAC}}}SellersItemIdentification"), "ID", line.device)
     _tax_category(item, "ClassifiedTaxCategory", line.tax_rate)
-    _cbc(ET.SubElement(element, f"{{{CAC}}}Price"), "PriceAmount", f"{price.normalize():f}", currencyID=currency)
+    price_element = ET.SubElement(element, f"{{{CAC}}}Price")
+    _cbc(price_element, "PriceAmount", f"{price.normalize():f}", currencyID=currency)
+    if base != 1:
+        _cbc(price_element, "BaseQuantity", f"{base.normalize():f}", unitCode=UNIT_ONE)
 
 
 def _item_name(line: InvoiceLine) -> str:

@@ -84,11 +84,18 @@ class AssignmentRequest(BaseModel):
     end: date | None = Field(default=None, description="first day no longer held; open if unset")
 
 
+class AssignmentOut(AssignmentRequest):
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="meters its contracts bill that the device has never reported, and what it does",
+    )
+
+
 @router.post("/assignments", tags=["customers"], status_code=201, summary="who holds a device, from which day")
-async def assign(body: AssignmentRequest, who: CustomerWriter, context: Context) -> AssignmentRequest:
-    await BillingStore(context.store).assign(body.device, body.customer, start=body.start, end=body.end,
-                                             actor=who.login, now=context.clock())  # fmt: skip
-    return body
+async def assign(body: AssignmentRequest, who: CustomerWriter, context: Context) -> AssignmentOut:
+    warnings = await BillingStore(context.store).assign(body.device, body.customer, start=body.start, end=body.end,
+                                                        actor=who.login, now=context.clock())  # fmt: skip
+    return AssignmentOut(**body.model_dump(), warnings=warnings)
 
 
 @router.get("/contracts", tags=["contracts"])
@@ -175,8 +182,13 @@ async def invoice(invoice_id: Id, _who: InvoiceReader, context: Context) -> Invo
 
 
 class Finalising(BaseModel):
+    override: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="finalise despite blocking items (held lines, missing reads, meters a device cannot supply): why "
+                    "(kept on the invoice and in the audit log)",
+    )  # fmt: skip
     override_hold: str | None = Field(
-        default=None, min_length=1, max_length=2000, description="finalise a held line anyway: why (kept with it)"
+        default=None, min_length=1, max_length=2000, description="the former name of override (still accepted)"
     )
     issue_date: date | None = None
 
@@ -188,7 +200,7 @@ class Voiding(BaseModel):
 @router.post("/invoices/{invoice_id}/finalize", tags=["invoices"], summary="the next gapless number, frozen")
 async def finalize(invoice_id: Id, body: Finalising, who: InvoiceWriter, context: Context) -> InvoiceRecord:
     return await finalize_invoice(context.store, context.settings, invoice_id, actor=who.login, now=context.clock(),
-                                  issue_date=body.issue_date, hold_override=body.override_hold)  # fmt: skip
+                                  issue_date=body.issue_date, override=body.override or body.override_hold)  # fmt: skip
 
 
 @router.post("/invoices/{invoice_id}/void", tags=["invoices"], summary="void: returns the credit note")

@@ -101,7 +101,12 @@ class Acknowledgement(BaseModel):
 class Decision(BaseModel):
     action: Literal[tuple(ACTIONS)]  # type: ignore[valid-type] # the actions are data in daemon.review
     reason: str = Field(min_length=1, max_length=2000)
-    value: int | None = Field(default=None, ge=0, le=2**63 - 1, description="replace: the counter value")
+    value: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        description="replace: the counter value; reset: the value it restarted from (default 0)",
+    )
 
 
 @router.post("/anomalies/{anomaly_id}/ack", tags=["anomalies"], summary="someone is looking at it")

@@ -23,6 +23,8 @@ ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
 # Resolutions that keep the readings out of usage for good (the manual reading replaces them).
 EXCLUDING_RESOLUTIONS: Final = frozenset({"replaced"})
+RESET: Final = "reset"  # the resolution of a confirmed counter reset: billing counts on from the restart value
+RESTART_VALUE: Final = "restart_value"  # in a confirmed reset's evidence: the value the counter restarted from
 
 
 class AnomalyNotFoundError(MeterdError):
@@ -124,9 +126,12 @@ class AnomalyStore:
 
     async def set_status(
         self, anomaly_id: int, *, status: str, resolution: str | None, actor: str, reason: str, now: datetime,
-        detail: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None, evidence: dict[str, Any] | None = None,
     ) -> AnomalyRecord:  # fmt: skip
-        """Move an anomaly on (acknowledge, resolve) and write who, why and what to the audit log."""
+        """Move an anomaly on (acknowledge, resolve) and write who, why and what to the audit log.
+
+        ``evidence``: what the decision adds to the anomaly's evidence (a reset's restart value).
+        """
         before = await self.get(anomaly_id)
 
         async def _write() -> None:
@@ -134,6 +139,8 @@ class AnomalyStore:
                 values: dict[str, Any] = {"status": status}
                 if status == RESOLVED:
                     values |= {"resolution": resolution, "resolved_by": actor, "reason": reason, "resolved_at": now}
+                if evidence:
+                    values["evidence"] = json.dumps(before.evidence | evidence, default=str)
                 await conn.execute(update(AnomalyRow).where(AnomalyRow.id == anomaly_id).values(**values))
                 entry = {"from": before.status, "to": status, "resolution": resolution, "reason": reason,
                          "kind": before.kind, "device": before.device, **(detail or {})}  # fmt: skip

@@ -22,9 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
 from billing.exchange import DeviceCard
-from billing.invoicing import Assignment, BillingError, Book, Draft, InvoiceLine, totals
+from billing.invoicing import (
+    Assignment,
+    BillingError,
+    Book,
+    Draft,
+    InvoiceLine,
+    blocking_items,
+    totals,
+    unsupplied_meters,
+)
 from billing.periods import Period
-from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESOLVED
+from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESET, RESOLVED, RESTART_VALUE
 from daemon.storage.audit import changes, write_audit, write_audits
 from daemon.storage.columnar import read_readings
 from daemon.storage.models import (
@@ -75,7 +84,7 @@ class InvoiceRecord:
     snapshot: dict[str, Any] | None
     credited_invoice_id: int | None
     finalized_by: str | None
-    hold_override: str | None
+    hold_override: str | None  # why it was finalised despite blocking items (held lines, missing reads …)
     void_reason: str | None
     lines: tuple[InvoiceLine, ...] = ()
 
@@ -128,8 +137,10 @@ class BillingStore:
 
         await self._store.guard(_write(), "save customers")
 
-    async def save_contract(self, contract: Contract, *, actor: str, now: datetime) -> None:
-        async def _write() -> None:
+    async def save_contract(self, contract: Contract, *, actor: str, now: datetime) -> list[str]:
+        """Create or replace a contract; returns warnings for meters it bills that devices it covers never reported."""
+
+        async def _write() -> list[str]:
             async with self._store.engine.begin() as conn:
                 row = (
                     await conn.execute(
@@ -156,24 +167,39 @@ class BillingStore:
                 before = json.loads(found.terms) if found is not None else None
                 await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}",
                                   changes(before, json.loads(terms)))  # fmt: skip
+                book = await _book(conn)
+                held = [a for a in book.assignments_of(contract.customer) if a.end is None or a.end > now.date()]
+                reported = await _reported_meters(conn, [a.device for a in held])
+                return [warning for held_by in held for warning in unsupplied_meters(
+                    book, held_by, reported.get(held_by.device, ()), contract=contract.id)]  # fmt: skip
 
-        await self._store.guard(_write(), "save contract")
+        return await self._store.guard(_write(), "save contract")
 
     async def assign(
         self, device: str, customer: str, *, start: date, end: date | None = None, actor: str, now: datetime
-    ) -> None:
+    ) -> list[str]:
         """Give ``device`` to ``customer`` from ``start``; an open assignment that began earlier ends there.
+
+        Returns:
+            Warnings: meters the customer's contracts bill for the device that it has never reported.
 
         Raises:
             BillingError: unknown device or customer, or the new days overlap an assignment that
                 cannot be shortened (history is never rewritten).
         """
+        assignment = Assignment(device, customer, start, end)
 
-        async def _write() -> None:
+        async def _write() -> list[str]:
             async with self._store.engine.begin() as conn:
-                await _write_assignment(conn, Assignment(device, customer, start, end), actor=actor, now=now)
+                await _write_assignment(conn, assignment, actor=actor, now=now)
+                reported = (await _reported_meters(conn, [device])).get(device, set())
+                warnings = unsupplied_meters(await _book(conn), assignment, reported)
+                if warnings:
+                    await write_audit(conn, now, actor, "device.assign_warning", f"device:{device}",
+                                      {"warnings": warnings})  # fmt: skip
+                return warnings
 
-        await self._store.guard(_write(), "assign device")
+        return await self._store.guard(_write(), "assign device")
 
     async def import_records(
         self, customers: Sequence[Customer], assignments: Sequence[Assignment], labels: Sequence[str], *,
@@ -307,6 +333,42 @@ class BillingStore:
 
         return await self._store.guard(_query(), "read held readings")
 
+    async def reported_meters(self, devices: Iterable[str]) -> dict[str, set[str]]:
+        """The meters each of ``devices`` has ever reported (a device without readings is left out)."""
+
+        async def _query() -> dict[str, set[str]]:
+            async with self._store.engine.connect() as conn:
+                return await _reported_meters(conn, devices)
+
+        return await self._store.guard(_query(), "read the meters devices report")
+
+    async def restarts(self) -> dict[int, int]:
+        """Confirmed resets: the reading row where the counter went back -> the value it restarted from.
+
+        The row is the later reading of the reset's evidence (the detector names the pair), of
+        the anomaly's meter; without a value from the reviewer the counter restarted from 0.
+        """
+        stmt = select(AnomalyRow.evidence, AnomalyRow.meter).where(AnomalyRow.resolution == RESET)
+
+        async def _query() -> dict[int, int]:
+            async with self._store.engine.connect() as conn:
+                found: dict[tuple[str, str], int] = {}
+                for evidence_text, meter in await conn.execute(stmt):
+                    evidence = json.loads(evidence_text)
+                    readings = evidence.get("readings") or []
+                    if readings:
+                        found[(str(readings[-1]), meter)] = int(evidence.get(RESTART_VALUE) or 0)
+                rows: dict[int, int] = {}
+                for chunk in _chunks(sorted({reading for reading, _ in found})):
+                    lookup = select(ReadingRow.id, ReadingRow.reading_id, ReadingRow.meter).where(
+                        ReadingRow.reading_id.in_(chunk))  # fmt: skip
+                    for row_id, reading_id, meter in await conn.execute(lookup):
+                        if (reading_id, meter) in found:
+                            rows[int(row_id)] = found[(reading_id, meter)]
+                return rows
+
+        return await self._store.guard(_query(), "read confirmed resets")
+
     # -- invoices ---------------------------------------------------------------------------
 
     async def billed_lines(
@@ -396,13 +458,16 @@ class BillingStore:
 
     async def finalize(
         self, invoice_id: int, *, series: str, digits: int, snapshot: dict[str, Any], actor: str, now: datetime,
-        issue_date: date, hold_override: str | None = None,
+        issue_date: date, override: str | None = None,
     ) -> InvoiceRecord:  # fmt: skip
-        """Number and freeze a draft. Refused while a line is held, unless ``hold_override`` gives a reason.
+        """Number and freeze a draft; refused while it has blocking items, unless ``override`` says why.
+
+        Blocking items: :func:`billing.invoicing.blocking_items`. The reason is kept on the
+        invoice and in the audit log with the items it overrode.
 
         Raises:
-            InvoiceStateError: not a draft, held lines without an override, or totals that do not
-                add up from the lines (nothing is numbered then).
+            InvoiceStateError: not a draft, blocking items without an override, or totals that do
+                not add up from the lines (nothing is numbered then).
         """
 
         async def _write() -> None:
@@ -412,22 +477,23 @@ class BillingStore:
                     msg = f"invoice {invoice_id} is {invoice.status}; only a draft can be finalised"
                     raise InvoiceStateError(msg)
                 lines = (await _lines(conn, [invoice_id]))[invoice_id]
-                held = [line.description for line in lines if line.held]
-                if held and not hold_override:
-                    msg = (f"invoice {invoice_id} has {len(held)} line(s) on hold ({held[0]} …); resolve the anomalies "
-                           "(`meterd anomalies list`) or finalise with --override-hold REASON")  # fmt: skip
+                blocking = blocking_items(lines)
+                if blocking and not override:
+                    msg = (f"invoice {invoice_id} has {len(blocking)} blocking item(s): {'; '.join(blocking)}. "
+                           "Fix them and run `meterd bill run` again, or finalise with --override REASON")  # fmt: skip
                     raise InvoiceStateError(msg)
                 _double_check(invoice, lines)
                 number = await _next_number(conn, series)
                 customer_terms = snapshot.get("payment_terms_days", 0)
+                overridden = override if blocking else None
                 await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
                     status=FINALIZED, series=series, number=number, number_text=f"{series}-{number:0{digits}d}",
                     issue_date=issue_date, due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
                     snapshot=json.dumps(snapshot, default=str), finalized_at=now, finalized_by=actor,
-                    hold_override=hold_override if held else None, updated_at=now))  # fmt: skip
+                    hold_override=overridden, updated_at=now))  # fmt: skip
                 await write_audit(conn, now, actor, "invoice.finalize", f"invoice:{invoice_id}",
                              {"number": f"{series}-{number:0{digits}d}", "total": str(invoice.total),
-                              "hold_override": hold_override if held else None})  # fmt: skip
+                              "override": overridden, "overridden": blocking})  # fmt: skip
 
         await self._ensure_series(series)
         await self._store.guard(_write(), "finalise invoice")
@@ -593,6 +659,16 @@ async def _write_assignment(conn: AsyncConnection, assignment: Assignment, *, ac
     detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None,
               "ended": ended}  # fmt: skip
     await write_audit(conn, now, actor, "device.assign", f"device:{device}", detail)
+
+
+async def _reported_meters(conn: AsyncConnection, devices: Iterable[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for chunk in _chunks(sorted(set(devices))):
+        stmt = (select(Device.key, ReadingRow.meter).distinct()
+                .join(ReadingRow, ReadingRow.device_id == Device.id).where(Device.key.in_(chunk)))  # fmt: skip
+        for key, meter in await conn.execute(stmt):
+            found.setdefault(key, set()).add(meter)
+    return found
 
 
 async def _customer_id(conn: AsyncConnection, code: str) -> int:

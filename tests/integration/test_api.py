@@ -30,7 +30,7 @@ from daemon.settings import ApiSettings, Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit
 from daemon.storage.repository import Store
-from tests.integration.test_billing import BOOK, daily
+from tests.integration.test_billing import BOOK, daily, konica_daily
 
 PASSWORD = "correct horse battery staple"
 PUBLIC = {("POST", "/api/v1/auth/login")}
@@ -347,3 +347,31 @@ async def test_every_kind_of_change_through_the_api_leaves_its_audit_row(api: Ap
     assert details["device.save"] == {"before": None, "after": {"vendor": "Ricoh", "model": None, "address": None,
                                                                 "site": "acme-hq"}}  # fmt: skip
     assert details["customer.comment"] == {"text": "Call first"}
+
+
+async def test_the_api_warns_about_meters_a_device_never_reported_and_finalising_needs_an_override(api: Api) -> None:
+    # Issue 17 items 2 and 8 over HTTP: a bizhub C250i (split counters) under a contract billing mono and colour.
+    book = tomllib.loads(BOOK)
+    await Pipeline(api.store, Metrics()).emit(konica_daily("KM1", date(2026, 9, 20), 50))
+    billing = await api.token("billing")
+    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
+                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    assert (await api.client.put("/api/v1/customers/ACME", headers=billing, json=book["customer"][0])).is_success
+    assert (await api.client.put("/api/v1/contracts/ACME-1", headers=billing, json=contract)).is_success
+    assigned = await api.client.post("/api/v1/assignments", headers=billing,
+                                     json={"device": "KM1", "customer": "ACME", "start": "2026-09-01"})  # fmt: skip
+    assert assigned.status_code == 201
+    warnings = assigned.json()["warnings"]
+    assert [w.split(" bills meter ")[1].split(",")[0] for w in warnings] == ["color", "mono"]
+    assert all("it reports copy_color, copy_mono, print_color, print_mono, total" in w for w in warnings)
+    run = await api.client.post("/api/v1/billing/run", headers=billing, json={"period": "2026-10"})
+    invoice_id = run.json()["drafts"][0]["invoice_id"]
+    refused = await api.client.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=billing, json={})
+    assert refused.status_code >= 400
+    assert "2 blocking item(s): meter not reported" in refused.text
+    done = await api.client.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=billing,
+                                 json={"override": "counters checked on the device's display"})  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert done.json()["hold_override"] == "counters checked on the device's display"
+    [entry] = await find_audit(api.store, target=f"invoice:{invoice_id}", limit=1)
+    assert entry.detail["override"] == "counters checked on the device's display"

@@ -91,6 +91,46 @@ def test_a_reset_mid_period_starts_a_new_segment_and_the_segments_add_up() -> No
     assert row.usage == 9_000 + 21_000
 
 
+def test_a_confirmed_reset_bills_the_first_value_after_it_and_each_segment_keeps_its_read_pair() -> None:
+    # Issue 17 items 5 and 6: 640 pages, the counter is reset and first reads 35, then 960 more.
+    frame = reads(
+        ("K", "2026-10-01 06:00", 50_320), ("K", "2026-10-10 06:00", 50_960),
+        ("K", "2026-10-11 06:00", 35), ("K", "2026-11-01 06:00", 995),
+    )  # fmt: skip
+    confirmed = period_usage(frame, request(("K", OCT_1, NOV_1)), restarts={3: 0}).iloc[0]
+    assert confirmed.usage == 640 + 35 + 960  # 1,635 pages printed, 1,635 billed
+    pairs = confirmed.segment_reads
+    assert [(p["start"]["value"], p["end"]["value"], p["pages"]) for p in pairs] == [
+        (50_320, 50_960, 640),
+        (0, 995, 995),
+    ]
+    assert all(p["end"]["value"] - p["start"]["value"] == p["pages"] for p in pairs)
+    assert pairs[1]["start"]["restart"]
+    # The reviewer says the counter restarted from 20 (anomalies resolve ... --action reset --value 20).
+    from_twenty = period_usage(frame, request(("K", OCT_1, NOV_1)), restarts={3: 20}).iloc[0]
+    assert from_twenty.usage == 640 + 15 + 960
+    assert from_twenty.segment_reads[1]["start"]["value"] == 20
+    # Unconfirmed (it may be another device's counter): the step itself counts nothing.
+    unconfirmed = period_usage(frame, request(("K", OCT_1, NOV_1))).iloc[0]
+    assert unconfirmed.usage == 640 + 960
+    assert [(p["start"]["value"], p["end"]["value"]) for p in unconfirmed.segment_reads] == [
+        (50_320, 50_960),
+        (35, 995),
+    ]
+
+
+def test_a_boundary_read_outside_the_window_says_whether_it_is_an_estimate_or_the_first_read() -> None:
+    # Issue 17 item 7: assigned from 1 Oct, first ever read on 25 Oct (installation).
+    frame = reads(("I", "2026-10-25 09:00", 7), ("I", "2026-11-01 06:00", 307))
+    row = period_usage(frame, request(("I", OCT_1, NOV_1))).iloc[0]
+    assert row.start_first_read
+    assert not row.start_estimated
+    assert not row.end_first_read
+    inside = period_usage(reads(("J", "2026-10-02 09:00", 7), ("J", "2026-11-01 06:00", 307)),
+                          request(("J", OCT_1, NOV_1))).iloc[0]  # fmt: skip
+    assert not inside.start_first_read  # within the 3-day window: an ordinary boundary read
+
+
 def test_a_counter32_wrap_counts_through_two_to_the_32() -> None:
     top = 2**32
     frame = reads(

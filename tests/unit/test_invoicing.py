@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.contracts import parse_contract
+from billing.contracts import ContractError, parse_contract
 from billing.customers import CustomerError, parse_customer
 from billing.invoicing import (
     Assignment,
@@ -18,10 +18,14 @@ from billing.invoicing import (
     Book,
     InvoiceLine,
     assemble,
+    blocking_items,
     check,
+    line_pairs,
+    mark_unsupplied,
     rate_jobs,
     reconcile,
     totals,
+    unsupplied_meters,
     usage_jobs,
     usage_requests,
 )
@@ -228,3 +232,54 @@ def _base_paid_to(start: date, end: date) -> list[InvoiceLine]:
 def test_a_month_that_is_not_one_is_refused_with_the_form_to_use(text: str) -> None:
     with pytest.raises(PeriodError, match="write it as YYYY-MM"):
         Period.parse_month(text)
+
+
+def test_a_start_read_outside_the_window_says_it_is_the_first_read_and_an_estimate_says_so() -> None:
+    # Issue 17 item 7: assigned from 1 Sep, first reading on 25 Sep (6 days x 20 to 1 Oct 06:00); silent from 20 Oct.
+    the_book = book(Assignment("A", "ACME", date(2026, 9, 1), None))
+    reads = daily_reads("A", 20, first="2026-09-25", days=25)
+    september = draft_for(the_book, Period.month(2026, 9), reads)
+    [usage] = [line for line in september.lines if line.kind == "usage"]
+    [(_, pair)] = line_pairs(usage)
+    assert pair["start"]["first_read"]
+    assert "first read (installation, outside the read window): mono A 2026-09: 120 pages" in " ".join(september.checks)
+    assert "A 2026-09-25" in " ".join(september.checks)
+    october = draft_for(the_book, OCT, reads)
+    [usage] = [line for line in october.lines if line.kind == "usage"]
+    [(_, pair)] = line_pairs(usage)
+    assert (pair["start"]["first_read"], pair["end"]["estimated"]) == (False, True)
+    assert any(note.startswith("estimated: mono A 2026-10") for note in october.checks)
+
+
+def test_a_line_can_bill_a_sum_of_meters_and_a_sum_needs_two_different_meters() -> None:
+    summed = contract(meters=[{"meter": "mono", "sum_of": ["print_mono", "copy_mono"], "tiers": [{"price": "0.01"}]}])
+    the_book = book(Assignment("A", "ACME", date(2026, 9, 1), None), contracts=[summed])
+    prints, copies = daily_reads("A", 20), daily_reads("A", 7)
+    reads = pd.concat(
+        [prints.assign(meter="print_mono"), copies.assign(meter="copy_mono", row_id=copies["row_id"] + 100)]
+    )
+    [usage] = [line for line in draft_for(the_book, OCT, reads).lines if line.kind == "usage"]
+    assert usage.meter == "mono"
+    assert usage.provenance["pages"] == (20 + 7) * 31
+    assert sorted(pair["meter"] for _, pair in line_pairs(usage)) == ["copy_mono", "print_mono"]
+    with pytest.raises(ContractError, match="sum_of names two or more different meters"):
+        parse_contract(contract(meters=[{"meter": "mono", "sum_of": ["print_mono"], "tiers": [{"price": "0.01"}]}]))
+
+
+def test_assigning_a_device_to_meters_it_never_reported_warns_and_a_missing_meter_blocks_finalising() -> None:
+    # Issue 17 items 2 and 8: a device that splits by function under a contract that bills mono.
+    the_book = book(Assignment("K", "ACME", date(2026, 9, 1), None))
+    reported = ["copy_mono", "print_mono", "total"]
+    [warning] = unsupplied_meters(the_book, the_book.assignments[0], reported)
+    assert warning.startswith("device K: contract C1 bills meter mono, which the device has never reported "
+                              "(it reports copy_mono, print_mono, total)")  # fmt: skip
+    assert unsupplied_meters(the_book, the_book.assignments[0], ["mono", "total"]) == []
+    reads = daily_reads("K", 20).assign(meter="print_mono")
+    draft = draft_for(the_book, OCT, reads)
+    marked = mark_unsupplied(draft.lines, {"K": set(reported)})
+    [blocking] = blocking_items(marked)
+    assert blocking.startswith("meter not reported: mono K 2026-10")
+    assert "K mono (it reports copy_mono, print_mono, total)" in blocking
+    # Without knowing what it reports, the same line is a missing read: blocking too, and said as such.
+    [missing] = blocking_items(draft.lines)
+    assert missing.startswith("no reads at all: mono K 2026-10")

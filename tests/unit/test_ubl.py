@@ -68,11 +68,16 @@ def test_invoices_and_credit_notes_are_schema_valid_and_pass_the_peppol_rules(ki
     assert payable.text == "175.03"  # 147.37 + 27.66, positive on a credit note too
 
 
-def test_a_line_goes_out_as_pages_times_price_only_when_that_is_exact() -> None:
+def test_a_usage_line_keeps_its_pages_as_quantity_and_its_price_multiplies_out_exactly() -> None:
     single, graduated = LINES[1], LINES[2]
-    assert quantity_and_price(single, single.amount, "EUR") == (D(2100), D("0.012"))
-    assert quantity_and_price(graduated, graduated.amount, "EUR") == (D(1), D("80.00"))
-    assert quantity_and_price(LINES[3], LINES[3].amount, "EUR") == (D(-1), D("10.33"))
+    assert quantity_and_price(single, single.amount, "EUR") == (D(2100), D("0.012"), D(1))
+    # Issue 17 item 18: graduated tiers keep the 6,000 pages; 80.00 per 6,000 pages is exact (no 0.0133… price).
+    assert quantity_and_price(graduated, graduated.amount, "EUR") == (D(6000), D("80.00"), D(6000))
+    assert quantity_and_price(LINES[3], LINES[3].amount, "EUR") == (D(-1), D("10.33"), D(1))
+    xml = ET.fromstring(to_ubl(document()))
+    [third] = [e for e in xml.iter(f"{{{CAC}}}InvoiceLine") if e.find(f"{{{CBC}}}ID").text == "3"]  # type: ignore[union-attr]
+    assert third.find(f"{{{CBC}}}InvoicedQuantity").text == "6000"  # type: ignore[union-attr]
+    assert third.find(f"{{{CAC}}}Price/{{{CBC}}}BaseQuantity").text == "6000"  # type: ignore[union-attr]
 
 
 def test_the_pdf_names_the_estimates_and_holds() -> None:

@@ -38,6 +38,14 @@ def test_spec_example_round_trips_exactly() -> None:
     assert wire.encode(decoded) == SPEC_EXAMPLE
 
 
+def test_a_meter_without_unit_is_in_impressions_as_meters_md_says() -> None:
+    # Issue 17 item 18: meters.md calls impressions the default; reading-v1 never says unit is required.
+    without = copy.deepcopy(SPEC_EXAMPLE)
+    del without["meters"][0]["unit"]
+    decoded = wire.decode(_bytes(without), source="mqtt")
+    assert wire.encode(decoded) == SPEC_EXAMPLE  # stored and sent on with the unit spelled out
+
+
 def test_encode_marks_derived_meters_only() -> None:
     encoded = wire.encode(reading())
     assert all("derived" not in m for m in encoded["meters"])
