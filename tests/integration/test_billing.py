@@ -107,6 +107,11 @@ def cli(config: Path, *argv: str) -> int:
 
 @pytest.fixture
 def config(store_url: str, tmp_path: Path) -> Path:
+    return write_billing_config(store_url, tmp_path)
+
+
+def write_billing_config(store_url: str, tmp_path: Path) -> Path:
+    """A config on ``store_url`` with a seller, and BOOK (customer ACME, its contract) beside it."""
     path = tmp_path / "meterd.toml"
     path.write_text(
         f'[storage]\nurl = "{store_url}"\n[billing.seller]\nname = "Print Partner GmbH"\n'
