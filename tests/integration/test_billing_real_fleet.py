@@ -85,20 +85,8 @@ async def test_a_konica_a_colour_brother_and_a_reset_device_are_billed_every_pag
                      {"readings": [before[-1].id, after[0].id]})], now=NOW,
         )  # fmt: skip
         [reset] = await AnomalyStore(store).find(kind="reset")
-    resolved = await asyncio.to_thread(
-        cli,
-        config,
-        "anomalies",
-        "resolve",
-        str(reset.id),
-        "--action",
-        "reset",
-        "--reason",
-        "new board",
-        "--by",
-        "carol",
-    )
-    assert resolved == 0
+    confirm = ["anomalies", "resolve", str(reset.id), "--action", "reset", "--reason", "new board", "--by", "carol"]
+    assert await asyncio.to_thread(cli, config, *confirm) == 0
 
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
     async with Store.open(store_url) as store:
