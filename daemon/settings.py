@@ -324,6 +324,7 @@ class AnomalySettings(_Section):
     frozen_days: int = Field(default=14, ge=2, le=365)
     inconsistent_tolerance: float = Field(default=0.01, ge=0, le=1)
     inconsistent_min_pages: int = Field(default=5, ge=0)
+    inconsistent_interval_hours: float = Field(default=24.0, gt=0, le=24 * 31)
     uncounted_supply_drop: int = Field(default=5, ge=1, le=100)
     uncounted_min_hours: float = Field(default=6.0, ge=0, le=24 * 365)
     allowance_margin: float = Field(default=0.10, ge=0, le=10)

@@ -71,8 +71,9 @@ class DetectorSettings:
     stale_close_days: float = 3.0  # this close to a month's end …
     stale_close_hours: float = 72.0  # … this much silence is stale, however long the device usually sleeps
     frozen_days: int = 14
-    inconsistent_tolerance: float = 0.01  # of total
+    inconsistent_tolerance: float = 0.01  # of what the total counted over the interval
     inconsistent_min_pages: int = 5
+    inconsistent_interval_hours: float = 24.0  # meters are compared on what they counted over this long
     uncounted_supply_drop: int = 5  # percentage points of toner or ink used while the total stood still
     uncounted_min_hours: float = 6.0  # over at least this long (counters and levels update at their own pace)
     allowance_margin: float = 0.10  # a forecast this far beyond the included pages is worth a call

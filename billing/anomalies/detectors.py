@@ -280,31 +280,65 @@ def _true_runs(mask: np.ndarray[Any, np.dtype[np.bool_]]) -> list[tuple[int, int
 
 
 def inconsistent(frame: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
-    """Meters of one reading that contradict each other: mono + colour != total, a part above its total."""
+    """Meters that contradict each other over an interval: mono + colour != total, a part above its total.
+
+    Judged on what each meter counted since a reading ``inconsistent_interval_hours`` earlier
+    (or the device's first in the frame), with a tolerance of ``inconsistent_min_pages`` or
+    ``inconsistent_tolerance`` of the total's count over that interval, whichever is more: a
+    lifetime counter of 500,000 pages hides a day's fault in its own 1 %; a day's count
+    shows it whatever the counter's size. Intervals with a step back are the wrap and reset
+    detectors' to judge.
+    """
     frame = frame[frame["meter"].isin(["total", "mono", "color", *_PARTS])]
     if frame["meter"].nunique() < 2:  # noqa: PLR2004 - one meter cannot contradict itself
         return []
     wide = frame.pivot_table(
-        index=["reading_id", "device", "taken_at"], columns="meter", values="value", aggfunc="last"
+        index=["device", "taken_at", "reading_id"], columns="meter", values="value", aggfunc="last", observed=True
     )
     if "total" not in wide.columns:
         return []
-    total = wide["total"]
-    tolerance = np.maximum(total * settings.inconsistent_tolerance, settings.inconsistent_min_pages)
-    problems = pd.Series("", index=wide.index)
-    if {"mono", "color"} <= set(wide.columns):
-        off = (wide["mono"] + wide["color"] - total).abs() > tolerance
-        problems = problems.mask(off, "mono + color differs from total")
-    for part in _PARTS:
-        if part in wide.columns:
-            problems = problems.mask((problems == "") & (wide[part] > total + tolerance), f"{part} is above total")
-    flagged = wide.assign(problem=problems)[problems != ""].reset_index()
     meters = [c for c in wide.columns if isinstance(c, str)]
+    wide = wide.reset_index().sort_values("taken_at", kind="stable")
+    wide["device"] = wide["device"].astype(str)
+    wide["since"] = wide["taken_at"] - pd.Timedelta(hours=settings.inconsistent_interval_hours)
+    earlier = wide[["device", "taken_at", "reading_id", *meters]].rename(
+        columns={"taken_at": "since_at", "reading_id": "since_id", **{m: f"{m}@since" for m in meters}}
+    )
+    paired = pd.merge_asof(wide, earlier, left_on="since", right_on="since_at", by="device", direction="backward")
+    # Younger than the interval: from the device's first reading in the frame.
+    first = earlier.groupby("device", sort=False).head(1).set_index("device")
+    missing = paired["since_at"].isna()
+    for column in first.columns:
+        paired.loc[missing, column] = paired.loc[missing, "device"].map(first[column])
+    paired = paired[paired["since_id"] != paired["reading_id"]]
+    delta = {m: paired[m].astype("float64") - paired[f"{m}@since"].astype("float64") for m in meters}
+    stepped_back = pd.concat([d < 0 for d in delta.values()], axis=1).any(axis=1)
+    total = delta["total"]
+    tolerance = np.maximum(total * settings.inconsistent_tolerance, settings.inconsistent_min_pages)
+    problems = pd.Series("", index=paired.index)
+    off_by = pd.Series(0.0, index=paired.index)
+    if {"mono", "color"} <= set(meters):
+        difference = delta["mono"] + delta["color"] - total
+        off = difference.abs() > tolerance
+        problems = problems.mask(off, "mono + color differs from total")
+        off_by = off_by.mask(off, difference)
+    for part in _PARTS:
+        if part in meters:
+            above = (problems == "") & (delta[part] > total + tolerance)
+            problems = problems.mask(above, f"{part} is above total")
+            off_by = off_by.mask(above, delta[part] - total)
+    keep = (problems != "") & ~stepped_back
+    flagged = paired.assign(problem=problems, off_by=off_by, tolerance=tolerance)[keep]
     findings = []
     for row in _rows(flagged):
-        values = {m: int(row[m]) for m in meters if pd.notna(row[m])}
+        counted = {
+            m: int(row[m] - row[f"{m}@since"]) for m in meters if pd.notna(row[m]) and pd.notna(row[f"{m}@since"])
+        }
+        evidence = {"readings": [row["reading_id"]], "problem": row["problem"],
+                    "values": {m: int(row[m]) for m in meters if pd.notna(row[m])},
+                    "since": _py(row["since_at"]).isoformat(), "since_reading": row["since_id"], "counted": counted,
+                    "off_by": int(row["off_by"]), "tolerance": int(row["tolerance"])}  # fmt: skip
         moment = _py(row["taken_at"])
-        evidence = {"readings": [row["reading_id"]], "problem": row["problem"], "values": values}
         findings.append(Finding(Kind.INCONSISTENT, row["device"], "total", moment, moment, evidence))
     return findings
 

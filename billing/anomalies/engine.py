@@ -1,8 +1,9 @@
 """One detection run: new readings (and the window they need) through the detectors, into the store.
 
 Incremental: only devices with readings received since the last run are read, each from
-its earliest new reading minus the lookback the detectors need. Idempotent: a finding
-already recorded (same kind, device, meter and window start) is not recorded again.
+its earliest new reading minus the lookback the detectors need. Findings are stored as
+episodes (see :mod:`billing.anomalies.episodes`): one seen before, or continuing a running
+episode, updates that episode; a reading after an episode's last finding ends it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Final
 
 from billing.anomalies import DetectorSettings, by_settings
 from billing.anomalies.detectors import detect_all, stale, usual_silence
+from billing.anomalies.episodes import reading_moments
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 
 WATERMARK: Final = "anomalies.received_until"
@@ -45,7 +47,9 @@ async def detect_new(
     for knobs, devices in by_settings(last_seen, settings, tuned).items():
         findings += stale([(device, last_seen[device]) for device in devices], now=now,
                           poll_interval_s=poll_interval_s, settings=knobs, usual=usual)  # fmt: skip
-    created = await anomalies.record(findings, now=now)
+    moments = reading_moments(frame)
+    created = await anomalies.record(findings, now=now, moments=moments)
+    await anomalies.end_episodes(moments)
     await anomalies.resolve_recovered_stale(now=now)
     if newest is not None:
         await anomalies.set_state(USUAL_SILENCE, json.dumps(usual))

@@ -10,9 +10,11 @@ from typing import Any, Final
 
 import pandas as pd
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.anomalies import Finding, Kind
 from billing.anomalies.detectors import SUPPLY_COLUMNS, empty_frame
+from billing.anomalies.episodes import Episode, Moments, continues, episodes, first_reading_after
 from daemon.errors import MeterdError
 from daemon.storage.audit import write_audit
 from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, StateEntry, SupplyLevel
@@ -46,6 +48,8 @@ class AnomalyRecord:
     resolution: str | None
     resolved_by: str | None
     reason: str | None
+    occurrences: int  # findings that joined the episode
+    ended_at: datetime | None  # when a reading showed the condition over (None: it may go on)
 
 
 class AnomalyStore:
@@ -54,52 +58,98 @@ class AnomalyStore:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def record(self, findings: Sequence[Finding], *, now: datetime) -> list[AnomalyRecord]:
-        """Store new findings; one already recorded (same kind, device, meter, window start) is skipped."""
+    async def record(
+        self, findings: Sequence[Finding], *, now: datetime, moments: Moments | None = None
+    ) -> list[AnomalyRecord]:
+        """Store findings as episodes; returns the episodes it opened.
+
+        A finding that overlaps a stored episode of its device, kind and meter, or continues
+        a running one (no reading in between, by ``moments``: the readings the detectors
+        saw), joins it: last seen, count and evidence are updated and its readings added, so
+        a decision already taken covers them. Otherwise it opens an episode, and ends the
+        running one it does not continue.
+        """
+        moments = moments or {}
+        grouped = episodes(findings, moments)
 
         async def _write() -> list[int]:
             created: list[int] = []
             async with self._store.engine.begin() as conn:
-                keys = sorted({f.device for f in findings})
+                keys = sorted({e.device for e in grouped})
                 known = await conn.execute(select(Device.key, Device.id).where(Device.key.in_(keys)))
                 ids = {key: ident for key, ident in known}  # noqa: C416 - a Result is not a mapping
-                table = AnomalyRow.__table__
-                for finding in findings:
-                    if finding.device not in ids:
+                stored = await _episodes_of(conn, list(ids.values()), sorted({e.kind.value for e in grouped}))
+                for episode in grouped:
+                    if episode.device not in ids:
                         continue
-                    stmt = (
-                        self._store.dialect.insert(table)
-                        .values(
-                            kind=finding.kind.value,
-                            severity=finding.severity.value,
-                            device_id=ids[finding.device],
-                            meter=finding.meter or "",
-                            window_start=finding.window_start,
-                            window_end=finding.window_end,
-                            evidence=json.dumps(finding.evidence, default=str),
-                            holds=finding.holds,
-                            status=OPEN,
-                            detected_at=now,
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(table.c.id)
-                    )
-                    new_id = (await conn.execute(stmt)).scalar_one_or_none()
-                    if new_id is None:
-                        continue
-                    created.append(new_id)
-                    readings = [r for r in finding.evidence.get("readings", []) if isinstance(r, str)]
-                    if readings:
-                        await conn.execute(
-                            self._store.dialect.insert(AnomalyReading.__table__).on_conflict_do_nothing(),
-                            [{"anomaly_id": new_id, "reading_id": r} for r in dict.fromkeys(readings)],
-                        )
+                    key = (episode.kind.value, ids[episode.device], episode.meter or "")
+                    rows = stored.setdefault(key, [])
+                    row = next((r for r in rows if _joins(r, episode, moments)), None)
+                    if row is None:
+                        for running in (r for r in rows if r.ended_at is None and r.window_end < episode.window_start):
+                            over = first_reading_after(moments, episode.device, running.window_end)
+                            await _end(conn, running, over or episode.window_start)
+                        row = await self._open(conn, episode, ids[episode.device], now)
+                        if row is None:
+                            continue
+                        rows.append(row)
+                        created.append(row.id)
+                    else:
+                        await _join(conn, row, episode)
+                    await _hold(conn, self._store, row.id, episode.readings)
             return created
 
-        if not findings:
+        if not grouped:
             return []
         created = await self._store.guard(_write(), "record anomalies")
         return [await self.get(anomaly_id) for anomaly_id in created]
+
+    async def end_episodes(self, moments: Moments) -> int:
+        """End the running episodes of devices with a reading after the episode's last finding; how many."""
+        if not moments:
+            return 0
+
+        async def _write() -> int:
+            ended = 0
+            async with self._store.engine.begin() as conn:
+                known = await conn.execute(select(Device.key, Device.id).where(Device.key.in_(sorted(moments))))
+                keys = {ident: key for key, ident in known}
+                for rows in (await _episodes_of(conn, list(keys), None, running_only=True)).values():
+                    for row in rows:
+                        after = first_reading_after(moments, keys[row.device_id], row.window_end)
+                        if after is not None:
+                            await _end(conn, row, after)
+                            ended += 1
+            return ended
+
+        return await self._store.guard(_write(), "end anomaly episodes")
+
+    async def _open(self, conn: AsyncConnection, episode: Episode, device_id: int, now: datetime) -> _Stored | None:
+        table = AnomalyRow.__table__
+        stmt = (
+            self._store.dialect.insert(table)
+            .values(
+                kind=episode.kind.value,
+                severity=episode.severity.value,
+                device_id=device_id,
+                meter=episode.meter or "",
+                window_start=episode.window_start,
+                window_end=episode.window_end,
+                evidence=json.dumps(episode.evidence, default=str),
+                holds=episode.holds,
+                status=OPEN,
+                detected_at=now,
+                occurrences=len(episode.findings),
+                ended_at=episode.ended_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(table.c.id)
+        )
+        new_id = (await conn.execute(stmt)).scalar_one_or_none()
+        if new_id is None:
+            return None
+        return _Stored(new_id, device_id, episode.window_start, episode.window_end, episode.ended_at, None,
+                       len(episode.findings))  # fmt: skip
 
     async def find(
         self, *, status: str | None = None, kind: str | None = None, device: str | None = None, limit: int = 500
@@ -292,11 +342,85 @@ class AnomalyStore:
         return await self._store.guard(_query(), operation)
 
 
+@dataclass(slots=True)
+class _Stored:
+    """What joining needs to know of a stored episode (updated as findings join it)."""
+
+    id: int
+    device_id: int
+    window_start: datetime
+    window_end: datetime
+    ended_at: datetime | None
+    resolution: str | None
+    occurrences: int
+
+
+async def _episodes_of(
+    conn: AsyncConnection, device_ids: list[int], kinds: list[str] | None, *, running_only: bool = False
+) -> dict[tuple[str, int, str], list[_Stored]]:
+    """Stored episodes of these devices (and kinds), by kind, device and meter."""
+    stmt = select(
+        AnomalyRow.kind, AnomalyRow.meter, AnomalyRow.id, AnomalyRow.device_id, AnomalyRow.window_start,
+        AnomalyRow.window_end, AnomalyRow.ended_at, AnomalyRow.resolution, AnomalyRow.occurrences,
+    ).where(AnomalyRow.device_id.in_(device_ids))  # fmt: skip
+    if kinds is not None:
+        stmt = stmt.where(AnomalyRow.kind.in_(kinds))
+    if running_only:
+        stmt = stmt.where(AnomalyRow.ended_at.is_(None))
+    found: dict[tuple[str, int, str], list[_Stored]] = {}
+    for kind, meter, ident, device_id, start, end, ended, resolution, count in await conn.execute(
+        stmt.order_by(AnomalyRow.window_start)
+    ):
+        row = _Stored(ident, device_id, start, end, ended, resolution, count)
+        found.setdefault((kind, row.device_id, meter), []).append(row)
+    return found
+
+
+def _joins(row: _Stored, episode: Episode, moments: Moments) -> bool:
+    """The episode is ``row``'s: it overlaps it, or continues it while it runs (a replaced reading ends it)."""
+    if episode.window_start <= row.window_end and row.window_start <= episode.window_end:
+        return True
+    if row.ended_at is not None or row.resolution in EXCLUDING_RESOLUTIONS:
+        return False
+    return row.window_end <= episode.window_start and continues(
+        moments, episode.device, row.window_end, episode.window_start
+    )
+
+
+async def _join(conn: AsyncConnection, row: _Stored, episode: Episode) -> None:
+    """Update a stored episode with the findings that joined it: count, last seen, current evidence, end."""
+    new = sum(f.window_start > row.window_end for f in episode.findings)
+    if not new and episode.window_end <= row.window_end:
+        return  # seen before (a lookback detects it again): nothing changed
+    values: dict[str, Any] = {"window_end": max(row.window_end, episode.window_end),
+                              "evidence": json.dumps(episode.evidence, default=str),
+                              "occurrences": row.occurrences + new}  # fmt: skip
+    if new and row.ended_at is None:
+        values["ended_at"] = episode.ended_at
+    await conn.execute(update(AnomalyRow).where(AnomalyRow.id == row.id).values(**values))
+    row.window_end, row.occurrences = values["window_end"], values["occurrences"]
+    row.ended_at = values.get("ended_at", row.ended_at)
+
+
+async def _end(conn: AsyncConnection, row: _Stored, at: datetime) -> None:
+    await conn.execute(update(AnomalyRow).where(AnomalyRow.id == row.id).values(ended_at=at))
+    row.ended_at = at
+
+
+async def _hold(conn: AsyncConnection, store: Store, anomaly_id: int, readings: list[str]) -> None:
+    if readings:
+        await conn.execute(
+            store.dialect.insert(AnomalyReading.__table__).on_conflict_do_nothing(),
+            [{"anomaly_id": anomaly_id, "reading_id": r} for r in readings],
+        )
+
+
 def _select() -> Any:  # noqa: ANN401 - a Select of the record's columns
     return select(
         AnomalyRow.id, AnomalyRow.kind, AnomalyRow.severity, Device.key, AnomalyRow.meter, AnomalyRow.window_start,
         AnomalyRow.window_end, AnomalyRow.evidence, AnomalyRow.holds, AnomalyRow.status, AnomalyRow.detected_at,
         AnomalyRow.resolved_at, AnomalyRow.resolution, AnomalyRow.resolved_by, AnomalyRow.reason,
+        AnomalyRow.occurrences, AnomalyRow.ended_at,
     ).join(Device, Device.id == AnomalyRow.device_id)  # fmt: skip
 
 

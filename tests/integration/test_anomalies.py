@@ -12,12 +12,14 @@ import pytest
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
 from billing.usage import usage
+from collectors.base import DeviceInfo, Meter, MeterValue, Reading
 from daemon.anomaly_job import AnomalyJob
 from daemon.cli import main
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.review import resolve
 from daemon.settings import Settings
-from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.repository import Store
 from tests.factories import reading
 from tests.integration.test_notify import Hook
@@ -165,3 +167,60 @@ async def test_each_new_anomaly_is_posted_to_the_hook_retried_after_a_failure(st
     assert posted[0] == posted[1]
     assert sorted(posted[1:]) == [("jump", "SER5", "mono"), ("jump", "SER5", "total")]
     assert metrics.registry.get_sample_value("meterd_anomaly_notifications_total") == 2
+
+
+def _colour_readings(hours: range, *, faulty: set[int]) -> list[Reading]:
+    """Hourly readings of CLR1 (500,000 pages), 40 mono and 10 colour an hour; colour counts twice in ``faulty``."""
+    readings = []
+    for hour in hours:
+        doubled = sum(1 for h in faulty if h <= hour)
+        mono, color = 400_000 + 40 * (hour + 1), 100_000 + 10 * (hour + 1) + 10 * doubled
+        readings.append(
+            Reading(
+                site="acme-hq", taken_at=START + timedelta(hours=hour),
+                device=DeviceInfo(key="CLR1", vendor="HP", model="Color LaserJet M479", address="10.0.4.31"),
+                meters=(MeterValue(Meter.TOTAL, 500_000 + 50 * (hour + 1)), MeterValue(Meter.MONO, mono),
+                        MeterValue(Meter.COLOR, color)),
+                source="test", id=f"c-{hour}",
+            )
+        )  # fmt: skip
+    return readings
+
+
+async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the_condition_ends(
+    store_url: str,
+) -> None:
+    # Colour counted twice for a day from hour 48, and again from hour 130.
+    faulty = {*range(48, 72), *range(130, 150)}
+    async with Store.open(store_url) as store:
+        pipeline = Pipeline(store, Metrics())
+        anomalies = AnomalyStore(store)
+
+        async def run(hours: range) -> list[AnomalyRecord]:
+            await pipeline.emit(_colour_readings(hours, faulty=faulty))
+            now = START + timedelta(hours=hours.stop)
+            created = await detect_new(anomalies, DetectorSettings(), now=now, poll_interval_s=3600)
+            return [a for a in created if a.kind != "stale"]
+
+        assert [a.kind for a in await run(range(60))] == ["inconsistent"]
+        [episode] = await anomalies.find(kind="inconsistent")
+        assert episode.occurrences > 1
+        assert episode.ended_at is None
+        assert "c-59" in await anomalies.held_reading_ids()
+        await resolve(store, episode.id, action="approve", value=None, actor="alice", reason="checked", now=NOW)
+        # Still counting colour twice: the readings join the approved episode, no new item, nothing held.
+        assert await run(range(60, 72)) == []
+        [joined] = await anomalies.find(kind="inconsistent", status=None)
+        assert (joined.id, joined.status) == (episode.id, "resolved")
+        assert joined.occurrences > episode.occurrences
+        assert joined.window_end == START + timedelta(hours=71)
+        assert await anomalies.held_reading_ids() == set()
+        # Fixed: a day later every interval agrees again, and the episode is over.
+        assert await run(range(72, 130)) == []
+        [ended] = await anomalies.find(kind="inconsistent", status=None)
+        assert ended.ended_at is not None
+        # The fault comes back: a new episode, open and holding again.
+        again = await run(range(130, 150))
+        assert [(a.kind, a.status) for a in again] == [("inconsistent", "open")]
+        assert again[0].id != episode.id
+        assert "c-149" in await anomalies.held_reading_ids()

@@ -139,23 +139,51 @@ def test_frozen_total_on_a_device_that_answers() -> None:
     assert frozen(daily([300] * 20 + [0] * 9 + [300]), SETTINGS) == []  # a holiday week
 
 
-def _meters(total: int, mono: int, color: int) -> pd.DataFrame:
-    rows = [series([v], meter=m) for m, v in (("total", total), ("mono", mono), ("color", color))]
-    frame = pd.concat(rows)
-    frame["reading_id"] = "R1"
+def _colour_device(*, start_total: int, hours: int, double_from: int | None, offset: int = 0) -> pd.DataFrame:
+    """Hourly readings, 40 mono and 10 colour pages an hour; from hour ``double_from`` colour counts twice.
+
+    ``offset``: pages the total holds and the parts never did (a lifetime difference, not a fault).
+    """
+    mono, color, total = start_total * 4 // 5, start_total // 5, start_total + offset
+    rows = []
+    for hour in range(hours):
+        mono, total = mono + 40, total + 50
+        color += 20 if double_from is not None and hour >= double_from else 10
+        rows.append((hour, {"total": total, "mono": mono, "color": color}))
+    frame = pd.concat(
+        [
+            series([values[m] for _, values in rows], meter=m, step=timedelta(hours=1))
+            for m in ("total", "mono", "color")
+        ]
+    )
+    frame["reading_id"] = frame["reading_id"].str.replace(r"-(total|mono|color)-", "-", regex=True)
     return frame
 
 
-def test_inconsistent_meters() -> None:
-    assert inconsistent(_meters(1000, 600, 400), SETTINGS) == []
-    assert inconsistent(_meters(1000, 600, 398), SETTINGS) == []  # within tolerance
-    found = inconsistent(_meters(1000, 600, 900), SETTINGS)
-    assert kinds(found) == [Kind.INCONSISTENT]
+@pytest.mark.parametrize("start_total", [5_000, 50_000, 500_000])
+def test_inconsistent_fires_within_a_day_of_the_fault_whatever_the_counters_size(start_total: int) -> None:
+    found = inconsistent(_colour_device(start_total=start_total, hours=24 * 4, double_from=48), SETTINGS)
+    assert found
+    assert kinds(found) == [Kind.INCONSISTENT] * len(found)
+    first = min(f.window_start for f in found)
+    assert T0 + timedelta(hours=48) <= first <= T0 + timedelta(hours=48 + 24)
     assert found[0].evidence["problem"] == "mono + color differs from total"
-    assert inconsistent(_meters(1000, 1500, -400 + 0), SETTINGS)[0].evidence["problem"] in {
-        "mono + color differs from total",
-        "mono is above total",
-    }
+    assert found[0].evidence["off_by"] > found[0].evidence["tolerance"]
+
+
+def test_inconsistent_lets_a_lifetime_difference_and_a_clean_device_be() -> None:
+    assert inconsistent(_colour_device(start_total=500_000, hours=72, double_from=None), SETTINGS) == []
+    # Fax pages in the total the parts never counted: off by 3 %, but every interval agrees.
+    assert inconsistent(_colour_device(start_total=5_000, hours=72, double_from=None, offset=150), SETTINGS) == []
+
+
+def test_a_part_counting_more_than_its_total_is_inconsistent() -> None:
+    frame = _colour_device(start_total=10_000, hours=30, double_from=None)
+    later = frame["taken_at"] > T0 + timedelta(hours=20)
+    frame.loc[later & (frame["meter"] == "mono"), "value"] += 400  # mono counted 400 pages the total never saw
+    found = inconsistent(frame, SETTINGS)
+    assert found
+    assert {f.evidence["problem"] for f in found} <= {"mono + color differs from total", "mono is above total"}
 
 
 @pytest.mark.parametrize(("silent_for", "stale_expected"), [(timedelta(minutes=40), False), (timedelta(hours=1), True)])
