@@ -25,6 +25,8 @@ def add_anomaly_parsers(
     listing.add_argument("--kind")
     listing.add_argument("--device", metavar="KEY")
     listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    listing.add_argument("--limit", type=_positive, default=100, help="anomalies per page (default 100)")
+    listing.add_argument("--offset", type=_not_negative, default=0, help="anomalies to skip (the next page's start)")
     listing.set_defaults(handler=cmd_list)
     show = anomalies.add_parser("show", parents=[common], help="one anomaly with its evidence")
     show.add_argument("id", type=int)
@@ -43,10 +45,40 @@ def add_anomaly_parsers(
     resolve.set_defaults(handler=cmd_resolve)
 
 
+def _positive(text: str) -> int:
+    number = _not_negative(text)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _not_negative(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def page_note(shown: int, offset: int, matching: int) -> str:
+    """Where this page sits in the whole list, and how to get the rest: a list is never cut silently."""
+    more = matching - offset - shown
+    where = f"{offset + 1}-{offset + shown} of {matching}" if shown else f"none of {matching} from {offset}"
+    return where + (f"; {more} more: --offset {offset + shown}" if more > 0 else "")
+
+
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         status = None if args.status == "all" else args.status
-        found = await AnomalyStore(store).find(status=status, kind=args.kind, device=args.device)
+        anomalies = AnomalyStore(store)
+        found = await anomalies.find(status=status, kind=args.kind, device=args.device, limit=args.limit,
+                                     offset=args.offset)  # fmt: skip
+        matching = await anomalies.count(status=status, kind=args.kind, device=args.device)
+    note = page_note(len(found), args.offset, matching)
+    if args.format != "table":
+        print(f"anomalies ({args.status}): {note}", file=sys.stderr)
     if args.format == "json":
         json.dump([asdict(a) for a in found], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -61,7 +93,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         ]
         for a in found
     ]  # fmt: skip
-    print_rows(args.format, header, rows, title=f"{len(found)} anomalies ({args.status})")
+    print_rows(args.format, header, rows, title=f"anomalies ({args.status}): {note}")
     return 0
 
 

@@ -152,18 +152,24 @@ class AnomalyStore:
                        len(episode.findings))  # fmt: skip
 
     async def find(
-        self, *, status: str | None = None, kind: str | None = None, device: str | None = None, limit: int = 500
-    ) -> list[AnomalyRecord]:
-        stmt = _select().order_by(AnomalyRow.detected_at.desc(), AnomalyRow.id.desc()).limit(limit)
-        if status == "unresolved":
-            stmt = stmt.where(AnomalyRow.status != RESOLVED)
-        elif status:
-            stmt = stmt.where(AnomalyRow.status == status)
-        if kind:
-            stmt = stmt.where(AnomalyRow.kind == kind)
-        if device:
-            stmt = stmt.where(Device.key == device)
+        self, *, status: str | None = None, kind: str | None = None, device: str | None = None, limit: int = 500,
+        offset: int = 0,
+    ) -> list[AnomalyRecord]:  # fmt: skip
+        """Anomalies newest first, ``limit`` of them from ``offset`` (:meth:`count` says how many match)."""
+        stmt = _filtered(_select(), status=status, kind=kind, device=device)
+        stmt = stmt.order_by(AnomalyRow.detected_at.desc(), AnomalyRow.id.desc()).limit(limit).offset(offset)
         return await self._fetch(stmt, "list anomalies")
+
+    async def count(self, *, status: str | None = None, kind: str | None = None, device: str | None = None) -> int:
+        """How many anomalies :meth:`find` would page through."""
+        stmt = _filtered(select(func.count()).select_from(AnomalyRow).join(Device, Device.id == AnomalyRow.device_id),
+                         status=status, kind=kind, device=device)  # fmt: skip
+
+        async def _query() -> int:
+            async with self._store.engine.connect() as conn:
+                return int((await conn.execute(stmt)).scalar_one())
+
+        return await self._store.guard(_query(), "count anomalies")
 
     async def get(self, anomaly_id: int) -> AnomalyRecord:
         """Raises AnomalyNotFoundError."""
@@ -413,6 +419,19 @@ async def _hold(conn: AsyncConnection, store: Store, anomaly_id: int, readings: 
             store.dialect.insert(AnomalyReading.__table__).on_conflict_do_nothing(),
             [{"anomaly_id": anomaly_id, "reading_id": r} for r in readings],
         )
+
+
+def _filtered(stmt: Any, *, status: str | None, kind: str | None, device: str | None) -> Any:  # noqa: ANN401 - a Select
+    """``stmt`` narrowed to a status (or ``unresolved``), a kind and a device."""
+    if status == "unresolved":
+        stmt = stmt.where(AnomalyRow.status != RESOLVED)
+    elif status:
+        stmt = stmt.where(AnomalyRow.status == status)
+    if kind:
+        stmt = stmt.where(AnomalyRow.kind == kind)
+    if device:
+        stmt = stmt.where(Device.key == device)
+    return stmt
 
 
 def _select() -> Any:  # noqa: ANN401 - a Select of the record's columns

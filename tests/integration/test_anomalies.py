@@ -224,3 +224,32 @@ async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the
         assert [(a.kind, a.status) for a in again] == [("inconsistent", "open")]
         assert again[0].id != episode.id
         assert "c-149" in await anomalies.held_reading_ids()
+
+
+async def test_anomalies_list_pages_and_says_how_many_more(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(
+            [reading(serial=f"QUIET{n}", at=START, reading_id=f"q{n}", address=f"10.0.5.{n}") for n in range(5)]
+        )
+        await detect_new(AnomalyStore(store), DetectorSettings(), now=START + timedelta(hours=2), poll_interval_s=900)
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    listing = ["anomalies", "list", "--status", "all", "--format", "json", "--config", str(config)]
+    pages = []
+    for offset in (0, 2, 4):
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, [*listing, "--limit", "2", "--offset", str(offset)]) == 0
+        out, err = capsys.readouterr()
+        pages.append(([a["device"] for a in json.loads(out)], err.strip()))
+    assert [len(devices) for devices, _ in pages] == [2, 2, 1]
+    assert sorted(d for devices, _ in pages for d in devices) == [f"QUIET{n}" for n in range(5)]
+    assert [note for _, note in pages] == [
+        "anomalies (all): 1-2 of 5; 3 more: --offset 2",
+        "anomalies (all): 3-4 of 5; 1 more: --offset 4",
+        "anomalies (all): 5-5 of 5",
+    ]
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["anomalies", "list", "--limit", "3", "--config", str(config)]) == 0
+    assert "1-3 of 5; 2 more: --offset 3" in capsys.readouterr().out
