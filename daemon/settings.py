@@ -317,6 +317,8 @@ class AnomalySettings(_Section):
     spike_mads: float = Field(default=8.0, gt=0)
     spike_min_ratio: float = Field(default=3.0, ge=1)
     spike_min_pages: int = Field(default=200, ge=0)
+    spike_history_days: int = Field(default=35, ge=2, le=365)
+    spike_return: float = Field(default=0.5, gt=0, lt=1)
     stale_intervals: int = Field(default=3, ge=1, le=1000)
     stale_margin: float = Field(default=1.1, ge=1)
     stale_close_days: float = Field(default=3.0, ge=0, le=28)

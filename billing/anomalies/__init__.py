@@ -20,7 +20,8 @@ class Kind(StrEnum):
     SWAP = "swap"  # another device now answers at the same address
     MOVED = "moved"  # the same serial turned up at another site
     JUMP = "jump"  # a step no engine can print in the time between two readings
-    SPIKE = "spike"  # a day far above the device's own history
+    SPIKE = "spike"  # a short excursion: one day far above the device's own level, back the day after
+    LEVEL_SHIFT = "level_shift"  # days far above the device's level that stay up: a busy spell, not a fault
     STALE = "stale"  # no reading for too long
     FROZEN = "frozen"  # a device that answers but whose total does not move for weeks
     INCONSISTENT = "inconsistent"  # meters that contradict each other
@@ -41,6 +42,7 @@ SEVERITY: Final[dict[Kind, Severity]] = {
     Kind.MOVED: Severity.WARNING,
     Kind.JUMP: Severity.CRITICAL,
     Kind.SPIKE: Severity.WARNING,
+    Kind.LEVEL_SHIFT: Severity.INFO,
     Kind.STALE: Severity.WARNING,
     Kind.FROZEN: Severity.WARNING,
     Kind.INCONSISTENT: Severity.CRITICAL,
@@ -66,6 +68,8 @@ class DetectorSettings:
     spike_mads: float = 8.0  # how many robust deviations above the median
     spike_min_ratio: float = 3.0  # and at least this many times the median
     spike_min_pages: int = 200  # and at least this many pages above it
+    spike_history_days: int = 35  # the busy spells (a month-end rush) a device's level remembers
+    spike_return: float = 0.5  # the days either side are back below this share of the excursion
     stale_intervals: int = 3  # missed poll intervals before a device is stale
     stale_margin: float = 1.1  # and silent this much longer than its own longest recent gap
     stale_close_days: float = 3.0  # this close to a month's end …

@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import partial
 from typing import Final
 
-from billing.anomalies import DetectorSettings, by_settings
+from billing.anomalies import DetectorSettings, Kind, by_settings
 from billing.anomalies.detectors import detect_all, stale, usual_silence
 from billing.anomalies.episodes import reading_moments
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
@@ -35,7 +35,7 @@ async def detect_new(
     """
     raw = await anomalies.get_state(WATERMARK)
     watermark = datetime.fromisoformat(raw) if raw else None
-    lookback_days = max(knobs.spike_window_days for knobs in [settings, *(tuned or {}).values()]) + 2
+    lookback_days = max(max(k.spike_window_days, k.spike_history_days) for k in [settings, *(tuned or {}).values()]) + 2
     frame, newest = await anomalies.readings_frame(received_after=watermark, lookback_days=lookback_days)
     supplies = await anomalies.supplies_frame(frame)
     # pandas work is CPU-bound: keep it off the event loop.
@@ -50,6 +50,7 @@ async def detect_new(
     moments = reading_moments(frame)
     created = await anomalies.record(findings, now=now, moments=moments)
     await anomalies.end_episodes(moments)
+    await anomalies.withdraw_spikes([f for f in findings if f.kind == Kind.LEVEL_SHIFT], now=now)
     await anomalies.resolve_recovered_stale(now=now)
     if newest is not None:
         await anomalies.set_state(USUAL_SILENCE, json.dumps(usual))

@@ -7,7 +7,7 @@ reading after its last finding shows the condition over and ends it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from billing.anomalies import HOLDS_READINGS, SEVERITY, Finding, Kind, Severity
+from billing.anomalies.detectors import device_moments
 
 # Per device, the moments of its readings (int64 nanoseconds since the epoch, UTC, sorted).
 Moments = Mapping[str, np.ndarray[Any, np.dtype[np.int64]]]
@@ -61,13 +62,10 @@ def reading_moments(frame: pd.DataFrame) -> dict[str, np.ndarray[Any, np.dtype[n
     """Per device in ``frame`` (the detectors' frame), the sorted moments of its readings."""
     if frame.empty:
         return {}
-    stamps = frame[["device", "taken_at"]].drop_duplicates()
-    nanos = stamps["taken_at"].dt.as_unit("ns").astype("int64").to_numpy()
-    order = np.lexsort((nanos, stamps["device"].astype(str).to_numpy()))
-    devices = stamps["device"].astype(str).to_numpy()[order]
-    nanos = nanos[order]
-    cuts = np.flatnonzero(devices[1:] != devices[:-1]) + 1
-    return {str(part[0]): moments for part, moments in zip(np.split(devices, cuts), np.split(nanos, cuts), strict=True)}
+    names, device, moment = device_moments(frame)
+    cuts = np.flatnonzero(device[1:] != device[:-1]) + 1
+    starts = np.r_[0, cuts]
+    return {str(names[device[at]]): part for at, part in zip(starts, np.split(moment, cuts), strict=True)}
 
 
 def _nanos(moment: datetime) -> int:
@@ -106,18 +104,17 @@ def continues(moments: Moments, device: str, last_seen: datetime, start: datetim
 
 def episodes(findings: Iterable[Finding], moments: Moments) -> list[Episode]:
     """``findings`` as episodes, in time order per device, kind and meter."""
-    runs: dict[tuple[Kind, str, str | None], list[list[Finding]]] = {}
+    runs: dict[tuple[Kind, str, str | None], list[tuple[list[Finding], datetime]]] = {}
     for finding in sorted(findings, key=lambda f: (f.kind, f.device, f.meter or "", f.window_start)):
         series = runs.setdefault((finding.kind, finding.device, finding.meter), [])
-        if series and continues(moments, finding.device, max(f.window_end for f in series[-1]), finding.window_start):
-            series[-1].append(finding)
+        if series and continues(moments, finding.device, series[-1][1], finding.window_start):
+            run, last_seen = series[-1]
+            run.append(finding)
+            series[-1] = (run, max(last_seen, finding.window_end))
         else:
-            series.append([finding])
+            series.append(([finding], finding.window_end))
     return [
-        _episode(kind, device, meter, run, moments) for (kind, device, meter), series in runs.items() for run in series
+        Episode(kind, device, meter, tuple(run), first_reading_after(moments, device, last_seen))
+        for (kind, device, meter), series in runs.items()
+        for run, last_seen in series
     ]
-
-
-def _episode(kind: Kind, device: str, meter: str | None, run: Sequence[Finding], moments: Moments) -> Episode:
-    last = max(f.window_end for f in run)
-    return Episode(kind, device, meter, tuple(run), first_reading_after(moments, device, last))

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.anomalies import Finding, Kind
@@ -25,6 +25,7 @@ ACKNOWLEDGED: Final = "acknowledged"
 RESOLVED: Final = "resolved"
 # Resolutions that keep the readings out of usage for good (the manual reading replaces them).
 EXCLUDING_RESOLUTIONS: Final = frozenset({"replaced"})
+_OR_CHUNK: Final = 200  # conditions per statement when matching many findings at once
 
 
 class AnomalyNotFoundError(MeterdError):
@@ -48,7 +49,7 @@ class AnomalyRecord:
     resolution: str | None
     resolved_by: str | None
     reason: str | None
-    occurrences: int  # findings that joined the episode
+    occurrences: int  # readings the episode involves (findings, for one about no readings: stale, over_allowance)
     ended_at: datetime | None  # when a reading showed the condition over (None: it may go on)
 
 
@@ -96,7 +97,7 @@ class AnomalyStore:
                         created.append(row.id)
                     else:
                         await _join(conn, row, episode)
-                    await _hold(conn, self._store, row.id, episode.readings)
+                    await _hold(conn, self._store, row, episode.readings)
             return created
 
         if not grouped:
@@ -237,6 +238,29 @@ class AnomalyStore:
             .where(Device.last_seen > AnomalyRow.window_start)
         )  # fmt: skip
         return await self._resolve_by_system(stmt, "recovered", "the device reads again", now=now)
+
+    async def withdraw_spikes(self, shifts: Sequence[Finding], *, now: datetime) -> list[int]:
+        """Close spikes that level shifts showed to be the first day of a busy spell: the system resolves them.
+
+        The latest day is judged a spike before the next day is known; when the next day stays
+        up, the detectors call those days a level shift, and the spike no longer stands.
+        """
+        withdrawn: list[int] = []
+        for first in range(0, len(shifts), _OR_CHUNK):
+            overlapping = [
+                (Device.key == shift.device) & (AnomalyRow.meter == (shift.meter or ""))
+                & (AnomalyRow.window_start < shift.window_end) & (AnomalyRow.window_end > shift.window_start)
+                for shift in shifts[first : first + _OR_CHUNK]
+            ]  # fmt: skip
+            stmt = (
+                select(AnomalyRow.id)
+                .join(Device, Device.id == AnomalyRow.device_id)
+                .where(AnomalyRow.kind == Kind.SPIKE.value, AnomalyRow.status != RESOLVED, or_(*overlapping))
+            )
+            withdrawn += await self._resolve_by_system(
+                stmt, "level_shift", "the days after stayed up: a busy spell, not a spike", now=now
+            )
+        return withdrawn
 
     async def resolve_closed_cycles(self, *, now: datetime) -> list[int]:
         """Close over-allowance forecasts whose usage cycle has ended: the invoice has the figures now."""
@@ -413,12 +437,17 @@ async def _end(conn: AsyncConnection, row: _Stored, at: datetime) -> None:
     row.ended_at = at
 
 
-async def _hold(conn: AsyncConnection, store: Store, anomaly_id: int, readings: list[str]) -> None:
-    if readings:
-        await conn.execute(
-            store.dialect.insert(AnomalyReading.__table__).on_conflict_do_nothing(),
-            [{"anomaly_id": anomaly_id, "reading_id": r} for r in readings],
-        )
+async def _hold(conn: AsyncConnection, store: Store, row: _Stored, readings: list[str]) -> None:
+    """Join the readings to the episode; an episode of readings counts them (one of none counts its findings)."""
+    if not readings:
+        return
+    await conn.execute(
+        store.dialect.insert(AnomalyReading.__table__).on_conflict_do_nothing(),
+        [{"anomaly_id": row.id, "reading_id": r} for r in readings],
+    )
+    held = select(func.count()).select_from(AnomalyReading).where(AnomalyReading.anomaly_id == row.id)
+    row.occurrences = int((await conn.execute(held)).scalar_one())
+    await conn.execute(update(AnomalyRow).where(AnomalyRow.id == row.id).values(occurrences=row.occurrences))
 
 
 def _filtered(stmt: Any, *, status: str | None, kind: str | None, device: str | None) -> Any:  # noqa: ANN401 - a Select

@@ -117,6 +117,44 @@ def test_spike_needs_history_and_ignores_busy_but_ordinary_days() -> None:
     assert spikes(daily([*regular, 600, 650]), SETTINGS) == []  # twice the usual is a busy week, not a fault
 
 
+def _office_days(days: int, *, rush: float = 1.0, spike_on: int | None = None, spike: float = 1.0) -> list[int]:
+    """Daily pages of an office printer from T0 (a Monday): ~300 on weekdays, none at weekends.
+
+    The last five weekdays of every month print ``rush`` times as much (an office closing its
+    month); day ``spike_on`` prints ``spike`` times as much.
+    """
+    dates = [T0.date() + timedelta(days=d) for d in range(days)]
+    weekdays = [d for d in dates if d.weekday() < 5]
+    month_end = {d for month in {d.month for d in weekdays} for d in [w for w in weekdays if w.month == month][-5:]}
+    jitter = [300, 320, 280, 310, 295]
+    pages = []
+    for index, day in enumerate(dates):
+        used = jitter[index % 5] if day.weekday() < 5 else 0
+        used = int(used * (rush if day in month_end else 1.0))
+        pages.append(int(used * spike) if index == spike_on else used)
+    return pages
+
+
+def test_a_month_end_rush_is_a_level_shift_not_a_spike_and_a_true_spike_still_is() -> None:
+    rushing = daily(_office_days(120, rush=3.0))
+    assert kinds(spikes(rushing, SETTINGS)) == [Kind.LEVEL_SHIFT] * len(spikes(rushing, SETTINGS))
+    # Mid-month on a rushing device: one day at 30x is a spike, and only that day.
+    spike_on = next(d for d in range(80, 120) if (T0 + timedelta(days=d)).weekday() == 2)
+    found = [f for f in spikes(daily(_office_days(120, rush=3.0, spike_on=spike_on, spike=30.0)), SETTINGS)
+             if f.kind == Kind.SPIKE]  # fmt: skip
+    assert [f.window_start for f in found] == [T0.replace(hour=0) + timedelta(days=spike_on)]
+    assert found[0].holds
+
+
+def test_the_latest_day_is_a_spike_until_the_next_stays_up() -> None:
+    regular = _office_days(35)
+    alone = spikes(daily([*regular, 1500]), SETTINGS)
+    assert kinds(alone) == [Kind.SPIKE]  # no day after it yet: judged a spike
+    stayed_up = spikes(daily([*regular, 1500, 1400]), SETTINGS)
+    assert kinds(stayed_up) == [Kind.LEVEL_SHIFT, Kind.LEVEL_SHIFT]
+    assert not stayed_up[0].holds
+
+
 def test_a_device_asleep_over_a_weekend_does_not_spike_on_monday() -> None:
     values, total = [], 0
     frames = []
