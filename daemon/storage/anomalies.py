@@ -199,6 +199,81 @@ class AnomalyStore:
         await self._store.guard(_write(), "update anomaly")
         return await self.get(anomaly_id)
 
+    async def pages_held(self, anomalies: Sequence[AnomalyRecord]) -> dict[int, int]:
+        """Per unresolved holding anomaly, the pages its held readings carry on its meter (total for a device's).
+
+        From the reading before the first held one to the last held one: what usage would
+        count if the readings were approved as they are (a step back carries none).
+        """
+
+        async def _query() -> dict[int, int]:
+            held: dict[int, int] = {}
+            async with self._store.engine.connect() as conn:
+                for anomaly in anomalies:
+                    if not anomaly.holds or anomaly.status == RESOLVED:
+                        continue
+                    meter = anomaly.meter or "total"
+                    rows = (
+                        await conn.execute(
+                            select(ReadingRow.device_id, ReadingRow.taken_at, ReadingRow.value)
+                            .join(AnomalyReading, AnomalyReading.reading_id == ReadingRow.reading_id)
+                            .where(AnomalyReading.anomaly_id == anomaly.id, ReadingRow.meter == meter)
+                            .order_by(ReadingRow.taken_at)
+                        )
+                    ).all()
+                    if not rows:
+                        continue
+                    device_id, first_at, first_value = rows[0]
+                    before = (
+                        await conn.execute(
+                            select(ReadingRow.value)
+                            .where(ReadingRow.device_id == device_id, ReadingRow.meter == meter,
+                                   ReadingRow.taken_at < first_at)
+                            .order_by(ReadingRow.taken_at.desc())
+                            .limit(1)
+                        )
+                    ).scalar_one_or_none()  # fmt: skip
+                    held[anomaly.id] = max(0, int(rows[-1][2]) - int(first_value if before is None else before))
+            return held
+
+        return await self._store.guard(_query(), "read pages held")
+
+    async def readings_around(
+        self, anomaly: AnomalyRecord, *, context: int = 5, most: int = 40
+    ) -> list[dict[str, Any]]:
+        """The episode's readings of its meter (up to ``most``) with ``context`` readings either side, oldest first.
+
+        Each: taken_at, reading_id, meter, value, step (from the reading before) and whether
+        the episode holds it.
+        """
+        meter = anomaly.meter or "total"
+        columns = (ReadingRow.taken_at, ReadingRow.reading_id, ReadingRow.value)
+        base = select(*columns).join(Device, Device.id == ReadingRow.device_id)
+        base = base.where(Device.key == anomaly.device, ReadingRow.meter == meter)
+        earlier = base.where(ReadingRow.taken_at < anomaly.window_start).order_by(ReadingRow.taken_at.desc())
+        inside = base.where(ReadingRow.taken_at >= anomaly.window_start, ReadingRow.taken_at <= anomaly.window_end)
+        later = base.where(ReadingRow.taken_at > anomaly.window_end).order_by(ReadingRow.taken_at)
+        held_ids = select(AnomalyReading.reading_id).where(AnomalyReading.anomaly_id == anomaly.id)
+
+        async def _query() -> list[dict[str, Any]]:
+            async with self._store.engine.connect() as conn:
+                # One more before than shown: the first one shown has a step too.
+                before: list[tuple[datetime, str, int]] = [
+                    (at, ident, value) for at, ident, value in await conn.execute(earlier.limit(context + 1))
+                ][::-1]
+                during = await conn.execute(inside.order_by(ReadingRow.taken_at.desc()).limit(most))
+                rows = before + [(at, ident, value) for at, ident, value in during][::-1]
+                rows += [(at, ident, value) for at, ident, value in await conn.execute(later.limit(context))]
+                held = set((await conn.execute(held_ids)).scalars())
+            shown = []
+            for index, (taken_at, reading_id, value) in enumerate(rows):
+                step = None if index == 0 else int(value) - int(rows[index - 1][2])
+                shown.append({"taken_at": taken_at, "reading_id": reading_id, "meter": meter, "value": int(value),
+                              "step": step, "held": reading_id in held})  # fmt: skip
+            return shown[1:] if len(before) > context else shown
+
+        return await self._store.guard(_query(), "read readings around an anomaly")
+
     async def held_reading_ids(self) -> set[str]:
         """Readings usage must leave out: those of unresolved holding anomalies, and replaced ones."""
         stmt = (

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
+from billing.contracts import Contract, parse_contract
+from billing.customers import Customer, parse_customer
 from billing.usage import usage
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading
 from daemon.anomaly_job import AnomalyJob
@@ -20,6 +24,7 @@ from daemon.pipeline import Pipeline
 from daemon.review import resolve
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 from tests.factories import reading
 from tests.integration.test_notify import Hook
@@ -86,7 +91,8 @@ async def test_replace_with_a_manual_reading_is_audited_and_keeps_the_suspect_ou
             "--reason", "read off the panel", "--by", "bob", "--config", str(config)]  # fmt: skip
     code = await asyncio.to_thread(main, argv)
     assert code == 0
-    assert await asyncio.to_thread(main, ["anomalies", "show", str(jump.id), "--config", str(config)]) == 0
+    show = ["anomalies", "show", str(jump.id), "--format", "json", "--config", str(config)]
+    assert await asyncio.to_thread(main, show) == 0
     shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert (shown["status"], shown["resolution"], shown["resolved_by"]) == ("resolved", "replaced", "bob")
     async with Store.open(store_url) as store:
@@ -253,3 +259,69 @@ async def test_anomalies_list_pages_and_says_how_many_more(
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["anomalies", "list", "--limit", "3", "--config", str(config)]) == 0
     assert "1-3 of 5; 2 more: --offset 3" in capsys.readouterr().out
+
+
+def _customer(code: str) -> Customer:
+    return parse_customer({
+        "code": code, "legal_name": f"{code} GmbH", "country": "DE", "currency": "EUR",
+        "address": {"street": "Hauptstraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "contacts": [{"name": "Accounts", "email": f"ap@{code.lower()}.example", "billing": True}],
+    })  # fmt: skip
+
+
+def _per_page(customer: str, price: str) -> Contract:
+    return parse_contract({"id": f"{customer}-1", "customer": customer, "versions": [
+        {"valid_from": "2026-01-01", "currency": "EUR", "meters": [{"meter": "total", "tiers": [{"price": price}]}]}
+    ]})  # fmt: skip
+
+
+async def test_the_review_queue_puts_the_most_money_first_by_customer_and_device_and_acks_a_kind_at_once(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DEVX (customer X, 0.01 a page) and DEVY (customer Y, 0.05 a page) each show one reading far too high.
+    fleet = []
+    for n in range(2 * 96):
+        at = START + timedelta(minutes=15 * n)
+        fleet.append(reading(serial="DEVX", at=at, total=10_000 + 5 * n + (900_000 if n == 100 else 0),
+                             reading_id=f"x-{n}", address="10.0.6.1"))  # fmt: skip
+        fleet.append(reading(serial="DEVY", at=at, total=20_000 + 5 * n + (100_000 if n == 100 else 0),
+                             reading_id=f"y-{n}", address="10.0.6.2"))  # fmt: skip
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(fleet)
+        billing = BillingStore(store)
+        await billing.save_customers([_customer("X"), _customer("Y")], actor="t", now=NOW)
+        for customer, device, price in (("X", "DEVX", "0.01"), ("Y", "DEVY", "0.05")):
+            await billing.save_contract(_per_page(customer, price), actor="t", now=NOW)
+            await billing.assign(device, customer, start=START.date(), actor="t", now=NOW)
+        await detect_new(AnomalyStore(store), DetectorSettings(), now=NOW, poll_interval_s=900)
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["anomalies", "queue", "--format", "json", "--config", str(config)]) == 0
+    queue = json.loads(capsys.readouterr().out)
+    groups = list(dict.fromkeys((item["customer"], item["anomaly"]["device"]) for item in queue))
+    assert groups[:2] == [("X", "DEVX"), ("Y", "DEVY")]  # 9,000 EUR held back before 5,000
+    first = queue[0]
+    assert (first["anomaly"]["kind"], first["anomaly"]["meter"]) == ("jump", "total")
+    # From the reading before the held ones (10,490) to the last held (910,500), at 0.01 a page.
+    assert (first["pages_held"], Decimal(first["at_stake"]), first["currency"]) == (900_010, Decimal("9000.10"), "EUR")
+    devy = next(item for item in queue if item["anomaly"]["device"] == "DEVY")
+    assert Decimal(devy["at_stake"]) == Decimal("0.05") * 100_010
+    # Bulk: every open jump on DEVX at once; its reset and DEVY's stay open.
+    ack = ["anomalies", "ack", "--device", "DEVX", "--kind", "jump", "--reason", "calling the site", "--by", "carol"]
+    assert await asyncio.to_thread(main, [*ack, "--config", str(config)]) == 0
+    async with Store.open(store_url) as store:
+        states = {(a.device, a.kind, a.meter): a.status for a in await AnomalyStore(store).find(status=None)}
+    assert states[("DEVX", "jump", "total")] == states[("DEVX", "jump", "mono")] == "acknowledged"
+    assert states[("DEVX", "reset", "total")] == states[("DEVY", "jump", "total")] == "open"
+    # show: the detector's numbers and the readings around the episode, the held ones marked.
+    capsys.readouterr()
+    assert (
+        await asyncio.to_thread(main, ["anomalies", "show", str(first["anomaly"]["id"]), "--config", str(config)]) == 0
+    )
+    shown = capsys.readouterr().out
+    assert "step: 900005" in shown
+    assert "max_plausible_step: 7500" in shown
+    lines = [line for line in shown.splitlines() if "x-" in line]
+    assert [re.findall(r"x-\d+", line)[0] for line in lines] == [f"x-{n}" for n in range(94, 106)]
+    assert [n for n, line in zip(range(94, 106), lines, strict=True) if "held" in line] == [99, 100]
