@@ -25,6 +25,7 @@ shared: only figures measured side by side compare).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import subprocess
 import sys
@@ -63,33 +64,46 @@ class Label:
     at: datetime  # the reading (or day) where it shows
 
 
-def _calendar(stamps: pd.DatetimeIndex, rng: np.random.Generator, *, rush: bool) -> np.ndarray[Any, Any]:
-    """Per reading, the share of its usual volume the device prints then: season, holidays, month-end rush."""
-    day_of_year = stamps.day_of_year.to_numpy()
-    share = 1 + 0.1 * np.sin(2 * np.pi * (day_of_year - 80) / 365)
-    month_day = list(zip(stamps.month, stamps.day, strict=True))
-    share = np.where([md in PUBLIC_HOLIDAYS for md in month_day], 0.0, share)
+@functools.cache
+def _fleet_calendar(days: int, step_min: int) -> tuple[pd.DatetimeIndex, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The year's readings' moments, the share printed then (season, public holidays, Christmas), the rush days.
+
+    The same for every device: computed once.
+    """
+    per_day = int(24 * 60 / step_min)
+    stamps = pd.DatetimeIndex(START + pd.to_timedelta(np.arange(days * per_day) * step_min, unit="min"))
+    share = 1 + 0.1 * np.sin(2 * np.pi * (stamps.day_of_year.to_numpy() - 80) / 365)
+    dates = pd.DatetimeIndex(stamps.normalize().unique())
+    holiday = np.array([(d.month, d.day) in PUBLIC_HOLIDAYS for d in dates])
+    day_index = np.arange(len(stamps)) // per_day
+    share = np.where(holiday[day_index], 0.0, share)
     christmas = ((stamps.month == 12) & (stamps.day >= 24)) | ((stamps.month == 1) & (stamps.day <= 2))
+    share = np.where(christmas, share * 0.1, share)
+    working = dates[(dates.day_of_week < 5) & ~holiday]
+    last = pd.Series(working).groupby([working.year, working.month]).tail(RUSH_DAYS)
+    rush = dates.isin(pd.DatetimeIndex(last))[day_index]
+    return stamps, share, rush
+
+
+def _calendar(days: int, step_min: int, rng: np.random.Generator, *, rush: bool) -> np.ndarray[Any, Any]:
+    """Per reading, the share of its usual volume the device prints then: season, holidays, month-end rush."""
+    stamps, share, rush_days = _fleet_calendar(days, step_min)
+    day_of_year = stamps.day_of_year.to_numpy()
     summer_start = int(rng.integers(182, 220))  # two weeks off somewhere in July or August
     summer = (day_of_year >= summer_start) & (day_of_year < summer_start + 14)
-    share = np.where(christmas | summer, share * 0.1, share)
-    if rush:
-        days = pd.DatetimeIndex(stamps.normalize().unique())
-        working = days[(days.day_of_week < 5) & ~np.array([(d.month, d.day) in PUBLIC_HOLIDAYS for d in days])]
-        last = pd.Series(working).groupby([working.year, working.month]).tail(RUSH_DAYS)
-        share = np.where(stamps.normalize().isin(pd.DatetimeIndex(last)), share * RUSH_FACTOR, share)
-    return share
+    share = np.where(summer, share * 0.1, share)
+    return np.where(rush_days, share * RUSH_FACTOR, share) if rush else share
 
 
 def _device(n: int, days: int, step_min: int, rng: np.random.Generator) -> tuple[pd.DataFrame, list[Label]]:  # noqa: PLR0915 - one fleet member, fault by fault
     per_day = int(24 * 60 / step_min)
-    stamps = pd.DatetimeIndex(START + pd.to_timedelta(np.arange(days * per_day) * step_min, unit="min"))
+    stamps = _fleet_calendar(days, step_min)[0]
     hours = stamps.hour + stamps.minute / 60
     weekday = stamps.day_of_week
     day_index = np.arange(days * per_day) // per_day
     volume = rng.lognormal(np.log(300), 0.8)
     working = (weekday < 5) & (hours >= 8) & (hours < 18)
-    rate = np.where(working, volume / (10 * 60 / step_min), 0.0) * _calendar(stamps, rng, rush=n % 3 == 0)
+    rate = np.where(working, volume / (10 * 60 / step_min), 0.0) * _calendar(days, step_min, rng, rush=n % 3 == 0)
     pages = rng.poisson(rate).astype("int64")
     labels: list[Label] = []
     device = f"D{n:05d}"
@@ -131,7 +145,7 @@ def _device(n: int, days: int, step_min: int, rng: np.random.Generator) -> tuple
         labels.append(Label(Kind.STALE, device, stamps[silent_from].to_pydatetime()))
     meters = {"total": counter}
     if kind in (6, 7):
-        meters |= _colour(counter, pages, rng, faulty=kind == 6, working=working, per_day=per_day, labels=labels,
+        meters |= _colour(counter, pages, rng, faulty=kind == 6, printing=rate > 0, per_day=per_day, labels=labels,
                           device=device, stamps=stamps)  # fmt: skip
     ids = np.array([f"{device}-{i}" for i in range(int(keep.sum()))], dtype=object)
     frame = pd.concat(
@@ -157,7 +171,7 @@ def _device(n: int, days: int, step_min: int, rng: np.random.Generator) -> tuple
 
 def _colour(
     counter: np.ndarray[Any, Any], pages: np.ndarray[Any, Any], rng: np.random.Generator, *, faulty: bool,
-    working: np.ndarray[Any, Any], per_day: int, labels: list[Label], device: str, stamps: pd.DatetimeIndex,
+    printing: np.ndarray[Any, Any], per_day: int, labels: list[Label], device: str, stamps: pd.DatetimeIndex,
 ) -> dict[str, np.ndarray[Any, Any]]:  # fmt: skip
     """A colour device's meters (a fifth of the pages in colour): colour counted twice for a month if ``faulty``.
 
@@ -170,7 +184,7 @@ def _colour(
         meters["total"] = counter + int(rng.integers(100, 5_000))
         return meters
     at = int(rng.integers(len(counter) // 4, 3 * len(counter) // 4))
-    while not working[at]:  # from some working hour on
+    while not printing[at]:  # from some hour the device prints in (not a holiday) on
         at += 1
     during = (np.arange(len(counter)) >= at) & (np.arange(len(counter)) < at + INCONSISTENT_DAYS * per_day)
     meters["color"] = color + np.cumsum(np.where(during, color_pages, 0))
