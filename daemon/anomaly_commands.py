@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
 from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
@@ -22,20 +24,12 @@ def add_anomaly_parsers(
     listing.add_argument(
         "--status", default="unresolved", choices=["unresolved", "open", ACKNOWLEDGED, RESOLVED, "all"]
     )
-    listing.add_argument("--kind")
-    listing.add_argument("--device", metavar="KEY")
-    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    listing.add_argument("--limit", type=_positive, default=100, help="anomalies per page (default 100)")
-    listing.add_argument("--offset", type=_not_negative, default=0, help="anomalies to skip (the next page's start)")
+    _add_paged_filters(listing)
     listing.set_defaults(handler=cmd_list)
     queue = anomalies.add_parser(
         "queue", parents=[common], help="unresolved anomalies by customer and device, most money at stake first"
     )
-    queue.add_argument("--kind")
-    queue.add_argument("--device", metavar="KEY")
-    queue.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    queue.add_argument("--limit", type=_positive, default=100, help="items per page (default 100)")
-    queue.add_argument("--offset", type=_not_negative, default=0, help="items to skip (the next page's start)")
+    _add_paged_filters(queue)
     queue.set_defaults(handler=cmd_queue)
     show = anomalies.add_parser("show", parents=[common], help="one anomaly: evidence and the readings around it")
     show.add_argument("id", type=int)
@@ -58,6 +52,15 @@ def add_anomaly_parsers(
     resolve.add_argument("--value", type=int, help="with --action replace: the right counter value")
     resolve.add_argument("--by", default=default_user(), help="who (default: the login name)")
     resolve.set_defaults(handler=cmd_resolve)
+
+
+def _add_paged_filters(parser: argparse.ArgumentParser) -> None:
+    """--kind, --device, --format and a page (--limit, --offset): what the list and the queue both take."""
+    parser.add_argument("--kind")
+    parser.add_argument("--device", metavar="KEY")
+    parser.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    parser.add_argument("--limit", type=_positive, default=100, help="per page (default 100)")
+    parser.add_argument("--offset", type=_not_negative, default=0, help="to skip (the next page's start)")
 
 
 def _positive(text: str) -> int:
@@ -91,13 +94,6 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         found = await anomalies.find(status=status, kind=args.kind, device=args.device, limit=args.limit,
                                      offset=args.offset)  # fmt: skip
         matching = await anomalies.count(status=status, kind=args.kind, device=args.device)
-    note = page_note(len(found), args.offset, matching)
-    if args.format != "table":
-        print(f"anomalies ({args.status}): {note}", file=sys.stderr)
-    if args.format == "json":
-        json.dump([asdict(a) for a in found], sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
     header = ["id", "kind", "severity", "device", "meter", "window", "status", "holds"]
     rows = [
         [
@@ -108,7 +104,8 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         ]
         for a in found
     ]  # fmt: skip
-    print_rows(args.format, header, rows, title=f"anomalies ({args.status}): {note}")
+    _print_page(args.format, f"anomalies ({args.status}): {page_note(len(found), args.offset, matching)}", found,
+                header, rows)  # fmt: skip
     return 0
 
 
@@ -116,13 +113,6 @@ async def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         items = await review_queue(store, kind=args.kind, device=args.device)
     chosen = items[args.offset : args.offset + args.limit]
-    note = page_note(len(chosen), args.offset, len(items))
-    if args.format != "table":
-        print(f"review queue: {note}", file=sys.stderr)
-    if args.format == "json":
-        json.dump([asdict(item) for item in chosen], sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
     header = ["customer", "device", "id", "kind", "severity", "since", "readings", "pages held", "at stake", "status"]
     rows = [
         [
@@ -132,8 +122,19 @@ async def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
         ]
         for item in chosen
     ]  # fmt: skip
-    print_rows(args.format, header, rows, title=f"review queue: {note}")
+    _print_page(args.format, f"review queue: {page_note(len(chosen), args.offset, len(items))}", chosen, header, rows)
     return 0
+
+
+def _print_page(fmt: str, title: str, records: Sequence[Any], header: list[str], rows: list[list[str]]) -> None:
+    """A page as a table titled with where it sits; as CSV or JSON, with that note on stderr (the output parses)."""
+    if fmt != "table":
+        print(title, file=sys.stderr)
+    if fmt == "json":
+        json.dump([asdict(record) for record in records], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    print_rows(fmt, header, rows, title=title)
 
 
 async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:

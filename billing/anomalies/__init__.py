@@ -85,14 +85,11 @@ class DetectorSettings:
     allowance_min_days: float = 3.0  # fewer days of reads than this give no rate (too little to go on)
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class KindTraits:
+    """What a finding's (or an episode's) kind implies: how severe it is, whether it holds readings."""
+
+    __slots__ = ()
     kind: Kind
-    device: str
-    meter: str | None
-    window_start: datetime
-    window_end: datetime
-    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def severity(self) -> Severity:
@@ -101,6 +98,16 @@ class Finding:
     @property
     def holds(self) -> bool:
         return self.kind in HOLDS_READINGS
+
+
+@dataclass(frozen=True, slots=True)
+class Finding(KindTraits):
+    kind: Kind
+    device: str
+    meter: str | None
+    window_start: datetime
+    window_end: datetime
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def by_settings(

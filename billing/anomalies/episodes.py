@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from billing.anomalies import HOLDS_READINGS, SEVERITY, Finding, Kind, Severity
+from billing.anomalies import Finding, Kind, KindTraits
 from billing.anomalies.detectors import device_moments
 
 # Per device, the moments of its readings (int64 nanoseconds since the epoch, UTC, sorted).
@@ -23,7 +23,7 @@ Moments = Mapping[str, np.ndarray[Any, np.dtype[np.int64]]]
 
 
 @dataclass(frozen=True, slots=True)
-class Episode:
+class Episode(KindTraits):
     kind: Kind
     device: str
     meter: str | None
@@ -48,14 +48,6 @@ class Episode:
         return list(
             dict.fromkeys(r for f in self.findings for r in f.evidence.get("readings", []) if isinstance(r, str))
         )
-
-    @property
-    def severity(self) -> Severity:
-        return SEVERITY[self.kind]
-
-    @property
-    def holds(self) -> bool:
-        return self.kind in HOLDS_READINGS
 
 
 def reading_moments(frame: pd.DataFrame) -> dict[str, np.ndarray[Any, np.dtype[np.int64]]]:
