@@ -325,3 +325,30 @@ async def test_the_review_queue_puts_the_most_money_first_by_customer_and_device
     lines = [line for line in shown.splitlines() if "x-" in line]
     assert [re.findall(r"x-\d+", line)[0] for line in lines] == [f"x-{n}" for n in range(94, 106)]
     assert [n for n, line in zip(range(94, 106), lines, strict=True) if "held" in line] == [99, 100]
+
+
+async def test_a_spike_whose_next_day_stays_up_is_withdrawn_as_a_level_shift(store_url: str) -> None:
+    # Five weeks of ~300 pages on weekdays, then 1,500 on a Monday: a spike, held. The Tuesday prints
+    # 1,400: the level stayed up, a busy spell, and the spike is closed by the system.
+    start = datetime(2026, 9, 7, 17, tzinfo=UTC)  # a Monday, end of the working day
+    pages = [0 if (start + timedelta(days=d)).weekday() >= 5 else 300 + 10 * (d % 3) for d in range(35)]
+    totals = [10_000 + sum(pages[: d + 1]) for d in range(35)]
+    readings = [reading(serial="BUSY", at=start + timedelta(days=d), total=t, reading_id=f"b-{d}")
+                for d, t in enumerate(totals)]  # fmt: skip
+    monday, tuesday = start + timedelta(days=35), start + timedelta(days=36)
+    async with Store.open(store_url) as store:
+        pipeline, anomalies = Pipeline(store, Metrics()), AnomalyStore(store)
+        await pipeline.emit([*readings, reading(serial="BUSY", at=monday, total=totals[-1] + 1_500, reading_id="b-mo")])
+        created = await detect_new(
+            anomalies, DetectorSettings(), now=monday + timedelta(hours=1), poll_interval_s=86_400
+        )
+        [spike] = [a for a in created if (a.kind, a.meter) == ("spike", "total")]
+        assert "b-mo" in await anomalies.held_reading_ids()
+        await pipeline.emit([reading(serial="BUSY", at=tuesday, total=totals[-1] + 2_900, reading_id="b-tu")])
+        created = await detect_new(
+            anomalies, DetectorSettings(), now=tuesday + timedelta(hours=1), poll_interval_s=86_400
+        )
+        assert ("level_shift", "total", "info", False) in {(a.kind, a.meter, a.severity, a.holds) for a in created}
+        withdrawn = await anomalies.get(spike.id)
+        assert (withdrawn.status, withdrawn.resolution, withdrawn.resolved_by) == ("resolved", "level_shift", "system")
+        assert "b-mo" not in await anomalies.held_reading_ids()
