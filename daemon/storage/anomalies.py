@@ -79,7 +79,8 @@ class AnomalyStore:
                 keys = sorted({e.device for e in grouped})
                 known = await conn.execute(select(Device.key, Device.id).where(Device.key.in_(keys)))
                 ids = {key: ident for key, ident in known}  # noqa: C416 - a Result is not a mapping
-                stored = await _episodes_of(conn, list(ids.values()), sorted({e.kind.value for e in grouped}))
+                stored = await _episodes_of(conn, list(ids.values()), sorted({e.kind.value for e in grouped}),
+                                            since=min(e.window_start for e in grouped))  # fmt: skip
                 for episode in grouped:
                     if episode.device not in ids:
                         continue
@@ -461,9 +462,13 @@ class _Stored:
 
 
 async def _episodes_of(
-    conn: AsyncConnection, device_ids: list[int], kinds: list[str] | None, *, running_only: bool = False
-) -> dict[tuple[str, int, str], list[_Stored]]:
-    """Stored episodes of these devices (and kinds), by kind, device and meter."""
+    conn: AsyncConnection, device_ids: list[int], kinds: list[str] | None, *, running_only: bool = False,
+    since: datetime | None = None,
+) -> dict[tuple[str, int, str], list[_Stored]]:  # fmt: skip
+    """Stored episodes of these devices (and kinds), by kind, device and meter.
+
+    ``since``: only those still running or last seen from then on (older ones cannot be joined).
+    """
     stmt = select(
         AnomalyRow.kind, AnomalyRow.meter, AnomalyRow.id, AnomalyRow.device_id, AnomalyRow.window_start,
         AnomalyRow.window_end, AnomalyRow.ended_at, AnomalyRow.resolution, AnomalyRow.occurrences,
@@ -472,6 +477,8 @@ async def _episodes_of(
         stmt = stmt.where(AnomalyRow.kind.in_(kinds))
     if running_only:
         stmt = stmt.where(AnomalyRow.ended_at.is_(None))
+    if since is not None:
+        stmt = stmt.where(AnomalyRow.ended_at.is_(None) | (AnomalyRow.window_end >= since))
     found: dict[tuple[str, int, str], list[_Stored]] = {}
     for kind, meter, ident, device_id, start, end, ended, resolution, count in await conn.execute(
         stmt.order_by(AnomalyRow.window_start)
