@@ -1,16 +1,21 @@
-"""Review decisions on anomalies, for the CLI and the API alike: acknowledge, resolve (with a manual reading)."""
+"""Review on anomalies, for the CLI and the API alike: the queue, acknowledge (one, or a kind on a device), resolve."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Final
 
+from billing.invoicing import Book
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.errors import MeterdError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, RESTART_VALUE, AnomalyRecord, AnomalyStore
+from daemon.storage.anomalies import ACKNOWLEDGED, OPEN, RESOLVED, RESTART_VALUE, AnomalyRecord, AnomalyStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 
 ACTIONS: Final = {
@@ -36,6 +41,72 @@ async def acknowledge(store: Store, anomaly_id: int, *, actor: str, reason: str,
     await _unresolved(anomalies, anomaly_id)
     return await anomalies.set_status(anomaly_id, status=ACKNOWLEDGED, resolution=None, actor=actor, reason=reason,
                                       now=now)  # fmt: skip
+
+
+async def acknowledge_kind(
+    store: Store, device: str, kind: str, *, actor: str, reason: str, now: datetime
+) -> list[AnomalyRecord]:
+    """Acknowledge every open anomaly of one kind on one device (each written to the audit log)."""
+    anomalies = AnomalyStore(store)
+    found = await anomalies.find(status=OPEN, kind=kind, device=device, limit=await anomalies.count(
+        status=OPEN, kind=kind, device=device) or 1)  # fmt: skip
+    return [await acknowledge(store, a.id, actor=actor, reason=reason, now=now) for a in found]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """An unresolved anomaly as a clerk works it: whose it is and what it holds back."""
+
+    anomaly: AnomalyRecord
+    customer: str | None  # who held the device when it began; None: no one on the books
+    pages_held: int
+    at_stake: Decimal | None  # pages held x the device's page price under its contract; None: no price known
+    currency: str | None
+
+
+async def review_queue(store: Store, *, kind: str | None = None, device: str | None = None) -> list[QueueItem]:
+    """Unresolved anomalies grouped by customer and device, the group with most money at stake first.
+
+    Money at stake is the pages the held readings carry times the page price (the first
+    tier of the meter's terms) of the contract the device was under when the episode began.
+    Within a group, the item with most at stake comes first.
+    """
+    anomalies = AnomalyStore(store)
+    matching = await anomalies.count(status="unresolved", kind=kind, device=device)
+    found = await anomalies.find(status="unresolved", kind=kind, device=device, limit=max(matching, 1))
+    pages = await anomalies.pages_held(found)
+    book = await BillingStore(store).book()
+    held_by: dict[str, list[tuple[date, date | None, str]]] = defaultdict(list)
+    for assignment in book.assignments:
+        held_by[assignment.device].append((assignment.start, assignment.end, assignment.customer))
+    items = []
+    for anomaly in found:
+        day = anomaly.window_start.date()
+        customer = next((c for start, end, c in held_by[anomaly.device] if start <= day and (end is None or day < end)),
+                        None)  # fmt: skip
+        price, currency = _page_price(book, customer, anomaly, day) if customer else (None, None)
+        held = pages.get(anomaly.id, 0)
+        items.append(QueueItem(anomaly, customer, held, None if price is None else held * price, currency))
+    at_stake: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for item in items:
+        at_stake[(item.customer or "", item.anomaly.device)] += item.at_stake or Decimal(0)
+
+    def order(item: QueueItem) -> tuple[Any, ...]:
+        group = (item.customer or "", item.anomaly.device)
+        return (-at_stake[group], *group, -(item.at_stake or Decimal(0)), -item.pages_held, item.anomaly.id)
+
+    return sorted(items, key=order)
+
+
+def _page_price(book: Book, customer: str, anomaly: AnomalyRecord, day: date) -> tuple[Decimal | None, str | None]:
+    for contract in book.contracts_of(customer):
+        version = contract.version_at(day)
+        if version is None or not contract.covers(anomaly.device) or (contract.ends and contract.ends <= day):
+            continue
+        terms = next((t for t in version.meters if t.meter.value == (anomaly.meter or "total")), None)
+        if terms is not None:
+            return terms.tiers[0].price, contract.currency
+    return None, None
 
 
 async def resolve(

@@ -20,7 +20,8 @@ class Kind(StrEnum):
     SWAP = "swap"  # another device now answers at the same address
     MOVED = "moved"  # the same serial turned up at another site
     JUMP = "jump"  # a step no engine can print in the time between two readings
-    SPIKE = "spike"  # a day far above the device's own history
+    SPIKE = "spike"  # a short excursion: one day far above the device's own level, back the day after
+    LEVEL_SHIFT = "level_shift"  # days far above the device's level that stay up: a busy spell, not a fault
     STALE = "stale"  # no reading for too long
     FROZEN = "frozen"  # a device that answers but whose total does not move for weeks
     INCONSISTENT = "inconsistent"  # meters that contradict each other
@@ -41,6 +42,7 @@ SEVERITY: Final[dict[Kind, Severity]] = {
     Kind.MOVED: Severity.WARNING,
     Kind.JUMP: Severity.CRITICAL,
     Kind.SPIKE: Severity.WARNING,
+    Kind.LEVEL_SHIFT: Severity.INFO,
     Kind.STALE: Severity.WARNING,
     Kind.FROZEN: Severity.WARNING,
     Kind.INCONSISTENT: Severity.CRITICAL,
@@ -66,13 +68,16 @@ class DetectorSettings:
     spike_mads: float = 8.0  # how many robust deviations above the median
     spike_min_ratio: float = 3.0  # and at least this many times the median
     spike_min_pages: int = 200  # and at least this many pages above it
+    spike_history_days: int = 35  # the busy spells (a month-end rush) a device's level remembers
+    spike_return: float = 0.5  # the days either side are back below this share of the excursion
     stale_intervals: int = 3  # missed poll intervals before a device is stale
     stale_margin: float = 1.1  # and silent this much longer than its own longest recent gap
     stale_close_days: float = 3.0  # this close to a month's end …
     stale_close_hours: float = 72.0  # … this much silence is stale, however long the device usually sleeps
     frozen_days: int = 14
-    inconsistent_tolerance: float = 0.01  # of total
+    inconsistent_tolerance: float = 0.01  # of what the total counted over the interval
     inconsistent_min_pages: int = 5
+    inconsistent_interval_hours: float = 24.0  # meters are compared on what they counted over this long
     uncounted_supply_drop: int = 5  # percentage points of toner or ink used while the total stood still
     uncounted_min_hours: float = 6.0  # over at least this long (counters and levels update at their own pace)
     allowance_margin: float = 0.10  # a forecast this far beyond the included pages is worth a call
@@ -80,14 +85,11 @@ class DetectorSettings:
     allowance_min_days: float = 3.0  # fewer days of reads than this give no rate (too little to go on)
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class KindTraits:
+    """What a finding's (or an episode's) kind implies: how severe it is, whether it holds readings."""
+
+    __slots__ = ()
     kind: Kind
-    device: str
-    meter: str | None
-    window_start: datetime
-    window_end: datetime
-    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def severity(self) -> Severity:
@@ -96,6 +98,16 @@ class Finding:
     @property
     def holds(self) -> bool:
         return self.kind in HOLDS_READINGS
+
+
+@dataclass(frozen=True, slots=True)
+class Finding(KindTraits):
+    kind: Kind
+    device: str
+    meter: str | None
+    window_start: datetime
+    window_end: datetime
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def by_settings(

@@ -1,8 +1,9 @@
 """One detection run: new readings (and the window they need) through the detectors, into the store.
 
 Incremental: only devices with readings received since the last run are read, each from
-its earliest new reading minus the lookback the detectors need. Idempotent: a finding
-already recorded (same kind, device, meter and window start) is not recorded again.
+its earliest new reading minus the lookback the detectors need. Findings are stored as
+episodes (see :mod:`billing.anomalies.episodes`): one seen before, or continuing a running
+episode, updates that episode; a reading after an episode's last finding ends it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import datetime
 from functools import partial
 from typing import Final
 
-from billing.anomalies import DetectorSettings, by_settings
+from billing.anomalies import DetectorSettings, Kind, by_settings
 from billing.anomalies.detectors import detect_all, stale, usual_silence
+from billing.anomalies.episodes import reading_moments
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 
 WATERMARK: Final = "anomalies.received_until"
@@ -33,7 +35,7 @@ async def detect_new(
     """
     raw = await anomalies.get_state(WATERMARK)
     watermark = datetime.fromisoformat(raw) if raw else None
-    lookback_days = max(knobs.spike_window_days for knobs in [settings, *(tuned or {}).values()]) + 2
+    lookback_days = max(max(k.spike_window_days, k.spike_history_days) for k in [settings, *(tuned or {}).values()]) + 2
     frame, newest = await anomalies.readings_frame(received_after=watermark, lookback_days=lookback_days)
     supplies = await anomalies.supplies_frame(frame)
     # pandas work is CPU-bound: keep it off the event loop.
@@ -45,7 +47,10 @@ async def detect_new(
     for knobs, devices in by_settings(last_seen, settings, tuned).items():
         findings += stale([(device, last_seen[device]) for device in devices], now=now,
                           poll_interval_s=poll_interval_s, settings=knobs, usual=usual)  # fmt: skip
-    created = await anomalies.record(findings, now=now)
+    moments = reading_moments(frame)
+    created = await anomalies.record(findings, now=now, moments=moments)
+    await anomalies.end_episodes(moments)
+    await anomalies.withdraw_spikes([f for f in findings if f.kind == Kind.LEVEL_SHIFT], now=now)
     await anomalies.resolve_recovered_stale(now=now)
     if newest is not None:
         await anomalies.set_state(USUAL_SILENCE, json.dumps(usual))

@@ -15,7 +15,7 @@ from collectors.wire import WireReading
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
 from daemon.command_support import reading_table
-from daemon.review import ACTIONS, acknowledge, resolve
+from daemon.review import ACTIONS, QueueItem, acknowledge, acknowledge_kind, resolve, review_queue
 from daemon.security.accounts import Principal
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.repository import DeviceRecord
@@ -83,6 +83,37 @@ async def anomalies(
         status=None if status == "all" else status, kind=kind, device=device, limit=offset + limit + 1
     )
     return page(found, offset, limit)
+
+
+@router.get("/anomalies/queue", tags=["anomalies"], summary="unresolved, by customer and device, most money first")
+async def anomaly_queue(
+    *,
+    _who: AnomalyReader,
+    context: Context,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    device: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[QueueItem]:
+    return page(await review_queue(context.store, kind=kind, device=device), offset, limit)
+
+
+class KindOnDevice(BaseModel):
+    device: str = Field(min_length=1, max_length=128)
+    kind: str = Field(min_length=1, max_length=32)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/anomalies/ack", tags=["anomalies"], summary="acknowledge every open one of a kind on a device")
+async def ack_kind(body: KindOnDevice, who: Reviewer, context: Context) -> list[AnomalyRecord]:
+    return await acknowledge_kind(context.store, body.device, body.kind, actor=who.login, reason=body.reason,
+                                  now=context.clock())  # fmt: skip
+
+
+@router.get("/anomalies/{anomaly_id}/readings", tags=["anomalies"], summary="the readings around the episode")
+async def anomaly_readings(anomaly_id: Id, _who: AnomalyReader, context: Context) -> list[dict[str, Any]]:
+    anomalies = AnomalyStore(context.store)
+    return await anomalies.readings_around(await anomalies.get(anomaly_id))
 
 
 @router.get("/anomalies/{anomaly_id}", tags=["anomalies"])

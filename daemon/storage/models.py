@@ -145,6 +145,9 @@ class AnomalyRow(Base):
     resolution: Mapped[str | None] = mapped_column(String(16))
     resolved_by: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
+    # An episode: findings that joined it, and when a reading showed its condition over.
+    occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AnomalyReading(Base):

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
+from billing.contracts import Contract, parse_contract
+from billing.customers import Customer, parse_customer
 from billing.usage import usage
+from collectors.base import DeviceInfo, Meter, MeterValue, Reading
 from daemon.anomaly_job import AnomalyJob
 from daemon.cli import main
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
+from daemon.review import resolve
 from daemon.settings import Settings
-from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 from tests.factories import reading
 from tests.integration.test_notify import Hook
@@ -84,7 +91,8 @@ async def test_replace_with_a_manual_reading_is_audited_and_keeps_the_suspect_ou
             "--reason", "read off the panel", "--by", "bob", "--config", str(config)]  # fmt: skip
     code = await asyncio.to_thread(main, argv)
     assert code == 0
-    assert await asyncio.to_thread(main, ["anomalies", "show", str(jump.id), "--config", str(config)]) == 0
+    show = ["anomalies", "show", str(jump.id), "--format", "json", "--config", str(config)]
+    assert await asyncio.to_thread(main, show) == 0
     shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert (shown["status"], shown["resolution"], shown["resolved_by"]) == ("resolved", "replaced", "bob")
     async with Store.open(store_url) as store:
@@ -165,3 +173,182 @@ async def test_each_new_anomaly_is_posted_to_the_hook_retried_after_a_failure(st
     assert posted[0] == posted[1]
     assert sorted(posted[1:]) == [("jump", "SER5", "mono"), ("jump", "SER5", "total")]
     assert metrics.registry.get_sample_value("meterd_anomaly_notifications_total") == 2
+
+
+def _colour_readings(hours: range, *, faulty: set[int]) -> list[Reading]:
+    """Hourly readings of CLR1 (500,000 pages), 40 mono and 10 colour an hour; colour counts twice in ``faulty``."""
+    readings = []
+    for hour in hours:
+        doubled = sum(1 for h in faulty if h <= hour)
+        mono, color = 400_000 + 40 * (hour + 1), 100_000 + 10 * (hour + 1) + 10 * doubled
+        readings.append(
+            Reading(
+                site="acme-hq", taken_at=START + timedelta(hours=hour),
+                device=DeviceInfo(key="CLR1", vendor="HP", model="Color LaserJet M479", address="10.0.4.31"),
+                meters=(MeterValue(Meter.TOTAL, 500_000 + 50 * (hour + 1)), MeterValue(Meter.MONO, mono),
+                        MeterValue(Meter.COLOR, color)),
+                source="test", id=f"c-{hour}",
+            )
+        )  # fmt: skip
+    return readings
+
+
+async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the_condition_ends(
+    store_url: str,
+) -> None:
+    # Colour counted twice for a day from hour 48, and again from hour 130.
+    faulty = {*range(48, 72), *range(130, 150)}
+    async with Store.open(store_url) as store:
+        pipeline = Pipeline(store, Metrics())
+        anomalies = AnomalyStore(store)
+
+        async def run(hours: range) -> list[AnomalyRecord]:
+            await pipeline.emit(_colour_readings(hours, faulty=faulty))
+            now = START + timedelta(hours=hours.stop)
+            created = await detect_new(anomalies, DetectorSettings(), now=now, poll_interval_s=3600)
+            return [a for a in created if a.kind != "stale"]
+
+        assert [a.kind for a in await run(range(60))] == ["inconsistent"]
+        [episode] = await anomalies.find(kind="inconsistent")
+        assert episode.occurrences > 1
+        assert episode.ended_at is None
+        assert "c-59" in await anomalies.held_reading_ids()
+        await resolve(store, episode.id, action="approve", value=None, actor="alice", reason="checked", now=NOW)
+        # Still counting colour twice: the readings join the approved episode, no new item, nothing held.
+        assert await run(range(60, 72)) == []
+        [joined] = await anomalies.find(kind="inconsistent", status=None)
+        assert (joined.id, joined.status) == (episode.id, "resolved")
+        assert joined.occurrences > episode.occurrences
+        assert joined.window_end == START + timedelta(hours=71)
+        assert await anomalies.held_reading_ids() == set()
+        # Fixed: a day later every interval agrees again, and the episode is over.
+        assert await run(range(72, 130)) == []
+        [ended] = await anomalies.find(kind="inconsistent", status=None)
+        assert ended.ended_at is not None
+        # The fault comes back: a new episode, open and holding again.
+        again = await run(range(130, 150))
+        assert [(a.kind, a.status) for a in again] == [("inconsistent", "open")]
+        assert again[0].id != episode.id
+        assert "c-149" in await anomalies.held_reading_ids()
+
+
+async def test_anomalies_list_pages_and_says_how_many_more(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(
+            [reading(serial=f"QUIET{n}", at=START, reading_id=f"q{n}", address=f"10.0.5.{n}") for n in range(5)]
+        )
+        await detect_new(AnomalyStore(store), DetectorSettings(), now=START + timedelta(hours=2), poll_interval_s=900)
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    listing = ["anomalies", "list", "--status", "all", "--format", "json", "--config", str(config)]
+    pages = []
+    for offset in (0, 2, 4):
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, [*listing, "--limit", "2", "--offset", str(offset)]) == 0
+        out, err = capsys.readouterr()
+        pages.append(([a["device"] for a in json.loads(out)], err.strip()))
+    assert [len(devices) for devices, _ in pages] == [2, 2, 1]
+    assert sorted(d for devices, _ in pages for d in devices) == [f"QUIET{n}" for n in range(5)]
+    assert [note for _, note in pages] == [
+        "anomalies (all): 1-2 of 5; 3 more: --offset 2",
+        "anomalies (all): 3-4 of 5; 1 more: --offset 4",
+        "anomalies (all): 5-5 of 5",
+    ]
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["anomalies", "list", "--limit", "3", "--config", str(config)]) == 0
+    assert "1-3 of 5; 2 more: --offset 3" in capsys.readouterr().out
+
+
+def _customer(code: str) -> Customer:
+    return parse_customer({
+        "code": code, "legal_name": f"{code} GmbH", "country": "DE", "currency": "EUR",
+        "address": {"street": "Hauptstraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "contacts": [{"name": "Accounts", "email": f"ap@{code.lower()}.example", "billing": True}],
+    })  # fmt: skip
+
+
+def _per_page(customer: str, price: str) -> Contract:
+    return parse_contract({"id": f"{customer}-1", "customer": customer, "versions": [
+        {"valid_from": "2026-01-01", "currency": "EUR", "meters": [{"meter": "total", "tiers": [{"price": price}]}]}
+    ]})  # fmt: skip
+
+
+async def test_the_review_queue_puts_the_most_money_first_by_customer_and_device_and_acks_a_kind_at_once(
+    store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DEVX (customer X, 0.01 a page) and DEVY (customer Y, 0.05 a page) each show one reading far too high.
+    fleet = []
+    for n in range(2 * 96):
+        at = START + timedelta(minutes=15 * n)
+        fleet.append(reading(serial="DEVX", at=at, total=10_000 + 5 * n + (900_000 if n == 100 else 0),
+                             reading_id=f"x-{n}", address="10.0.6.1"))  # fmt: skip
+        fleet.append(reading(serial="DEVY", at=at, total=20_000 + 5 * n + (100_000 if n == 100 else 0),
+                             reading_id=f"y-{n}", address="10.0.6.2"))  # fmt: skip
+    async with Store.open(store_url) as store:
+        await Pipeline(store, Metrics()).emit(fleet)
+        billing = BillingStore(store)
+        await billing.save_customers([_customer("X"), _customer("Y")], actor="t", now=NOW)
+        for customer, device, price in (("X", "DEVX", "0.01"), ("Y", "DEVY", "0.05")):
+            await billing.save_contract(_per_page(customer, price), actor="t", now=NOW)
+            await billing.assign(device, customer, start=START.date(), actor="t", now=NOW)
+        await detect_new(AnomalyStore(store), DetectorSettings(), now=NOW, poll_interval_s=900)
+    config = tmp_path / "meterd.toml"
+    config.write_text(f'[storage]\nurl = "{store_url}"\n')
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["anomalies", "queue", "--format", "json", "--config", str(config)]) == 0
+    queue = json.loads(capsys.readouterr().out)
+    groups = list(dict.fromkeys((item["customer"], item["anomaly"]["device"]) for item in queue))
+    assert groups[:2] == [("X", "DEVX"), ("Y", "DEVY")]  # 9,000 EUR held back before 5,000
+    first = queue[0]
+    assert (first["anomaly"]["kind"], first["anomaly"]["meter"]) == ("jump", "total")
+    # From the reading before the held ones (10,490) to the last held (910,500), at 0.01 a page.
+    assert (first["pages_held"], Decimal(first["at_stake"]), first["currency"]) == (900_010, Decimal("9000.10"), "EUR")
+    devy = next(item for item in queue if item["anomaly"]["device"] == "DEVY")
+    assert Decimal(devy["at_stake"]) == Decimal("0.05") * 100_010
+    # Bulk: every open jump on DEVX at once; its reset and DEVY's stay open.
+    ack = ["anomalies", "ack", "--device", "DEVX", "--kind", "jump", "--reason", "calling the site", "--by", "carol"]
+    assert await asyncio.to_thread(main, [*ack, "--config", str(config)]) == 0
+    async with Store.open(store_url) as store:
+        states = {(a.device, a.kind, a.meter): a.status for a in await AnomalyStore(store).find(status=None)}
+    assert states[("DEVX", "jump", "total")] == states[("DEVX", "jump", "mono")] == "acknowledged"
+    assert states[("DEVX", "reset", "total")] == states[("DEVY", "jump", "total")] == "open"
+    # show: the detector's numbers and the readings around the episode, the held ones marked.
+    capsys.readouterr()
+    assert (
+        await asyncio.to_thread(main, ["anomalies", "show", str(first["anomaly"]["id"]), "--config", str(config)]) == 0
+    )
+    shown = capsys.readouterr().out
+    assert "step: 900005" in shown
+    assert "max_plausible_step: 7500" in shown
+    lines = [line for line in shown.splitlines() if "x-" in line]
+    assert [re.findall(r"x-\d+", line)[0] for line in lines] == [f"x-{n}" for n in range(94, 106)]
+    assert [n for n, line in zip(range(94, 106), lines, strict=True) if "held" in line] == [99, 100]
+
+
+async def test_a_spike_whose_next_day_stays_up_is_withdrawn_as_a_level_shift(store_url: str) -> None:
+    # Five weeks of ~300 pages on weekdays, then 1,500 on a Monday: a spike, held. The Tuesday prints
+    # 1,400: the level stayed up, a busy spell, and the spike is closed by the system.
+    start = datetime(2026, 9, 7, 17, tzinfo=UTC)  # a Monday, end of the working day
+    pages = [0 if (start + timedelta(days=d)).weekday() >= 5 else 300 + 10 * (d % 3) for d in range(35)]
+    totals = [10_000 + sum(pages[: d + 1]) for d in range(35)]
+    readings = [reading(serial="BUSY", at=start + timedelta(days=d), total=t, reading_id=f"b-{d}")
+                for d, t in enumerate(totals)]  # fmt: skip
+    monday, tuesday = start + timedelta(days=35), start + timedelta(days=36)
+    async with Store.open(store_url) as store:
+        pipeline, anomalies = Pipeline(store, Metrics()), AnomalyStore(store)
+        await pipeline.emit([*readings, reading(serial="BUSY", at=monday, total=totals[-1] + 1_500, reading_id="b-mo")])
+        created = await detect_new(
+            anomalies, DetectorSettings(), now=monday + timedelta(hours=1), poll_interval_s=86_400
+        )
+        [spike] = [a for a in created if (a.kind, a.meter) == ("spike", "total")]
+        assert "b-mo" in await anomalies.held_reading_ids()
+        await pipeline.emit([reading(serial="BUSY", at=tuesday, total=totals[-1] + 2_900, reading_id="b-tu")])
+        created = await detect_new(
+            anomalies, DetectorSettings(), now=tuesday + timedelta(hours=1), poll_interval_s=86_400
+        )
+        assert ("level_shift", "total", "info", False) in {(a.kind, a.meter, a.severity, a.holds) for a in created}
+        withdrawn = await anomalies.get(spike.id)
+        assert (withdrawn.status, withdrawn.resolution, withdrawn.resolved_by) == ("resolved", "level_shift", "system")
+        assert "b-mo" not in await anomalies.held_reading_ids()

@@ -117,6 +117,44 @@ def test_spike_needs_history_and_ignores_busy_but_ordinary_days() -> None:
     assert spikes(daily([*regular, 600, 650]), SETTINGS) == []  # twice the usual is a busy week, not a fault
 
 
+def _office_days(days: int, *, rush: float = 1.0, spike_on: int | None = None, spike: float = 1.0) -> list[int]:
+    """Daily pages of an office printer from T0 (a Monday): ~300 on weekdays, none at weekends.
+
+    The last five weekdays of every month print ``rush`` times as much (an office closing its
+    month); day ``spike_on`` prints ``spike`` times as much.
+    """
+    dates = [T0.date() + timedelta(days=d) for d in range(days)]
+    weekdays = [d for d in dates if d.weekday() < 5]
+    month_end = {d for month in {d.month for d in weekdays} for d in [w for w in weekdays if w.month == month][-5:]}
+    jitter = [300, 320, 280, 310, 295]
+    pages = []
+    for index, day in enumerate(dates):
+        used = jitter[index % 5] if day.weekday() < 5 else 0
+        used = int(used * (rush if day in month_end else 1.0))
+        pages.append(int(used * spike) if index == spike_on else used)
+    return pages
+
+
+def test_a_month_end_rush_is_a_level_shift_not_a_spike_and_a_true_spike_still_is() -> None:
+    rushing = daily(_office_days(120, rush=3.0))
+    assert kinds(spikes(rushing, SETTINGS)) == [Kind.LEVEL_SHIFT] * len(spikes(rushing, SETTINGS))
+    # Mid-month on a rushing device: one day at 30x is a spike, and only that day.
+    spike_on = next(d for d in range(80, 120) if (T0 + timedelta(days=d)).weekday() == 2)
+    found = [f for f in spikes(daily(_office_days(120, rush=3.0, spike_on=spike_on, spike=30.0)), SETTINGS)
+             if f.kind == Kind.SPIKE]  # fmt: skip
+    assert [f.window_start for f in found] == [T0.replace(hour=0) + timedelta(days=spike_on)]
+    assert found[0].holds
+
+
+def test_the_latest_day_is_a_spike_until_the_next_stays_up() -> None:
+    regular = _office_days(35)
+    alone = spikes(daily([*regular, 1500]), SETTINGS)
+    assert kinds(alone) == [Kind.SPIKE]  # no day after it yet: judged a spike
+    stayed_up = spikes(daily([*regular, 1500, 1400]), SETTINGS)
+    assert kinds(stayed_up) == [Kind.LEVEL_SHIFT, Kind.LEVEL_SHIFT]
+    assert not stayed_up[0].holds
+
+
 def test_a_device_asleep_over_a_weekend_does_not_spike_on_monday() -> None:
     values, total = [], 0
     frames = []
@@ -139,23 +177,51 @@ def test_frozen_total_on_a_device_that_answers() -> None:
     assert frozen(daily([300] * 20 + [0] * 9 + [300]), SETTINGS) == []  # a holiday week
 
 
-def _meters(total: int, mono: int, color: int) -> pd.DataFrame:
-    rows = [series([v], meter=m) for m, v in (("total", total), ("mono", mono), ("color", color))]
-    frame = pd.concat(rows)
-    frame["reading_id"] = "R1"
+def _colour_device(*, start_total: int, hours: int, double_from: int | None, offset: int = 0) -> pd.DataFrame:
+    """Hourly readings, 40 mono and 10 colour pages an hour; from hour ``double_from`` colour counts twice.
+
+    ``offset``: pages the total holds and the parts never did (a lifetime difference, not a fault).
+    """
+    mono, color, total = start_total * 4 // 5, start_total // 5, start_total + offset
+    rows = []
+    for hour in range(hours):
+        mono, total = mono + 40, total + 50
+        color += 20 if double_from is not None and hour >= double_from else 10
+        rows.append((hour, {"total": total, "mono": mono, "color": color}))
+    frame = pd.concat(
+        [
+            series([values[m] for _, values in rows], meter=m, step=timedelta(hours=1))
+            for m in ("total", "mono", "color")
+        ]
+    )
+    frame["reading_id"] = frame["reading_id"].str.replace(r"-(total|mono|color)-", "-", regex=True)
     return frame
 
 
-def test_inconsistent_meters() -> None:
-    assert inconsistent(_meters(1000, 600, 400), SETTINGS) == []
-    assert inconsistent(_meters(1000, 600, 398), SETTINGS) == []  # within tolerance
-    found = inconsistent(_meters(1000, 600, 900), SETTINGS)
-    assert kinds(found) == [Kind.INCONSISTENT]
+@pytest.mark.parametrize("start_total", [5_000, 50_000, 500_000])
+def test_inconsistent_fires_within_a_day_of_the_fault_whatever_the_counters_size(start_total: int) -> None:
+    found = inconsistent(_colour_device(start_total=start_total, hours=24 * 4, double_from=48), SETTINGS)
+    assert found
+    assert kinds(found) == [Kind.INCONSISTENT] * len(found)
+    first = min(f.window_start for f in found)
+    assert T0 + timedelta(hours=48) <= first <= T0 + timedelta(hours=48 + 24)
     assert found[0].evidence["problem"] == "mono + color differs from total"
-    assert inconsistent(_meters(1000, 1500, -400 + 0), SETTINGS)[0].evidence["problem"] in {
-        "mono + color differs from total",
-        "mono is above total",
-    }
+    assert found[0].evidence["off_by"] > found[0].evidence["tolerance"]
+
+
+def test_inconsistent_lets_a_lifetime_difference_and_a_clean_device_be() -> None:
+    assert inconsistent(_colour_device(start_total=500_000, hours=72, double_from=None), SETTINGS) == []
+    # Fax pages in the total the parts never counted: off by 3 %, but every interval agrees.
+    assert inconsistent(_colour_device(start_total=5_000, hours=72, double_from=None, offset=150), SETTINGS) == []
+
+
+def test_a_part_counting_more_than_its_total_is_inconsistent() -> None:
+    frame = _colour_device(start_total=10_000, hours=30, double_from=None)
+    later = frame["taken_at"] > T0 + timedelta(hours=20)
+    frame.loc[later & (frame["meter"] == "mono"), "value"] += 400  # mono counted 400 pages the total never saw
+    found = inconsistent(frame, SETTINGS)
+    assert found
+    assert {f.evidence["problem"] for f in found} <= {"mono + color differs from total", "mono is above total"}
 
 
 @pytest.mark.parametrize(("silent_for", "stale_expected"), [(timedelta(minutes=40), False), (timedelta(hours=1), True)])
