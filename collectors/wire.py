@@ -78,6 +78,11 @@ def encode(reading: Reading) -> dict[str, Any]:
     return out
 
 
+def to_bytes(reading: Reading) -> bytes:
+    """One reading as compact reading-v1 JSON bytes (what is published and what a dead letter keeps)."""
+    return json.dumps(encode(reading), separators=(",", ":")).encode()
+
+
 def format_time(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 

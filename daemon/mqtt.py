@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Final
 
 import structlog
@@ -75,8 +74,7 @@ def forward_encoder(site: str) -> Forward:
     """An agent's reading -> its topic and reading-v1 payload."""
 
     def encode(reading: Reading) -> tuple[str, bytes]:
-        payload = json.dumps(wire.encode(reading), separators=(",", ":")).encode()
-        return reading_topic(site, reading.device.key), payload
+        return reading_topic(site, reading.device.key), wire.to_bytes(reading)
 
     return encode
 

@@ -20,7 +20,14 @@ import structlog
 
 from collectors import wire
 from collectors.base import Reading, ReadingSink
-from collectors.mqtt.connection import TOPIC_ROOT, Backoff, BrokerOptions, ConnectionEvents, stay_connected
+from collectors.mqtt.connection import (
+    TOPIC_ROOT,
+    Backoff,
+    BrokerOptions,
+    ConnectionEvents,
+    reading_topic,
+    stay_connected,
+)
 from daemon.errors import PayloadError
 
 log = structlog.get_logger(__name__)
@@ -111,11 +118,29 @@ class MqttIngest:
         for message in batch:
             raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
             try:
-                readings.append(wire.decode(raw, source=SOURCE, max_bytes=self._options.max_payload_bytes))
+                reading = wire.decode(raw, source=SOURCE, max_bytes=self._options.max_payload_bytes)
+                _check_topic(reading, str(message.topic))
             except PayloadError as err:
                 await sink.reject(raw, origin=str(message.topic), source=SOURCE, error=err)
+            else:
+                readings.append(reading)
         if readings:
             await sink.emit(readings)
+
+
+def _check_topic(reading: Reading, topic: str) -> None:
+    """The broker's ACLs bind a sender to its topic, so the topic, not the payload, says whose reading it is.
+
+    Raises:
+        PayloadError: ``topic_mismatch`` when the payload's site or device key is not the topic's.
+    """
+    expected = reading_topic(reading.site, reading.device.key)
+    if topic != expected:
+        detail = (
+            f"payload says site {reading.site!r}, device {reading.device.key!r} (topic {expected}) "
+            f"but arrived on {topic}; a sender may only publish its own site's devices"
+        )
+        raise PayloadError("topic_mismatch", detail)
 
 
 def _already_queued(client: aiomqtt.Client, limit: int) -> list[aiomqtt.Message]:

@@ -42,11 +42,16 @@ class OutboxRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoreOutcome:
-    """What one batch did: readings newly stored, readings already present, meter rows written."""
+    """What one batch did: readings newly stored, readings already present, meter rows written.
+
+    ``elsewhere``: readings set aside, not stored, because their site is not the site the
+    device belongs to (a device changes site only through a person; the pipeline keeps them).
+    """
 
     stored: int = 0
     duplicates: int = 0
     values: int = 0
+    elsewhere: tuple[Reading, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +156,11 @@ class Store:
 
     async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
         async with self.engine.begin() as conn:
-            device_ids = await self._upsert_devices(conn, readings)
+            sites = await self._upsert_devices(conn, readings)
+            elsewhere = tuple(r for r in readings if sites.get(r.device.key, (0, None))[1] != r.site)
+            if elsewhere:
+                readings = [r for r in readings if sites.get(r.device.key, (0, None))[1] == r.site]
+            device_ids = {key: ident for key, (ident, _) in sites.items()}
             new_ids: set[str] = set()
             values = 0
             # Rows built and inserted a slice at a time, in the one transaction: a 10,000-printer
@@ -168,7 +177,7 @@ class Store:
         stored = len(new_ids | empty)
         # Every reading not stored is a copy, also when it came in the same batch as its original
         # (a redelivered MQTT message can): counting distinct ids would miss exactly those.
-        return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values)
+        return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values, elsewhere=elsewhere)
 
     async def _insert_readings(
         self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int], now: datetime
@@ -260,11 +269,19 @@ class Store:
         stmt = self.dialect.insert(table).on_conflict_do_nothing().returning(table.c.reading_id)
         return list((await conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])).scalars())
 
-    async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, int]:
+    async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, tuple[int, str]]:
+        """Insert new devices, refresh known ones of the same site; their ids and sites.
+
+        A known device is left untouched by a reading of another site (it is absent from the
+        answer): anyone allowed to publish for one site could otherwise take over another's printer.
+        """
         newest: dict[str, Reading] = {}
         oldest: dict[str, datetime] = {}
+        owner = await _owning_sites(conn, readings)
         for reading in readings:
             key = reading.device.key
+            if owner.get(key, reading.site) != reading.site:
+                continue
             if key not in newest or reading.taken_at_utc > newest[key].taken_at_utc:
                 newest[key] = reading
             oldest[key] = min(oldest.get(key, reading.taken_at_utc), reading.taken_at_utc)
@@ -292,18 +309,17 @@ class Store:
                 "vendor": _newer_or_kept(is_newer, incoming.vendor, table.c.vendor),
                 "model": _newer_or_kept(is_newer, incoming.model, table.c.model),
                 "address": _newer_or_kept(is_newer, incoming.address, table.c.address),
-                "site": case((is_newer, incoming.site), else_=table.c.site),
                 "last_seen": case((is_newer, incoming.last_seen), else_=table.c.last_seen),
                 "first_seen": case(
                     (incoming.first_seen < table.c.first_seen, incoming.first_seen), else_=table.c.first_seen
                 ),
             },
-        ).returning(table.c.key, table.c.id)
-        ids: dict[str, int] = {}
+            where=table.c.site == incoming.site,
+        ).returning(table.c.key, table.c.id, table.c.site)
+        ids: dict[str, tuple[int, str]] = {}
         for start in range(0, len(rows), _DEVICE_CHUNK):
             result = await conn.execute(stmt, rows[start : start + _DEVICE_CHUNK])
-            # Not dict(result): a Result has .keys(), so dict() would take it for a mapping.
-            ids.update({key: ident for key, ident in result})  # noqa: C416
+            ids.update({key: (ident, site) for key, ident, site in result})
         return ids
 
     async def dead_letter(
@@ -540,6 +556,19 @@ async def _execute_many(conn: AsyncConnection, sql: str, rows: list[tuple[Any, .
     if not rows:
         return 0
     return (await conn.exec_driver_sql(sql, rows)).rowcount
+
+
+async def _owning_sites(conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, str]:
+    """The stored site of each device that readings of one batch place at more than one site (rare)."""
+    seen: dict[str, str] = {}
+    mixed: set[str] = set()
+    for reading in readings:
+        if seen.setdefault(reading.device.key, reading.site) != reading.site:
+            mixed.add(reading.device.key)
+    if not mixed:
+        return {}
+    result = await conn.execute(select(Device.key, Device.site).where(Device.key.in_(sorted(mixed))))
+    return {key: site for key, site in result}  # noqa: C416 - a Result is not a mapping
 
 
 def _newer_or_kept(is_newer: ColumnElement[bool], incoming: Any, kept: Any) -> ColumnElement[Any]:  # noqa: ANN401 - SQL expressions
