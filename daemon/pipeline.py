@@ -103,9 +103,9 @@ class Pipeline:
         )
 
     async def reject(self, raw: bytes, *, origin: str, source: str, error: PayloadError) -> None:
-        """Keep input that failed validation in the dead-letter table and count it."""
+        """Keep input that failed validation in the dead-letter table and count it (a redelivery counts once)."""
         try:
-            await self._store.dead_letter(
+            new = await self._store.dead_letter(
                 raw=raw[:_RAW_KEEP_BYTES],
                 source=source,
                 origin=origin,
@@ -116,6 +116,9 @@ class Pipeline:
         except StorageError:
             self._metrics.db_errors.labels(operation="store_dead_letter").inc()
             raise
+        if not new:
+            log.info("payload_rejected_again", source=source, origin=origin, reason=error.reason)
+            return
         self._metrics.dead_letters.labels(source=source, reason=error.reason).inc()
         log.warning("payload_rejected", source=source, origin=origin, reason=error.reason, detail=error.detail)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, func, select, text, union
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, select, text, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,6 +28,8 @@ T = TypeVar("T")
 # Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
 _DEVICE_CHUNK: Final = 1000
 _READINGS_PER_INSERT: Final = 500
+# Redelivery comes within a broker session's life (mqtt.session_expiry_s, a week by default).
+DEAD_LETTER_WINDOW: Final = timedelta(days=7)
 
 
 # An agent's reading -> (MQTT topic, payload), queued in the outbox as it is stored.
@@ -73,6 +76,8 @@ class DeadLetterRecord:
     reason: str
     detail: str
     raw: bytes
+    repeats: int
+    last_received_at: datetime
 
 
 class Store:
@@ -324,23 +329,59 @@ class Store:
 
     async def dead_letter(
         self, *, raw: bytes, source: str, origin: str, reason: str, detail: str, now: datetime
-    ) -> None:
-        """Keep input that could not be accepted, whole, with the reason."""
+    ) -> bool:
+        """Keep input that could not be accepted, whole, with the reason; False when it is a repeat.
 
-        async def _write() -> None:
+        The same bytes from the same source and origin, last seen within DEAD_LETTER_WINDOW,
+        are a redelivery (a batch committed but not acknowledged before a crash or a broker
+        restart comes again): the existing row counts one more repeat.
+        """
+        digest = hashlib.sha256(raw).hexdigest()
+        origin = origin[:512]
+
+        async def _write() -> bool:
             async with self.engine.begin() as conn:
+                same = (
+                    await conn.execute(
+                        select(DeadLetter.id)
+                        .where(
+                            DeadLetter.source == source,
+                            DeadLetter.origin == origin,
+                            DeadLetter.raw_sha256 == digest,
+                            DeadLetter.last_received_at >= now - DEAD_LETTER_WINDOW,
+                        )
+                        .order_by(DeadLetter.id.desc())
+                        .limit(1)
+                    )
+                ).scalar_one_or_none()
+                if same is not None:
+                    await conn.execute(
+                        update(DeadLetter)
+                        .where(DeadLetter.id == same)
+                        .values(
+                            repeats=DeadLetter.repeats + 1,
+                            last_received_at=case(
+                                (DeadLetter.last_received_at < now, now), else_=DeadLetter.last_received_at
+                            ),
+                        )
+                    )
+                    return False
                 await conn.execute(
                     self.dialect.insert(DeadLetter).values(
                         received_at=now,
                         source=source,
-                        origin=origin[:512],
+                        origin=origin,
                         reason=reason,
                         detail=detail,
                         raw=raw,
+                        raw_sha256=digest,
+                        repeats=1,
+                        last_received_at=now,
                     )
                 )
+                return True
 
-        await self.guard(_write(), "store a dead letter")
+        return await self.guard(_write(), "store a dead letter")
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetterRecord]:
         async def _query() -> list[DeadLetterRecord]:
@@ -352,6 +393,8 @@ class Store:
                     DeadLetter.reason,
                     DeadLetter.detail,
                     DeadLetter.raw,
+                    DeadLetter.repeats,
+                    DeadLetter.last_received_at,
                 )
                 .order_by(DeadLetter.id.desc())
                 .limit(limit)
