@@ -114,21 +114,15 @@ class MqttIngest:
 
     async def _commit(self, batch: list[aiomqtt.Message], sink: ReadingSink) -> None:
         """Decode the batch, dead-letter what fails, commit the rest; raises if the store refuses."""
-        readings: list[Reading] = []
-        for message in batch:
-            raw = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            try:
-                reading = wire.decode(raw, source=SOURCE, max_bytes=self._options.max_payload_bytes)
-                _check_topic(reading, str(message.topic))
-            except PayloadError as err:
-                await sink.reject(raw, origin=str(message.topic), source=SOURCE, error=err)
-            else:
-                readings.append(reading)
+        items = [(str(m.topic), m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()) for m in batch]
+        readings, _ = await wire.decode_batch(
+            sink, items, source=SOURCE, max_bytes=self._options.max_payload_bytes, check=check_topic
+        )
         if readings:
             await sink.emit(readings)
 
 
-def _check_topic(reading: Reading, topic: str) -> None:
+def check_topic(reading: Reading, topic: str) -> None:
     """The broker's ACLs bind a sender to its topic, so the topic, not the payload, says whose reading it is.
 
     Raises:

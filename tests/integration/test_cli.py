@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -176,3 +178,37 @@ def test_bad_time_argument_is_a_usage_error(config: Path) -> None:
     done = _meterd("readings", "--config", str(config), "--since", "last tuesday")
     assert done.returncode == 2
     assert "'last tuesday' is not a date or RFC 3339 time" in done.stderr
+
+
+def test_dead_letters_list_as_json_and_csv(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 18.5: dead-letters printed a table only, unlike the other lists.
+    source = tmp_path / "bad.ndjson"
+    source.write_bytes(b'{"schema": "nope"}\n\xff\xfe not utf-8\n')
+    for _ in range(2):  # the same file twice: each input is one dead letter, seen twice
+        assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 1
+    capsys.readouterr()
+    assert main(["dead-letters", "--config", str(config), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["origin"], d["reason"], d["raw"], d["repeats"]) for d in listed] == [
+        (f"{source}:2", "invalid_utf8", "\\xff\\xfe not utf-8", 2),
+        (f"{source}:1", "unknown_schema", '{"schema": "nope"}', 2),
+    ]
+    assert main(["dead-letters", "--config", str(config), "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["received_at", "last_received_at", "repeats", "source", "origin", "reason", "detail", "raw"]
+    assert [(row[2], row[5], row[7]) for row in rows[1:]] == [
+        ("2", "invalid_utf8", "\\xff\\xfe not utf-8"),
+        ("2", "unknown_schema", '{"schema": "nope"}'),
+    ]
+
+
+def test_ingest_fails_and_says_how_many_when_records_are_rejected(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 17.14: a run where every record was rejected must not look like a success.
+    source = tmp_path / "all-bad.json"
+    source.write_text(json.dumps([{**SPEC_EXAMPLE, "id": f"x{n}", "schema": "meterd.reading/9"} for n in range(3)]))
+    assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "0 reading(s) stored, 0 duplicate(s) dropped, 3 rejected into dead letters"
+    assert captured.err.strip() == "meterd: 3 of 3 record(s) rejected; `meterd dead-letters` shows why"
