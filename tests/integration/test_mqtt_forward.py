@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from collectors import wire
 from daemon import app as app_module
 from daemon.app import Daemon
+from daemon.cli import IngestCounts, ingest_file
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job
@@ -133,3 +136,33 @@ def _value(metrics: Metrics, name: str) -> float | None:
 
 async def _sample(metrics: Metrics, name: str, wanted: float) -> bool:
     return _value(metrics, name) == wanted
+
+
+async def test_readings_ingested_on_an_agent_are_forwarded_to_the_hub(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Issue 18.3: `meterd ingest` on an agent stored readings that never left the agent.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    records = [wire.encode(reading(site=site, serial=f"SER{n % 3}", minutes=n, total=500 + n)) for n in range(20)]
+    other_site = wire.encode(reading(site=f"{site}-x", serial="SER9"))
+    raw = "\n".join(json.dumps(r) for r in [*records, other_site]).encode()
+    settings = agent_settings(write_config, tmp_path, site)
+    async with Store.open(settings.database_url) as agent_store:
+        counts = await ingest_file(agent_store, settings, raw, "export.ndjson", progress=False)
+        (letter,) = await agent_store.dead_letters()
+    assert counts == IngestCounts(records=21, stored=20, duplicates=0, rejected=1)
+    assert (letter.reason, letter.origin) == ("wrong_site", "export.ndjson:21")
+    hub, hub_task = await _running_hub(write_config, tmp_path, site)
+    agent = Daemon(settings)
+    agent_task = asyncio.create_task(agent.run())
+    async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
+
+        async def all_in() -> bool:
+            return len(await hub_store.readings()) == len(records)
+
+        await wait_for(all_in, timeout_s=30)
+        received = sorted(r.id for r in await hub_store.readings())
+    for daemon, task in ((agent, agent_task), (hub, hub_task)):
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+    assert received == sorted(r["id"] for r in records)
