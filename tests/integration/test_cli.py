@@ -7,8 +7,10 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,20 @@ def test_ingest_fails_and_says_how_many_when_records_are_rejected(
     captured = capsys.readouterr()
     assert captured.out.strip() == "0 reading(s) stored, 0 duplicate(s) dropped, 3 rejected into dead letters"
     assert captured.err.strip() == "meterd: 3 of 3 record(s) rejected; `meterd dead-letters` shows why"
+
+
+def test_ingest_commits_in_the_hubs_batches(write_config, tmp_path: Path) -> None:
+    # Issue 19.5: ingest committed one reading per transaction (~270/s); it now commits
+    # mqtt.batch_max readings at a time, as the hub does: one receipt time per batch.
+    config = write_config(f'site = "acme-hq"\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nbatch_max = 500\n')
+    source = tmp_path / "many.ndjson"
+    taken = datetime(2026, 11, 1, tzinfo=UTC)
+    records = [
+        {**SPEC_EXAMPLE, "id": f"r{n}", "taken_at": (taken + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")}
+        for n in range(1200)
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in records))
+    assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 0
+    with sqlite3.connect(tmp_path / "state" / "meterd.db") as db:
+        per_batch = db.execute("SELECT count(DISTINCT reading_id) FROM readings GROUP BY received_at").fetchall()
+    assert sorted(n for (n,) in per_batch) == [200, 500, 500]
