@@ -36,8 +36,8 @@ from sqlalchemy import text
 
 from collectors.mqtt.connection import BrokerOptions
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
-from daemon.metrics import Metrics
 from daemon.cli import ingest_file
+from daemon.metrics import Metrics
 from daemon.mqtt import IngestMetrics
 from daemon.pipeline import Pipeline
 from daemon.settings import Settings
