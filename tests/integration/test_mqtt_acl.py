@@ -40,7 +40,11 @@ async def _publish_as(user: str, port: int, site: str, n: int) -> None:
     async with aiomqtt.Client(
         "127.0.0.1", port, username=user, password=PASSWORDS[user], identifier=f"pub-{user}"
     ) as c:
-        await c.publish(f"meterd/v1/{site}/HUBTEST1/reading", json.dumps(wire_reading(site, n)).encode(), qos=1)
+        # A device of that site's own: the hub keeps a device at the site that first reported it.
+        serial = f"DEV-{site}"
+        await c.publish(
+            f"meterd/v1/{site}/{serial}/reading", json.dumps(wire_reading(site, n, serial=serial)).encode(), qos=1
+        )
 
 
 async def test_agents_publish_only_under_their_own_site(write_config: Callable[..., Path], tmp_path: Path) -> None:
