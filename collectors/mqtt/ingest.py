@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -20,6 +21,7 @@ import structlog
 
 from collectors import wire
 from collectors.base import Reading, ReadingSink
+from collectors.mqtt.ack import ChainStore, Confirmation, Position, SiteChain, ack_topic, topic_site
 from collectors.mqtt.connection import (
     TOPIC_ROOT,
     Backoff,
@@ -65,25 +67,65 @@ class MqttIngest:
         options: IngestOptions,
         events: IngestEvents,
         monotonic: Callable[[], float] = time.monotonic,
+        chains: ChainStore | None = None,
     ) -> None:
         self._broker = broker
         self._options = options
         self._events = events
         self._monotonic = monotonic
         self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
+        # End-to-end acknowledgement (ack.py): without a store for it, nothing is confirmed.
+        self._chain_store = chains
+        self._chains: dict[str, SiteChain] | None = None
 
     async def run(self, sink: ReadingSink) -> None:
         async def session(client: aiomqtt.Client) -> None:
             for topic in self._options.topics():
                 await client.subscribe(topic, qos=1)
             log.info("mqtt_ingest_subscribed", topics=self._options.topics(), client_id=self._broker.client_id)
-            await self._consume(client, sink)
+            hub = uuid.uuid4().hex  # a new session: agents send again what is not confirmed
+            await self._announce(client, hub)
+            await self._consume(client, sink, hub)
 
         await stay_connected(
             self._broker, self._events, self._backoff, session, monotonic=self._monotonic, manual_ack=True
         )
 
-    async def _consume(self, client: aiomqtt.Client, sink: ReadingSink) -> None:
+    async def _announce(self, client: aiomqtt.Client, hub: str) -> None:
+        """Publish every known site's confirmed position under this session's hub id."""
+        if self._chain_store is None:
+            return
+        if self._chains is None:
+            loaded = await self._chain_store.load()
+            self._chains = {site: SiteChain(epoch, seq) for site, (epoch, seq) in loaded.items()}
+        for site, chain in self._chains.items():
+            await self._confirm(client, site, chain, hub)
+
+    async def _confirm(self, client: aiomqtt.Client, site: str, chain: SiteChain, hub: str) -> None:
+        confirmation = Confirmation(chain.epoch, chain.seq, hub)
+        await client.publish(ack_topic(site), confirmation.to_bytes(), qos=1, retain=True)
+
+    async def _committed(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], hub: str) -> None:
+        """Advance each site's chain by the batch just committed; save and publish where it moved."""
+        if self._chain_store is None or self._chains is None:
+            return
+        touched: dict[str, bool] = {}
+        for message in batch:
+            properties = getattr(message.properties, "UserProperty", None)
+            position = Position.from_properties(properties)
+            site = topic_site(str(message.topic))
+            if position is None or site is None:
+                continue
+            chain = self._chains.setdefault(site, SiteChain())
+            touched[site] = chain.committed(position) or touched.get(site, False)
+        for site, moved in touched.items():
+            chain = self._chains[site]
+            if moved:
+                await self._chain_store.save(site, chain.epoch, chain.seq)
+            # Published even when it did not move: an agent learns this session's hub id.
+            await self._confirm(client, site, chain, hub)
+
+    async def _consume(self, client: aiomqtt.Client, sink: ReadingSink, hub: str) -> None:
         messages = client.messages
         # The wait for the next message is never cancelled: aiomqtt's iterator loses a message
         # that arrives just as its __anext__ is cancelled (it cancels the queue read after the
@@ -108,6 +150,7 @@ class MqttIngest:
                 await self._commit(batch, sink)
                 for message in batch:
                     client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see manual_ack_set above
+                await self._committed(client, batch, hub)
         finally:
             if waiting is not None:
                 waiting.cancel()  # leaving anyway: what it holds was never acknowledged, so it comes again

@@ -20,7 +20,7 @@ from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
-from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, SupplyLevel
+from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.types import sqlite_time
 
 T = TypeVar("T")
@@ -224,16 +224,27 @@ class Store:
 
         return await self.guard(_query(), "read outbox")
 
-    async def outbox_remove(self, ids: Sequence[int]) -> None:
-        """Forget queued readings the broker has acknowledged."""
+    async def outbox_remove(self, *, ids: Sequence[int] = (), through: int | None = None) -> None:
+        """Forget queued readings the hub has committed (every id ``through``) or the broker acknowledged (``ids``)."""
 
         async def _delete() -> None:
             async with self.engine.begin() as conn:
+                if through is not None:
+                    await conn.execute(delete(OutboxItem).where(OutboxItem.id <= through))
                 for start in range(0, len(ids), _DEVICE_CHUNK):
                     await conn.execute(delete(OutboxItem).where(OutboxItem.id.in_(ids[start : start + _DEVICE_CHUNK])))
 
-        if ids:
-            await self.guard(_delete(), "remove from outbox")
+        await self.guard(_delete(), "remove from outbox")
+
+    async def states(self, *, prefix: str) -> dict[str, str]:
+        """The named state values whose key starts with ``prefix``."""
+
+        async def _query() -> dict[str, str]:
+            stmt = select(StateEntry.key, StateEntry.value).where(StateEntry.key.startswith(prefix, autoescape=True))
+            async with self.engine.connect() as conn:
+                return {key: value for key, value in await conn.execute(stmt)}  # noqa: C416 - not a mapping
+
+        return await self.guard(_query(), "read state")
 
     async def outbox_stats(self) -> tuple[int, datetime | None]:
         """How many readings wait, and when the oldest was queued."""

@@ -20,7 +20,9 @@ from daemon.pipeline import Pipeline
 from daemon.scheduler import Job
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
+from tests.conftest import free_port
 from tests.factories import reading
+from tests.integration.mosquitto import OwnBroker
 from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, broker_connected, hub_settings, wait_for
 
 
@@ -166,3 +168,71 @@ async def test_readings_ingested_on_an_agent_are_forwarded_to_the_hub(
         daemon.request_stop()
         await asyncio.wait_for(task, 20)
     assert received == sorted(r["id"] for r in records)
+
+
+async def test_a_hub_away_past_its_session_expiry_loses_nothing(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 18.4: an agent dropped a reading at the broker's PUBACK; a hub away longer than
+    # its session expiry lost everything the broker had queued for it meanwhile.
+    (tmp_path / "broker").mkdir()
+    broker = OwnBroker(tmp_path / "broker", free_port())
+    broker.start()
+    site = f"t{uuid.uuid4().hex[:10]}"
+    hub_config = write_config(
+        f'site = "{site}"\nrole = "hub"\nstate_dir = "{tmp_path / "hub"}"\n[metrics]\nenabled = false\n'
+        f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {broker.port}\nclient_id = "hub-{site}"\nsession_expiry_s = 1\n'
+        "batch_wait_ms = 50\nreconnect_min_s = 0.2\nreconnect_max_s = 1\n",
+        name="hub.toml",
+    )
+    rounds = [[reading(site=site, serial=f"SER{n % 4}", minutes=100 * r + n, total=1000 + 100 * r + n)
+               for n in range(40)] for r in range(2)]  # fmt: skip
+    second_round = asyncio.Event()
+
+    async def emit_rounds(pipeline: Pipeline, metrics: Metrics) -> None:
+        if metrics is not agent.metrics:
+            return  # the hubs get the job too
+        await pipeline.emit(rounds[0])
+        await second_round.wait()
+        await pipeline.emit(rounds[1])
+
+    _agent_runs_once(monkeypatch, emit_rounds)
+    agent = Daemon(agent_settings(write_config, tmp_path, site, broker_port=broker.port))
+    hub = Daemon(load(hub_config, {}))
+    hub_task = asyncio.create_task(hub.run())
+    await wait_for(broker_connected(hub))  # one at a time: Alembic's migration context is process-wide
+    agent_task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(broker_connected(agent))
+        async with (
+            Store.open(hub.settings.database_url, upgrade=False) as hub_store,
+            Store.open(agent.settings.database_url, upgrade=False) as agent_store,
+        ):
+
+            async def stored(count: int) -> bool:
+                return len(await hub_store.readings()) == count
+
+            async def queued(count: int) -> bool:
+                return (await agent_store.outbox_stats())[0] == count
+
+            await wait_for(partial(stored, 40), timeout_s=30)
+            await wait_for(partial(queued, 0))  # the hub confirmed round 1
+            hub.request_stop()
+            await asyncio.wait_for(hub_task, 20)
+            second_round.set()  # published while the hub is away: queued in its session ...
+            await wait_for(lambda: _sample(agent.metrics, "meterd_forwarded_total", 80))
+            await asyncio.sleep(4)  # ... which expires (1 s) and is dropped with what it held
+            assert (await agent_store.outbox_stats())[
+                0
+            ] == 40  # acknowledged by the broker, not confirmed by the hub: kept
+            hub = Daemon(load(hub_config, {}))
+            hub_task = asyncio.create_task(hub.run())
+            await wait_for(partial(stored, 80), timeout_s=30)
+            await wait_for(partial(queued, 0))
+            received = sorted(r.id for r in await hub_store.readings())
+    finally:
+        for daemon, task in ((agent, agent_task), (hub, hub_task)):
+            daemon.request_stop()
+            await asyncio.wait_for(task, 20)
+        broker.stop()
+    assert received == sorted(r.id for batch in rounds for r in batch)

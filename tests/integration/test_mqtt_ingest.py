@@ -116,7 +116,10 @@ async def test_published_readings_are_stored_exactly_once_and_bad_ones_dead_lett
     async with Store.open(store_url, upgrade=False) as store:
 
         async def all_in() -> bool:
-            return len(await store.readings()) == 200 and len(await store.dead_letters()) == 5
+            copies = running_hub.metrics.registry.get_sample_value(
+                "meterd_readings_duplicate_total", {"source": "mqtt"}
+            )
+            return len(await store.readings()) == 200 and len(await store.dead_letters()) == 5 and copies == 20
 
         await wait_for(all_in)
         readings = await store.readings()
