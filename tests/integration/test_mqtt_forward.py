@@ -27,13 +27,13 @@ from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, broker_conn
 
 
 def agent_settings(
-    write_config: Callable[..., Path], tmp_path: Path, site: str, broker_port: int = MQTT_PORT
+    write_config: Callable[..., Path], tmp_path: Path, site: str, broker_port: int = MQTT_PORT, extra: str = ""
 ) -> Settings:
     return load(
         write_config(
             f'site = "{site}"\nrole = "agent"\nstate_dir = "{tmp_path / "agent"}"\n[metrics]\nenabled = false\n'
             f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {broker_port}\nclient_id = "agent-{site}"\n'
-            "session_expiry_s = 120\nreplay_rate = 5000\nmax_inflight = 200\n",
+            f"session_expiry_s = 120\nreplay_rate = 5000\nmax_inflight = 200\n{extra}",
             name=f"agent-{site}.toml",
         ),
         {},
@@ -236,3 +236,27 @@ async def test_a_hub_away_past_its_session_expiry_loses_nothing(
             await asyncio.wait_for(task, 20)
         broker.stop()
     assert received == sorted(r.id for batch in rounds for r in batch)
+
+
+async def test_an_agent_confirmed_by_the_broker_forgets_at_the_puback(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # For hubs in a shared group, which do not confirm: no hub runs here, the broker's PUBACK is enough.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    sent = [reading(site=site, serial="SER1", minutes=n, total=100 + n) for n in range(30)]
+
+    async def emit(pipeline: Pipeline, _metrics: Metrics) -> None:
+        await pipeline.emit(sent)
+
+    _agent_runs_once(monkeypatch, emit)
+    agent = Daemon(agent_settings(write_config, tmp_path, site, extra='confirmed_by = "broker"\n'))
+    agent_task = asyncio.create_task(agent.run())
+    await wait_for(lambda: _sample(agent.metrics, "meterd_forwarded_total", len(sent)))
+    async with Store.open(agent.settings.database_url, upgrade=False) as agent_store:
+
+        async def drained() -> bool:
+            return (await agent_store.outbox_stats())[0] == 0
+
+        await wait_for(drained)
+    agent.request_stop()
+    await asyncio.wait_for(agent_task, 20)
