@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -231,3 +232,27 @@ def test_ingest_commits_in_the_hubs_batches(write_config, tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "state" / "meterd.db") as db:
         per_batch = db.execute("SELECT count(DISTINCT reading_id) FROM readings GROUP BY received_at").fetchall()
     assert sorted(n for (n,) in per_batch) == [200, 500, 500]
+
+
+def test_ingest_shows_progress_on_a_terminal_only(config: Path, tmp_path: Path) -> None:
+    # Issue 19.5: a long ingest said nothing until the end; a progress bar on a terminal, none in a pipe.
+    source = tmp_path / "some.ndjson"
+    source.write_text("\n".join(json.dumps({**SPEC_EXAMPLE, "id": f"p{n}"}) for n in range(3)))
+    controller, terminal = os.openpty()
+    done = subprocess.run(
+        [*METERD, "ingest", str(source), "--config", str(config), "--log-level", "error"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        check=False,
+        timeout=60,
+    )
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # the terminal's other end is gone: all was read
+        while chunk := os.read(controller, 65536):
+            shown += chunk
+    os.close(controller)
+    assert done.returncode == 0, done
+    assert b"ingesting" in shown
+    piped = _meterd("ingest", str(source), "--config", str(config), "--log-level", "error")
+    assert "ingesting" not in piped.stderr
