@@ -28,6 +28,17 @@ T = TypeVar("T")
 # Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
 _DEVICE_CHUNK: Final = 1000
 _READINGS_PER_INSERT: Final = 500
+# What a DeadLetterRecord holds, in its order.
+_DEAD_LETTER_COLUMNS: Final = (
+    DeadLetter.received_at,
+    DeadLetter.source,
+    DeadLetter.origin,
+    DeadLetter.reason,
+    DeadLetter.detail,
+    DeadLetter.raw,
+    DeadLetter.repeats,
+    DeadLetter.last_received_at,
+)
 # Redelivery comes within a broker session's life (mqtt.session_expiry_s, a week by default).
 DEAD_LETTER_WINDOW: Final = timedelta(days=7)
 
@@ -396,24 +407,28 @@ class Store:
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetterRecord]:
         async def _query() -> list[DeadLetterRecord]:
-            stmt = (
-                select(
-                    DeadLetter.received_at,
-                    DeadLetter.source,
-                    DeadLetter.origin,
-                    DeadLetter.reason,
-                    DeadLetter.detail,
-                    DeadLetter.raw,
-                    DeadLetter.repeats,
-                    DeadLetter.last_received_at,
-                )
-                .order_by(DeadLetter.id.desc())
-                .limit(limit)
-            )
+            stmt = select(*_DEAD_LETTER_COLUMNS).order_by(DeadLetter.id.desc()).limit(limit)
             async with self.engine.connect() as conn:
                 return [DeadLetterRecord(*row) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "read dead letters")
+
+    async def move_device(self, key: str, *, site: str, reason: str, origin: str) -> list[DeadLetterRecord]:
+        """Put a device at another site; return, and forget, its dead letters of ``reason`` from ``origin``.
+
+        The readings a site change held back (site_changed) go back to the caller to be stored.
+        """
+
+        async def _move() -> list[DeadLetterRecord]:
+            held = (DeadLetter.reason == reason) & (DeadLetter.origin == origin)
+            async with self.engine.begin() as conn:
+                await conn.execute(update(Device).where(Device.key == key).values(site=site))
+                rows = await conn.execute(select(*_DEAD_LETTER_COLUMNS).where(held).order_by(DeadLetter.id))
+                letters = [DeadLetterRecord(*row) for row in rows]
+                await conn.execute(delete(DeadLetter).where(held))
+            return letters
+
+        return await self.guard(_move(), "move a device")
 
     async def devices(self) -> list[DeviceRecord]:
         async def _query() -> list[DeviceRecord]:

@@ -21,6 +21,7 @@ from collectors.mqtt.ingest import IngestOptions, MqttIngest
 from daemon.app import Daemon
 from daemon.clock import utc_now
 from daemon.errors import PayloadError
+from daemon.review import resolve
 from daemon.settings import Settings, load
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
@@ -246,3 +247,10 @@ async def test_a_sender_cannot_write_into_another_sites_device(
     assert [(m.status, m.evidence["to_site"]) for m in moved] == [("open", site)]
     sample = hub.metrics.registry.get_sample_value
     assert sample("meterd_dead_letters_total", {"source": "mqtt", "reason": "topic_mismatch"}) == 3
+    # A person confirms the move: the device goes to the new site with the reading it was held for.
+    async with Store.open(settings.database_url, upgrade=False) as store:
+        await resolve(store, moved[0].id, action="approve", value=None, actor="alice", reason="moved", now=utc_now())
+        victim_site_after = [d.site for d in await store.devices() if d.key == "VICTIM1"]
+        victim_values = sorted(r.meters[0].value for r in await store.readings(device="VICTIM1"))
+        reasons = sorted(letter.reason for letter in await store.dead_letters())
+    assert (victim_site_after, victim_values, reasons) == ([site], [1001, 999_999], ["topic_mismatch"] * 3)
