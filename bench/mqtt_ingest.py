@@ -7,7 +7,10 @@ session is created, the consumer goes away, a separate process publishes M readi
 (QoS 1) that the broker queues, and the consumer comes back and drains the backlog:
 1. a bare aiomqtt subscriber that does nothing with the messages (the reference);
 2. meterd's hub ingest (decode, validate, batch commit, then PUBACK) into SQLite;
-3. the same into PostgreSQL (with --postgres).
+3. the same into PostgreSQL (with --postgres);
+4. `meterd ingest` of M other readings (an NDJSON file of the same payloads) into each
+   of those stores, timed from the file's bytes to the last commit, and its ratio to the
+   hub's rate on that store (issue 19: at least 0.8).
 Then the live lag: readings published at 2,000/s for 10 s into a running SQLite hub,
 lag = commit time - taken_at, from the store.
 """
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 # A script, run from anywhere: the repository's test helpers (its own broker) are imported too.
@@ -33,9 +36,11 @@ from sqlalchemy import text
 
 from collectors.mqtt.connection import BrokerOptions
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
+from daemon.cli import ingest_file
 from daemon.metrics import Metrics
 from daemon.mqtt import IngestMetrics
 from daemon.pipeline import Pipeline
+from daemon.settings import Settings
 from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.integration.mosquitto import OwnBroker
@@ -140,6 +145,20 @@ async def _hub_drain(port: int, count: int, store_url: str) -> float:
     return count / elapsed
 
 
+async def _cli_ingest(count: int, store_url: str, workdir: Path) -> float:
+    """``meterd ingest FILE`` (its code, in this process) with the hub's batch size, on the hub's store."""
+    path = workdir / "ingest.ndjson"
+    now = datetime.now(UTC)
+    path.write_bytes(b"\n".join(_payload(n, now + timedelta(milliseconds=n)) for n in range(count)))
+    settings = Settings(mqtt={"batch_max": 1000})
+    async with Store.open(store_url) as store:
+        started = time.perf_counter()
+        counts = await ingest_file(store, settings, path.read_bytes(), str(path), progress=False)
+        elapsed = time.perf_counter() - started
+    assert counts.stored == count, counts
+    return count / elapsed
+
+
 async def _live_lag(port: int, workdir: Path) -> tuple[float, float, int]:
     rate, seconds = 2000, 10
     broker = BrokerOptions("127.0.0.1", port, f"hub-{uuid.uuid4().hex[:6]}", session_expiry_s=600)
@@ -179,11 +198,16 @@ async def main(count: int, postgres: str | None) -> None:
     try:
         bare = await _bare_drain(broker.port, count)
         print(f"bare aiomqtt subscriber drains   {bare:9.0f} msg/s")
-        sqlite = await _hub_drain(broker.port, count, f"sqlite:///{workdir / 'hub' / 'meterd.db'}")
+        sqlite_url = f"sqlite:///{workdir / 'hub' / 'meterd.db'}"
+        sqlite = await _hub_drain(broker.port, count, sqlite_url)
         print(f"meterd hub -> SQLite commits     {sqlite:9.0f} readings/s   ratio to bare {sqlite / bare:.2f}")
+        ingest = await _cli_ingest(count, sqlite_url, workdir)
+        print(f"meterd ingest -> SQLite commits  {ingest:9.0f} readings/s   ratio to the hub {ingest / sqlite:.2f}")
         if postgres:
             pg = await _hub_drain(broker.port, count, postgres)
             print(f"meterd hub -> PostgreSQL commits {pg:9.0f} readings/s   ratio to bare {pg / bare:.2f}")
+            ingest = await _cli_ingest(count, postgres, workdir)
+            print(f"meterd ingest -> PostgreSQL      {ingest:9.0f} readings/s   ratio to the hub {ingest / pg:.2f}")
         p50, p99, n = await _live_lag(broker.port, workdir)
         print(f"live at 2,000 readings/s for 10 s: {n} readings, lag p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
     finally:

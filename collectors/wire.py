@@ -7,12 +7,13 @@ definition decides what is valid.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
+from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, ReadingSink, Supply, Unit
 from daemon.errors import PayloadError
 
 SCHEMA: Final = "meterd.reading/1"
@@ -78,6 +79,11 @@ def encode(reading: Reading) -> dict[str, Any]:
     return out
 
 
+def to_bytes(reading: Reading) -> bytes:
+    """One reading as compact reading-v1 JSON bytes (what is published and what a dead letter keeps)."""
+    return json.dumps(encode(reading), separators=(",", ":")).encode()
+
+
 def format_time(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -87,6 +93,35 @@ def _encode_meter(value: MeterValue) -> dict[str, Any]:
     if value.derived:
         out["derived"] = True
     return out
+
+
+async def decode_batch(
+    sink: ReadingSink,
+    items: Iterable[tuple[str, bytes]],
+    *,
+    source: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    check: Callable[[Reading, str], None] | None = None,
+) -> tuple[list[Reading], int]:
+    """Decode ``(origin, raw)`` pairs the one way every input is decoded (hub and ``meterd ingest``).
+
+    What fails (to decode, or ``check(reading, origin)``, which raises PayloadError) is
+    dead-lettered through ``sink``; returns the valid readings, for one ``sink.emit``, and
+    how many were rejected.
+    """
+    readings: list[Reading] = []
+    rejected = 0
+    for origin, raw in items:
+        try:
+            reading = decode(raw, source=source, max_bytes=max_bytes)
+            if check is not None:
+                check(reading, origin)
+        except PayloadError as err:
+            rejected += 1
+            await sink.reject(raw, origin=origin, source=source, error=err)
+        else:
+            readings.append(reading)
+    return readings, rejected
 
 
 def decode(raw: bytes, *, source: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Reading:

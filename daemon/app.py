@@ -127,7 +127,7 @@ class Daemon:
                 tasks.create_task(self._run_scheduler(jobs, runner), name="scheduler")
                 # Stream collectors run beside the scheduler until the daemon stops.
                 if settings.role == "hub":
-                    ingest = build_ingest(settings, self.metrics)
+                    ingest = build_ingest(settings, self.metrics, store)
                     tasks.create_task(self._run_stream(ingest.run(pipeline)), name="mqtt-ingest")
                 if forwarder is not None:
                     tasks.create_task(self._run_stream(forwarder.run(outbox)), name="mqtt-forward")

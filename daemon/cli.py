@@ -11,13 +11,17 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rich.console import Console
+from rich.progress import Progress
 
 from collectors import wire
+from collectors.base import Reading
 from daemon import __version__
 from daemon import logging as meterd_logging
 from daemon.anomaly_commands import add_anomaly_parsers
@@ -30,16 +34,19 @@ from daemon.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
 from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.init_command import add_init_parser
 from daemon.metrics import Metrics
+from daemon.mqtt import forward_encoder
 from daemon.pipeline import Pipeline
 from daemon.receivables_commands import add_receivables_parsers
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
+from daemon.storage.repository import Store
 from daemon.user_commands import add_user_parsers
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_USAGE: Final = 2
+FILE_SOURCE: Final = "file"
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
@@ -136,7 +143,17 @@ def _build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--format", choices=["table", "csv", "json"], default="table")
     devices.set_defaults(handler=_cmd_devices)
 
-    ingest = sub.add_parser("ingest", parents=[common], help="store readings from a reading-v1 JSON file")
+    ingest = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="store readings from a reading-v1 JSON file",
+        description=(
+            "Store readings from a reading-v1 file, in batches as the hub commits them. On an agent "
+            '(role = "agent") each new reading is also queued in the outbox and forwarded to the hub '
+            "like a polled one (by the running daemon); a record of another site is rejected. Exits 1 "
+            "when any record was rejected, saying how many (`meterd dead-letters` shows why)."
+        ),
+    )
     ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
     ingest.set_defaults(handler=_cmd_ingest)
 
@@ -167,6 +184,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     dead = sub.add_parser("dead-letters", parents=[common], help="show rejected input, newest first")
     dead.add_argument("--limit", type=int, default=20)
+    dead.add_argument(
+        "--format", choices=["table", "csv", "json"], default="table", help="csv and json carry the raw input too"
+    )
     dead.set_defaults(handler=_cmd_dead_letters)
     return parser
 
@@ -244,24 +264,68 @@ async def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+@dataclass
+class IngestCounts:
+    records: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
 async def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     origin, raw = await asyncio.to_thread(_read_input, args.file)
     async with open_store(settings) as store:
-        pipeline = Pipeline(store, Metrics())
-        stored = duplicates = rejected = 0
-        for item_origin, item in _split_batch(raw, origin):
-            outcome = None
-            if isinstance(item, PayloadError):
-                await pipeline.reject(raw, origin=item_origin, source="file", error=item)
-            else:
-                outcome = await pipeline.ingest(item, origin=item_origin, source="file")
-            if outcome is None:
-                rejected += 1
-            else:
-                stored += outcome.stored
-                duplicates += outcome.duplicates
-    print(f"{stored} reading(s) stored, {duplicates} duplicate(s) dropped, {rejected} rejected into dead letters")
-    return EXIT_OK if rejected == 0 else EXIT_ERROR
+        counts = await ingest_file(store, settings, raw, origin, progress=sys.stderr.isatty())
+    print(
+        f"{counts.stored} reading(s) stored, {counts.duplicates} duplicate(s) dropped, "
+        f"{counts.rejected} rejected into dead letters"
+    )
+    if counts.rejected:
+        print(
+            f"meterd: {counts.rejected} of {counts.records} record(s) rejected; `meterd dead-letters` shows why",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+async def ingest_file(store: Store, settings: Settings, raw: bytes, origin: str, *, progress: bool) -> IngestCounts:
+    """A file of reading-v1 records into the store, in batches of ``mqtt.batch_max`` as the hub commits them.
+
+    On an agent every new reading is queued in the outbox, as a polled one is, so the daemon
+    forwards it; a record of another site than the agent's is rejected (the hub would refuse it).
+    """
+    agent = settings.role == "agent"
+    pipeline = Pipeline(store, Metrics(), forward=forward_encoder(settings.site) if agent else None)
+    items = _split_batch(raw, origin)
+    counts = IngestCounts(records=len(items))
+    if len(items) == 1 and isinstance(items[0][1], PayloadError):  # the file as a whole is unreadable
+        await pipeline.reject(raw, origin=origin, source=FILE_SOURCE, error=items[0][1])
+        counts.rejected = 1
+        return counts
+    records = cast("list[tuple[str, bytes]]", items)
+    check = partial(_own_site, settings.site) if agent else None
+    size = settings.mqtt.batch_max
+    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+        task = bar.add_task("ingesting", total=len(records))
+        for start in range(0, len(records), size):
+            batch = records[start : start + size]
+            readings, rejected = await wire.decode_batch(pipeline, batch, source=FILE_SOURCE, check=check)
+            outcome = await pipeline.emit(readings)
+            counts.stored += outcome.stored
+            counts.duplicates += outcome.duplicates
+            counts.rejected += rejected + len(outcome.elsewhere)
+            bar.advance(task, len(batch))
+    return counts
+
+
+def _own_site(site: str, reading: Reading, _origin: str) -> None:
+    if reading.site != site:
+        detail = (
+            f"site {reading.site!r} on an agent of site {site!r}: an agent forwards its own site's readings only; "
+            "ingest it on that site's agent or on the hub"
+        )
+        raise PayloadError("wrong_site", detail)
 
 
 def _read_input(name: str) -> tuple[str, bytes]:
@@ -294,10 +358,25 @@ def _split_batch(raw: bytes, origin: str) -> list[tuple[str, bytes | PayloadErro
 async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         letters = await store.dead_letters(limit=args.limit)
-    rows = [[wire.format_time(d.received_at), d.source, d.origin, d.reason, d.detail] for d in letters]
-    print_rows(
-        "table", ["received_at", "source", "origin", "reason", "detail"], rows, title=f"{len(letters)} dead letter(s)"
-    )
+    header = ["received_at", "last_received_at", "repeats", "source", "origin", "reason", "detail"]
+    rows = [
+        [wire.format_time(d.received_at), wire.format_time(d.last_received_at), str(d.repeats), d.source, d.origin,
+         d.reason, d.detail]
+        for d in letters
+    ]  # fmt: skip
+    if args.format != "table":
+        # The input as text where it is UTF-8, with the bytes that are not shown as \xNN escapes.
+        header.append("raw")
+        for row, letter in zip(rows, letters, strict=True):
+            row.append(letter.raw.decode("utf-8", errors="backslashreplace"))
+    if args.format == "json":
+        listed = [
+            {**dict(zip(header, row, strict=True)), "repeats": d.repeats} for row, d in zip(rows, letters, strict=True)
+        ]
+        json.dump(listed, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print_rows(args.format, header, rows, title=f"{len(letters)} dead letter(s)")
     return EXIT_OK
 
 

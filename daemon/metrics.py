@@ -92,7 +92,9 @@ class Metrics:
             "meterd_outbox_dropped_total", "Oldest readings dropped because the outbox was full.", registry=r
         )
         self.forwarded = Counter(
-            "meterd_forwarded_total", "Readings the broker acknowledged (PUBACK) and the outbox let go.", registry=r
+            "meterd_forwarded_total",
+            "Readings the broker acknowledged (PUBACK); they leave the outbox when the hub confirms.",
+            registry=r,
         )
         self.anomalies_open = Gauge(
             "meterd_anomalies_open",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from typing import Final
 
 import structlog
@@ -15,11 +17,14 @@ from collectors.mqtt.ingest import IngestOptions, MqttIngest
 from daemon.clock import Clock, utc_now
 from daemon.metrics import Metrics
 from daemon.settings import Settings
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Forward, Store
 
 log = structlog.get_logger(__name__)
 
 _OUTBOX_WARN_FRACTION: Final = 0.8
+_CHAIN_KEY: Final = "mqtt.confirmed."
+_EPOCH_KEY: Final = "mqtt.outbox_epoch"
 
 
 def broker_options(settings: Settings) -> BrokerOptions:
@@ -57,7 +62,25 @@ class IngestMetrics:
         self._metrics.mqtt_received.inc(count)
 
 
-def build_ingest(settings: Settings, metrics: Metrics) -> MqttIngest:
+class StoreChains:
+    """A hub's confirmed position per site (ack.py), kept in the store's state table."""
+
+    def __init__(self, store: Store) -> None:
+        self._state = AnomalyStore(store)
+        self._store = store
+
+    async def load(self) -> dict[str, tuple[str, int]]:
+        found = await self._store.states(prefix=_CHAIN_KEY)
+        chains = (json.loads(value) for value in found.values())
+        return {c["site"]: (c["epoch"], int(c["seq"])) for c in chains}
+
+    async def save(self, site: str, epoch: str, seq: int) -> None:
+        # The state key is short (64): the site goes by its hash there and by name in the value.
+        key = _CHAIN_KEY + hashlib.sha256(site.encode()).hexdigest()[:40]
+        await self._state.set_state(key, json.dumps({"site": site, "epoch": epoch, "seq": seq}))
+
+
+def build_ingest(settings: Settings, metrics: Metrics, store: Store | None = None) -> MqttIngest:
     mqtt = settings.mqtt
     options = IngestOptions(
         sites=tuple(mqtt.sites),
@@ -68,15 +91,16 @@ def build_ingest(settings: Settings, metrics: Metrics) -> MqttIngest:
         reconnect_min_s=mqtt.reconnect_min_s,
         reconnect_max_s=mqtt.reconnect_max_s,
     )
-    return MqttIngest(broker_options(settings), options, IngestMetrics(metrics))
+    # Hubs sharing a group each see part of a site's readings: none of them can confirm a run.
+    chains = StoreChains(store) if store is not None and not mqtt.shared_group else None
+    return MqttIngest(broker_options(settings), options, IngestMetrics(metrics), chains=chains)
 
 
 def forward_encoder(site: str) -> Forward:
     """An agent's reading -> its topic and reading-v1 payload."""
 
     def encode(reading: Reading) -> tuple[str, bytes]:
-        payload = json.dumps(wire.encode(reading), separators=(",", ":")).encode()
-        return reading_topic(site, reading.device.key), payload
+        return reading_topic(site, reading.device.key), wire.to_bytes(reading)
 
     return encode
 
@@ -93,8 +117,20 @@ class StoreOutbox:
         rows = await self._store.outbox_pending(after_id=after_id, limit=limit)
         return [OutboxEntry(row.id, row.topic, row.payload) for row in rows]
 
+    async def epoch(self) -> str:
+        state = AnomalyStore(self._store)
+        epoch = await state.get_state(_EPOCH_KEY)
+        if epoch is None:
+            epoch = uuid.uuid4().hex
+            await state.set_state(_EPOCH_KEY, epoch)
+        return epoch
+
+    async def confirmed(self, up_to: int) -> None:
+        await self._store.outbox_remove(through=up_to)
+        await self.refresh_gauges()
+
     async def acknowledged(self, ids: list[int]) -> None:
-        await self._store.outbox_remove(ids)
+        await self._store.outbox_remove(ids=ids)
         await self.refresh_gauges()
 
     async def refresh_gauges(self) -> int:
@@ -113,6 +149,8 @@ class ForwardMetrics(IngestMetrics):
 def build_forwarder(settings: Settings, metrics: Metrics) -> MqttForwarder:
     mqtt = settings.mqtt
     options = ForwardOptions(
+        site=settings.site,
+        confirmed_by_hub=mqtt.confirmed_by == "hub",
         max_inflight=mqtt.max_inflight,
         replay_rate=mqtt.replay_rate,
         reconnect_min_s=mqtt.reconnect_min_s,

@@ -8,11 +8,14 @@ from typing import Final
 
 import structlog
 
+from billing.anomalies import Finding, Kind
 from collectors import wire
 from collectors.base import Reading
+from collectors.mqtt.connection import reading_topic
 from daemon.clock import Clock, utc_now
 from daemon.errors import PayloadError, StorageError
 from daemon.metrics import Metrics
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Forward, Store, StoreOutcome
 
 log = structlog.get_logger(__name__)
@@ -50,12 +53,14 @@ class Pipeline:
         for reading in readings:
             by_source[reading.source].append(reading)
         stored = duplicates = values = 0
+        elsewhere: tuple[Reading, ...] = ()
         for source, batch in by_source.items():
             outcome = await self._store_batch(source, batch)
             stored += outcome.stored
             duplicates += outcome.duplicates
             values += outcome.values
-        return StoreOutcome(stored=stored, duplicates=duplicates, values=values)
+            elsewhere += outcome.elsewhere
+        return StoreOutcome(stored=stored, duplicates=duplicates, values=values, elsewhere=elsewhere)
 
     async def _store_batch(self, source: str, batch: list[Reading]) -> StoreOutcome:
         try:
@@ -74,12 +79,33 @@ class Pipeline:
         self._metrics.meter_values_stored.labels(source=source).inc(outcome.values)
         if outcome.duplicates:
             log.info("duplicates_dropped", source=source, readings=len(batch), duplicates=outcome.duplicates)
+        for reading in outcome.elsewhere:
+            await self._hold_site_change(reading)
         return outcome
 
+    async def _hold_site_change(self, reading: Reading) -> None:
+        """A reading placing a known device at another site: kept as a dead letter, a ``moved`` item for a person.
+
+        The device stays where it is; its readings from the new site wait in the dead letters
+        until someone confirms the move.
+        """
+        anomalies = AnomalyStore(self._store)
+        device = reading.device.key
+        to_site = reading.site
+        if not await anomalies.find(status="unresolved", kind=Kind.MOVED.value, device=device, limit=1):
+            moment = reading.taken_at_utc
+            evidence = {"to_site": to_site, "reading": reading.id, "held_in": "dead letters (site_changed)"}
+            await anomalies.record([Finding(Kind.MOVED, device, None, moment, moment, evidence)], now=self._clock())
+        detail = f"device {device!r} belongs to another site; a reading from site {to_site!r} waits for a person"
+        error = PayloadError("site_changed", detail)
+        await self.reject(
+            wire.to_bytes(reading), origin=reading_topic(to_site, device), source=reading.source, error=error
+        )
+
     async def reject(self, raw: bytes, *, origin: str, source: str, error: PayloadError) -> None:
-        """Keep input that failed validation in the dead-letter table and count it."""
+        """Keep input that failed validation in the dead-letter table and count it (a redelivery counts once)."""
         try:
-            await self._store.dead_letter(
+            new = await self._store.dead_letter(
                 raw=raw[:_RAW_KEEP_BYTES],
                 source=source,
                 origin=origin,
@@ -90,6 +116,9 @@ class Pipeline:
         except StorageError:
             self._metrics.db_errors.labels(operation="store_dead_letter").inc()
             raise
+        if not new:
+            log.info("payload_rejected_again", source=source, origin=origin, reason=error.reason)
+            return
         self._metrics.dead_letters.labels(source=source, reason=error.reason).inc()
         log.warning("payload_rejected", source=source, origin=origin, reason=error.reason, detail=error.detail)
 

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from billing.invoicing import Book
+from collectors import wire
 from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
+from collectors.mqtt.connection import reading_topic
 from daemon.errors import MeterdError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
@@ -134,8 +136,24 @@ async def resolve(
         evidence = detail = {RESTART_VALUE: value or 0}
     elif value is not None:
         raise ReviewError("a value goes with the replace action (the right reading) or reset (where it restarted)")
+    elif action == "approve" and anomaly.kind == "moved" and "to_site" in anomaly.evidence:
+        detail = await _move(store, anomaly)
     return await anomalies.set_status(anomaly_id, status=RESOLVED, resolution=ACTIONS[action], actor=actor,
                                       reason=reason, now=now, detail=detail, evidence=evidence)  # fmt: skip
+
+
+async def _move(store: Store, anomaly: AnomalyRecord) -> dict[str, Any]:
+    """An approved move: the device goes to its new site, and what it sent from there is stored.
+
+    The ingest held those readings back as ``site_changed`` dead letters.
+    """
+    site = str(anomaly.evidence["to_site"])
+    held = await store.move_device(
+        anomaly.device, site=site, reason="site_changed", origin=reading_topic(site, anomaly.device)
+    )
+    readings = [wire.decode(letter.raw, source=letter.source) for letter in held]
+    outcome = await Pipeline(store, Metrics()).emit(readings)
+    return {"moved_to": site, "readings_released": len(readings), "stored": outcome.stored}
 
 
 async def _unresolved(anomalies: AnomalyStore, anomaly_id: int) -> AnomalyRecord:

@@ -318,6 +318,9 @@ class MqttSettings(_Section):
     max_inflight: int = Field(default=1000, ge=1, le=65_000)
     replay_rate: float = Field(default=500.0, gt=0, le=1_000_000)
     outbox_max: int = Field(default=2_000_000, ge=1000)
+    confirmed_by: Literal["hub", "broker"] = Field(
+        default="hub", description="agent: an outbox row leaves when the hub has committed it, or at the PUBACK"
+    )
     reconnect_min_s: float = Field(default=1.0, gt=0, le=600)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)
 

@@ -97,9 +97,11 @@ class SupplyLevel(Base):
 
 
 class DeadLetter(Base):
-    """Input that could not be accepted, kept whole with the reason."""
+    """Input that could not be accepted, kept whole with the reason; the same input again is a repeat."""
 
     __tablename__ = "dead_letters"
+    # The lookup of a repeat: same source, origin and bytes (within the window, judged by the store).
+    __table_args__ = (Index(None, "source", "origin", "raw_sha256"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -108,6 +110,9 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    repeats: Mapped[int] = mapped_column(Integer)  # deliveries of the same input, the first included
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxItem(Base):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, func, select, text, union
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, select, text, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -19,7 +20,7 @@ from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
-from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, SupplyLevel
+from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.types import sqlite_time
 
 T = TypeVar("T")
@@ -27,6 +28,19 @@ T = TypeVar("T")
 # Rows per multi-VALUES statement: SQLite allows 32,766 bound parameters, a device row has 7.
 _DEVICE_CHUNK: Final = 1000
 _READINGS_PER_INSERT: Final = 500
+# What a DeadLetterRecord holds, in its order.
+_DEAD_LETTER_COLUMNS: Final = (
+    DeadLetter.received_at,
+    DeadLetter.source,
+    DeadLetter.origin,
+    DeadLetter.reason,
+    DeadLetter.detail,
+    DeadLetter.raw,
+    DeadLetter.repeats,
+    DeadLetter.last_received_at,
+)
+# Redelivery comes within a broker session's life (mqtt.session_expiry_s, a week by default).
+DEAD_LETTER_WINDOW: Final = timedelta(days=7)
 
 
 # An agent's reading -> (MQTT topic, payload), queued in the outbox as it is stored.
@@ -42,11 +56,16 @@ class OutboxRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoreOutcome:
-    """What one batch did: readings newly stored, readings already present, meter rows written."""
+    """What one batch did: readings newly stored, readings already present, meter rows written.
+
+    ``elsewhere``: readings set aside, not stored, because their site is not the site the
+    device belongs to (a device changes site only through a person; the pipeline keeps them).
+    """
 
     stored: int = 0
     duplicates: int = 0
     values: int = 0
+    elsewhere: tuple[Reading, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +87,8 @@ class DeadLetterRecord:
     reason: str
     detail: str
     raw: bytes
+    repeats: int
+    last_received_at: datetime
 
 
 class Store:
@@ -151,7 +172,11 @@ class Store:
 
     async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
         async with self.engine.begin() as conn:
-            device_ids = await self._upsert_devices(conn, readings)
+            sites = await self._upsert_devices(conn, readings)
+            elsewhere = tuple(r for r in readings if sites.get(r.device.key, (0, None))[1] != r.site)
+            if elsewhere:
+                readings = [r for r in readings if sites.get(r.device.key, (0, None))[1] == r.site]
+            device_ids = {key: ident for key, (ident, _) in sites.items()}
             new_ids: set[str] = set()
             values = 0
             # Rows built and inserted a slice at a time, in the one transaction: a 10,000-printer
@@ -168,7 +193,7 @@ class Store:
         stored = len(new_ids | empty)
         # Every reading not stored is a copy, also when it came in the same batch as its original
         # (a redelivered MQTT message can): counting distinct ids would miss exactly those.
-        return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values)
+        return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values, elsewhere=elsewhere)
 
     async def _insert_readings(
         self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int], now: datetime
@@ -210,16 +235,27 @@ class Store:
 
         return await self.guard(_query(), "read outbox")
 
-    async def outbox_remove(self, ids: Sequence[int]) -> None:
-        """Forget queued readings the broker has acknowledged."""
+    async def outbox_remove(self, *, ids: Sequence[int] = (), through: int | None = None) -> None:
+        """Forget queued readings the hub has committed (every id ``through``) or the broker acknowledged (``ids``)."""
 
         async def _delete() -> None:
             async with self.engine.begin() as conn:
+                if through is not None:
+                    await conn.execute(delete(OutboxItem).where(OutboxItem.id <= through))
                 for start in range(0, len(ids), _DEVICE_CHUNK):
                     await conn.execute(delete(OutboxItem).where(OutboxItem.id.in_(ids[start : start + _DEVICE_CHUNK])))
 
-        if ids:
-            await self.guard(_delete(), "remove from outbox")
+        await self.guard(_delete(), "remove from outbox")
+
+    async def states(self, *, prefix: str) -> dict[str, str]:
+        """The named state values whose key starts with ``prefix``."""
+
+        async def _query() -> dict[str, str]:
+            stmt = select(StateEntry.key, StateEntry.value).where(StateEntry.key.startswith(prefix, autoescape=True))
+            async with self.engine.connect() as conn:
+                return {key: value for key, value in await conn.execute(stmt)}  # noqa: C416 - not a mapping
+
+        return await self.guard(_query(), "read state")
 
     async def outbox_stats(self) -> tuple[int, datetime | None]:
         """How many readings wait, and when the oldest was queued."""
@@ -260,11 +296,19 @@ class Store:
         stmt = self.dialect.insert(table).on_conflict_do_nothing().returning(table.c.reading_id)
         return list((await conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])).scalars())
 
-    async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, int]:
+    async def _upsert_devices(self, conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, tuple[int, str]]:
+        """Insert new devices, refresh known ones of the same site; their ids and sites.
+
+        A known device is left untouched by a reading of another site (it is absent from the
+        answer): anyone allowed to publish for one site could otherwise take over another's printer.
+        """
         newest: dict[str, Reading] = {}
         oldest: dict[str, datetime] = {}
+        owner = await _owning_sites(conn, readings)
         for reading in readings:
             key = reading.device.key
+            if owner.get(key, reading.site) != reading.site:
+                continue
             if key not in newest or reading.taken_at_utc > newest[key].taken_at_utc:
                 newest[key] = reading
             oldest[key] = min(oldest.get(key, reading.taken_at_utc), reading.taken_at_utc)
@@ -292,58 +336,99 @@ class Store:
                 "vendor": _newer_or_kept(is_newer, incoming.vendor, table.c.vendor),
                 "model": _newer_or_kept(is_newer, incoming.model, table.c.model),
                 "address": _newer_or_kept(is_newer, incoming.address, table.c.address),
-                "site": case((is_newer, incoming.site), else_=table.c.site),
                 "last_seen": case((is_newer, incoming.last_seen), else_=table.c.last_seen),
                 "first_seen": case(
                     (incoming.first_seen < table.c.first_seen, incoming.first_seen), else_=table.c.first_seen
                 ),
             },
-        ).returning(table.c.key, table.c.id)
-        ids: dict[str, int] = {}
+            where=table.c.site == incoming.site,
+        ).returning(table.c.key, table.c.id, table.c.site)
+        ids: dict[str, tuple[int, str]] = {}
         for start in range(0, len(rows), _DEVICE_CHUNK):
             result = await conn.execute(stmt, rows[start : start + _DEVICE_CHUNK])
-            # Not dict(result): a Result has .keys(), so dict() would take it for a mapping.
-            ids.update({key: ident for key, ident in result})  # noqa: C416
+            ids.update({key: (ident, site) for key, ident, site in result})
         return ids
 
     async def dead_letter(
         self, *, raw: bytes, source: str, origin: str, reason: str, detail: str, now: datetime
-    ) -> None:
-        """Keep input that could not be accepted, whole, with the reason."""
+    ) -> bool:
+        """Keep input that could not be accepted, whole, with the reason; False when it is a repeat.
 
-        async def _write() -> None:
+        The same bytes from the same source and origin, last seen within DEAD_LETTER_WINDOW,
+        are a redelivery (a batch committed but not acknowledged before a crash or a broker
+        restart comes again): the existing row counts one more repeat.
+        """
+        digest = hashlib.sha256(raw).hexdigest()
+        origin = origin[:512]
+
+        async def _write() -> bool:
             async with self.engine.begin() as conn:
+                same = (
+                    await conn.execute(
+                        select(DeadLetter.id)
+                        .where(
+                            DeadLetter.source == source,
+                            DeadLetter.origin == origin,
+                            DeadLetter.raw_sha256 == digest,
+                            DeadLetter.last_received_at >= now - DEAD_LETTER_WINDOW,
+                        )
+                        .order_by(DeadLetter.id.desc())
+                        .limit(1)
+                    )
+                ).scalar_one_or_none()
+                if same is not None:
+                    await conn.execute(
+                        update(DeadLetter)
+                        .where(DeadLetter.id == same)
+                        .values(
+                            repeats=DeadLetter.repeats + 1,
+                            last_received_at=case(
+                                (DeadLetter.last_received_at < now, now), else_=DeadLetter.last_received_at
+                            ),
+                        )
+                    )
+                    return False
                 await conn.execute(
                     self.dialect.insert(DeadLetter).values(
                         received_at=now,
                         source=source,
-                        origin=origin[:512],
+                        origin=origin,
                         reason=reason,
                         detail=detail,
                         raw=raw,
+                        raw_sha256=digest,
+                        repeats=1,
+                        last_received_at=now,
                     )
                 )
+                return True
 
-        await self.guard(_write(), "store a dead letter")
+        return await self.guard(_write(), "store a dead letter")
 
     async def dead_letters(self, *, limit: int = 100) -> list[DeadLetterRecord]:
         async def _query() -> list[DeadLetterRecord]:
-            stmt = (
-                select(
-                    DeadLetter.received_at,
-                    DeadLetter.source,
-                    DeadLetter.origin,
-                    DeadLetter.reason,
-                    DeadLetter.detail,
-                    DeadLetter.raw,
-                )
-                .order_by(DeadLetter.id.desc())
-                .limit(limit)
-            )
+            stmt = select(*_DEAD_LETTER_COLUMNS).order_by(DeadLetter.id.desc()).limit(limit)
             async with self.engine.connect() as conn:
                 return [DeadLetterRecord(*row) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "read dead letters")
+
+    async def move_device(self, key: str, *, site: str, reason: str, origin: str) -> list[DeadLetterRecord]:
+        """Put a device at another site; return, and forget, its dead letters of ``reason`` from ``origin``.
+
+        The readings a site change held back (site_changed) go back to the caller to be stored.
+        """
+
+        async def _move() -> list[DeadLetterRecord]:
+            held = (DeadLetter.reason == reason) & (DeadLetter.origin == origin)
+            async with self.engine.begin() as conn:
+                await conn.execute(update(Device).where(Device.key == key).values(site=site))
+                rows = await conn.execute(select(*_DEAD_LETTER_COLUMNS).where(held).order_by(DeadLetter.id))
+                letters = [DeadLetterRecord(*row) for row in rows]
+                await conn.execute(delete(DeadLetter).where(held))
+            return letters
+
+        return await self.guard(_move(), "move a device")
 
     async def devices(self) -> list[DeviceRecord]:
         async def _query() -> list[DeviceRecord]:
@@ -542,6 +627,19 @@ async def _execute_many(conn: AsyncConnection, sql: str, rows: list[tuple[Any, .
     if not rows:
         return 0
     return (await conn.exec_driver_sql(sql, rows)).rowcount
+
+
+async def _owning_sites(conn: AsyncConnection, readings: Sequence[Reading]) -> dict[str, str]:
+    """The stored site of each device that readings of one batch place at more than one site (rare)."""
+    seen: dict[str, str] = {}
+    mixed: set[str] = set()
+    for reading in readings:
+        if seen.setdefault(reading.device.key, reading.site) != reading.site:
+            mixed.add(reading.device.key)
+    if not mixed:
+        return {}
+    result = await conn.execute(select(Device.key, Device.site).where(Device.key.in_(sorted(mixed))))
+    return {key: site for key, site in result}  # noqa: C416 - a Result is not a mapping
 
 
 def _newer_or_kept(is_newer: ColumnElement[bool], incoming: Any, kept: Any) -> ColumnElement[Any]:  # noqa: ANN401 - SQL expressions

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -183,3 +188,78 @@ def test_bad_time_argument_is_a_usage_error(config: Path) -> None:
     done = _meterd("readings", "--config", str(config), "--since", "last tuesday")
     assert done.returncode == 2
     assert "'last tuesday' is not a date or RFC 3339 time" in done.stderr
+
+
+def test_dead_letters_list_as_json_and_csv(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 18.5: dead-letters printed a table only, unlike the other lists.
+    source = tmp_path / "bad.ndjson"
+    source.write_bytes(b'{"schema": "nope"}\n\xff\xfe not utf-8\n')
+    for _ in range(2):  # the same file twice: each input is one dead letter, seen twice
+        assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 1
+    capsys.readouterr()
+    assert main(["dead-letters", "--config", str(config), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["origin"], d["reason"], d["raw"], d["repeats"]) for d in listed] == [
+        (f"{source}:2", "invalid_utf8", "\\xff\\xfe not utf-8", 2),
+        (f"{source}:1", "unknown_schema", '{"schema": "nope"}', 2),
+    ]
+    assert main(["dead-letters", "--config", str(config), "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["received_at", "last_received_at", "repeats", "source", "origin", "reason", "detail", "raw"]
+    assert [(row[2], row[5], row[7]) for row in rows[1:]] == [
+        ("2", "invalid_utf8", "\\xff\\xfe not utf-8"),
+        ("2", "unknown_schema", '{"schema": "nope"}'),
+    ]
+
+
+def test_ingest_fails_and_says_how_many_when_records_are_rejected(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 17.14: a run where every record was rejected must not look like a success.
+    source = tmp_path / "all-bad.json"
+    source.write_text(json.dumps([{**SPEC_EXAMPLE, "id": f"x{n}", "schema": "meterd.reading/9"} for n in range(3)]))
+    assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "0 reading(s) stored, 0 duplicate(s) dropped, 3 rejected into dead letters"
+    assert captured.err.strip() == "meterd: 3 of 3 record(s) rejected; `meterd dead-letters` shows why"
+
+
+def test_ingest_commits_in_the_hubs_batches(write_config, tmp_path: Path) -> None:
+    # Issue 19.5: ingest committed one reading per transaction (~270/s); it now commits
+    # mqtt.batch_max readings at a time, as the hub does: one receipt time per batch.
+    config = write_config(f'site = "acme-hq"\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nbatch_max = 500\n')
+    source = tmp_path / "many.ndjson"
+    taken = datetime(2026, 11, 1, tzinfo=UTC)
+    records = [
+        {**SPEC_EXAMPLE, "id": f"r{n}", "taken_at": (taken + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")}
+        for n in range(1200)
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in records))
+    assert main(["ingest", str(source), "--config", str(config), "--log-level", "error"]) == 0
+    with sqlite3.connect(tmp_path / "state" / "meterd.db") as db:
+        per_batch = db.execute("SELECT count(DISTINCT reading_id) FROM readings GROUP BY received_at").fetchall()
+    assert sorted(n for (n,) in per_batch) == [200, 500, 500]
+
+
+def test_ingest_shows_progress_on_a_terminal_only(config: Path, tmp_path: Path) -> None:
+    # Issue 19.5: a long ingest said nothing until the end; a progress bar on a terminal, none in a pipe.
+    source = tmp_path / "some.ndjson"
+    source.write_text("\n".join(json.dumps({**SPEC_EXAMPLE, "id": f"p{n}"}) for n in range(3)))
+    controller, terminal = os.openpty()
+    done = subprocess.run(
+        [*METERD, "ingest", str(source), "--config", str(config), "--log-level", "error"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        check=False,
+        timeout=60,
+    )
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):  # the terminal's other end is gone: all was read
+        while chunk := os.read(controller, 65536):
+            shown += chunk
+    os.close(controller)
+    assert done.returncode == 0, done
+    assert b"ingesting" in shown
+    piped = _meterd("ingest", str(source), "--config", str(config), "--log-level", "error")
+    assert "ingesting" not in piped.stderr

@@ -4,6 +4,7 @@ under its own site, hubs log in with a password from the environment or a file, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -40,7 +41,11 @@ async def _publish_as(user: str, port: int, site: str, n: int) -> None:
     async with aiomqtt.Client(
         "127.0.0.1", port, username=user, password=PASSWORDS[user], identifier=f"pub-{user}"
     ) as c:
-        await c.publish(f"meterd/v1/{site}/K/reading", json.dumps(wire_reading(site, n)).encode(), qos=1)
+        # A device of that site's own: the hub keeps a device at the site that first reported it.
+        serial = f"DEV-{site}"
+        await c.publish(
+            f"meterd/v1/{site}/{serial}/reading", json.dumps(wire_reading(site, n, serial=serial)).encode(), qos=1
+        )
 
 
 async def test_agents_publish_only_under_their_own_site(write_config: Callable[..., Path], tmp_path: Path) -> None:
@@ -101,3 +106,26 @@ def _has_event(logs: list[dict[str, object]], name: str) -> Callable[[], object]
         return any(e["event"] == name for e in logs)
 
     return check
+
+
+async def test_hubs_publish_confirmations_and_an_agent_reads_only_its_own_sites(tmp_path: Path) -> None:
+    # Issue 18.4: the hub's per-site confirmation is retained on a topic only that site's agent may read.
+    broker = _broker(tmp_path)
+    broker.start()
+    got: list[tuple[str, bytes]] = []
+    try:
+        hub = aiomqtt.Client("127.0.0.1", broker.port, username="hub-1", password=PASSWORDS["hub-1"])
+        async with hub:
+            for site in ("acme-hq", "other-site"):
+                await hub.publish(f"meterd/v1/{site}/ack", site.encode(), qos=1, retain=True)
+        agent = aiomqtt.Client("127.0.0.1", broker.port, username="acme-hq", password=PASSWORDS["acme-hq"])
+        async with agent:
+            for site in ("acme-hq", "other-site"):
+                await agent.subscribe(f"meterd/v1/{site}/ack", qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    async for message in agent.messages:
+                        got.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]  # noqa: PERF401 - kept as they come, the wait ends in a timeout
+    finally:
+        broker.stop()
+    assert got == [("meterd/v1/acme-hq/ack", b"acme-hq")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -10,25 +11,29 @@ from pathlib import Path
 
 import pytest
 
+from collectors import wire
 from daemon import app as app_module
 from daemon.app import Daemon
+from daemon.cli import IngestCounts, ingest_file
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
+from tests.conftest import free_port
 from tests.factories import reading
+from tests.integration.mosquitto import OwnBroker
 from tests.integration.test_mqtt_ingest import MQTT_HOST, MQTT_PORT, broker_connected, hub_settings, wait_for
 
 
 def agent_settings(
-    write_config: Callable[..., Path], tmp_path: Path, site: str, broker_port: int = MQTT_PORT
+    write_config: Callable[..., Path], tmp_path: Path, site: str, broker_port: int = MQTT_PORT, extra: str = ""
 ) -> Settings:
     return load(
         write_config(
             f'site = "{site}"\nrole = "agent"\nstate_dir = "{tmp_path / "agent"}"\n[metrics]\nenabled = false\n'
             f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {broker_port}\nclient_id = "agent-{site}"\n'
-            "session_expiry_s = 120\nreplay_rate = 5000\nmax_inflight = 200\n",
+            f"session_expiry_s = 120\nreplay_rate = 5000\nmax_inflight = 200\n{extra}",
             name=f"agent-{site}.toml",
         ),
         {},
@@ -133,3 +138,125 @@ def _value(metrics: Metrics, name: str) -> float | None:
 
 async def _sample(metrics: Metrics, name: str, wanted: float) -> bool:
     return _value(metrics, name) == wanted
+
+
+async def test_readings_ingested_on_an_agent_are_forwarded_to_the_hub(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Issue 18.3: `meterd ingest` on an agent stored readings that never left the agent.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    records = [wire.encode(reading(site=site, serial=f"SER{n % 3}", minutes=n, total=500 + n)) for n in range(20)]
+    other_site = wire.encode(reading(site=f"{site}-x", serial="SER9"))
+    raw = "\n".join(json.dumps(r) for r in [*records, other_site]).encode()
+    settings = agent_settings(write_config, tmp_path, site)
+    async with Store.open(settings.database_url) as agent_store:
+        counts = await ingest_file(agent_store, settings, raw, "export.ndjson", progress=False)
+        (letter,) = await agent_store.dead_letters()
+    assert counts == IngestCounts(records=21, stored=20, duplicates=0, rejected=1)
+    assert (letter.reason, letter.origin) == ("wrong_site", "export.ndjson:21")
+    hub, hub_task = await _running_hub(write_config, tmp_path, site)
+    agent = Daemon(settings)
+    agent_task = asyncio.create_task(agent.run())
+    async with Store.open(hub.settings.database_url, upgrade=False) as hub_store:
+
+        async def all_in() -> bool:
+            return len(await hub_store.readings()) == len(records)
+
+        await wait_for(all_in, timeout_s=30)
+        received = sorted(r.id for r in await hub_store.readings())
+    for daemon, task in ((agent, agent_task), (hub, hub_task)):
+        daemon.request_stop()
+        await asyncio.wait_for(task, 20)
+    assert received == sorted(r["id"] for r in records)
+
+
+async def test_a_hub_away_past_its_session_expiry_loses_nothing(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 18.4: an agent dropped a reading at the broker's PUBACK; a hub away longer than
+    # its session expiry lost everything the broker had queued for it meanwhile.
+    (tmp_path / "broker").mkdir()
+    broker = OwnBroker(tmp_path / "broker", free_port())
+    broker.start()
+    site = f"t{uuid.uuid4().hex[:10]}"
+    hub_config = write_config(
+        f'site = "{site}"\nrole = "hub"\nstate_dir = "{tmp_path / "hub"}"\n[metrics]\nenabled = false\n'
+        f'[mqtt]\nhost = "{MQTT_HOST}"\nport = {broker.port}\nclient_id = "hub-{site}"\nsession_expiry_s = 1\n'
+        "batch_wait_ms = 50\nreconnect_min_s = 0.2\nreconnect_max_s = 1\n",
+        name="hub.toml",
+    )
+    rounds = [[reading(site=site, serial=f"SER{n % 4}", minutes=100 * r + n, total=1000 + 100 * r + n)
+               for n in range(40)] for r in range(2)]  # fmt: skip
+    second_round = asyncio.Event()
+
+    async def emit_rounds(pipeline: Pipeline, metrics: Metrics) -> None:
+        if metrics is not agent.metrics:
+            return  # the hubs get the job too
+        await pipeline.emit(rounds[0])
+        await second_round.wait()
+        await pipeline.emit(rounds[1])
+
+    _agent_runs_once(monkeypatch, emit_rounds)
+    agent = Daemon(agent_settings(write_config, tmp_path, site, broker_port=broker.port))
+    hub = Daemon(load(hub_config, {}))
+    hub_task = asyncio.create_task(hub.run())
+    await wait_for(broker_connected(hub))  # one at a time: Alembic's migration context is process-wide
+    agent_task = asyncio.create_task(agent.run())
+    try:
+        await wait_for(broker_connected(agent))
+        async with (
+            Store.open(hub.settings.database_url, upgrade=False) as hub_store,
+            Store.open(agent.settings.database_url, upgrade=False) as agent_store,
+        ):
+
+            async def stored(count: int) -> bool:
+                return len(await hub_store.readings()) == count
+
+            async def queued(count: int) -> bool:
+                return (await agent_store.outbox_stats())[0] == count
+
+            await wait_for(partial(stored, 40), timeout_s=30)
+            await wait_for(partial(queued, 0))  # the hub confirmed round 1
+            hub.request_stop()
+            await asyncio.wait_for(hub_task, 20)
+            second_round.set()  # published while the hub is away: queued in its session ...
+            await wait_for(lambda: _sample(agent.metrics, "meterd_forwarded_total", 80))
+            await asyncio.sleep(4)  # ... which expires (1 s) and is dropped with what it held
+            assert (await agent_store.outbox_stats())[
+                0
+            ] == 40  # acknowledged by the broker, not confirmed by the hub: kept
+            hub = Daemon(load(hub_config, {}))
+            hub_task = asyncio.create_task(hub.run())
+            await wait_for(partial(stored, 80), timeout_s=30)
+            await wait_for(partial(queued, 0))
+            received = sorted(r.id for r in await hub_store.readings())
+    finally:
+        for daemon, task in ((agent, agent_task), (hub, hub_task)):
+            daemon.request_stop()
+            await asyncio.wait_for(task, 20)
+        broker.stop()
+    assert received == sorted(r.id for batch in rounds for r in batch)
+
+
+async def test_an_agent_confirmed_by_the_broker_forgets_at_the_puback(
+    write_config: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # For hubs in a shared group, which do not confirm: no hub runs here, the broker's PUBACK is enough.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    sent = [reading(site=site, serial="SER1", minutes=n, total=100 + n) for n in range(30)]
+
+    async def emit(pipeline: Pipeline, _metrics: Metrics) -> None:
+        await pipeline.emit(sent)
+
+    _agent_runs_once(monkeypatch, emit)
+    agent = Daemon(agent_settings(write_config, tmp_path, site, extra='confirmed_by = "broker"\n'))
+    agent_task = asyncio.create_task(agent.run())
+    await wait_for(lambda: _sample(agent.metrics, "meterd_forwarded_total", len(sent)))
+    async with Store.open(agent.settings.database_url, upgrade=False) as agent_store:
+
+        async def drained() -> bool:
+            return (await agent_store.outbox_stats())[0] == 0
+
+        await wait_for(drained)
+    agent.request_stop()
+    await asyncio.wait_for(agent_task, 20)

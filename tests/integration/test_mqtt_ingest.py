@@ -14,12 +14,16 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+from collectors import wire
 from collectors.base import Reading
 from collectors.mqtt.connection import BrokerOptions
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
 from daemon.app import Daemon
+from daemon.clock import utc_now
 from daemon.errors import PayloadError
+from daemon.review import resolve
 from daemon.settings import Settings, load
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store
 
 MQTT_HOST = os.environ.get("TEST_MQTT_HOST", "127.0.0.1")
@@ -113,7 +117,10 @@ async def test_published_readings_are_stored_exactly_once_and_bad_ones_dead_lett
     async with Store.open(store_url, upgrade=False) as store:
 
         async def all_in() -> bool:
-            return len(await store.readings()) == 200 and len(await store.dead_letters()) == 5
+            copies = running_hub.metrics.registry.get_sample_value(
+                "meterd_readings_duplicate_total", {"source": "mqtt"}
+            )
+            return len(await store.readings()) == 200 and len(await store.dead_letters()) == 5 and copies == 20
 
         await wait_for(all_in)
         readings = await store.readings()
@@ -196,3 +203,54 @@ async def _logged(logs: list[dict[str, Any]], event: str) -> bool:
 
 async def _settled(recorder: _Recorder, count: int) -> bool:
     return sum(len(batch) for batch in recorder.batches) >= count
+
+
+async def test_a_sender_cannot_write_into_another_sites_device(
+    write_config: Callable[..., Path], tmp_path: Path, site: str, store_url: str
+) -> None:
+    # Issue 18.1: site-a's sender (the broker lets it publish only under meterd/v1/site-a/…)
+    # reached site-b's VICTIM1 through the payload; the device moved and gained 999,999 pages.
+    victim_site = f"{site}-b"
+    settings = hub_settings(write_config, tmp_path, site, store_url=store_url)
+    async with Store.open(settings.database_url) as store:
+        await store.store([wire.decode(json.dumps(wire_reading(victim_site, 1, serial="VICTIM1")).encode(),
+                                       source="mqtt")], now=utc_now())  # fmt: skip
+    hub = Daemon(settings)
+    task = asyncio.create_task(hub.run())
+    await wait_for(broker_connected(hub))
+    forged = {**wire_reading(victim_site, 2, serial="VICTIM1"), "meters": [{"meter": "total", "value": 999_999,
+                                                                            "unit": "impressions"}]}  # fmt: skip
+    own_site_claim = {**forged, "id": f"{site}-claim", "site": site}
+    await publish(site, [
+        ("OWN1", json.dumps(forged).encode()),  # another site and another device than the topic's
+        ("VICTIM1", json.dumps(forged).encode()),  # the topic's device, another site
+        ("OWN1", json.dumps({**own_site_claim, "id": f"{site}-key"}).encode()),  # its site, another device
+        ("VICTIM1", json.dumps(own_site_claim).encode()),  # topic and payload agree: a claim on the device
+        ("OWN1", json.dumps(wire_reading(site, 3, serial="OWN1")).encode()),  # its own device: stored
+    ])  # fmt: skip
+    async with Store.open(settings.database_url, upgrade=False) as store:
+
+        async def all_in() -> bool:
+            return len(await store.dead_letters()) == 4 and len(await store.readings()) == 2
+
+        await wait_for(all_in)
+        letters = await store.dead_letters()
+        victim = [d for d in await store.devices() if d.key == "VICTIM1"]
+        victim_values = [r.meters[0].value for r in await store.readings(device="VICTIM1")]
+        moved = await AnomalyStore(store).find(kind="moved", device="VICTIM1")
+    hub.request_stop()
+    await asyncio.wait_for(task, 20)
+    assert sorted(letter.reason for letter in letters) == ["site_changed", *["topic_mismatch"] * 3]
+    assert [(d.site, d.last_seen) for d in victim] == [(victim_site, wire.decode(json.dumps(
+        wire_reading(victim_site, 1)).encode(), source="x").taken_at_utc)]  # fmt: skip
+    assert victim_values == [1001]
+    assert [(m.status, m.evidence["to_site"]) for m in moved] == [("open", site)]
+    sample = hub.metrics.registry.get_sample_value
+    assert sample("meterd_dead_letters_total", {"source": "mqtt", "reason": "topic_mismatch"}) == 3
+    # A person confirms the move: the device goes to the new site with the reading it was held for.
+    async with Store.open(settings.database_url, upgrade=False) as store:
+        await resolve(store, moved[0].id, action="approve", value=None, actor="alice", reason="moved", now=utc_now())
+        victim_site_after = [d.site for d in await store.devices() if d.key == "VICTIM1"]
+        victim_values = sorted(r.meters[0].value for r in await store.readings(device="VICTIM1"))
+        reasons = sorted(letter.reason for letter in await store.dead_letters())
+    assert (victim_site_after, victim_values, reasons) == ([site], [1001, 999_999], ["topic_mismatch"] * 3)

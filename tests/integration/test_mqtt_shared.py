@@ -32,7 +32,9 @@ async def test_two_hubs_split_the_stream_and_store_each_reading_once(
 
     for hub in hubs:
         await wait_for(broker_connected(hub))
-    await publish(site, [("KEY", json.dumps(wire_reading(site, n, serial=f"S{n % 9}")).encode()) for n in range(600)])
+    await publish(
+        site, [(f"S{n % 9}", json.dumps(wire_reading(site, n, serial=f"S{n % 9}")).encode()) for n in range(600)]
+    )
     async with Store.open(pg_url, upgrade=False) as store:
 
         async def all_in() -> bool:

@@ -86,7 +86,7 @@ async def test_hub_ingests_over_tls_with_a_private_ca(write_config: Callable[...
         await wait_for(broker_connected(hub))
         context = ssl.create_default_context(cafile=str(ca))
         async with aiomqtt.Client("127.0.0.1", broker.port, tls_context=context, identifier="pub-tls") as client:
-            await client.publish("meterd/v1/tls/K/reading", json.dumps(wire_reading("tls", 1)).encode(), qos=1)
+            await client.publish("meterd/v1/tls/HUBTEST1/reading", json.dumps(wire_reading("tls", 1)).encode(), qos=1)
         async with Store.open(hub.settings.database_url, upgrade=False) as store:
 
             async def arrived() -> bool:

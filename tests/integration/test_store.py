@@ -155,6 +155,26 @@ async def test_dead_letters_keep_the_raw_input(store_url: str, metrics: Metrics)
     )
 
 
+async def test_a_redelivered_dead_letter_is_one_row_with_a_repeat_count(store_url: str, metrics: Metrics) -> None:
+    # Issue 18.2: malformed messages of a batch committed but not acknowledged before a crash
+    # came again and got a second row; the metric and its alert over-counted after each restart.
+    moments = iter([NOW, NOW + timedelta(minutes=5), NOW + timedelta(minutes=6), NOW + timedelta(days=30)])
+    async with Store.open(store_url) as store:
+        pipeline = Pipeline(store, metrics, clock=lambda: next(moments))
+        topic = "meterd/v1/x/y/reading"
+        for raw in (b"{not json", b"{not json", b"{not json either"):
+            assert await pipeline.ingest(raw, origin=topic, source="mqtt") is None
+        await pipeline.ingest(b"{not json", origin=topic, source="mqtt")  # a month later: a new incident
+        letters = await store.dead_letters()
+    assert [(d.raw, d.repeats, d.received_at, d.last_received_at) for d in letters] == [
+        (b"{not json", 1, NOW + timedelta(days=30), NOW + timedelta(days=30)),
+        (b"{not json either", 1, NOW + timedelta(minutes=6), NOW + timedelta(minutes=6)),
+        (b"{not json", 2, NOW, NOW + timedelta(minutes=5)),
+    ]
+    sample = metrics.registry.get_sample_value
+    assert sample("meterd_dead_letters_total", {"source": "mqtt", "reason": "invalid_json"}) == 3
+
+
 async def test_a_second_daemon_on_the_same_store_is_refused(store_url: str) -> None:
     async with Store.open(store_url) as first, Store.open(store_url) as second:
         async with daemon_lock(first.engine, "acme-hq"):
