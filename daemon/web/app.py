@@ -1,0 +1,76 @@
+"""The console's FastAPI application, mounted by the API's app at ``/`` (beside ``/api/v1``).
+
+Every page reads and every form writes through the services the API uses (daemon.review,
+daemon.billing_service, the stores): the console adds sessions, CSRF, roles on controls and
+languages, never a rule of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.middleware.base import RequestResponseEndpoint
+
+from daemon.api.security import ApiContext
+from daemon.errors import MeterdError, StorageError
+from daemon.storage.audit import audit_source
+from daemon.web import i18n, pages
+from daemon.web.console import IDLE, PACKAGE, SECURITY_HEADERS, Console, console_of
+from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError
+
+def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.console = Console(context, idle)
+    app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
+    app.include_router(pages.router)
+
+    @app.middleware("http")
+    async def _prepare(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        # Audit entries written for this request say it came through the console, and from where.
+        audit_source.set(f"web {request.client.host if request.client else 'unknown'}")
+        i18n.current_language.set(
+            i18n.negotiate(request.headers.get("accept-language"), request.cookies.get(LANGUAGE_COOKIE))
+        )
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(LoginRequiredError)
+    async def _login(request: Request, err: LoginRequiredError) -> Response:
+        if request.method != "GET":
+            return _error(request, 401, str(err))
+        return RedirectResponse("/login?" + _query(next=request.url.path, reason=str(err)), status_code=303)
+
+    @app.exception_handler(CsrfError)
+    async def _csrf(request: Request, err: CsrfError) -> Response:
+        return _error(request, 403, str(err))
+
+    @app.exception_handler(ForbiddenError)
+    async def _forbidden(request: Request, err: ForbiddenError) -> Response:
+        return _error(request, 403, str(err))
+
+    @app.exception_handler(MeterdError)
+    async def _refused(request: Request, err: MeterdError) -> Response:
+        status = 503 if isinstance(err, StorageError) else 404 if "NotFound" in type(err).__name__ else 422
+        return _error(request, status, str(err))
+
+    return app
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    return console_of(request).render(request, "error.html", None, http_status=status, message=message)
+
+
+def _query(**values: str) -> str:
+    from urllib.parse import urlencode  # noqa: PLC0415
+
+    return urlencode(values)
