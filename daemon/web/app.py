@@ -8,22 +8,28 @@ languages, never a rule of its own.
 from __future__ import annotations
 
 from datetime import timedelta
-from importlib.resources import files
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.base import RequestResponseEndpoint
 
 from daemon.api.security import ApiContext
 from daemon.errors import MeterdError, StorageError
+from daemon.review import ReviewError
+from daemon.security.accounts import UserNotFoundError
+from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
+from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
 from daemon.web import i18n, pages
 from daemon.web.console import IDLE, PACKAGE, SECURITY_HEADERS, Console, console_of
 from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError
+
+NOT_FOUND: Final = (AnomalyNotFoundError, InvoiceNotFoundError, CustomerNotFoundError, UserNotFoundError)
+CONFLICT: Final = (InvoiceStateError, ReviewError)
+
 
 def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -48,7 +54,7 @@ def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
     async def _login(request: Request, err: LoginRequiredError) -> Response:
         if request.method != "GET":
             return _error(request, 401, str(err))
-        return RedirectResponse("/login?" + _query(next=request.url.path, reason=str(err)), status_code=303)
+        return RedirectResponse("/login?" + urlencode({"next": request.url.path, "reason": str(err)}), status_code=303)
 
     @app.exception_handler(CsrfError)
     async def _csrf(request: Request, err: CsrfError) -> Response:
@@ -60,7 +66,15 @@ def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
 
     @app.exception_handler(MeterdError)
     async def _refused(request: Request, err: MeterdError) -> Response:
-        status = 503 if isinstance(err, StorageError) else 404 if "NotFound" in type(err).__name__ else 422
+        status = (
+            503
+            if isinstance(err, StorageError)
+            else 404
+            if isinstance(err, NOT_FOUND)
+            else 409
+            if isinstance(err, CONFLICT)
+            else 422
+        )
         return _error(request, status, str(err))
 
     return app
@@ -68,9 +82,3 @@ def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
 
 def _error(request: Request, status: int, message: str) -> Response:
     return console_of(request).render(request, "error.html", None, http_status=status, message=message)
-
-
-def _query(**values: str) -> str:
-    from urllib.parse import urlencode  # noqa: PLC0415
-
-    return urlencode(values)

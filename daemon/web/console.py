@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
@@ -39,18 +40,25 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters |= {"money": i18n.money, "number": i18n.number, "day": i18n.day, "moment": i18n.moment}
+    env.filters |= {"money": i18n.money, "number": i18n.number, "day": i18n.day, "moment": i18n.moment,
+                    "pretty": _pretty}  # fmt: skip
     return env
 
 
-class Console:
+def _pretty(value: object) -> str:
+    """A nested provenance or evidence value, indented for a <pre>."""
+    return json.dumps(value, indent=1, default=str, ensure_ascii=False)
 
+
+class Console:
     def __init__(self, context: ApiContext, idle: timedelta) -> None:
         self.context = context
         self.sessions = Sessions(context.accounts, context.clock, idle)
         self.env = templates()
 
-    def render(self, request: Request, name: str, user: WebUser | None, http_status: int = 200, **values: Any) -> Response:  # noqa: ANN401
+    def render(
+        self, request: Request, name: str, user: WebUser | None, http_status: int = 200, **values: object
+    ) -> Response:
         page = self.env.get_template(name).render(
             request=request, user=user, languages=i18n.NATIVE_NAMES, language=i18n.current_language.get(),
             **values,
@@ -61,5 +69,3 @@ class Console:
 def console_of(request: Request) -> Console:
     console: Console = request.app.state.console
     return console
-
-

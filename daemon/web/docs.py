@@ -1,4 +1,4 @@
-"""The API's Swagger page from files shipped with meterd, so it works with no internet (FastAPI's loads a CDN)."""
+"""The API's Swagger page from files shipped with meterd (static/swagger, see static/NOTICE): FastAPI's loads a CDN."""
 
 from __future__ import annotations
 
@@ -7,21 +7,20 @@ from typing import Final
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from daemon.web.console import SECURITY_HEADERS
 
 # Swagger UI sets style attributes from script: its page allows inline styles, never inline script.
-DOCS_CSP: Final = SECURITY_HEADERS["Content-Security-Policy"].replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+DOCS_CSP: Final = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+)
 
 
 def install_docs(app: FastAPI, docs_url: str, openapi_url: str, title: str) -> None:
-    assets = f"{docs_url}/assets"
-    app.mount(assets, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
+    assets = "/static/swagger"
     page = f"""<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>{escape(title)} API</title>
+<head><meta charset="utf-8"><title>{escape(title)} API</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="{assets}/swagger-ui.css">
 <script src="{assets}/swagger-ui-bundle.js" defer></script>
 <script src="/static/swagger-init.js" defer></script></head>

@@ -14,13 +14,11 @@ from functools import cache
 from importlib.resources import files
 from typing import Final
 
-from babel import Locale
+from babel import Locale, dates
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
-
-from babel import dates
 
 LANGUAGES: Final = ("en", "de", "fr", "tr", "zh_Hans")
 DEFAULT: Final = "en"
@@ -93,4 +91,6 @@ def day(value: date | None) -> str:
 
 def moment(value: datetime | None) -> str:
     """A stored UTC time, shown in UTC (the store's zone: the same instant for every reader of a page)."""
-    return "" if value is None else dates.format_datetime(value, "medium", tzinfo=dates.UTC, locale=current_language.get())
+    return (
+        "" if value is None else dates.format_datetime(value, "medium", tzinfo=dates.UTC, locale=current_language.get())
+    )

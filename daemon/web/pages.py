@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
@@ -65,7 +65,9 @@ async def checked_form(request: Request) -> FormData:
     """The posted form, refused (403) unless it carries this session's (or this login page's) CSRF token."""
     form = await request.form()
     sessions = console_of(request).sessions
-    binding = request.cookies.get(SESSION_COOKIE) if request.url.path != "/login" else request.cookies.get(PRE_LOGIN_COOKIE)
+    binding = (
+        request.cookies.get(SESSION_COOKIE) if request.url.path != "/login" else request.cookies.get(PRE_LOGIN_COOKIE)
+    )
     sessions.check_csrf(binding, form.get(CSRF_FIELD))
     return form
 
@@ -101,9 +103,9 @@ async def login_page(request: Request, console: ConsoleDep, reason: str = "", ne
 @router.post("/login")
 async def login(request: Request, console: ConsoleDep, form: Form) -> Response:
     response = _see(_local(_text(form, "next", required=False) or "/"))
+    login_, password, code = (_text(form, name, required=False) for name in ("login", "password", "code"))
     try:
-        await console.sessions.start(response, request, _text(form, "login", required=False),
-                                     _text(form, "password", required=False), _text(form, "code", required=False))  # fmt: skip
+        await console.sessions.start(response, request, login_, password, code)
     except AuthenticationError as err:
         binding = request.cookies.get(PRE_LOGIN_COOKIE, "")
         return console.render(request, "login.html", None, http_status=429 if err.code == "locked" else 401,
@@ -129,8 +131,6 @@ async def language(request: Request, user: User, form: Form) -> Response:  # noq
 
 def _local(url: str) -> str:
     """Only a path on this site to go back to (never another site named in a link)."""
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
     parts = urlsplit(url)
     path = parts.path if parts.path.startswith("/") and not parts.path.startswith("//") else "/"
     return path + (f"?{parts.query}" if parts.query else "")
@@ -160,11 +160,15 @@ def aging(standings: list[Standing]) -> list[AgeBucket]:
     """
     buckets = []
     for low, high in AGE_BUCKETS:
-        inside = [s for s in standings if s.overdue > 0 and low <= s.days_overdue and (high is None or s.days_overdue <= high)]
+        inside = [
+            s for s in standings if s.overdue > 0 and low <= s.days_overdue and (high is None or s.days_overdue <= high)
+        ]
         sums: dict[str, Decimal] = defaultdict(Decimal)
         for standing in inside:
             sums[standing.currency] += standing.overdue
-        buckets.append(AgeBucket(f"{low}–{high}" if high is not None else f"{low - 1}+", len(inside), dict(sums)))
+        buckets.append(
+            AgeBucket(f"{low}\N{EN DASH}{high}" if high is not None else f"{low - 1}+", len(inside), dict(sums))
+        )
     return buckets
 
 
@@ -177,15 +181,18 @@ async def today(request: Request, user: User, console: ConsoleDep) -> Response:
     by_site: dict[str, list[str]] = defaultdict(list)
     for device in devices:
         by_site[device.site].append(device.key)
-    sites = [SiteHealth(site, len(keys), sorted(k for k in keys if k in silent)) for site, keys in sorted(by_site.items())]
+    sites = [
+        SiteHealth(site, len(keys), sorted(k for k in keys if k in silent)) for site, keys in sorted(by_site.items())
+    ]
     kinds: dict[str, int] = defaultdict(int)
     for (kind, _severity), count in (await anomalies.open_counts()).items():
         kinds[kind] += count
-    values: dict[str, object] = {"sites": sites, "kinds": dict(sorted(kinds.items())), "drafts": None, "aging": None}
-    if user.can("invoices.read"):
-        values["drafts"] = await BillingStore(store).invoices(status=DRAFT)
-        values["aging"] = aging(await ReceivablesStore(store).standings(as_of=now.date()))
-    return console.render(request, "today.html", user, **values)
+    drafts, buckets = None, None
+    if user.can("invoices.read"):  # money is for the roles that may read invoices
+        drafts = await BillingStore(store).invoices(status=DRAFT)
+        buckets = aging(await ReceivablesStore(store).standings(as_of=now.date()))
+    return console.render(request, "today.html", user, sites=sites, kinds=dict(sorted(kinds.items())), drafts=drafts,
+                          aging=buckets)  # fmt: skip
 
 
 # -- anomaly review --------------------------------------------------------------------------
@@ -309,4 +316,4 @@ async def pay(invoice_id: Id, user: User, console: ConsoleDep, form: Form) -> Re
         invoice_id, amount, received_on=received, method=_text(form, "method", required=False) or "bank_transfer",
         reference=_text(form, "reference", required=False), actor=user.principal.login, now=console.context.clock(),
     )  # fmt: skip
-    return _see(_text(form, "back", required=False) and _local(_text(form, "back")) or "/receivables")
+    return _see((_text(form, "back", required=False) and _local(_text(form, "back"))) or "/receivables")

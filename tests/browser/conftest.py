@@ -23,6 +23,9 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
@@ -74,7 +77,7 @@ class Console:
 
 
 async def _seed(store: Store, settings: Settings, accounts: Accounts) -> dict[str, Enrollment]:
-    """Four users (one per role), one customer with a contract, three Kyoceras: one billed, one glitching, one silent."""
+    """Four users (one per role), a customer with a contract, three Kyoceras: one billed, one glitching, one silent."""
     enrolled = {}
     for role in ROLES:
         enrollment = await accounts.add_user(role, f"The {role}", role, PASSWORD, actor="setup")
@@ -174,7 +177,13 @@ def log_in(browser: WebDriver, console: Console, login: str) -> None:
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     if login in console.second_factors:
         browser.find_element(By.ID, "code").send_keys(console.code(login))
-    browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]"))
+
+
+def submit(browser: WebDriver, button: WebElement) -> None:
+    """Click a form's button and wait for the page it leads to (the old one's elements go stale)."""
+    button.click()
+    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(button))
 
 
 def now() -> datetime:

@@ -6,7 +6,7 @@ import httpx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.browser.conftest import PASSWORD, Console, log_in
+from tests.browser.conftest import PASSWORD, Console, log_in, submit
 
 
 def test_a_billing_clerk_logs_in_with_password_and_totp_and_sees_today(browser: WebDriver, console: Console) -> None:
@@ -25,7 +25,7 @@ def test_a_wrong_code_is_refused_with_the_apis_message(browser: WebDriver, conso
     browser.find_element(By.ID, "login").send_keys("admin")
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "code").send_keys("000000")
-    browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]"))
     assert "wrong login, password or one-time code" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
     assert browser.get_cookie("meterd_session") is None
 
