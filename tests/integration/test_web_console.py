@@ -86,6 +86,23 @@ async def test_the_page_speaks_the_browsers_language(web: tuple[httpx.AsyncClien
     assert '<html lang="tr">' in (await client.get("/", headers={"Accept-Language": "tr-TR,en;q=0.5"})).text
 
 
+async def test_a_hidden_control_is_refused_and_a_form_without_its_token_too(
+    web: tuple[httpx.AsyncClient, Clock, Store],
+) -> None:
+    client, _, store = web
+    await _log_in(client)
+    today = await client.get("/")
+    assert "/billing" not in today.text  # a technician has no invoices.read: no link to the billing run
+    token = CSRF.findall(today.text)[0]  # the header's forms (language, log out) carry the session's token
+    forged = await client.post("/billing/run", data={"csrf": token, "period": "2026-10"})
+    assert forged.status_code == 403
+    assert "a technician may not do this (invoices.write)" in forged.text
+    tokenless = await client.post("/anomalies/1/resolve", data={"action": "dismiss", "reason": "x"})
+    assert tokenless.status_code == 403
+    assert "security token" in tokenless.text
+    assert not [e for e in await find_audit(store) if e.action.startswith(("invoice", "anomaly"))]
+
+
 def test_language_negotiation() -> None:
     assert negotiate("fr-CA,fr;q=0.9,en;q=0.8") == "fr"
     assert negotiate("zh-TW,zh;q=0.9") == "zh_Hans"  # zh-TW is skipped, plain zh is Simplified
