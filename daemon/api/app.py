@@ -16,7 +16,7 @@ from daemon.api import routes_auth, routes_billing, routes_exchange, routes_flee
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.security import ApiContext, record_source
 from daemon.errors import MeterdError
-from daemon.web.app import create_console
+from daemon.web.app import mount_console
 from daemon.web.docs import install_docs
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ def create_app(context: ApiContext) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     install_docs(app, f"{PREFIX}/docs", f"{PREFIX}/openapi.json", "meterd")
-    app.mount("/", create_console(context))  # last: the web console takes every path the API does not
+    mount_console(app, context, api_prefix=PREFIX)  # last: the web console takes every path outside /api/v1
     return app
 
 

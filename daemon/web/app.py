@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import RequestResponseEndpoint
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from daemon.api.security import ApiContext
 from daemon.errors import MeterdError, StorageError
@@ -29,6 +31,28 @@ from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, Login
 
 NOT_FOUND: Final = (AnomalyNotFoundError, InvoiceNotFoundError, CustomerNotFoundError, UserNotFoundError)
 CONFLICT: Final = (InvoiceStateError, ReviewError)
+
+
+class _BesideTheApi(Mount):
+    """The console at ``/``, leaving the API's paths alone.
+
+    An unknown API path or method then gets the API's own 404/405 in its error shape, not a console page.
+    """
+
+    def __init__(self, app: FastAPI, api_prefix: str) -> None:
+        super().__init__("", app=app, name="console")
+        self._api_prefix = api_prefix
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path: str = scope.get("path", "")
+        if path == self._api_prefix or path.startswith(self._api_prefix + "/"):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def mount_console(api: FastAPI, context: ApiContext, *, api_prefix: str) -> None:
+    """Serve the console from ``api`` at ``/``; mount it last, after the API's routes."""
+    api.router.routes.append(_BesideTheApi(create_console(context), api_prefix))
 
 
 def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:

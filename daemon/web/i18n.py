@@ -91,6 +91,6 @@ def day(value: date | None) -> str:
 
 def moment(value: datetime | None) -> str:
     """A stored UTC time, shown in UTC (the store's zone: the same instant for every reader of a page)."""
-    return (
-        "" if value is None else dates.format_datetime(value, "medium", tzinfo=dates.UTC, locale=current_language.get())
-    )
+    if value is None:
+        return ""
+    return dates.format_datetime(value, "medium", tzinfo=dates.UTC, locale=current_language.get()) + " UTC"

@@ -126,3 +126,12 @@ def test_every_language_translates_every_message_and_keeps_its_placeholders() ->
         for msgid, text in messages.items():
             assert text, (language, msgid)
             assert re.findall(r"%\(\w+\)s", text) == re.findall(r"%\(\w+\)s", str(msgid)), (language, msgid)
+
+
+async def test_the_api_keeps_its_own_errors_beside_the_console(web: tuple[httpx.AsyncClient, Clock, Store]) -> None:
+    client, _, _ = web
+    unknown = await client.get("/api/v1/nothing-here")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "not_found")
+    wrong_method = await client.delete("/api/v1/devices")
+    assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert (await client.get("/nothing-here")).status_code == 404
