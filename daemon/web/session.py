@@ -97,7 +97,10 @@ class Sessions:
     async def start(self, response: Response, request: Request, login: str, password: str, code: str) -> None:
         """Log in (the API's rules) and hand the session to the browser. Raises AuthenticationError."""
         issued, principal = await self._accounts.login(login, password, code or None)
-        self._last_use[principal.session_id] = self._clock()
+        now = self._clock()
+        # Forget sessions idle past the limit (they are over whatever happens), so the table does not grow.
+        self._last_use = {sid: last for sid, last in self._last_use.items() if now - last <= self._idle}
+        self._last_use[principal.session_id] = now
         response.set_cookie(SESSION_COOKIE, issued.token, httponly=True, samesite="strict", path="/",
                             secure=request.url.scheme == "https")  # fmt: skip
         response.delete_cookie(PRE_LOGIN_COOKIE, path="/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from pypdf import PdfReader
@@ -13,7 +14,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit
 from daemon.storage.billing import BillingStore
-from tests.browser.conftest import NOV, Console, log_in, submit
+from daemon.storage.receivables import ReceivablesStore
+from tests.browser.conftest import NOV, OCT, Console, check_page, log_in, submit
 
 
 def test_a_technician_resolves_an_anomaly_with_a_reason(browser: WebDriver, console: Console) -> None:
@@ -45,6 +47,7 @@ def test_november_is_previewed_run_finalised_and_its_pdf_says_the_total(browser:
     submit(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Run drafts']"))
     [draft] = console.call(BillingStore(console.store).invoices(period=NOV, status="draft"))
     assert draft.total == Decimal("133.28")
+    check_page(browser, "billing-drafts")  # the page with the finalise controls, checked like every page
     submit(browser, browser.find_element(By.CSS_SELECTOR, f"button[name=finalize][value='{draft.id}']"))
     assert browser.current_url == f"{console.url}/invoices/{draft.id}"
     final = console.call(BillingStore(console.store).invoice(draft.id))
@@ -60,3 +63,26 @@ def test_november_is_previewed_run_finalised_and_its_pdf_says_the_total(browser:
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.read_bytes())).pages)
     assert final.number in text
     assert "133.28" in text
+
+
+def test_a_partial_payment_is_recorded_and_more_than_is_open_is_refused(browser: WebDriver, console: Console) -> None:
+    [october] = console.call(BillingStore(console.store).invoices(period=OCT))
+    log_in(browser, console, "billing")
+    browser.get(f"{console.url}/receivables")
+    amount = browser.find_element(By.ID, f"amount-{october.id}")
+    amount.send_keys("100.00")
+    browser.find_element(By.ID, f"reference-{october.id}").send_keys("bank 4711")
+    submit(browser, amount.find_element(By.XPATH, "ancestor::form//button"))
+    [standing] = console.call(
+        ReceivablesStore(console.store).standings(as_of=datetime.now(UTC).date(), invoice_id=october.id)
+    )
+    assert (standing.paid, standing.open) == (Decimal("100.00"), Decimal("84.21"))  # 184.21 billed in October
+    assert "€84.21" in browser.find_element(By.TAG_NAME, "main").text
+    too_much = browser.find_element(By.ID, f"amount-{october.id}")
+    too_much.send_keys("84.22")
+    submit(browser, too_much.find_element(By.XPATH, "ancestor::form//button"))
+    assert "84.21" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text  # the store's refusal, shown
+    [unchanged] = console.call(
+        ReceivablesStore(console.store).standings(as_of=datetime.now(UTC).date(), invoice_id=october.id)
+    )
+    assert unchanged.paid == Decimal("100.00")

@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from axe_selenium_python import Axe
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from daemon.storage.billing import BillingStore
-from tests.browser.conftest import OCT, SCREENSHOTS, Console, log_in
-
-# axe-core's own run, with its error handed back (Axe.run would wait out the script timeout on a rejected promise).
-RUN_AXE = """
-const done = arguments[arguments.length - 1];
-axe.run(document, {runOnly: {type: "tag", values: arguments[0]}})
-   .then((results) => done(results)).catch((error) => done({error: String(error)}));
-"""
-# The axe-core that axe-selenium-python 2.1.6 ships (3.1.1) tags no rule wcag21a; its WCAG 2.1 rules are wcag21aa.
-WCAG_A_AA = ["wcag2a", "wcag2aa", "wcag21aa"]
-
-
-def _check(browser: WebDriver, name: str) -> None:
-    axe = Axe(browser)
-    axe.inject()
-    found = browser.execute_async_script(RUN_AXE, WCAG_A_AA)
-    assert "error" not in found, found
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.execute_script("window.scrollTo(0, 0)")  # axe scrolls to what it checks; the picture starts at the top
-    browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-    assert not found["violations"], axe.report(found["violations"])
+from tests.browser.conftest import OCT, SCREENSHOTS, Console, check_page, log_in
 
 
 def test_the_login_page_is_accessible(browser: WebDriver, console: Console) -> None:
     browser.delete_all_cookies()
     browser.get(f"{console.url}/login")
-    _check(browser, "login")
+    check_page(browser, "login")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +30,7 @@ def test_each_page_is_accessible(browser: WebDriver, console: Console, name: str
         log_in(browser, console, "billing")
     browser.get(console.url + path.format(october=october.id))
     assert browser.find_element(By.TAG_NAME, "h1").text
-    _check(browser, name)
+    check_page(browser, name)
 
 
 def test_pages_send_a_policy_with_no_inline_script(browser: WebDriver, console: Console) -> None:
@@ -82,4 +61,4 @@ def test_a_german_clerk_reads_german_with_german_numbers(browser: WebDriver, con
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "€" in body
     assert "," in body.split("€")[0][-6:]  # 184,21 €: a decimal comma
-    _check(browser, "receivables-de")
+    check_page(browser, "receivables-de")
