@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final
 from urllib.parse import urlencode, urlsplit
@@ -193,6 +193,27 @@ async def today(request: Request, user: User, console: ConsoleDep) -> Response:
         buckets = aging(await ReceivablesStore(store).standings(as_of=now.date()))
     return console.render(request, "today.html", user, sites=sites, kinds=dict(sorted(kinds.items())), drafts=drafts,
                           aging=buckets)  # fmt: skip
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+@router.get("/devices")
+async def devices(
+    request: Request, user: User, console: ConsoleDep, *, site: str = "", vendor: str = "", silent_days: str = ""
+) -> Response:
+    user.require("devices.read")
+    store, now = console.context.store, console.context.clock()
+    found = await store.devices()
+    sites, vendors = sorted({d.site for d in found}), sorted({d.vendor for d in found if d.vendor})
+    days = int(silent_days) if silent_days.isdigit() else None
+    shown = [d for d in found if (not site or d.site == site) and (not vendor or d.vendor == vendor)
+             and (days is None or d.last_seen < now - timedelta(days=days))]  # fmt: skip
+    open_by_device: dict[str, int] = defaultdict(int)
+    for anomaly in await AnomalyStore(store).find(status="unresolved", limit=100_000):
+        open_by_device[anomaly.device] += 1
+    return console.render(request, "devices.html", user, devices=shown, sites=sites, vendors=vendors, site=site,
+                          vendor=vendor, silent_days=silent_days, open_anomalies=open_by_device)  # fmt: skip
 
 
 # -- anomaly review --------------------------------------------------------------------------

@@ -21,7 +21,8 @@ def test_the_login_page_is_accessible(browser: WebDriver, console: Console) -> N
 
 @pytest.mark.parametrize(
     ("name", "path"),
-    [("today", "/"), ("anomalies", "/anomalies"), ("billing", "/billing?period=2026-11"), ("invoices", "/invoices"),
+    [("today", "/"), ("devices", "/devices?silent_days=7"), ("anomalies", "/anomalies"),
+     ("billing", "/billing?period=2026-11"), ("invoices", "/invoices"),
      ("invoice", "/invoices/{october}"), ("receivables", "/receivables")],
 )  # fmt: skip
 def test_each_page_is_accessible(browser: WebDriver, console: Console, name: str, path: str) -> None:
