@@ -16,6 +16,8 @@ from daemon.api import routes_auth, routes_billing, routes_exchange, routes_flee
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.security import ApiContext, record_source
 from daemon.errors import MeterdError
+from daemon.web.app import mount_console
+from daemon.web.docs import install_docs
 
 log = structlog.get_logger(__name__)
 
@@ -30,13 +32,13 @@ ROUTERS = (
 
 
 def create_app(context: ApiContext) -> FastAPI:
-    """The API over ``context``'s store; no I/O here (the same object serves tests in-process)."""
+    """The API over ``context``'s store, and the web console at ``/``; no I/O here (tests serve it in-process)."""
     app = FastAPI(
         title="meterd",
         version=version("meterd"),
         description="Meter readings, anomalies, customers, contracts and invoices of one meterd store.",
         openapi_url=f"{PREFIX}/openapi.json",
-        docs_url=f"{PREFIX}/docs",
+        docs_url=None,  # daemon.web.docs serves it from shipped files
         redoc_url=None,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(record_source)],
@@ -45,6 +47,8 @@ def create_app(context: ApiContext) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
+    install_docs(app, f"{PREFIX}/docs", f"{PREFIX}/openapi.json", "meterd")
+    mount_console(app, context, api_prefix=PREFIX)  # last: the web console takes every path outside /api/v1
     return app
 
 

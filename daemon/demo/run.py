@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import socket
 import tempfile
@@ -18,6 +19,7 @@ from collectors.base import Reading
 from daemon.app import Daemon
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
+from daemon.security.accounts import accounts_for
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 
@@ -51,6 +53,8 @@ def demo_settings(workdir: Path, port: int, metrics_listen: str) -> Settings:
             "site": "demo",
             "state_dir": str(workdir / "state"),
             "metrics": {"listen": metrics_listen},
+            # The web console and API on a free loopback port; the demo's throwaway user needs no second factor.
+            "api": {"enabled": True, "listen": "127.0.0.1:0", "totp_required_for": []},
             "scheduler": {"poll_interval_s": _POLL_INTERVAL_S},
             "snmp": {
                 "timeout_s": 1.0,
@@ -70,7 +74,7 @@ async def run_demo(*, duration_s: float, metrics_listen: str, keep: bool, consol
         daemon = Daemon(settings)
         task = asyncio.create_task(daemon.run(), name="meterd-demo")
         started = time.monotonic()
-        while daemon.ops_port is None and not task.done():  # noqa: ASYNC110 - the port is set once serving
+        while daemon.api_port is None and not task.done():  # noqa: ASYNC110 - set once serving (after ops_port)
             await asyncio.sleep(0.1)
         if daemon.ops_port is not None:
             host = settings.metrics.host
@@ -78,6 +82,10 @@ async def run_demo(*, duration_s: float, metrics_listen: str, keep: bool, consol
             printers = len(settings.snmp.targets)
             console.print(f"{printers} simulated printers on 127.0.0.1-{printers}, port {simulator.port}; Ctrl-C stops")
         async with Store.open(settings.database_url, upgrade=False) as store:
+            if daemon.api_port is not None:
+                password = secrets.token_urlsafe(12)
+                await accounts_for(settings, store).add_user("demo", "Demo clerk", "billing", password, actor="demo")
+                console.print(f"web console: http://127.0.0.1:{daemon.api_port}/   login: demo   password: {password}")
             with Live(Table(), console=console, refresh_per_second=2) as live:
                 while not task.done() and time.monotonic() - started < duration_s:
                     live.update(await _fleet_table(store, daemon, simulator.port))

@@ -1,0 +1,111 @@
+"""Who is at the browser: the API's session token in an HttpOnly cookie, an idle timeout, CSRF tokens.
+
+The cookie holds a session token from :meth:`Accounts.login`, so lock-out, second factors,
+expiry and revocation are the API's own. On top, the console ends a session nobody has used
+for ``idle`` (revoking its token, audited): the last-use times live in this process, so a
+restarted daemon asks everyone to log in again, which errs on the safe side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from daemon.clock import Clock
+from daemon.errors import MeterdError
+from daemon.security.accounts import Accounts, AuthenticationError, Principal
+from daemon.security.roles import allowed
+
+SESSION_COOKIE: Final = "meterd_session"
+PRE_LOGIN_COOKIE: Final = "meterd_pre"  # binds the login form's CSRF token to this browser
+LANGUAGE_COOKIE: Final = "meterd_lang"
+CSRF_FIELD: Final = "csrf"
+
+
+class LoginRequiredError(MeterdError):
+    """No session, or it has ended (expired, revoked, idle too long); the message says which."""
+
+
+class CsrfError(MeterdError):
+    """A form came without the token this session's pages carry (another site's form, or a stale page)."""
+
+
+class ForbiddenError(MeterdError):
+    """The user's role does not hold the permission this control needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebUser:
+    principal: Principal
+    csrf: str
+
+    def can(self, permission: str) -> bool:
+        return allowed(self.principal.role, permission)
+
+    def require(self, permission: str) -> None:
+        """Raises ForbiddenError: the server refuses what the page would not have shown."""
+        if not self.can(permission):
+            msg = f"a {self.principal.role} may not do this ({permission}); ask an admin"
+            raise ForbiddenError(msg)
+
+
+class Sessions:
+    def __init__(self, accounts: Accounts, clock: Clock, idle: timedelta) -> None:
+        self._accounts = accounts
+        self._clock = clock
+        self._idle = idle
+        self._key = secrets.token_bytes(32)
+        self._last_use: dict[int, datetime] = {}
+
+    def csrf_for(self, binding: str) -> str:
+        return hmac.new(self._key, binding.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, binding: str | None, sent: object) -> None:
+        """Raises CsrfError unless ``sent`` is the token of ``binding`` (a session or pre-login cookie)."""
+        if not binding or not isinstance(sent, str) or not hmac.compare_digest(self.csrf_for(binding), sent):
+            raise CsrfError("this form is missing its security token or it is stale; reload the page and try again")
+
+    def pre_login(self, request: Request) -> str:
+        return request.cookies.get(PRE_LOGIN_COOKIE) or secrets.token_urlsafe(32)
+
+    async def user(self, request: Request) -> WebUser:
+        """Raises LoginRequiredError."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise LoginRequiredError("log in to continue")
+        try:
+            principal = await self._accounts.authenticate(token)
+        except AuthenticationError as err:
+            raise LoginRequiredError(str(err)) from err
+        now = self._clock()
+        last = self._last_use.get(principal.session_id)
+        if last is None or now - last > self._idle:
+            self._last_use.pop(principal.session_id, None)
+            await self._accounts.logout(principal)
+            minutes = int(self._idle.total_seconds() // 60)
+            raise LoginRequiredError(f"your session ended after {minutes} minutes without use; log in again")
+        self._last_use[principal.session_id] = now
+        return WebUser(principal, self.csrf_for(token))
+
+    async def start(self, response: Response, request: Request, login: str, password: str, code: str) -> None:
+        """Log in (the API's rules) and hand the session to the browser. Raises AuthenticationError."""
+        issued, principal = await self._accounts.login(login, password, code or None)
+        now = self._clock()
+        # Forget sessions idle past the limit (they are over whatever happens), so the table does not grow.
+        self._last_use = {sid: last for sid, last in self._last_use.items() if now - last <= self._idle}
+        self._last_use[principal.session_id] = now
+        response.set_cookie(SESSION_COOKIE, issued.token, httponly=True, samesite="strict", path="/",
+                            secure=request.url.scheme == "https")  # fmt: skip
+        response.delete_cookie(PRE_LOGIN_COOKIE, path="/")
+
+    async def end(self, response: Response, user: WebUser) -> None:
+        self._last_use.pop(user.principal.session_id, None)
+        await self._accounts.logout(user.principal)
+        response.delete_cookie(SESSION_COOKIE, path="/")
