@@ -273,7 +273,7 @@ async def finalize(invoice_id: Id, user: User, console: ConsoleDep, form: Form) 
     user.require("invoices.write")
     context = console.context
     await finalize_invoice(context.store, context.settings, invoice_id, actor=user.principal.login, now=context.clock(),
-                           hold_override=_text(form, "override_hold", required=False) or None)  # fmt: skip
+                           override=_text(form, "override", required=False) or None)  # fmt: skip
     return _see(f"/invoices/{invoice_id}")
 
 
