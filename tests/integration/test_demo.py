@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -18,8 +19,13 @@ def _open_the_console(line: str) -> None:
     with httpx.Client(base_url=url) as client:
         [csrf] = re.findall(r'name="csrf" value="(\w+)"', client.get("/login").text)
         client.post("/login", data={"csrf": csrf, "login": "demo", "password": password})
-        today = client.get("/")
-    assert today.status_code == 200
+        # The console is up before the first poll round has stored the fleet: wait for it, boundedly.
+        for _ in range(40):
+            today = client.get("/")
+            assert today.status_code == 200
+            if "<td>demo</td>" in today.text:
+                break
+            time.sleep(0.5)
     assert "<td>demo</td>" in today.text
 
 
