@@ -161,6 +161,13 @@ class ApiSettings(_Listening):
     token_max_days: int = Field(default=365, ge=1, le=3650)
     max_failed_logins: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_attempts_at_once: int = Field(default=1, ge=1, le=10, description="per account; the others wait their turn")
+    max_failed_logins_per_address: int = Field(
+        default=20, ge=1, le=10_000, description="failed logins from one client address per lockout_minutes"
+    )
+    max_failed_logins_total: int = Field(
+        default=100, ge=1, le=100_000, description="failed logins of all accounts together per lockout_minutes"
+    )
     totp_required_for: list[Role] = Field(default_factory=_money_roles)
     secret_key_file: Path | None = Field(
         default=None, description="key that encrypts stored secrets (TOTP); unset: STATE_DIR/secret.key, made once"

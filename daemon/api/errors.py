@@ -72,7 +72,7 @@ def body(status: int, code: str, message: str, field: str | None = None, **heade
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationError)
     async def _authentication(_: Request, err: AuthenticationError) -> JSONResponse:
-        if err.code == "locked":
+        if err.code in {"locked", "too_many_failures"}:
             return body(429, err.code, str(err))
         return body(401, err.code, str(err), **{"WWW-Authenticate": "Bearer"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from daemon.api.paging import Limit, Offset, Page, page
@@ -42,8 +42,9 @@ class Me(BaseModel):
 
 
 @router.post("/auth/login", tags=["auth"], summary="log in: password, then the one-time code where the role needs one")
-async def login(body: LoginRequest, context: Context) -> SessionOut:
-    issued, principal = await context.accounts.login(body.login, body.password, body.code)
+async def login(body: LoginRequest, context: Context, request: Request) -> SessionOut:
+    address = request.client.host if request.client else None
+    issued, principal = await context.accounts.login(body.login, body.password, body.code, address=address)
     return SessionOut(token=issued.token, expires_at=issued.expires_at, login=principal.login, role=principal.role)
 
 

@@ -3,8 +3,11 @@ logins (passwords, TOTP, recovery codes, lock-out, expiry, revocation), and the 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import tomllib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +18,7 @@ import httpx
 import pyotp
 import pytest
 from fastapi.routing import APIRoute
+from structlog.testing import capture_logs
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
@@ -23,7 +27,8 @@ from daemon.api.app import PREFIX, ROUTERS, create_app
 from daemon.api.security import ApiContext, Guard
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.security.accounts import Accounts, Enrollment
+from daemon.security.accounts import Accounts, AuthenticationError, Enrollment
+from daemon.security.passwords import hash_secret, verify_secret
 from daemon.security.roles import PERMISSIONS, ROLES, allowed
 from daemon.security.secretbox import SecretBox
 from daemon.settings import ApiSettings, Settings
@@ -53,6 +58,11 @@ class Api:
     clock: Clock
     store: Store
     second_factors: dict[str, Enrollment]
+    key_file: Path
+
+    def accounts_with(self, settings: ApiSettings) -> Accounts:
+        """The same users, behind other login limits."""
+        return Accounts(self.store, settings, SecretBox(self.key_file), self.clock)
 
     def code(self, login: str, *, steps: int = 0) -> str:
         return pyotp.TOTP(self.second_factors[login].secret).at(self.clock.now + timedelta(seconds=30 * steps))
@@ -83,7 +93,7 @@ async def api(store_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         app = create_app(ApiContext(settings, store, accounts, clock))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meterd.test") as client:
-            yield Api(client, accounts, clock, store, second_factors)
+            yield Api(client, accounts, clock, store, second_factors, tmp_path / "secret.key")
 
 
 def _guard(route: APIRoute) -> Guard | None:
@@ -223,11 +233,9 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
                                                    book["contract"][0]["versions"]]}  # fmt: skip
     assert (await api.client.put("/api/v1/contracts/ACME-1", headers=headers, json=contract)).status_code == 200
     eve = {"login": "eve", "name": "Eve", "role": "billing"}
-    weak = await api.client.post(
-        "/api/v1/users", headers=await api.token("admin"), json=eve | {"password": "password1234"}
-    )
-    assert (weak.status_code, weak.json()["error"]["field"]) == (422, "password")
     admin = await api.token("admin")
+    weak = await api.client.post("/api/v1/users", headers=admin, json=eve | {"password": "password1234"})
+    assert (weak.status_code, weak.json()["error"]["field"]) == (422, "password")
     added = await api.client.post("/api/v1/users", headers=admin, json=eve | {"password": PASSWORD})
     assert added.status_code == 201
     assert len(added.json()["recovery_codes"]) == 10  # billing gets a second factor at once
@@ -347,3 +355,81 @@ async def test_every_kind_of_change_through_the_api_leaves_its_audit_row(api: Ap
     assert details["device.save"] == {"before": None, "after": {"vendor": "Ricoh", "model": None, "address": None,
                                                                 "site": "acme-hq"}}  # fmt: skip
     assert details["customer.comment"] == {"text": "Call first"}
+
+
+async def test_a_one_time_code_is_accepted_once_not_even_again_within_its_step(api: Api) -> None:
+    code = api.code("admin")
+    assert (await api.login("admin", code=code)).status_code == 200
+    with capture_logs() as logs:
+        again = await api.login("admin", code=code)
+    assert (again.status_code, again.json()["error"]["code"]) == (401, "login_failed")
+    assert [(e["event"], e["login"]) for e in logs if e["log_level"] == "warning"] == [("totp_replay_refused", "admin")]
+    api.clock.now += timedelta(seconds=30)  # its step has passed; it is still inside the drift window
+    assert (await api.login("admin", code=code)).status_code == 401
+    assert (await api.login("admin", code=api.code("admin", steps=-2))).status_code == 401  # older still: refused
+    assert (await api.login("admin", code=api.code("admin"))).status_code == 200  # the next step's code works
+
+
+async def test_parallel_wrong_guesses_lock_the_account_after_five(api: Api) -> None:
+    guesses = await asyncio.gather(*(api.login("viewer", password=f"wrong guess {n}") for n in range(20)))
+    answers = Counter(answer.json()["error"]["code"] for answer in guesses)
+    assert answers == {"login_failed": 5, "locked": 15}  # api.max_failed_logins
+    assert (await api.accounts.user("viewer")).locked_until is not None
+    assert (await api.login("viewer")).status_code == 429
+
+
+async def test_parallel_failures_are_each_counted_in_the_store(api: Api) -> None:
+    """Judged at once (more turns than the default), the failures still all count: one UPDATE each."""
+    accounts = api.accounts_with(ApiSettings(login_attempts_at_once=10, max_failed_logins=100))
+    results = await asyncio.gather(*(accounts.login("viewer", f"wrong guess {n}") for n in range(10)),
+                                   return_exceptions=True)  # fmt: skip
+    assert {type(result) for result in results} == {AuthenticationError}
+    assert (await api.accounts.user("viewer")).failed_logins == 10
+
+
+async def test_guessing_across_accounts_is_limited_per_address_and_overall(api: Api) -> None:
+    accounts = api.accounts_with(ApiSettings(max_failed_logins_per_address=3, max_failed_logins_total=5))
+    for login in ("viewer", "technician", "nobody-here"):  # one guess per account: no account locks
+        with pytest.raises(AuthenticationError, match="wrong login"):
+            await accounts.login(login, "spring2026!", address="198.51.100.7")
+    with pytest.raises(AuthenticationError, match="from your address: try again after 2026-11-30 09:15:00"):
+        await accounts.login("viewer", PASSWORD, address="198.51.100.7")  # even the right password, from there
+    await accounts.login("viewer", PASSWORD, address="203.0.113.9")  # elsewhere: fine
+    for login in ("technician", "nobody-here"):
+        with pytest.raises(AuthenticationError, match="wrong login"):
+            await accounts.login(login, "spring2026!", address="203.0.113.9")
+    with pytest.raises(AuthenticationError, match="on this server") as refused:
+        await accounts.login("viewer", PASSWORD, address="192.0.2.1")
+    assert refused.value.code == "too_many_failures"
+    api.clock.now += timedelta(minutes=15)
+    await accounts.login("viewer", PASSWORD, address="198.51.100.7")
+
+
+async def test_a_locked_account_and_an_unknown_login_answer_alike(api: Api) -> None:
+    for login in ("viewer", "nobody-here"):
+        for _ in range(5):
+            await api.login(login, password="not the password at all")
+    real, unknown = await api.login("viewer"), await api.login("nobody-here")
+    assert real.status_code == unknown.status_code == 429
+    assert real.json()["error"]["message"].replace("viewer", "LOGIN") == unknown.json()["error"]["message"].replace(
+        "nobody-here", "LOGIN"
+    )
+
+
+async def test_password_hashing_does_not_stall_the_event_loop(api: Api) -> None:
+    started = time.perf_counter()
+    verify_secret(hash_secret("one hash, to see how long one takes here"), "x")
+    one_hash = (time.perf_counter() - started) / 2
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            gaps.append(time.perf_counter() - before)
+
+    beating = asyncio.create_task(heartbeat())
+    await asyncio.gather(*(api.login(f"nobody-{n}", password="a wrong password") for n in range(6)))
+    beating.cancel()
+    # Hashed on the loop, six logins would hold it for six hashes; in the pool it keeps ticking.
+    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
