@@ -411,6 +411,10 @@ class BackupSettings(_Section):
     interval_h: float = Field(
         default=0, ge=0, le=24 * 366, description="0: no backup job; run `meterd backup` yourself"
     )
+    key_file: Path | None = Field(
+        default=None,
+        description="key that encrypts backups; unset: STATE_DIR/backup.key, made once (keep a copy apart)",
+    )
 
 
 class CustomFieldSettings(_Section):
@@ -500,6 +504,10 @@ class Settings(_Section):
     @property
     def backup_dir(self) -> Path:
         return self.backup.dir or self.state_dir / "backups"
+
+    @property
+    def backup_key_file(self) -> Path:
+        return self.backup.key_file or self.state_dir / "backup.key"
 
     @property
     def database_url(self) -> str:
