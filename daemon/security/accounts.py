@@ -107,6 +107,7 @@ class Principal:
     role: str
     kind: str
     session_id: int
+    expires_at: datetime  # of the session or token the request came with
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +231,11 @@ class Accounts:
 
     async def set_disabled(self, login: str, disabled: bool, *, actor: str) -> None:
         """Disabling ends every session and token of the user at once."""
-        await self.user(login)
+        before = await self.user(login)
         await self._change(login, {"disabled": disabled}, actor=actor,
                            action="user.disable" if disabled else "user.enable",
-                           audited={"after": {"disabled": disabled}}, revoke=disabled)  # fmt: skip
+                           audited={"before": {"disabled": before.disabled}, "after": {"disabled": disabled}},
+                           revoke=disabled)  # fmt: skip
 
     async def unlock(self, login: str, *, actor: str) -> None:
         await self.user(login)
@@ -289,7 +291,7 @@ class Accounts:
                 log.warning("totp_replay_refused", login=login, step=step, last_step=row.totp_last_step)
                 await self._failure(row, address, now)
                 raise _failed() from None
-        return issued, Principal(row.id, login, row.role, SESSION, issued.id)
+        return issued, Principal(row.id, login, row.role, SESSION, issued.id, issued.expires_at)
 
     def _check_limits(self, address: str | None, now: datetime) -> None:
         """Refuse before any hashing while this address, or everyone together, failed too often lately."""
@@ -327,7 +329,7 @@ class Accounts:
             raise AuthenticationError("token_invalid", "not logged in, or the session has ended; log in again")
         # A token never does more than its user may do today (the user may have lost a role since).
         role = row.role if may_delegate(row.user_role, row.role) else row.user_role
-        return Principal(row.user_id, row.login, role, row.kind, row.id)
+        return Principal(row.user_id, row.login, role, row.kind, row.id, row.expires_at)
 
     async def logout(self, principal: Principal) -> None:
         await self._revoke(principal.session_id, actor=principal.login)
@@ -343,7 +345,13 @@ class Accounts:
             raise AccountError(f"days: 1 to {self._settings.token_max_days} (api.token_max_days)")
         row = await self._row(principal.login)
         now = self._clock()
-        return await self._issue(row, MACHINE, name, role, now + timedelta(days=days), reset_failures=False,
+        expires = now + timedelta(days=days)
+        if principal.kind == MACHINE and expires > principal.expires_at:
+            # A token never outlives the token that made it: else a short-lived one renews itself for ever.
+            msg = (f"days: a token cannot outlive the token that issues it (yours ends "
+                   f"{principal.expires_at:%Y-%m-%d %H:%M} UTC); ask for fewer days, or log in")  # fmt: skip
+            raise AccountError(msg)
+        return await self._issue(row, MACHINE, name, role, expires, reset_failures=False,
                                  actor=principal.login, action="token.issue")  # fmt: skip
 
     async def tokens(self, login: str | None = None) -> list[TokenInfo]:

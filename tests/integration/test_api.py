@@ -433,3 +433,56 @@ async def test_password_hashing_does_not_stall_the_event_loop(api: Api) -> None:
     beating.cancel()
     # Hashed on the loop, six logins would hold it for six hashes; in the pool it keeps ticking.
     assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+
+
+async def test_a_token_never_outlives_the_token_that_issued_it(api: Api) -> None:
+    person = await api.token("billing")
+    day = await api.client.post("/api/v1/tokens", headers=person, json={"name": "one-day", "role": "viewer", "days": 1})
+    machine = {"Authorization": f"Bearer {day.json()['token']}"}
+    renewed = await api.client.post("/api/v1/tokens", headers=machine,
+                                    json={"name": "renewed", "role": "viewer", "days": 365})  # fmt: skip
+    assert (renewed.status_code, renewed.json()["error"]["code"]) == (422, "invalid")
+    assert "cannot outlive the token that issues it (yours ends 2026-12-01 09:00 UTC)" in renewed.text
+    # A person's 8-hour session still gives a machine its 30 days: that is what API tokens are for.
+    longer = await api.client.post("/api/v1/tokens", headers=person, json={"name": "erp", "role": "viewer", "days": 30})
+    assert longer.status_code == 201
+
+
+async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audited(api: Api) -> None:
+    book = tomllib.loads(BOOK)
+    await Pipeline(api.store, Metrics()).emit(daily("KY1", date(2026, 9, 20), 50, mono=100, color=20))
+    billing, admin = await api.token("billing"), await api.token("admin")
+    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
+                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    for method, url, body in [
+        ("PUT", "/api/v1/customers/ACME", book["customer"][0]), ("PUT", "/api/v1/contracts/ACME-1", contract),
+        ("POST", "/api/v1/assignments", {"device": "KY1", "customer": "ACME", "start": "2026-09-01"}),
+        ("POST", "/api/v1/billing/run", {"period": "2026-10"}),
+    ]:  # fmt: skip
+        assert (await api.client.request(method, url, headers=billing, json=body)).status_code < 300, url
+
+    async def finalize(invoice: int, issued: str) -> httpx.Response:
+        return await api.client.post(f"/api/v1/invoices/{invoice}/finalize", headers=billing,
+                                     json={"issue_date": issued, "override_hold": "read on site"})  # fmt: skip
+
+    epoch = await finalize(1, "1970-01-01")
+    assert (epoch.status_code, epoch.json()["error"]["code"]) == (422, "refused")
+    assert "more than 31 days from today (2026-11-30)" in epoch.text
+    assert (await finalize(1, "2026-11-01")).status_code == 200
+    # Voided and billed again: the new draft may not take the next number with an earlier date.
+    assert (await api.client.post("/api/v1/invoices/1/void", headers=billing, json={"reason": "x"})).status_code == 200
+    assert (
+        await api.client.post("/api/v1/billing/run", headers=billing, json={"period": "2026-10"})
+    ).status_code == 200
+    backdated = await finalize(3, "2026-10-31")
+    assert (backdated.status_code, backdated.json()["error"]["code"]) == (422, "refused")
+    assert "before 2026-11-01, the latest issue date in series INV" in backdated.text
+    assert (await finalize(3, "2026-11-02")).json()["number"] == "INV-000002"  # due 11-16: 14 days late today
+
+    assert (await api.client.post("/api/v1/reminders/queue", headers=billing)).json()
+    [queued] = await find_audit(api.store, target="invoice:3", limit=1)
+    assert (queued.action, queued.actor) == ("reminder.queue", "billing")  # who asked, not "system"
+    assert (await api.client.patch("/api/v1/users/viewer", headers=admin, json={"disabled": True})).status_code == 200
+    [disabled] = await find_audit(api.store, target="user:viewer", limit=1)
+    assert (disabled.action, disabled.detail) == ("user.disable", {"before": {"disabled": False},
+                                                                   "after": {"disabled": True}})  # fmt: skip
