@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.security.accounts import Principal, TokenInfo, User
+from daemon.security.accounts import SESSION, Principal, TokenInfo, User
 from daemon.security.roles import Role
 from daemon.storage.audit import AuditRecord, find_audit
 
@@ -56,6 +56,25 @@ async def logout(who: Anyone, context: Context) -> None:
 @router.get("/auth/me", tags=["auth"])
 async def me(who: Anyone) -> Me:
     return Me(login=who.login, role=who.role, kind=who.kind)
+
+
+class SessionInfo(BaseModel):
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    current: bool = Field(description="the session this request came with")
+
+
+@router.get("/auth/sessions", tags=["auth"], summary="your open login sessions, newest first")
+async def my_sessions(who: Anyone, context: Context) -> list[SessionInfo]:
+    return [SessionInfo(id=s.id, created_at=s.created_at, expires_at=s.expires_at, current=s.id == who.session_id)
+            for s in await context.accounts.tokens(who.login, kind=SESSION)]  # fmt: skip
+
+
+@router.delete("/auth/sessions/{session_id}", tags=["auth"], status_code=204, response_class=Response,
+               summary="end one of your sessions (a lost laptop, a shared screen)")  # fmt: skip
+async def end_session(session_id: Id, who: Anyone, context: Context) -> None:
+    await context.accounts.end_session(session_id, actor=who)
 
 
 class TokenRequest(BaseModel):

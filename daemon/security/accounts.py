@@ -354,23 +354,31 @@ class Accounts:
         return await self._issue(row, MACHINE, name, role, expires, reset_failures=False,
                                  actor=principal.login, action="token.issue")  # fmt: skip
 
-    async def tokens(self, login: str | None = None) -> list[TokenInfo]:
-        """API tokens (of ``login``, or everyone's), newest first."""
+    async def tokens(self, login: str | None = None, *, kind: str = MACHINE) -> list[TokenInfo]:
+        """API tokens (of ``login``, or everyone's), newest first; with ``kind=SESSION``, the live login sessions."""
         stmt = (
             select(SessionRow.id, UserRow.login, SessionRow.kind, SessionRow.name, SessionRow.role,
                    SessionRow.created_at, SessionRow.expires_at, SessionRow.revoked_at)
             .join(UserRow, UserRow.id == SessionRow.user_id)
-            .where(SessionRow.kind == MACHINE)
+            .where(SessionRow.kind == kind)
             .order_by(SessionRow.id.desc())
         )  # fmt: skip
         if login is not None:
             stmt = stmt.where(UserRow.login == login)
+        if kind == SESSION:  # ended ones are history (the audit log has them), not something to end again
+            stmt = stmt.where(SessionRow.revoked_at.is_(None), SessionRow.expires_at > self._clock())
 
         async def _query() -> list[TokenInfo]:
             async with self._store.engine.connect() as conn:
                 return [TokenInfo(*row) for row in await conn.execute(stmt)]
 
         return await self._store.guard(_query(), "list tokens")
+
+    async def end_session(self, session_id: int, *, actor: Principal) -> None:
+        """End one of ``actor``'s own login sessions (on another device, say)."""
+        if session_id not in {s.id for s in await self.tokens(actor.login, kind=SESSION)}:
+            raise AccountError(f"no session {session_id} of yours that is still open")
+        await self._revoke(session_id, actor=actor.login)
 
     async def revoke_token(self, token_id: int, *, actor: Principal, any_user: bool) -> None:
         """Revoke one of ``actor``'s tokens (or anyone's, with ``any_user``)."""

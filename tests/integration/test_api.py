@@ -127,8 +127,8 @@ async def test_every_route_has_one_rule_and_every_role_gets_exactly_what_the_tab
     tokens = {role: await api.token(role) for role in ROLES}
     checked = 0
     for method, path, guard in routes:
-        if guard is None or path == "/api/v1/auth/logout":
-            continue  # logging out would end the session the next rows use; it has its own test below
+        if guard is None or path in {"/api/v1/auth/logout", "/api/v1/auth/sessions/{session_id}"}:
+            continue  # ending a session would end the one the next rows use; each has its own test below
         url = re.sub(r"\{[^}]+\}", "1", path)
         for role in ROLES:
             response = await api.client.request(method, url, headers=tokens[role], json={})
@@ -486,3 +486,30 @@ async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audite
     [disabled] = await find_audit(api.store, target="user:viewer", limit=1)
     assert (disabled.action, disabled.detail) == ("user.disable", {"before": {"disabled": False},
                                                                    "after": {"disabled": True}})  # fmt: skip
+
+
+async def test_people_list_and_end_their_own_sessions_and_responses_carry_security_headers(api: Api) -> None:
+    laptop, phone = await api.token("technician"), await api.token("technician")
+    viewer = await api.token("viewer")
+    listed = (await api.client.get("/api/v1/auth/sessions", headers=phone)).json()
+    assert [(s["current"], s["expires_at"]) for s in listed] == [(True, "2026-11-30T17:00:00Z"),
+                                                                  (False, "2026-11-30T17:00:00Z")]  # fmt: skip
+    laptop_id = listed[1]["id"]
+    someone_elses = await api.client.delete(f"/api/v1/auth/sessions/{laptop_id}", headers=viewer)
+    assert (someone_elses.status_code, someone_elses.json()["error"]["code"]) == (422, "invalid")
+    assert (await api.client.delete(f"/api/v1/auth/sessions/{laptop_id}", headers=phone)).status_code == 204
+    assert (await api.client.get("/api/v1/auth/me", headers=laptop)).status_code == 401
+    assert laptop_id not in [s["id"] for s in (await api.client.get("/api/v1/auth/sessions", headers=phone)).json()]
+    [entry] = await find_audit(api.store, target=f"session:{laptop_id}", limit=1)
+    assert (entry.actor, entry.action) == ("technician", "session.revoke")
+
+    for response in (await api.client.get("/api/v1/devices", headers=phone), await api.login("nobody-here"),
+                     await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})):  # fmt: skip
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert response.headers["cache-control"] == "no-store"
+    csv_file = await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})
+    assert csv_file.headers["content-disposition"] == 'attachment; filename="readings.csv"'
+    docs = await api.client.get("/api/v1/docs")
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI still loads
+    assert "cache-control" not in docs.headers
