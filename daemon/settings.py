@@ -165,6 +165,9 @@ class ApiSettings(_Listening):
     max_failed_logins_per_address: int = Field(
         default=20, ge=1, le=10_000, description="failed logins from one client address per lockout_minutes"
     )
+    expensive_per_minute: int = Field(
+        default=10, ge=1, le=10_000, description="usage reports made anew per user and minute (kept ones are free)"
+    )
     max_failed_logins_total: int = Field(
         default=100, ge=1, le=100_000, description="failed logins of all accounts together per lockout_minutes"
     )

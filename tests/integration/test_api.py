@@ -448,10 +448,11 @@ async def test_a_token_never_outlives_the_token_that_issued_it(api: Api) -> None
     assert longer.status_code == 201
 
 
-async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audited(api: Api) -> None:
+async def _october_billed(api: Api) -> dict[str, str]:
+    """ACME with KY1 and its contract, October billed as a draft (invoice 1); billing's session."""
     book = tomllib.loads(BOOK)
     await Pipeline(api.store, Metrics()).emit(daily("KY1", date(2026, 9, 20), 50, mono=100, color=20))
-    billing, admin = await api.token("billing"), await api.token("admin")
+    billing = await api.token("billing")
     contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
                                                    book["contract"][0]["versions"]]}  # fmt: skip
     for method, url, body in [
@@ -460,6 +461,11 @@ async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audite
         ("POST", "/api/v1/billing/run", {"period": "2026-10"}),
     ]:  # fmt: skip
         assert (await api.client.request(method, url, headers=billing, json=body)).status_code < 300, url
+    return billing
+
+
+async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audited(api: Api) -> None:
+    billing, admin = await _october_billed(api), await api.token("admin")
 
     async def finalize(invoice: int, issued: str) -> httpx.Response:
         return await api.client.post(f"/api/v1/invoices/{invoice}/finalize", headers=billing,
@@ -513,3 +519,26 @@ async def test_people_list_and_end_their_own_sessions_and_responses_carry_securi
     docs = await api.client.get("/api/v1/docs")
     assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI still loads
     assert "cache-control" not in docs.headers
+
+
+async def test_the_usage_report_is_kept_until_its_data_changes_and_limited_per_user(api: Api) -> None:
+    billing = await _october_billed(api)
+
+    async def report(period: str = "2026-10") -> httpx.Response:
+        return await api.client.get("/api/v1/reports/usage", headers=billing,
+                                    params={"customer": "ACME", "period": period})  # fmt: skip
+
+    first = await report()
+    assert first.status_code == 200
+    for month in range(1, 10):  # nine more made anew (each refused: no invoice) use up api.expensive_per_minute
+        assert (await report(f"2026-{month:02d}")).json()["error"]["code"] == "refused"
+    limited = await report("2026-08")
+    assert (limited.status_code, limited.json()["error"]["code"]) == (429, "rate_limited")
+    assert "try again after 09:01:00 UTC" in limited.text
+    again = await report()  # kept: served without making it again, so not limited
+    assert (again.status_code, again.text) == (200, first.text)
+    noted = await api.client.post("/api/v1/customers/ACME/comments", headers=billing, json={"text": "called"})
+    assert noted.status_code == 201
+    assert (await report()).status_code == 429  # something changed: it would be made anew, and that is limited
+    api.clock.now += timedelta(minutes=1)
+    assert (await report()).status_code == 200
