@@ -405,7 +405,7 @@ class BillingSettings(_Section):
     estimate_lookback_days: int = Field(default=90, ge=7, le=730)
     adjust_months: int = Field(default=3, ge=0, le=24)
     issue_date_window_days: int = Field(
-        default=31, ge=0, le=366, description="how far from today an invoice's issue date may be set"
+        default=31, ge=0, le=3650, description="how far from today an invoice's issue date may be set"
     )
 
 

@@ -24,8 +24,10 @@ async def _late(config: Path, capsys: pytest.CaptureFixture[str], as_of: str) ->
 
 
 async def test_payments_lateness_reminders_and_instalments(
-    store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
+    store_url: str, config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The story is dated November 2026; the issue-date window is measured from the real today.
+    monkeypatch.setenv("METERD_BILLING__ISSUE_DATE_WINDOW_DAYS", "3650")
     await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
     # Issued 1 Nov, 14 days' terms: due 15 Nov; 184.21 EUR (the worked example of test_billing).
