@@ -9,6 +9,7 @@ with digits and a symbol tacked on, keyboard walks, repeats, dates, the login or
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -24,7 +25,9 @@ from daemon.errors import MeterdError
 MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = 256  # argon2 takes anything, but a megabyte "password" is an attack on the CPU
 MIN_GUESSES_LOG10: Final = 10.0
-HASH_THREADS: Final = 2  # each argon2id hash holds 64 MiB: two at once bound the memory a login flood takes
+# Each argon2id hash holds 64 MiB and a core for a quarter second: at most four at once bound the memory a
+# login flood takes, and one core is always left to the event loop, so the API keeps answering meanwhile.
+HASH_THREADS: Final = max(1, min(4, (os.cpu_count() or 2) - 1))
 _hasher = PasswordHasher()
 _pool = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="argon2")
 T = TypeVar("T")

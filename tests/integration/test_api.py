@@ -428,11 +428,14 @@ async def test_password_hashing_does_not_stall_the_event_loop(api: Api) -> None:
             await asyncio.sleep(0.005)
             gaps.append(time.perf_counter() - before)
 
+    logins = 12
     beating = asyncio.create_task(heartbeat())
-    await asyncio.gather(*(api.login(f"nobody-{n}", password="a wrong password") for n in range(6)))
+    await asyncio.gather(*(api.login(f"nobody-{n}", password="a wrong password") for n in range(logins)))
     beating.cancel()
-    # Hashed on the loop, six logins would hold it for six hashes; in the pool it keeps ticking.
-    assert max(gaps) < one_hash / 2, (max(gaps), one_hash)
+    # Hashed on the loop, twelve logins would hold it for (at least) twelve hashes in all; in the pool it keeps
+    # ticking. What is left is the shared machine's scheduling noise, seen up to about half of that.
+    held = sum(max(0.0, gap - 0.005) for gap in gaps)
+    assert held < logins * one_hash * 0.75, (held, one_hash)
 
 
 async def test_a_token_never_outlives_the_token_that_issued_it(api: Api) -> None:
