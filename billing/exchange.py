@@ -6,7 +6,9 @@ sites joined by ``;``), ``contacts.csv`` (``customer`` names the card) and
 row (as a spreadsheet numbers it: the header is row 1) and column, so a whole file can
 be mended in one pass; nothing is half-read. Written as UTF-8 with a byte-order mark, so
 spreadsheet programs open accents and CJK right; read as UTF-8 (mark or not) unless an
-encoding is named (Windows-1254 for Turkish Excel files, GB18030 for Chinese ones).
+encoding is named (Windows-1254 for Turkish Excel files, GB18030 for Chinese ones). A cell
+that a spreadsheet would run as a formula is written with a leading ``'`` and read back
+without it (billing/cells.py).
 
 Pure: bytes and records in, records and problems out; the store applies them.
 """
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from billing.cells import from_cell, to_cell
 from billing.customers import CardRules, Customer, CustomerError
 from billing.invoicing import Assignment
 from daemon.errors import MeterdError
@@ -99,7 +102,7 @@ def read_table(data: bytes, name: str, columns: Sequence[str], encoding: str | N
             if None in row or any(value is None for value in row.values()):
                 raise ExchangeError(f"{name}: row {number}: not as many cells as columns ({len(columns)})")
             if any(value.strip() for value in row.values()):
-                rows.append((number, {key: value.strip() for key, value in row.items()}))
+                rows.append((number, {key: from_cell(value.strip()) for key, value in row.items()}))
     except csv.Error as err:
         raise ExchangeError(f"{name}: row {reader.line_num}: not valid CSV ({err})") from err
     return Table(name, rows)
@@ -222,7 +225,7 @@ def write_table(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> bytes
     out = io.StringIO(newline="")
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({column: to_cell(value) for column, value in row.items()} for row in rows)
     return out.getvalue().encode("utf-8-sig")
 
 

@@ -1,13 +1,16 @@
-"""Backups that restore: SQLite's online backup API or pg_dump, a SHA-256 beside each, rotation.
+"""Backups that restore: SQLite's online backup API or pg_dump, encrypted, a SHA-256 beside each, rotation.
 
 Restore goes into an empty store only, unless told to replace what is there.
 
-A backup is one file, ``meterd-<site>-<UTC time>.db`` (SQLite) or ``.dump`` (pg_dump's custom format), and
-``<file>.sha256`` in sha256sum's format, so ``sha256sum -c`` checks it without meterd. Restoring checks the
-sum first, then migrates the restored store to this version's schema (an old backup comes up to date).
+A backup is one file, ``meterd-<site>-<UTC time>.db`` (SQLite) or ``.dump`` (pg_dump's custom format),
+encrypted with the key in ``backup.key_file`` (daemon/backup_crypto.py), and ``<file>.sha256`` in sha256sum's
+format, so ``sha256sum -c`` checks it without meterd or the key. Every file is written with mode 0600.
+Restoring checks the sum, opens the backup with the key (a changed one is refused), then migrates the
+restored store to this version's schema (an old backup comes up to date; one from before encryption
+restores as it is).
 
-The secret key file (``api.secret_key_file``) is not in the backup, on purpose: a stolen backup must not
-open the second-factor secrets. Keep a copy of the key apart.
+Neither key file (``backup.key_file``, ``api.secret_key_file``) is in the backup, on purpose: a stolen
+backup must open neither the data nor the second-factor secrets. Keep a copy of both apart from the backups.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ import asyncio
 import hashlib
 import os
 import sqlite3
+import tempfile
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL
 
+from daemon.backup_crypto import backup_key, decrypt_file, encrypt_file, is_encrypted
 from daemon.errors import MeterdError
-from daemon.storage.engine import mask, parse_url, sqlite_path
+from daemon.storage.engine import create_private, mask, parse_url, sqlite_path, write_private
 from daemon.storage.lock import daemon_lock
 from daemon.storage.models import Base
 from daemon.storage.repository import Store
@@ -45,22 +51,28 @@ class BackupFile:
     size: int
 
 
-async def make_backup(url: str, directory: Path, *, site: str, keep: int, now: datetime) -> BackupFile:
-    """Write a consistent copy of the store at ``url`` into ``directory``; keep the newest ``keep`` of this site.
+async def make_backup(url: str, directory: Path, *, site: str, keep: int, now: datetime, key_file: Path) -> BackupFile:
+    """Write a consistent, encrypted copy of the store at ``url`` into ``directory``; keep this site's newest ``keep``.
 
     Raises:
         BackupError: the directory cannot be written, pg_dump is missing or failed.
+        SecretKeyError: the key file cannot be read or made.
     """
     parsed = parse_url(url)
     source = sqlite_path(parsed)
     name = f"meterd-{site}-{now:%Y%m%dT%H%M%SZ}{'.db' if source is not None else '.dump'}"
+    key = backup_key(key_file)
     target = await asyncio.to_thread(_prepare, directory, name)
     partial = target.with_name(target.name + ".partial")
-    if source is not None:
-        await asyncio.to_thread(_sqlite_copy, source, partial)
-    else:
-        await _run(["pg_dump", "--format=custom", "--no-owner", f"--file={partial}", _libpq(parsed)], parsed)
-    return await asyncio.to_thread(_seal, partial, target, site, keep)
+    try:
+        await asyncio.to_thread(create_private, partial)  # the plain copy is never readable by others either
+        if source is not None:
+            await asyncio.to_thread(_sqlite_copy, source, partial)
+        else:
+            await _run(["pg_dump", "--format=custom", "--no-owner", f"--file={partial}", _libpq(parsed)], parsed)
+        return await asyncio.to_thread(_seal, partial, target, key, site, keep)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _prepare(directory: Path, name: str) -> Path:
@@ -72,23 +84,36 @@ def _prepare(directory: Path, name: str) -> Path:
     return directory / name
 
 
-def _seal(partial: Path, target: Path, site: str, keep: int) -> BackupFile:
-    """Give the finished copy its name (a crash mid-copy never leaves one), its checksum, and rotate."""
-    partial.rename(target)
+def _seal(partial: Path, target: Path, key: AESGCM, site: str, keep: int) -> BackupFile:
+    """Encrypt the finished copy, give it its name (a crash midway never leaves one), its checksum, and rotate."""
+    sealing = target.with_name(target.name + ".sealing")
+    encrypt_file(partial, sealing, key)
+    sealing.rename(target)
     digest = _sha256(target)
-    target.with_name(target.name + ".sha256").write_text(f"{digest}  {target.name}\n")
+    write_private(target.with_name(target.name + ".sha256"), f"{digest}  {target.name}\n".encode())
     _rotate(target.parent, site, keep)
     return BackupFile(target, digest, target.stat().st_size)
 
 
-async def restore_backup(url: str, backup: Path, *, site: str, force: bool) -> None:
+async def restore_backup(url: str, backup: Path, *, site: str, force: bool, key_file: Path) -> None:
     """Restore ``backup`` into the store at ``url``: an empty one, or any with ``force``.
 
     Raises:
         BackupError: a missing or damaged backup (its SHA-256 differs), a store holding data without
             ``force``, a backup of the other kind of store, pg_restore failing.
+        BackupKeyError: it does not open with the key in ``key_file`` (another key's, or changed).
     """
     await asyncio.to_thread(verify, backup)
+    if not await asyncio.to_thread(is_encrypted, backup):  # made before backups were encrypted
+        await _restore_plain(url, backup, site=site, force=force)
+        return
+    with tempfile.TemporaryDirectory(prefix="meterd-restore-") as scratch:  # mode 0700
+        plain = Path(scratch) / backup.name
+        await asyncio.to_thread(decrypt_file, backup, plain, backup_key(key_file))
+        await _restore_plain(url, plain, site=site, force=force)
+
+
+async def _restore_plain(url: str, backup: Path, *, site: str, force: bool) -> None:
     parsed = parse_url(url)
     target = sqlite_path(parsed)
     if (target is None) != (backup.suffix == ".dump"):
@@ -155,6 +180,7 @@ def _sqlite_copy(source: Path, target: Path) -> None:
     """SQLite's online backup: a consistent copy even while a daemon writes (WAL included)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        create_private(target)
         with (
             closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
             closing(sqlite3.connect(target)) as dst,

@@ -38,6 +38,7 @@ from daemon.exchange_commands import add_exchange_parsers
 from daemon.notify import notices
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore, InvoiceRecord
+from daemon.storage.engine import write_private
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -431,7 +432,7 @@ def _write(out: str, data: bytes | str) -> None:
         sys.stdout.flush()
         return
     try:
-        Path(out).write_bytes(raw)
+        write_private(Path(out), raw)
     except OSError as err:
         msg = f"cannot write {out}: {err.strerror}"
         raise MeterdError(msg) from err

@@ -194,7 +194,19 @@ async def finalize_invoice(
     store: Store, settings: Settings, invoice_id: int, *, actor: str, now: datetime, issue_date: date | None = None,
     override: str | None = None,
 ) -> InvoiceRecord:  # fmt: skip
-    """Number and freeze a draft with today's snapshot (BillingStore.finalize: blocking items need ``override``)."""
+    """Number and freeze a draft (see BillingStore.finalize), with today's snapshot of its payer.
+
+    Blocking items need ``override`` (BillingStore.finalize).
+
+    Raises:
+        BillingError: an issue date more than ``billing.issue_date_window_days`` from today (1970 by mistake),
+            or before the series' last (BillingStore.finalize).
+    """
+    window = settings.billing.issue_date_window_days
+    if issue_date is not None and abs((issue_date - now.date()).days) > window:
+        msg = (f"issue date {issue_date}: more than {window} days from today ({now.date()}); "
+               "use a date near today, or change billing.issue_date_window_days")  # fmt: skip
+        raise BillingError(msg)
     billing = BillingStore(store)
     record = await billing.invoice(invoice_id)
     return await billing.finalize(
@@ -229,11 +241,13 @@ async def invoice_document(store: Store, settings: Settings, invoice_id: int) ->
     return document_for(record, snapshot, credited)
 
 
-async def queue_reminders(store: Store, settings: Settings, *, now: datetime, as_of: date | None = None) -> list[int]:
-    """The reminders due on ``as_of`` (today), queued once per invoice and level: for the CLI and the daemon's job."""
+async def queue_reminders(
+    store: Store, settings: Settings, *, now: datetime, as_of: date | None = None, actor: str = "system"
+) -> list[int]:
+    """The reminders due on ``as_of`` (today), queued once per invoice and level, audited as ``actor``."""
     return await ReceivablesStore(store).queue_reminders(
         as_of=as_of or now.date(), levels=settings.receivables.reminder_days,
-        seller=settings.billing.seller.model_dump(), now=now,
+        seller=settings.billing.seller.model_dump(), now=now, actor=actor,
     )  # fmt: skip
 
 

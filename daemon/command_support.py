@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import getpass
 import os
 import sys
@@ -12,6 +11,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
+from billing.cells import write_rows
 from collectors import wire
 from collectors.base import Reading
 from daemon.settings import Settings
@@ -30,9 +30,7 @@ def default_user() -> str:
 def print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str, out: TextIO | None = None) -> None:
     stream = out or sys.stdout
     if fmt == "csv":
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
+        write_rows(stream, header, rows)
         return
     table = Table(title=title, title_justify="left")
     for name in header:

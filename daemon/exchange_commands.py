@@ -28,6 +28,7 @@ from daemon.exchange_service import (
     read_tables,
 )
 from daemon.settings import Settings
+from daemon.storage.engine import write_private
 
 EXIT_ROW_PROBLEMS: Final = 1
 
@@ -82,7 +83,7 @@ def _write_files(directory: Path, files: dict[str, bytes]) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name, data in files.items():
-            (directory / name).write_bytes(data)
+            write_private(directory / name, data)
     except OSError as err:
         msg = f"cannot write to {directory}: {err.strerror}"
         raise MeterdError(msg) from err

@@ -59,7 +59,8 @@ def office_jobs(settings: Settings, store: Store) -> list[Job]:
 
     async def backup() -> None:
         made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
-                                 keep=settings.backup.keep, now=utc_now())  # fmt: skip
+                                 keep=settings.backup.keep, now=utc_now(),
+                                 key_file=settings.backup_key_file)  # fmt: skip
         log.info("backup_written", path=str(made.path), size=made.size, sha256=made.sha256)
 
     wanted = [

@@ -172,6 +172,16 @@ class ApiSettings(_Listening):
     token_max_days: int = Field(default=365, ge=1, le=3650)
     max_failed_logins: int = Field(default=5, ge=1, le=100)
     lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_attempts_at_once: int = Field(default=1, ge=1, le=10, description="per account; the others wait their turn")
+    max_failed_logins_per_address: int = Field(
+        default=20, ge=1, le=10_000, description="failed logins from one client address per lockout_minutes"
+    )
+    expensive_per_minute: int = Field(
+        default=10, ge=1, le=10_000, description="usage reports made anew per user and minute (kept ones are free)"
+    )
+    max_failed_logins_total: int = Field(
+        default=100, ge=1, le=100_000, description="failed logins of all accounts together per lockout_minutes"
+    )
     totp_required_for: list[Role] = Field(default_factory=_money_roles)
     secret_key_file: Path | None = Field(
         default=None, description="key that encrypts stored secrets (TOTP); unset: STATE_DIR/secret.key, made once"
@@ -433,6 +443,9 @@ class BillingSettings(_Section):
     read_window_days: int = Field(default=3, ge=0, le=31)
     estimate_lookback_days: int = Field(default=90, ge=7, le=730)
     adjust_months: int = Field(default=3, ge=0, le=24)
+    issue_date_window_days: int = Field(
+        default=31, ge=0, le=3650, description="how far from today an invoice's issue date may be set"
+    )
 
 
 class BackupSettings(_Section):
@@ -442,6 +455,10 @@ class BackupSettings(_Section):
     keep: int = Field(default=7, ge=1, le=10_000)
     interval_h: float = Field(
         default=0, ge=0, le=24 * 366, description="0: no backup job; run `meterd backup` yourself"
+    )
+    key_file: Path | None = Field(
+        default=None,
+        description="key that encrypts backups; unset: STATE_DIR/backup.key, made once (keep a copy apart)",
     )
 
 
@@ -532,6 +549,10 @@ class Settings(_Section):
     @property
     def backup_dir(self) -> Path:
         return self.backup.dir or self.state_dir / "backups"
+
+    @property
+    def backup_key_file(self) -> Path:
+        return self.backup.key_file or self.state_dir / "backup.key"
 
     @property
     def database_url(self) -> str:

@@ -7,7 +7,6 @@ reads of every device x meter, estimated or not, and the pages between them.
 from __future__ import annotations
 
 import base64
-import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
@@ -16,6 +15,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from billing.cells import write_rows
 from billing.invoicing import USAGE, InvoiceLine, line_pairs
 from billing.periods import Period
 
@@ -73,24 +73,19 @@ def _start_note(pair: dict[str, Any]) -> str:
 
 def usage_csv(rows: Sequence[UsageRow]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([f.name for f in fields(UsageRow)])
-    writer.writerows(_csv_values(row) for row in rows)
+    write_rows(out, [f.name for f in fields(UsageRow)], (_csv_values(row) for row in rows))
     return out.getvalue()
 
 
 def erp_csv(rows: Sequence[UsageRow]) -> str:
     """Period meter reads per device for an ERP import (e-automate style): one read pair per segment and line."""
     out = io.StringIO()
-    writer = csv.writer(out)
     # segment and start_note come last: an import that maps the first columns by position keeps working.
-    writer.writerow(["equipment_id", "customer", "meter", "start_date", "start_read", "end_date", "end_read",
-                     "usage", "estimated", "invoice", "segment", "start_note"])  # fmt: skip
-    for row in rows:
-        estimated = "Y" if row.start_estimated or row.end_estimated else "N"
-        writer.writerow([row.equipment_id, row.customer, row.meter, row.start_date, _blank(row.start_read),
-                         row.end_date, _blank(row.end_read), row.usage, estimated, row.invoice, row.segment,
-                         row.start_note])  # fmt: skip
+    write_rows(out, ["equipment_id", "customer", "meter", "start_date", "start_read", "end_date", "end_read",
+                     "usage", "estimated", "invoice", "segment", "start_note"],
+               ([row.equipment_id, row.customer, row.meter, row.start_date, _blank(row.start_read), row.end_date,
+                 _blank(row.end_read), row.usage, "Y" if row.start_estimated or row.end_estimated else "N",
+                 row.invoice, row.segment, row.start_note] for row in rows))  # fmt: skip
     return out.getvalue()
 
 

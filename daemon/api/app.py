@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 
 from daemon.api import routes_auth, routes_billing, routes_exchange, routes_fleet, routes_receivables
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
+from daemon.api.headers import install_security_headers
 from daemon.api.security import ApiContext, record_source
 from daemon.errors import MeterdError
 from daemon.web.app import mount_console
@@ -45,6 +46,8 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
+    install_security_headers(app, prefix=PREFIX, docs=f"{PREFIX}/docs",
+                             public=frozenset({f"{PREFIX}/openapi.json", f"{PREFIX}/docs"}))  # fmt: skip
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     install_docs(app, f"{PREFIX}/docs", f"{PREFIX}/openapi.json", "meterd")

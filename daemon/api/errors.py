@@ -15,6 +15,7 @@ from billing.customers import CustomerError
 from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
 from billing.periods import PeriodError
+from daemon.api.expensive import RateLimitedError
 from daemon.errors import MeterdError, StorageError
 from daemon.exchange_service import RowProblemsError
 from daemon.review import ReviewError
@@ -44,6 +45,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
 # Most specific first: the first class an error is an instance of gives its status and code.
 _STATUS: Final[list[tuple[type[MeterdError], int, str]]] = [
     (PermissionDeniedError, 403, "forbidden"),
+    (RateLimitedError, 429, "rate_limited"),
     (UserNotFoundError, 404, "not_found"),
     (AnomalyNotFoundError, 404, "not_found"),
     (InvoiceNotFoundError, 404, "not_found"),
@@ -72,7 +74,7 @@ def body(status: int, code: str, message: str, field: str | None = None, **heade
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationError)
     async def _authentication(_: Request, err: AuthenticationError) -> JSONResponse:
-        if err.code == "locked":
+        if err.code in {"locked", "too_many_failures"}:
             return body(429, err.code, str(err))
         return body(401, err.code, str(err), **{"WWW-Authenticate": "Bearer"})
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.security.accounts import Principal, TokenInfo, User
+from daemon.security.accounts import SESSION, Principal, TokenInfo, User
 from daemon.security.roles import Role
 from daemon.storage.audit import AuditRecord, find_audit
 
@@ -42,8 +42,9 @@ class Me(BaseModel):
 
 
 @router.post("/auth/login", tags=["auth"], summary="log in: password, then the one-time code where the role needs one")
-async def login(body: LoginRequest, context: Context) -> SessionOut:
-    issued, principal = await context.accounts.login(body.login, body.password, body.code)
+async def login(body: LoginRequest, context: Context, request: Request) -> SessionOut:
+    address = request.client.host if request.client else None
+    issued, principal = await context.accounts.login(body.login, body.password, body.code, address=address)
     return SessionOut(token=issued.token, expires_at=issued.expires_at, login=principal.login, role=principal.role)
 
 
@@ -55,6 +56,25 @@ async def logout(who: Anyone, context: Context) -> None:
 @router.get("/auth/me", tags=["auth"])
 async def me(who: Anyone) -> Me:
     return Me(login=who.login, role=who.role, kind=who.kind)
+
+
+class SessionInfo(BaseModel):
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    current: bool = Field(description="the session this request came with")
+
+
+@router.get("/auth/sessions", tags=["auth"], summary="your open login sessions, newest first")
+async def my_sessions(who: Anyone, context: Context) -> list[SessionInfo]:
+    return [SessionInfo(id=s.id, created_at=s.created_at, expires_at=s.expires_at, current=s.id == who.session_id)
+            for s in await context.accounts.tokens(who.login, kind=SESSION)]  # fmt: skip
+
+
+@router.delete("/auth/sessions/{session_id}", tags=["auth"], status_code=204, response_class=Response,
+               summary="end one of your sessions (a lost laptop, a shared screen)")  # fmt: skip
+async def end_session(session_id: Id, who: Anyone, context: Context) -> None:
+    await context.accounts.end_session(session_id, actor=who)
 
 
 class TokenRequest(BaseModel):

@@ -59,5 +59,10 @@ async def usage(
     period: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-10"])],
     format: Literal["csv", "html"] = "html",  # noqa: A002 - the query word people type
 ) -> Response:
-    report = await usage_report(context.store, context.settings, customer, Period.parse_month(period), format)
+    key = (customer, period, format)
+    stamp, report = await context.expensive.kept(context.store, key)
+    if report is None:
+        context.expensive.spend(_who.login, context.clock())  # only what is made anew costs
+        report = await usage_report(context.store, context.settings, customer, Period.parse_month(period), format)
+        context.expensive.keep(key, stamp, report)
     return Response(report, media_type="text/csv; charset=utf-8" if format == "csv" else "text/html; charset=utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Annotated, Any, Literal
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 
+from billing.cells import write_rows
 from collectors import wire
 from collectors.wire import WireReading
 from daemon.api.paging import Limit, Offset, Page, page
@@ -59,9 +59,7 @@ async def readings(
     if format == "csv":
         header, rows = reading_table(chosen.items)
         text = io.StringIO()
-        writer = csv.writer(text)
-        writer.writerow(header)
-        writer.writerows(rows)
+        write_rows(text, header, rows)
         return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"X-Next-Offset": str(chosen.next_offset or "")})  # fmt: skip
     items = [WireReading.model_validate(wire.encode(r)) for r in chosen.items]

@@ -74,8 +74,8 @@ async def reminders(
 
 
 @router.post("/reminders/queue", summary="queue the reminders due today (the daemon does this daily too)")
-async def queue(_who: Writer, context: Context) -> list[int]:
-    return await queue_reminders(context.store, context.settings, now=context.clock())
+async def queue(who: Writer, context: Context) -> list[int]:
+    return await queue_reminders(context.store, context.settings, now=context.clock(), actor=who.login)
 
 
 @router.post(

@@ -6,13 +6,14 @@ routes, finds each one's guard and checks every role against PERMISSIONS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon.api.errors import PermissionDeniedError
+from daemon.api.expensive import Expensive
 from daemon.clock import Clock
 from daemon.security.accounts import Accounts, AuthenticationError, Principal
 from daemon.security.roles import PERMISSIONS, allowed
@@ -29,6 +30,10 @@ class ApiContext:
     store: Store
     accounts: Accounts
     clock: Clock
+    expensive: Expensive = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "expensive", Expensive(self.settings.api.expensive_per_minute))
 
 
 def api_context(request: Request) -> ApiContext:

@@ -10,6 +10,7 @@ account; past ``api.max_failed_logins`` the account is locked for ``api.lockout_
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -20,18 +21,22 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyotp
-from sqlalchemy import insert, select, update
+import structlog
+from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from daemon.clock import Clock, utc_now
 from daemon.errors import MeterdError
-from daemon.security.passwords import check_policy, hash_secret, verify_secret
+from daemon.security.passwords import check_policy, hash_secret, off_loop, verify_secret
 from daemon.security.roles import ROLES, may_delegate
 from daemon.security.secretbox import SecretBox
+from daemon.security.throttle import FailureWindow, Turns, UnknownLogins
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.audit import write_audit
 from daemon.storage.models import SessionRow, UserRow
 from daemon.storage.repository import Store
+
+log = structlog.get_logger(__name__)
 
 SESSION: Final = "session"
 MACHINE: Final = "api"  # the kind of a machine's token
@@ -61,6 +66,10 @@ class UserNotFoundError(AccountError):
 
 class UserExistsError(AccountError):
     """That login is taken."""
+
+
+class _ReplayedError(Exception):
+    """A one-time code whose time step was already used (internal: the caller answers ``login_failed``)."""
 
 
 class AuthenticationError(MeterdError):
@@ -98,6 +107,7 @@ class Principal:
     role: str
     kind: str
     session_id: int
+    expires_at: datetime  # of the session or token the request came with
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,11 @@ class Accounts:
         self._settings = settings
         self._box = box
         self._clock = clock
+        self._turns = Turns(settings.login_attempts_at_once)
+        lockout = timedelta(minutes=settings.lockout_minutes)
+        self._unknown = UnknownLogins(settings.max_failed_logins, lockout)
+        self._by_address = FailureWindow(settings.max_failed_logins_per_address, lockout)
+        self._overall = FailureWindow(settings.max_failed_logins_total, lockout)
 
     # -- users -------------------------------------------------------------------------------
 
@@ -162,9 +177,9 @@ class Accounts:
         enrollment = self._enrollment(login) if role in self._settings.totp_required_for else None
         now = self._clock()
         values = {
-            "login": login, "name": name, "role": role, "password_hash": hash_secret(password),
+            "login": login, "name": name, "role": role, "password_hash": await off_loop(lambda: hash_secret(password)),
             "totp_secret": self._box.seal(enrollment.secret) if enrollment else None,
-            "recovery_codes": json.dumps([hash_secret(c) for c in enrollment.recovery_codes] if enrollment else []),
+            "recovery_codes": await _hashed_codes(enrollment),
             "disabled": False, "failed_logins": 0, "locked_until": None, "created_at": now, "updated_at": now,
         }  # fmt: skip
 
@@ -195,7 +210,8 @@ class Accounts:
     async def set_password(self, login: str, password: str, *, actor: str) -> None:
         user = await self.user(login)
         check_policy(password, personal=[login, user.name])
-        await self._change(login, {"password_hash": hash_secret(password)}, actor=actor, action="user.password",
+        hashed = await off_loop(lambda: hash_secret(password))
+        await self._change(login, {"password_hash": hashed}, actor=actor, action="user.password",
                            audited={"password": "changed"}, revoke=True)  # fmt: skip
 
     async def enroll_second_factor(self, login: str, *, actor: str) -> Enrollment:
@@ -203,7 +219,7 @@ class Accounts:
         await self.user(login)
         enrollment = self._enrollment(login)
         values = {"totp_secret": self._box.seal(enrollment.secret),
-                  "recovery_codes": json.dumps([hash_secret(c) for c in enrollment.recovery_codes])}  # fmt: skip
+                  "recovery_codes": await _hashed_codes(enrollment)}  # fmt: skip
         await self._change(login, values, actor=actor, action="user.second_factor", audited={"second_factor": "new"})
         return enrollment
 
@@ -215,10 +231,11 @@ class Accounts:
 
     async def set_disabled(self, login: str, disabled: bool, *, actor: str) -> None:
         """Disabling ends every session and token of the user at once."""
-        await self.user(login)
+        before = await self.user(login)
         await self._change(login, {"disabled": disabled}, actor=actor,
                            action="user.disable" if disabled else "user.enable",
-                           audited={"after": {"disabled": disabled}}, revoke=disabled)  # fmt: skip
+                           audited={"before": {"disabled": before.disabled}, "after": {"disabled": disabled}},
+                           revoke=disabled)  # fmt: skip
 
     async def unlock(self, login: str, *, actor: str) -> None:
         await self.user(login)
@@ -227,39 +244,67 @@ class Accounts:
 
     # -- logging in --------------------------------------------------------------------------
 
-    async def login(self, login: str, password: str, code: str | None = None) -> tuple[IssuedToken, Principal]:
-        """A session for a person who proved who they are.
+    async def login(
+        self, login: str, password: str, code: str | None = None, *, address: str | None = None
+    ) -> tuple[IssuedToken, Principal]:
+        """A session for a person who proved who they are; ``address`` is the client's, for the per-address limit.
 
         Raises:
             AuthenticationError: ``login_failed`` (wrong login, password or code: which one is not said),
-                ``locked`` (until when), ``second_factor_required``, ``second_factor_not_set_up``.
+                ``locked`` (until when; alike for real and unknown logins), ``too_many_failures`` (from this
+                address, or overall), ``second_factor_required``, ``second_factor_not_set_up``.
         """
-        now = self._clock()
-        try:
-            row = await self._row(login)
-        except UserNotFoundError:
-            verify_secret(_dummy_hash(), password)
-            raise _failed() from None
-        if row.locked_until is not None and row.locked_until > now:
-            msg = (f"too many failed logins: locked until {row.locked_until:%Y-%m-%d %H:%M} UTC; "
-                   f"wait, or ask an admin to run `meterd users unlock {login}`")  # fmt: skip
-            raise AuthenticationError("locked", msg)
-        if row.disabled or not verify_secret(row.password_hash, password):
-            await self._failure(row, now)
-            raise _failed()
-        if row.totp_secret is None and row.role in self._settings.totp_required_for:
-            msg = f"{row.role} accounts need a second factor; an admin sets it up with `meterd users 2fa {login}`"
-            raise AuthenticationError("second_factor_not_set_up", msg)
-        if row.totp_secret is not None:
-            if not code:
-                msg = "this account needs its one-time code from the authenticator app (or a recovery code)"
-                raise AuthenticationError("second_factor_required", msg)
-            if not await self._second_factor(row, code.strip(), now):
-                await self._failure(row, now)
+        async with self._turns.turn(login):  # one attempt per account judged at a time: no parallel guesses
+            now = self._clock()
+            self._check_limits(address, now)
+            try:
+                row = await self._row(login)
+            except UserNotFoundError:
+                if (until := self._unknown.locked_until(login, now)) is not None:
+                    raise _locked(login, until) from None
+                await off_loop(lambda: verify_secret(_dummy_hash(), password))
+                self._unknown.fail(login, now)
+                self._count_failure(address, now)
+                raise _failed() from None
+            if row.locked_until is not None and row.locked_until > now:
+                raise _locked(login, row.locked_until)
+            if row.disabled or not await off_loop(lambda: verify_secret(row.password_hash, password)):
+                await self._failure(row, address, now)
                 raise _failed()
-        issued = await self._issue(row, SESSION, None, row.role, now + timedelta(hours=self._settings.session_hours),
-                                   reset_failures=True, actor=login, action="user.login")  # fmt: skip
-        return issued, Principal(row.id, login, row.role, SESSION, issued.id)
+            if row.totp_secret is None and row.role in self._settings.totp_required_for:
+                msg = f"{row.role} accounts need a second factor; an admin sets it up with `meterd users 2fa {login}`"
+                raise AuthenticationError("second_factor_not_set_up", msg)
+            step = None
+            if row.totp_secret is not None:
+                if not code:
+                    msg = "this account needs its one-time code from the authenticator app (or a recovery code)"
+                    raise AuthenticationError("second_factor_required", msg)
+                accepted, step = await self._second_factor(row, code.strip(), now)
+                if not accepted:
+                    await self._failure(row, address, now)
+                    raise _failed()
+            try:
+                issued = await self._issue(row, SESSION, None, row.role,
+                                           now + timedelta(hours=self._settings.session_hours), reset_failures=True,
+                                           actor=login, action="user.login", totp_step=step)  # fmt: skip
+            except _ReplayedError:
+                log.warning("totp_replay_refused", login=login, step=step, last_step=row.totp_last_step)
+                await self._failure(row, address, now)
+                raise _failed() from None
+        return issued, Principal(row.id, login, row.role, SESSION, issued.id, issued.expires_at)
+
+    def _check_limits(self, address: str | None, now: datetime) -> None:
+        """Refuse before any hashing while this address, or everyone together, failed too often lately."""
+        for window, key, whose in ((self._by_address, address or "unknown", "from your address"),
+                                   (self._overall, "", "on this server")):  # fmt: skip
+            until = window.full_until(key, now)
+            if until is not None:
+                msg = f"too many failed logins {whose}: try again after {until:%Y-%m-%d %H:%M:%S} UTC"
+                raise AuthenticationError("too_many_failures", msg)
+
+    def _count_failure(self, address: str | None, now: datetime) -> None:
+        self._by_address.add(address or "unknown", now)
+        self._overall.add("", now)
 
     async def authenticate(self, token: str) -> Principal:
         """Who a bearer token stands for.
@@ -284,7 +329,7 @@ class Accounts:
             raise AuthenticationError("token_invalid", "not logged in, or the session has ended; log in again")
         # A token never does more than its user may do today (the user may have lost a role since).
         role = row.role if may_delegate(row.user_role, row.role) else row.user_role
-        return Principal(row.user_id, row.login, role, row.kind, row.id)
+        return Principal(row.user_id, row.login, role, row.kind, row.id, row.expires_at)
 
     async def logout(self, principal: Principal) -> None:
         await self._revoke(principal.session_id, actor=principal.login)
@@ -300,26 +345,40 @@ class Accounts:
             raise AccountError(f"days: 1 to {self._settings.token_max_days} (api.token_max_days)")
         row = await self._row(principal.login)
         now = self._clock()
-        return await self._issue(row, MACHINE, name, role, now + timedelta(days=days), reset_failures=False,
+        expires = now + timedelta(days=days)
+        if principal.kind == MACHINE and expires > principal.expires_at:
+            # A token never outlives the token that made it: else a short-lived one renews itself for ever.
+            msg = (f"days: a token cannot outlive the token that issues it (yours ends "
+                   f"{principal.expires_at:%Y-%m-%d %H:%M} UTC); ask for fewer days, or log in")  # fmt: skip
+            raise AccountError(msg)
+        return await self._issue(row, MACHINE, name, role, expires, reset_failures=False,
                                  actor=principal.login, action="token.issue")  # fmt: skip
 
-    async def tokens(self, login: str | None = None) -> list[TokenInfo]:
-        """API tokens (of ``login``, or everyone's), newest first."""
+    async def tokens(self, login: str | None = None, *, kind: str = MACHINE) -> list[TokenInfo]:
+        """API tokens (of ``login``, or everyone's), newest first; with ``kind=SESSION``, the live login sessions."""
         stmt = (
             select(SessionRow.id, UserRow.login, SessionRow.kind, SessionRow.name, SessionRow.role,
                    SessionRow.created_at, SessionRow.expires_at, SessionRow.revoked_at)
             .join(UserRow, UserRow.id == SessionRow.user_id)
-            .where(SessionRow.kind == MACHINE)
+            .where(SessionRow.kind == kind)
             .order_by(SessionRow.id.desc())
         )  # fmt: skip
         if login is not None:
             stmt = stmt.where(UserRow.login == login)
+        if kind == SESSION:  # ended ones are history (the audit log has them), not something to end again
+            stmt = stmt.where(SessionRow.revoked_at.is_(None), SessionRow.expires_at > self._clock())
 
         async def _query() -> list[TokenInfo]:
             async with self._store.engine.connect() as conn:
                 return [TokenInfo(*row) for row in await conn.execute(stmt)]
 
         return await self._store.guard(_query(), "list tokens")
+
+    async def end_session(self, session_id: int, *, actor: Principal) -> None:
+        """End one of ``actor``'s own login sessions (on another device, say)."""
+        if session_id not in {s.id for s in await self.tokens(actor.login, kind=SESSION)}:
+            raise AccountError(f"no session {session_id} of yours that is still open")
+        await self._revoke(session_id, actor=actor.login)
 
     async def revoke_token(self, token_id: int, *, actor: Principal, any_user: bool) -> None:
         """Revoke one of ``actor``'s tokens (or anyone's, with ``any_user``)."""
@@ -335,31 +394,47 @@ class Accounts:
         codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
         return Enrollment(secret, pyotp.TOTP(secret).provisioning_uri(name=login, issuer_name=_ISSUER), codes)
 
-    async def _second_factor(self, row: Any, code: str, now: datetime) -> bool:  # noqa: ANN401 - a users Row
-        """A current TOTP code (one step either side allowed for clock drift), else a recovery code, used up."""
-        if pyotp.TOTP(self._box.open(row.totp_secret)).verify(code, for_time=now, valid_window=1):
-            return True
-        hashes: list[str] = json.loads(row.recovery_codes)
-        for index, hashed in enumerate(hashes):
-            if verify_secret(hashed, code):
-                left = hashes[:index] + hashes[index + 1 :]
-                await self._change(row.login, {"recovery_codes": json.dumps(left)}, actor=row.login,
-                                   action="user.recovery_code_used", audited={"left": len(left)})  # fmt: skip
-                return True
-        return False
+    async def _second_factor(self, row: Any, code: str, now: datetime) -> tuple[bool, int | None]:  # noqa: ANN401
+        """Whether ``code`` is a current TOTP code, with its step, or a recovery code (used up here).
 
-    async def _failure(self, row: Any, now: datetime) -> None:  # noqa: ANN401 - a users Row
-        failures = row.failed_logins + 1
-        values: dict[str, Any] = {"failed_logins": failures}
-        if failures >= self._settings.max_failed_logins:
-            values = {"failed_logins": 0, "locked_until": now + timedelta(minutes=self._settings.lockout_minutes)}
+        One step either side of now is accepted for clock drift.
+        The step is claimed when the session is issued, only if newer than the user's last one: a code seen
+        over a shoulder or in a log cannot be replayed, not even within its step (RFC 6238 section 5.2).
+        """
+        totp = pyotp.TOTP(self._box.open(row.totp_secret))
+        current = totp.timecode(now)
+        for step in (current - 1, current, current + 1):
+            if hmac.compare_digest(totp.generate_otp(step), code):
+                return True, step
+        hashes: list[str] = json.loads(row.recovery_codes)
+        used = await off_loop(lambda: next((i for i, hashed in enumerate(hashes) if verify_secret(hashed, code)), None))
+        if used is None:
+            return False, None
+        left = hashes[:used] + hashes[used + 1 :]
+        await self._change(row.login, {"recovery_codes": json.dumps(left)}, actor=row.login,
+                           action="user.recovery_code_used", audited={"left": len(left)})  # fmt: skip
+        return True, None
+
+    async def _failure(self, row: Any, address: str | None, now: datetime) -> None:  # noqa: ANN401 - a users Row
+        """Count a failure in one statement (parallel failures all count), locking the account at the limit."""
+        self._count_failure(address, now)
+        counted = UserRow.failed_logins + 1
+        reached = counted >= self._settings.max_failed_logins
+        until = now + timedelta(minutes=self._settings.lockout_minutes)
+        stmt = (
+            update(UserRow).where(UserRow.id == row.id)
+            .values(failed_logins=case((reached, 0), else_=counted),
+                    locked_until=case((reached, until), else_=UserRow.locked_until))
+            .returning(UserRow.failed_logins, UserRow.locked_until)
+        )  # fmt: skip
 
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
-                await conn.execute(update(UserRow).where(UserRow.id == row.id).values(values))
-                if "locked_until" in values:
+                failures, locked_until = (await conn.execute(stmt)).one()
+                if failures == 0:  # this failure reached the limit
                     await write_audit(conn, now, "system", "user.locked", f"user:{row.login}",
-                                      {"failed_logins": failures, "locked_until": values["locked_until"]})  # fmt: skip
+                                      {"failed_logins": self._settings.max_failed_logins,
+                                       "locked_until": locked_until})  # fmt: skip
                 else:  # a security event, and a change to the user's row: audited like any
                     await write_audit(conn, now, "system", "user.login_failed", f"user:{row.login}",
                                       {"failed_logins": failures})  # fmt: skip
@@ -368,13 +443,27 @@ class Accounts:
 
     async def _issue(
         self, row: Any, kind: str, name: str | None, role: str, expires: datetime, *,  # noqa: ANN401 - a users Row
-        reset_failures: bool, actor: str, action: str,
+        reset_failures: bool, actor: str, action: str, totp_step: int | None = None,
     ) -> IssuedToken:  # fmt: skip
+        """A new session or token; ``totp_step``: the one-time code's step, claimed in the same transaction.
+
+        Raises:
+            _ReplayedError: that step (or a later one) was used already.
+        """
         token = secrets.token_urlsafe(32)
         now = self._clock()
 
         async def _write() -> int:
             async with self._store.engine.begin() as conn:
+                if totp_step is not None:
+                    claimed = await conn.execute(
+                        update(UserRow)
+                        .where(UserRow.id == row.id,
+                               or_(UserRow.totp_last_step.is_(None), UserRow.totp_last_step < totp_step))
+                        .values(totp_last_step=totp_step)
+                    )  # fmt: skip
+                    if claimed.rowcount != 1:
+                        raise _ReplayedError
                 result = await conn.execute(
                     insert(SessionRow).values(
                         token_hash=_digest(token),
@@ -456,6 +545,18 @@ def _user(row: Any) -> User:  # noqa: ANN401 - a users Row
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise AccountError(f"role {role!r}: one of {', '.join(ROLES)}")
+
+
+async def _hashed_codes(enrollment: Enrollment | None) -> str:
+    """The recovery codes as stored: a JSON list of their hashes (ten argon2 hashes: in the hashing pool)."""
+    codes = enrollment.recovery_codes if enrollment else []
+    return json.dumps(await off_loop(lambda: [hash_secret(code) for code in codes]))
+
+
+def _locked(login: str, until: datetime) -> AuthenticationError:
+    msg = (f"too many failed logins: locked until {until:%Y-%m-%d %H:%M} UTC; "
+           f"wait, or ask an admin to run `meterd users unlock {login}`")  # fmt: skip
+    return AuthenticationError("locked", msg)
 
 
 def _failed() -> AuthenticationError:

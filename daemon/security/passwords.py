@@ -8,10 +8,13 @@ with digits and a symbol tacked on, keyboard walks, repeats, dates, the login or
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Final
+from typing import Final, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,7 +27,12 @@ MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = 256  # argon2 takes anything, but a megabyte "password" is an attack on the CPU
 MIN_GUESSES_LOG10: Final = 10.0
 _SEPARATORS: Final = ("", "-", ".", "_", " ")
+# Each argon2id hash holds 64 MiB and a core for a quarter second: at most four at once bound the memory a
+# login flood takes, and one core is always left to the event loop, so the API keeps answering meanwhile.
+HASH_THREADS: Final = max(1, min(4, (os.cpu_count() or 2) - 1))
 _hasher = PasswordHasher()
+_pool = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="argon2")
+T = TypeVar("T")
 
 
 class PasswordPolicyError(MeterdError):
@@ -87,3 +95,11 @@ def verify_secret(hashed: str, secret: str) -> bool:
         return _hasher.verify(hashed, secret)
     except (VerificationError, InvalidHashError):
         return False
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run slow hashing in the bounded hashing pool, so a flood of logins never stalls the event loop.
+
+    argon2 releases the GIL while it hashes; the rest of the API keeps answering meanwhile.
+    """
+    return await asyncio.get_running_loop().run_in_executor(_pool, work)

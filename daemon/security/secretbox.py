@@ -25,7 +25,7 @@ class SecretBox:
 
     def _box(self) -> Fernet:
         if self._fernet is None:
-            self._fernet = Fernet(_load_or_create(self._key_file))
+            self._fernet = Fernet(load_or_create_key(self._key_file, "api.secret_key_file"))
         return self._fernet
 
     def seal(self, secret: str) -> str:
@@ -39,13 +39,18 @@ class SecretBox:
             raise SecretKeyError(msg) from err
 
 
-def _load_or_create(path: Path) -> bytes:
+def load_or_create_key(path: Path, setting: str) -> bytes:
+    """The key in ``path`` (32 random bytes, URL-safe base64), made there once with mode 0600 if missing.
+
+    Raises:
+        SecretKeyError: it cannot be read or made (naming ``setting``, where to point it elsewhere).
+    """
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
     except OSError as err:
-        msg = f"cannot read the secret key {path}: {err.strerror}; check its owner and mode"
+        msg = f"cannot read the key {path}: {err.strerror}; check its owner and mode"
         raise SecretKeyError(msg) from err
     key = Fernet.generate_key()
     try:
@@ -54,7 +59,7 @@ def _load_or_create(path: Path) -> bytes:
     except FileExistsError:  # made by another process meanwhile: use that one
         return path.read_bytes().strip()
     except OSError as err:
-        msg = f"cannot create the secret key {path}: {err.strerror}; set api.secret_key_file to a writable place"
+        msg = f"cannot create the key {path}: {err.strerror}; set {setting} to a writable place"
         raise SecretKeyError(msg) from err
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)

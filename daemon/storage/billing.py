@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 import pandas as pd
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.contracts import Contract, parse_contract
@@ -483,7 +483,13 @@ class BillingStore:
                            "Fix them and run `meterd bill run` again, or finalise with --override REASON")  # fmt: skip
                     raise InvoiceStateError(msg)
                 _double_check(invoice, lines)
-                number = await _next_number(conn, series)
+                number = await _next_number(conn, series)  # locks the series: the check below cannot race
+                last = (await conn.execute(select(func.max(InvoiceRow.issue_date))
+                                           .where(InvoiceRow.series == series))).scalar_one()  # fmt: skip
+                if last is not None and issue_date < last:
+                    msg = (f"issue date {issue_date}: before {last}, the latest issue date in series {series}; "
+                           "numbers and dates must run in the same order")  # fmt: skip
+                    raise BillingError(msg)
                 customer_terms = snapshot.get("payment_terms_days", 0)
                 overridden = override if blocking else None
                 await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(

@@ -18,6 +18,9 @@ _POSTGRES_DRIVERS: Final = frozenset(
     {"postgres", "postgresql", "postgresql+psycopg", "postgresql+asyncpg", "postgresql+psycopg2"},
 )
 PG_CONNECT_TIMEOUT_S: Final = 5
+# What meterd creates (the store, backups, exports) only its owner reads, whatever the umask: they hold
+# customers' data and password hashes. The unit's UMask=0027 covers the daemon, not `meterd` run by hand.
+PRIVATE: Final = 0o600
 
 
 def parse_url(raw: str, *, key: str = "storage.url") -> URL:
@@ -76,6 +79,30 @@ def ensure_state_directory(directory: Path) -> None:
             "give the meterd user write access or set state_dir / --db elsewhere"
         )
         raise StateDirectoryError(msg) from None
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (SQLite gives its -wal and -shm the same mode)."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(descriptor, PRIVATE)  # os.open's mode passes through the umask; this does not
+    finally:
+        os.close(descriptor)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600 whatever the umask, an existing file's mode tightened too).
+
+    Raises:
+        OSError: it cannot be written (the caller says what it was for).
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(descriptor, PRIVATE)
+        handle.write(data)
 
 
 def create_engine(url: URL, *, busy_timeout_ms: int = 5000) -> AsyncEngine:

@@ -332,6 +332,7 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     totp_secret: Mapped[str | None] = mapped_column(Text)  # Fernet token of the base32 secret
     recovery_codes: Mapped[str] = mapped_column(Text)  # JSON list of argon2 hashes, each used once
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # a code's step is accepted once (RFC 6238 5.2)
     disabled: Mapped[bool] = mapped_column(Boolean)
     failed_logins: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

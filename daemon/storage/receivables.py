@@ -157,7 +157,7 @@ class ReceivablesStore:
         return await self._store.guard(_query(), "read receivables")
 
     async def queue_reminders(
-        self, *, as_of: date, levels: list[int], seller: dict[str, Any], now: datetime
+        self, *, as_of: date, levels: list[int], seller: dict[str, Any], now: datetime, actor: str = "system"
     ) -> list[int]:
         """The next reminder for every overdue invoice that is due one (see ``next_reminder_level``).
 
@@ -199,7 +199,7 @@ class ReceivablesStore:
                         invoice_id=found.invoice_id, level=level, overdue=found.overdue, text=text, status=QUEUED,
                         created_at=now))  # fmt: skip
                     created.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-                    await write_audit(conn, now, "system", "reminder.queue", f"invoice:{found.invoice_id}",
+                    await write_audit(conn, now, actor, "reminder.queue", f"invoice:{found.invoice_id}",
                                       {"level": level, "overdue": str(found.overdue)})  # fmt: skip
             return created
 

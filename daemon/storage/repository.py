@@ -19,7 +19,7 @@ from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
-from daemon.storage.engine import create_engine, ensure_state_directory, mask, parse_url, sqlite_path
+from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.types import sqlite_time
 
@@ -112,6 +112,7 @@ class Store:
         parsed = parse_url(url)
         if (path := sqlite_path(parsed)) is not None:
             ensure_state_directory(path.parent)
+            create_private(path)
         engine = create_engine(parsed, busy_timeout_ms=busy_timeout_ms)
         enforce_audit(engine)
         try:

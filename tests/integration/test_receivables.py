@@ -26,6 +26,12 @@ async def _late(config: Path, capsys: pytest.CaptureFixture[str], as_of: str) ->
 REMIND = ("receivables", "remind", "--as-of")
 
 
+@pytest.fixture(autouse=True)
+def _wide_issue_date_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The story is dated November 2026; the issue-date window is measured from the real today."""
+    monkeypatch.setenv("METERD_BILLING__ISSUE_DATE_WINDOW_DAYS", "3650")
+
+
 async def finalised_invoice(store_url: str, config: Path) -> None:
     """Invoice 1 for ACME's October: issued 1 Nov, 14 days' terms, so due 15 Nov; 184.21 EUR (test_billing's)."""
     await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 50, mono=100, color=20), "KY1")
