@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 
 from daemon.metrics import Metrics
@@ -28,6 +29,18 @@ def _no_ambient_meterd_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's METERD_* variables must not leak into what a test configures."""
     for name in [n for n in os.environ if n.startswith("METERD_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_restored() -> Iterator[None]:
+    """A test that configures logging (a daemon does at start) must not filter what a later one captures.
+
+    With the suite spread over worker processes, which test ran before in the same process varies: a level
+    filter left behind by one made `capture_logs` in another see nothing.
+    """
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
