@@ -98,6 +98,11 @@ class MqttForwarder:
             try:
                 await self._forward(client, outbox)
             except* StorageError as errors:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # Stopping: the cancel broke a store call mid-way, and a TaskGroup (3.11) reported only
+                    # that failure. The cancel must go on, or the daemon waits out its stop for this task.
+                    raise asyncio.CancelledError from None
                 # The outbox is the local store: if it fails, nothing is lost by waiting.
                 log.error("outbox_unreadable", error=str(errors.exceptions[0]))  # noqa: TRY400 - one line
                 await asyncio.sleep(self._backoff.next_delay())

@@ -15,7 +15,9 @@ from collectors import wire
 from daemon import app as app_module
 from daemon.app import Daemon
 from daemon.cli import IngestCounts, ingest_file
+from daemon.errors import StorageError
 from daemon.metrics import Metrics
+from daemon.mqtt import StoreOutbox, build_forwarder
 from daemon.pipeline import Pipeline
 from daemon.scheduler import Job
 from daemon.settings import Settings, load
@@ -260,3 +262,42 @@ async def test_an_agent_confirmed_by_the_broker_forgets_at_the_puback(
         await wait_for(drained)
     agent.request_stop()
     await asyncio.wait_for(agent_task, 20)
+
+
+async def test_a_forwarder_stopped_during_a_store_call_stops_at_once(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The stop's cancel can break a store call, which then fails as a StorageError (in a TaskGroup on 3.11
+    that is all it reports). The forwarder must still end: seen in the suite as a daemon taking its whole
+    stop grace, the forwarder retrying the store after its cancel."""
+    site = f"t{uuid.uuid4().hex[:10]}"
+    settings = agent_settings(write_config, tmp_path, site)
+    entered = asyncio.Event()
+
+    class BrokenByTheCancel:
+        """The daemon's outbox, whose first call is under way when the stop comes and fails because of it."""
+
+        def __init__(self, outbox: StoreOutbox) -> None:
+            self._outbox = outbox
+
+        async def epoch(self) -> str:
+            entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise StorageError("store operation 'outbox epoch' failed: the connection was invalidated") from None
+            return await self._outbox.epoch()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._outbox, name)
+
+    async with Store.open(settings.database_url) as store:
+        forwarder = build_forwarder(settings, Metrics())
+        task = asyncio.create_task(forwarder.run(BrokenByTheCancel(StoreOutbox(store, Metrics()))))  # type: ignore[arg-type]
+        await asyncio.wait_for(entered.wait(), 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            task.cancel()  # one more try; a forwarder that swallows cancels is not awaited again
+        assert done, "the forwarder went on after its cancel"
+        assert task.cancelled()
