@@ -20,9 +20,9 @@ cartridge; replacement detection recall and precision (match within a day).
 from __future__ import annotations
 
 import argparse
-from bisect import bisect_right
 import sys
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,7 +58,7 @@ class Device:
 
 def _device(n: int, days: int, rng: np.random.Generator) -> Device:
     roll = rng.random()
-    step = None if roll < 0.1 else (10 if roll < 0.55 else 1)  # noqa: PLR2004 - the fleet's mix
+    step = None if roll < 0.1 else (10 if roll < 0.55 else 1)
     device = Device(f"D{n:04d}", step)
     weekday_pages = rng.lognormal(np.log(120), 0.6)
     # Coverage and cartridge size vary by device; a dealer fits cartridges to volume, so one lasts 30 to 120 days.
@@ -70,9 +70,9 @@ def _device(n: int, days: int, rng: np.random.Generator) -> Device:
     for hour in range(days * 24):
         at = START + timedelta(hours=hour)
         if at.hour == 0:  # a day's plan
-            base = weekday_pages if at.weekday() < 5 else weekday_pages / 10  # noqa: PLR2004 - weekdays
+            base = weekday_pages if at.weekday() < 5 else weekday_pages / 10
             day_pages = rng.poisson(base * rng.uniform(0.6, 1.4))
-        working = 8 <= at.hour < 18  # noqa: PLR2004 - office hours
+        working = 8 <= at.hour < 18
         pages = int(rng.binomial(day_pages, 0.1)) if working else 0
         total += pages
         if true_level > 0:
@@ -82,9 +82,9 @@ def _device(n: int, days: int, rng: np.random.Generator) -> Device:
                 device.truth[-1].empty_at = at
                 pending_replacement = at + timedelta(hours=float(rng.uniform(2, 48)))
         current = device.truth[-1]
-        early = rng.random() < 0.2 / 24 / 3 and 5 <= true_level <= 25 and current.replaced_at is None  # noqa: PLR2004
+        early = rng.random() < 0.2 / 24 / 3 and 5 <= true_level <= 25 and current.replaced_at is None
         if early or (pending_replacement is not None and at >= pending_replacement):
-            refill = not early and rng.random() < 0.1  # noqa: PLR2004 - a tenth are refilled
+            refill = not early and rng.random() < 0.1
             current.replaced_at = at
             true_level = rng.uniform(50, 80) if refill else 100.0
             device.truth.append(Truth(at, first=False))
@@ -121,13 +121,21 @@ def _history_until(device: Device, moment: datetime) -> tuple[list[Level], PageC
 def _score_device(device: Device, days: int, score: Score) -> None:
     if device.step is None:
         return  # no level, no forecast: listed as such, not scored
+    _score_replacements(device, score)
+    _score_forecasts(device, score)
+    _score_alerts(device, days, score)
+
+
+def _score_replacements(device: Device, score: Score) -> None:
     detected = [c.installed_at for c in cartridges(device.levels) if c.replaced]
     true = [t.installed_at for t in device.truth if not t.first]
     score.true_replacements += len(true)
     score.found += sum(any(abs(d - t) <= timedelta(days=1) for d in detected) for t in true)
     score.detected += len(detected)
     score.correct_detections += sum(any(abs(d - t) <= timedelta(days=1) for t in true) for d in detected)
-    end = START + timedelta(days=days)
+
+
+def _score_forecasts(device: Device, score: Score) -> None:
     for truth in device.truth:
         moment = truth.empty_at - timedelta(days=14) if truth.empty_at is not None else START
         if moment > max(START + timedelta(days=28), truth.installed_at):
@@ -138,7 +146,12 @@ def _score_device(device: Device, days: int, score: Score) -> None:
             if result.empty_on is not None:
                 error = (result.empty_on - truth.empty_at.date()).days
                 score.errors.append(error)
-                score.within += abs(error) <= 3  # noqa: PLR2004 - the target's window
+                score.within += abs(error) <= 3
+
+
+def _score_alerts(device: Device, days: int, score: Score) -> None:
+    """Alerts checked daily at 07:00, one open alert per (detected) cartridge until its replacement is seen."""
+    end = START + timedelta(days=days)
     # Alerts: checked daily at 07:00, one open alert per (detected) cartridge until its replacement is seen.
     open_for: set[datetime] = set()
     raised: dict[datetime, datetime] = {}  # the cartridge's installed_at (as detected) -> first alert
@@ -181,7 +194,7 @@ def main(options: argparse.Namespace) -> None:
     errors = np.array(score.errors)
     print(f"{options.devices} devices ({unknown} report no level), {options.days} days, seed {options.seed}, "
           f"{elapsed:.0f} s")  # fmt: skip
-    print(f"| measure | value | target |\n|---|---|---|")
+    print("| measure | value | target |\n|---|---|---|")
     print(f"| forecasts within ±3 days at 14 days before empty | {score.within / score.scored:.3f} "
           f"({score.within}/{score.scored}) | ≥ 0.85 |")  # fmt: skip
     print(f"| median / 90th-percentile absolute error, days | {np.median(np.abs(errors)):.1f} / "

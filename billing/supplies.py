@@ -134,7 +134,7 @@ class PageCounter:
             if midnight - timedelta(days=d) >= first
         ]
         daily = {day: self.at(day + timedelta(days=1)) - self.at(day) for day in whole}
-        weekly = len(whole) >= 2 * 7  # noqa: PLR2004 - every weekday twice
+        weekly = len(whole) >= 2 * 7
         by_weekday = [[pages for day, pages in daily.items() if day.weekday() == w] for w in range(7)]
         profile = tuple(sum(p) / len(p) if weekly and p else rate for p in by_weekday)
         residuals = [pages - profile[day.weekday()] for day, pages in daily.items()]
