@@ -18,6 +18,7 @@ averages out).
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,21 @@ _MIN_SPAN: Final = 10  # ... and the points they must span, else the previous ca
 _DAY_S: Final = 86_400.0
 RELATIVE_FLOOR: Final = 0.12  # the least relative uncertainty of days to empty (bench/supplies_eval.py)
 DUE_MARGIN: Final = 3.0  # standard deviations of the empty date a replenishment is due before it
+
+
+# prtMarkerSuppliesDescription as printers send it (shared/walks, LibreNMS and PrintMaster recordings):
+# "Black Cartridge HP CF217A", "TK-3190", "Black Ink Cartridge SJIC35P-BK", "Canon Cartridge 719/719H",
+# "Black Toner, PN 006R01509;SN48178080E0000481". A part number is an upper-case token with a digit.
+_PN: Final = re.compile(r"\bPN\s*([A-Z0-9][A-Z0-9-]+)")
+_TOKEN: Final = re.compile(r"(?<![\w-])(?=[A-Z0-9/-]*\d)(?=[A-Z0-9/-]*[A-Z])[A-Z0-9][A-Z0-9/-]{3,}(?![\w-])")
+
+
+def part_number(description: str) -> str | None:
+    """The part number a supply's description carries, if any ("Black Cartridge HP CF217A" -> "CF217A")."""
+    if tagged := _PN.search(description):
+        return tagged.group(1)
+    found = _TOKEN.findall(description)
+    return found[-1] if found else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from daemon.receivables_commands import add_receivables_parsers
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
+from daemon.supplies_commands import add_supplies_parsers
 from daemon.user_commands import add_user_parsers
 
 EXIT_OK: Final = 0
@@ -143,6 +144,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_poll_parser(sub, common)
     add_discover_parser(sub, common)
     add_anomaly_parsers(sub, common)
+    add_supplies_parsers(sub, common)
     add_billing_parsers(sub, common)
     add_user_parsers(sub, common)
     add_backup_parsers(sub, common)

@@ -14,17 +14,41 @@ show its level: the one case where read-back levels are those of a later poll of
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from collectors.base import Reading, Supply
-from daemon.storage.models import SupplyLevel
+from billing.supplies import (
+    Cartridge,
+    Forecast,
+    Level,
+    PageCounter,
+    Yield,
+    cartridges,
+    forecast,
+    part_number,
+    replenishment_due,
+    yields,
+)
+from collectors.base import Meter, Reading, Supply
+from daemon.storage.models import (
+    AssignmentRow,
+    CustomerRow,
+    Device,
+    ReadingRow,
+    SiteRow,
+    SupplyAlertRow,
+    SupplyLevel,
+)
+
+if TYPE_CHECKING:
+    from daemon.storage.repository import Store
 
 HEARTBEAT: Final = timedelta(days=1)
 _CHUNK: Final = 1000  # devices per IN (...): far below SQLite's bound-parameter limit
@@ -141,3 +165,175 @@ async def _first_seen(conn: AsyncConnection, device_ids: set[int]) -> dict[tuple
         )
         order.update({(device_id, name): first for device_id, name, first in await conn.execute(stmt)})
     return order
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyStatus:
+    """One supply of one device now: its cartridge, forecast, whether it is due, and its open alert."""
+
+    device: str
+    site: str
+    customer: str | None
+    customer_name: str | None
+    address: str | None
+    model: str | None
+    supply: str
+    kind: str
+    color: str | None
+    part_number: str | None
+    cartridge_since: datetime
+    replaced: bool  # the cartridge was seen going in (cartridge_since is its replacement's date)
+    forecast: Forecast
+    due: bool
+    alert_raised_at: datetime | None  # the open alert's
+    yields: tuple[Yield, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyPolicy:
+    lead_days: int
+    low_percent: int
+    history_days: int
+    short_yield: float
+    yields: dict[str, int]
+
+
+class SupplyStore:
+    """Forecasts per supply and the replenishment alerts, over the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def report(self, policy: SupplyPolicy, now: datetime) -> list[SupplyStatus]:
+        """Every supply with a level history: its forecast and its open alert, by site, device and supply."""
+        return await self._store.guard(self._report(policy, now), "read supply forecasts")
+
+    async def refresh_alerts(self, policy: SupplyPolicy, now: datetime) -> list[SupplyStatus]:
+        """Raise an alert for each due cartridge without one; close those whose cartridge was replaced.
+
+        One alert per cartridge (device, supply, the reading that saw it go in): a cartridge stays
+        due every poll until it is replaced, and its alert is raised once. Returns the new ones.
+        """
+        return await self._store.guard(self._refresh(policy, now), "refresh replenishment alerts")
+
+    async def _refresh(self, policy: SupplyPolicy, now: datetime) -> list[SupplyStatus]:
+        statuses = await self._report(policy, now)
+        alerts = SupplyAlertRow.__table__
+        raised = []
+        async with self._store.engine.begin() as conn:
+            ids = dict((await conn.execute(select(Device.key, Device.id))).all())
+            for status in statuses:
+                device_id = ids[status.device]
+                if status.replaced:  # an alert for a cartridge before this one is done with
+                    mine = (alerts.c.device_id == device_id) & (alerts.c.name == status.supply)
+                    await conn.execute(
+                        update(SupplyAlertRow)
+                        .where(mine, alerts.c.closed_at.is_(None), alerts.c.cartridge_since < status.cartridge_since)
+                        .values(closed_at=status.cartridge_since)
+                    )
+                if status.due and status.alert_raised_at is None:
+                    row = {"device_id": device_id, "name": status.supply, "cartridge_since": status.cartridge_since,
+                           "raised_at": now, "level_percent": status.forecast.level,
+                           "empty_on": status.forecast.empty_on, "reason": _reason(status, policy)}  # fmt: skip
+                    inserted = await conn.execute(
+                        self._store.dialect.insert(alerts).on_conflict_do_nothing().returning(alerts.c.id), [row]
+                    )
+                    if inserted.first() is not None:
+                        raised.append(dataclasses.replace(status, alert_raised_at=now))
+        return raised
+
+    async def _report(self, policy: SupplyPolicy, now: datetime) -> list[SupplyStatus]:
+        since = now - timedelta(days=policy.history_days)
+        async with self._store.engine.connect() as conn:
+            devices = {row.id: row for row in await conn.execute(select(Device))}
+            owners = await _customers(conn, now.date())
+            levels: dict[tuple[int, str], list[tuple[datetime, str, str | None, int | None]]] = {}
+            stmt = (
+                select(SupplyLevel.device_id, SupplyLevel.name, SupplyLevel.taken_at, SupplyLevel.kind,
+                       SupplyLevel.color, SupplyLevel.level_percent)
+                .where(SupplyLevel.taken_at >= since, SupplyLevel.taken_at <= now)
+                .order_by(SupplyLevel.taken_at, SupplyLevel.id)
+            )  # fmt: skip
+            for device_id, name, taken_at, kind, color, level in await conn.execute(stmt):
+                levels.setdefault((device_id, name), []).append((taken_at, kind, color, level))
+            totals: dict[int, list[tuple[datetime, int]]] = {}
+            stmt_totals = (
+                select(ReadingRow.device_id, ReadingRow.taken_at, ReadingRow.value)
+                .where(ReadingRow.meter == Meter.TOTAL.value, ReadingRow.taken_at >= since, ReadingRow.taken_at <= now)
+                .order_by(ReadingRow.taken_at)
+            )
+            for device_id, taken_at, value in await conn.execute(stmt_totals):
+                totals.setdefault(device_id, []).append((taken_at, value))
+            open_alerts = {
+                (device_id, name): (since_at, raised_at)
+                for device_id, name, since_at, raised_at in await conn.execute(
+                    select(
+                        SupplyAlertRow.device_id,
+                        SupplyAlertRow.name,
+                        SupplyAlertRow.cartridge_since,
+                        SupplyAlertRow.raised_at,
+                    ).where(SupplyAlertRow.closed_at.is_(None))
+                )
+            }
+        out = []
+        for (device_id, name), rows in levels.items():
+            device = devices[device_id]
+            counter = PageCounter(totals.get(device_id, []))
+            history = cartridges([Level(at, level) for at, _, _, level in rows])
+            current = history[-1]
+            result = forecast(current, counter, now, previous=history[-2] if len(history) > 1 else None)
+            part = part_number(name)
+            nominal = policy.yields.get(part) if part else None
+            customer = owners.get(device.key) or owners.get(f"site:{device.site}")
+            out.append(
+                SupplyStatus(
+                    device=device.key, site=device.site, customer=customer[0] if customer else None,
+                    customer_name=customer[1] if customer else None, address=device.address, model=device.model,
+                    supply=name, kind=rows[-1][1], color=rows[-1][2], part_number=part,
+                    cartridge_since=current.installed_at, replaced=current.replaced, forecast=result,
+                    due=replenishment_due(result, now.date(), lead_days=policy.lead_days,
+                                          low_percent=policy.low_percent),
+                    alert_raised_at=_open_alert(open_alerts.get((device_id, name)), current),
+                    yields=tuple(yields(history, counter, nominal=nominal, short_share=policy.short_yield)) if counter
+                    else (),
+                )
+            )  # fmt: skip
+        return sorted(out, key=lambda s: (s.site, s.device, s.supply))
+
+
+def _open_alert(alert: tuple[datetime, datetime] | None, current: Cartridge) -> datetime | None:
+    """When the open alert was raised, if it is this cartridge's.
+
+    A cartridge that was in the device when the history window begins has no date of its own
+    (its start moves with the window): an open alert is then its.
+    """
+    if alert is None:
+        return None
+    since, raised_at = alert
+    return raised_at if not current.replaced or since >= current.installed_at else None
+
+
+def _reason(status: SupplyStatus, policy: SupplyPolicy) -> str:
+    level = status.forecast.level
+    if level is not None and level <= policy.low_percent:
+        return f"level {level} % <= {policy.low_percent} %"
+    return f"empty by {status.forecast.empty_on} (lead {policy.lead_days} days)"
+
+
+async def _customers(conn: AsyncConnection, today: date) -> dict[str, tuple[str, str]]:
+    """Customer (code, name) per device key (its open assignment) and per ``site:<name>`` (the site's customer)."""
+    out: dict[str, tuple[str, str]] = {}
+    by_site = select(SiteRow.name, CustomerRow.code, CustomerRow.legal_name).join(
+        CustomerRow, CustomerRow.id == SiteRow.customer_id
+    )
+    for site, code, name in await conn.execute(by_site):
+        out[f"site:{site}"] = (code, name)
+    held = (
+        select(Device.key, CustomerRow.code, CustomerRow.legal_name)
+        .join(AssignmentRow, AssignmentRow.device_id == Device.id)
+        .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
+        .where(AssignmentRow.valid_from <= today, (AssignmentRow.valid_to.is_(None)) | (AssignmentRow.valid_to > today))
+    )
+    for key, code, name in await conn.execute(held):
+        out[key] = (code, name)
+    return out

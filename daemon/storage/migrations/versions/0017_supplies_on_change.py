@@ -1,4 +1,4 @@
-"""Supply history compacted to its changes plus a daily heartbeat per cartridge (issue 23).
+"""Supply history compacted to its changes plus a daily heartbeat per cartridge; replenishment alerts (issue 23).
 
 A row is dropped only when its cartridge's kept row before it has the same kind, colour and
 level and is less than a day older: the rule daemon/storage/supplies.py applies to new readings
@@ -40,6 +40,28 @@ supplies = sa.table(
 
 
 def upgrade() -> None:
+    op.create_table(
+        "supply_alerts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("device_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(256), nullable=False),
+        sa.Column("cartridge_since", UTCDateTime(), nullable=False),
+        sa.Column("raised_at", UTCDateTime(), nullable=False),
+        sa.Column("level_percent", sa.SmallInteger(), nullable=True),
+        sa.Column("empty_on", sa.Date(), nullable=True),
+        sa.Column("reason", sa.String(64), nullable=False),
+        sa.Column("closed_at", UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(["device_id"], ["devices.id"], name="fk_supply_alerts_device_id_devices"),
+        sa.PrimaryKeyConstraint("id", name="pk_supply_alerts"),
+        sa.UniqueConstraint(
+            "device_id", "name", "cartridge_since", name="uq_supply_alerts_device_id_name_cartridge_since"
+        ),
+    )
+    op.create_index("ix_supply_alerts_closed_at", "supply_alerts", ["closed_at"])
+    _compact()
+
+
+def _compact() -> None:
     bind = op.get_bind()
     c = supplies.c
     rows = bind.execute(
@@ -60,4 +82,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Nothing to undo in the schema; the dropped rows were copies of the row before them."""
+    """The alerts go; the dropped supply rows were copies of the row before them and stay gone."""
+    op.drop_index("ix_supply_alerts_closed_at", table_name="supply_alerts")
+    op.drop_table("supply_alerts")
