@@ -110,6 +110,7 @@ class Score:
     detected: int = 0
     correct_detections: int = 0
     errors: list[float] = field(default_factory=list)
+    notice_days: list[float] = field(default_factory=list)  # alert to true empty, for the cartridges that ran empty
 
 
 def _history_until(device: Device, moment: datetime) -> tuple[list[Level], PageCounter]:
@@ -178,6 +179,8 @@ def _score_alerts(device: Device, days: int, score: Score) -> None:
         alert = next((at for key, at in raised.items() if abs(key - truth.installed_at) <= timedelta(days=1)), None)
         if truth.first and alert is None:
             alert = raised.get(START)
+        if alert is not None:
+            score.notice_days.append((truth.empty_at - alert).total_seconds() / 86_400)
         if alert is not None and alert <= truth.empty_at - timedelta(days=LEAD_DAYS):
             score.alerted_in_time += 1
 
@@ -203,6 +206,8 @@ def main(options: argparse.Namespace) -> None:
         f"| alerts raised ≥ {LEAD_DAYS} days before empty (recall) | "
         f"{score.alerted_in_time / score.ran_empty:.3f} ({score.alerted_in_time}/{score.ran_empty}) | 1.0 |"
     )
+    print(f"| notice: alert to empty, median / 10th percentile, days | {np.median(score.notice_days):.1f} / "
+          f"{np.percentile(score.notice_days, 10):.1f} | ≥ {LEAD_DAYS} |")  # fmt: skip
     print(f"| alerts per cartridge | {score.alerts / score.cartridges:.3f} ({score.alerts}/{score.cartridges}) "
           "| ≤ 1 |")  # fmt: skip
     print(f"| replacement detection recall | {score.found / score.true_replacements:.3f} "
