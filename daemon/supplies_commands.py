@@ -54,11 +54,7 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_due(args: argparse.Namespace, settings: Settings) -> int:
     found = await _statuses(settings)
     rows = replenishment_rows(found)
-    if args.format == "json":
-        json.dump([dict(zip(REPLENISHMENT_HEADER, row, strict=True)) for row in rows], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    print_rows(args.format, REPLENISHMENT_HEADER, rows, title=f"{len(rows)} cartridges to ship")
+    _print(args.format, REPLENISHMENT_HEADER, rows, title=f"{len(rows)} cartridges to ship")
     return 0
 
 
@@ -72,9 +68,14 @@ async def cmd_yields(args: argparse.Namespace, settings: Settings) -> int:
         for s in found
         for y in s.yields
     ]  # fmt: skip
-    if args.format == "json":
+    _print(args.format, header, rows, title=f"{len(rows)} cartridges replaced")
+    return 0
+
+
+def _print(fmt: str, header: list[str], rows: list[list[str]], *, title: str) -> None:
+    """A table, CSV, or JSON objects keyed by the header."""
+    if fmt == "json":
         json.dump([dict(zip(header, row, strict=True)) for row in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return 0
-    print_rows(args.format, header, rows, title=f"{len(rows)} cartridges replaced")
-    return 0
+        return
+    print_rows(fmt, header, rows, title=title)

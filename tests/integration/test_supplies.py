@@ -79,3 +79,18 @@ def test_the_replenishment_list_names_the_device_and_part_number_as_csv(
     assert [(r["device"], r["site"], r["supply"], r["part_number"]) for r in rows] == [
         ("VNCRC48198", "acme-hq", "Black Cartridge HP CF217A", "CF217A")
     ]
+
+
+async def test_a_low_cartridge_seen_from_the_start_keeps_one_alert_as_the_history_window_moves(store_url: str) -> None:
+    # No replacement in sight: the cartridge's start is the history window's first reading, which moves each day.
+    settings = Settings.model_validate({"supplies": {"history_days": 28}})
+    polls = [reading(reading_id=f"l{h}", minutes=60 * h, total=10_000 + 4 * h, toner=8) for h in range(33 * 24)]
+    raised = []
+    async with Store.open(store_url) as store:
+        await _store(store, polls)
+        for day in (29, 30, 32):
+            raised += await refresh_supply_alerts(store, settings, T0 + timedelta(days=day, hours=7))
+        async with store.engine.connect() as conn:
+            alerts = (await conn.execute(select(SupplyAlertRow.id))).all()
+    assert [s.forecast.level for s in raised] == [8]
+    assert len(alerts) == 1
