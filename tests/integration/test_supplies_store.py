@@ -7,8 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select
 
+from billing.anomalies import DetectorSettings
+from billing.anomalies.engine import detect_new
 from collectors.base import Reading, Supply
 from daemon.storage import migrate
+from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.models import Device, ReadingRow, SupplyLevel
 from daemon.storage.repository import Store
 from tests.factories import T0, reading
@@ -124,3 +127,21 @@ def _supply_row(r: Reading, device: int) -> dict[str, object]:
     s = r.supplies[0]
     return {"reading_id": r.id, "device_id": device, "taken_at": r.taken_at_utc, "name": s.name, "kind": s.kind,
             "color": s.color, "level_percent": s.level_percent}  # fmt: skip
+
+
+async def test_toner_that_drops_once_while_the_total_stands_still_is_still_found_from_compacted_levels(
+    store_url: str,
+) -> None:
+    # 60 %, unchanged (its last row the heartbeat at hour 48), then one drop to 50 % while the total stood still:
+    # no row of the stand-still shows the 60 it fell from.
+    start = T0 + timedelta(hours=50)
+    polls = [reading(reading_id=f"b{h}", minutes=60 * h, total=7_000 + 50 * h, toner=60) for h in range(50)]
+    polls += [reading(reading_id=f"s{h}", at=start, minutes=60 * h, total=9_400, toner=60 if h < 10 else 50)
+              for h in range(11)]  # fmt: skip
+    async with Store.open(store_url) as store:
+        await store.store(polls, now=NOW)
+        anomalies = AnomalyStore(store)
+        created = await detect_new(anomalies, DetectorSettings(), now=start + timedelta(hours=10, minutes=5),
+                                   poll_interval_s=3600)  # fmt: skip
+    found = [a for a in created if a.kind == "uncounted"]
+    assert [(f.evidence["level_from"], f.evidence["level_to"]) for f in found] == [(60, 50)]
