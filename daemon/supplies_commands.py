@@ -28,7 +28,7 @@ def add_supplies_parsers(
     )
     for name, handler, text in (
         ("list", cmd_list, "every supply: level, days to empty, expected empty date ± days"),
-        ("due", cmd_due, "the replenishment list: cartridges with an open alert, to ship in one batch"),
+        ("due", cmd_due, "the replenishment list: cartridges due or with an open alert, to ship in one batch"),
         ("yields", cmd_yields, "pages per cartridge from replacement to replacement; short ones flagged"),
     ):
         command = supplies.add_parser(name, parents=[common], help=text)

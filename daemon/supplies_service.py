@@ -39,8 +39,8 @@ def _days(value: float | None) -> str:
 
 
 def replenishment_rows(statuses: list[SupplyStatus]) -> list[list[str]]:
-    """The cartridges to ship (an open alert), in REPLENISHMENT_HEADER's order, by customer and site."""
-    due = sorted((s for s in statuses if s.alert_raised_at is not None),
+    """The cartridges to ship (due now, or an open alert), in REPLENISHMENT_HEADER's order, by customer and site."""
+    due = sorted((s for s in statuses if s.due or s.alert_raised_at is not None),
                  key=lambda s: (s.customer or "", s.site, s.device, s.supply))  # fmt: skip
     return [
         [s.device, s.customer or "", s.customer_name or "", s.site, s.address or "", s.model or "", s.supply,

@@ -89,7 +89,7 @@ async def supplies(
 @router.get(
     "/supplies/replenishment",
     tags=["devices"],
-    summary="the cartridges to ship: one open alert per cartridge until it is replaced (JSON or CSV)",
+    summary="the cartridges to ship: due now, or with an alert still open (one per cartridge until replaced)",
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 async def replenishment(
