@@ -519,6 +519,9 @@ class SuppliesSettings(_Section):
     yields: dict[str, int] = Field(
         default_factory=dict, description="nominal pages per part number (as in the supply's name), e.g. CF217A = 1600"
     )
+    sites: dict[Site, dict[Literal["lead_days", "low_percent"], Annotated[int, Field(ge=0, le=120)]]] = Field(
+        default_factory=dict, description="per site: lead_days and low_percent that differ from the ones above"
+    )
 
 
 class Settings(_Section):

@@ -20,8 +20,10 @@ FORECAST_HEADER = ["device", "site", "supply", "level", "pages_per_day", "days_l
 
 def supply_policy(settings: Settings) -> SupplyPolicy:
     s = settings.supplies
+    sites = {name: (own.get("lead_days", s.lead_days), own.get("low_percent", s.low_percent))
+             for name, own in s.sites.items()}  # fmt: skip
     return SupplyPolicy(lead_days=s.lead_days, low_percent=s.low_percent, history_days=s.history_days,
-                        short_yield=s.short_yield, yields=dict(s.yields))  # fmt: skip
+                        short_yield=s.short_yield, yields=dict(s.yields), sites=sites)  # fmt: skip
 
 
 async def refresh_supply_alerts(store: Store, settings: Settings, now: datetime) -> list[SupplyStatus]:

@@ -196,6 +196,11 @@ class SupplyPolicy:
     history_days: int
     short_yield: float
     yields: dict[str, int]
+    sites: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # site -> its (lead, low)
+
+    def due_knobs(self, site: str) -> tuple[int, int]:
+        """(lead_days, low_percent) for a device at ``site``: the site's own, else the fleet's."""
+        return self.sites.get(site, (self.lead_days, self.low_percent))
 
 
 class SupplyStore:
@@ -291,8 +296,8 @@ class SupplyStore:
                     customer_name=customer[1] if customer else None, address=device.address, model=device.model,
                     supply=name, kind=rows[-1][1], color=rows[-1][2], part_number=part,
                     cartridge_since=current.installed_at, replaced=current.replaced, forecast=result,
-                    due=replenishment_due(result, now.date(), lead_days=policy.lead_days,
-                                          low_percent=policy.low_percent),
+                    due=replenishment_due(result, now.date(), lead_days=policy.due_knobs(device.site)[0],
+                                          low_percent=policy.due_knobs(device.site)[1]),
                     alert_raised_at=_open_alert(open_alerts.get((device_id, name)), current),
                     yields=tuple(yields(history, counter, nominal=nominal, short_share=policy.short_yield)) if counter
                     else (),
@@ -314,10 +319,10 @@ def _open_alert(alert: tuple[datetime, datetime] | None, current: Cartridge) -> 
 
 
 def _reason(status: SupplyStatus, policy: SupplyPolicy) -> str:
-    level = status.forecast.level
-    if level is not None and level <= policy.low_percent:
-        return f"level {level} % <= {policy.low_percent} %"
-    return f"empty by {status.forecast.empty_on} (lead {policy.lead_days} days)"
+    level, (lead_days, low_percent) = status.forecast.level, policy.due_knobs(status.site)
+    if level is not None and level <= low_percent:
+        return f"level {level} % <= {low_percent} %"
+    return f"empty by {status.forecast.empty_on} (lead {lead_days} days)"
 
 
 async def _customers(conn: AsyncConnection, today: date) -> dict[str, tuple[str, str]]:

@@ -94,3 +94,13 @@ async def test_a_low_cartridge_seen_from_the_start_keeps_one_alert_as_the_histor
             alerts = (await conn.execute(select(SupplyAlertRow.id))).all()
     assert [s.forecast.level for s in raised] == [8]
     assert len(alerts) == 1
+
+
+async def test_a_site_with_its_own_lead_time_is_judged_by_it(store_url: str) -> None:
+    now = T0 + timedelta(days=36, hours=7)  # about 4 days left: due with the fleet's 10 days of lead
+    near = Settings.model_validate({"supplies": {"sites": {"acme-hq": {"lead_days": 0, "low_percent": 0}}}})
+    async with Store.open(store_url) as store:
+        await _store(store, _month(0, 37))
+        [fleet] = await SupplyStore(store).report(supply_policy(Settings()), now)
+        [own] = await SupplyStore(store).report(supply_policy(near), now)
+    assert (fleet.due, own.due) == (True, False)
