@@ -41,6 +41,7 @@ from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, 
 from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
+from daemon.supplies_commands import add_supplies_parsers
 from daemon.user_commands import add_user_parsers
 
 EXIT_OK: Final = 0
@@ -160,6 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_poll_parser(sub, common)
     add_discover_parser(sub, common)
     add_anomaly_parsers(sub, common)
+    add_supplies_parsers(sub, common)
     add_billing_parsers(sub, common)
     add_user_parsers(sub, common)
     add_backup_parsers(sub, common)

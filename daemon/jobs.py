@@ -16,6 +16,7 @@ from daemon.polling import PollRound
 from daemon.scheduler import Job
 from daemon.settings import Settings
 from daemon.storage.repository import Store
+from daemon.supplies_service import refresh_supply_alerts
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,12 @@ def build_jobs(
     if settings.anomalies.enabled:
         detection = AnomalyJob(settings, store, metrics, utc_now)
         jobs.append(Job("anomalies", settings.anomalies.interval_s, detection.run))
+    if settings.supplies.enabled:
+
+        async def supplies() -> None:
+            await refresh_supply_alerts(store, settings, utc_now())
+
+        jobs.append(Job("supplies", settings.supplies.interval_s, supplies))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
     return jobs + office_jobs(settings, store)
 

@@ -528,6 +528,25 @@ class NotifySettings(_Section):
         return self
 
 
+class SuppliesSettings(_Section):
+    """Replenishment: when a cartridge is due, and the nominal yields its pages are judged by."""
+
+    enabled: bool = True
+    interval_s: int = Field(default=3600, ge=60, le=86_400, description="how often forecasts and alerts are refreshed")
+    lead_days: int = Field(default=10, ge=0, le=120, description="due when the forecast empty date is this close")
+    low_percent: int = Field(default=10, ge=0, le=100, description="due at or below this level, forecast or not")
+    history_days: int = Field(default=180, ge=28, le=730, description="level and page history the forecasts read")
+    short_yield: float = Field(
+        default=0.6, gt=0, le=1, description="a cartridge below this share of nominal is flagged"
+    )
+    yields: dict[str, int] = Field(
+        default_factory=dict, description="nominal pages per part number (as in the supply's name), e.g. CF217A = 1600"
+    )
+    sites: dict[Site, dict[Literal["lead_days", "low_percent"], Annotated[int, Field(ge=0, le=120)]]] = Field(
+        default_factory=dict, description="per site: lead_days and low_percent that differ from the ones above"
+    )
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -545,6 +564,7 @@ class Settings(_Section):
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
     customers: CustomerSettings = Field(default_factory=CustomerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    supplies: SuppliesSettings = Field(default_factory=SuppliesSettings)
 
     @property
     def backup_dir(self) -> Path:

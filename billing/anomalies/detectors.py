@@ -346,7 +346,10 @@ def uncounted(frame: pd.DataFrame, supplies: pd.DataFrame, settings: DetectorSet
             if last - first < shortest:
                 continue
             mine = levels_of[device]
-            inside = mine[(mine["taken_at"] >= first) & (mine["taken_at"] <= last)].sort_values("taken_at")
+            # Levels are stored when they change: the level at ``first`` is each supply's last row at or before it.
+            before = mine[mine["taken_at"] <= first].sort_values("taken_at").groupby("name", observed=True).tail(1)
+            inside = pd.concat([before, mine[(mine["taken_at"] > first) & (mine["taken_at"] <= last)]])
+            inside = inside.sort_values("taken_at")
             for name, supply in inside.groupby("name", sort=True, observed=True):
                 level = supply["level"].to_numpy(dtype="float64")
                 decline = np.maximum.accumulate(level) - level

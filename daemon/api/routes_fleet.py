@@ -1,4 +1,4 @@
-"""Devices, their readings (JSON or CSV) and the anomaly review queue."""
+"""Devices, their readings (JSON or CSV), their supplies' forecasts and replenishment list, the anomaly queue."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from daemon.review import ACTIONS, QueueItem, acknowledge, acknowledge_kind, res
 from daemon.security.accounts import Principal
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.repository import DeviceRecord
+from daemon.storage.supplies import SupplyStatus, SupplyStore
+from daemon.supplies_service import REPLENISHMENT_HEADER, replenishment_rows, supply_policy
 
 router = APIRouter()
 DeviceReader = Annotated[Principal, requires("devices.read")]
@@ -57,13 +59,48 @@ async def readings(
     found = await context.store.readings(device=device, since=since, until=until)
     chosen = page(found, offset, limit)
     if format == "csv":
-        header, rows = reading_table(chosen.items)
-        text = io.StringIO()
-        write_rows(text, header, rows)
-        return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
-                        headers={"X-Next-Offset": str(chosen.next_offset or "")})  # fmt: skip
+        return _csv(*reading_table(chosen.items), next_offset=chosen.next_offset)
     items = [WireReading.model_validate(wire.encode(r)) for r in chosen.items]
     return Page[WireReading](items=items, offset=offset, limit=limit, next_offset=chosen.next_offset)
+
+
+def _csv(header: list[str], rows: list[list[str]], *, next_offset: int | None = None) -> Response:
+    text = io.StringIO()
+    write_rows(text, header, rows)  # cells a spreadsheet would run as formulas open as text
+    return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"X-Next-Offset": str(next_offset or "")})  # fmt: skip
+
+
+@router.get("/supplies", tags=["devices"], summary="every supply: level, expected empty date ± days, due or not")
+async def supplies(
+    *,
+    _who: DeviceReader,
+    context: Context,
+    device: Annotated[str | None, Query(max_length=128, description="device key: serial, mac:…, addr:…")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[SupplyStatus]:
+    found = await SupplyStore(context.store).report(supply_policy(context.settings), context.clock())
+    return page([s for s in found if device is None or s.device == device], offset, limit)
+
+
+@router.get(
+    "/supplies/replenishment",
+    tags=["devices"],
+    summary="the cartridges to ship: due now, or with an alert still open (one per cartridge until replaced)",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def replenishment(
+    *,
+    _who: DeviceReader,
+    context: Context,
+    format: Literal["json", "csv"] = "json",  # noqa: A002 - the query word
+) -> Any:  # noqa: ANN401 - a list of rows, or a CSV response
+    found = await SupplyStore(context.store).report(supply_policy(context.settings), context.clock())
+    rows = replenishment_rows(found)
+    if format == "csv":
+        return _csv(REPLENISHMENT_HEADER, rows)
+    return [dict(zip(REPLENISHMENT_HEADER, row, strict=True)) for row in rows]
 
 
 @router.get("/anomalies", tags=["anomalies"])

@@ -19,6 +19,7 @@ from daemon.errors import MeterdError
 from daemon.storage.audit import write_audit
 from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.repository import Store
+from daemon.storage.supplies import HEARTBEAT
 
 OPEN: Final = "open"
 ACKNOWLEDGED: Final = "acknowledged"
@@ -410,7 +411,9 @@ class AnomalyStore:
         """Supply levels (SUPPLY_COLUMNS) of the devices in ``readings``, over the time ``readings`` spans."""
         if readings.empty:
             return empty_frame(SUPPLY_COLUMNS)
-        since = pd.Timestamp(readings["taken_at"].min()).to_pydatetime()
+        # A day before: levels are stored when they change, with a row a day, so the level each supply
+        # had when the readings begin is in (see daemon.storage.supplies).
+        since = pd.Timestamp(readings["taken_at"].min()).to_pydatetime() - HEARTBEAT
         stmt = (
             select(Device.key, SupplyLevel.name, SupplyLevel.kind, SupplyLevel.taken_at, SupplyLevel.level_percent)
             .join(Device, Device.id == SupplyLevel.device_id)

@@ -96,6 +96,23 @@ class SupplyLevel(Base):
     level_percent: Mapped[int | None] = mapped_column(SmallInteger)
 
 
+class SupplyAlertRow(Base):
+    """A replenishment due for one cartridge (a supply since it went in): open until its replacement is seen."""
+
+    __tablename__ = "supply_alerts"
+    __table_args__ = (UniqueConstraint("device_id", "name", "cartridge_since"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    name: Mapped[str] = mapped_column(String(256))
+    cartridge_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    level_percent: Mapped[int | None] = mapped_column(SmallInteger)
+    empty_on: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
 class DeadLetter(Base):
     """Input that could not be accepted, kept whole with the reason; the same input again is a repeat."""
 

@@ -15,12 +15,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
+from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.errors import DatabaseUnreachableError, StorageError
 from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
+from daemon.storage.supplies import supplies_as_of, supplies_worth_storing
 from daemon.storage.types import sqlite_time
 
 T = TypeVar("T")
@@ -178,17 +179,19 @@ class Store:
             if elsewhere:
                 readings = [r for r in readings if sites.get(r.device.key, (0, None))[1] == r.site]
             device_ids = {key: ident for key, (ident, _) in sites.items()}
+            news = await supplies_worth_storing(conn, readings, device_ids)
             new_ids: set[str] = set()
             values = 0
             # Rows built and inserted a slice at a time, in the one transaction: a 10,000-printer
             # round would otherwise hold 100,000 row dicts (and the driver's copies) at once.
             for start in range(0, len(readings), _READINGS_PER_INSERT):
                 part = readings[start : start + _READINGS_PER_INSERT]
-                inserted, meter_values = await self._insert_readings(conn, part, device_ids, now)
+                inserted, meter_values = await self._insert_readings(conn, part, device_ids, now, news)
                 new_ids |= inserted
                 values += meter_values
-            # A reading with nothing in it cannot be told from its copy; it counts as stored.
-            empty = {r.id for r in readings if not r.meters and not r.supplies}
+            # A reading with nothing in it cannot be told from its copy; it counts as stored. So does
+            # one of supplies alone that changed nothing (its levels are those of the rows before it).
+            empty = {r.id for r in readings if not r.meters and not any((r.id, s.name) in news for s in r.supplies)}
             if forward is not None:
                 await self._queue(conn, [r for r in readings if r.id in new_ids or r.id in empty], forward, now)
         stored = len(new_ids | empty)
@@ -197,12 +200,17 @@ class Store:
         return StoreOutcome(stored=stored, duplicates=len(readings) - stored, values=values, elsewhere=elsewhere)
 
     async def _insert_readings(
-        self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int], now: datetime
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        device_ids: dict[str, int],
+        now: datetime,
+        news: set[tuple[str, str]],
     ) -> tuple[set[str], int]:
         """Insert the meter and supply rows of ``readings``; return the new readings' ids and the meter rows added."""
         if self.dialect is sqlite:
-            return await _insert_counted(conn, readings, device_ids, now)
-        meter_rows, supply_rows = _row_values(readings, device_ids, now, time=_unchanged)
+            return await _insert_counted(conn, readings, device_ids, now, news)
+        meter_rows, supply_rows = _row_values(readings, device_ids, now, news, time=_unchanged)
         new_ids: set[str] = set()
         values = 0
         if meter_rows:
@@ -482,6 +490,7 @@ class Store:
                 ReadingRow.value,
                 ReadingRow.unit,
                 ReadingRow.derived,
+                ReadingRow.device_id,
             )
             .join(Device, Device.id == ReadingRow.device_id)
             .where(*filters)
@@ -489,7 +498,7 @@ class Store:
         )
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(stmt))
-            supplies = await self._supplies_for(conn, {row[0] for row in rows})
+            supplies = await supplies_as_of(conn, list({row[0]: (row[0], row[12], row[1]) for row in rows}.values()))
         readings = []
         for (reading_id, taken_at, source, site, key, vendor, model, address), group in groupby(
             rows, key=lambda row: row[:8]
@@ -506,27 +515,6 @@ class Store:
                 )
             )
         return readings
-
-    async def _supplies_for(self, conn: AsyncConnection, reading_ids: set[str]) -> dict[str, tuple[Supply, ...]]:
-        if not reading_ids:
-            return {}
-        out: dict[str, list[Supply]] = {}
-        ids = sorted(reading_ids)
-        for start in range(0, len(ids), _DEVICE_CHUNK):
-            stmt = (
-                select(
-                    SupplyLevel.reading_id,
-                    SupplyLevel.name,
-                    SupplyLevel.kind,
-                    SupplyLevel.color,
-                    SupplyLevel.level_percent,
-                )
-                .where(SupplyLevel.reading_id.in_(ids[start : start + _DEVICE_CHUNK]))
-                .order_by(SupplyLevel.id)
-            )
-            for reading_id, name, kind, color, level in await conn.execute(stmt):
-                out.setdefault(reading_id, []).append(Supply(name, kind, color, level))
-        return {k: tuple(v) for k, v in out.items()}
 
     async def maintain(self) -> None:
         """Periodic upkeep: SQLite refreshes its planner statistics and folds the WAL back."""
@@ -579,9 +567,17 @@ _READING_IDS_AFTER: Final = union(
 
 
 def _row_values(
-    readings: Sequence[Reading], device_ids: dict[str, int], now: datetime, *, time: Callable[[datetime], object]
+    readings: Sequence[Reading],
+    device_ids: dict[str, int],
+    now: datetime,
+    news: set[tuple[str, str]],
+    *,
+    time: Callable[[datetime], object],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The meter rows and supply rows of ``readings`` as tuples in ``_METER_COLUMNS`` / ``_SUPPLY_COLUMNS`` order."""
+    """The meter rows and supply rows of ``readings`` as tuples in ``_METER_COLUMNS`` / ``_SUPPLY_COLUMNS`` order.
+
+    Only the supplies in ``news`` (reading id, name) get a row: see daemon.storage.supplies.
+    """
     received_at = time(now)
     meter_rows: list[tuple[Any, ...]] = []
     supply_rows: list[tuple[Any, ...]] = []
@@ -594,7 +590,8 @@ def _row_values(
              address, model)
             for m in r.meters
         ]  # fmt: skip
-        supply_rows += [(reading_id, device_id, taken_at, s.name, s.kind, s.color, s.level_percent) for s in r.supplies]
+        supply_rows += [(reading_id, device_id, taken_at, s.name, s.kind, s.color, s.level_percent)
+                        for s in r.supplies if (reading_id, s.name) in news]  # fmt: skip
     return meter_rows, supply_rows
 
 
@@ -603,7 +600,11 @@ def _unchanged(moment: datetime) -> datetime:
 
 
 async def _insert_counted(
-    conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int], now: datetime
+    conn: AsyncConnection,
+    readings: Sequence[Reading],
+    device_ids: dict[str, int],
+    now: datetime,
+    news: set[tuple[str, str]],
 ) -> tuple[set[str], int]:
     """SQLite: rows in through the driver's executemany; the count it reports says whether every reading was new.
 
@@ -613,12 +614,12 @@ async def _insert_counted(
     readings are new: those with rows past the ids held before (the transaction holds
     SQLite's one write lock, and a new row gets max(rowid) + 1).
     """
-    meter_rows, supply_rows = _row_values(readings, device_ids, now, time=sqlite_time)
+    meter_rows, supply_rows = _row_values(readings, device_ids, now, news, time=sqlite_time)
     last_meter_id, last_supply_id = (await conn.execute(_LAST_ROW_IDS)).one()
     meters_written = await _execute_many(conn, _INSERT_METERS, meter_rows)
     supplies_written = await _execute_many(conn, _INSERT_SUPPLIES, supply_rows)
     if meters_written == len(meter_rows) and supplies_written == len(supply_rows):
-        return {r.id for r in readings if r.meters or r.supplies}, meters_written
+        return {r.id for r in readings if r.meters or any((r.id, s.name) in news for s in r.supplies)}, meters_written
     after = await conn.execute(_READING_IDS_AFTER, {"meter_id": last_meter_id or 0, "supply_id": last_supply_id or 0})
     return set(after.scalars()), meters_written
 

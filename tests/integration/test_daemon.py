@@ -221,4 +221,9 @@ def test_run_once_runs_every_job_and_exits(write_config, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stderr.decode().splitlines()]
     # Every job of a default configuration, once: detection, upkeep, the overdue-invoice reminders.
-    assert [e["job"] for e in events if e["event"] == "job_completed"] == ["anomalies", "maintenance", "reminders"]
+    assert [e["job"] for e in events if e["event"] == "job_completed"] == [
+        "anomalies",
+        "supplies",
+        "maintenance",
+        "reminders",
+    ]

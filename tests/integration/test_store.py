@@ -90,8 +90,10 @@ async def test_a_reading_partly_stored_already_adds_only_its_new_rows(store_url:
         stored = {r.id: r for r in await store.readings()}
     assert (outcome.stored, outcome.duplicates, outcome.values) == (2, 1, 4)
     assert [m.meter for m in stored["r-2"].meters] == [Meter.COLOR]
-    assert [s.name for s in stored["r-2"].supplies] == ["Drum"]
-    assert stored["r-1"] == first
+    # Read back, a reading shows its device's levels as of its time: the toner r-1 stored at that instant too.
+    assert [s.name for s in stored["r-2"].supplies] == ["Black Cartridge HP CF217A", "Drum"]
+    # Both readings of that instant show the device's levels then, the drum r-2 reported among them.
+    assert stored["r-1"] == dataclasses.replace(first, supplies=stored["r-2"].supplies)
     assert stored["r-3"] == untouched
 
 
