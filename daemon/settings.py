@@ -537,13 +537,16 @@ def _fold_notify_smtp(data: Any) -> Any:  # noqa: ANN401 - the raw settings tabl
     if not isinstance(data, dict) or not isinstance(data.get("notify"), dict):
         return data
     notify, mail = dict(data["notify"]), dict(data.get("mail") or {})
+    renamed = []
     for old, new in _NOTIFY_SMTP_KEYS.items():
         if old in notify:
-            warnings.warn(f"notify.{old} is deprecated: write mail.{new}", ConfigDeprecationWarning, stacklevel=2)
+            renamed.append(f"notify.{old} -> mail.{new}")
             mail.setdefault(new, notify.pop(old))
     if "smtp_starttls" in notify:
-        warnings.warn("notify.smtp_starttls is deprecated: write mail.security", ConfigDeprecationWarning, stacklevel=2)
+        renamed.append("notify.smtp_starttls -> mail.security")
         mail.setdefault("security", "starttls" if notify.pop("smtp_starttls") else "none")
+    if renamed:
+        warnings.warn(f"deprecated settings, still read: {', '.join(renamed)}", ConfigDeprecationWarning, stacklevel=2)
     return {**data, "notify": notify, "mail": mail}
 
 

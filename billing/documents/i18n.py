@@ -41,6 +41,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "mail_regards": "Kind regards",
         "mail_reminder_subject": "{seller}: payment reminder for invoice {number}",
         "draft_status": "draft", "finalized_status": "final", "voided_status": "voided",
+        "base_fee": "Base fee",
         "meter.mono": "Mono pages", "meter.color": "Colour pages", "meter.total": "All pages",
     },
     "de": {
@@ -68,6 +69,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "mail_regards": "Mit freundlichen Grüßen",
         "mail_reminder_subject": "{seller}: Zahlungserinnerung zu Rechnung {number}",
         "draft_status": "Entwurf", "finalized_status": "endgültig", "voided_status": "storniert",
+        "base_fee": "Grundgebühr",
         "meter.mono": "Schwarzweiß-Seiten", "meter.color": "Farbseiten", "meter.total": "Seiten gesamt",
     },
     "fr": {
@@ -96,6 +98,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "mail_regards": "Cordialement",
         "mail_reminder_subject": "{seller} : rappel de paiement pour la facture {number}",
         "draft_status": "brouillon", "finalized_status": "définitive", "voided_status": "annulée",
+        "base_fee": "Forfait de base",
         "meter.mono": "Pages noir et blanc", "meter.color": "Pages couleur", "meter.total": "Pages au total",
     },
     "tr": {
@@ -121,6 +124,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "mail_regards": "Saygılarımızla",
         "mail_reminder_subject": "{seller}: {number} numaralı fatura için ödeme hatırlatması",
         "draft_status": "taslak", "finalized_status": "kesin", "voided_status": "iptal",
+        "base_fee": "Sabit ücret",
         "meter.mono": "Siyah-beyaz sayfa", "meter.color": "Renkli sayfa", "meter.total": "Toplam sayfa",
     },
     "zh-Hans": {
@@ -145,6 +149,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "mail_regards": "此致敬礼",
         "mail_reminder_subject": "{seller}：发票 {number} 付款提醒",
         "draft_status": "草稿", "finalized_status": "正式", "voided_status": "已作废",
+        "base_fee": "基本费",
         "meter.mono": "黑白页数", "meter.color": "彩色页数", "meter.total": "总页数",
     },
 }  # fmt: skip

@@ -36,6 +36,7 @@ def invoice_mail(document: Document, pdf: bytes, xml: bytes, seller: dict[str, A
     message = _message(document.buyer.contact_name, document.buyer.email, subject, "mail_invoice", values)
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{number}.pdf")
     message.add_attachment(xml, maintype="application", subtype="xml", filename=f"{number}.xml")
+    message["Content-Language"] = words.language  # after the parts: making them moves Content-* headers down
     return message
 
 
@@ -52,7 +53,8 @@ def _message(name: str, email: str, subject: str, template: str, values: dict[st
     message = EmailMessage()
     message["To"] = formataddr((name, email))
     message["Subject"] = subject
-    message["Content-Language"] = values["words"].language
     message.set_content(_TEMPLATES.get_template(f"{template}.txt.j2").render(values))
     message.add_alternative(_TEMPLATES.get_template(f"{template}.html.j2").render(values), subtype="html")
+    if template != "mail_invoice":  # the invoice's gets it after its attachments
+        message["Content-Language"] = values["words"].language
     return message

@@ -22,7 +22,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from billing.documents.i18n import Words
 from billing.documents.model import Document, Party, percent
-from billing.invoicing import BillingError, InvoiceLine, line_pairs
+from billing.invoicing import BASE_FEE, BillingError, InvoiceLine, line_pairs
 
 ESTIMATED_MARK: Final = "E"
 HELD_MARK: Final = "H"
@@ -118,10 +118,14 @@ def _meta(document: Document, words: Words) -> Table:
 def describe(line: InvoiceLine, words: Words) -> str:
     """A usage line in the customer's words: "Mono pages KY1 2026-10: 3,100 pages, 1,000 included"."""
     detail = line.provenance or {}
-    if not line.meter or not line.device or "pages" not in detail or line.adjustment:
+    if not line.device or line.adjustment:
+        return line.description  # pools and corrections keep the wording the billing run gave them
+    device = f"{line.customer}: {line.device}" if line.description.startswith(f"{line.customer}: ") else line.device
+    if line.kind == BASE_FEE:
+        return f"{words('base_fee')} {device} {line.service.label}"
+    if not line.meter or "pages" not in detail:
         return line.description
     usage = words("usage", pages=words.number(detail["pages"]), included=words.number(detail.get("included", 0)))
-    device = f"{line.customer}: {line.device}" if line.description.startswith(f"{line.customer}: ") else line.device
     return f"{words.meter(line.meter)} {device} {line.service.label}: {usage}"
 
 

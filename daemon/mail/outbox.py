@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.policy import SMTP  # CRLF line ends: smtplib sends bytes as they are
 from email.utils import getaddresses, make_msgid
 from typing import Any, Final
 
@@ -72,7 +73,7 @@ async def queue(
     if not recipients:
         raise MeterdError(f"{key}: no recipient to mail; give the customer's billing contact an email")
     row = {"key": key, "kind": kind, "invoice_id": invoice_id, "reminder_id": reminder_id,
-           "recipients": ",".join(recipients), "subject": str(message["Subject"]), "message": message.as_bytes(),
+           "recipients": ",".join(recipients), "subject": str(message["Subject"]), "message": message.as_bytes(policy=SMTP),
            "message_id": str(message["Message-ID"]), "status": QUEUED, "attempts": 0, "next_attempt_at": now,
            "created_at": now}  # fmt: skip
 
