@@ -73,9 +73,9 @@ async def queue(
     if not recipients:
         raise MeterdError(f"{key}: no recipient to mail; give the customer's billing contact an email")
     row = {"key": key, "kind": kind, "invoice_id": invoice_id, "reminder_id": reminder_id,
-           "recipients": ",".join(recipients), "subject": str(message["Subject"]), "message": message.as_bytes(policy=SMTP),
-           "message_id": str(message["Message-ID"]), "status": QUEUED, "attempts": 0, "next_attempt_at": now,
-           "created_at": now}  # fmt: skip
+           "recipients": ",".join(recipients), "subject": str(message["Subject"]),
+           "message": message.as_bytes(policy=SMTP), "message_id": str(message["Message-ID"]), "status": QUEUED,
+           "attempts": 0, "next_attempt_at": now, "created_at": now}  # fmt: skip
 
     async def _write() -> int | None:
         async with store.engine.begin() as conn:

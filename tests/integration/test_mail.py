@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from peppol import check_rules, validate_xsd
 from pypdf import PdfReader
 
-from daemon.mail.outbox import deliver, mails, stats
+from daemon.mail.outbox import _claim, deliver, mails, stats
 from daemon.metrics import Metrics
 from daemon.settings import Settings, load
 from daemon.storage.receivables import ReceivablesStore
@@ -211,8 +211,7 @@ async def test_a_claimed_mail_left_by_a_stopped_daemon_is_not_sent_again(
     settings = load(config, environ={})
     async with Store.open(store_url) as store:
         [queued] = await mails(store)
-        from daemon.mail.outbox import _claim  # the first half of a send, as a daemon stopped mid-way leaves it
-
+        # The first half of a send, as a daemon stopped mid-way leaves it.
         assert await _claim(store, queued.id, now) is not None
         assert await _claim(store, queued.id, now) is None  # a second run cannot take it
         assert await deliver(store, settings, now=now + timedelta(hours=1)) == 0

@@ -130,5 +130,5 @@ async def test_a_billing_change_is_notified_by_email(store_url: str) -> None:
 
 
 def test_notices_need_a_way_to_be_sent() -> None:
-    with pytest.raises(ValueError, match="customer_changes: needs notify.webhook_url or a \\[mail\\] host"):
+    with pytest.raises(ValueError, match=r"customer_changes: needs notify.webhook_url or a \[mail\] host"):
         Settings.model_validate({"notify": {"customer_changes": True}})
