@@ -27,6 +27,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "net": "Net", "tax_on": "Tax {rate} % on {taxable}", "total": "Total {currency}",
         "not_reported": "meter not reported", "no_read": "no read", "reset": "reset", "first_read": "first read",
         "segment": "seg. {n}", "usage": "{pages} pages, {included} included",
+        "usage_all": "{pages} pages",
         "note_estimated": "{mark} / ~: estimated read (no reading within the window); corrected on a later invoice.",
         "note_first": "first read: the device's first reading after the period began (installed then).",
         "note_reset": "reset: the counter was reset and counts again from the value shown; one row per segment.",
@@ -53,6 +54,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "tax_on": "USt. {rate} % auf {taxable}", "total": "Gesamt {currency}",
         "not_reported": "Zähler nicht gemeldet", "no_read": "kein Stand", "reset": "zurückgesetzt",
         "first_read": "erster Stand", "segment": "Abschn. {n}", "usage": "{pages} Seiten, {included} inklusive",
+        "usage_all": "{pages} Seiten",
         "note_estimated": "{mark} / ~: geschätzter Stand (kein Zählerstand im Zeitfenster); "
                           "wird auf einer späteren Rechnung berichtigt.",
         "note_first": "erster Stand: der erste Zählerstand des Geräts nach Beginn des Zeitraums (dann aufgestellt).",
@@ -81,6 +83,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "tax_on": "TVA {rate} % sur {taxable}", "total": "Total TTC {currency}",
         "not_reported": "compteur non transmis", "no_read": "pas de relevé", "reset": "remis à zéro",
         "first_read": "premier relevé", "segment": "seg. {n}", "usage": "{pages} pages, {included} incluses",
+        "usage_all": "{pages} pages",
         "note_estimated": "{mark} / ~ : relevé estimé (aucun relevé dans la fenêtre) ; corrigé sur une facture "
                           "ultérieure.",
         "note_first": "premier relevé : le premier relevé de l'appareil après le début de la période (installé alors).",
@@ -110,6 +113,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "tax_on": "KDV %{rate}, matrah {taxable}", "total": "Genel toplam {currency}",
         "not_reported": "sayaç bildirilmedi", "no_read": "okuma yok", "reset": "sıfırlandı",
         "first_read": "ilk okuma", "segment": "böl. {n}", "usage": "{pages} sayfa, {included} dahil",
+        "usage_all": "{pages} sayfa",
         "note_estimated": "{mark} / ~: tahmini okuma (zaman aralığında okuma yok); sonraki faturada düzeltilir.",
         "note_first": "ilk okuma: cihazın dönem başladıktan sonraki ilk okuması (o zaman kuruldu).",
         "note_reset": "sıfırlandı: sayaç sıfırlandı ve gösterilen değerden saymaya devam ediyor; her bölüm bir satır.",
@@ -135,6 +139,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "net": "不含税金额", "tax_on": "税率 {rate}%，计税金额 {taxable}", "total": "价税合计 {currency}",
         "not_reported": "未上报该计数器", "no_read": "无读数", "reset": "已清零", "first_read": "首次读数",
         "segment": "第{n}段", "usage": "{pages} 页，含 {included} 页",
+        "usage_all": "{pages} 页",
         "note_estimated": "{mark} / ~：估算读数（时间窗口内无读数）；将在后续发票中更正。",
         "note_first": "首次读数：计费期间开始后设备的第一个读数（当时安装）。",
         "note_reset": "已清零：计数器已清零并从所示数值重新计数；每段一行。",
@@ -181,16 +186,21 @@ class Words:
         return self._phrases.get(f"meter.{meter}") or meter.replace("_", " ").capitalize()
 
     def number(self, value: Decimal | int) -> str:
-        return format_decimal(value, locale=self.locale, decimal_quantization=False)
+        return _printable(format_decimal(value, locale=self.locale, decimal_quantization=False))
 
     def money(self, amount: Decimal) -> str:
         """Two decimals for whole cents, more when a unit price has them; no currency sign (the column says it)."""
         exponent = amount.as_tuple().exponent
         places = max(2, -exponent) if isinstance(exponent, int) else 2
-        return format_decimal(amount, format=f"#,##0.{'0' * places}", locale=self.locale)
+        return _printable(format_decimal(amount, format=f"#,##0.{'0' * places}", locale=self.locale))
 
     def money_with_currency(self, amount: Decimal, currency: str) -> str:
         return f"{self.money(amount)} {currency}"
 
     def date(self, day: date | None) -> str:
         return format_date(day, format="medium", locale=self.locale) if day else "-"
+
+
+def _printable(text: str) -> str:
+    """French groups digits with a narrow no-break space (U+202F), which the PDF font lacks: a plain one instead."""
+    return text.replace("\u202f", "\u00a0")

@@ -125,7 +125,11 @@ def describe(line: InvoiceLine, words: Words) -> str:
         return f"{words('base_fee')} {device} {line.service.label}"
     if not line.meter or "pages" not in detail:
         return line.description
-    usage = words("usage", pages=words.number(detail["pages"]), included=words.number(detail.get("included", 0)))
+    included = detail.get("included") or 0
+    pages = words.number(detail["pages"])
+    usage = (
+        words("usage", pages=pages, included=words.number(included)) if included else words("usage_all", pages=pages)
+    )
     return f"{words.meter(line.meter)} {device} {line.service.label}: {usage}"
 
 
