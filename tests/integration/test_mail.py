@@ -154,15 +154,20 @@ async def test_a_permanent_refusal_fails_at_once_and_is_counted(
     assert server.tries == 1
 
 
-async def test_a_reminder_goes_out_by_itself_and_is_marked_sent(
-    store_url: str, tmp_path: Path, relay: tuple[Relay, int]
-) -> None:
-    server, port = relay
+async def reminder_queued(store_url: str, tmp_path: Path, port: int) -> tuple[Path, datetime]:
+    """ACME's invoice 8 days late on 23 Nov: reminder 1 queued by the CLI, and its mail (invoices not mailed)."""
     config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
                            "invoices = false")  # fmt: skip
     await finalise_october(store_url, config)
     assert await asyncio.to_thread(cli, config, "receivables", "remind", "--as-of", "2026-11-23") == 0
-    now = datetime.now(UTC)  # the CLI queued the reminder's mail at its own now
+    return config, datetime.now(UTC)  # the CLI queued the reminder's mail at its own now
+
+
+async def test_a_reminder_goes_out_by_itself_and_is_marked_sent(
+    store_url: str, tmp_path: Path, relay: tuple[Relay, int]
+) -> None:
+    server, port = relay
+    config, now = await reminder_queued(store_url, tmp_path, port)
     async with Store.open(store_url) as store:
         assert await deliver(store, load(config, environ={}), now=now) == 1
         [reminder] = await ReceivablesStore(store).reminders()
@@ -176,11 +181,7 @@ async def test_a_reminder_paid_before_it_was_mailed_is_not_sent(
     store_url: str, tmp_path: Path, relay: tuple[Relay, int]
 ) -> None:
     server, port = relay
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-                           "invoices = false")  # fmt: skip
-    await finalise_october(store_url, config)
-    assert await asyncio.to_thread(cli, config, "receivables", "remind", "--as-of", "2026-11-23") == 0
-    now = datetime.now(UTC)  # the CLI queued the reminder's mail at its own now
+    config, now = await reminder_queued(store_url, tmp_path, port)
     pay = ["receivables", "pay", "1", "--on", "2026-11-24", "--amount", "184.21", "--by", "carla"]
     assert await asyncio.to_thread(cli, config, *pay) == 0
     async with Store.open(store_url) as store:
