@@ -1,6 +1,8 @@
 """Invoices and credit notes in the customer's language: phrases, meter names in words, Babel's number, money and
 date formats, and glyphs the embedded font must carry (Turkish İ ş ğ, Chinese), read back with poppler's pdftotext."""
 
+# ruff: noqa: RUF001 - Turkish dotless i and full-width Chinese punctuation are the point of these strings
+
 from __future__ import annotations
 
 import shutil
@@ -18,7 +20,8 @@ from tests.unit.test_ubl import BUYER, OCT, document, line
 
 D = Decimal
 USAGE = InvoiceLine("usage", False, "mono SER1 2026-10: 3,100 pages, 1,000 included", "ACME", "C1", "SER1", "mono",
-                    None, OCT, D("2100"), D("1234.56"), D("0.20"), provenance={"pages": 3100, "included": 1000})  # fmt: skip
+                    None, OCT, D("2100"), D("1234.56"), D("0.20"),
+                    provenance={"pages": 3100, "included": 1000})  # fmt: skip
 LINES = (line("base_fee", "40.00"), USAGE)
 
 # What a customer must read on the page, per language: title, a meter in words, the usage in local digits, the
