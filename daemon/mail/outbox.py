@@ -67,7 +67,8 @@ async def queue(
     invoice_id: int | None = None, reminder_id: int | None = None,
 ) -> int | None:  # fmt: skip
     """Write ``message`` to the outbox once per ``key``; returns its id, or None when the key was queued before."""
-    message["From"] = message["From"] or settings.mail_from
+    if message["From"] is None:  # assigning a header adds one: a second From would be refused
+        message["From"] = settings.mail_from
     message["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
     recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
     if not recipients:

@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from peppol import check_rules, validate_xsd
 from pypdf import PdfReader
 
+from daemon.jobs import office_jobs
 from daemon.mail.outbox import _claim, deliver, mails, stats
 from daemon.metrics import Metrics
 from daemon.settings import Settings, load
@@ -196,6 +197,7 @@ async def test_dry_run_writes_eml_files_and_sends_nothing(store_url: str, tmp_pa
     config = german_config(store_url, tmp_path, f'dry_run_dir = "{outbox}"')
     now = await finalise_october(store_url, config)
     async with Store.open(store_url) as store:
+        assert "mail" in [job.name for job in office_jobs(load(config, environ={}), store)]  # the daemon runs it
         assert await deliver(store, load(config, environ={}), now=now) == 1
         [sent] = await mails(store, status="sent")
     [eml] = outbox.glob("*.eml")
