@@ -232,3 +232,16 @@ def test_old_notify_smtp_keys_still_work_with_a_warning() -> None:
                                                        "smtp_starttls": False, "smtp_user": "meterd"}})  # fmt: skip
     assert (settings.mail.host, settings.mail.port, settings.mail.security, settings.mail.user) == (
         "relay.example", 25, "none", "meterd")  # fmt: skip
+
+
+async def test_the_reminder_is_written_in_the_customers_language(
+    store_url: str, tmp_path: Path, relay: tuple[Relay, int]
+) -> None:
+    _server, port = relay
+    await reminder_queued(store_url, tmp_path, port)
+    async with Store.open(store_url) as store:
+        [reminder] = await ReceivablesStore(store).reminders()
+    for expected in ("ACME: Zahlungserinnerung 1 zu Rechnung INV-000001 vom 01.11.2026", "Guten Tag Petra Kaufmann,",
+                     "über 184,21 EUR war am 15.11.2026 fällig.", "Davon sind noch 184,21 EUR offen.",
+                     "auf DE89370400440532013000 mit dem Verwendungszweck INV-000001"):  # fmt: skip
+        assert expected in reminder.text, (expected, reminder.text)
