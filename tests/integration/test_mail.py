@@ -73,13 +73,18 @@ async def finalise_october(store_url: str, config: Path) -> datetime:
     return datetime.now(UTC)
 
 
+async def invoice_finalised(store_url: str, tmp_path: Path, port: int) -> tuple[Settings, datetime]:
+    """ACME (German) with its October invoice finalised, mailed through the loopback relay on ``port``."""
+    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
+    now = await finalise_october(store_url, config)
+    return load(config, environ={}), now
+
+
 async def test_a_finalised_invoice_reaches_the_billing_contact_in_german_with_pdf_and_xml(
     store_url: str, tmp_path: Path, relay: tuple[Relay, int]
 ) -> None:
     server, port = relay
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
-    now = await finalise_october(store_url, config)  # the CLI's finalize queues it: nothing is sent yet
-    settings = load(config, environ={})
+    settings, now = await invoice_finalised(store_url, tmp_path, port)  # the CLI's finalize queued it: not sent yet
     metrics = Metrics()
     async with Store.open(store_url) as store:
         [queued] = await mails(store, status="queued")
@@ -122,9 +127,7 @@ async def test_a_relay_that_answers_4xx_then_2xx_gets_one_retry_and_one_mail(
     store_url: str, tmp_path: Path, relay: tuple[Relay, int]
 ) -> None:
     server, port = relay
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
-    now = await finalise_october(store_url, config)
-    settings = load(config, environ={})
+    settings, now = await invoice_finalised(store_url, tmp_path, port)
     async with Store.open(store_url) as store:
         assert await deliver(store, settings, now=now) == 0
         [waiting] = await mails(store, status="queued")
@@ -143,11 +146,10 @@ async def test_a_permanent_refusal_fails_at_once_and_is_counted(
     store_url: str, tmp_path: Path, relay: tuple[Relay, int]
 ) -> None:
     server, port = relay
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
-    now = await finalise_october(store_url, config)
+    settings, now = await invoice_finalised(store_url, tmp_path, port)
     metrics = Metrics()
     async with Store.open(store_url) as store:
-        assert await deliver(store, load(config, environ={}), now=now, metrics=metrics) == 0
+        assert await deliver(store, settings, now=now, metrics=metrics) == 0
         [failed] = await mails(store, status="failed")
         assert (await stats(store)).failed == 1
     assert failed.last_error == "127.0.0.1 answered 554 5.7.1 relay access denied"
@@ -209,9 +211,7 @@ async def test_a_claimed_mail_left_by_a_stopped_daemon_is_not_sent_again(
     store_url: str, tmp_path: Path, relay: tuple[Relay, int]
 ) -> None:
     server, port = relay
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"')
-    now = await finalise_october(store_url, config)
-    settings = load(config, environ={})
+    settings, now = await invoice_finalised(store_url, tmp_path, port)
     async with Store.open(store_url) as store:
         [queued] = await mails(store)
         # The first half of a send, as a daemon stopped mid-way leaves it.
