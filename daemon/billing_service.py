@@ -34,6 +34,7 @@ from billing.invoicing import (
 )
 from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
+from daemon.mail.outbox import cancel as cancel_mail
 from daemon.mail.outbox import queue as queue_mail
 from daemon.settings import BillingSettings, Settings
 from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
@@ -230,6 +231,10 @@ async def void_invoice(
         reason=reason, actor=actor, now=now, issue_date=now.date(),
     )  # fmt: skip
     await ReceivablesStore(store).cancel_reminders(invoice_id, reason=f"invoice voided: {reason}", actor=actor, now=now)
+    # A customer who has not had the invoice yet gets neither it nor a credit note for it.
+    mailing = settings.mail.enabled and settings.mail.invoices
+    if mailing and not await cancel_mail(store, f"invoice:{invoice_id}", reason=f"invoice voided: {reason}"):
+        await mail_invoice(store, settings, credit.id, now=now)
     return credit
 
 

@@ -91,6 +91,18 @@ async def queue(
     return mail_id
 
 
+async def cancel(store: Store, key: str, *, reason: str) -> bool:
+    """Withdraw a message not sent yet (nor being sent); False when there is none."""
+
+    async def _write() -> bool:
+        async with store.engine.begin() as conn:
+            waiting = (MailRow.key == key) & (MailRow.status == QUEUED)
+            result = await conn.execute(update(MailRow).where(waiting).values(status=CANCELLED, last_error=reason))
+            return bool(result.rowcount)
+
+    return await store.guard(_write(), "cancel a mail")
+
+
 async def deliver(store: Store, settings: Settings, *, now: datetime, metrics: Metrics | None = None) -> int:
     """Send what is due, each claimed first; a transient failure waits interval_s x 2^attempts. Returns sent."""
     await _fail_stale_claims(store, now)

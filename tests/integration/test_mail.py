@@ -245,3 +245,38 @@ async def test_the_reminder_is_written_in_the_customers_language(
                      "über 184,21 EUR war am 15.11.2026 fällig.", "Davon sind noch 184,21 EUR offen.",
                      "auf DE89370400440532013000 mit dem Verwendungszweck INV-000001"):  # fmt: skip
         assert expected in reminder.text, (expected, reminder.text)
+
+
+async def test_a_voided_invoice_is_followed_by_its_credit_note_or_never_sent(
+    store_url: str, tmp_path: Path, relay: tuple[Relay, int]
+) -> None:
+    server, port = relay
+    settings, now = await invoice_finalised(store_url, tmp_path, port)
+    config = tmp_path / "meterd.toml"
+    async with Store.open(store_url) as store:
+        assert await deliver(store, settings, now=now) == 1  # the invoice went out
+    assert (
+        await asyncio.to_thread(cli, config, "invoices", "void", "1", "--reason", "wrong device", "--by", "carla") == 0
+    )
+    async with Store.open(store_url) as store:
+        assert await deliver(store, settings, now=datetime.now(UTC)) == 1
+    assert [mail["Subject"] for mail in server.received] == ["Print Partner GmbH: Rechnung INV-000001",
+                                                             "Print Partner GmbH: Gutschrift CN-000001"]  # fmt: skip
+    [_, credit_pdf] = [next(mail.iter_attachments()) for mail in server.received]
+    assert credit_pdf.get_filename() == "CN-000001.pdf"
+
+
+async def test_an_invoice_voided_before_its_mail_went_out_is_never_sent(
+    store_url: str, tmp_path: Path, relay: tuple[Relay, int]
+) -> None:
+    server, port = relay
+    settings, _ = await invoice_finalised(store_url, tmp_path, port)
+    config = tmp_path / "meterd.toml"
+    assert (
+        await asyncio.to_thread(cli, config, "invoices", "void", "1", "--reason", "wrong device", "--by", "carla") == 0
+    )
+    async with Store.open(store_url) as store:
+        assert await deliver(store, settings, now=datetime.now(UTC)) == 0
+        [cancelled] = await mails(store, status="cancelled")
+    assert (cancelled.key, cancelled.last_error) == ("invoice:1", "invoice voided: wrong device")
+    assert server.received == []
