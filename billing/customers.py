@@ -79,7 +79,7 @@ class Customer(Strict):
     payment_method: Literal["bank_transfer", "direct_debit", "card", "cash", "cheque"] = "bank_transfer"
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     currency: Currency
-    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z][a-z]{3})?(-[A-Z]{2})?$")  # zh-Hans: a script
     parent: str | None = Field(default=None, description="code of the head office that pays for this customer")
     notes: str = ""
     sites: list[str] = Field(default_factory=list, description="agent site names that belong to this customer")

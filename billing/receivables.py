@@ -6,6 +6,8 @@ with a plan is overdue only for instalments past due and unpaid, one without for
 open amount once its due date has passed.
 """
 
+# ruff: noqa: RUF001 - full-width Chinese punctuation in the Chinese reminder is correct
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from typing import Final
 
 from jinja2 import Environment, StrictUndefined
 
+from billing.documents.i18n import Words
 from billing.invoicing import BillingError
 from billing.rating import money
 
@@ -43,6 +46,106 @@ quoting {{ number }}, or tell us if we have it wrong.
 
 {{ seller }}
 """
+# The same sentences in the customers' other languages (billing.documents.i18n.LANGUAGES); amounts and dates
+# come formatted for the locale.
+_REMINDER_TEMPLATES: Final = {
+    "en": REMINDER_TEMPLATE,
+    "de": """\
+{{ customer }}: {% if final %}letzte {% endif %}Zahlungserinnerung {{ level }} zu Rechnung {{ number }} \
+vom {{ issue_date }}
+
+Guten Tag {{ contact }},
+
+unsere Rechnung {{ number }} vom {{ issue_date }} über {{ total }} {{ currency }} war am {{ due_date }} fällig.
+{% if plan -%}
+Wir haben vereinbart, dass Sie den offenen Betrag in Raten zahlen:
+{% for part in plan %}  {{ part.due }}  {{ part.amount }} {{ currency }}  {{ part.state }}
+{% endfor -%}
+Davon sind {{ overdue }} {{ currency }} überfällig; insgesamt sind {{ open }} {{ currency }} offen.
+{%- else -%}
+Davon sind noch {{ overdue }} {{ currency }} offen.
+{%- endif %}
+{% if reminded %}Wir haben Sie am {{ reminded | join(", ") }} daran erinnert.
+{% endif -%}
+Bitte überweisen Sie {% if plan %}den überfälligen Betrag{% else %}ihn{% endif %}\
+{% if iban %} auf {{ iban }}{% endif %} mit dem Verwendungszweck {{ number }}, oder sagen Sie uns, falls wir uns irren.
+
+{{ seller }}
+""",
+    "fr": """\
+{{ customer }} : {% if final %}dernier {% endif %}rappel {{ level }} pour la facture {{ number }} \
+du {{ issue_date }}
+
+Bonjour {{ contact }},
+
+notre facture {{ number }} du {{ issue_date }} d'un montant de {{ total }} {{ currency }} \
+était due le {{ due_date }}.
+{% if plan -%}
+Nous avons convenu d'un paiement échelonné du montant restant :
+{% for part in plan %}  {{ part.due }}  {{ part.amount }} {{ currency }}  {{ part.state }}
+{% endfor -%}
+{{ overdue }} {{ currency }} sont échus ; {{ open }} {{ currency }} restent dus au total.
+{%- else -%}
+{{ overdue }} {{ currency }} restent dus.
+{%- endif %}
+{% if reminded %}Nous vous l'avons rappelé le {{ reminded | join(", ") }}.
+{% endif -%}
+Merci de virer {% if plan %}le montant échu{% else %}ce montant{% endif %}{% if iban %} sur {{ iban }}{% endif %} \
+en indiquant {{ number }}, ou de nous signaler une erreur.
+
+{{ seller }}
+""",
+    "tr": """\
+{{ customer }}: {{ issue_date }} tarihli {{ number }} numaralı fatura için {% if final %}son {% endif %}\
+{{ level }}. ödeme hatırlatması
+
+Sayın {{ contact }},
+
+{{ issue_date }} tarihli {{ total }} {{ currency }} tutarındaki {{ number }} numaralı faturamızın vadesi \
+{{ due_date }} idi.
+{% if plan -%}
+Kalan tutarı taksitle ödemeniz konusunda anlaşmıştık:
+{% for part in plan %}  {{ part.due }}  {{ part.amount }} {{ currency }}  {{ part.state }}
+{% endfor -%}
+Bunun {{ overdue }} {{ currency }} tutarı vadesi geçmiş; toplam açık tutar {{ open }} {{ currency }}.
+{%- else -%}
+Bunun {{ overdue }} {{ currency }} tutarı hâlâ ödenmedi.
+{%- endif %}
+{% if reminded %}Size {{ reminded | join(", ") }} tarihinde hatırlatmıştık.
+{% endif -%}
+Lütfen {% if plan %}vadesi geçen tutarı{% else %}bu tutarı{% endif %}{% if iban %} {{ iban }} hesabına{% endif %} \
+{{ number }} açıklamasıyla havale ediniz veya bir hata varsa bize bildiriniz.
+
+{{ seller }}
+""",
+    "zh-Hans": """\
+{{ customer }}：{{ issue_date }} 发票 {{ number }} 的{% if final %}最后{% endif %}第 {{ level }} 次付款提醒
+
+{{ contact }}，您好：
+
+我们于 {{ issue_date }} 开具的发票 {{ number }}（金额 {{ total }} {{ currency }}）已于 {{ due_date }} 到期。
+{% if plan -%}
+我们约定您分期支付未付金额：
+{% for part in plan %}  {{ part.due }}  {{ part.amount }} {{ currency }}  {{ part.state }}
+{% endfor -%}
+其中 {{ overdue }} {{ currency }} 已逾期；共计 {{ open }} {{ currency }} 未付。
+{%- else -%}
+其中 {{ overdue }} {{ currency }} 仍未支付。
+{%- endif %}
+{% if reminded %}我们已于 {{ reminded | join("、") }} 提醒过您。
+{% endif -%}
+请将{% if plan %}逾期金额{% else %}该款项{% endif %}{% if iban %}转账至 {{ iban }}{% endif %}，\
+并注明 {{ number }}；如有错误，请告知我们。
+
+{{ seller }}
+""",
+}
+_STATES: Final = {
+    "de": ("bezahlt", "noch nicht fällig", "überfällig", "überfällig: davon {unpaid} {currency} unbezahlt"),
+    "fr": ("payée", "pas encore échue", "échue", "échue : {unpaid} {currency} impayés"),
+    "tr": ("ödendi", "vadesi gelmedi", "vadesi geçti", "vadesi geçti: {unpaid} {currency} ödenmedi"),
+    "zh-Hans": ("已付", "未到期", "已逾期", "已逾期：其中 {unpaid} {currency} 未付"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,30 +234,41 @@ def next_reminder_level(days_overdue: int, levels: Sequence[int], sent: Sequence
 
 def reminder_text(standing: Standing, level: int, *, as_of: date, issue_date: date, due_date: date, contact: str,
                   seller: str, iban: str | None, plan: Sequence[Instalment] = (), reminded: Sequence[date] = (),
-                  final: bool = False) -> str:  # fmt: skip
+                  final: bool = False, language: str = "en") -> str:  # fmt: skip
     """The reminder notice on ``as_of``, from the template (plain text; the dealer's mail or letter tool sends it).
 
     ``plan``: the invoice's instalments, each listed as paid, overdue or still to come; ``reminded``: when
-    earlier reminders were sent (mentioned only then); ``final``: the last level.
+    earlier reminders were sent (mentioned only then); ``final``: the last level; ``language``: the customer's
+    (English keeps its ISO dates and plain amounts; the others get their locale's formats).
     """
+    words = Words(language)
+    local = words.language != "en"
+    day = words.date if local else str
+    amount = words.money if local else str
     planned = {id(part) for part in plan}
     parts = [
-        {"due": part.due, "amount": part.amount, "state": _state(part, unpaid, as_of, standing.currency)}
+        {"due": day(part.due), "amount": amount(part.amount),
+         "state": _state(part, unpaid, as_of, standing.currency, words.language)}
         for part, unpaid in _unpaid(standing.total, due_date, standing.paid, plan)
         if id(part) in planned
-    ]
+    ]  # fmt: skip
     template = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True).from_string(  # noqa: S701 - plain text, not HTML
-        REMINDER_TEMPLATE
+        _REMINDER_TEMPLATES[words.language]
     )
-    return template.render(customer=standing.customer, level=level, number=standing.number, issue_date=issue_date,
-                           total=standing.total, currency=standing.currency, due_date=due_date,
-                           overdue=standing.overdue, open=standing.open, contact=contact, seller=seller, iban=iban,
-                           plan=parts, reminded=[str(day) for day in reminded], final=final)  # fmt: skip
+    return template.render(customer=standing.customer, level=level, number=standing.number,
+                           issue_date=day(issue_date), total=amount(standing.total), currency=standing.currency,
+                           due_date=day(due_date), overdue=amount(standing.overdue), open=amount(standing.open),
+                           contact=contact, seller=seller, iban=iban, plan=parts,
+                           reminded=[day(sent) for sent in reminded], final=final)  # fmt: skip
 
 
-def _state(part: Instalment, unpaid: Decimal, as_of: date, currency: str) -> str:
+def _state(part: Instalment, unpaid: Decimal, as_of: date, currency: str, language: str = "en") -> str:
+    paid, not_yet, overdue, partly = _STATES.get(
+        language, ("paid", "not overdue yet", "overdue", "overdue: {unpaid} {currency} of it unpaid")
+    )
     if unpaid == 0:
-        return "paid"
+        return paid
     if part.due >= as_of:
-        return "not overdue yet"
-    return "overdue" if unpaid == part.amount else f"overdue: {unpaid} {currency} of it unpaid"
+        return not_yet
+    money = Words(language).money(unpaid) if language != "en" else str(unpaid)
+    return overdue if unpaid == part.amount else partly.format(unpaid=money, currency=currency)

@@ -12,8 +12,11 @@ import pandas as pd
 
 from billing.anomalies import DetectorSettings, Finding
 from billing.anomalies.allowance import allowances, forecast_requests, over_allowance
+from billing.documents.mail import invoice_mail, reminder_mail
 from billing.documents.model import Document, Party
+from billing.documents.pdf import to_pdf
 from billing.documents.reports import daily_usage, usage_chart, usage_csv, usage_html, usage_rows
+from billing.documents.ubl import to_ubl
 from billing.invoicing import (
     BillingError,
     Book,
@@ -31,8 +34,11 @@ from billing.invoicing import (
 )
 from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
+from daemon.mail.outbox import cancel as cancel_mail
+from daemon.mail.outbox import queue as queue_mail
 from daemon.settings import BillingSettings, Settings
 from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
+from daemon.storage.receivables import QUEUED as REMINDER_QUEUED
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store
 
@@ -209,11 +215,23 @@ async def finalize_invoice(
         raise BillingError(msg)
     billing = BillingStore(store)
     record = await billing.invoice(invoice_id)
-    return await billing.finalize(
+    final = await billing.finalize(
         invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
         snapshot=snapshot_for(await billing.book(), record.customer, settings.billing), actor=actor, now=now,
         issue_date=issue_date or now.date(), override=override,
     )  # fmt: skip
+    if settings.mail.enabled and settings.mail.invoices:
+        await mail_invoice(store, settings, invoice_id, now=now)
+    return final
+
+
+async def mail_invoice(store: Store, settings: Settings, invoice_id: int, *, now: datetime) -> int | None:
+    """Queue the finalised invoice for its billing contact, PDF and UBL XML attached (once per invoice)."""
+    document = await invoice_document(store, settings, invoice_id)
+    pdf, xml = await asyncio.to_thread(to_pdf, document), to_ubl(document)
+    message = invoice_mail(document, pdf, xml, settings.billing.seller.model_dump())
+    return await queue_mail(store, settings, message, key=f"invoice:{invoice_id}", kind="invoice", now=now,
+                            invoice_id=invoice_id)  # fmt: skip
 
 
 async def void_invoice(
@@ -225,6 +243,10 @@ async def void_invoice(
         reason=reason, actor=actor, now=now, issue_date=now.date(),
     )  # fmt: skip
     await ReceivablesStore(store).cancel_reminders(invoice_id, reason=f"invoice voided: {reason}", actor=actor, now=now)
+    # A customer who has not had the invoice yet gets neither it nor a credit note for it.
+    mailing = settings.mail.enabled and settings.mail.invoices
+    if mailing and not await cancel_mail(store, f"invoice:{invoice_id}", reason=f"invoice voided: {reason}"):
+        await mail_invoice(store, settings, credit.id, now=now)
     return credit
 
 
@@ -244,11 +266,28 @@ async def invoice_document(store: Store, settings: Settings, invoice_id: int) ->
 async def queue_reminders(
     store: Store, settings: Settings, *, now: datetime, as_of: date | None = None, actor: str = "system"
 ) -> list[int]:
-    """The reminders due on ``as_of`` (today), queued once per invoice and level, audited as ``actor``."""
-    return await ReceivablesStore(store).queue_reminders(
+    """The reminders due on ``as_of`` (today), queued once per invoice and level, audited as ``actor``.
+
+    With [mail] set up each is also queued as an e-mail; the mail job marks it sent when the relay takes it.
+    """
+    receivables = ReceivablesStore(store)
+    queued = await receivables.queue_reminders(
         as_of=as_of or now.date(), levels=settings.receivables.reminder_days,
         seller=settings.billing.seller.model_dump(), now=now, actor=actor,
     )  # fmt: skip
+    if queued and settings.mail.enabled and settings.mail.reminders:
+        billing = BillingStore(store)
+        for reminder in await receivables.reminders(status=REMINDER_QUEUED):
+            if reminder.id not in queued:
+                continue
+            customer = ((await billing.invoice(reminder.invoice_id)).snapshot or {})["customer"]
+            contact = next(c for c in customer["contacts"] if c.get("billing"))
+            message = reminder_mail(reminder.text, language=customer.get("language", "en"), number=reminder.number,
+                                    contact=contact["name"], email=contact["email"],
+                                    seller=settings.billing.seller.model_dump())  # fmt: skip
+            await queue_mail(store, settings, message, key=f"reminder:{reminder.id}", kind="reminder", now=now,
+                             invoice_id=reminder.invoice_id, reminder_id=reminder.id)  # fmt: skip
+    return queued
 
 
 async def period_invoices(store: Store, period: Period, customer: str | None) -> list[InvoiceRecord]:

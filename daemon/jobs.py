@@ -9,6 +9,7 @@ from daemon.anomaly_job import AnomalyJob
 from daemon.backup import make_backup
 from daemon.billing_service import queue_reminders
 from daemon.clock import utc_now
+from daemon.mail.outbox import deliver
 from daemon.metrics import Metrics
 from daemon.notify import notify_customers
 from daemon.pipeline import Pipeline
@@ -50,11 +51,11 @@ def build_jobs(
 
         jobs.append(Job("supplies", settings.supplies.interval_s, supplies))
     jobs.append(Job("maintenance", settings.scheduler.maintenance_interval_s, maintain_store))
-    return jobs + office_jobs(settings, store)
+    return jobs + office_jobs(settings, store, metrics)
 
 
-def office_jobs(settings: Settings, store: Store) -> list[Job]:
-    """The back office's periodic work: reminders for overdue invoices, customer notices, backups."""
+def office_jobs(settings: Settings, store: Store, metrics: Metrics | None = None) -> list[Job]:
+    """The back office's periodic work: reminders for overdue invoices, customer notices, mail, backups."""
 
     async def remind() -> None:
         queued = await queue_reminders(store, settings, now=utc_now())
@@ -63,6 +64,9 @@ def office_jobs(settings: Settings, store: Store) -> list[Job]:
 
     async def notify() -> None:
         await notify_customers(store, settings, now=utc_now())
+
+    async def mail() -> None:
+        await deliver(store, settings, now=utc_now(), metrics=metrics)
 
     async def backup() -> None:
         made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
@@ -74,6 +78,7 @@ def office_jobs(settings: Settings, store: Store) -> list[Job]:
         (settings.receivables.reminders_interval_h > 0, "reminders", settings.receivables.reminders_interval_h * 3600,
          remind),
         (settings.notify.customer_changes, "notify", settings.notify.interval_s, notify),
+        (settings.mail.enabled, "mail", settings.mail.interval_s, mail),
         (settings.backup.interval_h > 0, "backup", settings.backup.interval_h * 3600, backup),
     ]  # fmt: skip
     return [Job(name, round(every_s), run) for on, name, every_s, run in wanted if on]

@@ -105,6 +105,12 @@ class Metrics:
         self.anomaly_notifications = Counter(
             "meterd_anomaly_notifications_total", "New anomalies the notification hook accepted.", registry=r
         )
+        self.mail_queued = Gauge("meterd_mail_queued", "E-mails in the outbox not sent yet.", registry=r)
+        self.mail_failed = Gauge("meterd_mail_failed", "E-mails the relay refused for good, or gave up on.", registry=r)
+        self.mail_sent = Counter("meterd_mail_sent_total", "E-mails the relay accepted.", registry=r)
+        self.mail_oldest_queued = Gauge(
+            "meterd_mail_oldest_queued_seconds", "Age of the oldest e-mail not sent yet (0: none).", registry=r
+        )
         self.udp_receive_errors = Counter(
             "meterd_udp_receive_errors_total",
             "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -20,6 +19,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import select, update
 
+from daemon.mail.transport import MailError, Outgoing, send
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
@@ -38,7 +38,7 @@ BILLING_FIELDS: Final = frozenset({
     "legal_name", "trade_name", "tax_id", "tax_scheme", "electronic_address", "address", "contacts",
     "payment_method", "payment_terms_days", "currency", "language", "parent",
 })  # fmt: skip
-_TIMEOUT_S: Final = 15.0
+_TIMEOUT_S: Final = 15.0  # the webhook's
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
     for notice in due:
         try:
             await asyncio.to_thread(_send, settings, notice)
-        except (OSError, smtplib.SMTPException, RuntimeError) as err:
+        except (OSError, MailError, RuntimeError) as err:
             attempts = notice.attempts + 1
             status = FAILED if attempts >= settings.notify.attempts else QUEUED
             retry = now + timedelta(seconds=settings.notify.interval_s * 2**attempts)
@@ -149,7 +149,7 @@ async def _update(store: Store, notification_id: int, **values: Any) -> None:  #
 
 
 def _send(settings: Settings, notice: Notice) -> None:
-    """Blocking I/O, run in a thread: the webhook if set, else SMTP."""
+    """Blocking I/O, run in a thread: the webhook if set, else the [mail] relay."""
     notify = settings.notify
     if notify.webhook_url:
         payload = json.dumps({"customer": notice.customer, "to": notice.recipient, "subject": notice.subject,
@@ -157,26 +157,13 @@ def _send(settings: Settings, notice: Notice) -> None:
         post_json(notify.webhook_url, payload, timeout_s=_TIMEOUT_S)
         return
     message = EmailMessage()
-    message["From"] = settings.billing.seller.email
+    message["From"] = settings.mail_from
     message["To"] = notice.recipient
     message["Subject"] = notice.subject
     message.set_content(notice.body)
-    assert notify.smtp_host is not None  # the settings refuse customer_changes without a way to send
-    with smtplib.SMTP(notify.smtp_host, notify.smtp_port, timeout=_TIMEOUT_S) as smtp:
-        if notify.smtp_starttls:
-            smtp.starttls()
-        if notify.smtp_user:
-            smtp.login(notify.smtp_user, _smtp_password(settings))
-        smtp.send_message(message)
-
-
-def _smtp_password(settings: Settings) -> str:
-    notify = settings.notify
-    if notify.smtp_password is not None:
-        return notify.smtp_password.get_secret_value()
-    if notify.smtp_password_file is not None:
-        return notify.smtp_password_file.read_text().strip()
-    return ""
+    send(
+        settings.mail, Outgoing(f"notice-{notice.id:08d}", settings.mail_from, (notice.recipient,), message.as_bytes())
+    )
 
 
 def _show(value: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -506,26 +507,70 @@ class ReceivablesSettings(_Section):
     reminders_interval_h: float = Field(default=24, ge=0, le=24 * 31, description="0: only `meterd receivables remind`")
 
 
+# The [notify] keys that became [mail] keys (issue 22): still read, with a warning naming the new key.
+_NOTIFY_SMTP_KEYS: Final = {"smtp_host": "host", "smtp_port": "port", "smtp_user": "user",
+                            "smtp_password": "password", "smtp_password_file": "password_file"}  # fmt: skip
+
+
+class ConfigDeprecationWarning(FutureWarning):
+    """A settings key that still works under its old name; FutureWarning so Python shows it to operators."""
+
+
+class MailSettings(_Section):
+    """The dealer's mail relay: invoices, reminders and notices go out through it, from the store's outbox."""
+
+    host: str | None = Field(default=None, description="unset (and no dry_run_dir): no mail is sent")
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="tls: implicit TLS (usually port 465)"
+    )
+    user: str | None = None
+    password: SecretStr | None = Field(default=None, description="better: METERD_MAIL__PASSWORD or password_file")
+    password_file: Path | None = None
+    from_address: str | None = Field(default=None, description="unset: billing.seller.email")
+    dry_run_dir: Path | None = Field(default=None, description="write each message as a .eml file here, send nothing")
+    invoices: bool = Field(default=True, description="mail each finalised invoice to the billing contact")
+    reminders: bool = Field(default=True, description="mail each queued reminder and mark it sent")
+    attempts: int = Field(default=8, ge=1, le=50)
+    interval_s: int = Field(default=60, ge=5, le=86_400, description="the job's interval; a retry waits x 2^attempts")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host or self.dry_run_dir)
+
+    def password_value(self) -> str:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return ""
+
+
 class NotifySettings(_Section):
-    """Telling customers when their billing data changes: by webhook or e-mail, queued and retried."""
+    """Telling customers when their billing data changes: by webhook or e-mail ([mail]), queued and retried."""
 
     customer_changes: bool = False
     webhook_url: str | None = Field(default=None, description="POST each notice as JSON here")
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    smtp_starttls: bool = True
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = Field(default=None, description="better: METERD_NOTIFY__SMTP_PASSWORD")
-    smtp_password_file: Path | None = None
     attempts: int = Field(default=6, ge=1, le=50)
     interval_s: int = Field(default=300, ge=10, le=86_400)
 
-    @model_validator(mode="after")
-    def _somewhere_to_send(self) -> NotifySettings:
-        if self.customer_changes and not (self.webhook_url or self.smtp_host):
-            msg = "customer_changes: needs webhook_url or smtp_host to send the notices through"
-            raise ValueError(msg)
-        return self
+
+def _fold_notify_smtp(data: Any) -> Any:  # noqa: ANN401 - the raw settings table
+    """Move the old ``notify.smtp_*`` keys to ``[mail]``, warning once per key; an explicit [mail] key wins."""
+    if not isinstance(data, dict) or not isinstance(data.get("notify"), dict):
+        return data
+    notify, mail = dict(data["notify"]), dict(data.get("mail") or {})
+    renamed = []
+    for old, new in _NOTIFY_SMTP_KEYS.items():
+        if old in notify:
+            renamed.append(f"notify.{old} -> mail.{new}")
+            mail.setdefault(new, notify.pop(old))
+    if "smtp_starttls" in notify:
+        renamed.append("notify.smtp_starttls -> mail.security")
+        mail.setdefault("security", "starttls" if notify.pop("smtp_starttls") else "none")
+    if renamed:
+        warnings.warn(f"deprecated settings, still read: {', '.join(renamed)}", ConfigDeprecationWarning, stacklevel=2)
+    return {**data, "notify": notify, "mail": mail}
 
 
 class SuppliesSettings(_Section):
@@ -565,6 +610,20 @@ class Settings(_Section):
     customers: CustomerSettings = Field(default_factory=CustomerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     supplies: SuppliesSettings = Field(default_factory=SuppliesSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+
+    _fold_old_mail_keys = model_validator(mode="before")(_fold_notify_smtp)
+
+    @model_validator(mode="after")
+    def _notices_can_be_sent(self) -> Settings:
+        if self.notify.customer_changes and not (self.notify.webhook_url or self.mail.enabled):
+            msg = "notify.customer_changes: needs notify.webhook_url or a [mail] host (or dry_run_dir) to send through"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def mail_from(self) -> str:
+        return self.mail.from_address or self.billing.seller.email
 
     @property
     def backup_dir(self) -> Path:

@@ -447,3 +447,27 @@ class NotificationRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MailRow(Base):
+    """One outgoing e-mail, written before it is sent: the MIME bytes as they go out, then the relay's answer."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)  # "invoice:12", "reminder:7": queued once
+    kind: Mapped[str] = mapped_column(String(32))  # invoice | reminder | notice
+    invoice_id: Mapped[int | None] = mapped_column(Integer)
+    reminder_id: Mapped[int | None] = mapped_column(Integer)
+    recipients: Mapped[str] = mapped_column(Text)  # comma-separated addresses
+    subject: Mapped[str] = mapped_column(String(512))
+    message: Mapped[bytes] = mapped_column(LargeBinary)
+    message_id: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued | sending | sent | failed | cancelled
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    relay_answer: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -194,7 +194,8 @@ class ReceivablesStore:
                     text = reminder_text(found, level, as_of=as_of, issue_date=invoice.issue_date,
                                          due_date=invoice.due_date, contact=contact, seller=seller["name"],
                                          iban=seller.get("iban"), plan=plans.get(found.invoice_id, []),
-                                         reminded=sent, final=level == len(levels))  # fmt: skip
+                                         reminded=sent, final=level == len(levels),
+                                         language=customer.get("language", "en"))  # fmt: skip
                     result = await conn.execute(insert(ReminderRow).values(
                         invoice_id=found.invoice_id, level=level, overdue=found.overdue, text=text, status=QUEUED,
                         created_at=now))  # fmt: skip

@@ -157,7 +157,7 @@ async def test_from_readings_to_a_finalised_invoice_pdf_ubl_and_reports(
         "Invoice INV-000001",
         "Print Partner GmbH",
         "Acme Büromaschinen GmbH",
-        "mono KY1 2026-10",
+        "Mono pages KY1 2026-10",  # the meter in words (issue 22)
         "11,100 (2026-10-01)",
         "14,200 (2026-11-01)",
         "25.20",

@@ -115,7 +115,7 @@ async def test_a_billing_change_is_notified_by_email(store_url: str) -> None:
     controller.start()
     try:
         settings = Settings.model_validate({
-            "notify": {"customer_changes": True, "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False},
+            "notify": {"customer_changes": True}, "mail": {"host": "127.0.0.1", "port": port, "security": "none"},
             "billing": {"seller": {"name": "Print Partner GmbH", "email": "billing@printpartner.example"}},
         })  # fmt: skip
         async with Store.open(store_url) as store:
@@ -130,5 +130,5 @@ async def test_a_billing_change_is_notified_by_email(store_url: str) -> None:
 
 
 def test_notices_need_a_way_to_be_sent() -> None:
-    with pytest.raises(ValueError, match="customer_changes: needs webhook_url or smtp_host"):
+    with pytest.raises(ValueError, match=r"customer_changes: needs notify.webhook_url or a \[mail\] host"):
         Settings.model_validate({"notify": {"customer_changes": True}})

@@ -36,7 +36,7 @@ def _promtool(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_the_rules_pass_promtool_and_their_unit_tests() -> None:
     checked = _promtool("check", "rules", RULES.name)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 12 rules found" in checked.stdout
+    assert "SUCCESS: 14 rules found" in checked.stdout
     tested = _promtool("test", "rules", RULE_TESTS.name)
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
@@ -75,5 +75,5 @@ async def test_every_metric_the_rules_and_the_dashboard_use_is_exported() -> Non
         "meterd_scheduler_running", "meterd_mqtt_messages_received_total", "meterd_outbox_dropped_total",
         "meterd_forwarded_total", "meterd_anomaly_notifications_total", "meterd_udp_receive_errors_total",
         "meterd_job_runs_total", "meterd_ingest_lag_seconds_bucket", "meterd_job_duration_seconds_bucket",
-        "meterd_readings_stored_total",
+        "meterd_readings_stored_total", "meterd_mail_sent_total",
     }, sorted(unwatched)  # fmt: skip

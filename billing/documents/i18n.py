@@ -1,0 +1,206 @@
+"""The customer's language on documents and mail: phrases, meter names in words, Babel's number/date/money formats.
+
+A customer card's ``language`` (en, de, fr, tr, zh-Hans; a region such as de-AT is allowed) picks the
+phrases and the locale; anything else falls back to English, so an invoice is never refused for it.
+"""
+
+# ruff: noqa: RUF001 - full-width Chinese punctuation is correct in Chinese text
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+
+LANGUAGES: Final = ("en", "de", "fr", "tr", "zh-Hans")
+_LOCALES: Final = {"en": "en_GB", "de": "de_DE", "fr": "fr_FR", "tr": "tr_TR", "zh-Hans": "zh_Hans_CN"}
+
+_PHRASES: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "from": "From", "bill_to": "Bill to", "vat": "VAT", "invoice": "Invoice", "credit_note": "Credit note",
+        "draft": "DRAFT {kind} (not numbered)", "customer": "Customer", "period": "Period", "issue_date": "Issue date",
+        "due_date": "Due date", "currency": "Currency", "status": "Status", "credits": "Credits invoice",
+        "description": "Description", "start": "Start read", "end": "End read", "qty": "Qty", "amount": "Amount",
+        "net": "Net", "tax_on": "Tax {rate} % on {taxable}", "total": "Total {currency}",
+        "not_reported": "meter not reported", "no_read": "no read", "reset": "reset", "first_read": "first read",
+        "segment": "seg. {n}", "usage": "{pages} pages, {included} included",
+        "usage_all": "{pages} pages",
+        "note_estimated": "{mark} / ~: estimated read (no reading within the window); corrected on a later invoice.",
+        "note_first": "first read: the device's first reading after the period began (installed then).",
+        "note_reset": "reset: the counter was reset and counts again from the value shown; one row per segment.",
+        "note_held": "{mark}: readings under review when this was issued.",
+        "note_pay": "Please pay by bank transfer to {bank}, quoting {number}.",
+        "note_terms": "Payable within {days} days.",
+        "mail_invoice_subject": "{seller}: invoice {number}",
+        "mail_credit_subject": "{seller}: credit note {number}",
+        "mail_greeting": "Dear {name},",
+        "mail_invoice_body": "please find attached {kind} {number} for {period} of {total}, due on {due}. "
+                             "The XML file is the same invoice for your accounting software (UBL, EN 16931).",
+        "mail_regards": "Kind regards",
+        "mail_reminder_subject": "{seller}: payment reminder for invoice {number}",
+        "draft_status": "draft", "finalized_status": "final", "voided_status": "voided",
+        "base_fee": "Base fee",
+        "meter.mono": "Mono pages", "meter.color": "Colour pages", "meter.total": "All pages",
+    },
+    "de": {
+        "from": "Von", "bill_to": "Rechnung an", "vat": "USt-IdNr.", "invoice": "Rechnung",
+        "credit_note": "Gutschrift", "draft": "ENTWURF {kind} (ohne Nummer)", "customer": "Kunde",
+        "period": "Zeitraum", "issue_date": "Rechnungsdatum", "due_date": "Fällig am", "currency": "Währung",
+        "status": "Status", "credits": "Gutschrift zu Rechnung", "description": "Beschreibung",
+        "start": "Anfangsstand", "end": "Endstand", "qty": "Menge", "amount": "Betrag", "net": "Netto",
+        "tax_on": "USt. {rate} % auf {taxable}", "total": "Gesamt {currency}",
+        "not_reported": "Zähler nicht gemeldet", "no_read": "kein Stand", "reset": "zurückgesetzt",
+        "first_read": "erster Stand", "segment": "Abschn. {n}", "usage": "{pages} Seiten, {included} inklusive",
+        "usage_all": "{pages} Seiten",
+        "note_estimated": "{mark} / ~: geschätzter Stand (kein Zählerstand im Zeitfenster); "
+                          "wird auf einer späteren Rechnung berichtigt.",
+        "note_first": "erster Stand: der erste Zählerstand des Geräts nach Beginn des Zeitraums (dann aufgestellt).",
+        "note_reset": "zurückgesetzt: der Zähler wurde zurückgesetzt und zählt ab dem gezeigten Wert; "
+                      "eine Zeile je Abschnitt.",
+        "note_held": "{mark}: Zählerstände bei Rechnungsstellung in Prüfung.",
+        "note_pay": "Bitte überweisen Sie an {bank} mit dem Verwendungszweck {number}.",
+        "note_terms": "Zahlbar innerhalb von {days} Tagen.",
+        "mail_invoice_subject": "{seller}: Rechnung {number}",
+        "mail_credit_subject": "{seller}: Gutschrift {number}",
+        "mail_greeting": "Guten Tag {name},",
+        "mail_invoice_body": "anbei erhalten Sie {kind} {number} für {period} über {total}, fällig am {due}. "
+                             "Die XML-Datei ist dieselbe Rechnung für Ihre Buchhaltungssoftware (UBL, EN 16931).",
+        "mail_regards": "Mit freundlichen Grüßen",
+        "mail_reminder_subject": "{seller}: Zahlungserinnerung zu Rechnung {number}",
+        "draft_status": "Entwurf", "finalized_status": "endgültig", "voided_status": "storniert",
+        "base_fee": "Grundgebühr",
+        "meter.mono": "Schwarzweiß-Seiten", "meter.color": "Farbseiten", "meter.total": "Seiten gesamt",
+    },
+    "fr": {
+        "from": "De", "bill_to": "Facturé à", "vat": "N° TVA", "invoice": "Facture", "credit_note": "Avoir",
+        "draft": "BROUILLON {kind} (non numéroté)", "customer": "Client", "period": "Période",
+        "issue_date": "Date d'émission", "due_date": "Échéance", "currency": "Devise", "status": "Statut",
+        "credits": "Avoir sur la facture", "description": "Désignation", "start": "Relevé initial",
+        "end": "Relevé final", "qty": "Qté", "amount": "Montant", "net": "Total HT",
+        "tax_on": "TVA {rate} % sur {taxable}", "total": "Total TTC {currency}",
+        "not_reported": "compteur non transmis", "no_read": "pas de relevé", "reset": "remis à zéro",
+        "first_read": "premier relevé", "segment": "seg. {n}", "usage": "{pages} pages, {included} incluses",
+        "usage_all": "{pages} pages",
+        "note_estimated": "{mark} / ~ : relevé estimé (aucun relevé dans la fenêtre) ; corrigé sur une facture "
+                          "ultérieure.",
+        "note_first": "premier relevé : le premier relevé de l'appareil après le début de la période (installé alors).",
+        "note_reset": "remis à zéro : le compteur a été remis à zéro et repart de la valeur indiquée ; "
+                      "une ligne par segment.",
+        "note_held": "{mark} : relevés en cours de vérification à l'émission.",
+        "note_pay": "Merci de régler par virement sur {bank} en indiquant {number}.",
+        "note_terms": "Payable sous {days} jours.",
+        "mail_invoice_subject": "{seller} : facture {number}",
+        "mail_credit_subject": "{seller} : avoir {number}",
+        "mail_greeting": "Bonjour {name},",
+        "mail_invoice_body": "veuillez trouver ci-joint {kind} {number} pour {period} d'un montant de {total}, "
+                             "à régler le {due}. Le fichier XML est la même facture pour votre logiciel comptable "
+                             "(UBL, EN 16931).",
+        "mail_regards": "Cordialement",
+        "mail_reminder_subject": "{seller} : rappel de paiement pour la facture {number}",
+        "draft_status": "brouillon", "finalized_status": "définitive", "voided_status": "annulée",
+        "base_fee": "Forfait de base",
+        "meter.mono": "Pages noir et blanc", "meter.color": "Pages couleur", "meter.total": "Pages au total",
+    },
+    "tr": {
+        "from": "Gönderen", "bill_to": "Fatura adresi", "vat": "Vergi No", "invoice": "Fatura",
+        "credit_note": "İade faturası", "draft": "TASLAK {kind} (numarasız)", "customer": "Müşteri",
+        "period": "Dönem", "issue_date": "Düzenleme tarihi", "due_date": "Son ödeme tarihi",
+        "currency": "Para birimi", "status": "Durum", "credits": "İade edilen fatura", "description": "Açıklama",
+        "start": "İlk sayaç", "end": "Son sayaç", "qty": "Miktar", "amount": "Tutar", "net": "Ara toplam",
+        "tax_on": "KDV %{rate}, matrah {taxable}", "total": "Genel toplam {currency}",
+        "not_reported": "sayaç bildirilmedi", "no_read": "okuma yok", "reset": "sıfırlandı",
+        "first_read": "ilk okuma", "segment": "böl. {n}", "usage": "{pages} sayfa, {included} dahil",
+        "usage_all": "{pages} sayfa",
+        "note_estimated": "{mark} / ~: tahmini okuma (zaman aralığında okuma yok); sonraki faturada düzeltilir.",
+        "note_first": "ilk okuma: cihazın dönem başladıktan sonraki ilk okuması (o zaman kuruldu).",
+        "note_reset": "sıfırlandı: sayaç sıfırlandı ve gösterilen değerden saymaya devam ediyor; her bölüm bir satır.",
+        "note_held": "{mark}: fatura düzenlenirken incelenen okumalar.",
+        "note_pay": "Lütfen {number} açıklamasıyla {bank} hesabına havale ediniz.",
+        "note_terms": "{days} gün içinde ödenecektir.",
+        "mail_invoice_subject": "{seller}: {number} numaralı fatura",
+        "mail_credit_subject": "{seller}: {number} numaralı iade faturası",
+        "mail_greeting": "Sayın {name},",
+        "mail_invoice_body": "{period} dönemine ait {total} tutarındaki {number} numaralı {kind} ektedir; son ödeme "
+                             "tarihi {due}. XML dosyası, muhasebe yazılımınız için aynı faturadır (UBL, EN 16931).",
+        "mail_regards": "Saygılarımızla",
+        "mail_reminder_subject": "{seller}: {number} numaralı fatura için ödeme hatırlatması",
+        "draft_status": "taslak", "finalized_status": "kesin", "voided_status": "iptal",
+        "base_fee": "Sabit ücret",
+        "meter.mono": "Siyah-beyaz sayfa", "meter.color": "Renkli sayfa", "meter.total": "Toplam sayfa",
+    },
+    "zh-Hans": {
+        "from": "开票方", "bill_to": "收票方", "vat": "税号", "invoice": "发票", "credit_note": "红字发票",
+        "draft": "{kind}草稿（未编号）", "customer": "客户", "period": "计费期间", "issue_date": "开票日期",
+        "due_date": "付款截止日", "currency": "币种", "status": "状态", "credits": "冲销发票",
+        "description": "项目", "start": "期初读数", "end": "期末读数", "qty": "数量", "amount": "金额",
+        "net": "不含税金额", "tax_on": "税率 {rate}%，计税金额 {taxable}", "total": "价税合计 {currency}",
+        "not_reported": "未上报该计数器", "no_read": "无读数", "reset": "已清零", "first_read": "首次读数",
+        "segment": "第{n}段", "usage": "{pages} 页，含 {included} 页",
+        "usage_all": "{pages} 页",
+        "note_estimated": "{mark} / ~：估算读数（时间窗口内无读数）；将在后续发票中更正。",
+        "note_first": "首次读数：计费期间开始后设备的第一个读数（当时安装）。",
+        "note_reset": "已清零：计数器已清零并从所示数值重新计数；每段一行。",
+        "note_held": "{mark}：开票时读数正在审核中。",
+        "note_pay": "请通过银行转账支付至 {bank}，并注明 {number}。",
+        "note_terms": "请于 {days} 天内付款。",
+        "mail_invoice_subject": "{seller}：发票 {number}",
+        "mail_credit_subject": "{seller}：红字发票 {number}",
+        "mail_greeting": "{name}，您好：",
+        "mail_invoice_body": "附件为{period}的{kind} {number}，金额 {total}，付款截止日 {due}。"
+                             "XML 文件是供您的财务软件使用的同一张发票（UBL，EN 16931）。",
+        "mail_regards": "此致敬礼",
+        "mail_reminder_subject": "{seller}：发票 {number} 付款提醒",
+        "draft_status": "草稿", "finalized_status": "正式", "voided_status": "已作废",
+        "base_fee": "基本费",
+        "meter.mono": "黑白页数", "meter.color": "彩色页数", "meter.total": "总页数",
+    },
+}  # fmt: skip
+
+
+def language_of(tag: str | None) -> str:
+    """A card's language tag as one of LANGUAGES: "de-AT" -> "de", "zh" -> "zh-Hans", unknown -> "en"."""
+    if not tag:
+        return "en"
+    if tag in _PHRASES:
+        return tag
+    primary = tag.split("-")[0].lower()
+    return "zh-Hans" if primary == "zh" else primary if primary in _PHRASES else "en"
+
+
+class Words:
+    """Phrases and formats in one language."""
+
+    def __init__(self, tag: str | None) -> None:
+        self.language = language_of(tag)
+        self.locale = _LOCALES[self.language]
+        self._phrases = _PHRASES[self.language]
+
+    def __call__(self, key: str, **values: object) -> str:
+        return self._phrases.get(key, _PHRASES["en"][key]).format(**values)
+
+    def meter(self, meter: str) -> str:
+        """A meter in words ("Mono pages"); a meter without a translation keeps its name, spaced and capitalised."""
+        return self._phrases.get(f"meter.{meter}") or meter.replace("_", " ").capitalize()
+
+    def number(self, value: Decimal | int) -> str:
+        return _printable(format_decimal(value, locale=self.locale, decimal_quantization=False))
+
+    def money(self, amount: Decimal) -> str:
+        """Two decimals for whole cents, more when a unit price has them; no currency sign (the column says it)."""
+        exponent = amount.as_tuple().exponent
+        places = max(2, -exponent) if isinstance(exponent, int) else 2
+        return _printable(format_decimal(amount, format=f"#,##0.{'0' * places}", locale=self.locale))
+
+    def money_with_currency(self, amount: Decimal, currency: str) -> str:
+        return f"{self.money(amount)} {currency}"
+
+    def date(self, day: date | None) -> str:
+        return format_date(day, format="medium", locale=self.locale) if day else "-"
+
+
+def _printable(text: str) -> str:
+    """French groups digits with a narrow no-break space (U+202F), which the PDF font lacks: a plain one instead."""
+    return text.replace("\u202f", "\u00a0")
