@@ -51,3 +51,9 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         yield Simulator(port=simulator.port, expected=expected, printmaster=printmaster)
     finally:
         simulator.stop()
+
+
+@pytest.fixture
+def wide_issue_date_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stories dated autumn 2026 issue invoices on fixed dates; the issue-date window counts from the real today."""
+    monkeypatch.setenv("METERD_BILLING__ISSUE_DATE_WINDOW_DAYS", "3650")

@@ -28,6 +28,8 @@ from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.integration.test_billing import BOOK, _ready, cli, daily, write_billing_config
 
+pytestmark = pytest.mark.usefixtures("wide_issue_date_window")
+
 
 class Relay:
     """An SMTP server answering DATA with the given replies in turn (the last one from then on)."""

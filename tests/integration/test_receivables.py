@@ -26,10 +26,7 @@ async def _late(config: Path, capsys: pytest.CaptureFixture[str], as_of: str) ->
 REMIND = ("receivables", "remind", "--as-of")
 
 
-@pytest.fixture(autouse=True)
-def _wide_issue_date_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The story is dated November 2026; the issue-date window is measured from the real today."""
-    monkeypatch.setenv("METERD_BILLING__ISSUE_DATE_WINDOW_DAYS", "3650")
+pytestmark = pytest.mark.usefixtures("wide_issue_date_window")
 
 
 async def finalised_invoice(store_url: str, config: Path) -> None:
