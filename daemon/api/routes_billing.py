@@ -219,11 +219,12 @@ async def void(invoice_id: Id, body: Voiding, who: InvoiceWriter, context: Conte
 )  # fmt: skip
 async def document(
     invoice_id: Id,
-    _who: InvoiceReader,
+    who: InvoiceReader,
     context: Context,
     format: Literal["pdf", "ubl"] = "pdf",  # noqa: A002 - the query word people type
 ) -> Response:
     doc = await invoice_document(context.store, context.settings, invoice_id)
     if format == "pdf":
+        context.expensive.spend(who.login, context.clock())  # a PDF costs CPU: limited like the usage report
         return Response(await asyncio.to_thread(to_pdf, doc), media_type="application/pdf")
     return Response(to_ubl(doc), media_type="application/xml")

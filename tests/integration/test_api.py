@@ -573,3 +573,13 @@ async def test_the_usage_report_is_kept_until_its_data_changes_and_limited_per_u
     assert (await report()).status_code == 429  # something changed: it would be made anew, and that is limited
     api.clock.now += timedelta(minutes=1)
     assert (await report()).status_code == 200
+
+
+async def test_invoice_pdfs_are_limited_per_user_like_the_usage_report(api: Api) -> None:
+    billing = await _october_billed(api)
+    pdfs = [await api.client.get("/api/v1/invoices/1/document", headers=billing) for _ in range(11)]
+    assert [p.status_code for p in pdfs] == [200] * 10 + [429]  # api.expensive_per_minute
+    ubl = await api.client.get("/api/v1/invoices/1/document", headers=billing, params={"format": "ubl"})
+    assert ubl.status_code == 200  # XML is cheap: not limited
+    api.clock.now += timedelta(minutes=1)
+    assert (await api.client.get("/api/v1/invoices/1/document", headers=billing)).status_code == 200
