@@ -46,8 +46,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
-    install_security_headers(app, prefix=PREFIX, docs=f"{PREFIX}/docs",
-                             public=frozenset({f"{PREFIX}/openapi.json", f"{PREFIX}/docs"}))  # fmt: skip
+    install_security_headers(app, prefix=PREFIX, public=frozenset({f"{PREFIX}/openapi.json", f"{PREFIX}/docs"}))
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)
     install_docs(app, f"{PREFIX}/docs", f"{PREFIX}/openapi.json", "meterd")

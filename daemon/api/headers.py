@@ -1,7 +1,8 @@
 """Security headers on every response (OWASP Secure Headers): what a browser may run, sniff, keep and save.
 
 * ``Content-Security-Policy``: nothing but the usage report's own inline style and its chart
-  (a data: image); the interactive docs page also gets the Swagger UI that FastAPI loads.
+  (a data: image). A response that brings its own policy keeps it: the web console's pages and
+  the docs page (daemon.web: only files the package ships, forms posting to the daemon itself).
 * ``X-Content-Type-Options: nosniff``: a CSV is never taken for HTML or script.
 * ``Cache-Control: no-store`` on everything but the OpenAPI description and the docs page:
   responses carry tokens (login) and customers' data, which no browser or proxy may keep.
@@ -21,25 +22,22 @@ POLICY: Final = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'none'"
 )
-# FastAPI's docs page: Swagger UI from its CDN, started by an inline script, reading openapi.json from here.
-DOCS_POLICY: Final = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; style-src https://cdn.jsdelivr.net; "
-    "img-src https://fastapi.tiangolo.com data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 DOWNLOADS: Final = {"text/csv": "csv", "application/pdf": "pdf", "application/xml": "xml"}
 _UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def install_security_headers(app: FastAPI, *, prefix: str, docs: str, public: frozenset[str]) -> None:
+def install_security_headers(app: FastAPI, *, prefix: str, public: frozenset[str]) -> None:
     """Add the headers to every response of ``app``; ``public``: paths that may be cached (OpenAPI, docs)."""
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         path = request.url.path
-        response.headers["Content-Security-Policy"] = DOCS_POLICY if path == docs else POLICY
+        # The console's pages and the docs page set their own policy, which lets them load their files and post
+        # their forms: the API's "nothing at all" would leave a login form that cannot be sent.
+        response.headers.setdefault("Content-Security-Policy", POLICY)
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
         if path not in public:
             response.headers["Cache-Control"] = "no-store"
         kind = response.headers.get("content-type", "").split(";")[0].strip()

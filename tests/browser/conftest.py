@@ -12,10 +12,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import tomllib
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,8 +79,18 @@ class Console:
     store: Store
     stopping: threading.Event = field(default_factory=threading.Event)
 
+    used_steps: dict[str, int] = field(default_factory=dict)
+
     def code(self, login: str) -> str:
-        return pyotp.TOTP(self.second_factors[login].secret).now()
+        """A code the server has not seen yet: a step is accepted once (RFC 6238 5.2), so a second log-in within
+        one 30-second step takes the next step's code (inside the one-step drift allowed), a third waits."""
+        totp = pyotp.TOTP(self.second_factors[login].secret)
+        while True:
+            step = max(totp.timecode(datetime.now(UTC)), self.used_steps.get(login, -1) + 1)
+            if step <= totp.timecode(datetime.now(UTC)) + 1:
+                self.used_steps[login] = step
+                return totp.generate_otp(step)
+            time.sleep(1)
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=60)
@@ -121,7 +132,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """The daemon's app (API and console) served by uvicorn on a free port, in a thread with its own loop."""
     state = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{state / 'meterd.db'}"
-    settings = Settings(storage={"url": url}, state_dir=state, billing={"seller": SELLER})  # type: ignore[arg-type]
+    # The story's October invoice is issued on 31 Oct: the issue-date window counts from the real today.
+    settings = Settings(storage={"url": url}, state_dir=state,
+                        billing={"seller": SELLER, "issue_date_window_days": 3650})  # type: ignore[arg-type]  # fmt: skip
     ready: list[Console] = []
     started = threading.Event()
     failed: list[BaseException] = []

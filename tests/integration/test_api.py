@@ -548,8 +548,12 @@ async def test_people_list_and_end_their_own_sessions_and_responses_carry_securi
     csv_file = await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})
     assert csv_file.headers["content-disposition"] == 'attachment; filename="readings.csv"'
     docs = await api.client.get("/api/v1/docs")
-    assert "https://cdn.jsdelivr.net" in docs.headers["content-security-policy"]  # Swagger UI still loads
+    assert "script-src 'self'" in docs.headers["content-security-policy"]  # Swagger UI from the shipped files
+    assert "cdn" not in docs.headers["content-security-policy"]
     assert "cache-control" not in docs.headers
+    login_page = await api.client.get("/login")  # the console keeps its own policy: its forms may be sent
+    assert "form-action 'self'" in login_page.headers["content-security-policy"]
+    assert login_page.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_the_usage_report_is_kept_until_its_data_changes_and_limited_per_user(api: Api) -> None:

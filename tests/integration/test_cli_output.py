@@ -12,6 +12,8 @@ from tests.integration.test_billing import cli
 from tests.integration.test_billing import config as config  # noqa: PLC0414 - the fixture, by its name
 from tests.integration.test_receivables import finalised_invoice
 
+pytestmark = pytest.mark.usefixtures("wide_issue_date_window")
+
 
 async def test_umlauts_print_as_themselves_and_every_amount_with_its_cents(
     store_url: str, config: Path, capsys: pytest.CaptureFixture[str]
