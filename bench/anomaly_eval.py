@@ -145,8 +145,17 @@ def _device(n: int, days: int, step_min: int, rng: np.random.Generator) -> tuple
         labels.append(Label(Kind.STALE, device, stamps[silent_from].to_pydatetime()))
     meters = {"total": counter}
     if kind in (6, 7):
-        meters |= _colour(counter, pages, rng, faulty=kind == 6, printing=rate > 0, per_day=per_day, labels=labels,
-                          device=device, stamps=stamps)  # fmt: skip
+        meters |= _colour(
+            counter,
+            pages,
+            rng,
+            faulty=kind == 6,
+            printing=rate > 0,
+            per_day=per_day,
+            labels=labels,
+            device=device,
+            stamps=stamps,
+        )
     ids = np.array([f"{device}-{i}" for i in range(int(keep.sum()))], dtype=object)
     frame = pd.concat(
         [
@@ -170,9 +179,17 @@ def _device(n: int, days: int, step_min: int, rng: np.random.Generator) -> tuple
 
 
 def _colour(
-    counter: np.ndarray[Any, Any], pages: np.ndarray[Any, Any], rng: np.random.Generator, *, faulty: bool,
-    printing: np.ndarray[Any, Any], per_day: int, labels: list[Label], device: str, stamps: pd.DatetimeIndex,
-) -> dict[str, np.ndarray[Any, Any]]:  # fmt: skip
+    counter: np.ndarray[Any, Any],
+    pages: np.ndarray[Any, Any],
+    rng: np.random.Generator,
+    *,
+    faulty: bool,
+    printing: np.ndarray[Any, Any],
+    per_day: int,
+    labels: list[Label],
+    device: str,
+    stamps: pd.DatetimeIndex,
+) -> dict[str, np.ndarray[Any, Any]]:
     """A colour device's meters (a fifth of the pages in colour): colour counted twice for a month if ``faulty``.
 
     A clean one's total holds pages the parts never did (a lifetime difference, not a fault).
@@ -208,8 +225,11 @@ def _reference(revision: str) -> ModuleType:
     """The detectors module as it was at ``revision`` (git), loaded under a name of its own."""
     source = subprocess.run(
         ["git", "show", f"{revision}:billing/anomalies/detectors.py"],
-        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1],
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
     path = Path(tempfile.mkdtemp()) / f"detectors_{revision}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"detectors_{revision}", path)
@@ -247,9 +267,12 @@ def main(devices: int, days: int, step_min: int, chunk: int, reference: str | No
         findings = detect_all(frame, settings)
         last_seen = frame.groupby("device", observed=True)["taken_at"].max()
         findings += stale(
-            [(d, t.to_pydatetime()) for d, t in last_seen.items()], now=now, poll_interval_s=step_min * 60,
-            settings=settings, usual=usual_silence(frame),
-        )  # fmt: skip
+            [(d, t.to_pydatetime()) for d, t in last_seen.items()],
+            now=now,
+            poll_interval_s=step_min * 60,
+            settings=settings,
+            usual=usual_silence(frame),
+        )
         queue += episodes(findings, reading_moments(frame))
         detected += time.perf_counter() - started
         started = time.perf_counter()
@@ -266,8 +289,10 @@ def main(devices: int, days: int, step_min: int, chunk: int, reference: str | No
     print(f"generation {generated:.1f} s (not counted); detection over the whole year {detected:.1f} s")
     print(f"incremental run, every device with new readings ({lookback}-day lookback each): {incremental:.1f} s")
     if earlier is not None:
-        print(f"reference {reference}, same frames, same run: whole year {referenced['year']:.1f} s, "
-              f"incremental {referenced['incremental']:.1f} s (its detectors only, no episodes)")  # fmt: skip
+        print(
+            f"reference {reference}, same frames, same run: whole year {referenced['year']:.1f} s, "
+            f"incremental {referenced['incremental']:.1f} s (its detectors only, no episodes)"
+        )
     _report(queue, labels)
 
 
@@ -280,8 +305,10 @@ def _report(queue: list[Episode], labels: list[Label]) -> None:
     false = sum(not any(_matches(e, label) for label in labels) for e in items)
     problems = len({(label.kind, label.device, label.at) for label in labels}) + false
     holding = sum(e.holds for e in items)
-    print(f"queue {len(items)} items ({holding} holding readings) for {problems} distinct device x kind episodes "
-          f"({len(labels)} labelled, {false} false): {len(items) / max(problems, 1):.2f} per episode")  # fmt: skip
+    print(
+        f"queue {len(items)} items ({holding} holding readings) for {problems} distinct device x kind episodes "
+        f"({len(labels)} labelled, {false} false): {len(items) / max(problems, 1):.2f} per episode"
+    )
     for kind in EVALUATED:
         wanted = [label for label in labels if label.kind == kind]
         found = by_kind[kind]

@@ -54,19 +54,37 @@ READ_AT = time_of_day(6, tzinfo=UTC)  # one reading a day, at 06:00 UTC
 
 def _customer(n: int) -> dict[str, object]:
     return {
-        "code": f"C{n:05d}", "legal_name": f"Customer {n} GmbH", "country": "DE", "currency": "EUR",
-        "tax_scheme": "other", "address": {"street": "Hauptstr. 1", "city": "Berlin", "country": "DE"},
+        "code": f"C{n:05d}",
+        "legal_name": f"Customer {n} GmbH",
+        "country": "DE",
+        "currency": "EUR",
+        "tax_scheme": "other",
+        "address": {"street": "Hauptstr. 1", "city": "Berlin", "country": "DE"},
         "contacts": [{"name": "AP", "email": f"ap{n}@example.com", "billing": True}],
-    }  # fmt: skip
+    }
 
 
 def _contract(n: int) -> dict[str, object]:
-    return {"id": f"K{n:05d}", "customer": f"C{n:05d}", "versions": [{
-        "valid_from": "2025-01-01", "currency": "EUR", "base_fee": "39.00", "tax_rate": "0.19",
-        "meters": [
-            {"meter": "mono", "included": 1000, "tiers": [{"up_to": 5000, "price": "0.012"}, {"price": "0.009"}]},
-            {"meter": "color", "included": 100, "tiers": [{"price": "0.065"}]},
-        ]}]}  # fmt: skip
+    return {
+        "id": f"K{n:05d}",
+        "customer": f"C{n:05d}",
+        "versions": [
+            {
+                "valid_from": "2025-01-01",
+                "currency": "EUR",
+                "base_fee": "39.00",
+                "tax_rate": "0.19",
+                "meters": [
+                    {
+                        "meter": "mono",
+                        "included": 1000,
+                        "tiers": [{"up_to": 5000, "price": "0.012"}, {"price": "0.009"}],
+                    },
+                    {"meter": "color", "included": 100, "tiers": [{"price": "0.065"}]},
+                ],
+            }
+        ],
+    }
 
 
 async def build(path: Path, devices: int) -> None:
@@ -119,8 +137,10 @@ def _year_requests(devices: int) -> pd.DataFrame:
     months = [Period(add_months(YEAR_START, m), add_months(YEAR_START, m + 1)) for m in range(12)]
     rows = [
         (d + 1, meter, pd.Timestamp(p.start, tz="UTC"), pd.Timestamp(p.end, tz="UTC"))
-        for d in range(devices) for meter in ("mono", "color") for p in months
-    ]  # fmt: skip
+        for d in range(devices)
+        for meter in ("mono", "color")
+        for p in months
+    ]
     return pd.DataFrame(rows, columns=["device", "meter", "start", "end"])
 
 
@@ -252,8 +272,9 @@ async def main() -> None:
     ours_file, theirs_file = args.db.with_suffix(".meterd.parquet"), args.db.with_suffix(".duckdb.parquet")
     ours = _part("meterd", args.db, args.devices, ours_file)
     theirs = _part("duckdb", args.db, args.devices, theirs_file)
-    merged = pd.read_parquet(ours_file).merge(pd.read_parquet(theirs_file), on=["device", "meter", "month"],
-                                              how="outer", suffixes=("_meterd", "_duckdb"))  # fmt: skip
+    merged = pd.read_parquet(ours_file).merge(
+        pd.read_parquet(theirs_file), on=["device", "meter", "month"], how="outer", suffixes=("_meterd", "_duckdb")
+    )
     different = int((merged["usage_meterd"] != merged["usage_duckdb"]).sum())
     print(
         f"year of monthly usage, meterd (load + compute)  {ours['seconds']:7.2f} s   {ours['lines']:,.0f} lines   "

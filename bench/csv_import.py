@@ -36,12 +36,32 @@ def _files(rows: int) -> tuple[bytes, bytes]:
     people_writer.writeheader()
     for n in range(rows):
         code = f"C{n:06d}"
-        card_writer.writerow(dict.fromkeys(CUSTOMER_COLUMNS, "") | {
-            "code": code, "legal_name": f"Kunde {n} Büromaschinen GmbH", "country": "DE", "street": f"Hauptstraße {n}",
-            "city": "Berlin", "postal_code": "10115", "address_country": "DE", "currency": "EUR", "tax_scheme": "other",
-            "payment_terms_days": "30", "sites": f"site-{n}"})  # fmt: skip
-        people_writer.writerow({"customer": code, "name": f"Kontakt {n}", "role": "AP", "email": f"ap{n}@example.com",
-                                "phone": "", "billing": "yes"})  # fmt: skip
+        card_writer.writerow(
+            dict.fromkeys(CUSTOMER_COLUMNS, "")
+            | {
+                "code": code,
+                "legal_name": f"Kunde {n} Büromaschinen GmbH",
+                "country": "DE",
+                "street": f"Hauptstraße {n}",
+                "city": "Berlin",
+                "postal_code": "10115",
+                "address_country": "DE",
+                "currency": "EUR",
+                "tax_scheme": "other",
+                "payment_terms_days": "30",
+                "sites": f"site-{n}",
+            }
+        )
+        people_writer.writerow(
+            {
+                "customer": code,
+                "name": f"Kontakt {n}",
+                "role": "AP",
+                "email": f"ap{n}@example.com",
+                "phone": "",
+                "billing": "yes",
+            }
+        )
     return cards.getvalue().encode("utf-8-sig"), people.getvalue().encode("utf-8-sig")
 
 
@@ -59,8 +79,9 @@ def _reference(cards: bytes, path: Path) -> float:
 async def _meterd(cards: bytes, people: bytes, url: str) -> dict[str, float]:
     figures = {}
     started = time.perf_counter()
-    parsed, problems = customers_from(read_table(cards, "customers.csv", CUSTOMER_COLUMNS),
-                                      read_table(people, "contacts.csv", CONTACT_COLUMNS))  # fmt: skip
+    parsed, problems = customers_from(
+        read_table(cards, "customers.csv", CUSTOMER_COLUMNS), read_table(people, "contacts.csv", CONTACT_COLUMNS)
+    )
     assert not problems, problems[:3]
     figures["read and check every row"] = time.perf_counter() - started
     async with Store.open(url) as store:

@@ -63,8 +63,9 @@ class _Counter(asyncio.DatagramProtocol):
 
 async def _bare(targets: list[SnmpTarget], in_flight: int) -> tuple[float, int]:
     """CPU of the loop, and how many answers came (a lost one is not resent: its slot frees after 0.5 s)."""
-    request = ber.encode_request(version=1, community=SNMPD_COMMUNITY.encode(), pdu_type=ber.GET_REQUEST,
-                                 request_id=1, oids=[SYS_OBJECT_ID])  # fmt: skip
+    request = ber.encode_request(
+        version=1, community=SNMPD_COMMUNITY.encode(), pdu_type=ber.GET_REQUEST, request_id=1, oids=[SYS_OBJECT_ID]
+    )
     addresses = [(target.host, target.port) for target in targets]
     loop = asyncio.get_running_loop()
     transport, counter = await loop.create_datagram_endpoint(_Counter, family=socket.AF_INET)

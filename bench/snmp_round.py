@@ -51,8 +51,14 @@ MODEL: Final = "konica_c300i"  # a colour MFP: private counters, four toners
 SERIAL: Final = "A8Y1DEMO0002"  # the recording's; each simulated device gets its own
 SNMPD_COMMUNITY: Final = "bench"  # snmpd answers every device under this one community (devices differ by address)
 # snmprec type tags -> snmpd.conf `override` types
-_OVERRIDE_TYPES: Final = {"2": "integer", "4": "octet_str", "6": "object_id", "65": "counter", "66": "uinteger",
-                          "67": "timeticks"}  # fmt: skip
+_OVERRIDE_TYPES: Final = {
+    "2": "integer",
+    "4": "octet_str",
+    "6": "object_id",
+    "65": "counter",
+    "66": "uinteger",
+    "67": "timeticks",
+}
 
 
 @dataclass
@@ -149,8 +155,13 @@ def _ezsnmp_round(targets: list[SnmpTarget], oids: list[str]) -> Figures:
             retries=1,
         )
         session.get(oids)
-    return Figures("ezsnmp (C), same warm GETs, serial", len(targets), time.process_time() - cpu,
-                   time.perf_counter() - wall, rss_mb=_rss_mb())  # fmt: skip
+    return Figures(
+        "ezsnmp (C), same warm GETs, serial",
+        len(targets),
+        time.process_time() - cpu,
+        time.perf_counter() - wall,
+        rss_mb=_rss_mb(),
+    )
 
 
 def _recordings(devices: int) -> tuple[Path, Path]:
@@ -205,8 +216,18 @@ class _Snmpd(SnmpSimulator):
                 f'override .{oid} {kind} "{value}"' if kind == "octet_str" else f"override .{oid} {kind} {value}"
             )
         config.write_text("\n".join(lines) + "\n")
-        command = ["snmpd", "-f", "-C", "-c", str(config), "-I", "override,vacm_conf", "-Lf", str(self.log_path),
-                   f"udp:0.0.0.0:{self.port}"]  # fmt: skip
+        command = [
+            "snmpd",
+            "-f",
+            "-C",
+            "-c",
+            str(config),
+            "-I",
+            "override,vacm_conf",
+            "-Lf",
+            str(self.log_path),
+            f"udp:0.0.0.0:{self.port}",
+        ]
         environment = {**os.environ, "SNMP_PERSISTENT_DIR": str(self._workdir), "MIBS": ""}
         self._process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 

@@ -195,25 +195,36 @@ def main(options: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     unknown = sum(d.step is None for d in devices)
     errors = np.array(score.errors)
-    print(f"{options.devices} devices ({unknown} report no level), {options.days} days, seed {options.seed}, "
-          f"{elapsed:.0f} s")  # fmt: skip
+    print(
+        f"{options.devices} devices ({unknown} report no level), {options.days} days, seed {options.seed}, "
+        f"{elapsed:.0f} s"
+    )
     print("| measure | value | target |\n|---|---|---|")
-    print(f"| forecasts within ±3 days at 14 days before empty | {score.within / score.scored:.3f} "
-          f"({score.within}/{score.scored}) | ≥ 0.85 |")  # fmt: skip
-    print(f"| median / 90th-percentile absolute error, days | {np.median(np.abs(errors)):.1f} / "
-          f"{np.percentile(np.abs(errors), 90):.1f} | |")  # fmt: skip
+    print(
+        f"| forecasts within ±3 days at 14 days before empty | {score.within / score.scored:.3f} "
+        f"({score.within}/{score.scored}) | ≥ 0.85 |"
+    )
+    print(
+        f"| median / 90th-percentile absolute error, days | {np.median(np.abs(errors)):.1f} / "
+        f"{np.percentile(np.abs(errors), 90):.1f} | |"
+    )
     print(
         f"| alerts raised ≥ {LEAD_DAYS} days before empty (recall) | "
         f"{score.alerted_in_time / score.ran_empty:.3f} ({score.alerted_in_time}/{score.ran_empty}) | 1.0 |"
     )
-    print(f"| notice: alert to empty, median / 10th percentile, days | {np.median(score.notice_days):.1f} / "
-          f"{np.percentile(score.notice_days, 10):.1f} | ≥ {LEAD_DAYS} |")  # fmt: skip
-    print(f"| alerts per cartridge | {score.alerts / score.cartridges:.3f} ({score.alerts}/{score.cartridges}) "
-          "| ≤ 1 |")  # fmt: skip
-    print(f"| replacement detection recall | {score.found / score.true_replacements:.3f} "
-          f"({score.found}/{score.true_replacements}) | 1.0 |")  # fmt: skip
-    print(f"| replacement detection precision | {score.correct_detections / score.detected:.3f} "
-          f"({score.correct_detections}/{score.detected}) | ≥ 0.99 |")  # fmt: skip
+    print(
+        f"| notice: alert to empty, median / 10th percentile, days | {np.median(score.notice_days):.1f} / "
+        f"{np.percentile(score.notice_days, 10):.1f} | ≥ {LEAD_DAYS} |"
+    )
+    print(f"| alerts per cartridge | {score.alerts / score.cartridges:.3f} ({score.alerts}/{score.cartridges}) | ≤ 1 |")
+    print(
+        f"| replacement detection recall | {score.found / score.true_replacements:.3f} "
+        f"({score.found}/{score.true_replacements}) | 1.0 |"
+    )
+    print(
+        f"| replacement detection precision | {score.correct_detections / score.detected:.3f} "
+        f"({score.correct_detections}/{score.detected}) | ≥ 0.99 |"
+    )
 
 
 if __name__ == "__main__":

@@ -116,11 +116,20 @@ def _add_every_poll(path: Path, month: list[list[Reading]]) -> None:
             "INSERT INTO supplies (reading_id, device_id, taken_at, name, kind, color, level_percent) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [
-                (r.id, ids[r.device.key], r.taken_at_utc.strftime("%Y-%m-%d %H:%M:%S.%f"), s.name, s.kind, s.color,
-                 s.level_percent)
-                for rounds in month for r in rounds for s in r.supplies
+                (
+                    r.id,
+                    ids[r.device.key],
+                    r.taken_at_utc.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    s.name,
+                    s.kind,
+                    s.color,
+                    s.level_percent,
+                )
+                for rounds in month
+                for r in rounds
+                for s in r.supplies
             ],
-        )  # fmt: skip
+        )
 
 
 async def main(options: argparse.Namespace) -> None:
@@ -138,8 +147,10 @@ async def main(options: argparse.Namespace) -> None:
         (before_bytes, before_table, before_rows), (after_bytes, after_table, after_rows) = _size(before), _size(after)
         polls = sum(len(rounds) for rounds in month)
         supplies = sum(len(r.supplies) for rounds in month for r in rounds)
-        print(f"{len(fleet)} printers, {options.days} days of {options.interval_min}-minute polls: {polls} readings, "
-              f"{supplies} supply levels")  # fmt: skip
+        print(
+            f"{len(fleet)} printers, {options.days} days of {options.interval_min}-minute polls: {polls} readings, "
+            f"{supplies} supply levels"
+        )
         for label, rows, table, whole in (
             ("before (a row per poll)", before_rows, before_table, before_bytes),
             ("after (changes + daily beat)", after_rows, after_table, after_bytes),
@@ -148,9 +159,11 @@ async def main(options: argparse.Namespace) -> None:
                 f"{label:<30} {rows:>7} supply rows   supplies table {table / 1e6:6.2f} MB   "
                 f"whole store {whole / 1e6:6.2f} MB"
             )
-        print(f"after/before: supply rows {after_rows / before_rows:.3f}   "
-              f"supplies table {after_table / before_table:.3f}   "
-              f"whole store {after_bytes / before_bytes:.3f}")  # fmt: skip
+        print(
+            f"after/before: supply rows {after_rows / before_rows:.3f}   "
+            f"supplies table {after_table / before_table:.3f}   "
+            f"whole store {after_bytes / before_bytes:.3f}"
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

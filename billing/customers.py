@@ -180,13 +180,18 @@ class CardRules:
         canonical = {}
         for name, value in card.custom.items():
             if name not in known:
-                raise CustomerError(f"customer {card.code}: custom.{name}: not a field here; [customers.fields] has "
-                                    f"{', '.join(sorted(known)) or 'none'}")  # fmt: skip
+                raise CustomerError(
+                    f"customer {card.code}: custom.{name}: not a field here; [customers.fields] has "
+                    f"{', '.join(sorted(known)) or 'none'}"
+                )
             if value.strip():
                 canonical[name] = _canonical(card.code, known[name], value.strip())
         for required in self.required:
-            present: object = (canonical.get(required.removeprefix("custom.")) if required.startswith("custom.")
-                               else getattr(card, required, None))  # fmt: skip
+            present: object = (
+                canonical.get(required.removeprefix("custom."))
+                if required.startswith("custom.")
+                else getattr(card, required, None)
+            )
             if present in (None, "", []):
                 raise CustomerError(f"customer {card.code}: {required}: required here ([customers] required)")
         return card.model_copy(update={"custom": canonical})

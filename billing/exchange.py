@@ -31,16 +31,38 @@ from billing.invoicing import Assignment
 from daemon.errors import MeterdError
 
 CUSTOMER_COLUMNS: Final = (
-    "code", "legal_name", "trade_name", "country", "tax_id", "tax_scheme", "electronic_address", "street", "city",
-    "postal_code", "region", "address_country", "payment_method", "payment_terms_days", "currency", "language",
-    "parent", "sites", "tags", "notes",
-)  # fmt: skip
+    "code",
+    "legal_name",
+    "trade_name",
+    "country",
+    "tax_id",
+    "tax_scheme",
+    "electronic_address",
+    "street",
+    "city",
+    "postal_code",
+    "region",
+    "address_country",
+    "payment_method",
+    "payment_terms_days",
+    "currency",
+    "language",
+    "parent",
+    "sites",
+    "tags",
+    "notes",
+)
 CUSTOM_PREFIX: Final = "custom."
 CONTACT_COLUMNS: Final = ("customer", "name", "role", "email", "phone", "billing")
 ASSIGNMENT_COLUMNS: Final = ("device", "customer", "from", "to")
 DEVICE_COLUMNS: Final = ("key", "vendor", "model", "address", "site")
-_ADDRESS: Final = {"street": "street", "city": "city", "postal_code": "postal_code", "region": "region",
-                   "country": "address_country"}  # fmt: skip
+_ADDRESS: Final = {
+    "street": "street",
+    "city": "city",
+    "postal_code": "postal_code",
+    "region": "region",
+    "country": "address_country",
+}
 _OPTIONAL: Final = ("trade_name", "tax_id", "electronic_address", "parent")
 _TRUE: Final = {"yes", "y", "true", "1", "x"}
 _FALSE: Final = {"no", "n", "false", "0", ""}
@@ -130,8 +152,10 @@ def customers_from(
         if billing not in _TRUE | _FALSE:
             problems.append(RowProblem(contacts.name, number, "billing", "yes or no"))
             continue
-        contact = {k: row[k] for k in ("name", "role", "phone")} | {"email": row["email"] or None,
-                                                                     "billing": billing in _TRUE}  # fmt: skip
+        contact = {k: row[k] for k in ("name", "role", "phone")} | {
+            "email": row["email"] or None,
+            "billing": billing in _TRUE,
+        }
         contacts_of.setdefault(row["customer"], []).append((number, contact))
     cards = []
     for number, row in customers.rows:
@@ -159,8 +183,9 @@ def assignments_from(table: Table) -> tuple[list[Assignment], list[RowProblem]]:
             start = date.fromisoformat(row["from"])
             end = date.fromisoformat(row["to"]) if row["to"] else None
         except ValueError:
-            problems.append(RowProblem(table.name, number, "from" if not _is_date(row["from"]) else "to",
-                                       "a date as YYYY-MM-DD"))  # fmt: skip
+            problems.append(
+                RowProblem(table.name, number, "from" if not _is_date(row["from"]) else "to", "a date as YYYY-MM-DD")
+            )
             continue
         if not row["device"] or not row["customer"]:
             problems.append(RowProblem(table.name, number, "device" if not row["device"] else "customer", "required"))
@@ -177,22 +202,28 @@ def devices_from(table: Table) -> tuple[list[DeviceCard], list[RowProblem]]:
     found: list[DeviceCard] = []
     seen: set[str] = set()
     for number, row in table.rows:
-        problems.extend(RowProblem(table.name, number, column, f"at most {limit} characters")
-                        for column, limit in (("key", 128), ("site", 128), ("vendor", 128), ("model", 256),
-                                              ("address", 256)) if len(row[column]) > limit)  # fmt: skip
-        problems.extend(RowProblem(table.name, number, column, "required") for column in ("key", "site")
-                        if not row[column])  # fmt: skip
+        problems.extend(
+            RowProblem(table.name, number, column, f"at most {limit} characters")
+            for column, limit in (("key", 128), ("site", 128), ("vendor", 128), ("model", 256), ("address", 256))
+            if len(row[column]) > limit
+        )
+        problems.extend(
+            RowProblem(table.name, number, column, "required") for column in ("key", "site") if not row[column]
+        )
         if row["key"] in seen:
             problems.append(RowProblem(table.name, number, "key", f"{row['key']!r} is on an earlier row too"))
         seen.add(row["key"])
-        found.append(DeviceCard(row["key"], row["vendor"] or None, row["model"] or None, row["address"] or None,
-                                row["site"]))  # fmt: skip
+        found.append(
+            DeviceCard(row["key"], row["vendor"] or None, row["model"] or None, row["address"] or None, row["site"])
+        )
     return (found, problems) if not problems else ([], problems)
 
 
 def device_file(devices: Iterable[DeviceCard]) -> bytes:
-    rows = [{"key": d.key, "vendor": d.vendor or "", "model": d.model or "", "address": d.address or "",
-             "site": d.site} for d in sorted(devices, key=lambda d: d.key)]  # fmt: skip
+    rows = [
+        {"key": d.key, "vendor": d.vendor or "", "model": d.model or "", "address": d.address or "", "site": d.site}
+        for d in sorted(devices, key=lambda d: d.key)
+    ]
     return write_table(DEVICE_COLUMNS, rows)
 
 
@@ -203,21 +234,37 @@ def customer_files(customers: Iterable[Customer], custom: Sequence[str] = ()) ->
     for card in sorted(customers, key=lambda c: c.code):
         data = card.model_dump(mode="json")
         address = data.pop("address")
-        row: dict[str, str] = {key: "" if data.get(key) is None else str(data[key]) for key in CUSTOMER_COLUMNS
-                               if key in data}  # fmt: skip
+        row: dict[str, str] = {
+            key: "" if data.get(key) is None else str(data[key]) for key in CUSTOMER_COLUMNS if key in data
+        }
         row |= {column: address[field] for field, column in _ADDRESS.items()}
         row |= {"sites": ";".join(card.sites), "tags": ";".join(card.tags)}
         row |= {f"{CUSTOM_PREFIX}{name}": card.custom.get(name, "") for name in custom}
         cards.append(row)
-        people.extend({"customer": card.code, "name": c.name, "role": c.role, "email": c.email or "",
-                       "phone": c.phone, "billing": "yes" if c.billing else "no"} for c in card.contacts)  # fmt: skip
+        people.extend(
+            {
+                "customer": card.code,
+                "name": c.name,
+                "role": c.role,
+                "email": c.email or "",
+                "phone": c.phone,
+                "billing": "yes" if c.billing else "no",
+            }
+            for c in card.contacts
+        )
     return write_table(customer_columns(custom), cards), write_table(CONTACT_COLUMNS, people)
 
 
 def assignment_file(assignments: Iterable[Assignment]) -> bytes:
-    rows = [{"device": a.device, "customer": a.customer, "from": a.start.isoformat(),
-             "to": a.end.isoformat() if a.end else ""}
-            for a in sorted(assignments, key=lambda a: (a.device, a.start))]  # fmt: skip
+    rows = [
+        {
+            "device": a.device,
+            "customer": a.customer,
+            "from": a.start.isoformat(),
+            "to": a.end.isoformat() if a.end else "",
+        }
+        for a in sorted(assignments, key=lambda a: (a.device, a.start))
+    ]
     return write_table(ASSIGNMENT_COLUMNS, rows)
 
 
@@ -234,8 +281,9 @@ def _card_data(row: dict[str, str], contacts: list[dict[str, Any]]) -> dict[str,
     data["address"] = {field: row[column] for field, column in _ADDRESS.items()}
     data["sites"] = [site.strip() for site in row["sites"].split(";") if site.strip()]
     data["tags"] = [tag.strip() for tag in row["tags"].split(";") if tag.strip()]
-    data["custom"] = {key.removeprefix(CUSTOM_PREFIX): value for key, value in row.items()
-                      if key.startswith(CUSTOM_PREFIX) and value}  # fmt: skip
+    data["custom"] = {
+        key.removeprefix(CUSTOM_PREFIX): value for key, value in row.items() if key.startswith(CUSTOM_PREFIX) and value
+    }
     data["contacts"] = contacts
     for key in _OPTIONAL:
         data[key] = data[key] or None
@@ -274,8 +322,10 @@ def _decode(data: bytes, name: str, encoding: str | None) -> str:
         if encoding:
             msg = f"{name}: row {row}: not {encoding} text"
         else:
-            msg = (f"{name}: row {row}: not UTF-8 text; name its encoding, e.g. --encoding cp1254 (Turkish "
-                   "Windows/Excel) or --encoding gb18030 (Chinese)")  # fmt: skip
+            msg = (
+                f"{name}: row {row}: not UTF-8 text; name its encoding, e.g. --encoding cp1254 (Turkish "
+                "Windows/Excel) or --encoding gb18030 (Chinese)"
+            )
         raise ExchangeError(msg) from err
     except LookupError as err:
         msg = f"{encoding!r} is not an encoding Python knows (try utf-8, cp1254, gb18030, cp1252)"

@@ -205,8 +205,10 @@ def check(book: Book, payer: str, month: Period) -> None:
             uncovered = subtract([held], [p for _, pieces in covering for p in pieces])
             if uncovered:
                 gap = uncovered[0]
-                msg = (f"customer {code}: device {assignment.device} is held {gap.start}..{gap.end} but no contract "
-                       "covers it; add a contract (or list the device in one) or end the assignment")  # fmt: skip
+                msg = (
+                    f"customer {code}: device {assignment.device} is held {gap.start}..{gap.end} but no contract "
+                    "covers it; add a contract (or list the device in one) or end the assignment"
+                )
                 raise BillingError(msg)
             _refuse_double_cover(code, assignment.device, covering)
 
@@ -217,8 +219,10 @@ def _refuse_double_cover(customer: str, device: str, covering: list[tuple[Contra
             for a in first_pieces:
                 for b in second_pieces:
                     if (both := a.overlap(b)) is not None:
-                        msg = (f"customer {customer}: device {device} is covered by contracts {first.id} "
-                               f"and {second.id} on {both.start}; list the device in one only")  # fmt: skip
+                        msg = (
+                            f"customer {customer}: device {device} is covered by contracts {first.id} "
+                            f"and {second.id} on {both.start}; list the device in one only"
+                        )
                         raise BillingError(msg)
 
 
@@ -287,14 +291,23 @@ def rate_jobs(jobs: Sequence[UsageJob], requests: pd.DataFrame, usage: pd.DataFr
             description = _describe(line.description, line.detail, job.cycle, job.contract.id)
             lines.append(
                 InvoiceLine(
-                    kind=line.kind, adjustment=False, description=description,
-                    customer=job.customer, contract=job.contract.id, device=line.device,
+                    kind=line.kind,
+                    adjustment=False,
+                    description=description,
+                    customer=job.customer,
+                    contract=job.contract.id,
+                    device=line.device,
                     meter=str(line.meter) if line.meter else None,
                     pool=job.version.terms_for(line.meter).pool if line.meter else None,  # type: ignore[union-attr]
-                    service=job.cycle, quantity=line.quantity, amount=line.amount, tax_rate=job.version.tax_rate,
-                    estimated=line.estimated, held=line.held, provenance=line.detail,
+                    service=job.cycle,
+                    quantity=line.quantity,
+                    amount=line.amount,
+                    tax_rate=job.version.tax_rate,
+                    estimated=line.estimated,
+                    held=line.held,
+                    provenance=line.detail,
                 )
-            )  # fmt: skip
+            )
     return lines
 
 
@@ -352,8 +365,11 @@ def line_pairs(line: InvoiceLine) -> list[tuple[str, Piece]]:
 
 def _device_pieces(line: InvoiceLine) -> list[tuple[str, Piece]]:
     """The held pieces behind a usage line (one per device x meter x held span), with their device."""
-    return [(device, piece) for device, reads in sorted(line.provenance.get("reads", {}).items())
-            for piece in reads.get("pieces", [])]  # fmt: skip
+    return [
+        (device, piece)
+        for device, reads in sorted(line.provenance.get("reads", {}).items())
+        for piece in reads.get("pieces", [])
+    ]
 
 
 def _read(columns: dict[str, list[Any]], side: str, i: int) -> dict[str, Any]:
@@ -398,8 +414,11 @@ def base_fee_lines(book: Book, payer: str, month: Period, billed: Sequence[Invoi
                     devices[assignment.device].append(piece)
             for device in sorted(set(devices) | {d for c, d in already if c == contract.id}):
                 held = merge(devices.get(device, []))
-                lines.extend(_base_for_device(code, contract, device, window=window, held=held,
-                                              billed=already.get((contract.id, device), [])))  # fmt: skip
+                lines.extend(
+                    _base_for_device(
+                        code, contract, device, window=window, held=held, billed=already.get((contract.id, device), [])
+                    )
+                )
     return lines
 
 
@@ -423,14 +442,26 @@ def _base_for_device(
                     what = "base fee" if sign > 0 else "base fee credit (device no longer held)"
                     lines.append(
                         InvoiceLine(
-                            kind=BASE_FEE, adjustment=sign < 0, description=f"{what} {device} {part.label}",
-                            customer=customer, contract=contract.id, device=device, meter=None, pool=None,
-                            service=part, quantity=sign * share.quantize(Decimal("0.0001")), amount=amount,
+                            kind=BASE_FEE,
+                            adjustment=sign < 0,
+                            description=f"{what} {device} {part.label}",
+                            customer=customer,
+                            contract=contract.id,
+                            device=device,
+                            meter=None,
+                            pool=None,
+                            service=part,
+                            quantity=sign * share.quantize(Decimal("0.0001")),
+                            amount=amount,
                             tax_rate=version.tax_rate,
-                            provenance={"base_fee": str(version.base_fee), "days": part.days, "cycle_days": cycle.days,
-                                        "version_from": version.valid_from.isoformat()},
+                            provenance={
+                                "base_fee": str(version.base_fee),
+                                "days": part.days,
+                                "cycle_days": cycle.days,
+                                "version_from": version.valid_from.isoformat(),
+                            },
                         )
-                    )  # fmt: skip
+                    )
     return lines
 
 
@@ -492,8 +523,10 @@ def unsupplied_meters(
             versions.insert(0, first)
         for meter in sorted({str(m) for version in versions for m in version.source_meters} - set(have)):
             what = f"it reports {', '.join(have)}" if have else "it has reported no meter yet"
-            warnings.append(f"device {assignment.device}: contract {terms.id} bills meter {meter}, which the "
-                            f"device has never reported ({what}); its lines will not bill until it does")  # fmt: skip
+            warnings.append(
+                f"device {assignment.device}: contract {terms.id} bills meter {meter}, which the "
+                f"device has never reported ({what}); its lines will not bill until it does"
+            )
     return warnings
 
 
@@ -526,8 +559,13 @@ def mark_unsupplied(lines: Sequence[InvoiceLine], reported: Mapping[str, Iterabl
 
 def _unsupplied(line: InvoiceLine) -> list[str]:
     """'KM1 mono (it reports copy_mono, print_mono)' per meter the line's devices cannot supply."""
-    return sorted({f"{device} {piece.get('meter', line.meter)} (it reports {', '.join(piece['reports'])})"
-                   for device, piece in _device_pieces(line) if piece.get("reports")})  # fmt: skip
+    return sorted(
+        {
+            f"{device} {piece.get('meter', line.meter)} (it reports {', '.join(piece['reports'])})"
+            for device, piece in _device_pieces(line)
+            if piece.get("reports")
+        }
+    )
 
 
 def blocking_items(lines: Sequence[InvoiceLine]) -> list[str]:
@@ -541,8 +579,10 @@ def blocking_items(lines: Sequence[InvoiceLine]) -> list[str]:
         if line.held:
             items.append(f"HELD: {label}: readings under review; resolve them (`meterd anomalies list`)")
         if unsupplied := _unsupplied(line):
-            items.append(f"meter not reported: {label}: {'; '.join(unsupplied)}; bill what the device counts "
-                         "(a contract line may sum meters: sum_of) or fix its profile")  # fmt: skip
+            items.append(
+                f"meter not reported: {label}: {'; '.join(unsupplied)}; bill what the device counts "
+                "(a contract line may sum meters: sum_of) or fix its profile"
+            )
         elif any(piece["no_reads"] for _, piece in _device_pieces(line)):
             items.append(f"no reads at all: {label}: the device sent none of this meter in the period")
     return items
@@ -558,8 +598,13 @@ def double_checks(lines: Sequence[InvoiceLine]) -> list[str]:
         label = f"{line.description} ({line.amount})"
         if line.estimated:
             notes.append(f"estimated: {label}")
-        first = sorted({f"{device} {str(pair['start']['at'])[:10]}" for device, pair in line_pairs(line)
-                        if pair["start"].get("first_read")})  # fmt: skip
+        first = sorted(
+            {
+                f"{device} {str(pair['start']['at'])[:10]}"
+                for device, pair in line_pairs(line)
+                if pair["start"].get("first_read")
+            }
+        )
         if first:
             notes.append(f"first read (installation, outside the read window): {label}: {', '.join(first)}")
         if line.kind == MINIMUM:
@@ -591,8 +636,17 @@ def assemble(
 
 def _line_order(line: InvoiceLine) -> tuple[Any, ...]:
     kinds = {BASE_FEE: 0, USAGE: 1, MINIMUM: 2}
-    return (line.adjustment, line.customer, line.contract, kinds.get(line.kind, 9), line.device or "",
-            line.meter or "", line.pool or "", line.service.start, line.service.end)  # fmt: skip
+    return (
+        line.adjustment,
+        line.customer,
+        line.contract,
+        kinds.get(line.kind, 9),
+        line.device or "",
+        line.meter or "",
+        line.pool or "",
+        line.service.start,
+        line.service.end,
+    )
 
 
 def _branch_named(line: InvoiceLine, payer: str) -> InvoiceLine:

@@ -90,10 +90,15 @@ def rate(version: ContractVersion, period: Period, usage: list[DeviceUsage], act
         share = Decimal(active_days[device]) / Decimal(period.days)
         if version.base_fee:
             lines.append(
-                Line("base_fee", f"base fee {period.start:%Y-%m}", money(version.base_fee * share, currency),
-                     device=device, quantity=share,
-                     detail={"base_fee": str(version.base_fee), "days": active_days[device], "of_days": period.days})
-            )  # fmt: skip
+                Line(
+                    "base_fee",
+                    f"base fee {period.start:%Y-%m}",
+                    money(version.base_fee * share, currency),
+                    device=device,
+                    quantity=share,
+                    detail={"base_fee": str(version.base_fee), "days": active_days[device], "of_days": period.days},
+                )
+            )
     pools: dict[tuple[Meter, str], list[DeviceUsage]] = {}
     for item in usage:
         terms = version.terms_for(item.meter)
@@ -103,22 +108,38 @@ def rate(version: ContractVersion, period: Period, usage: list[DeviceUsage], act
             pools.setdefault((item.meter, terms.pool), []).append(item)
         else:
             lines.append(
-                _usage_line(terms, [item], period=period, active_days=active_days, currency=currency,
-                            description=f"{item.meter} {item.device}")
-            )  # fmt: skip
+                _usage_line(
+                    terms,
+                    [item],
+                    period=period,
+                    active_days=active_days,
+                    currency=currency,
+                    description=f"{item.meter} {item.device}",
+                )
+            )
     for (meter, pool), members in sorted(pools.items()):
         terms = version.terms_for(meter)
         assert terms is not None
         lines.append(
-            _usage_line(terms, members, period=period, active_days=active_days, currency=currency,
-                        description=f"{meter} pool {pool}")
-        )  # fmt: skip
+            _usage_line(
+                terms,
+                members,
+                period=period,
+                active_days=active_days,
+                currency=currency,
+                description=f"{meter} pool {pool}",
+            )
+        )
     subtotal = sum((line.amount for line in lines), Decimal(0))
     if version.minimum_charge and subtotal < version.minimum_charge:
         lines.append(
-            Line("minimum_true_up", "minimum charge true-up", money(version.minimum_charge - subtotal, currency),
-                 detail={"minimum": str(version.minimum_charge), "before_true_up": str(subtotal)})
-        )  # fmt: skip
+            Line(
+                "minimum_true_up",
+                "minimum charge true-up",
+                money(version.minimum_charge - subtotal, currency),
+                detail={"minimum": str(version.minimum_charge), "before_true_up": str(subtotal)},
+            )
+        )
     net = sum((line.amount for line in lines), Decimal(0))
     tax = money(net * version.tax_rate, currency)
     return Rated(currency, tuple(lines), net, tax, net + tax)
@@ -130,9 +151,14 @@ def prorated_included(terms: MeterTerms, days: int, period: Period) -> int:
 
 
 def _usage_line(
-    terms: MeterTerms, items: list[DeviceUsage], *, period: Period, active_days: dict[str, int], currency: str,
+    terms: MeterTerms,
+    items: list[DeviceUsage],
+    *,
+    period: Period,
+    active_days: dict[str, int],
+    currency: str,
     description: str,
-) -> Line:  # fmt: skip
+) -> Line:
     pages = sum(item.pages for item in items)
     included = sum(prorated_included(terms, active_days[item.device], period) for item in items)
     excess = max(0, pages - included)

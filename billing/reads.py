@@ -58,8 +58,13 @@ def classify_steps(frame: pd.DataFrame, by: list[str], max_pages_per_minute: flo
     previous = groups["value"].shift(1).to_numpy(dtype="float64")
     first = np.isnan(previous)
     minutes = (frame["taken_at"] - groups["taken_at"].shift(1)).dt.total_seconds().to_numpy() / 60.0
-    counted, wrap, reset = _steps(frame["value"].to_numpy(dtype="int64"), np.where(first, 0, previous).astype("int64"),
-                                  first, np.where(np.isnan(minutes), 1.0, minutes), max_pages_per_minute)  # fmt: skip
+    counted, wrap, reset = _steps(
+        frame["value"].to_numpy(dtype="int64"),
+        np.where(first, 0, previous).astype("int64"),
+        first,
+        np.where(np.isnan(minutes), 1.0, minutes),
+        max_pages_per_minute,
+    )
     return pd.DataFrame({"counted": counted, "wrap": wrap, "reset": reset}, index=frame.index)
 
 
@@ -91,9 +96,13 @@ def _steps(  # noqa: PLR0917 - the step's columns, the speed limit, the confirme
 
 
 def period_usage(
-    reads: pd.DataFrame, requests: pd.DataFrame, *, held: set[int] | frozenset[int] = frozenset(),
-    rules: ReadRules | None = None, restarts: Restarts | None = None,
-) -> pd.DataFrame:  # fmt: skip
+    reads: pd.DataFrame,
+    requests: pd.DataFrame,
+    *,
+    held: set[int] | frozenset[int] = frozenset(),
+    rules: ReadRules | None = None,
+    restarts: Restarts | None = None,
+) -> pd.DataFrame:
     """Usage for every request row (its index kept), with the reads that bound it.
 
     ``reads``: READ_COLUMNS (``taken_at`` tz-aware UTC). ``requests``: REQUEST_COLUMNS with
@@ -114,8 +123,14 @@ def period_usage(
     if restarts:  # few: the confirmed resets
         restart_from = reads["row_id"].map(dict(restarts)).fillna(-1).to_numpy("int64")
     kept = ~is_held
-    series = _Series.build(codes.read_keys[kept], taken[kept], reads["value"].to_numpy("int64")[kept],
-                           reads["row_id"].to_numpy("int64")[kept], restart_from[kept], rules)  # fmt: skip
+    series = _Series.build(
+        codes.read_keys[kept],
+        taken[kept],
+        reads["value"].to_numpy("int64")[kept],
+        reads["row_id"].to_numpy("int64")[kept],
+        restart_from[kept],
+        rules,
+    )
     result = pd.DataFrame(index=requests.index)
     found = {}
     for side in ("start", "end"):
@@ -128,8 +143,9 @@ def period_usage(
     result["usage"] = np.maximum(end["cum"] - start["cum"], 0)
     result["segments"] = end["resets"] - start["resets"] + 1
     result["wraps"] = end["wraps"] - start["wraps"]
-    result["held"] = _held_counts(codes.read_keys[is_held], taken[is_held], codes.request_keys, bounds["start"],
-                                  bounds["end"], rules)  # fmt: skip
+    result["held"] = _held_counts(
+        codes.read_keys[is_held], taken[is_held], codes.request_keys, bounds["start"], bounds["end"], rules
+    )
     result["segment_reads"] = series.segment_pairs(start, end, result["segments"].to_numpy())
     for side in ("start", "end"):
         result[f"{side}_value"] = result[f"{side}_value"].where(~found[side]["missing"])
@@ -175,9 +191,17 @@ class _Series:
         minutes[1:] = (time_us[1:] - time_us[:-1]) / 60e6
         counted, wrap, reset = _steps(value, previous, first, minutes, rules.max_pages_per_minute, restart_from)
         starts = np.maximum.accumulate(np.where(first, np.arange(len(key)), 0)) if len(key) else np.zeros(0, "int64")
-        columns = {"key": key, "time": time_us, "value": value, "row": row, "cum": _grouped_cumsum(counted, starts),
-                   "resets": _grouped_cumsum(reset, starts), "wraps": _grouped_cumsum(wrap, starts),
-                   "reset": reset, "restart_from": restart_from}  # fmt: skip
+        columns = {
+            "key": key,
+            "time": time_us,
+            "value": value,
+            "row": row,
+            "cum": _grouped_cumsum(counted, starts),
+            "resets": _grouped_cumsum(reset, starts),
+            "wraps": _grouped_cumsum(wrap, starts),
+            "reset": reset,
+            "restart_from": restart_from,
+        }
         return cls(packing, packed, columns)
 
     def pack(self, key: Ints, time_us: Ints) -> Ints:
@@ -246,8 +270,10 @@ class _Series:
                 cums.append(int(self.cum[j - 1]) if confirmed else int(self.cum[j]))
             reads.append(_boundary(end, i))
             cums.append(int(end["cum"][i]))
-            out[i] = [{"start": reads[k], "end": reads[k + 1], "pages": cums[k + 1] - cums[k]}
-                      for k in range(0, len(reads), 2)]  # fmt: skip
+            out[i] = [
+                {"start": reads[k], "end": reads[k + 1], "pages": cums[k + 1] - cums[k]}
+                for k in range(0, len(reads), 2)
+            ]
         return out
 
     def _read(self, j: int) -> dict[str, Any]:
@@ -267,8 +293,13 @@ class _Series:
 
 
 def _boundary(found: dict[str, Any], i: int) -> dict[str, Any]:
-    return {"value": int(found["value"][i]), "at": _iso(int(found["at"][i])), "estimated": bool(found["estimated"][i]),
-            "first_read": bool(found["first_read"][i]), "restart": False}  # fmt: skip
+    return {
+        "value": int(found["value"][i]),
+        "at": _iso(int(found["at"][i])),
+        "estimated": bool(found["estimated"][i]),
+        "first_read": bool(found["first_read"][i]),
+        "restart": False,
+    }
 
 
 def _iso(micros: int) -> str:
@@ -279,8 +310,19 @@ def _nothing_found(at: Ints) -> dict[str, Any]:
     """``read_at`` when no reading is kept at all: every boundary is missing."""
     none, zero = np.full(len(at), -1, dtype="int64"), np.zeros(len(at), dtype="int64")
     no = np.zeros(len(at), dtype=bool)
-    return {"index": none, "row_id": none, "value": zero, "at": at, "estimated": no, "first_read": no,
-            "basis_row": none, "cum": zero, "resets": zero, "wraps": zero, "missing": ~no}  # fmt: skip
+    return {
+        "index": none,
+        "row_id": none,
+        "value": zero,
+        "at": at,
+        "estimated": no,
+        "first_read": no,
+        "basis_row": none,
+        "cum": zero,
+        "resets": zero,
+        "wraps": zero,
+        "missing": ~no,
+    }
 
 
 @dataclass(frozen=True, slots=True)

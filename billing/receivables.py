@@ -200,9 +200,17 @@ def _unpaid(
 
 
 def standing(
-    *, invoice_id: int, number: str, customer: str, currency: str, total: Decimal, due_date: date,
-    paid: Decimal, plan: list[Instalment], as_of: date,
-) -> Standing:  # fmt: skip
+    *,
+    invoice_id: int,
+    number: str,
+    customer: str,
+    currency: str,
+    total: Decimal,
+    due_date: date,
+    paid: Decimal,
+    plan: list[Instalment],
+    as_of: date,
+) -> Standing:
     """The invoice's account on ``as_of``."""
     overdue, since = ZERO, None
     for instalment, unpaid in _unpaid(total, due_date, paid, plan):
@@ -232,9 +240,21 @@ def next_reminder_level(days_overdue: int, levels: Sequence[int], sent: Sequence
     return level
 
 
-def reminder_text(standing: Standing, level: int, *, as_of: date, issue_date: date, due_date: date, contact: str,
-                  seller: str, iban: str | None, plan: Sequence[Instalment] = (), reminded: Sequence[date] = (),
-                  final: bool = False, language: str = "en") -> str:  # fmt: skip
+def reminder_text(
+    standing: Standing,
+    level: int,
+    *,
+    as_of: date,
+    issue_date: date,
+    due_date: date,
+    contact: str,
+    seller: str,
+    iban: str | None,
+    plan: Sequence[Instalment] = (),
+    reminded: Sequence[date] = (),
+    final: bool = False,
+    language: str = "en",
+) -> str:
     """The reminder notice on ``as_of``, from the template (plain text; the dealer's mail or letter tool sends it).
 
     ``plan``: the invoice's instalments, each listed as paid, overdue or still to come; ``reminded``: when
@@ -247,19 +267,34 @@ def reminder_text(standing: Standing, level: int, *, as_of: date, issue_date: da
     amount = words.money if local else str
     planned = {id(part) for part in plan}
     parts = [
-        {"due": day(part.due), "amount": amount(part.amount),
-         "state": _state(part, unpaid, as_of, standing.currency, words.language)}
+        {
+            "due": day(part.due),
+            "amount": amount(part.amount),
+            "state": _state(part, unpaid, as_of, standing.currency, words.language),
+        }
         for part, unpaid in _unpaid(standing.total, due_date, standing.paid, plan)
         if id(part) in planned
-    ]  # fmt: skip
+    ]
     template = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True).from_string(  # noqa: S701 - plain text, not HTML
         _REMINDER_TEMPLATES[words.language]
     )
-    return template.render(customer=standing.customer, level=level, number=standing.number,
-                           issue_date=day(issue_date), total=amount(standing.total), currency=standing.currency,
-                           due_date=day(due_date), overdue=amount(standing.overdue), open=amount(standing.open),
-                           contact=contact, seller=seller, iban=iban, plan=parts,
-                           reminded=[day(sent) for sent in reminded], final=final)  # fmt: skip
+    return template.render(
+        customer=standing.customer,
+        level=level,
+        number=standing.number,
+        issue_date=day(issue_date),
+        total=amount(standing.total),
+        currency=standing.currency,
+        due_date=day(due_date),
+        overdue=amount(standing.overdue),
+        open=amount(standing.open),
+        contact=contact,
+        seller=seller,
+        iban=iban,
+        plan=parts,
+        reminded=[day(sent) for sent in reminded],
+        final=final,
+    )
 
 
 def _state(part: Instalment, unpaid: Decimal, as_of: date, currency: str, language: str = "en") -> str:

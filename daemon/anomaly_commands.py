@@ -95,21 +95,27 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         status = None if args.status == "all" else args.status
         anomalies = AnomalyStore(store)
-        found = await anomalies.find(status=status, kind=args.kind, device=args.device, limit=args.limit,
-                                     offset=args.offset)  # fmt: skip
+        found = await anomalies.find(
+            status=status, kind=args.kind, device=args.device, limit=args.limit, offset=args.offset
+        )
         matching = await anomalies.count(status=status, kind=args.kind, device=args.device)
     header = ["id", "kind", "severity", "device", "meter", "window", "status", "holds"]
     rows = [
         [
-            str(a.id), a.kind, a.severity, a.device, a.meter,
+            str(a.id),
+            a.kind,
+            a.severity,
+            a.device,
+            a.meter,
             f"{a.window_start:%Y-%m-%d %H:%M} to {a.window_end:%Y-%m-%d %H:%M}",
             a.status if a.status != RESOLVED else f"resolved ({a.resolution})",
             "yes" if a.holds and a.status != RESOLVED else "",
         ]
         for a in found
-    ]  # fmt: skip
-    _print_page(args.format, f"anomalies ({args.status}): {page_note(len(found), args.offset, matching)}", found,
-                header, rows)  # fmt: skip
+    ]
+    _print_page(
+        args.format, f"anomalies ({args.status}): {page_note(len(found), args.offset, matching)}", found, header, rows
+    )
     return 0
 
 
@@ -120,12 +126,19 @@ async def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
     header = ["customer", "device", "id", "kind", "severity", "since", "readings", "pages held", "at stake", "status"]
     rows = [
         [
-            item.customer or "-", item.anomaly.device, str(item.anomaly.id), item.anomaly.kind, item.anomaly.severity,
-            f"{item.anomaly.window_start:%Y-%m-%d %H:%M}", str(item.anomaly.occurrences), str(item.pages_held),
-            "" if item.at_stake is None else f"{item.at_stake:.2f} {item.currency}", item.anomaly.status,
+            item.customer or "-",
+            item.anomaly.device,
+            str(item.anomaly.id),
+            item.anomaly.kind,
+            item.anomaly.severity,
+            f"{item.anomaly.window_start:%Y-%m-%d %H:%M}",
+            str(item.anomaly.occurrences),
+            str(item.pages_held),
+            "" if item.at_stake is None else f"{item.at_stake:.2f} {item.currency}",
+            item.anomaly.status,
         ]
         for item in chosen
-    ]  # fmt: skip
+    ]
     _print_page(args.format, f"review queue: {page_note(len(chosen), args.offset, len(items))}", chosen, header, rows)
     return 0
 
@@ -153,8 +166,10 @@ async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     ended = f", over at {anomaly.ended_at:%Y-%m-%d %H:%M}" if anomaly.ended_at else ", still going on"
     print(f"anomaly {anomaly.id}: {anomaly.kind} ({anomaly.severity}) on {anomaly.device} {anomaly.meter}".rstrip())
     holding = "holds them from usage" if anomaly.holds else "holds nothing"
-    print(f"  seen {anomaly.window_start:%Y-%m-%d %H:%M} to {anomaly.window_end:%Y-%m-%d %H:%M}{ended}; "
-          f"{anomaly.occurrences} readings; {holding}")  # fmt: skip
+    print(
+        f"  seen {anomaly.window_start:%Y-%m-%d %H:%M} to {anomaly.window_end:%Y-%m-%d %H:%M}{ended}; "
+        f"{anomaly.occurrences} readings; {holding}"
+    )
     decided = f" ({anomaly.resolution} by {anomaly.resolved_by}: {anomaly.reason})" if anomaly.resolution else ""
     print(f"  status {anomaly.status}{decided}")
     print("  the detector's numbers:")
@@ -162,8 +177,17 @@ async def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         if key != "readings":
             print(f"    {key}: {json.dumps(value, default=str)}")
     header = ["taken_at", "reading_id", "meter", "value", "step", "held"]
-    rows = [[f"{r['taken_at']:%Y-%m-%d %H:%M:%S}", r["reading_id"], r["meter"], str(r["value"]),
-             "" if r["step"] is None else f"{r['step']:+d}", "held" if r["held"] else ""] for r in around]  # fmt: skip
+    rows = [
+        [
+            f"{r['taken_at']:%Y-%m-%d %H:%M:%S}",
+            r["reading_id"],
+            r["meter"],
+            str(r["value"]),
+            "" if r["step"] is None else f"{r['step']:+d}",
+            "held" if r["held"] else "",
+        ]
+        for r in around
+    ]
     print_rows("table", header, rows, title="readings around it")
     return 0
 
@@ -185,7 +209,8 @@ async def cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        await resolve(store, args.id, action=args.action, value=args.value, actor=args.by, reason=args.reason,
-                      now=utc_now())  # fmt: skip
+        await resolve(
+            store, args.id, action=args.action, value=args.value, actor=args.by, reason=args.reason, now=utc_now()
+        )
     print(f"anomaly {args.id} resolved: {ACTIONS[args.action]} by {args.by}")
     return 0

@@ -110,8 +110,9 @@ class AnomalyJob:
         raw = await self._anomalies.get_state(FORECAST_RAN)
         if raw and now - datetime.fromisoformat(raw) < timedelta(hours=self._settings.anomalies.allowance_interval_h):
             return []
-        findings = await forecast_over_allowance(self._store, book, self._settings, self._detectors, now=now,
-                                                 tuned=tuned)  # fmt: skip
+        findings = await forecast_over_allowance(
+            self._store, book, self._settings, self._detectors, now=now, tuned=tuned
+        )
         created = await self._anomalies.record(findings, now=now)
         await self._anomalies.set_state(FORECAST_RAN, now.isoformat())
         return created

@@ -124,15 +124,27 @@ async def _restore_plain(url: str, backup: Path, *, site: str, force: bool) -> N
         # Under the daemon's own lock: a running daemon makes this fail, not the restored data.
         held = await _rows_held(store)
         if held and not force:
-            msg = (f"the store at {mask(parsed)} is not empty ({held}); restore into an empty store, "
-                   "or add --force to replace everything in it")  # fmt: skip
+            msg = (
+                f"the store at {mask(parsed)} is not empty ({held}); restore into an empty store, "
+                "or add --force to replace everything in it"
+            )
             raise BackupError(msg)
         if target is not None:
             await store.engine.dispose()  # no pooled connection may outlive the pages it saw
             await asyncio.to_thread(_sqlite_copy, backup, target)
         else:
-            await _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction",
-                        f"--dbname={_libpq(parsed)}", str(backup)], parsed)  # fmt: skip
+            await _run(
+                [
+                    "pg_restore",
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--single-transaction",
+                    f"--dbname={_libpq(parsed)}",
+                    str(backup),
+                ],
+                parsed,
+            )
     async with Store.open(url, upgrade=True):
         pass  # an older backup comes up to this version's schema
 
@@ -194,8 +206,9 @@ def _sqlite_copy(source: Path, target: Path) -> None:
 async def _run(argv: list[str], url: URL) -> None:
     env = os.environ | ({"PGPASSWORD": url.password} if url.password else {})
     try:
-        process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
-                                                       stderr=asyncio.subprocess.PIPE, env=env)  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
+        )
     except FileNotFoundError as err:
         msg = f"{argv[0]} is not installed; install the PostgreSQL client of the server's version (postgresql-client)"
         raise BackupError(msg) from err

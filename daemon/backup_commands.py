@@ -27,15 +27,21 @@ def add_backup_parsers(
 
 
 async def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
-    made = await make_backup(settings.database_url, args.to or settings.backup_dir, site=settings.site,
-                             keep=args.keep or settings.backup.keep, now=utc_now(),
-                             key_file=settings.backup_key_file)  # fmt: skip
+    made = await make_backup(
+        settings.database_url,
+        args.to or settings.backup_dir,
+        site=settings.site,
+        keep=args.keep or settings.backup.keep,
+        now=utc_now(),
+        key_file=settings.backup_key_file,
+    )
     print(f"{made.path} ({made.size:,} bytes, sha256 {made.sha256})")
     return 0
 
 
 async def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    await restore_backup(settings.database_url, args.file, site=settings.site, force=args.force,
-                         key_file=settings.backup_key_file)  # fmt: skip
+    await restore_backup(
+        settings.database_url, args.file, site=settings.site, force=args.force, key_file=settings.backup_key_file
+    )
     print(f"{args.file} restored into {mask(settings.database_url)}")
     return 0

@@ -74,8 +74,10 @@ def decrypt_file(sealed: Path, plain: Path, key: AESGCM) -> None:
             try:
                 target.write(key.decrypt(_nonce(header, index, last=last), chunk, header))
             except InvalidTag as err:
-                msg = (f"{sealed} does not open with the backup key ({KEY_SETTING}): it was made with another "
-                       "key, or changed since; use the key it was made with, or another backup")  # fmt: skip
+                msg = (
+                    f"{sealed} does not open with the backup key ({KEY_SETTING}): it was made with another "
+                    "key, or changed since; use the key it was made with, or another backup"
+                )
                 raise BackupKeyError(msg) from err
 
 

@@ -81,8 +81,14 @@ def _add_customers(
     assign.set_defaults(handler=cmd_customers_assign)
     unassign = customers.add_parser("unassign", parents=[common, by], help="a device leaves its customer")
     unassign.add_argument("device")
-    unassign.add_argument("--on", dest="end", type=_day, required=True, metavar="YYYY-MM-DD",
-                          help="first day the customer no longer holds it")  # fmt: skip
+    unassign.add_argument(
+        "--on",
+        dest="end",
+        type=_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="first day the customer no longer holds it",
+    )
     unassign.set_defaults(handler=cmd_customers_unassign)
     note = customers.add_parser("comment", parents=[common, by], help="add a note to a customer's timeline")
     note.add_argument("code")
@@ -121,8 +127,12 @@ def _add_bill(
         action.add_argument("--period", type=Period.parse_month, required=True, metavar="YYYY-MM")
         action.add_argument("--customer", action="append", metavar="CODE", help="only these (their payers); repeat")
         action.add_argument("--lines", action="store_true", help="print every line")
-        action.add_argument("--format", choices=["table", "json"], default="table",
-                            help="json: every draft with its lines, read pairs and checks, for scripts")  # fmt: skip
+        action.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help="json: every draft with its lines, read pairs and checks, for scripts",
+        )
         action.set_defaults(handler=cmd_bill, write=name == "run")
 
 
@@ -149,9 +159,14 @@ def _add_invoices(
     ishow.set_defaults(handler=cmd_invoices_show)
     fin = invoices.add_parser("finalize", parents=[common, by], help="number and freeze a draft")
     fin.add_argument("id", type=int, nargs="+")
-    fin.add_argument("--override", "--override-hold", dest="override", metavar="REASON",
-                     help="finalise despite blocking items (held lines, missing reads, meters a device cannot "
-                          "supply), saying why: kept on the invoice and in the audit log")  # fmt: skip
+    fin.add_argument(
+        "--override",
+        "--override-hold",
+        dest="override",
+        metavar="REASON",
+        help="finalise despite blocking items (held lines, missing reads, meters a device cannot "
+        "supply), saying why: kept on the invoice and in the audit log",
+    )
     fin.add_argument("--issue-date", type=_day, metavar="YYYY-MM-DD", help="default: today (UTC)")
     fin.set_defaults(handler=cmd_invoices_finalize)
     void = invoices.add_parser("void", parents=[common, by], help="void a finalised invoice; issues a credit note")
@@ -223,8 +238,9 @@ async def cmd_contracts_load(args: argparse.Namespace, settings: Settings) -> in
             raise ContractError(str(err)) from None
     async with open_store(settings) as store:
         billing = BillingStore(store)
-        warnings = [w for contract in contracts for w in await billing.save_contract(contract, actor=args.by,
-                                                                                      now=utc_now())]  # fmt: skip
+        warnings = [
+            w for contract in contracts for w in await billing.save_contract(contract, actor=args.by, now=utc_now())
+        ]
     print(f"{len(contracts)} contract(s) saved")
     for warning in warnings:
         print(f"warning: {warning}")
@@ -242,10 +258,17 @@ async def cmd_customers_list(args: argparse.Namespace, settings: Settings) -> in
     header = ["code", "legal_name", "country", "tax_id", "currency", "pays_for_it", "devices_now"]
     today = utc_now().date()
     rows = [
-        [c.code, c.legal_name, c.country, c.tax_id or "", c.currency, book.payer_of(c.code),
-         str(sum(1 for a in book.assignments_of(c.code) if a.start <= today < (a.end or date.max)))]
+        [
+            c.code,
+            c.legal_name,
+            c.country,
+            c.tax_id or "",
+            c.currency,
+            book.payer_of(c.code),
+            str(sum(1 for a in book.assignments_of(c.code) if a.start <= today < (a.end or date.max))),
+        ]
         for c in customers
-    ]  # fmt: skip
+    ]
     print_rows(args.format, header, rows, title=f"{len(rows)} customer(s)")
     return EXIT_OK
 
@@ -256,11 +279,14 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
         book = await billing.book()
         timeline = await billing.comments(args.code)
     print(json.dumps(book.customers[args.code].model_dump(mode="json"), indent=2, ensure_ascii=False))
-    rows = [[a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"]
-            for a in book.assignments_of(args.code)]  # fmt: skip
+    rows = [
+        [a.device, a.start.isoformat(), a.end.isoformat() if a.end else "open"] for a in book.assignments_of(args.code)
+    ]
     print_rows("table", ["device", "from", "to"], rows, title="devices held")
-    contracts = [[c.id, c.currency, str(len(c.versions)), ", ".join(c.devices) or "all its devices"]
-                 for c in book.contracts_of(args.code)]  # fmt: skip
+    contracts = [
+        [c.id, c.currency, str(len(c.versions)), ", ".join(c.devices) or "all its devices"]
+        for c in book.contracts_of(args.code)
+    ]
     print_rows("table", ["contract", "currency", "versions", "covers"], contracts, title="contracts")
     notes = [[f"{c.at:%Y-%m-%d %H:%M}", c.author, c.text] for c in timeline]
     print_rows("table", ["at (UTC)", "by", "comment"], notes, title="timeline")
@@ -269,8 +295,9 @@ async def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_customers_assign(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        warnings = await BillingStore(store).assign(args.device, args.customer, start=args.start, end=args.end,
-                                                    actor=args.by, now=utc_now())  # fmt: skip
+        warnings = await BillingStore(store).assign(
+            args.device, args.customer, start=args.start, end=args.end, actor=args.by, now=utc_now()
+        )
     print(f"{args.device} -> {args.customer} from {args.start}" + (f" to {args.end}" if args.end else ""))
     for warning in warnings:
         print(f"warning: {warning}")
@@ -287,10 +314,23 @@ async def cmd_customers_unassign(args: argparse.Namespace, settings: Settings) -
 async def cmd_contracts_list(_args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         book = await BillingStore(store).book()
-    rows = [[c.id, c.customer, c.currency, c.versions[0].valid_from.isoformat(), c.versions[-1].valid_from.isoformat(),
-             ", ".join(str(t.meter) for t in c.versions[-1].meters)] for c in book.contracts]  # fmt: skip
-    print_rows("table", ["id", "customer", "currency", "since", "latest version", "billed meters"], rows,
-               title=f"{len(rows)} contract(s)")  # fmt: skip
+    rows = [
+        [
+            c.id,
+            c.customer,
+            c.currency,
+            c.versions[0].valid_from.isoformat(),
+            c.versions[-1].valid_from.isoformat(),
+            ", ".join(str(t.meter) for t in c.versions[-1].meters),
+        ]
+        for c in book.contracts
+    ]
+    print_rows(
+        "table",
+        ["id", "customer", "currency", "since", "latest version", "billed meters"],
+        rows,
+        title=f"{len(rows)} contract(s)",
+    )
     return EXIT_OK
 
 
@@ -307,25 +347,45 @@ async def cmd_contracts_show(args: argparse.Namespace, settings: Settings) -> in
 
 async def cmd_bill(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
-        result = await bill_month(store, settings, args.period, customers=args.customer, write=args.write,
-                                  actor=args.by, now=utc_now())  # fmt: skip
+        result = await bill_month(
+            store, settings, args.period, customers=args.customer, write=args.write, actor=args.by, now=utc_now()
+        )
     ids = {saved.draft.payer: saved.invoice_id for saved in result.saved}
 
     def state(draft: Draft) -> str:
         return "preview" if not args.write else ("finalised: untouched" if ids.get(draft.payer) is None else "draft")
 
     if args.format == "json":
-        _print_json({"period": args.period.label, "already_finalised": result.skipped,
-                     "invoices": [draft_record(d, invoice_id=ids.get(d.payer), state=state(d))
-                                  for d in result.drafts]})  # fmt: skip
+        _print_json(
+            {
+                "period": args.period.label,
+                "already_finalised": result.skipped,
+                "invoices": [draft_record(d, invoice_id=ids.get(d.payer), state=state(d)) for d in result.drafts],
+            }
+        )
         return EXIT_OK
     rows = []
     for draft in result.drafts:
         sums = draft.totals
-        rows.append([str(ids.get(draft.payer) or ""), draft.payer, state(draft), str(len(draft.lines)), str(sums.net),
-                     str(sums.tax), str(sums.total), draft.currency, str(len(draft.checks))])  # fmt: skip
-    print_rows("table", ["invoice", "customer", "state", "lines", "net", "tax", "total", "currency", "to check"],
-               rows, title=f"{args.period.label}: {len(rows)} invoice(s)")  # fmt: skip
+        rows.append(
+            [
+                str(ids.get(draft.payer) or ""),
+                draft.payer,
+                state(draft),
+                str(len(draft.lines)),
+                str(sums.net),
+                str(sums.tax),
+                str(sums.total),
+                draft.currency,
+                str(len(draft.checks)),
+            ]
+        )
+    print_rows(
+        "table",
+        ["invoice", "customer", "state", "lines", "net", "tax", "total", "currency", "to check"],
+        rows,
+        title=f"{args.period.label}: {len(rows)} invoice(s)",
+    )
     for draft in result.drafts:
         if args.lines:
             _print_lines(draft)
@@ -343,8 +403,12 @@ def _print_lines(draft: Draft) -> None:
         flags = ("E" if line.estimated else "") + ("H" if line.held else "") + ("A" if line.adjustment else "")
         rows.append([line.description, start, end, str(line.quantity), str(line.amount), flags])
         rows.extend(["", segment_start, segment_end, "", "", ""] for segment_start, segment_end in more)
-    print_rows("table", ["line", "start read", "end read", "qty", "amount", "flags"], rows,
-               title=f"{draft.payer} {draft.month.label}")  # fmt: skip
+    print_rows(
+        "table",
+        ["line", "start read", "end read", "qty", "amount", "flags"],
+        rows,
+        title=f"{draft.payer} {draft.month.label}",
+    )
 
 
 async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -353,10 +417,27 @@ async def cmd_invoices_list(args: argparse.Namespace, settings: Settings) -> int
     if args.format == "json":
         _print_json([_invoice_head(r) for r in found])
         return EXIT_OK
-    rows = [[str(r.id), r.number or "", r.kind, r.status, r.customer, r.period.label, str(r.net), str(r.tax),
-             str(r.total), r.currency] for r in found]  # fmt: skip
-    print_rows(args.format, ["id", "number", "kind", "status", "customer", "period", "net", "tax", "total", "currency"],
-               rows, title=f"{len(rows)} invoice(s)")  # fmt: skip
+    rows = [
+        [
+            str(r.id),
+            r.number or "",
+            r.kind,
+            r.status,
+            r.customer,
+            r.period.label,
+            str(r.net),
+            str(r.tax),
+            str(r.total),
+            r.currency,
+        ]
+        for r in found
+    ]
+    print_rows(
+        args.format,
+        ["id", "number", "kind", "status", "customer", "period", "net", "tax", "total", "currency"],
+        rows,
+        title=f"{len(rows)} invoice(s)",
+    )
     return EXIT_OK
 
 
@@ -364,12 +445,16 @@ async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int
     async with open_store(settings) as store:
         record = await BillingStore(store).invoice(args.id)
     if args.format == "json":
-        _print_json(_invoice_head(record) | {"lines": [line_record(line) for line in record.lines],
-                                             "checks": double_checks(record.lines)})  # fmt: skip
+        _print_json(
+            _invoice_head(record)
+            | {"lines": [line_record(line) for line in record.lines], "checks": double_checks(record.lines)}
+        )
         return EXIT_OK
-    print(f"invoice {record.id} {record.number or '(draft)'} {record.kind} {record.status}: {record.customer} "
-          f"{record.period.label}, net {record.net} tax {record.tax} total {record.total} "
-          f"{record.currency}")  # fmt: skip
+    print(
+        f"invoice {record.id} {record.number or '(draft)'} {record.kind} {record.status}: {record.customer} "
+        f"{record.period.label}, net {record.net} tax {record.tax} total {record.total} "
+        f"{record.currency}"
+    )
     draft = Draft(record.customer, record.period, record.currency, list(record.lines), [])
     _print_lines(draft)
     for note in double_checks(record.lines):
@@ -378,12 +463,21 @@ async def cmd_invoices_show(args: argparse.Namespace, settings: Settings) -> int
 
 
 def _invoice_head(record: InvoiceRecord) -> dict[str, Any]:
-    return {"id": record.id, "number": record.number, "kind": record.kind, "status": record.status,
-            "customer": record.customer, "period": record.period.label, "currency": record.currency,
-            "net": str(record.net), "tax": str(record.tax), "total": str(record.total),
-            "issue_date": record.issue_date.isoformat() if record.issue_date else None,
-            "due_date": record.due_date.isoformat() if record.due_date else None,
-            "override": record.hold_override}  # fmt: skip
+    return {
+        "id": record.id,
+        "number": record.number,
+        "kind": record.kind,
+        "status": record.status,
+        "customer": record.customer,
+        "period": record.period.label,
+        "currency": record.currency,
+        "net": str(record.net),
+        "tax": str(record.tax),
+        "total": str(record.total),
+        "issue_date": record.issue_date.isoformat() if record.issue_date else None,
+        "due_date": record.due_date.isoformat() if record.due_date else None,
+        "override": record.hold_override,
+    }
 
 
 def _print_json(data: object) -> None:
@@ -394,8 +488,15 @@ def _print_json(data: object) -> None:
 async def cmd_invoices_finalize(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         for invoice_id in args.id:
-            done = await finalize_invoice(store, settings, invoice_id, actor=args.by, now=utc_now(),
-                                          issue_date=args.issue_date, override=args.override)  # fmt: skip
+            done = await finalize_invoice(
+                store,
+                settings,
+                invoice_id,
+                actor=args.by,
+                now=utc_now(),
+                issue_date=args.issue_date,
+                override=args.override,
+            )
             print(f"invoice {invoice_id}: {done.number}, total {done.total} {done.currency}, due {done.due_date}")
     return EXIT_OK
 
@@ -466,6 +567,5 @@ async def cmd_customers_notices(args: argparse.Namespace, settings: Settings) ->
     async with open_store(settings) as store:
         found = await notices(store, status=args.status)
     rows = [[str(n.id), n.customer, n.recipient, n.status, str(n.attempts), n.last_error or ""] for n in found]
-    print_rows("table", ["id", "customer", "to", "status", "tries", "last error"], rows,
-               title=f"{len(rows)} notice(s)")  # fmt: skip
+    print_rows("table", ["id", "customer", "to", "status", "tries", "last error"], rows, title=f"{len(rows)} notice(s)")
     return EXIT_OK

@@ -59,9 +59,15 @@ def read_rules(settings: BillingSettings, max_pages_per_minute: float) -> ReadRu
 
 
 async def bill_month(
-    store: Store, settings: Settings, month: Period, *, customers: list[str] | None = None, write: bool,
-    actor: str, now: datetime,
-) -> RunResult:  # fmt: skip
+    store: Store,
+    settings: Settings,
+    month: Period,
+    *,
+    customers: list[str] | None = None,
+    write: bool,
+    actor: str,
+    now: datetime,
+) -> RunResult:
     """Drafts for every paying customer (or the payers of ``customers``) for ``month``.
 
     With ``write``, drafts are stored (an existing draft of the month replaced, a finalised
@@ -145,14 +151,24 @@ async def measure_usage(
     until = _as_datetime(requests["end"].max() + pd.Timedelta(rules.window) + pd.Timedelta(seconds=1))
     reads = await billing.reads_frame(since, until, requests["meter"].unique().tolist())
     by_id = requests.assign(device=requests["device"].map(ids).fillna(-1).astype("int64"))
-    return period_usage(reads, by_id[["device", "meter", "start", "end"]], held=await billing.held_rows(), rules=rules,
-                        restarts=await billing.restarts())  # fmt: skip
+    return period_usage(
+        reads,
+        by_id[["device", "meter", "start", "end"]],
+        held=await billing.held_rows(),
+        rules=rules,
+        restarts=await billing.restarts(),
+    )
 
 
 async def forecast_over_allowance(
-    store: Store, book: Book, settings: Settings, detectors: DetectorSettings, *, now: datetime,
+    store: Store,
+    book: Book,
+    settings: Settings,
+    detectors: DetectorSettings,
+    *,
+    now: datetime,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> list[Finding]:  # fmt: skip
+) -> list[Finding]:
     """Allowances of the running usage cycles whose forecast outgrows them (see billing.anomalies.allowance)."""
     billing = BillingStore(store)
     watched = allowances(book, now.date())
@@ -187,19 +203,35 @@ def document_for(record: InvoiceRecord, snapshot: dict[str, Any], credited_numbe
     """The printable/exportable form of a stored invoice, from its frozen snapshot (or today's data for a draft)."""
     seller = snapshot["seller"]
     return Document(
-        invoice_id=record.id, kind=record.kind, status=record.status, number=record.number,
-        issue_date=record.issue_date or datetime.now(UTC).date(), due_date=record.due_date, period=record.period,
-        currency=record.currency, seller=Party.seller(seller), buyer=Party.customer(snapshot["customer"]),
-        lines=record.lines, iban=seller.get("iban"), bic=seller.get("bic"),
-        payment_terms_days=snapshot.get("payment_terms_days"), credited_number=credited_number,
+        invoice_id=record.id,
+        kind=record.kind,
+        status=record.status,
+        number=record.number,
+        issue_date=record.issue_date or datetime.now(UTC).date(),
+        due_date=record.due_date,
+        period=record.period,
+        currency=record.currency,
+        seller=Party.seller(seller),
+        buyer=Party.customer(snapshot["customer"]),
+        lines=record.lines,
+        iban=seller.get("iban"),
+        bic=seller.get("bic"),
+        payment_terms_days=snapshot.get("payment_terms_days"),
+        credited_number=credited_number,
         language=snapshot["customer"].get("language", "en"),
-    )  # fmt: skip
+    )
 
 
 async def finalize_invoice(
-    store: Store, settings: Settings, invoice_id: int, *, actor: str, now: datetime, issue_date: date | None = None,
+    store: Store,
+    settings: Settings,
+    invoice_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    issue_date: date | None = None,
     override: str | None = None,
-) -> InvoiceRecord:  # fmt: skip
+) -> InvoiceRecord:
     """Number and freeze a draft (see BillingStore.finalize), with today's snapshot of its payer.
 
     Blocking items need ``override`` (BillingStore.finalize).
@@ -210,16 +242,23 @@ async def finalize_invoice(
     """
     window = settings.billing.issue_date_window_days
     if issue_date is not None and abs((issue_date - now.date()).days) > window:
-        msg = (f"issue date {issue_date}: more than {window} days from today ({now.date()}); "
-               "use a date near today, or change billing.issue_date_window_days")  # fmt: skip
+        msg = (
+            f"issue date {issue_date}: more than {window} days from today ({now.date()}); "
+            "use a date near today, or change billing.issue_date_window_days"
+        )
         raise BillingError(msg)
     billing = BillingStore(store)
     record = await billing.invoice(invoice_id)
     final = await billing.finalize(
-        invoice_id, series=settings.billing.invoice_series, digits=settings.billing.number_digits,
-        snapshot=snapshot_for(await billing.book(), record.customer, settings.billing), actor=actor, now=now,
-        issue_date=issue_date or now.date(), override=override,
-    )  # fmt: skip
+        invoice_id,
+        series=settings.billing.invoice_series,
+        digits=settings.billing.number_digits,
+        snapshot=snapshot_for(await billing.book(), record.customer, settings.billing),
+        actor=actor,
+        now=now,
+        issue_date=issue_date or now.date(),
+        override=override,
+    )
     if settings.mail.enabled and settings.mail.invoices:
         await mail_invoice(store, settings, invoice_id, now=now)
     return final
@@ -230,8 +269,9 @@ async def mail_invoice(store: Store, settings: Settings, invoice_id: int, *, now
     document = await invoice_document(store, settings, invoice_id)
     pdf, xml = await asyncio.to_thread(to_pdf, document), to_ubl(document)
     message = invoice_mail(document, pdf, xml, settings.billing.seller.model_dump())
-    return await queue_mail(store, settings, message, key=f"invoice:{invoice_id}", kind="invoice", now=now,
-                            invoice_id=invoice_id)  # fmt: skip
+    return await queue_mail(
+        store, settings, message, key=f"invoice:{invoice_id}", kind="invoice", now=now, invoice_id=invoice_id
+    )
 
 
 async def void_invoice(
@@ -239,9 +279,14 @@ async def void_invoice(
 ) -> InvoiceRecord:
     """Void a finalised invoice, cancelling its queued reminders; returns the credit note that cancels it."""
     credit = await BillingStore(store).void(
-        invoice_id, series=settings.billing.credit_note_series, digits=settings.billing.number_digits,
-        reason=reason, actor=actor, now=now, issue_date=now.date(),
-    )  # fmt: skip
+        invoice_id,
+        series=settings.billing.credit_note_series,
+        digits=settings.billing.number_digits,
+        reason=reason,
+        actor=actor,
+        now=now,
+        issue_date=now.date(),
+    )
     await ReceivablesStore(store).cancel_reminders(invoice_id, reason=f"invoice voided: {reason}", actor=actor, now=now)
     # A customer who has not had the invoice yet gets neither it nor a credit note for it.
     mailing = settings.mail.enabled and settings.mail.invoices
@@ -272,9 +317,12 @@ async def queue_reminders(
     """
     receivables = ReceivablesStore(store)
     queued = await receivables.queue_reminders(
-        as_of=as_of or now.date(), levels=settings.receivables.reminder_days,
-        seller=settings.billing.seller.model_dump(), now=now, actor=actor,
-    )  # fmt: skip
+        as_of=as_of or now.date(),
+        levels=settings.receivables.reminder_days,
+        seller=settings.billing.seller.model_dump(),
+        now=now,
+        actor=actor,
+    )
     if queued and settings.mail.enabled and settings.mail.reminders:
         billing = BillingStore(store)
         for reminder in await receivables.reminders(status=REMINDER_QUEUED):
@@ -282,11 +330,24 @@ async def queue_reminders(
                 continue
             customer = ((await billing.invoice(reminder.invoice_id)).snapshot or {})["customer"]
             contact = next(c for c in customer["contacts"] if c.get("billing"))
-            message = reminder_mail(reminder.text, language=customer.get("language", "en"), number=reminder.number,
-                                    contact=contact["name"], email=contact["email"],
-                                    seller=settings.billing.seller.model_dump())  # fmt: skip
-            await queue_mail(store, settings, message, key=f"reminder:{reminder.id}", kind="reminder", now=now,
-                             invoice_id=reminder.invoice_id, reminder_id=reminder.id)  # fmt: skip
+            message = reminder_mail(
+                reminder.text,
+                language=customer.get("language", "en"),
+                number=reminder.number,
+                contact=contact["name"],
+                email=contact["email"],
+                seller=settings.billing.seller.model_dump(),
+            )
+            await queue_mail(
+                store,
+                settings,
+                message,
+                key=f"reminder:{reminder.id}",
+                kind="reminder",
+                now=now,
+                invoice_id=reminder.invoice_id,
+                reminder_id=reminder.id,
+            )
     return queued
 
 
@@ -314,8 +375,11 @@ async def usage_report(store: Store, settings: Settings, customer: str, period: 
         msg = f"no invoice for {payer} in {period.label}; run `meterd bill run --period {period.label}`"
         raise BillingError(msg)
     record = invoices[0]
-    rows = [row for row in usage_rows(record.lines, record.number or f"draft {record.id}")
-            if customer in {payer, row.customer}]  # fmt: skip
+    rows = [
+        row
+        for row in usage_rows(record.lines, record.number or f"draft {record.id}")
+        if customer in {payer, row.customer}
+    ]
     if fmt == "csv":
         return usage_csv(rows)
     reads = await _device_reads(billing, {row.equipment_id for row in rows}, period)

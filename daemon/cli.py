@@ -362,10 +362,17 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
         letters = await store.dead_letters(limit=args.limit)
     header = ["received_at", "last_received_at", "repeats", "source", "origin", "reason", "detail"]
     rows = [
-        [wire.format_time(d.received_at), wire.format_time(d.last_received_at), str(d.repeats), d.source, d.origin,
-         d.reason, d.detail]
+        [
+            wire.format_time(d.received_at),
+            wire.format_time(d.last_received_at),
+            str(d.repeats),
+            d.source,
+            d.origin,
+            d.reason,
+            d.detail,
+        ]
         for d in letters
-    ]  # fmt: skip
+    ]
     if args.format != "table":
         # The input as text where it is UTF-8, with the bytes that are not shown as \xNN escapes.
         header.append("raw")

@@ -34,8 +34,9 @@ def print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str
         return
     table = Table(title=title, title_justify="left")
     for name in header:
-        table.add_column(name, justify="right" if name in {"value", "net", "tax", "total", "amount"} else "left",
-                         overflow="fold")  # fmt: skip
+        table.add_column(
+            name, justify="right" if name in {"value", "net", "tax", "total", "amount"} else "left", overflow="fold"
+        )
     for row in rows:
         table.add_row(*row)
     Console(file=stream, width=None if stream.isatty() else 200).print(table)
@@ -45,9 +46,19 @@ def reading_table(readings: Sequence[Reading]) -> tuple[list[str], list[list[str
     """Readings as rows, one per meter value: what `meterd readings` and the API's CSV export show."""
     header = ["taken_at", "device", "vendor", "model", "meter", "value", "unit", "derived", "source", "reading_id"]
     rows = [
-        [wire.format_time(r.taken_at_utc), r.device.key, r.device.vendor or "", r.device.model or "", m.meter.value,
-         str(m.value), m.unit.value, "yes" if m.derived else "", r.source, r.id]
+        [
+            wire.format_time(r.taken_at_utc),
+            r.device.key,
+            r.device.vendor or "",
+            r.device.model or "",
+            m.meter.value,
+            str(m.value),
+            m.unit.value,
+            "yes" if m.derived else "",
+            r.source,
+            r.id,
+        ]
         for r in readings
         for m in r.meters
-    ]  # fmt: skip
+    ]
     return header, rows

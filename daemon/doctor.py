@@ -57,8 +57,10 @@ async def diagnose(settings: Settings, config_file: str, *, now: datetime) -> li
     """Every check, in the order a technician would go."""
     checks = [Check("configuration", ok=True, detail=f"{config_file} is valid")]
     store_checks: list[Callable[[Store], Awaitable[Check]]] = [
-        _writable, lambda store: _clock(store, now), lambda store: _last_poll(store, settings, now),
-    ]  # fmt: skip
+        _writable,
+        lambda store: _clock(store, now),
+        lambda store: _last_poll(store, settings, now),
+    ]
     if settings.role == "agent":
         store_checks.append(lambda store: _outbox(store, now))
     try:
@@ -67,8 +69,14 @@ async def diagnose(settings: Settings, config_file: str, *, now: datetime) -> li
             if checks[-1].ok:  # the other store checks read tables an old schema may not have
                 checks.extend([await _bounded(check(store), "store") for check in store_checks])
     except MeterdError as err:
-        checks.append(Check("store", ok=False, detail=str(err), fix="see the message; storage.url (or --db) and "
-                            "state_dir must point at a store meterd can open"))  # fmt: skip
+        checks.append(
+            Check(
+                "store",
+                ok=False,
+                detail=str(err),
+                fix="see the message; storage.url (or --db) and state_dir must point at a store meterd can open",
+            )
+        )
     checks.append(_disk(settings))
     checks.append(await _bounded(_ntp(), "clock sync"))
     checks += await _targets(settings)
@@ -108,8 +116,12 @@ async def _migrated(store: Store) -> Check:
     )
     if current == head:
         return Check("store schema", ok=True, detail=f"{store.url_for_humans} at revision {head}")
-    return Check("store schema", ok=False, detail=f"at revision {current or 'none'}, this meterd needs {head}",
-                 fix="run `meterd db upgrade` (the daemon also migrates when it starts)")  # fmt: skip
+    return Check(
+        "store schema",
+        ok=False,
+        detail=f"at revision {current or 'none'}, this meterd needs {head}",
+        fix="run `meterd db upgrade` (the daemon also migrates when it starts)",
+    )
 
 
 async def _writable(store: Store) -> Check:
@@ -122,8 +134,12 @@ async def _writable(store: Store) -> Check:
     try:
         await store.guard(_try(), "write a test row")
     except MeterdError as err:
-        return Check("store writable", ok=False, detail=str(err),
-                     fix="give the meterd user write access to the store (and its directory, for SQLite)")  # fmt: skip
+        return Check(
+            "store writable",
+            ok=False,
+            detail=str(err),
+            fix="give the meterd user write access to the store (and its directory, for SQLite)",
+        )
     return Check("store writable", ok=True, detail="a test write went through (and was rolled back)")
 
 
@@ -134,8 +150,9 @@ async def _clock(store: Store, now: datetime) -> Check:
 
     newest = await store.guard(_newest(), "read the newest reading")
     if newest is not None and newest - now > MAX_CLOCK_SKEW:
-        return Check("clock", ok=False, detail=f"readings are stamped {newest - now} ahead of this box's clock",
-                     fix=FIX_CLOCK)  # fmt: skip
+        return Check(
+            "clock", ok=False, detail=f"readings are stamped {newest - now} ahead of this box's clock", fix=FIX_CLOCK
+        )
     return Check("clock", ok=True, detail=f"{now:%Y-%m-%d %H:%M:%S} UTC, no reading stamped in the future")
 
 
@@ -149,12 +166,12 @@ async def _last_poll(store: Store, settings: Settings, now: datetime) -> Check:
     if not settings.snmp.targets:
         return Check("last poll", ok=None, detail="no snmp.targets configured: this box does not poll")
     if latest is None:
-        return Check("last poll", ok=False, detail="no printer has been read yet",
-                     fix=FIX_NEVER_POLLED)  # fmt: skip
+        return Check("last poll", ok=False, detail="no printer has been read yet", fix=FIX_NEVER_POLLED)
     age = now - latest
     late = age > timedelta(seconds=3 * settings.scheduler.poll_interval_s)
-    return Check("last poll", ok=not late, detail=f"last reading received {_ago(age)} ago",
-                 fix=FIX_NOT_POLLING if late else "")  # fmt: skip
+    return Check(
+        "last poll", ok=not late, detail=f"last reading received {_ago(age)} ago", fix=FIX_NOT_POLLING if late else ""
+    )
 
 
 async def _outbox(store: Store, now: datetime) -> Check:
@@ -168,8 +185,12 @@ async def _outbox(store: Store, now: datetime) -> Check:
         return Check("forwarding", ok=True, detail="the outbox is empty: every reading reached the broker")
     age = now - oldest
     stuck = age > timedelta(hours=1)
-    return Check("forwarding", ok=not stuck, detail=f"{depth} reading(s) waiting, the oldest for {_ago(age)}",
-                 fix="the broker check below says why they do not leave" if stuck else "")  # fmt: skip
+    return Check(
+        "forwarding",
+        ok=not stuck,
+        detail=f"{depth} reading(s) waiting, the oldest for {_ago(age)}",
+        fix="the broker check below says why they do not leave" if stuck else "",
+    )
 
 
 def _disk(settings: Settings) -> Check:
@@ -179,21 +200,32 @@ def _disk(settings: Settings) -> Check:
     except OSError as err:
         return Check("disk", ok=False, detail=f"cannot read {where}: {err.strerror}", fix="create state_dir")
     ok = free >= MIN_FREE_BYTES
-    return Check("disk", ok=ok, detail=f"{free / 2**30:.1f} GiB free under {where}",
-                 fix="free space: the store and the outbox (a week offline) need it" if not ok else "")  # fmt: skip
+    return Check(
+        "disk",
+        ok=ok,
+        detail=f"{free / 2**30:.1f} GiB free under {where}",
+        fix="free space: the store and the outbox (a week offline) need it" if not ok else "",
+    )
 
 
 async def _ntp() -> Check:
     timedatectl = shutil.which("timedatectl")
     if timedatectl is None:
         return Check("clock sync", ok=None, detail="cannot tell: no timedatectl on this box")
-    done = await asyncio.to_thread(subprocess.run, [timedatectl, "show", "-p", "NTPSynchronized", "--value"],
-                                   capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [timedatectl, "show", "-p", "NTPSynchronized", "--value"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     answer = done.stdout.strip()
     if answer not in {"yes", "no"}:
         return Check("clock sync", ok=None, detail="cannot tell: timedatectl gave no answer (no systemd here?)")
-    return Check("clock sync", ok=answer == "yes", detail=f"NTP synchronised: {answer}",
-                 fix=FIX_NTP if answer == "no" else "")  # fmt: skip
+    return Check(
+        "clock sync", ok=answer == "yes", detail=f"NTP synchronised: {answer}", fix=FIX_NTP if answer == "no" else ""
+    )
 
 
 async def _targets(settings: Settings) -> list[Check]:
@@ -204,13 +236,22 @@ async def _targets(settings: Settings) -> list[Check]:
     async with SnmpCollector(site=settings.site) as collector:
         results = await poll_many(collector, [p.target for p in probed], concurrency=settings.snmp.max_concurrency)
     # A listed host gets a line whatever it says; of a range only what answered does, and the range one line.
-    checks = [_target_check(p.target, result) for p, result in zip(probed, results, strict=True)
-              if p.subnet is None or isinstance(result, DeviceReport)]  # fmt: skip
+    checks = [
+        _target_check(p.target, result)
+        for p, result in zip(probed, results, strict=True)
+        if p.subnet is None or isinstance(result, DeviceReport)
+    ]
     for subnet in dict.fromkeys(p.subnet for p in probed if p.subnet):
         answers = [r for p, r in zip(probed, results, strict=True) if p.subnet == subnet]
         found = sum(isinstance(r, DeviceReport) for r in answers)
-        checks.append(Check(f"subnet {subnet}", ok=found > 0, detail=f"{found} of {len(answers)} addresses answered",
-                            fix="" if found else FIX_SUBNET))  # fmt: skip
+        checks.append(
+            Check(
+                f"subnet {subnet}",
+                ok=found > 0,
+                detail=f"{found} of {len(answers)} addresses answered",
+                fix="" if found else FIX_SUBNET,
+            )
+        )
     if len(planned) > len(probed):
         checks.append(Check("printers", ok=None, detail=f"{len(probed)} of {len(planned)} targets probed"))
     return checks
@@ -219,12 +260,14 @@ async def _targets(settings: Settings) -> list[Check]:
 def _target_check(target: SnmpTarget, result: DeviceReport | CollectorError) -> Check:
     name = f"printer {target.host}:{target.port}"
     if isinstance(result, CollectorError):
-        return Check(name, ok=False, detail=result.message,
-                     fix=FIX_PRINTER)  # fmt: skip
+        return Check(name, ok=False, detail=result.message, fix=FIX_PRINTER)
     device = result.reading.device
     meters = ", ".join(f"{m.meter.value} {m.value}" for m in result.reading.meters[:4])
-    return Check(name, ok=True, detail=f"{device.vendor or '?'} {device.model or ''} serial {device.key}, "
-                 f"profile {result.profile}: {meters}")  # fmt: skip
+    return Check(
+        name,
+        ok=True,
+        detail=f"{device.vendor or '?'} {device.model or ''} serial {device.key}, profile {result.profile}: {meters}",
+    )
 
 
 async def _broker(settings: Settings) -> Check:
@@ -236,11 +279,9 @@ async def _broker(settings: Settings) -> Check:
         async with probe.client():
             pass
     except aiomqtt.MqttCodeError as err:
-        return Check("broker", ok=False, detail=f"{where} refused the login: {err}",
-                     fix=FIX_LOGIN)  # fmt: skip
+        return Check("broker", ok=False, detail=f"{where} refused the login: {err}", fix=FIX_LOGIN)
     except aiomqtt.MqttError as err:
-        return Check("broker", ok=False, detail=f"{where} cannot be reached: {err}",
-                     fix=FIX_BROKER)  # fmt: skip
+        return Check("broker", ok=False, detail=f"{where} cannot be reached: {err}", fix=FIX_BROKER)
     return Check("broker", ok=True, detail=f"{where} accepted the login")
 
 

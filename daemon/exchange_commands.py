@@ -38,12 +38,14 @@ def add_exchange_parsers(
     common: argparse.ArgumentParser,
     by: argparse.ArgumentParser,
 ) -> None:
-    export = customers.add_parser("export", parents=[common],
-                                  help=f"write {CUSTOMERS}, {CONTACTS}, {ASSIGNMENTS}, {DEVICES}")  # fmt: skip
+    export = customers.add_parser(
+        "export", parents=[common], help=f"write {CUSTOMERS}, {CONTACTS}, {ASSIGNMENTS}, {DEVICES}"
+    )
     export.add_argument("dir", type=Path)
     export.set_defaults(handler=cmd_export)
-    load = customers.add_parser("import", parents=[common, by],
-                                help=f"read {CUSTOMERS}, {CONTACTS} (+ {ASSIGNMENTS}, {DEVICES} if there)")  # fmt: skip
+    load = customers.add_parser(
+        "import", parents=[common, by], help=f"read {CUSTOMERS}, {CONTACTS} (+ {ASSIGNMENTS}, {DEVICES} if there)"
+    )
     load.add_argument("dir", type=Path)
     load.add_argument("--dry-run", action="store_true", help="check and report; change nothing")
     load.add_argument("--encoding", help="of the files, if not UTF-8: cp1254 (Turkish Excel), gb18030 (Chinese) …")
@@ -70,10 +72,12 @@ async def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             print(f"meterd: {len(err.problems)} problem(s) in {args.dir}; nothing was changed", file=sys.stderr)
             return EXIT_ROW_PROBLEMS
     verb = "would be" if args.dry_run else "were"
-    print(f"customers: {len(outcome.added)} new, {len(outcome.changed)} changed, {outcome.unchanged} unchanged; "
-          f"assignments: {outcome.assignments_added} new, {outcome.assignments_unchanged} unchanged; "
-          f"devices: {outcome.devices_saved} saved "
-          f"({'dry run: nothing ' + verb + ' written' if args.dry_run else 'written'})")  # fmt: skip
+    print(
+        f"customers: {len(outcome.added)} new, {len(outcome.changed)} changed, {outcome.unchanged} unchanged; "
+        f"assignments: {outcome.assignments_added} new, {outcome.assignments_unchanged} unchanged; "
+        f"devices: {outcome.devices_saved} saved "
+        f"({'dry run: nothing ' + verb + ' written' if args.dry_run else 'written'})"
+    )
     for code in outcome.changed:
         print(f"  changed: {code}")
     return 0
@@ -91,8 +95,11 @@ def _write_files(directory: Path, files: dict[str, bytes]) -> None:
 
 def _read_files(directory: Path) -> dict[str, bytes]:
     try:
-        return {name: (directory / name).read_bytes() for name in (CUSTOMERS, CONTACTS, ASSIGNMENTS, DEVICES)
-                if (directory / name).is_file()}  # fmt: skip
+        return {
+            name: (directory / name).read_bytes()
+            for name in (CUSTOMERS, CONTACTS, ASSIGNMENTS, DEVICES)
+            if (directory / name).is_file()
+        }
     except OSError as err:
         msg = f"cannot read {directory}: {err.strerror}"
         raise MeterdError(msg) from err

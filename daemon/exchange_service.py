@@ -61,8 +61,9 @@ async def import_tables(
     if problems:
         raise RowProblemsError(problems)
     labels = [f"{ASSIGNMENTS}: row {number}" for number, _ in tables[ASSIGNMENTS].rows]
-    return await BillingStore(store).import_records(cards, assignments, labels, actor=actor, now=now,
-                                                    dry_run=dry_run, devices=devices)  # fmt: skip
+    return await BillingStore(store).import_records(
+        cards, assignments, labels, actor=actor, now=now, dry_run=dry_run, devices=devices
+    )
 
 
 async def export_tables(store: Store, settings: Settings) -> dict[str, bytes]:
@@ -70,8 +71,12 @@ async def export_tables(store: Store, settings: Settings) -> dict[str, bytes]:
     book = await BillingStore(store).book()
     devices = [DeviceCard(d.key, d.vendor, d.model, d.address, d.site) for d in await store.devices()]
     cards, people = customer_files(book.customers.values(), custom_fields(settings))
-    return {CUSTOMERS: cards, CONTACTS: people, ASSIGNMENTS: assignment_file(book.assignments),
-            DEVICES: device_file(devices)}  # fmt: skip
+    return {
+        CUSTOMERS: cards,
+        CONTACTS: people,
+        ASSIGNMENTS: assignment_file(book.assignments),
+        DEVICES: device_file(devices),
+    }
 
 
 def read_tables(files: dict[str, bytes], settings: Settings, encoding: str | None = None) -> dict[str, Table]:
@@ -81,8 +86,12 @@ def read_tables(files: dict[str, bytes], settings: Settings, encoding: str | Non
         MeterdError: a required file missing; ExchangeError: a file that cannot be read at all.
     """
     tables = {}
-    shapes = ((CUSTOMERS, customer_columns(custom_fields(settings)), True), (CONTACTS, CONTACT_COLUMNS, True),
-              (ASSIGNMENTS, ASSIGNMENT_COLUMNS, False), (DEVICES, DEVICE_COLUMNS, False))  # fmt: skip
+    shapes = (
+        (CUSTOMERS, customer_columns(custom_fields(settings)), True),
+        (CONTACTS, CONTACT_COLUMNS, True),
+        (ASSIGNMENTS, ASSIGNMENT_COLUMNS, False),
+        (DEVICES, DEVICE_COLUMNS, False),
+    )
     for name, columns, required in shapes:
         if name not in files:
             if required:

@@ -33,11 +33,18 @@ PASSWORD_VARIABLE: Final = "METERD_MQTT__PASSWORD"  # noqa: S105 - the variable'
 
 def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = sub.add_parser("init", help="write a configuration from a few questions (or flags)")
-    init.add_argument("--file", "--config", dest="file", type=Path, default=DEFAULT_FILE,
-                      help=f"the configuration file to write (default {DEFAULT_FILE})")  # fmt: skip
+    init.add_argument(
+        "--file",
+        "--config",
+        dest="file",
+        type=Path,
+        default=DEFAULT_FILE,
+        help=f"the configuration file to write (default {DEFAULT_FILE})",
+    )
     init.add_argument("--site", help="this site's name: letters, digits, - _ . (e.g. acme-hq)")
-    init.add_argument("--subnet", action="append",
-                      help="a printer subnet or host to poll, e.g. 10.0.4.0/24 or 10.0.4.9:1161 (repeat)")  # fmt: skip
+    init.add_argument(
+        "--subnet", action="append", help="a printer subnet or host to poll, e.g. 10.0.4.0/24 or 10.0.4.9:1161 (repeat)"
+    )
     init.add_argument("--community", action="append", help="an SNMP v1/v2c community to try (repeat)")
     init.add_argument("--v3-user", help="poll with SNMPv3 as this user instead of communities")
     init.add_argument("--auth", metavar="sha|sha256:KEY", help="SNMPv3 authentication (with --v3-user)")
@@ -45,8 +52,9 @@ def add_init_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--broker", metavar="HOST[:PORT]", help="the hub's MQTT broker; 'none' for a standalone box")
     init.add_argument("--broker-user", help="this agent's login at the broker (default: the site name)")
     init.add_argument("--broker-ca", type=Path, help="CA file of the broker's TLS certificate (turns TLS on)")
-    init.add_argument("--broker-password-file", type=Path,
-                      help="a file holding the broker password (read by meterd at start)")  # fmt: skip
+    init.add_argument(
+        "--broker-password-file", type=Path, help="a file holding the broker password (read by meterd at start)"
+    )
     init.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     init.add_argument("--yes", action="store_true", help="ask nothing: flags and defaults only")
     init.add_argument("--force", action="store_true", help="replace an existing file (kept as FILE.bak)")
@@ -67,8 +75,14 @@ async def cmd_init(args: argparse.Namespace, _settings: object) -> int:
     broker, password = None, ""
     if address.lower() not in {"", "none"}:
         broker, password = _ask_broker(args, ask, address, site, interactive=interactive)
-    text = render_config(site=site, subnets=subnets, communities=communities, v3=(v3_user, auth, priv),
-                         broker=broker, state_dir=args.state_dir)  # fmt: skip
+    text = render_config(
+        site=site,
+        subnets=subnets,
+        communities=communities,
+        v3=(v3_user, auth, priv),
+        broker=broker,
+        state_dir=args.state_dir,
+    )
     _write(args.file, text, force=args.force)
     print(f"{args.file} written: check it with `meterd doctor --config {args.file}`")
     if password:
@@ -90,8 +104,9 @@ class BrokerAnswers:
         return self.ca_file is not None or _host_port(self.address)[1] == MQTT_TLS_PORT
 
 
-def _ask_broker(args: argparse.Namespace, ask: Callable[[str, str], str], address: str, site: str, *,
-                interactive: bool) -> tuple[BrokerAnswers, str]:  # fmt: skip
+def _ask_broker(
+    args: argparse.Namespace, ask: Callable[[str, str], str], address: str, site: str, *, interactive: bool
+) -> tuple[BrokerAnswers, str]:
     """The broker's login, TLS CA and (typed, never echoed) password."""
     user = args.broker_user or ask("broker login of this agent (an account of the broker's ACL)", site)
     ca = args.broker_ca or ask("CA file of the broker's TLS certificate (empty: the system's CAs)", "")
@@ -101,19 +116,33 @@ def _ask_broker(args: argparse.Namespace, ask: Callable[[str, str], str], addres
         password = getpass.getpass("broker password (kept in meterd.env beside the config; empty: none): ")
     # systemd reads meterd.env with its own quoting and escapes: such a password would not arrive as typed.
     if password and (password != password.strip() or any(c in password for c in "\"'\\\n")):
-        msg = ("a password with quotes, backslashes or spaces at its ends cannot go in meterd.env; "
-               "put it in a file (root:meterd, 0640) and give --broker-password-file FILE")  # fmt: skip
+        msg = (
+            "a password with quotes, backslashes or spaces at its ends cannot go in meterd.env; "
+            "put it in a file (root:meterd, 0640) and give --broker-password-file FILE"
+        )
         raise MeterdError(msg)
     return answers, password
 
 
-def render_config(*, site: str, subnets: list[str], communities: list[str], v3: tuple[str | None, str | None,
-                  str | None], broker: BrokerAnswers | None, state_dir: Path) -> str:  # fmt: skip
+def render_config(
+    *,
+    site: str,
+    subnets: list[str],
+    communities: list[str],
+    v3: tuple[str | None, str | None, str | None],
+    broker: BrokerAnswers | None,
+    state_dir: Path,
+) -> str:
     """The configuration as TOML: only what was answered; every other key keeps its documented default."""
     user, auth, priv = v3
-    lines = [f"# Written by `meterd init` on {datetime.now(UTC):%Y-%m-%d}. Every key: config/README.md",
-             f"site = {_q(site)}", f"role = {_q('agent' if broker else 'standalone')}",
-             f"state_dir = {_q(str(state_dir))}", "", "[snmp]"]  # fmt: skip
+    lines = [
+        f"# Written by `meterd init` on {datetime.now(UTC):%Y-%m-%d}. Every key: config/README.md",
+        f"site = {_q(site)}",
+        f"role = {_q('agent' if broker else 'standalone')}",
+        f"state_dir = {_q(str(state_dir))}",
+        "",
+        "[snmp]",
+    ]
     if communities:
         lines.append(f"communities = [{', '.join(_q(c) for c in communities)}]")
     for subnet in subnets:
@@ -136,8 +165,11 @@ def _store_password(env_file: Path, password: str) -> None:
     """Set METERD_MQTT__PASSWORD in ``env_file`` (0600), keeping its other lines."""
     kept = []
     if env_file.exists():
-        kept = [line for line in env_file.read_text(encoding="utf-8").splitlines()
-                if not line.strip().startswith(f"{PASSWORD_VARIABLE}=")]  # fmt: skip
+        kept = [
+            line
+            for line in env_file.read_text(encoding="utf-8").splitlines()
+            if not line.strip().startswith(f"{PASSWORD_VARIABLE}=")
+        ]
     env_file.touch(mode=0o600)
     env_file.chmod(0o600)
     env_file.write_text("\n".join([*kept, f"{PASSWORD_VARIABLE}={password}"]) + "\n", encoding="utf-8")
@@ -181,8 +213,10 @@ def _give_group(staged: Path, path: Path) -> None:
     try:
         os.chown(staged, -1, group)
     except PermissionError:
-        print(f"meterd init: could not give {path} the group {group}; if the service cannot read it: "
-              f"chgrp meterd {path}", file=sys.stderr)  # fmt: skip
+        print(
+            f"meterd init: could not give {path} the group {group}; if the service cannot read it: chgrp meterd {path}",
+            file=sys.stderr,
+        )
 
 
 def _asker(*, interactive: bool) -> Callable[[str, str], str]:

@@ -69,16 +69,25 @@ def office_jobs(settings: Settings, store: Store, metrics: Metrics | None = None
         await deliver(store, settings, now=utc_now(), metrics=metrics)
 
     async def backup() -> None:
-        made = await make_backup(settings.database_url, settings.backup_dir, site=settings.site,
-                                 keep=settings.backup.keep, now=utc_now(),
-                                 key_file=settings.backup_key_file)  # fmt: skip
+        made = await make_backup(
+            settings.database_url,
+            settings.backup_dir,
+            site=settings.site,
+            keep=settings.backup.keep,
+            now=utc_now(),
+            key_file=settings.backup_key_file,
+        )
         log.info("backup_written", path=str(made.path), size=made.size, sha256=made.sha256)
 
     wanted = [
-        (settings.receivables.reminders_interval_h > 0, "reminders", settings.receivables.reminders_interval_h * 3600,
-         remind),
+        (
+            settings.receivables.reminders_interval_h > 0,
+            "reminders",
+            settings.receivables.reminders_interval_h * 3600,
+            remind,
+        ),
         (settings.notify.customer_changes, "notify", settings.notify.interval_s, notify),
         (settings.mail.enabled, "mail", settings.mail.interval_s, mail),
         (settings.backup.interval_h > 0, "backup", settings.backup.interval_h * 3600, backup),
-    ]  # fmt: skip
+    ]
     return [Job(name, round(every_s), run) for on, name, every_s, run in wanted if on]

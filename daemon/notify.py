@@ -34,10 +34,22 @@ QUEUED: Final = "queued"
 SENT: Final = "sent"
 FAILED: Final = "failed"
 # What a customer's bookkeeping depends on: who they are to the tax office, where invoices go, how they pay.
-BILLING_FIELDS: Final = frozenset({
-    "legal_name", "trade_name", "tax_id", "tax_scheme", "electronic_address", "address", "contacts",
-    "payment_method", "payment_terms_days", "currency", "language", "parent",
-})  # fmt: skip
+BILLING_FIELDS: Final = frozenset(
+    {
+        "legal_name",
+        "trade_name",
+        "tax_id",
+        "tax_scheme",
+        "electronic_address",
+        "address",
+        "contacts",
+        "payment_method",
+        "payment_terms_days",
+        "currency",
+        "language",
+        "parent",
+    }
+)
 _TIMEOUT_S: Final = 15.0  # the webhook's
 
 
@@ -81,16 +93,31 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
         card = cards.get(code)
         if detail.get("before") is None or not changed or card is None or card.billing_contact.email is None:
             continue  # a new card, a change to nothing billing depends on, or nobody to tell
-        lines = [f"  {field}: {_show(detail['before'].get(field))} -> {_show(detail['after'].get(field))}"
-                 for field in changed]  # fmt: skip
+        lines = [
+            f"  {field}: {_show(detail['before'].get(field))} -> {_show(detail['after'].get(field))}"
+            for field in changed
+        ]
         seller = settings.billing.seller.name
         reply_to = settings.billing.seller.email
-        body = (f"Dear {card.billing_contact.name},\n\nthe billing details {seller} keeps for "
-                f"{card.legal_name} ({code}) were changed on {now:%Y-%m-%d}:\n\n" + "\n".join(lines) +
-                f"\n\nIf you did not ask for this, please reply to {reply_to}.\n\n{seller}\n")  # fmt: skip
-        rows.append({"audit_id": entry.id, "customer": code, "recipient": card.billing_contact.email,
-                     "subject": f"{seller}: your billing details were changed", "body": body, "status": QUEUED,
-                     "attempts": 0, "next_attempt_at": now, "created_at": now})  # fmt: skip
+        body = (
+            f"Dear {card.billing_contact.name},\n\nthe billing details {seller} keeps for "
+            f"{card.legal_name} ({code}) were changed on {now:%Y-%m-%d}:\n\n"
+            + "\n".join(lines)
+            + f"\n\nIf you did not ask for this, please reply to {reply_to}.\n\n{seller}\n"
+        )
+        rows.append(
+            {
+                "audit_id": entry.id,
+                "customer": code,
+                "recipient": card.billing_contact.email,
+                "subject": f"{seller}: your billing details were changed",
+                "body": body,
+                "status": QUEUED,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
 
     async def _queue() -> None:
         async with store.engine.begin() as conn:
@@ -113,10 +140,17 @@ async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
             attempts = notice.attempts + 1
             status = FAILED if attempts >= settings.notify.attempts else QUEUED
             retry = now + timedelta(seconds=settings.notify.interval_s * 2**attempts)
-            await _update(store, notice.id, status=status, attempts=attempts, last_error=str(err)[:500],
-                          next_attempt_at=retry)  # fmt: skip
-            log.warning("notification_failed", notification=notice.id, customer=notice.customer, attempts=attempts,
-                        gave_up=status == FAILED, error=str(err)[:200])  # fmt: skip
+            await _update(
+                store, notice.id, status=status, attempts=attempts, last_error=str(err)[:500], next_attempt_at=retry
+            )
+            log.warning(
+                "notification_failed",
+                notification=notice.id,
+                customer=notice.customer,
+                attempts=attempts,
+                gave_up=status == FAILED,
+                error=str(err)[:200],
+            )
             continue
         await _update(store, notice.id, status=SENT, attempts=notice.attempts + 1, sent_at=now, last_error=None)
         log.info("notification_sent", notification=notice.id, customer=notice.customer)
@@ -125,9 +159,16 @@ async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
 
 
 async def notices(store: Store, *, status: str | None = None, due_by: datetime | None = None) -> list[Notice]:
-    stmt = select(NotificationRow.id, NotificationRow.customer, NotificationRow.recipient, NotificationRow.subject,
-                  NotificationRow.body, NotificationRow.status, NotificationRow.attempts,
-                  NotificationRow.last_error).order_by(NotificationRow.id)  # fmt: skip
+    stmt = select(
+        NotificationRow.id,
+        NotificationRow.customer,
+        NotificationRow.recipient,
+        NotificationRow.subject,
+        NotificationRow.body,
+        NotificationRow.status,
+        NotificationRow.attempts,
+        NotificationRow.last_error,
+    ).order_by(NotificationRow.id)
     if status:
         stmt = stmt.where(NotificationRow.status == status)
     if due_by is not None:
@@ -152,8 +193,9 @@ def _send(settings: Settings, notice: Notice) -> None:
     """Blocking I/O, run in a thread: the webhook if set, else the [mail] relay."""
     notify = settings.notify
     if notify.webhook_url:
-        payload = json.dumps({"customer": notice.customer, "to": notice.recipient, "subject": notice.subject,
-                              "body": notice.body}).encode()  # fmt: skip
+        payload = json.dumps(
+            {"customer": notice.customer, "to": notice.recipient, "subject": notice.subject, "body": notice.body}
+        ).encode()
         post_json(notify.webhook_url, payload, timeout_s=_TIMEOUT_S)
         return
     message = EmailMessage()

@@ -75,10 +75,27 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         json.dump([asdict(s) for s in found], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
-    rows = [[str(s.invoice_id), s.number, s.customer, str(s.total), str(s.paid), str(s.open), str(s.overdue),
-             s.currency, str(s.overdue_since or ""), str(s.days_overdue or "")] for s in found]  # fmt: skip
-    print_rows(args.format, ["id", "number", "customer", "total", "paid", "open", "overdue", "currency", "late since",
-                             "days"], rows, title=f"{len(rows)} invoice(s) with money open on {as_of}")  # fmt: skip
+    rows = [
+        [
+            str(s.invoice_id),
+            s.number,
+            s.customer,
+            str(s.total),
+            str(s.paid),
+            str(s.open),
+            str(s.overdue),
+            s.currency,
+            str(s.overdue_since or ""),
+            str(s.days_overdue or ""),
+        ]
+        for s in found
+    ]
+    print_rows(
+        args.format,
+        ["id", "number", "customer", "total", "paid", "open", "overdue", "currency", "late since", "days"],
+        rows,
+        title=f"{len(rows)} invoice(s) with money open on {as_of}",
+    )
     return 0
 
 
@@ -86,9 +103,14 @@ async def cmd_pay(args: argparse.Namespace, settings: Settings) -> int:
     now = utc_now()
     async with open_store(settings) as store:
         after = await ReceivablesStore(store).record_payment(
-            args.invoice, args.amount, received_on=args.on or now.date(), method=args.method, reference=args.reference,
-            actor=args.by, now=now,
-        )  # fmt: skip
+            args.invoice,
+            args.amount,
+            received_on=args.on or now.date(),
+            method=args.method,
+            reference=args.reference,
+            actor=args.by,
+            now=now,
+        )
     print(f"invoice {after.number}: {args.amount} received; {after.open} {after.currency} still open")
     return 0
 
@@ -113,10 +135,16 @@ async def cmd_remind(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_reminders(args: argparse.Namespace, settings: Settings) -> int:
     async with open_store(settings) as store:
         found = await ReceivablesStore(store).reminders(status=args.status)
-    rows = [[str(r.id), r.number, r.customer, str(r.level), str(r.overdue), r.status, f"{r.created_at:%Y-%m-%d}"]
-            for r in found]  # fmt: skip
-    print_rows("table", ["id", "invoice", "customer", "level", "overdue", "status", "queued"], rows,
-               title=f"{len(rows)} reminder(s)")  # fmt: skip
+    rows = [
+        [str(r.id), r.number, r.customer, str(r.level), str(r.overdue), r.status, f"{r.created_at:%Y-%m-%d}"]
+        for r in found
+    ]
+    print_rows(
+        "table",
+        ["id", "invoice", "customer", "level", "overdue", "status", "queued"],
+        rows,
+        title=f"{len(rows)} reminder(s)",
+    )
     if args.text:
         for reminder in found:
             print(f"--- reminder {reminder.id} ---\n{reminder.text}")

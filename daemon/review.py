@@ -41,8 +41,9 @@ async def acknowledge(store: Store, anomaly_id: int, *, actor: str, reason: str,
     """
     anomalies = AnomalyStore(store)
     await _unresolved(anomalies, anomaly_id)
-    return await anomalies.set_status(anomaly_id, status=ACKNOWLEDGED, resolution=None, actor=actor, reason=reason,
-                                      now=now)  # fmt: skip
+    return await anomalies.set_status(
+        anomaly_id, status=ACKNOWLEDGED, resolution=None, actor=actor, reason=reason, now=now
+    )
 
 
 async def acknowledge_kind(
@@ -50,8 +51,9 @@ async def acknowledge_kind(
 ) -> list[AnomalyRecord]:
     """Acknowledge every open anomaly of one kind on one device (each written to the audit log)."""
     anomalies = AnomalyStore(store)
-    found = await anomalies.find(status=OPEN, kind=kind, device=device, limit=await anomalies.count(
-        status=OPEN, kind=kind, device=device) or 1)  # fmt: skip
+    found = await anomalies.find(
+        status=OPEN, kind=kind, device=device, limit=await anomalies.count(status=OPEN, kind=kind, device=device) or 1
+    )
     return [await acknowledge(store, a.id, actor=actor, reason=reason, now=now) for a in found]
 
 
@@ -84,8 +86,9 @@ async def review_queue(store: Store, *, kind: str | None = None, device: str | N
     items = []
     for anomaly in found:
         day = anomaly.window_start.date()
-        customer = next((c for start, end, c in held_by[anomaly.device] if start <= day and (end is None or day < end)),
-                        None)  # fmt: skip
+        customer = next(
+            (c for start, end, c in held_by[anomaly.device] if start <= day and (end is None or day < end)), None
+        )
         price, currency = _page_price(book, customer, anomaly, day) if customer else (None, None)
         held = pages.get(anomaly.id, 0)
         items.append(QueueItem(anomaly, customer, held, None if price is None else held * price, currency))
@@ -138,8 +141,16 @@ async def resolve(
         raise ReviewError("a value goes with the replace action (the right reading) or reset (where it restarted)")
     elif action == "approve" and anomaly.kind == "moved" and "to_site" in anomaly.evidence:
         detail = await _move(store, anomaly)
-    return await anomalies.set_status(anomaly_id, status=RESOLVED, resolution=ACTIONS[action], actor=actor,
-                                      reason=reason, now=now, detail=detail, evidence=evidence)  # fmt: skip
+    return await anomalies.set_status(
+        anomaly_id,
+        status=RESOLVED,
+        resolution=ACTIONS[action],
+        actor=actor,
+        reason=reason,
+        now=now,
+        detail=detail,
+        evidence=evidence,
+    )
 
 
 async def _move(store: Store, anomaly: AnomalyRecord) -> dict[str, Any]:

@@ -289,8 +289,10 @@ class SnmpSettings(_Section):
         for index, target in enumerate(targets):
             seen = first.setdefault((canonical_host(target.host), target.port), index)
             if seen != index:
-                msg = (f"same host and port ({target.host}:{target.port}) as snmp.targets[{seen}]; merge the two "
-                       "entries (communities takes several values)")  # fmt: skip
+                msg = (
+                    f"same host and port ({target.host}:{target.port}) as snmp.targets[{seen}]; merge the two "
+                    "entries (communities takes several values)"
+                )
                 raise PydanticCustomError("duplicate", msg, {AT: [index]})
         return targets
 
@@ -492,8 +494,9 @@ class CustomerSettings(_Section):
         return self
 
     def rules(self) -> CardRules:
-        return CardRules(tuple(self.required),
-                         tuple(CustomField(f.name, f.type, tuple(f.choices)) for f in self.fields))  # fmt: skip
+        return CardRules(
+            tuple(self.required), tuple(CustomField(f.name, f.type, tuple(f.choices)) for f in self.fields)
+        )
 
 
 def _reminder_days() -> list[int]:
@@ -508,8 +511,13 @@ class ReceivablesSettings(_Section):
 
 
 # The [notify] keys that became [mail] keys (issue 22): still read, with a warning naming the new key.
-_NOTIFY_SMTP_KEYS: Final = {"smtp_host": "host", "smtp_port": "port", "smtp_user": "user",
-                            "smtp_password": "password", "smtp_password_file": "password_file"}  # fmt: skip
+_NOTIFY_SMTP_KEYS: Final = {
+    "smtp_host": "host",
+    "smtp_port": "port",
+    "smtp_user": "user",
+    "smtp_password": "password",
+    "smtp_password_file": "password_file",
+}
 
 
 class ConfigDeprecationWarning(FutureWarning):

@@ -38,8 +38,13 @@ def reference() -> str:
         head = key.split(".")[0] if "." in key else ""
         if head != section:
             section = head
-            lines += ["", f"## `[{head}]`" if head else "## Top level", "",
-                      "| key | type | default | accepted |", "| --- | --- | --- | --- |"]  # fmt: skip
+            lines += [
+                "",
+                f"## `[{head}]`" if head else "## Top level",
+                "",
+                "| key | type | default | accepted |",
+                "| --- | --- | --- | --- |",
+            ]
         lines.append(f"| `{key}` | {kind} | {default} | {rule} |")
     return "\n".join(lines) + "\n"
 
@@ -110,8 +115,11 @@ def _rule(field: FieldInfo) -> str:
     for meta in field.metadata:
         for kind, sign in marks.items():
             if isinstance(meta, kind):
-                bound = next(iter(vars(meta).values()), None) if not hasattr(meta, "__slots__") else (
-                    getattr(meta, meta.__slots__[0]))  # fmt: skip
+                bound = (
+                    next(iter(vars(meta).values()), None)
+                    if not hasattr(meta, "__slots__")
+                    else (getattr(meta, meta.__slots__[0]))
+                )
                 parts.append(f"{sign} {bound}")
     if field.description:
         parts.append(field.description.replace("|", "\\|"))

@@ -89,10 +89,11 @@ async def cmd_discover(args: argparse.Namespace, settings: Settings) -> int:
         print(f"meterd discover: {err}", file=sys.stderr)
         return EXIT_NO_ANSWER
     targets = [
-        SnmpTarget(host, args.port, "3" if usm else args.snmp_version, communities, timeout_s=args.timeout, retries=0,
-                   usm=usm)
+        SnmpTarget(
+            host, args.port, "3" if usm else args.snmp_version, communities, timeout_s=args.timeout, retries=0, usm=usm
+        )
         for host in hosts
-    ]  # fmt: skip
+    ]
     async with SnmpCollector(site=settings.site) as collector:
         found = await discover(collector, targets, rate=args.rate, concurrency=settings.snmp.max_concurrency)
     reports = [printer.report for printer in found]
@@ -141,8 +142,14 @@ def _credentials_toml(target: SnmpTarget) -> str:
     if target.usm is None:
         return f"communities = {json.dumps(list(target.communities))}\n"
     usm = target.usm
-    keys = {"user": usm.user, "auth_protocol": usm.auth_protocol, "auth_key": usm.auth_key,
-            "priv_protocol": usm.priv_protocol, "priv_key": usm.priv_key, "context": usm.context}  # fmt: skip
+    keys = {
+        "user": usm.user,
+        "auth_protocol": usm.auth_protocol,
+        "auth_key": usm.auth_key,
+        "priv_protocol": usm.priv_protocol,
+        "priv_key": usm.priv_key,
+        "context": usm.context,
+    }
     return "[snmp.targets.v3]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items() if value)
 
 

@@ -60,14 +60,34 @@ async def cmd_due(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_yields(args: argparse.Namespace, settings: Settings) -> int:
     found = await _statuses(settings)
-    header = ["device", "supply", "part_number", "installed", "removed", "pages", "used_percent", "full_pages",
-              "nominal", "short"]  # fmt: skip
+    header = [
+        "device",
+        "supply",
+        "part_number",
+        "installed",
+        "removed",
+        "pages",
+        "used_percent",
+        "full_pages",
+        "nominal",
+        "short",
+    ]
     rows = [
-        [s.device, s.supply, s.part_number or "", f"{y.installed_at:%Y-%m-%d}", f"{y.removed_at:%Y-%m-%d}",
-         str(y.pages), str(y.used_percent), str(y.full_pages or ""), str(y.nominal or ""), "SHORT" if y.short else ""]
+        [
+            s.device,
+            s.supply,
+            s.part_number or "",
+            f"{y.installed_at:%Y-%m-%d}",
+            f"{y.removed_at:%Y-%m-%d}",
+            str(y.pages),
+            str(y.used_percent),
+            str(y.full_pages or ""),
+            str(y.nominal or ""),
+            "SHORT" if y.short else "",
+        ]
         for s in found
         for y in s.yields
-    ]  # fmt: skip
+    ]
     _print(args.format, header, rows, title=f"{len(rows)} cartridges replaced")
     return 0
 

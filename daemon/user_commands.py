@@ -44,8 +44,10 @@ def add_user_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], c
     role.add_argument("login")
     role.add_argument("role", choices=ROLES)
     role.set_defaults(handler=cmd_role)
-    for name, disabled, text in (("disable", True, "no more logins; sessions and tokens end now"),
-                                 ("enable", False, "allow logins again")):  # fmt: skip
+    for name, disabled, text in (
+        ("disable", True, "no more logins; sessions and tokens end now"),
+        ("enable", False, "allow logins again"),
+    ):
         toggle = users.add_parser(name, parents=[common], help=text)
         toggle.add_argument("login")
         toggle.add_argument("--by", default=default_user(), help="who (default: the login name)")
@@ -91,8 +93,9 @@ def _show_enrollment(login: str, enrollment: Enrollment) -> None:
 async def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     password = _password(args)
     async with open_store(settings) as store:
-        enrollment = await accounts_for(settings, store).add_user(args.login, args.name, args.role, password,
-                                                                  actor=args.by)  # fmt: skip
+        enrollment = await accounts_for(settings, store).add_user(
+            args.login, args.name, args.role, password, actor=args.by
+        )
     print(f"user {args.login} ({args.role}) added")
     if enrollment is not None:
         _show_enrollment(args.login, enrollment)
@@ -144,10 +147,15 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     now = utc_now()
     rows = [
-        [u.login, u.name, u.role, "yes" if u.second_factor else "",
-         "disabled" if u.disabled else ("locked" if u.locked_until and u.locked_until > now else "active")]
+        [
+            u.login,
+            u.name,
+            u.role,
+            "yes" if u.second_factor else "",
+            "disabled" if u.disabled else ("locked" if u.locked_until and u.locked_until > now else "active"),
+        ]
         for u in users
-    ]  # fmt: skip
+    ]
     print_rows(args.format, ["login", "name", "role", "2fa", "state"], rows, title=f"{len(users)} user(s)")
     return 0
 
@@ -159,8 +167,21 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         json.dump([asdict(e) for e in entries], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
-    rows = [[f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.source or "", e.action, e.target,
-             json.dumps(e.detail, default=str)[:120]] for e in entries]  # fmt: skip
-    print_rows(args.format, ["at (UTC)", "who", "from", "action", "what", "detail"], rows,
-               title=f"{len(entries)} audit entries")  # fmt: skip
+    rows = [
+        [
+            f"{e.at:%Y-%m-%d %H:%M:%S}",
+            e.actor,
+            e.source or "",
+            e.action,
+            e.target,
+            json.dumps(e.detail, default=str)[:120],
+        ]
+        for e in entries
+    ]
+    print_rows(
+        args.format,
+        ["at (UTC)", "who", "from", "action", "what", "detail"],
+        rows,
+        title=f"{len(entries)} audit entries",
+    )
     return 0

@@ -68,19 +68,25 @@ def allowances(book: Book, today: date) -> list[Allowance]:
                 groups = [sorted(active)] if terms.pool else [[device] for device in sorted(active)]
                 found.extend(
                     Allowance(
-                        customer=job.customer, contract=job.contract.id, meter=str(terms.meter), pool=terms.pool,
-                        cycle=job.cycle, held={d: job.held_days[d] for d in devices},
+                        customer=job.customer,
+                        contract=job.contract.id,
+                        meter=str(terms.meter),
+                        pool=terms.pool,
+                        cycle=job.cycle,
+                        held={d: job.held_days[d] for d in devices},
                         included=sum(prorated_included(terms, active[d], job.cycle) for d in devices),
                     )
                     for devices in groups
-                )  # fmt: skip
+                )
     return found
 
 
 def forecast_requests(
-    watched: list[Allowance], now: datetime, settings: DetectorSettings,
+    watched: list[Allowance],
+    now: datetime,
+    settings: DetectorSettings,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """The usage to measure: each device's pages so far in each piece of the cycle it holds, and its recent rate."""
     moment = pd.Timestamp(now)
     rows: list[tuple[Any, ...]] = []
@@ -97,9 +103,12 @@ def forecast_requests(
 
 
 def over_allowance(
-    watched: list[Allowance], measured: pd.DataFrame, now: datetime, settings: DetectorSettings,
+    watched: list[Allowance],
+    measured: pd.DataFrame,
+    now: datetime,
+    settings: DetectorSettings,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> list[Finding]:  # fmt: skip
+) -> list[Finding]:
     """Allowances whose forecast exceeds them by more than the margin.
 
     ``measured``: :func:`forecast_requests` joined with its :func:`billing.reads.period_usage`.
@@ -116,26 +125,45 @@ def over_allowance(
             continue
         end = date.fromordinal(allowance.cycle.end.toordinal() - 1)
         subject = f"pool {allowance.pool}" if allowance.pool else allowance.device
-        summary = (f"{allowance.meter} of {subject}: {forecast:,} pages forecast by {end} "
-                   f"against {allowance.included:,} included ({used:,} used so far)")  # fmt: skip
+        summary = (
+            f"{allowance.meter} of {subject}: {forecast:,} pages forecast by {end} "
+            f"against {allowance.included:,} included ({used:,} used so far)"
+        )
         evidence = {
-            "summary": summary, "customer": allowance.customer, "contract": allowance.contract,
-            "pool": allowance.pool, "cycle": allowance.cycle.label, "included": allowance.included,
-            "margin": knobs.allowance_margin, "used": used, "forecast": forecast,
-            "devices": {device: {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
-                        for device, figures in sorted(devices.items())},
-        }  # fmt: skip
+            "summary": summary,
+            "customer": allowance.customer,
+            "contract": allowance.contract,
+            "pool": allowance.pool,
+            "cycle": allowance.cycle.label,
+            "included": allowance.included,
+            "margin": knobs.allowance_margin,
+            "used": used,
+            "forecast": forecast,
+            "devices": {
+                device: {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
+                for device, figures in sorted(devices.items())
+            },
+        }
         findings.append(
-            Finding(Kind.OVER_ALLOWANCE, allowance.device, allowance.meter, utc_midnight(allowance.cycle.start),
-                    utc_midnight(allowance.cycle.end), evidence)
-        )  # fmt: skip
+            Finding(
+                Kind.OVER_ALLOWANCE,
+                allowance.device,
+                allowance.meter,
+                utc_midnight(allowance.cycle.start),
+                utc_midnight(allowance.cycle.end),
+                evidence,
+            )
+        )
     return findings
 
 
 def _device_figures(
-    measured: pd.DataFrame, watched: list[Allowance], now: datetime, settings: DetectorSettings,
+    measured: pd.DataFrame,
+    watched: list[Allowance],
+    now: datetime,
+    settings: DetectorSettings,
     tuned: Mapping[str, DetectorSettings] | None,
-) -> dict[int, dict[str, dict[str, Any]]]:  # fmt: skip
+) -> dict[int, dict[str, dict[str, Any]]]:
     """Per allowance and device: pages used, recent pages per day and the days it still holds in the cycle."""
     moment = pd.Timestamp(now)
     figures: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)

@@ -34,9 +34,12 @@ def empty_frame(columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
 
 
 def detect_all(
-    frame: pd.DataFrame, settings: DetectorSettings, *, supplies: pd.DataFrame | None = None,
+    frame: pd.DataFrame,
+    settings: DetectorSettings,
+    *,
+    supplies: pd.DataFrame | None = None,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> list[Finding]:  # fmt: skip
+) -> list[Finding]:
     """Every reading-based detector over ``frame`` (stale devices need the clock: see :func:`stale`).
 
     ``supplies`` (SUPPLY_COLUMNS) adds :func:`uncounted`; ``tuned`` gives devices settings of
@@ -123,8 +126,11 @@ def counter_steps(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findi
         reset = backwards & ~wrap
         jump = (value - before) > allowed
     findings: list[Finding] = []
-    for kind, mask, step in ((Kind.WRAP, wrap, through_wrap), (Kind.RESET, reset, value - before),
-                             (Kind.JUMP, jump, value - before)):  # fmt: skip
+    for kind, mask, step in (
+        (Kind.WRAP, wrap, through_wrap),
+        (Kind.RESET, reset, value - before),
+        (Kind.JUMP, jump, value - before),
+    ):
         at = np.flatnonzero(mask)
         if not at.size:
             continue
@@ -132,12 +138,19 @@ def counter_steps(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findi
         for row, earlier, stepped, limit in zip(_rows(rows), _rows(previous), step[at], allowed[at], strict=True):
             findings.append(
                 Finding(
-                    kind, row["device"], row["meter"], _py(earlier["taken_at"]), _py(row["taken_at"]),
-                    {"readings": [earlier["reading_id"], row["reading_id"]],
-                     "values": [int(earlier["value"]), int(row["value"])],
-                     "step": int(stepped), "max_plausible_step": int(limit)},
+                    kind,
+                    row["device"],
+                    row["meter"],
+                    _py(earlier["taken_at"]),
+                    _py(row["taken_at"]),
+                    {
+                        "readings": [earlier["reading_id"], row["reading_id"]],
+                        "values": [int(earlier["value"]), int(row["value"])],
+                        "step": int(stepped),
+                        "max_plausible_step": int(limit),
+                    },
                 )
-            )  # fmt: skip
+            )
     return findings
 
 
@@ -171,12 +184,20 @@ def device_changes(frame: pd.DataFrame) -> list[Finding]:
     swaps = swaps[first_there & swaps["previous_device"].notna() & (swaps["device"] != swaps["previous_device"])]
     findings.extend(
         Finding(
-            Kind.SWAP, row["device"], None, _py(row["previous_at"]), _py(row["taken_at"]),
-            {"readings": [row["previous_id"], row["reading_id"]], "address": row["address"], "site": row["site"],
-             "previous_device": row["previous_device"]},
+            Kind.SWAP,
+            row["device"],
+            None,
+            _py(row["previous_at"]),
+            _py(row["taken_at"]),
+            {
+                "readings": [row["previous_id"], row["reading_id"]],
+                "address": row["address"],
+                "site": row["site"],
+                "previous_device": row["previous_device"],
+            },
         )
         for row in _rows(swaps)
-    )  # fmt: skip
+    )
     by_device = readings.groupby("device", sort=False, observed=True)
     moved = readings.assign(
         from_site=by_device["site"].shift(1),
@@ -186,12 +207,19 @@ def device_changes(frame: pd.DataFrame) -> list[Finding]:
     moved = moved[moved["from_site"].notna() & (moved["site"] != moved["from_site"])]
     findings.extend(
         Finding(
-            Kind.MOVED, row["device"], None, _py(row["previous_at"]), _py(row["taken_at"]),
-            {"readings": [row["previous_id"], row["reading_id"]],
-             "from_site": row["from_site"], "to_site": row["site"]},
+            Kind.MOVED,
+            row["device"],
+            None,
+            _py(row["previous_at"]),
+            _py(row["taken_at"]),
+            {
+                "readings": [row["previous_id"], row["reading_id"]],
+                "from_site": row["from_site"],
+                "to_site": row["site"],
+            },
         )
         for row in _rows(moved)
-    )  # fmt: skip
+    )
     return findings
 
 
@@ -287,11 +315,14 @@ def spikes(frame: pd.DataFrame, settings: DetectorSettings, *, days: pd.DataFram
             _rows(days.take(at)), now[at], median[at], busiest[at], before[at], after[at], strict=True
         ):
             day = _py(row["day"])
-            evidence = {"readings": [row["reading_id"]] if kind == Kind.SPIKE else [],
-                        "usage_per_day": round(float(used), 1), "median": round(float(typical), 1),
-                        "busiest_level": None if np.isnan(busy) else round(float(busy), 1),
-                        "day_before": None if np.isnan(prior) else round(float(prior), 1),
-                        "day_after": None if np.isnan(following) else round(float(following), 1)}  # fmt: skip
+            evidence = {
+                "readings": [row["reading_id"]] if kind == Kind.SPIKE else [],
+                "usage_per_day": round(float(used), 1),
+                "median": round(float(typical), 1),
+                "busiest_level": None if np.isnan(busy) else round(float(busy), 1),
+                "day_before": None if np.isnan(prior) else round(float(prior), 1),
+                "day_after": None if np.isnan(following) else round(float(following), 1),
+            }
             findings.append(Finding(kind, row["device"], row["meter"], day, day + timedelta(days=1), evidence))
     return findings
 
@@ -317,11 +348,16 @@ def frozen(frame: pd.DataFrame, settings: DetectorSettings, *, days: pd.DataFram
     found = np.flatnonzero(long_enough & (typical > 0))
     first, last = days.take(starts[found]), days.take(ends[found])
     return [
-        Finding(Kind.FROZEN, str(begin["device"]), "total", _py(begin["day"]),
-                _py(end["taken_at"]),  # its last reading: the next one shows whether it moves again
-                {"readings": [begin["reading_id"], end["reading_id"]], "days_without_change": int(days_still)})
+        Finding(
+            Kind.FROZEN,
+            str(begin["device"]),
+            "total",
+            _py(begin["day"]),
+            _py(end["taken_at"]),  # its last reading: the next one shows whether it moves again
+            {"readings": [begin["reading_id"], end["reading_id"]], "days_without_change": int(days_still)},
+        )
         for begin, end, days_still in zip(_rows(first), _rows(last), span[found], strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def uncounted(frame: pd.DataFrame, supplies: pd.DataFrame, settings: DetectorSettings) -> list[Finding]:
@@ -355,9 +391,14 @@ def uncounted(frame: pd.DataFrame, supplies: pd.DataFrame, settings: DetectorSet
                 decline = np.maximum.accumulate(level) - level
                 if decline.max() >= settings.uncounted_supply_drop:
                     worst = int(decline.argmax())
-                    evidence = {"readings": [ids[start - 1], ids[end]], "total": int(values[end]), "supply": name,
-                                "level_from": int(np.maximum.accumulate(level)[worst]), "level_to": int(level[worst]),
-                                "hours": round((last - first) / np.timedelta64(1, "h"), 1)}  # fmt: skip
+                    evidence = {
+                        "readings": [ids[start - 1], ids[end]],
+                        "total": int(values[end]),
+                        "supply": name,
+                        "level_from": int(np.maximum.accumulate(level)[worst]),
+                        "level_to": int(level[worst]),
+                        "hours": round((last - first) / np.timedelta64(1, "h"), 1),
+                    }
                     findings.append(Finding(Kind.UNCOUNTED, str(device), "total", _py(first), _py(last), evidence))
                     break  # one finding per stand-still is enough to send someone
     return findings
@@ -424,22 +465,38 @@ def inconsistent(frame: pd.DataFrame, settings: DetectorSettings) -> list[Findin
     starts, ends = starts[suspect[starts]], ends[suspect[starts]]
     ids = totals["reading_id"]
     findings = []
-    for first, at, row, before in zip(starts, ends, _rows(totals.take(ends)), _rows(totals.take(since[ends])),
-                                      strict=True):  # fmt: skip
-        evidence = {"readings": ids.iloc[first : at + 1].tolist(), "problem": problem[at],
-                    "values": {m: int(now[m][at]) for m in meters if not np.isnan(now[m][at])},
-                    "since": _py(before["taken_at"]).isoformat(), "since_reading": before["reading_id"],
-                    "counted": {m: int(counted[m][at]) for m in meters if not np.isnan(counted[m][at])},
-                    "off_by": int(off_by[at]), "tolerance": int(tolerance[at])}  # fmt: skip
-        findings.append(Finding(Kind.INCONSISTENT, row["device"], "total", _py(totals["taken_at"].iloc[first]),
-                                _py(row["taken_at"]), evidence))  # fmt: skip
+    for first, at, row, before in zip(
+        starts, ends, _rows(totals.take(ends)), _rows(totals.take(since[ends])), strict=True
+    ):
+        evidence = {
+            "readings": ids.iloc[first : at + 1].tolist(),
+            "problem": problem[at],
+            "values": {m: int(now[m][at]) for m in meters if not np.isnan(now[m][at])},
+            "since": _py(before["taken_at"]).isoformat(),
+            "since_reading": before["reading_id"],
+            "counted": {m: int(counted[m][at]) for m in meters if not np.isnan(counted[m][at])},
+            "off_by": int(off_by[at]),
+            "tolerance": int(tolerance[at]),
+        }
+        findings.append(
+            Finding(
+                Kind.INCONSISTENT,
+                row["device"],
+                "total",
+                _py(totals["taken_at"].iloc[first]),
+                _py(row["taken_at"]),
+                evidence,
+            )
+        )
     return findings
 
 
 def _interval_starts(
-    device: np.ndarray[Any, Any], moment: np.ndarray[Any, Any], total: np.ndarray[Any, Any],
+    device: np.ndarray[Any, Any],
+    moment: np.ndarray[Any, Any],
+    total: np.ndarray[Any, Any],
     settings: DetectorSettings,
-) -> np.ndarray[Any, np.dtype[np.int64]]:  # fmt: skip
+) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Per reading (rows ordered by device and time), the row its meters are compared from.
 
     The reading ``inconsistent_interval_hours`` before (the device's first when younger), or the
@@ -496,8 +553,14 @@ def device_moments(
     return names, device[once], moment[once]
 
 
-def stale(last_seen: Iterable[tuple[str, datetime]], *, now: datetime, poll_interval_s: int,
-          settings: DetectorSettings, usual: Mapping[str, float] | None = None) -> list[Finding]:  # fmt: skip
+def stale(
+    last_seen: Iterable[tuple[str, datetime]],
+    *,
+    now: datetime,
+    poll_interval_s: int,
+    settings: DetectorSettings,
+    usual: Mapping[str, float] | None = None,
+) -> list[Finding]:
     """Devices silent longer than ``stale_intervals`` poll intervals and than their own usual silence.
 
     ``usual`` is :func:`usual_silence` of each device's recent history; the silence must

@@ -26,9 +26,13 @@ USUAL_SILENCE: Final = "anomalies.usual_silence"
 
 
 async def detect_new(
-    anomalies: AnomalyStore, settings: DetectorSettings, *, now: datetime, poll_interval_s: int,
+    anomalies: AnomalyStore,
+    settings: DetectorSettings,
+    *,
+    now: datetime,
+    poll_interval_s: int,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> list[AnomalyRecord]:  # fmt: skip
+) -> list[AnomalyRecord]:
     """Run every detector over what arrived since the last run; returns the anomalies it created.
 
     ``tuned``: devices judged by settings of their own (their site's or contract's knobs).
@@ -45,8 +49,13 @@ async def detect_new(
     usual |= usual_silence(frame)
     last_seen = dict(await anomalies.last_seen())
     for knobs, devices in by_settings(last_seen, settings, tuned).items():
-        findings += stale([(device, last_seen[device]) for device in devices], now=now,
-                          poll_interval_s=poll_interval_s, settings=knobs, usual=usual)  # fmt: skip
+        findings += stale(
+            [(device, last_seen[device]) for device in devices],
+            now=now,
+            poll_interval_s=poll_interval_s,
+            settings=knobs,
+            usual=usual,
+        )
     moments = reading_moments(frame)
     created = await anomalies.record(findings, now=now, moments=moments)
     await anomalies.end_episodes(moments)

@@ -16,9 +16,11 @@ from billing.documents.i18n import Words
 from billing.documents.model import Document
 
 # HTML escaped, plain text not: a "&" in a company name must reach the text part as it is.
-_TEMPLATES: Final = Environment(loader=PackageLoader("billing.documents"), undefined=StrictUndefined,
-                                autoescape=select_autoescape(enabled_extensions=("html.j2",),
-                                                             default_for_string=False))  # fmt: skip
+_TEMPLATES: Final = Environment(
+    loader=PackageLoader("billing.documents"),
+    undefined=StrictUndefined,
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+)
 
 
 def invoice_mail(document: Document, pdf: bytes, xml: bytes, seller: dict[str, Any]) -> EmailMessage:
@@ -26,13 +28,26 @@ def invoice_mail(document: Document, pdf: bytes, xml: bytes, seller: dict[str, A
     words = Words(document.language)
     kind = words("credit_note" if document.is_credit_note else "invoice")
     number = document.number or ""
-    subject = words("mail_credit_subject" if document.is_credit_note else "mail_invoice_subject",
-                    seller=seller["name"], number=number)  # fmt: skip
-    body = words("mail_invoice_body", kind=kind, number=number, period=document.period.label,
-                 total=words.money_with_currency(document.totals.total, document.currency),
-                 due=words.date(document.due_date))  # fmt: skip
-    values = {"words": words, "seller": seller, "contact": document.buyer.contact_name, "subject": subject,
-              "body": body}  # fmt: skip
+    subject = words(
+        "mail_credit_subject" if document.is_credit_note else "mail_invoice_subject",
+        seller=seller["name"],
+        number=number,
+    )
+    body = words(
+        "mail_invoice_body",
+        kind=kind,
+        number=number,
+        period=document.period.label,
+        total=words.money_with_currency(document.totals.total, document.currency),
+        due=words.date(document.due_date),
+    )
+    values = {
+        "words": words,
+        "seller": seller,
+        "contact": document.buyer.contact_name,
+        "subject": subject,
+        "body": body,
+    }
     message = _message(document.buyer.contact_name, document.buyer.email, subject, "mail_invoice", values)
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{number}.pdf")
     message.add_attachment(xml, maintype="application", subtype="xml", filename=f"{number}.xml")
@@ -40,8 +55,9 @@ def invoice_mail(document: Document, pdf: bytes, xml: bytes, seller: dict[str, A
     return message
 
 
-def reminder_mail(text: str, *, language: str, number: str, contact: str, email: str,
-                  seller: dict[str, Any]) -> EmailMessage:  # fmt: skip
+def reminder_mail(
+    text: str, *, language: str, number: str, contact: str, email: str, seller: dict[str, Any]
+) -> EmailMessage:
     """A payment reminder: ``text`` as the receivables code rendered it (and the console previews it)."""
     words = Words(language)
     subject = words("mail_reminder_subject", seller=seller["name"], number=number)

@@ -35,11 +35,18 @@ class Party:
     def seller(cls, data: dict[str, Any]) -> Party:
         """From the ``[billing.seller]`` settings as dumped into a snapshot."""
         return cls(
-            code="seller", legal_name=data["name"], trade_name=None, street=data["street"], city=data["city"],
-            postal_code=data.get("postal_code") or "", country=data["country"], vat_id=data.get("tax_id"),
-            endpoint=data.get("electronic_address") or f"EM:{data['email']}", email=data["email"],
+            code="seller",
+            legal_name=data["name"],
+            trade_name=None,
+            street=data["street"],
+            city=data["city"],
+            postal_code=data.get("postal_code") or "",
+            country=data["country"],
+            vat_id=data.get("tax_id"),
+            endpoint=data.get("electronic_address") or f"EM:{data['email']}",
+            email=data["email"],
             phone=data.get("phone") or "",
-        )  # fmt: skip
+        )
 
     @classmethod
     def customer(cls, data: dict[str, Any]) -> Party:
@@ -48,12 +55,19 @@ class Party:
         address = data["address"]
         vat = data.get("tax_id") if data.get("tax_scheme", "vat") == "vat" else None
         return cls(
-            code=data["code"], legal_name=data["legal_name"], trade_name=data.get("trade_name"),
-            street=address["street"], city=address["city"], postal_code=address.get("postal_code") or "",
-            country=address["country"], vat_id=vat,
-            endpoint=data.get("electronic_address") or f"EM:{contact['email']}", email=contact["email"],
-            phone=contact.get("phone") or "", contact_name=contact["name"],
-        )  # fmt: skip
+            code=data["code"],
+            legal_name=data["legal_name"],
+            trade_name=data.get("trade_name"),
+            street=address["street"],
+            city=address["city"],
+            postal_code=address.get("postal_code") or "",
+            country=address["country"],
+            vat_id=vat,
+            endpoint=data.get("electronic_address") or f"EM:{contact['email']}",
+            email=contact["email"],
+            phone=contact.get("phone") or "",
+            contact_name=contact["name"],
+        )
 
 
 @dataclass(frozen=True, slots=True)

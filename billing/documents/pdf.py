@@ -36,8 +36,10 @@ FONT: Final = "MeterdSans"
 def _font() -> str:
     path = next((p for p in FONT_PATHS if p.is_file()), None)
     if path is None:
-        raise BillingError(f"no font for the invoice PDF at {', '.join(map(str, FONT_PATHS))}: "
-                           "install Debian's fonts-wqy-microhei (./dev does)")  # fmt: skip
+        raise BillingError(
+            f"no font for the invoice PDF at {', '.join(map(str, FONT_PATHS))}: "
+            "install Debian's fonts-wqy-microhei (./dev does)"
+        )
     pdfmetrics.registerFont(TTFont(FONT, str(path), subfontIndex=0))
     pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=FONT, italic=FONT, boldItalic=FONT)
     return FONT
@@ -57,9 +59,17 @@ def to_pdf(document: Document) -> bytes:
     words = Words(document.language)
     small, normal, heading = _styles()
     title = _title(document, words)
-    pdf = SimpleDocTemplate(buffer, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
-                            bottomMargin=15 * mm, title=title, author=document.seller.legal_name,
-                            lang=words.language)  # fmt: skip
+    pdf = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=15 * mm,
+        bottomMargin=15 * mm,
+        title=title,
+        author=document.seller.legal_name,
+        lang=words.language,
+    )
     story: list[Any] = [
         _parties(document, words, normal),
         Spacer(1, 6 * mm),
@@ -93,9 +103,15 @@ def _party_block(party: Party, heading: str, words: Words, style: ParagraphStyle
 
 
 def _parties(document: Document, words: Words, style: ParagraphStyle) -> Table:
-    table = Table([[_party_block(document.seller, words("from"), words, style),
-                    _party_block(document.buyer, words("bill_to"), words, style)]],
-                  colWidths=[90 * mm, 90 * mm])  # fmt: skip
+    table = Table(
+        [
+            [
+                _party_block(document.seller, words("from"), words, style),
+                _party_block(document.buyer, words("bill_to"), words, style),
+            ]
+        ],
+        colWidths=[90 * mm, 90 * mm],
+    )
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return table
 
@@ -105,13 +121,20 @@ def _meta(document: Document, words: Words) -> Table:
         [words("customer"), document.buyer.code, words("period"), document.period.label],
         [words("issue_date"), words.date(document.issue_date), words("due_date"), words.date(document.due_date)],
         [words("currency"), document.currency, words("status"), words(f"{document.status}_status")],
-    ]  # fmt: skip
+    ]
     if document.credited_number:
         rows.append([words("credits"), document.credited_number, "", ""])
     table = Table(rows, colWidths=[32 * mm, 58 * mm, 32 * mm, 58 * mm])
-    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), _font()), ("FONTSIZE", (0, 0), (-1, -1), 8.5),
-                               ("TEXTCOLOR", (0, 0), (0, -1), colors.grey),
-                               ("TEXTCOLOR", (2, 0), (2, -1), colors.grey)]))  # fmt: skip
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), _font()),
+                ("FONTSIZE", (0, 0), (-1, -1), 8.5),
+                ("TEXTCOLOR", (0, 0), (0, -1), colors.grey),
+                ("TEXTCOLOR", (2, 0), (2, -1), colors.grey),
+            ]
+        )
+    )
     return table
 
 
@@ -144,8 +167,13 @@ def line_reads(line: InvoiceLine, words: Words | None = None) -> list[tuple[str,
     if not pairs:
         return [("", "")]
     several = len({device for device, _ in pairs}) > 1
-    return [((f"{device}: " if several else "") + _read_text(pair["start"], pair, words),
-             _read_text(pair["end"], pair, words)) for device, pair in pairs]  # fmt: skip
+    return [
+        (
+            (f"{device}: " if several else "") + _read_text(pair["start"], pair, words),
+            _read_text(pair["end"], pair, words),
+        )
+        for device, pair in pairs
+    ]
 
 
 def _read_text(read: dict[str, Any], pair: dict[str, Any], words: Words) -> str:
@@ -166,17 +194,33 @@ def _lines_table(document: Document, words: Words, small: ParagraphStyle) -> Tab
     for line in document.lines:
         (start, end), *more = line_reads(line, words)
         flags = (ESTIMATED_MARK if line.estimated else "") + (HELD_MARK if line.held else "")
-        rows.append([Paragraph(_escape(describe(line, words)), small), _cell(start, small), _cell(end, small),
-                     words.number(line.quantity.normalize()), words.money(line.amount), flags])  # fmt: skip
-        rows.extend(["", _cell(segment_start, small), _cell(segment_end, small), "", "", ""]
-                    for segment_start, segment_end in more)  # fmt: skip
+        rows.append(
+            [
+                Paragraph(_escape(describe(line, words)), small),
+                _cell(start, small),
+                _cell(end, small),
+                words.number(line.quantity.normalize()),
+                words.money(line.amount),
+                flags,
+            ]
+        )
+        rows.extend(
+            ["", _cell(segment_start, small), _cell(segment_end, small), "", "", ""]
+            for segment_start, segment_end in more
+        )
     table = Table(rows, colWidths=[76 * mm, 30 * mm, 30 * mm, 16 * mm, 20 * mm, 8 * mm], repeatRows=1)
-    table.setStyle(TableStyle([
-        ("FONTNAME", (0, 0), (-1, -1), _font()),
-        ("FONTSIZE", (0, 0), (-1, -1), 7.5), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
-        ("ALIGN", (3, 0), (4, -1), "RIGHT"), ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey),
-    ]))  # fmt: skip
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), _font()),
+                ("FONTSIZE", (0, 0), (-1, -1), 7.5),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
+                ("ALIGN", (3, 0), (4, -1), "RIGHT"),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.lightgrey),
+            ]
+        )
+    )
     return table
 
 
@@ -188,13 +232,23 @@ def _cell(text: str, small: ParagraphStyle) -> Paragraph:
 def _totals_table(document: Document, words: Words) -> Table:
     sums = document.totals
     rows = [[words("net"), words.money(sums.net)]]
-    rows += [[words("tax_on", rate=percent(rate), taxable=words.money(taxable)), words.money(tax)]
-             for rate, (taxable, tax) in sums.by_rate.items()]  # fmt: skip
+    rows += [
+        [words("tax_on", rate=percent(rate), taxable=words.money(taxable)), words.money(tax)]
+        for rate, (taxable, tax) in sums.by_rate.items()
+    ]
     rows.append([words("total", currency=document.currency), words.money(sums.total)])
     table = Table(rows, colWidths=[150 * mm, 30 * mm])
-    table.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), _font()), ("ALIGN", (0, 0), (-1, -1), "RIGHT"),
-                               ("FONTSIZE", (0, 0), (-1, -1), 9), ("FONTSIZE", (0, -1), (-1, -1), 10),
-                               ("LINEABOVE", (0, -1), (-1, -1), 0.5, colors.black)]))  # fmt: skip
+    table.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), _font()),
+                ("ALIGN", (0, 0), (-1, -1), "RIGHT"),
+                ("FONTSIZE", (0, 0), (-1, -1), 9),
+                ("FONTSIZE", (0, -1), (-1, -1), 10),
+                ("LINEABOVE", (0, -1), (-1, -1), 0.5, colors.black),
+            ]
+        )
+    )
     return table
 
 

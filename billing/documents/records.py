@@ -17,11 +17,18 @@ def line_record(line: InvoiceLine) -> dict[str, Any]:
     tiers = detail.get("tiers") or []
     unit_price = detail.get("base_fee") if line.kind != USAGE else (tiers[0]["price"] if len(tiers) == 1 else None)
     pairs = [
-        {"device": device, "meter": pair.get("meter") or line.meter, "segment": pair["segment"],
-         "start": _read(pair["start"]), "end": _read(pair["end"]), "pages": pair["pages"],
-         "meter_not_reported": bool(pair.get("reports")), "device_reports": pair.get("reports", [])}
+        {
+            "device": device,
+            "meter": pair.get("meter") or line.meter,
+            "segment": pair["segment"],
+            "start": _read(pair["start"]),
+            "end": _read(pair["end"]),
+            "pages": pair["pages"],
+            "meter_not_reported": bool(pair.get("reports")),
+            "device_reports": pair.get("reports", []),
+        }
         for device, pair in line_pairs(line)
-    ]  # fmt: skip
+    ]
     return {
         "kind": line.kind,
         "description": line.description,
@@ -48,14 +55,28 @@ def line_record(line: InvoiceLine) -> dict[str, Any]:
 def draft_record(draft: Draft, *, invoice_id: int | None, state: str) -> dict[str, Any]:
     """A computed draft (a preview or a run) with its lines and checks."""
     sums = draft.totals
-    return {"invoice_id": invoice_id, "customer": draft.payer, "period": draft.month.label, "state": state,
-            "currency": draft.currency, "net": str(sums.net), "tax": str(sums.tax), "total": str(sums.total),
-            "lines": [line_record(line) for line in draft.lines], "checks": draft.checks}  # fmt: skip
+    return {
+        "invoice_id": invoice_id,
+        "customer": draft.payer,
+        "period": draft.month.label,
+        "state": state,
+        "currency": draft.currency,
+        "net": str(sums.net),
+        "tax": str(sums.tax),
+        "total": str(sums.total),
+        "lines": [line_record(line) for line in draft.lines],
+        "checks": draft.checks,
+    }
 
 
 def _read(read: dict[str, Any]) -> dict[str, Any]:
-    return {"value": read.get("value"), "at": read.get("at"), "estimated": bool(read.get("estimated")),
-            "first_read": bool(read.get("first_read")), "restart": bool(read.get("restart"))}  # fmt: skip
+    return {
+        "value": read.get("value"),
+        "at": read.get("at"),
+        "estimated": bool(read.get("estimated")),
+        "first_read": bool(read.get("first_read")),
+        "restart": bool(read.get("restart")),
+    }
 
 
 def _flags(line: InvoiceLine, pairs: list[dict[str, Any]]) -> list[str]:

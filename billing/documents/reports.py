@@ -52,13 +52,25 @@ def usage_rows(lines: Iterable[InvoiceLine], invoice: str) -> list[UsageRow]:
             continue
         for device, pair in line_pairs(line):
             start, end = pair["start"], pair["end"]
-            rows.append(UsageRow(
-                customer=line.customer, equipment_id=device, meter=pair.get("meter") or line.meter or "",
-                start_date=str(start["at"] or "")[:10], start_read=start["value"], start_estimated=start["estimated"],
-                end_date=str(end["at"] or "")[:10], end_read=end["value"], end_estimated=end["estimated"],
-                usage=pair["pages"], segments=pair["segments"], held_readings=pair["held_readings"],
-                invoice=invoice, segment=pair["segment"], start_note=_start_note(pair),
-            ))  # fmt: skip
+            rows.append(
+                UsageRow(
+                    customer=line.customer,
+                    equipment_id=device,
+                    meter=pair.get("meter") or line.meter or "",
+                    start_date=str(start["at"] or "")[:10],
+                    start_read=start["value"],
+                    start_estimated=start["estimated"],
+                    end_date=str(end["at"] or "")[:10],
+                    end_read=end["value"],
+                    end_estimated=end["estimated"],
+                    usage=pair["pages"],
+                    segments=pair["segments"],
+                    held_readings=pair["held_readings"],
+                    invoice=invoice,
+                    segment=pair["segment"],
+                    start_note=_start_note(pair),
+                )
+            )
     return sorted(rows, key=lambda row: (row.customer, row.equipment_id, row.meter, row.start_date, row.segment))
 
 
@@ -81,11 +93,40 @@ def erp_csv(rows: Sequence[UsageRow]) -> str:
     """Period meter reads per device for an ERP import (e-automate style): one read pair per segment and line."""
     out = io.StringIO()
     # segment and start_note come last: an import that maps the first columns by position keeps working.
-    write_rows(out, ["equipment_id", "customer", "meter", "start_date", "start_read", "end_date", "end_read",
-                     "usage", "estimated", "invoice", "segment", "start_note"],
-               ([row.equipment_id, row.customer, row.meter, row.start_date, _blank(row.start_read), row.end_date,
-                 _blank(row.end_read), row.usage, "Y" if row.start_estimated or row.end_estimated else "N",
-                 row.invoice, row.segment, row.start_note] for row in rows))  # fmt: skip
+    write_rows(
+        out,
+        [
+            "equipment_id",
+            "customer",
+            "meter",
+            "start_date",
+            "start_read",
+            "end_date",
+            "end_read",
+            "usage",
+            "estimated",
+            "invoice",
+            "segment",
+            "start_note",
+        ],
+        (
+            [
+                row.equipment_id,
+                row.customer,
+                row.meter,
+                row.start_date,
+                _blank(row.start_read),
+                row.end_date,
+                _blank(row.end_read),
+                row.usage,
+                "Y" if row.start_estimated or row.end_estimated else "N",
+                row.invoice,
+                row.segment,
+                row.start_note,
+            ]
+            for row in rows
+        ),
+    )
     return out.getvalue()
 
 

@@ -67,12 +67,19 @@ class SessionInfo(BaseModel):
 
 @router.get("/auth/sessions", tags=["auth"], summary="your open login sessions, newest first")
 async def my_sessions(who: Anyone, context: Context) -> list[SessionInfo]:
-    return [SessionInfo(id=s.id, created_at=s.created_at, expires_at=s.expires_at, current=s.id == who.session_id)
-            for s in await context.accounts.tokens(who.login, kind=SESSION)]  # fmt: skip
+    return [
+        SessionInfo(id=s.id, created_at=s.created_at, expires_at=s.expires_at, current=s.id == who.session_id)
+        for s in await context.accounts.tokens(who.login, kind=SESSION)
+    ]
 
 
-@router.delete("/auth/sessions/{session_id}", tags=["auth"], status_code=204, response_class=Response,
-               summary="end one of your sessions (a lost laptop, a shared screen)")  # fmt: skip
+@router.delete(
+    "/auth/sessions/{session_id}",
+    tags=["auth"],
+    status_code=204,
+    response_class=Response,
+    summary="end one of your sessions (a lost laptop, a shared screen)",
+)
 async def end_session(session_id: Id, who: Anyone, context: Context) -> None:
     await context.accounts.end_session(session_id, actor=who)
 
@@ -133,8 +140,11 @@ async def users(who: Admin, context: Context) -> list[User]:  # noqa: ARG001
 async def add_user(body: NewUser, who: Admin, context: Context) -> Enrolled:
     enrollment = await context.accounts.add_user(body.login, body.name, body.role, body.password, actor=who.login)
     user = await context.accounts.user(body.login)
-    return Enrolled(user=user, totp_uri=enrollment.uri if enrollment else None,
-                    recovery_codes=enrollment.recovery_codes if enrollment else [])  # fmt: skip
+    return Enrolled(
+        user=user,
+        totp_uri=enrollment.uri if enrollment else None,
+        recovery_codes=enrollment.recovery_codes if enrollment else [],
+    )
 
 
 @router.patch("/users/{login}", tags=["users"], summary="change a user's role, password, or disable them")
@@ -153,8 +163,9 @@ async def change_user(login: Login, body: UserChange, who: Admin, context: Conte
 @router.post("/users/{login}/second-factor", tags=["users"], summary="a new TOTP secret and recovery codes")
 async def second_factor(login: Login, who: Admin, context: Context) -> Enrolled:
     enrollment = await context.accounts.enroll_second_factor(login, actor=who.login)
-    return Enrolled(user=await context.accounts.user(login), totp_uri=enrollment.uri,
-                    recovery_codes=enrollment.recovery_codes)  # fmt: skip
+    return Enrolled(
+        user=await context.accounts.user(login), totp_uri=enrollment.uri, recovery_codes=enrollment.recovery_codes
+    )
 
 
 @router.post("/users/{login}/unlock", tags=["users"])
@@ -176,5 +187,9 @@ async def audit(
 ) -> Page[AuditRecord]:
     found = await find_audit(context.store, target=target, actor=actor, since=since, limit=limit + 1, offset=offset)
     result = page(found, 0, limit)
-    return Page[AuditRecord](items=result.items, offset=offset, limit=limit,
-                             next_offset=offset + limit if result.next_offset is not None else None)  # fmt: skip
+    return Page[AuditRecord](
+        items=result.items,
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if result.next_offset is not None else None,
+    )

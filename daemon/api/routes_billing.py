@@ -93,8 +93,9 @@ class AssignmentOut(AssignmentRequest):
 
 @router.post("/assignments", tags=["customers"], status_code=201, summary="who holds a device, from which day")
 async def assign(body: AssignmentRequest, who: CustomerWriter, context: Context) -> AssignmentOut:
-    warnings = await BillingStore(context.store).assign(body.device, body.customer, start=body.start, end=body.end,
-                                                        actor=who.login, now=context.clock())  # fmt: skip
+    warnings = await BillingStore(context.store).assign(
+        body.device, body.customer, start=body.start, end=body.end, actor=who.login, now=context.clock()
+    )
     return AssignmentOut(**body.model_dump(), warnings=warnings)
 
 
@@ -140,14 +141,29 @@ class BillingOut(BaseModel):
 
 
 async def _bill(body: BillingRequest, who: Principal, context: Context, *, write: bool) -> BillingOut:
-    result = await bill_month(context.store, context.settings, Period.parse_month(body.period),
-                              customers=body.customers, write=write, actor=who.login, now=context.clock())  # fmt: skip
+    result = await bill_month(
+        context.store,
+        context.settings,
+        Period.parse_month(body.period),
+        customers=body.customers,
+        write=write,
+        actor=who.login,
+        now=context.clock(),
+    )
     ids = {saved.draft.payer: saved.invoice_id for saved in result.saved}
     drafts = [
-        DraftOut(customer=d.payer, invoice_id=ids.get(d.payer), currency=d.currency, net=d.totals.net,
-                 tax=d.totals.tax, total=d.totals.total, lines=d.lines, checks=d.checks)
+        DraftOut(
+            customer=d.payer,
+            invoice_id=ids.get(d.payer),
+            currency=d.currency,
+            net=d.totals.net,
+            tax=d.totals.tax,
+            total=d.totals.total,
+            lines=d.lines,
+            checks=d.checks,
+        )
         for d in result.drafts
-    ]  # fmt: skip
+    ]
     return BillingOut(period=body.period, drafts=drafts, already_finalised=result.skipped)
 
 
@@ -183,10 +199,12 @@ async def invoice(invoice_id: Id, _who: InvoiceReader, context: Context) -> Invo
 
 class Finalising(BaseModel):
     override: str | None = Field(
-        default=None, min_length=1, max_length=2000,
+        default=None,
+        min_length=1,
+        max_length=2000,
         description="finalise despite blocking items (held lines, missing reads, meters a device cannot supply): why "
-                    "(kept on the invoice and in the audit log)",
-    )  # fmt: skip
+        "(kept on the invoice and in the audit log)",
+    )
     override_hold: str | None = Field(
         default=None, min_length=1, max_length=2000, description="the former name of override (still accepted)"
     )
@@ -199,24 +217,38 @@ class Voiding(BaseModel):
 
 @router.post("/invoices/{invoice_id}/finalize", tags=["invoices"], summary="the next gapless number, frozen")
 async def finalize(invoice_id: Id, body: Finalising, who: InvoiceWriter, context: Context) -> InvoiceRecord:
-    return await finalize_invoice(context.store, context.settings, invoice_id, actor=who.login, now=context.clock(),
-                                  issue_date=body.issue_date, override=body.override or body.override_hold)  # fmt: skip
+    return await finalize_invoice(
+        context.store,
+        context.settings,
+        invoice_id,
+        actor=who.login,
+        now=context.clock(),
+        issue_date=body.issue_date,
+        override=body.override or body.override_hold,
+    )
 
 
 @router.post("/invoices/{invoice_id}/void", tags=["invoices"], summary="void: returns the credit note")
 async def void(invoice_id: Id, body: Voiding, who: InvoiceWriter, context: Context) -> InvoiceRecord:
-    return await void_invoice(context.store, context.settings, invoice_id, reason=body.reason, actor=who.login,
-                              now=context.clock())  # fmt: skip
+    return await void_invoice(
+        context.store, context.settings, invoice_id, reason=body.reason, actor=who.login, now=context.clock()
+    )
 
 
 @router.get(
     "/invoices/{invoice_id}/document",
     tags=["invoices"],
     summary="the invoice as PDF or UBL 2.1 XML (Peppol BIS Billing 3.0)",
-    responses={200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}},
-                                 "application/xml": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "content": {
+                "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+                "application/xml": {"schema": {"type": "string"}},
+            }
+        }
+    },
     response_class=Response,
-)  # fmt: skip
+)
 async def document(
     invoice_id: Id,
     who: InvoiceReader,

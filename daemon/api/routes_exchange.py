@@ -23,10 +23,16 @@ _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema"
 _MAX_FILE = 50 * 1024 * 1024
 
 
-@router.get("/exchange/{table}", tags=["customers"], summary="one of the four CSV files", response_class=Response,
-            responses=_CSV)  # fmt: skip
-async def export(table: Literal["customers", "contacts", "assignments", "devices"], _who: Reader,
-                 context: Context) -> Response:  # fmt: skip
+@router.get(
+    "/exchange/{table}",
+    tags=["customers"],
+    summary="one of the four CSV files",
+    response_class=Response,
+    responses=_CSV,
+)
+async def export(
+    table: Literal["customers", "contacts", "assignments", "devices"], _who: Reader, context: Context
+) -> Response:
     files = await export_tables(context.store, context.settings)
     return Response(files[f"{table}.csv"], media_type="text/csv; charset=utf-8")
 
@@ -44,14 +50,20 @@ async def import_files(body: ImportRequest, who: Writer, context: Context) -> Im
     texts = {CUSTOMERS: body.customers, CONTACTS: body.contacts, ASSIGNMENTS: body.assignments, DEVICES: body.devices}
     files = {name: text.encode("utf-8") for name, text in texts.items() if text is not None}
     tables = read_tables(files, context.settings)
-    return await import_tables(context.store, context.settings, tables, actor=who.login, now=context.clock(),
-                               dry_run=body.dry_run)  # fmt: skip
+    return await import_tables(
+        context.store, context.settings, tables, actor=who.login, now=context.clock(), dry_run=body.dry_run
+    )
 
 
-@router.get("/reports/usage", tags=["invoices"], summary="a customer's usage for a month: CSV, or HTML with a chart",
-            response_class=Response,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
-                                         "text/html": {"schema": {"type": "string"}}}}})  # fmt: skip
+@router.get(
+    "/reports/usage",
+    tags=["invoices"],
+    summary="a customer's usage for a month: CSV, or HTML with a chart",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}}}
+    },
+)
 async def usage(
     _who: InvoiceReader,
     context: Context,

@@ -67,8 +67,9 @@ async def readings(
 def _csv(header: list[str], rows: list[list[str]], *, next_offset: int | None = None) -> Response:
     text = io.StringIO()
     write_rows(text, header, rows)  # cells a spreadsheet would run as formulas open as text
-    return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"X-Next-Offset": str(next_offset or "")})  # fmt: skip
+    return Response(
+        text.getvalue(), media_type="text/csv; charset=utf-8", headers={"X-Next-Offset": str(next_offset or "")}
+    )
 
 
 @router.get("/supplies", tags=["devices"], summary="every supply: level, expected empty date ± days, due or not")
@@ -141,8 +142,9 @@ class KindOnDevice(BaseModel):
 
 @router.post("/anomalies/ack", tags=["anomalies"], summary="acknowledge every open one of a kind on a device")
 async def ack_kind(body: KindOnDevice, who: Reviewer, context: Context) -> list[AnomalyRecord]:
-    return await acknowledge_kind(context.store, body.device, body.kind, actor=who.login, reason=body.reason,
-                                  now=context.clock())  # fmt: skip
+    return await acknowledge_kind(
+        context.store, body.device, body.kind, actor=who.login, reason=body.reason, now=context.clock()
+    )
 
 
 @router.get("/anomalies/{anomaly_id}/readings", tags=["anomalies"], summary="the readings around the episode")
@@ -182,5 +184,12 @@ async def ack(anomaly_id: Id, body: Acknowledgement, who: Reviewer, context: Con
 
 @router.post("/anomalies/{anomaly_id}/resolve", tags=["anomalies"], summary="decide: approve, reset, swap, replace …")
 async def decide(anomaly_id: Id, body: Decision, who: Reviewer, context: Context) -> AnomalyRecord:
-    return await resolve(context.store, anomaly_id, action=body.action, value=body.value, actor=who.login,
-                         reason=body.reason, now=context.clock())  # fmt: skip
+    return await resolve(
+        context.store,
+        anomaly_id,
+        action=body.action,
+        value=body.value,
+        actor=who.login,
+        reason=body.reason,
+        now=context.clock(),
+    )

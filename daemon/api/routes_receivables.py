@@ -47,9 +47,14 @@ class PaymentIn(BaseModel):
 @router.post("/invoices/{invoice_id}/payments", status_code=201, summary="record money received")
 async def pay(invoice_id: Id, body: PaymentIn, who: Writer, context: Context) -> Standing:
     return await ReceivablesStore(context.store).record_payment(
-        invoice_id, body.amount, received_on=body.received_on, method=body.method, reference=body.reference,
-        actor=who.login, now=context.clock(),
-    )  # fmt: skip
+        invoice_id,
+        body.amount,
+        received_on=body.received_on,
+        method=body.method,
+        reference=body.reference,
+        actor=who.login,
+        now=context.clock(),
+    )
 
 
 class PlanIn(BaseModel):

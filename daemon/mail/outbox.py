@@ -63,9 +63,16 @@ class OutboxStats:
 
 
 async def queue(
-    store: Store, settings: Settings, message: EmailMessage, *, key: str, kind: str, now: datetime,
-    invoice_id: int | None = None, reminder_id: int | None = None,
-) -> int | None:  # fmt: skip
+    store: Store,
+    settings: Settings,
+    message: EmailMessage,
+    *,
+    key: str,
+    kind: str,
+    now: datetime,
+    invoice_id: int | None = None,
+    reminder_id: int | None = None,
+) -> int | None:
     """Write ``message`` to the outbox once per ``key``; returns its id, or None when the key was queued before."""
     if message["From"] is None:  # assigning a header adds one: a second From would be refused
         message["From"] = settings.mail_from
@@ -73,10 +80,20 @@ async def queue(
     recipients = [address for _, address in getaddresses(message.get_all("To", []) + message.get_all("Cc", []))]
     if not recipients:
         raise MeterdError(f"{key}: no recipient to mail; give the customer's billing contact an email")
-    row = {"key": key, "kind": kind, "invoice_id": invoice_id, "reminder_id": reminder_id,
-           "recipients": ",".join(recipients), "subject": str(message["Subject"]),
-           "message": message.as_bytes(policy=SMTP), "message_id": str(message["Message-ID"]), "status": QUEUED,
-           "attempts": 0, "next_attempt_at": now, "created_at": now}  # fmt: skip
+    row = {
+        "key": key,
+        "kind": kind,
+        "invoice_id": invoice_id,
+        "reminder_id": reminder_id,
+        "recipients": ",".join(recipients),
+        "subject": str(message["Subject"]),
+        "message": message.as_bytes(policy=SMTP),
+        "message_id": str(message["Message-ID"]),
+        "status": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
     async def _write() -> int | None:
         async with store.engine.begin() as conn:
@@ -120,13 +137,28 @@ async def deliver(store: Store, settings: Settings, *, now: datetime, metrics: M
             attempts = claimed.attempts + 1
             gave_up = not err.transient or attempts >= settings.mail.attempts
             retry = now + timedelta(seconds=settings.mail.interval_s * 2**attempts)
-            await _set(store, mail_id, status=FAILED if gave_up else QUEUED, attempts=attempts,
-                       last_error=str(err)[:1000], next_attempt_at=retry, claimed_at=None)  # fmt: skip
-            log.warning("mail_failed", mail=mail_id, key=claimed.key, attempts=attempts, gave_up=gave_up,
-                        error=str(err)[:200])  # fmt: skip
+            await _set(
+                store,
+                mail_id,
+                status=FAILED if gave_up else QUEUED,
+                attempts=attempts,
+                last_error=str(err)[:1000],
+                next_attempt_at=retry,
+                claimed_at=None,
+            )
+            log.warning(
+                "mail_failed", mail=mail_id, key=claimed.key, attempts=attempts, gave_up=gave_up, error=str(err)[:200]
+            )
             continue
-        await _set(store, mail_id, status=SENT, attempts=claimed.attempts + 1, relay_answer=answer[:1000],
-                   sent_at=now, last_error=None)  # fmt: skip
+        await _set(
+            store,
+            mail_id,
+            status=SENT,
+            attempts=claimed.attempts + 1,
+            relay_answer=answer[:1000],
+            sent_at=now,
+            last_error=None,
+        )
         log.info("mail_sent", mail=mail_id, key=claimed.key, relay=answer[:200])
         if metrics is not None:
             metrics.mail_sent.inc()
@@ -142,9 +174,20 @@ async def deliver(store: Store, settings: Settings, *, now: datetime, metrics: M
 
 
 async def mails(store: Store, *, status: str | None = None) -> list[Mail]:
-    columns = (MailRow.id, MailRow.key, MailRow.kind, MailRow.reminder_id, MailRow.recipients, MailRow.subject,
-               MailRow.message_id, MailRow.status, MailRow.attempts, MailRow.relay_answer, MailRow.last_error,
-               MailRow.message)  # fmt: skip
+    columns = (
+        MailRow.id,
+        MailRow.key,
+        MailRow.kind,
+        MailRow.reminder_id,
+        MailRow.recipients,
+        MailRow.subject,
+        MailRow.message_id,
+        MailRow.status,
+        MailRow.attempts,
+        MailRow.relay_answer,
+        MailRow.last_error,
+        MailRow.message,
+    )
     stmt = select(*columns).order_by(MailRow.id)
     if status:
         stmt = stmt.where(MailRow.status == status)
@@ -157,8 +200,20 @@ async def mails(store: Store, *, status: str | None = None) -> list[Mail]:
 
 
 def _mail(row: Any) -> Mail:  # noqa: ANN401 - a Row of mail_outbox or the mapped row
-    return Mail(row.id, row.key, row.kind, row.reminder_id, row.recipients, row.subject, row.message_id, row.status,
-                row.attempts, row.relay_answer, row.last_error, row.message)  # fmt: skip
+    return Mail(
+        row.id,
+        row.key,
+        row.kind,
+        row.reminder_id,
+        row.recipients,
+        row.subject,
+        row.message_id,
+        row.status,
+        row.attempts,
+        row.relay_answer,
+        row.last_error,
+        row.message,
+    )
 
 
 async def stats(store: Store) -> OutboxStats:
@@ -194,8 +249,11 @@ async def _claim(store: Store, mail_id: int, now: datetime) -> Mail | None:
                 reminder = select(ReminderRow.status).where(ReminderRow.id == row.reminder_id)
                 if (await conn.execute(reminder)).scalar_one_or_none() != REMINDER_QUEUED:
                     # Paid, voided or marked sent by hand since it was queued: the customer must not get it.
-                    await conn.execute(update(MailRow).where(MailRow.id == mail_id).values(
-                        status=CANCELLED, last_error="the reminder is no longer queued"))  # fmt: skip
+                    await conn.execute(
+                        update(MailRow)
+                        .where(MailRow.id == mail_id)
+                        .values(status=CANCELLED, last_error="the reminder is no longer queued")
+                    )
                     return None
             return _mail(row)
 
@@ -206,9 +264,15 @@ async def _fail_stale_claims(store: Store, now: datetime) -> None:
     async def _write() -> int:
         async with store.engine.begin() as conn:
             stale = (MailRow.status == SENDING) & (MailRow.claimed_at < now - _STALE_CLAIM)
-            result = await conn.execute(update(MailRow).where(stale).values(
-                status=FAILED, last_error="interrupted while sending (the daemon stopped): not sent again, as the "
-                "relay may have it; search its log for the Message-ID"))  # fmt: skip
+            result = await conn.execute(
+                update(MailRow)
+                .where(stale)
+                .values(
+                    status=FAILED,
+                    last_error="interrupted while sending (the daemon stopped): not sent again, as the "
+                    "relay may have it; search its log for the Message-ID",
+                )
+            )
             return int(result.rowcount)
 
     if stopped := await store.guard(_write(), "fail interrupted mails"):

@@ -51,8 +51,10 @@ def send(settings: MailSettings, mail: Outgoing) -> str:
         raise MailError(f"{settings.host} answered {err.smtp_code} {answer}", transient=transient) from None
     except smtplib.SMTPRecipientsRefused as err:
         codes = [code for code, _ in err.recipients.values()]
-        raise MailError(f"{settings.host} refused the recipients: {err.recipients}",
-                        transient=all(code in _TRANSIENT for code in codes)) from None  # fmt: skip
+        raise MailError(
+            f"{settings.host} refused the recipients: {err.recipients}",
+            transient=all(code in _TRANSIENT for code in codes),
+        ) from None
     except (OSError, smtplib.SMTPException) as err:
         raise MailError(f"cannot send through {settings.host}:{settings.port}: {err}", transient=True) from None
 

@@ -177,11 +177,18 @@ class Accounts:
         enrollment = self._enrollment(login) if role in self._settings.totp_required_for else None
         now = self._clock()
         values = {
-            "login": login, "name": name, "role": role, "password_hash": await off_loop(lambda: hash_secret(password)),
+            "login": login,
+            "name": name,
+            "role": role,
+            "password_hash": await off_loop(lambda: hash_secret(password)),
             "totp_secret": self._box.seal(enrollment.secret) if enrollment else None,
             "recovery_codes": await _hashed_codes(enrollment),
-            "disabled": False, "failed_logins": 0, "locked_until": None, "created_at": now, "updated_at": now,
-        }  # fmt: skip
+            "disabled": False,
+            "failed_logins": 0,
+            "locked_until": None,
+            "created_at": now,
+            "updated_at": now,
+        }
 
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
@@ -211,36 +218,52 @@ class Accounts:
         user = await self.user(login)
         check_policy(password, personal=[login, user.name])
         hashed = await off_loop(lambda: hash_secret(password))
-        await self._change(login, {"password_hash": hashed}, actor=actor, action="user.password",
-                           audited={"password": "changed"}, revoke=True)  # fmt: skip
+        await self._change(
+            login,
+            {"password_hash": hashed},
+            actor=actor,
+            action="user.password",
+            audited={"password": "changed"},
+            revoke=True,
+        )
 
     async def enroll_second_factor(self, login: str, *, actor: str) -> Enrollment:
         """A new TOTP secret and recovery codes (the old ones stop working)."""
         await self.user(login)
         enrollment = self._enrollment(login)
-        values = {"totp_secret": self._box.seal(enrollment.secret),
-                  "recovery_codes": await _hashed_codes(enrollment)}  # fmt: skip
+        values = {"totp_secret": self._box.seal(enrollment.secret), "recovery_codes": await _hashed_codes(enrollment)}
         await self._change(login, values, actor=actor, action="user.second_factor", audited={"second_factor": "new"})
         return enrollment
 
     async def set_role(self, login: str, role: str, *, actor: str) -> None:
         _check_role(role)
         before = await self.user(login)
-        await self._change(login, {"role": role}, actor=actor, action="user.role",
-                           audited={"before": {"role": before.role}, "after": {"role": role}}, revoke=True)  # fmt: skip
+        await self._change(
+            login,
+            {"role": role},
+            actor=actor,
+            action="user.role",
+            audited={"before": {"role": before.role}, "after": {"role": role}},
+            revoke=True,
+        )
 
     async def set_disabled(self, login: str, disabled: bool, *, actor: str) -> None:
         """Disabling ends every session and token of the user at once."""
         before = await self.user(login)
-        await self._change(login, {"disabled": disabled}, actor=actor,
-                           action="user.disable" if disabled else "user.enable",
-                           audited={"before": {"disabled": before.disabled}, "after": {"disabled": disabled}},
-                           revoke=disabled)  # fmt: skip
+        await self._change(
+            login,
+            {"disabled": disabled},
+            actor=actor,
+            action="user.disable" if disabled else "user.enable",
+            audited={"before": {"disabled": before.disabled}, "after": {"disabled": disabled}},
+            revoke=disabled,
+        )
 
     async def unlock(self, login: str, *, actor: str) -> None:
         await self.user(login)
-        await self._change(login, {"failed_logins": 0, "locked_until": None}, actor=actor, action="user.unlock",
-                           audited={})  # fmt: skip
+        await self._change(
+            login, {"failed_logins": 0, "locked_until": None}, actor=actor, action="user.unlock", audited={}
+        )
 
     # -- logging in --------------------------------------------------------------------------
 
@@ -284,9 +307,17 @@ class Accounts:
                     await self._failure(row, address, now)
                     raise _failed()
             try:
-                issued = await self._issue(row, SESSION, None, row.role,
-                                           now + timedelta(hours=self._settings.session_hours), reset_failures=True,
-                                           actor=login, action="user.login", totp_step=step)  # fmt: skip
+                issued = await self._issue(
+                    row,
+                    SESSION,
+                    None,
+                    row.role,
+                    now + timedelta(hours=self._settings.session_hours),
+                    reset_failures=True,
+                    actor=login,
+                    action="user.login",
+                    totp_step=step,
+                )
             except _ReplayedError:
                 log.warning("totp_replay_refused", login=login, step=step, last_step=row.totp_last_step)
                 await self._failure(row, address, now)
@@ -295,8 +326,10 @@ class Accounts:
 
     def _check_limits(self, address: str | None, now: datetime) -> None:
         """Refuse before any hashing while this address, or everyone together, failed too often lately."""
-        for window, key, whose in ((self._by_address, address or "unknown", "from your address"),
-                                   (self._overall, "", "on this server")):  # fmt: skip
+        for window, key, whose in (
+            (self._by_address, address or "unknown", "from your address"),
+            (self._overall, "", "on this server"),
+        ):
             until = window.full_until(key, now)
             if until is not None:
                 msg = f"too many failed logins {whose}: try again after {until:%Y-%m-%d %H:%M:%S} UTC"
@@ -314,11 +347,20 @@ class Accounts:
         """
         now = self._clock()
         stmt = (
-            select(SessionRow.id, SessionRow.kind, SessionRow.role, SessionRow.expires_at, SessionRow.revoked_at,
-                   UserRow.id.label("user_id"), UserRow.login, UserRow.role.label("user_role"), UserRow.disabled)
+            select(
+                SessionRow.id,
+                SessionRow.kind,
+                SessionRow.role,
+                SessionRow.expires_at,
+                SessionRow.revoked_at,
+                UserRow.id.label("user_id"),
+                UserRow.login,
+                UserRow.role.label("user_role"),
+                UserRow.disabled,
+            )
             .join(UserRow, UserRow.id == SessionRow.user_id)
             .where(SessionRow.token_hash == _digest(token))
-        )  # fmt: skip
+        )
 
         async def _query() -> Any:  # noqa: ANN401 - a Row of the select above
             async with self._store.engine.connect() as conn:
@@ -348,21 +390,32 @@ class Accounts:
         expires = now + timedelta(days=days)
         if principal.kind == MACHINE and expires > principal.expires_at:
             # A token never outlives the token that made it: else a short-lived one renews itself for ever.
-            msg = (f"days: a token cannot outlive the token that issues it (yours ends "
-                   f"{principal.expires_at:%Y-%m-%d %H:%M} UTC); ask for fewer days, or log in")  # fmt: skip
+            msg = (
+                f"days: a token cannot outlive the token that issues it (yours ends "
+                f"{principal.expires_at:%Y-%m-%d %H:%M} UTC); ask for fewer days, or log in"
+            )
             raise AccountError(msg)
-        return await self._issue(row, MACHINE, name, role, expires, reset_failures=False,
-                                 actor=principal.login, action="token.issue")  # fmt: skip
+        return await self._issue(
+            row, MACHINE, name, role, expires, reset_failures=False, actor=principal.login, action="token.issue"
+        )
 
     async def tokens(self, login: str | None = None, *, kind: str = MACHINE) -> list[TokenInfo]:
         """API tokens (of ``login``, or everyone's), newest first; with ``kind=SESSION``, the live login sessions."""
         stmt = (
-            select(SessionRow.id, UserRow.login, SessionRow.kind, SessionRow.name, SessionRow.role,
-                   SessionRow.created_at, SessionRow.expires_at, SessionRow.revoked_at)
+            select(
+                SessionRow.id,
+                UserRow.login,
+                SessionRow.kind,
+                SessionRow.name,
+                SessionRow.role,
+                SessionRow.created_at,
+                SessionRow.expires_at,
+                SessionRow.revoked_at,
+            )
             .join(UserRow, UserRow.id == SessionRow.user_id)
             .where(SessionRow.kind == kind)
             .order_by(SessionRow.id.desc())
-        )  # fmt: skip
+        )
         if login is not None:
             stmt = stmt.where(UserRow.login == login)
         if kind == SESSION:  # ended ones are history (the audit log has them), not something to end again
@@ -411,8 +464,13 @@ class Accounts:
         if used is None:
             return False, None
         left = hashes[:used] + hashes[used + 1 :]
-        await self._change(row.login, {"recovery_codes": json.dumps(left)}, actor=row.login,
-                           action="user.recovery_code_used", audited={"left": len(left)})  # fmt: skip
+        await self._change(
+            row.login,
+            {"recovery_codes": json.dumps(left)},
+            actor=row.login,
+            action="user.recovery_code_used",
+            audited={"left": len(left)},
+        )
         return True, None
 
     async def _failure(self, row: Any, address: str | None, now: datetime) -> None:  # noqa: ANN401 - a users Row
@@ -422,29 +480,47 @@ class Accounts:
         reached = counted >= self._settings.max_failed_logins
         until = now + timedelta(minutes=self._settings.lockout_minutes)
         stmt = (
-            update(UserRow).where(UserRow.id == row.id)
-            .values(failed_logins=case((reached, 0), else_=counted),
-                    locked_until=case((reached, until), else_=UserRow.locked_until))
+            update(UserRow)
+            .where(UserRow.id == row.id)
+            .values(
+                failed_logins=case((reached, 0), else_=counted),
+                locked_until=case((reached, until), else_=UserRow.locked_until),
+            )
             .returning(UserRow.failed_logins, UserRow.locked_until)
-        )  # fmt: skip
+        )
 
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
                 failures, locked_until = (await conn.execute(stmt)).one()
                 if failures == 0:  # this failure reached the limit
-                    await write_audit(conn, now, "system", "user.locked", f"user:{row.login}",
-                                      {"failed_logins": self._settings.max_failed_logins,
-                                       "locked_until": locked_until})  # fmt: skip
+                    await write_audit(
+                        conn,
+                        now,
+                        "system",
+                        "user.locked",
+                        f"user:{row.login}",
+                        {"failed_logins": self._settings.max_failed_logins, "locked_until": locked_until},
+                    )
                 else:  # a security event, and a change to the user's row: audited like any
-                    await write_audit(conn, now, "system", "user.login_failed", f"user:{row.login}",
-                                      {"failed_logins": failures})  # fmt: skip
+                    await write_audit(
+                        conn, now, "system", "user.login_failed", f"user:{row.login}", {"failed_logins": failures}
+                    )
 
         await self._store.guard(_write(), "count a failed login")
 
     async def _issue(
-        self, row: Any, kind: str, name: str | None, role: str, expires: datetime, *,  # noqa: ANN401 - a users Row
-        reset_failures: bool, actor: str, action: str, totp_step: int | None = None,
-    ) -> IssuedToken:  # fmt: skip
+        self,
+        row: Any,  # noqa: ANN401 - a users Row
+        kind: str,
+        name: str | None,
+        role: str,
+        expires: datetime,
+        *,
+        reset_failures: bool,
+        actor: str,
+        action: str,
+        totp_step: int | None = None,
+    ) -> IssuedToken:
         """A new session or token; ``totp_step``: the one-time code's step, claimed in the same transaction.
 
         Raises:
@@ -458,10 +534,12 @@ class Accounts:
                 if totp_step is not None:
                     claimed = await conn.execute(
                         update(UserRow)
-                        .where(UserRow.id == row.id,
-                               or_(UserRow.totp_last_step.is_(None), UserRow.totp_last_step < totp_step))
+                        .where(
+                            UserRow.id == row.id,
+                            or_(UserRow.totp_last_step.is_(None), UserRow.totp_last_step < totp_step),
+                        )
                         .values(totp_last_step=totp_step)
-                    )  # fmt: skip
+                    )
                     if claimed.rowcount != 1:
                         raise _ReplayedError
                 result = await conn.execute(
@@ -478,9 +556,14 @@ class Accounts:
                 session_id = int(result.inserted_primary_key[0])  # type: ignore[index]
                 if reset_failures and row.failed_logins:
                     await conn.execute(update(UserRow).where(UserRow.id == row.id).values(failed_logins=0))
-                await write_audit(conn, now, actor, action, f"user:{row.login}",
-                                  {"session": session_id, "kind": kind, "name": name, "role": role,
-                                   "expires_at": expires})  # fmt: skip
+                await write_audit(
+                    conn,
+                    now,
+                    actor,
+                    action,
+                    f"user:{row.login}",
+                    {"session": session_id, "kind": kind, "name": name, "role": role, "expires_at": expires},
+                )
                 return session_id
 
         session_id = await self._store.guard(_write(), "start a session")
@@ -492,17 +575,24 @@ class Accounts:
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
                 await conn.execute(
-                    update(SessionRow).where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None))
                     .values(revoked_at=now)
-                )  # fmt: skip
+                )
                 await write_audit(conn, now, actor, "session.revoke", f"session:{session_id}", {})
 
         await self._store.guard(_write(), "revoke a session")
 
     async def _change(
-        self, login: str, values: dict[str, Any], *, actor: str, action: str, audited: dict[str, Any],
+        self,
+        login: str,
+        values: dict[str, Any],
+        *,
+        actor: str,
+        action: str,
+        audited: dict[str, Any],
         revoke: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Update one user and write its audit entry in one transaction; ``revoke`` ends its sessions and tokens."""
         now = self._clock()
 
@@ -512,9 +602,10 @@ class Accounts:
                 await conn.execute(update(UserRow).where(UserRow.id == user_id).values(values | {"updated_at": now}))
                 if revoke:
                     await conn.execute(
-                        update(SessionRow).where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))
+                        update(SessionRow)
+                        .where(SessionRow.user_id == user_id, SessionRow.revoked_at.is_(None))
                         .values(revoked_at=now)
-                    )  # fmt: skip
+                    )
                 await write_audit(conn, now, actor, action, f"user:{login}", audited)
 
         await self._store.guard(_write(), f"change user {login}")
@@ -538,8 +629,18 @@ async def _user_id(conn: AsyncConnection, login: str) -> int:
 
 
 def _user(row: Any) -> User:  # noqa: ANN401 - a users Row
-    return User(row.id, row.login, row.name, row.role, row.disabled, row.totp_secret is not None, row.failed_logins,
-                row.locked_until, row.created_at, row.updated_at)  # fmt: skip
+    return User(
+        row.id,
+        row.login,
+        row.name,
+        row.role,
+        row.disabled,
+        row.totp_secret is not None,
+        row.failed_logins,
+        row.locked_until,
+        row.created_at,
+        row.updated_at,
+    )
 
 
 def _check_role(role: str) -> None:
@@ -554,8 +655,10 @@ async def _hashed_codes(enrollment: Enrollment | None) -> str:
 
 
 def _locked(login: str, until: datetime) -> AuthenticationError:
-    msg = (f"too many failed logins: locked until {until:%Y-%m-%d %H:%M} UTC; "
-           f"wait, or ask an admin to run `meterd users unlock {login}`")  # fmt: skip
+    msg = (
+        f"too many failed logins: locked until {until:%Y-%m-%d %H:%M} UTC; "
+        f"wait, or ask an admin to run `meterd users unlock {login}`"
+    )
     return AuthenticationError("locked", msg)
 
 

@@ -82,8 +82,12 @@ class AnomalyStore:
                 keys = sorted({e.device for e in grouped})
                 known = await conn.execute(select(Device.key, Device.id).where(Device.key.in_(keys)))
                 ids = {key: ident for key, ident in known}  # noqa: C416 - a Result is not a mapping
-                stored = await _episodes_of(conn, list(ids.values()), sorted({e.kind.value for e in grouped}),
-                                            since=min(e.window_start for e in grouped))  # fmt: skip
+                stored = await _episodes_of(
+                    conn,
+                    list(ids.values()),
+                    sorted({e.kind.value for e in grouped}),
+                    since=min(e.window_start for e in grouped),
+                )
                 for episode in grouped:
                     if episode.device not in ids:
                         continue
@@ -153,13 +157,19 @@ class AnomalyStore:
         new_id = (await conn.execute(stmt)).scalar_one_or_none()
         if new_id is None:
             return None
-        return _Stored(new_id, device_id, episode.window_start, episode.window_end, episode.ended_at, None,
-                       len(episode.findings))  # fmt: skip
+        return _Stored(
+            new_id, device_id, episode.window_start, episode.window_end, episode.ended_at, None, len(episode.findings)
+        )
 
     async def find(
-        self, *, status: str | None = None, kind: str | None = None, device: str | None = None, limit: int = 500,
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        device: str | None = None,
+        limit: int = 500,
         offset: int = 0,
-    ) -> list[AnomalyRecord]:  # fmt: skip
+    ) -> list[AnomalyRecord]:
         """Anomalies newest first, ``limit`` of them from ``offset`` (:meth:`count` says how many match)."""
         stmt = _filtered(_select(), status=status, kind=kind, device=device)
         stmt = stmt.order_by(AnomalyRow.detected_at.desc(), AnomalyRow.id.desc()).limit(limit).offset(offset)
@@ -167,8 +177,12 @@ class AnomalyStore:
 
     async def count(self, *, status: str | None = None, kind: str | None = None, device: str | None = None) -> int:
         """How many anomalies :meth:`find` would page through."""
-        stmt = _filtered(select(func.count()).select_from(AnomalyRow).join(Device, Device.id == AnomalyRow.device_id),
-                         status=status, kind=kind, device=device)  # fmt: skip
+        stmt = _filtered(
+            select(func.count()).select_from(AnomalyRow).join(Device, Device.id == AnomalyRow.device_id),
+            status=status,
+            kind=kind,
+            device=device,
+        )
 
         async def _query() -> int:
             async with self._store.engine.connect() as conn:
@@ -184,9 +198,17 @@ class AnomalyStore:
         return found[0]
 
     async def set_status(
-        self, anomaly_id: int, *, status: str, resolution: str | None, actor: str, reason: str, now: datetime,
-        detail: dict[str, Any] | None = None, evidence: dict[str, Any] | None = None,
-    ) -> AnomalyRecord:  # fmt: skip
+        self,
+        anomaly_id: int,
+        *,
+        status: str,
+        resolution: str | None,
+        actor: str,
+        reason: str,
+        now: datetime,
+        detail: dict[str, Any] | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> AnomalyRecord:
         """Move an anomaly on (acknowledge, resolve) and write who, why and what to the audit log.
 
         ``evidence``: what the decision adds to the anomaly's evidence (a reset's restart value).
@@ -201,8 +223,15 @@ class AnomalyStore:
                 if evidence:
                     values["evidence"] = json.dumps(before.evidence | evidence, default=str)
                 await conn.execute(update(AnomalyRow).where(AnomalyRow.id == anomaly_id).values(**values))
-                entry = {"from": before.status, "to": status, "resolution": resolution, "reason": reason,
-                         "kind": before.kind, "device": before.device, **(detail or {})}  # fmt: skip
+                entry = {
+                    "from": before.status,
+                    "to": status,
+                    "resolution": resolution,
+                    "reason": reason,
+                    "kind": before.kind,
+                    "device": before.device,
+                    **(detail or {}),
+                }
                 await write_audit(conn, now, actor, f"anomaly.{resolution or status}", f"anomaly:{anomaly_id}", entry)
 
         await self._store.guard(_write(), "update anomaly")
@@ -236,12 +265,15 @@ class AnomalyStore:
                     before = (
                         await conn.execute(
                             select(ReadingRow.value)
-                            .where(ReadingRow.device_id == device_id, ReadingRow.meter == meter,
-                                   ReadingRow.taken_at < first_at)
+                            .where(
+                                ReadingRow.device_id == device_id,
+                                ReadingRow.meter == meter,
+                                ReadingRow.taken_at < first_at,
+                            )
                             .order_by(ReadingRow.taken_at.desc())
                             .limit(1)
                         )
-                    ).scalar_one_or_none()  # fmt: skip
+                    ).scalar_one_or_none()
                     held[anomaly.id] = max(0, int(rows[-1][2]) - int(first_value if before is None else before))
             return held
 
@@ -277,8 +309,16 @@ class AnomalyStore:
             shown = []
             for index, (taken_at, reading_id, value) in enumerate(rows):
                 step = None if index == 0 else int(value) - int(rows[index - 1][2])
-                shown.append({"taken_at": taken_at, "reading_id": reading_id, "meter": meter, "value": int(value),
-                              "step": step, "held": reading_id in held})  # fmt: skip
+                shown.append(
+                    {
+                        "taken_at": taken_at,
+                        "reading_id": reading_id,
+                        "meter": meter,
+                        "value": int(value),
+                        "step": step,
+                        "held": reading_id in held,
+                    }
+                )
             return shown[1:] if len(before) > context else shown
 
         return await self._store.guard(_query(), "read readings around an anomaly")
@@ -320,7 +360,7 @@ class AnomalyStore:
             .join(Device, Device.id == AnomalyRow.device_id)
             .where(AnomalyRow.kind == Kind.STALE.value, AnomalyRow.status != RESOLVED)
             .where(Device.last_seen > AnomalyRow.window_start)
-        )  # fmt: skip
+        )
         return await self._resolve_by_system(stmt, "recovered", "the device reads again", now=now)
 
     async def withdraw_spikes(self, shifts: Sequence[Finding], *, now: datetime) -> list[int]:
@@ -332,10 +372,12 @@ class AnomalyStore:
         withdrawn: list[int] = []
         for first in range(0, len(shifts), _OR_CHUNK):
             overlapping = [
-                (Device.key == shift.device) & (AnomalyRow.meter == (shift.meter or ""))
-                & (AnomalyRow.window_start < shift.window_end) & (AnomalyRow.window_end > shift.window_start)
+                (Device.key == shift.device)
+                & (AnomalyRow.meter == (shift.meter or ""))
+                & (AnomalyRow.window_start < shift.window_end)
+                & (AnomalyRow.window_end > shift.window_start)
                 for shift in shifts[first : first + _OR_CHUNK]
-            ]  # fmt: skip
+            ]
             stmt = (
                 select(AnomalyRow.id)
                 .join(Device, Device.id == AnomalyRow.device_id)
@@ -360,8 +402,9 @@ class AnomalyStore:
 
         found = await self._store.guard(_query(), f"find anomalies to close ({resolution})")
         for anomaly_id in found:
-            await self.set_status(anomaly_id, status=RESOLVED, resolution=resolution, actor="system", reason=reason,
-                                  now=now)  # fmt: skip
+            await self.set_status(
+                anomaly_id, status=RESOLVED, resolution=resolution, actor="system", reason=reason, now=now
+            )
         return found
 
     async def readings_frame(
@@ -472,17 +515,28 @@ class _Stored:
 
 
 async def _episodes_of(
-    conn: AsyncConnection, device_ids: list[int], kinds: list[str] | None, *, running_only: bool = False,
+    conn: AsyncConnection,
+    device_ids: list[int],
+    kinds: list[str] | None,
+    *,
+    running_only: bool = False,
     since: datetime | None = None,
-) -> dict[tuple[str, int, str], list[_Stored]]:  # fmt: skip
+) -> dict[tuple[str, int, str], list[_Stored]]:
     """Stored episodes of these devices (and kinds), by kind, device and meter.
 
     ``since``: only those still running or last seen from then on (older ones cannot be joined).
     """
     stmt = select(
-        AnomalyRow.kind, AnomalyRow.meter, AnomalyRow.id, AnomalyRow.device_id, AnomalyRow.window_start,
-        AnomalyRow.window_end, AnomalyRow.ended_at, AnomalyRow.resolution, AnomalyRow.occurrences,
-    ).where(AnomalyRow.device_id.in_(device_ids))  # fmt: skip
+        AnomalyRow.kind,
+        AnomalyRow.meter,
+        AnomalyRow.id,
+        AnomalyRow.device_id,
+        AnomalyRow.window_start,
+        AnomalyRow.window_end,
+        AnomalyRow.ended_at,
+        AnomalyRow.resolution,
+        AnomalyRow.occurrences,
+    ).where(AnomalyRow.device_id.in_(device_ids))
     if kinds is not None:
         stmt = stmt.where(AnomalyRow.kind.in_(kinds))
     if running_only:
@@ -514,9 +568,11 @@ async def _join(conn: AsyncConnection, row: _Stored, episode: Episode) -> None:
     new = sum(f.window_start > row.window_end for f in episode.findings)
     if not new and episode.window_end <= row.window_end:
         return  # seen before (a lookback detects it again): nothing changed
-    values: dict[str, Any] = {"window_end": max(row.window_end, episode.window_end),
-                              "evidence": json.dumps(episode.evidence, default=str),
-                              "occurrences": row.occurrences + new}  # fmt: skip
+    values: dict[str, Any] = {
+        "window_end": max(row.window_end, episode.window_end),
+        "evidence": json.dumps(episode.evidence, default=str),
+        "occurrences": row.occurrences + new,
+    }
     if new and row.ended_at is None:
         values["ended_at"] = episode.ended_at
     await conn.execute(update(AnomalyRow).where(AnomalyRow.id == row.id).values(**values))
@@ -557,11 +613,24 @@ def _filtered(stmt: Any, *, status: str | None, kind: str | None, device: str | 
 
 def _select() -> Any:  # noqa: ANN401 - a Select of the record's columns
     return select(
-        AnomalyRow.id, AnomalyRow.kind, AnomalyRow.severity, Device.key, AnomalyRow.meter, AnomalyRow.window_start,
-        AnomalyRow.window_end, AnomalyRow.evidence, AnomalyRow.holds, AnomalyRow.status, AnomalyRow.detected_at,
-        AnomalyRow.resolved_at, AnomalyRow.resolution, AnomalyRow.resolved_by, AnomalyRow.reason,
-        AnomalyRow.occurrences, AnomalyRow.ended_at,
-    ).join(Device, Device.id == AnomalyRow.device_id)  # fmt: skip
+        AnomalyRow.id,
+        AnomalyRow.kind,
+        AnomalyRow.severity,
+        Device.key,
+        AnomalyRow.meter,
+        AnomalyRow.window_start,
+        AnomalyRow.window_end,
+        AnomalyRow.evidence,
+        AnomalyRow.holds,
+        AnomalyRow.status,
+        AnomalyRow.detected_at,
+        AnomalyRow.resolved_at,
+        AnomalyRow.resolution,
+        AnomalyRow.resolved_by,
+        AnomalyRow.reason,
+        AnomalyRow.occurrences,
+        AnomalyRow.ended_at,
+    ).join(Device, Device.id == AnomalyRow.device_id)
 
 
 def _record(row: Any) -> AnomalyRecord:  # noqa: ANN401 - a Row of _select()

@@ -60,8 +60,10 @@ def enforce_audit(engine: AsyncEngine) -> None:
     def _check(conn: Connection) -> None:
         changed, audited = conn.info.pop(_CHANGED, set()), conn.info.pop(_AUDITED, False)
         if changed and not audited:
-            msg = (f"refused to commit a change to {', '.join(sorted(changed))} with no audit entry; "
-                   "write it through the store's methods, which record who changed what")  # fmt: skip
+            msg = (
+                f"refused to commit a change to {', '.join(sorted(changed))} with no audit entry; "
+                "write it through the store's methods, which record who changed what"
+            )
             raise AuditMissingError(msg)
 
     @event.listens_for(engine.sync_engine, "rollback")
@@ -94,11 +96,20 @@ async def write_audits(
     """Many entries (action, target, detail) of one change, in one statement."""
     if entries:
         source = audit_source.get()
-        await conn.execute(insert(AuditEntry), [
-            {"at": at, "actor": actor, "action": action, "target": target, "detail": json.dumps(detail, default=str),
-             "source": source}
-            for action, target, detail in entries
-        ])  # fmt: skip
+        await conn.execute(
+            insert(AuditEntry),
+            [
+                {
+                    "at": at,
+                    "actor": actor,
+                    "action": action,
+                    "target": target,
+                    "detail": json.dumps(detail, default=str),
+                    "source": source,
+                }
+                for action, target, detail in entries
+            ],
+        )
 
 
 def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
@@ -110,9 +121,14 @@ def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, A
 
 
 async def find_audit(
-    store: Store, *, target: str | None = None, actor: str | None = None, since: datetime | None = None,
-    limit: int = 100, offset: int = 0,
-) -> list[AuditRecord]:  # fmt: skip
+    store: Store,
+    *,
+    target: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AuditRecord]:
     """Entries newest first; ``target`` matches a prefix (``customer:`` for every customer)."""
     stmt = select(AuditEntry.__table__).order_by(AuditEntry.id.desc()).limit(limit).offset(offset)
     if target:

@@ -151,27 +151,42 @@ class BillingStore:
                     msg = f"contract {contract.id}: customer: no customer {contract.customer!r}; add the customer first"
                     raise BillingError(msg)
                 if row.currency != contract.currency:
-                    msg = (f"contract {contract.id}: versions.0.currency: {contract.currency} but customer "
-                           f"{contract.customer} bills in {row.currency}")  # fmt: skip
+                    msg = (
+                        f"contract {contract.id}: versions.0.currency: {contract.currency} but customer "
+                        f"{contract.customer} bills in {row.currency}"
+                    )
                     raise BillingError(msg)
                 terms = contract.model_dump_json()
-                found = (await conn.execute(select(ContractRow.id, ContractRow.terms).where(
-                    ContractRow.code == contract.id))).first()  # fmt: skip
+                found = (
+                    await conn.execute(select(ContractRow.id, ContractRow.terms).where(ContractRow.code == contract.id))
+                ).first()
                 existing = found.id if found is not None else None
                 if existing is None:
-                    await conn.execute(insert(ContractRow).values(
-                        code=contract.id, customer_id=row.id, terms=terms, created_at=now, updated_at=now))  # fmt: skip
+                    await conn.execute(
+                        insert(ContractRow).values(
+                            code=contract.id, customer_id=row.id, terms=terms, created_at=now, updated_at=now
+                        )
+                    )
                 else:
-                    await conn.execute(update(ContractRow).where(ContractRow.id == existing).values(
-                        customer_id=row.id, terms=terms, updated_at=now))  # fmt: skip
+                    await conn.execute(
+                        update(ContractRow)
+                        .where(ContractRow.id == existing)
+                        .values(customer_id=row.id, terms=terms, updated_at=now)
+                    )
                 before = json.loads(found.terms) if found is not None else None
-                await write_audit(conn, now, actor, "contract.save", f"contract:{contract.id}",
-                                  changes(before, json.loads(terms)))  # fmt: skip
+                await write_audit(
+                    conn, now, actor, "contract.save", f"contract:{contract.id}", changes(before, json.loads(terms))
+                )
                 book = await _book(conn)
                 held = [a for a in book.assignments_of(contract.customer) if a.end is None or a.end > now.date()]
                 reported = await _reported_meters(conn, [a.device for a in held])
-                return [warning for held_by in held for warning in unsupplied_meters(
-                    book, held_by, reported.get(held_by.device, ()), contract=contract.id)]  # fmt: skip
+                return [
+                    warning
+                    for held_by in held
+                    for warning in unsupplied_meters(
+                        book, held_by, reported.get(held_by.device, ()), contract=contract.id
+                    )
+                ]
 
         return await self._store.guard(_write(), "save contract")
 
@@ -195,16 +210,24 @@ class BillingStore:
                 reported = (await _reported_meters(conn, [device])).get(device, set())
                 warnings = unsupplied_meters(await _book(conn), assignment, reported)
                 if warnings:
-                    await write_audit(conn, now, actor, "device.assign_warning", f"device:{device}",
-                                      {"warnings": warnings})  # fmt: skip
+                    await write_audit(
+                        conn, now, actor, "device.assign_warning", f"device:{device}", {"warnings": warnings}
+                    )
                 return warnings
 
         return await self._store.guard(_write(), "assign device")
 
     async def import_records(
-        self, customers: Sequence[Customer], assignments: Sequence[Assignment], labels: Sequence[str], *,
-        actor: str, now: datetime, dry_run: bool, devices: Sequence[DeviceCard] = (),
-    ) -> ImportOutcome:  # fmt: skip
+        self,
+        customers: Sequence[Customer],
+        assignments: Sequence[Assignment],
+        labels: Sequence[str],
+        *,
+        actor: str,
+        now: datetime,
+        dry_run: bool,
+        devices: Sequence[DeviceCard] = (),
+    ) -> ImportOutcome:
         """Apply cards and assignments all or nothing, in one transaction; with ``dry_run`` roll it back.
 
         Cards equal to the stored ones and assignments already stored are left alone (an export
@@ -234,8 +257,14 @@ class BillingStore:
                             raise BillingError(f"{label}: {err}") from err
                         added += 1
                     unchanged = len(customers) - len(fresh) - len(changed)
-                    outcome = ImportOutcome([c.code for c in fresh], [c.code for c in changed], unchanged, added,
-                                            len(assignments) - added, devices_saved)  # fmt: skip
+                    outcome = ImportOutcome(
+                        [c.code for c in fresh],
+                        [c.code for c in changed],
+                        unchanged,
+                        added,
+                        len(assignments) - added,
+                        devices_saved,
+                    )
                 except BaseException:
                     await transaction.rollback()
                     raise
@@ -253,8 +282,13 @@ class BillingStore:
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
                 device_id = await _lock_device(conn, device)
-                open_row = (await conn.execute(select(AssignmentRow.id, AssignmentRow.valid_from).where(
-                    AssignmentRow.device_id == device_id, AssignmentRow.valid_to.is_(None)))).first()  # fmt: skip
+                open_row = (
+                    await conn.execute(
+                        select(AssignmentRow.id, AssignmentRow.valid_from).where(
+                            AssignmentRow.device_id == device_id, AssignmentRow.valid_to.is_(None)
+                        )
+                    )
+                ).first()
                 if open_row is None or open_row.valid_from >= end:
                     msg = f"device {device} has no open assignment that began before {end}"
                     raise BillingError(msg)
@@ -276,8 +310,9 @@ class BillingStore:
         async def _write() -> Comment:
             async with self._store.engine.begin() as conn:
                 customer_id = await _customer_id(conn, code)
-                result = await conn.execute(insert(CommentRow).values(customer_id=customer_id, at=now, author=author,
-                                                                      text=text))  # fmt: skip
+                result = await conn.execute(
+                    insert(CommentRow).values(customer_id=customer_id, at=now, author=author, text=text)
+                )
                 await write_audit(conn, now, author, "customer.comment", f"customer:{code}", {"text": text})
                 return Comment(int(result.inserted_primary_key[0]), code, now, author, text)  # type: ignore[index]
 
@@ -361,7 +396,8 @@ class BillingStore:
                 rows: dict[int, int] = {}
                 for chunk in _chunks(sorted({reading for reading, _ in found})):
                     lookup = select(ReadingRow.id, ReadingRow.reading_id, ReadingRow.meter).where(
-                        ReadingRow.reading_id.in_(chunk))  # fmt: skip
+                        ReadingRow.reading_id.in_(chunk)
+                    )
                     for row_id, reading_id, meter in await conn.execute(lookup):
                         if (reading_id, meter) in found:
                             rows[int(row_id)] = found[(reading_id, meter)]
@@ -379,11 +415,15 @@ class BillingStore:
         async def _query() -> dict[str, tuple[list[InvoiceLine], set[Period]]]:
             out: dict[str, tuple[list[InvoiceLine], set[Period]]] = {code: ([], set()) for code in customers}
             async with self._store.engine.connect() as conn:
-                invoices = (await conn.execute(
-                    select(InvoiceRow.id, InvoiceRow.period_start, InvoiceRow.period_end, CustomerRow.code)
-                    .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
-                    .where(InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED, InvoiceRow.period_end > since)
-                )).all()  # fmt: skip
+                invoices = (
+                    await conn.execute(
+                        select(InvoiceRow.id, InvoiceRow.period_start, InvoiceRow.period_end, CustomerRow.code)
+                        .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
+                        .where(
+                            InvoiceRow.kind == INVOICE, InvoiceRow.status == FINALIZED, InvoiceRow.period_end > since
+                        )
+                    )
+                ).all()
                 wanted = [row for row in invoices if row.code in out]
                 lines = await _lines(conn, [row.id for row in wanted])
             for row in wanted:
@@ -457,9 +497,17 @@ class BillingStore:
         return found[0]
 
     async def finalize(
-        self, invoice_id: int, *, series: str, digits: int, snapshot: dict[str, Any], actor: str, now: datetime,
-        issue_date: date, override: str | None = None,
-    ) -> InvoiceRecord:  # fmt: skip
+        self,
+        invoice_id: int,
+        *,
+        series: str,
+        digits: int,
+        snapshot: dict[str, Any],
+        actor: str,
+        now: datetime,
+        issue_date: date,
+        override: str | None = None,
+    ) -> InvoiceRecord:
         """Number and freeze a draft; refused while it has blocking items, unless ``override`` says why.
 
         Blocking items: :func:`billing.invoicing.blocking_items`. The reason is kept on the
@@ -479,27 +527,54 @@ class BillingStore:
                 lines = (await _lines(conn, [invoice_id]))[invoice_id]
                 blocking = blocking_items(lines)
                 if blocking and not override:
-                    msg = (f"invoice {invoice_id} has {len(blocking)} blocking item(s): {'; '.join(blocking)}. "
-                           "Fix them and run `meterd bill run` again, or finalise with --override REASON")  # fmt: skip
+                    msg = (
+                        f"invoice {invoice_id} has {len(blocking)} blocking item(s): {'; '.join(blocking)}. "
+                        "Fix them and run `meterd bill run` again, or finalise with --override REASON"
+                    )
                     raise InvoiceStateError(msg)
                 _double_check(invoice, lines)
                 number = await _next_number(conn, series)  # locks the series: the check below cannot race
-                last = (await conn.execute(select(func.max(InvoiceRow.issue_date))
-                                           .where(InvoiceRow.series == series))).scalar_one()  # fmt: skip
+                last = (
+                    await conn.execute(select(func.max(InvoiceRow.issue_date)).where(InvoiceRow.series == series))
+                ).scalar_one()
                 if last is not None and issue_date < last:
-                    msg = (f"issue date {issue_date}: before {last}, the latest issue date in series {series}; "
-                           "numbers and dates must run in the same order")  # fmt: skip
+                    msg = (
+                        f"issue date {issue_date}: before {last}, the latest issue date in series {series}; "
+                        "numbers and dates must run in the same order"
+                    )
                     raise BillingError(msg)
                 customer_terms = snapshot.get("payment_terms_days", 0)
                 overridden = override if blocking else None
-                await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
-                    status=FINALIZED, series=series, number=number, number_text=f"{series}-{number:0{digits}d}",
-                    issue_date=issue_date, due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
-                    snapshot=json.dumps(snapshot, default=str), finalized_at=now, finalized_by=actor,
-                    hold_override=overridden, updated_at=now))  # fmt: skip
-                await write_audit(conn, now, actor, "invoice.finalize", f"invoice:{invoice_id}",
-                             {"number": f"{series}-{number:0{digits}d}", "total": str(invoice.total),
-                              "override": overridden, "overridden": blocking})  # fmt: skip
+                await conn.execute(
+                    update(InvoiceRow)
+                    .where(InvoiceRow.id == invoice_id)
+                    .values(
+                        status=FINALIZED,
+                        series=series,
+                        number=number,
+                        number_text=f"{series}-{number:0{digits}d}",
+                        issue_date=issue_date,
+                        due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
+                        snapshot=json.dumps(snapshot, default=str),
+                        finalized_at=now,
+                        finalized_by=actor,
+                        hold_override=overridden,
+                        updated_at=now,
+                    )
+                )
+                await write_audit(
+                    conn,
+                    now,
+                    actor,
+                    "invoice.finalize",
+                    f"invoice:{invoice_id}",
+                    {
+                        "number": f"{series}-{number:0{digits}d}",
+                        "total": str(invoice.total),
+                        "override": overridden,
+                        "overridden": blocking,
+                    },
+                )
 
         await self._ensure_series(series)
         await self._store.guard(_write(), "finalise invoice")
@@ -534,21 +609,48 @@ class BillingStore:
                     raise InvoiceStateError(msg)
                 lines = (await _lines(conn, [invoice_id]))[invoice_id]
                 number = await _next_number(conn, series)
-                result = await conn.execute(insert(InvoiceRow).values(
-                    kind=CREDIT_NOTE, status=FINALIZED, customer_id=invoice.customer_id,
-                    period_start=invoice.period_start, period_end=invoice.period_end, live_key=None,
-                    currency=invoice.currency, net=-invoice.net, tax=-invoice.tax, total=-invoice.total,
-                    series=series, number=number, number_text=f"{series}-{number:0{digits}d}",
-                    issue_date=issue_date, due_date=issue_date, snapshot=invoice.snapshot,
-                    credited_invoice_id=invoice_id, created_at=now, updated_at=now, finalized_at=now,
-                    finalized_by=actor))  # fmt: skip
+                result = await conn.execute(
+                    insert(InvoiceRow).values(
+                        kind=CREDIT_NOTE,
+                        status=FINALIZED,
+                        customer_id=invoice.customer_id,
+                        period_start=invoice.period_start,
+                        period_end=invoice.period_end,
+                        live_key=None,
+                        currency=invoice.currency,
+                        net=-invoice.net,
+                        tax=-invoice.tax,
+                        total=-invoice.total,
+                        series=series,
+                        number=number,
+                        number_text=f"{series}-{number:0{digits}d}",
+                        issue_date=issue_date,
+                        due_date=issue_date,
+                        snapshot=invoice.snapshot,
+                        credited_invoice_id=invoice_id,
+                        created_at=now,
+                        updated_at=now,
+                        finalized_at=now,
+                        finalized_by=actor,
+                    )
+                )
                 credit_id = int(result.inserted_primary_key[0])  # type: ignore[index]
                 await _insert_lines(conn, credit_id, [_negated(line) for line in lines])
-                await conn.execute(update(InvoiceRow).where(InvoiceRow.id == invoice_id).values(
-                    status=VOIDED, live_key=None, voided_at=now, voided_by=actor, void_reason=reason,
-                    updated_at=now))  # fmt: skip
-                await write_audit(conn, now, actor, "invoice.void", f"invoice:{invoice_id}",
-                             {"reason": reason, "credit_note": f"{series}-{number:0{digits}d}"})  # fmt: skip
+                await conn.execute(
+                    update(InvoiceRow)
+                    .where(InvoiceRow.id == invoice_id)
+                    .values(
+                        status=VOIDED, live_key=None, voided_at=now, voided_by=actor, void_reason=reason, updated_at=now
+                    )
+                )
+                await write_audit(
+                    conn,
+                    now,
+                    actor,
+                    "invoice.void",
+                    f"invoice:{invoice_id}",
+                    {"reason": reason, "credit_note": f"{series}-{number:0{digits}d}"},
+                )
                 return credit_id
 
         await self._ensure_series(series)
@@ -582,11 +684,20 @@ async def _write_customers(
     columns = [*_customer_values(ordered[0]), "parent_id", "updated_at"] if ordered else []
     if ordered:
         await conn.execute(
-            update(CustomerRow).where(CustomerRow.id == bindparam("row_id"))
+            update(CustomerRow)
+            .where(CustomerRow.id == bindparam("row_id"))
             .values({column: bindparam(f"new_{column}") for column in columns}),
-            [{"row_id": ids[c.code]} | {f"new_{k}": v for k, v in (_customer_values(c) | {
-                "parent_id": ids[c.parent] if c.parent else None, "updated_at": now}).items()} for c in ordered],
-        )  # fmt: skip
+            [
+                {"row_id": ids[c.code]}
+                | {
+                    f"new_{k}": v
+                    for k, v in (
+                        _customer_values(c) | {"parent_id": ids[c.parent] if c.parent else None, "updated_at": now}
+                    ).items()
+                }
+                for c in ordered
+            ],
+        )
     mine = [ids[c.code] for c in ordered]
     names = [site for c in ordered for site in c.sites]
     for chunk in _chunks(mine):
@@ -594,13 +705,24 @@ async def _write_customers(
     for chunk in _chunks(names):
         await conn.execute(delete(SiteRow).where(SiteRow.name.in_(chunk)))  # a site moves to its new customer
     if names:
-        await conn.execute(insert(SiteRow), [{"name": site, "customer_id": ids[c.code]} for c in ordered
-                                             for site in c.sites])  # fmt: skip
-    await write_audits(conn, now, actor, [
-        ("customer.save", f"customer:{c.code}",
-         changes(before[c.code].model_dump(mode="json") if c.code in before else None, c.model_dump(mode="json")))
-        for c in ordered
-    ])  # fmt: skip
+        await conn.execute(
+            insert(SiteRow), [{"name": site, "customer_id": ids[c.code]} for c in ordered for site in c.sites]
+        )
+    await write_audits(
+        conn,
+        now,
+        actor,
+        [
+            (
+                "customer.save",
+                f"customer:{c.code}",
+                changes(
+                    before[c.code].model_dump(mode="json") if c.code in before else None, c.model_dump(mode="json")
+                ),
+            )
+            for c in ordered
+        ],
+    )
     await _refuse_parent_loops(conn)
 
 
@@ -641,37 +763,49 @@ async def _write_assignment(conn: AsyncConnection, assignment: Assignment, *, ac
     if customer_id is None:
         msg = f"assignment of {device}: customer: no customer {customer!r}"
         raise BillingError(msg)
-    rows = (await conn.execute(
-        select(AssignmentRow.id, AssignmentRow.valid_from, AssignmentRow.valid_to, CustomerRow.code)
-        .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
-        .where(AssignmentRow.device_id == device_id)
-    )).all()  # fmt: skip
+    rows = (
+        await conn.execute(
+            select(AssignmentRow.id, AssignmentRow.valid_from, AssignmentRow.valid_to, CustomerRow.code)
+            .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
+            .where(AssignmentRow.device_id == device_id)
+        )
+    ).all()
     ended = []
     for row in rows:
         row_end = row.valid_to or date.max
         if row.valid_to is None and row.valid_from < start:
             await conn.execute(update(AssignmentRow).where(AssignmentRow.id == row.id).values(valid_to=start))
-            ended.append({"customer": row.code, "from": row.valid_from.isoformat(),
-                          "to": {"before": None, "after": start.isoformat()}})  # fmt: skip
+            ended.append(
+                {
+                    "customer": row.code,
+                    "from": row.valid_from.isoformat(),
+                    "to": {"before": None, "after": start.isoformat()},
+                }
+            )
             continue
         if row.valid_from < (end or date.max) and start < row_end:
             clash = max(start, row.valid_from)
             held = f"{row.valid_from}..{row.valid_to or 'open'}"
             msg = f"device {device} is already assigned to {row.code} on {clash} ({held}); one customer a day"
             raise BillingError(msg)
-    await conn.execute(insert(AssignmentRow).values(
-        device_id=device_id, customer_id=customer_id, valid_from=start, valid_to=end,
-        created_at=now))  # fmt: skip
-    detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None,
-              "ended": ended}  # fmt: skip
+    await conn.execute(
+        insert(AssignmentRow).values(
+            device_id=device_id, customer_id=customer_id, valid_from=start, valid_to=end, created_at=now
+        )
+    )
+    detail = {"customer": customer, "from": start.isoformat(), "to": end.isoformat() if end else None, "ended": ended}
     await write_audit(conn, now, actor, "device.assign", f"device:{device}", detail)
 
 
 async def _reported_meters(conn: AsyncConnection, devices: Iterable[str]) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for chunk in _chunks(sorted(set(devices))):
-        stmt = (select(Device.key, ReadingRow.meter).distinct()
-                .join(ReadingRow, ReadingRow.device_id == Device.id).where(Device.key.in_(chunk)))  # fmt: skip
+        stmt = (
+            select(Device.key, ReadingRow.meter)
+            .distinct()
+            .join(ReadingRow, ReadingRow.device_id == Device.id)
+            .where(Device.key.in_(chunk))
+        )
         for key, meter in await conn.execute(stmt):
             found.setdefault(key, set()).add(meter)
     return found
@@ -720,14 +854,23 @@ async def _refuse_parent_loops(conn: AsyncConnection) -> None:
 
 def _customer_values(customer: Customer) -> dict[str, Any]:
     return {
-        "code": customer.code, "legal_name": customer.legal_name, "trade_name": customer.trade_name,
-        "country": customer.country, "tax_id": customer.tax_id, "tax_scheme": customer.tax_scheme,
-        "electronic_address": customer.electronic_address, "address": customer.address.model_dump_json(),
+        "code": customer.code,
+        "legal_name": customer.legal_name,
+        "trade_name": customer.trade_name,
+        "country": customer.country,
+        "tax_id": customer.tax_id,
+        "tax_scheme": customer.tax_scheme,
+        "electronic_address": customer.electronic_address,
+        "address": customer.address.model_dump_json(),
         "contacts": json.dumps([c.model_dump(mode="json") for c in customer.contacts]),
-        "payment_method": customer.payment_method, "payment_terms_days": customer.payment_terms_days,
-        "currency": customer.currency, "language": customer.language, "notes": customer.notes,
-        "tags": json.dumps(customer.tags), "custom": json.dumps(customer.custom, sort_keys=True),
-    }  # fmt: skip
+        "payment_method": customer.payment_method,
+        "payment_terms_days": customer.payment_terms_days,
+        "currency": customer.currency,
+        "language": customer.language,
+        "notes": customer.notes,
+        "tags": json.dumps(customer.tags),
+        "custom": json.dumps(customer.custom, sort_keys=True),
+    }
 
 
 async def _lock_device(conn: AsyncConnection, device: str) -> int:
@@ -754,14 +897,25 @@ async def _book(conn: AsyncConnection) -> Book:
     customers = {}
     for row in rows:
         data = {
-            "code": row.code, "legal_name": row.legal_name, "trade_name": row.trade_name, "country": row.country,
-            "tax_id": row.tax_id, "tax_scheme": row.tax_scheme or "vat", "electronic_address": row.electronic_address,
-            "address": json.loads(row.address), "contacts": json.loads(row.contacts),
-            "payment_method": row.payment_method, "payment_terms_days": row.payment_terms_days,
-            "currency": row.currency, "language": row.language, "notes": row.notes,
-            "parent": codes.get(row.parent_id) if row.parent_id else None, "sites": sites.get(row.id, []),
-            "tags": json.loads(row.tags), "custom": json.loads(row.custom),
-        }  # fmt: skip
+            "code": row.code,
+            "legal_name": row.legal_name,
+            "trade_name": row.trade_name,
+            "country": row.country,
+            "tax_id": row.tax_id,
+            "tax_scheme": row.tax_scheme or "vat",
+            "electronic_address": row.electronic_address,
+            "address": json.loads(row.address),
+            "contacts": json.loads(row.contacts),
+            "payment_method": row.payment_method,
+            "payment_terms_days": row.payment_terms_days,
+            "currency": row.currency,
+            "language": row.language,
+            "notes": row.notes,
+            "parent": codes.get(row.parent_id) if row.parent_id else None,
+            "sites": sites.get(row.id, []),
+            "tags": json.loads(row.tags),
+            "custom": json.loads(row.custom),
+        }
         customers[row.code] = parse_customer(data)
     contracts = [
         parse_contract(json.loads(terms))
@@ -779,12 +933,20 @@ async def _book(conn: AsyncConnection) -> Book:
 
 
 async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now: datetime) -> SavedDraft:
-    earlier = (await conn.execute(select(InvoiceRow.period_start).where(
-        InvoiceRow.customer_id == customer_id, InvoiceRow.status == DRAFT,
-        InvoiceRow.period_start < draft.month.start))).scalar()  # fmt: skip
+    earlier = (
+        await conn.execute(
+            select(InvoiceRow.period_start).where(
+                InvoiceRow.customer_id == customer_id,
+                InvoiceRow.status == DRAFT,
+                InvoiceRow.period_start < draft.month.start,
+            )
+        )
+    ).scalar()
     if earlier is not None:
-        msg = (f"customer {draft.payer} still has a draft for {earlier:%Y-%m}; finalise or void it before billing "
-               f"{draft.month.label} (months are billed in order)")  # fmt: skip
+        msg = (
+            f"customer {draft.payer} still has a draft for {earlier:%Y-%m}; finalise or void it before billing "
+            f"{draft.month.label} (months are billed in order)"
+        )
         raise BillingError(msg)
     live_key = f"{customer_id}:{draft.month.start.isoformat()}"
     row = (await conn.execute(select(InvoiceRow.id, InvoiceRow.status).where(InvoiceRow.live_key == live_key))).first()
@@ -793,9 +955,18 @@ async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now
     sums = draft.totals
     values = {"currency": draft.currency, "net": sums.net, "tax": sums.tax, "total": sums.total, "updated_at": now}
     if row is None:
-        result = await conn.execute(insert(InvoiceRow).values(
-            kind=INVOICE, status=DRAFT, customer_id=customer_id, period_start=draft.month.start,
-            period_end=draft.month.end, live_key=live_key, created_at=now, **values))  # fmt: skip
+        result = await conn.execute(
+            insert(InvoiceRow).values(
+                kind=INVOICE,
+                status=DRAFT,
+                customer_id=customer_id,
+                period_start=draft.month.start,
+                period_end=draft.month.end,
+                live_key=live_key,
+                created_at=now,
+                **values,
+            )
+        )
         invoice_id = int(result.inserted_primary_key[0])  # type: ignore[index]
     else:
         invoice_id = int(row.id)
@@ -808,17 +979,32 @@ async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now
 async def _insert_lines(conn: AsyncConnection, invoice_id: int, lines: Sequence[InvoiceLine]) -> None:
     if not lines:
         return
-    await conn.execute(insert(InvoiceLineRow), [
-        {
-            "invoice_id": invoice_id, "position": position, "kind": line.kind, "adjustment": line.adjustment,
-            "description": line.description[:512], "customer_code": line.customer, "contract_code": line.contract,
-            "device_key": line.device, "meter": line.meter, "pool": line.pool, "service_start": line.service.start,
-            "service_end": line.service.end, "quantity": line.quantity, "amount": line.amount,
-            "tax_rate": line.tax_rate, "estimated": line.estimated, "held": line.held,
-            "provenance": json.dumps(line.provenance, default=str, sort_keys=True),
-        }
-        for position, line in enumerate(lines, 1)
-    ])  # fmt: skip
+    await conn.execute(
+        insert(InvoiceLineRow),
+        [
+            {
+                "invoice_id": invoice_id,
+                "position": position,
+                "kind": line.kind,
+                "adjustment": line.adjustment,
+                "description": line.description[:512],
+                "customer_code": line.customer,
+                "contract_code": line.contract,
+                "device_key": line.device,
+                "meter": line.meter,
+                "pool": line.pool,
+                "service_start": line.service.start,
+                "service_end": line.service.end,
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "tax_rate": line.tax_rate,
+                "estimated": line.estimated,
+                "held": line.held,
+                "provenance": json.dumps(line.provenance, default=str, sort_keys=True),
+            }
+            for position, line in enumerate(lines, 1)
+        ],
+    )
 
 
 async def _lines(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int, list[InvoiceLine]]:
@@ -835,13 +1021,23 @@ async def _lines(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int,
         for row in rows:
             out[row.invoice_id].append(
                 InvoiceLine(
-                    kind=row.kind, adjustment=row.adjustment, description=row.description, customer=row.customer_code,
-                    contract=row.contract_code, device=row.device_key, meter=row.meter, pool=row.pool,
-                    service=Period(row.service_start, row.service_end), quantity=row.quantity, amount=row.amount,
-                    tax_rate=row.tax_rate, estimated=row.estimated, held=row.held,
+                    kind=row.kind,
+                    adjustment=row.adjustment,
+                    description=row.description,
+                    customer=row.customer_code,
+                    contract=row.contract_code,
+                    device=row.device_key,
+                    meter=row.meter,
+                    pool=row.pool,
+                    service=Period(row.service_start, row.service_end),
+                    quantity=row.quantity,
+                    amount=row.amount,
+                    tax_rate=row.tax_rate,
+                    estimated=row.estimated,
+                    held=row.held,
                     provenance=json.loads(row.provenance),
                 )
-            )  # fmt: skip
+            )
     return out
 
 
@@ -856,24 +1052,37 @@ async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_li
     lines = await _lines(conn, [row.id for row in rows]) if with_lines else {}
     return [
         InvoiceRecord(
-            id=inv.id, kind=inv.kind, status=inv.status, customer=inv.code,
+            id=inv.id,
+            kind=inv.kind,
+            status=inv.status,
+            customer=inv.code,
             period=Period(inv.period_start, inv.period_end),
-            currency=inv.currency, net=inv.net, tax=inv.tax, total=inv.total, number=inv.number_text,
-            issue_date=inv.issue_date, due_date=inv.due_date,
-            snapshot=json.loads(inv.snapshot) if inv.snapshot else None, credited_invoice_id=inv.credited_invoice_id,
-            finalized_by=inv.finalized_by, hold_override=inv.hold_override, void_reason=inv.void_reason,
+            currency=inv.currency,
+            net=inv.net,
+            tax=inv.tax,
+            total=inv.total,
+            number=inv.number_text,
+            issue_date=inv.issue_date,
+            due_date=inv.due_date,
+            snapshot=json.loads(inv.snapshot) if inv.snapshot else None,
+            credited_invoice_id=inv.credited_invoice_id,
+            finalized_by=inv.finalized_by,
+            hold_override=inv.hold_override,
+            void_reason=inv.void_reason,
             lines=tuple(lines.get(inv.id, [])),
         )
         for inv in rows
-    ]  # fmt: skip
+    ]
 
 
 def _double_check(invoice: Any, lines: Sequence[InvoiceLine]) -> None:  # noqa: ANN401 - a Row of invoices
     again = totals(lines, invoice.currency)
     net, tax, total = invoice.net, invoice.tax, invoice.total
     if (again.net, again.tax, again.total) != (net, tax, total):
-        msg = (f"invoice {invoice.id}: totals {net}/{tax}/{total} do not match its lines "
-               f"({again.net}/{again.tax}/{again.total}); run `meterd bill run` for its period again")  # fmt: skip
+        msg = (
+            f"invoice {invoice.id}: totals {net}/{tax}/{total} do not match its lines "
+            f"({again.net}/{again.tax}/{again.total}); run `meterd bill run` for its period again"
+        )
         raise InvoiceStateError(msg)
 
 
@@ -887,10 +1096,14 @@ async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> Any:  # noq
 
 async def _next_number(conn: AsyncConnection, series: str) -> int:
     """Take the series' next number in this transaction (a rollback gives it back: no gaps)."""
-    taken = (await conn.execute(
-        update(InvoiceSeries).where(InvoiceSeries.series == series)
-        .values(next_number=InvoiceSeries.next_number + 1).returning(InvoiceSeries.next_number)
-    )).scalar()  # fmt: skip
+    taken = (
+        await conn.execute(
+            update(InvoiceSeries)
+            .where(InvoiceSeries.series == series)
+            .values(next_number=InvoiceSeries.next_number + 1)
+            .returning(InvoiceSeries.next_number)
+        )
+    ).scalar()
     if taken is None:
         msg = f"numbering series {series!r} does not exist"
         raise BillingError(msg)

@@ -31,8 +31,15 @@ async def read_readings(url: URL, since: datetime, until: datetime, meters: list
     """Readings taken in [since, until) of ``meters``: row_id, device (its id), meter, taken_at (UTC), value."""
     if url.get_backend_name() != "sqlite":
         return await asyncio.to_thread(_read_postgres, url, since, until, meters)
-    args = [sys.executable, "-m", "daemon.storage.columnar", str(url.database), since.isoformat(), until.isoformat(),
-            *meters]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "daemon.storage.columnar",
+        str(url.database),
+        since.isoformat(),
+        until.isoformat(),
+        *meters,
+    ]
     child = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await child.communicate()

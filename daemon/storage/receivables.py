@@ -44,9 +44,16 @@ class ReceivablesStore:
         self._store = store
 
     async def record_payment(
-        self, invoice_id: int, amount: Decimal, *, received_on: date, method: str, reference: str, actor: str,
+        self,
+        invoice_id: int,
+        amount: Decimal,
+        *,
+        received_on: date,
+        method: str,
+        reference: str,
+        actor: str,
         now: datetime,
-    ) -> Standing:  # fmt: skip
+    ) -> Standing:
         """Record money received; refused for anything but a finalised invoice, or beyond what is open.
 
         Raises:
@@ -62,15 +69,36 @@ class ReceivablesStore:
                 paid = await _paid(conn, [invoice_id])
                 open_amount = invoice.total - paid.get(invoice_id, ZERO)
                 if amount > open_amount:
-                    msg = (f"payment of invoice {invoice.number_text}: amount: {amount} is more than the "
-                           f"{open_amount} {invoice.currency} still open")  # fmt: skip
+                    msg = (
+                        f"payment of invoice {invoice.number_text}: amount: {amount} is more than the "
+                        f"{open_amount} {invoice.currency} still open"
+                    )
                     raise BillingError(msg)
-                await conn.execute(insert(PaymentRow).values(
-                    invoice_id=invoice_id, amount=amount, received_on=received_on, method=method, reference=reference,
-                    recorded_by=actor, recorded_at=now))  # fmt: skip
-                await write_audit(conn, now, actor, "payment.record", f"invoice:{invoice_id}",
-                                  {"amount": str(amount), "received_on": received_on, "method": method,
-                                   "reference": reference, "open_before": str(open_amount)})  # fmt: skip
+                await conn.execute(
+                    insert(PaymentRow).values(
+                        invoice_id=invoice_id,
+                        amount=amount,
+                        received_on=received_on,
+                        method=method,
+                        reference=reference,
+                        recorded_by=actor,
+                        recorded_at=now,
+                    )
+                )
+                await write_audit(
+                    conn,
+                    now,
+                    actor,
+                    "payment.record",
+                    f"invoice:{invoice_id}",
+                    {
+                        "amount": str(amount),
+                        "received_on": received_on,
+                        "method": method,
+                        "reference": reference,
+                        "open_before": str(open_amount),
+                    },
+                )
                 if amount == open_amount:
                     await _cancel_queued(conn, invoice_id, reason="paid in full", actor=actor, now=now)
 
@@ -90,15 +118,27 @@ class ReceivablesStore:
                 open_amount = invoice.total - (await _paid(conn, [invoice_id])).get(invoice_id, ZERO)
                 planned = sum((part.amount for part in plan), ZERO)
                 if planned != open_amount:
-                    msg = (f"instalments of invoice {invoice.number_text}: they add up to {planned}, but "
-                           f"{open_amount} {invoice.currency} is open")  # fmt: skip
+                    msg = (
+                        f"instalments of invoice {invoice.number_text}: they add up to {planned}, but "
+                        f"{open_amount} {invoice.currency} is open"
+                    )
                     raise BillingError(msg)
                 await conn.execute(delete(InstalmentRow).where(InstalmentRow.invoice_id == invoice_id))
-                await conn.execute(insert(InstalmentRow), [
-                    {"invoice_id": invoice_id, "seq": n, "due": part.due, "amount": part.amount}
-                    for n, part in enumerate(plan, start=1)])  # fmt: skip
-                await write_audit(conn, now, actor, "invoice.instalments", f"invoice:{invoice_id}",
-                                  {"parts": [{"due": p.due, "amount": str(p.amount)} for p in plan]})  # fmt: skip
+                await conn.execute(
+                    insert(InstalmentRow),
+                    [
+                        {"invoice_id": invoice_id, "seq": n, "due": part.due, "amount": part.amount}
+                        for n, part in enumerate(plan, start=1)
+                    ],
+                )
+                await write_audit(
+                    conn,
+                    now,
+                    actor,
+                    "invoice.instalments",
+                    f"invoice:{invoice_id}",
+                    {"parts": [{"due": p.due, "amount": str(p.amount)} for p in plan]},
+                )
 
         await self._store.guard(_write(), "set instalment plan")
 
@@ -132,12 +172,18 @@ class ReceivablesStore:
     async def standings(self, *, as_of: date, invoice_id: int | None = None) -> list[Standing]:
         """Every finalised invoice with money open (or the one asked for), with what of it is late."""
         stmt = (
-            select(InvoiceRow.id, InvoiceRow.number_text, CustomerRow.code, InvoiceRow.currency, InvoiceRow.total,
-                   InvoiceRow.due_date)
+            select(
+                InvoiceRow.id,
+                InvoiceRow.number_text,
+                CustomerRow.code,
+                InvoiceRow.currency,
+                InvoiceRow.total,
+                InvoiceRow.due_date,
+            )
             .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
             .where(InvoiceRow.status == FINALIZED, InvoiceRow.kind == INVOICE)
             .order_by(InvoiceRow.due_date, InvoiceRow.id)
-        )  # fmt: skip
+        )
         if invoice_id is not None:
             stmt = stmt.where(InvoiceRow.id == invoice_id)
 
@@ -148,10 +194,19 @@ class ReceivablesStore:
                 paid = await _paid(conn, ids)
                 plans = await _plans(conn, ids)
             found = [
-                standing(invoice_id=r.id, number=r.number_text, customer=r.code, currency=r.currency, total=r.total,
-                         due_date=r.due_date, paid=paid.get(r.id, ZERO), plan=plans.get(r.id, []), as_of=as_of)
+                standing(
+                    invoice_id=r.id,
+                    number=r.number_text,
+                    customer=r.code,
+                    currency=r.currency,
+                    total=r.total,
+                    due_date=r.due_date,
+                    paid=paid.get(r.id, ZERO),
+                    plan=plans.get(r.id, []),
+                    as_of=as_of,
+                )
                 for r in invoices
-            ]  # fmt: skip
+            ]
             return [s for s in found if s.open > 0 or invoice_id is not None]
 
         return await self._store.guard(_query(), "read receivables")
@@ -174,8 +229,9 @@ class ReceivablesStore:
                 history: dict[int, list[Any]] = defaultdict(list)
                 for row in await conn.execute(
                     select(ReminderRow.invoice_id, ReminderRow.status, ReminderRow.sent_at)
-                    .where(ReminderRow.invoice_id.in_([s.invoice_id for s in overdue])).order_by(ReminderRow.level)
-                ):  # fmt: skip
+                    .where(ReminderRow.invoice_id.in_([s.invoice_id for s in overdue]))
+                    .order_by(ReminderRow.level)
+                ):
                     history[row.invoice_id].append(row)
                 plans = await _plans(conn, [s.invoice_id for s in overdue])
                 for found in overdue:
@@ -185,23 +241,50 @@ class ReceivablesStore:
                     level = next_reminder_level(found.days_overdue, levels, sent, as_of)
                     if not level:
                         continue
-                    invoice = (await conn.execute(select(InvoiceRow.issue_date, InvoiceRow.due_date,
-                        InvoiceRow.snapshot).where(InvoiceRow.id == found.invoice_id))).one()  # fmt: skip
+                    invoice = (
+                        await conn.execute(
+                            select(InvoiceRow.issue_date, InvoiceRow.due_date, InvoiceRow.snapshot).where(
+                                InvoiceRow.id == found.invoice_id
+                            )
+                        )
+                    ).one()
                     customer = json.loads(invoice.snapshot or "{}").get("customer", {})
                     contact = next(
                         (c["name"] for c in customer.get("contacts", []) if c.get("billing")), "Sir or Madam"
                     )
-                    text = reminder_text(found, level, as_of=as_of, issue_date=invoice.issue_date,
-                                         due_date=invoice.due_date, contact=contact, seller=seller["name"],
-                                         iban=seller.get("iban"), plan=plans.get(found.invoice_id, []),
-                                         reminded=sent, final=level == len(levels),
-                                         language=customer.get("language", "en"))  # fmt: skip
-                    result = await conn.execute(insert(ReminderRow).values(
-                        invoice_id=found.invoice_id, level=level, overdue=found.overdue, text=text, status=QUEUED,
-                        created_at=now))  # fmt: skip
+                    text = reminder_text(
+                        found,
+                        level,
+                        as_of=as_of,
+                        issue_date=invoice.issue_date,
+                        due_date=invoice.due_date,
+                        contact=contact,
+                        seller=seller["name"],
+                        iban=seller.get("iban"),
+                        plan=plans.get(found.invoice_id, []),
+                        reminded=sent,
+                        final=level == len(levels),
+                        language=customer.get("language", "en"),
+                    )
+                    result = await conn.execute(
+                        insert(ReminderRow).values(
+                            invoice_id=found.invoice_id,
+                            level=level,
+                            overdue=found.overdue,
+                            text=text,
+                            status=QUEUED,
+                            created_at=now,
+                        )
+                    )
                     created.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-                    await write_audit(conn, now, actor, "reminder.queue", f"invoice:{found.invoice_id}",
-                                      {"level": level, "overdue": str(found.overdue)})  # fmt: skip
+                    await write_audit(
+                        conn,
+                        now,
+                        actor,
+                        "reminder.queue",
+                        f"invoice:{found.invoice_id}",
+                        {"level": level, "overdue": str(found.overdue)},
+                    )
             return created
 
         return await self._store.guard(_write(), "queue reminders")
@@ -217,23 +300,42 @@ class ReceivablesStore:
 
     async def reminders(self, *, status: str | None = None) -> list[Reminder]:
         stmt = (
-            select(ReminderRow.id, ReminderRow.invoice_id, InvoiceRow.number_text, CustomerRow.code, ReminderRow.level,
-                   ReminderRow.overdue, ReminderRow.status, ReminderRow.created_at, ReminderRow.sent_at,
-                   ReminderRow.text)
+            select(
+                ReminderRow.id,
+                ReminderRow.invoice_id,
+                InvoiceRow.number_text,
+                CustomerRow.code,
+                ReminderRow.level,
+                ReminderRow.overdue,
+                ReminderRow.status,
+                ReminderRow.created_at,
+                ReminderRow.sent_at,
+                ReminderRow.text,
+            )
             .join(InvoiceRow, InvoiceRow.id == ReminderRow.invoice_id)
             .join(CustomerRow, CustomerRow.id == InvoiceRow.customer_id)
             .order_by(ReminderRow.id)
-        )  # fmt: skip
+        )
         if status:
             stmt = stmt.where(ReminderRow.status == status)
 
         async def _query() -> list[Reminder]:
             async with self._store.engine.connect() as conn:
                 return [
-                    Reminder(r.id, r.invoice_id, r.number_text or "", r.code, r.level, r.overdue, r.status,
-                             r.created_at, r.sent_at, r.text)
+                    Reminder(
+                        r.id,
+                        r.invoice_id,
+                        r.number_text or "",
+                        r.code,
+                        r.level,
+                        r.overdue,
+                        r.status,
+                        r.created_at,
+                        r.sent_at,
+                        r.text,
+                    )
                     for r in await conn.execute(stmt)
-                ]  # fmt: skip
+                ]
 
         return await self._store.guard(_query(), "list reminders")
 
@@ -269,8 +371,9 @@ async def _plans(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int,
     plans: dict[int, list[Instalment]] = defaultdict(list)
     for row in await conn.execute(
         select(InstalmentRow.invoice_id, InstalmentRow.due, InstalmentRow.amount)
-        .where(InstalmentRow.invoice_id.in_(list(invoice_ids))).order_by(InstalmentRow.seq)
-    ):  # fmt: skip
+        .where(InstalmentRow.invoice_id.in_(list(invoice_ids)))
+        .order_by(InstalmentRow.seq)
+    ):
         plans[row.invoice_id].append(Instalment(row.due, row.amount))
     return plans
 
@@ -281,8 +384,9 @@ async def _cancel_queued(conn: AsyncConnection, invoice_id: int, *, reason: str,
     ids = list((await conn.execute(select(ReminderRow.id).where(queued))).scalars())
     if ids:
         await conn.execute(update(ReminderRow).where(queued).values(status=CANCELLED))
-        await write_audit(conn, now, actor, "reminder.cancel", f"invoice:{invoice_id}",
-                          {"reminders": ids, "reason": reason})  # fmt: skip
+        await write_audit(
+            conn, now, actor, "reminder.cancel", f"invoice:{invoice_id}", {"reminders": ids, "reason": reason}
+        )
     return len(ids)
 
 
@@ -290,8 +394,9 @@ async def _paid(conn: AsyncConnection, invoice_ids: Sequence[int]) -> dict[int, 
     """Payments per invoice, summed in Decimal (SQLite has no exact SUM over text)."""
     totals: dict[int, Decimal] = defaultdict(Decimal)
     if invoice_ids:
-        rows = await conn.execute(select(PaymentRow.invoice_id, PaymentRow.amount).where(
-            PaymentRow.invoice_id.in_(list(invoice_ids))))  # fmt: skip
+        rows = await conn.execute(
+            select(PaymentRow.invoice_id, PaymentRow.amount).where(PaymentRow.invoice_id.in_(list(invoice_ids)))
+        )
         for invoice_id, amount in rows:
             totals[invoice_id] += amount
     return totals

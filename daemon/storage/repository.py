@@ -539,8 +539,19 @@ class Store:
             await self.guard(_run(), "flush")
 
 
-_METER_COLUMNS: Final = ("reading_id", "device_id", "meter", "value", "unit", "derived", "taken_at", "received_at",
-                          "source", "address", "model")  # fmt: skip
+_METER_COLUMNS: Final = (
+    "reading_id",
+    "device_id",
+    "meter",
+    "value",
+    "unit",
+    "derived",
+    "taken_at",
+    "received_at",
+    "source",
+    "address",
+    "model",
+)
 _SUPPLY_COLUMNS: Final = ("reading_id", "device_id", "taken_at", "name", "kind", "color", "level_percent")
 
 
@@ -586,12 +597,26 @@ def _row_values(
         reading_id, device_id, taken_at, source = r.id, device_ids[r.device.key], time(r.taken_at_utc), r.source
         address, model = r.device.address, r.device.model
         meter_rows += [
-            (reading_id, device_id, m.meter.value, m.value, m.unit.value, m.derived, taken_at, received_at, source,
-             address, model)
+            (
+                reading_id,
+                device_id,
+                m.meter.value,
+                m.value,
+                m.unit.value,
+                m.derived,
+                taken_at,
+                received_at,
+                source,
+                address,
+                model,
+            )
             for m in r.meters
-        ]  # fmt: skip
-        supply_rows += [(reading_id, device_id, taken_at, s.name, s.kind, s.color, s.level_percent)
-                        for s in r.supplies if (reading_id, s.name) in news]  # fmt: skip
+        ]
+        supply_rows += [
+            (reading_id, device_id, taken_at, s.name, s.kind, s.color, s.level_percent)
+            for s in r.supplies
+            if (reading_id, s.name) in news
+        ]
     return meter_rows, supply_rows
 
 

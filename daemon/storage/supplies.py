@@ -88,12 +88,21 @@ async def _fetch(conn: AsyncConnection, device_ids: Iterable[int], since: dateti
     found: list[tuple[int, str, datetime, str, str | None, int | None]] = []
     for start in range(0, len(ids), _CHUNK):
         stmt = (
-            select(SupplyLevel.device_id, SupplyLevel.name, SupplyLevel.taken_at, SupplyLevel.kind,
-                   SupplyLevel.color, SupplyLevel.level_percent)
-            .where(SupplyLevel.device_id.in_(ids[start : start + _CHUNK]), SupplyLevel.taken_at > since,
-                   SupplyLevel.taken_at <= until)
+            select(
+                SupplyLevel.device_id,
+                SupplyLevel.name,
+                SupplyLevel.taken_at,
+                SupplyLevel.kind,
+                SupplyLevel.color,
+                SupplyLevel.level_percent,
+            )
+            .where(
+                SupplyLevel.device_id.in_(ids[start : start + _CHUNK]),
+                SupplyLevel.taken_at > since,
+                SupplyLevel.taken_at <= until,
+            )
             .order_by(SupplyLevel.taken_at, SupplyLevel.id)
-        )  # fmt: skip
+        )
         found += [tuple(row) for row in await conn.execute(stmt)]  # type: ignore[misc]
     return _History(found)
 
@@ -237,9 +246,15 @@ class SupplyStore:
                         .values(closed_at=status.cartridge_since)
                     )
                 if status.due and status.alert_raised_at is None:
-                    row = {"device_id": device_id, "name": status.supply, "cartridge_since": status.cartridge_since,
-                           "raised_at": now, "level_percent": status.forecast.level,
-                           "empty_on": status.forecast.empty_on, "reason": _reason(status, policy)}  # fmt: skip
+                    row = {
+                        "device_id": device_id,
+                        "name": status.supply,
+                        "cartridge_since": status.cartridge_since,
+                        "raised_at": now,
+                        "level_percent": status.forecast.level,
+                        "empty_on": status.forecast.empty_on,
+                        "reason": _reason(status, policy),
+                    }
                     inserted = await conn.execute(
                         self._store.dialect.insert(alerts).on_conflict_do_nothing().returning(alerts.c.id), [row]
                     )
@@ -254,11 +269,17 @@ class SupplyStore:
             owners = await _customers(conn, now.date())
             levels: dict[tuple[int, str], list[tuple[datetime, str, str | None, int | None]]] = {}
             stmt = (
-                select(SupplyLevel.device_id, SupplyLevel.name, SupplyLevel.taken_at, SupplyLevel.kind,
-                       SupplyLevel.color, SupplyLevel.level_percent)
+                select(
+                    SupplyLevel.device_id,
+                    SupplyLevel.name,
+                    SupplyLevel.taken_at,
+                    SupplyLevel.kind,
+                    SupplyLevel.color,
+                    SupplyLevel.level_percent,
+                )
                 .where(SupplyLevel.taken_at >= since, SupplyLevel.taken_at <= now)
                 .order_by(SupplyLevel.taken_at, SupplyLevel.id)
-            )  # fmt: skip
+            )
             for device_id, name, taken_at, kind, color, level in await conn.execute(stmt):
                 levels.setdefault((device_id, name), []).append((taken_at, kind, color, level))
             totals: dict[int, list[tuple[datetime, int]]] = {}
@@ -292,17 +313,31 @@ class SupplyStore:
             customer = owners.get(device.key) or owners.get(f"site:{device.site}")
             out.append(
                 SupplyStatus(
-                    device=device.key, site=device.site, customer=customer[0] if customer else None,
-                    customer_name=customer[1] if customer else None, address=device.address, model=device.model,
-                    supply=name, kind=rows[-1][1], color=rows[-1][2], part_number=part,
-                    cartridge_since=current.installed_at, replaced=current.replaced, forecast=result,
-                    due=replenishment_due(result, now.date(), lead_days=policy.due_knobs(device.site)[0],
-                                          low_percent=policy.due_knobs(device.site)[1]),
+                    device=device.key,
+                    site=device.site,
+                    customer=customer[0] if customer else None,
+                    customer_name=customer[1] if customer else None,
+                    address=device.address,
+                    model=device.model,
+                    supply=name,
+                    kind=rows[-1][1],
+                    color=rows[-1][2],
+                    part_number=part,
+                    cartridge_since=current.installed_at,
+                    replaced=current.replaced,
+                    forecast=result,
+                    due=replenishment_due(
+                        result,
+                        now.date(),
+                        lead_days=policy.due_knobs(device.site)[0],
+                        low_percent=policy.due_knobs(device.site)[1],
+                    ),
                     alert_raised_at=_open_alert(open_alerts.get((device_id, name)), current),
-                    yields=tuple(yields(history, counter, nominal=nominal, short_share=policy.short_yield)) if counter
+                    yields=tuple(yields(history, counter, nominal=nominal, short_share=policy.short_yield))
+                    if counter
                     else (),
                 )
-            )  # fmt: skip
+            )
         return sorted(out, key=lambda s: (s.site, s.device, s.supply))
 
 

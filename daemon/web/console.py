@@ -40,8 +40,13 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters |= {"money": i18n.money, "number": i18n.number, "day": i18n.day, "moment": i18n.moment,
-                    "pretty": _pretty}  # fmt: skip
+    env.filters |= {
+        "money": i18n.money,
+        "number": i18n.number,
+        "day": i18n.day,
+        "moment": i18n.moment,
+        "pretty": _pretty,
+    }
     return env
 
 
@@ -60,9 +65,12 @@ class Console:
         self, request: Request, name: str, user: WebUser | None, http_status: int = 200, **values: object
     ) -> Response:
         page = self.env.get_template(name).render(
-            request=request, user=user, languages=i18n.NATIVE_NAMES, language=i18n.current_language.get(),
+            request=request,
+            user=user,
+            languages=i18n.NATIVE_NAMES,
+            language=i18n.current_language.get(),
             **values,
-        )  # fmt: skip
+        )
         return HTMLResponse(page, status_code=http_status)
 
 

@@ -41,8 +41,16 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's name for "translate later
 
 
 # Words the templates show from data: review actions and invoice statuses.
-TRANSLATED_WORDS: Final = (N_("approve"), N_("reset"), N_("swap"), N_("replace"), N_("dismiss"), N_("draft"),
-                           N_("finalized"), N_("voided"))  # fmt: skip
+TRANSLATED_WORDS: Final = (
+    N_("approve"),
+    N_("reset"),
+    N_("swap"),
+    N_("replace"),
+    N_("dismiss"),
+    N_("draft"),
+    N_("finalized"),
+    N_("voided"),
+)
 # What each review action does, in one sentence each (shown beside the buttons, translated).
 ACTION_MEANING: Final = {
     "approve": N_("The readings are right as they are: usage is billed across the suspect point."),
@@ -93,10 +101,12 @@ def _see(url: str) -> RedirectResponse:
 @router.get("/login")
 async def login_page(request: Request, console: ConsoleDep, reason: str = "", next: str = "/") -> Response:  # noqa: A002
     binding = console.sessions.pre_login(request)
-    response = console.render(request, "login.html", None, csrf=console.sessions.csrf_for(binding), reason=reason,
-                              next=_local(next))  # fmt: skip
-    response.set_cookie(PRE_LOGIN_COOKIE, binding, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response = console.render(
+        request, "login.html", None, csrf=console.sessions.csrf_for(binding), reason=reason, next=_local(next)
+    )
+    response.set_cookie(
+        PRE_LOGIN_COOKIE, binding, httponly=True, samesite="strict", path="/", secure=request.url.scheme == "https"
+    )
     return response
 
 
@@ -108,8 +118,15 @@ async def login(request: Request, console: ConsoleDep, form: Form) -> Response:
         await console.sessions.start(response, request, login_, password, code)
     except AuthenticationError as err:
         binding = request.cookies.get(PRE_LOGIN_COOKIE, "")
-        return console.render(request, "login.html", None, http_status=429 if err.code == "locked" else 401,
-                              csrf=console.sessions.csrf_for(binding), reason=str(err), next="/")  # fmt: skip
+        return console.render(
+            request,
+            "login.html",
+            None,
+            http_status=429 if err.code == "locked" else 401,
+            csrf=console.sessions.csrf_for(binding),
+            reason=str(err),
+            next="/",
+        )
     return response
 
 
@@ -191,8 +208,9 @@ async def today(request: Request, user: User, console: ConsoleDep) -> Response:
     if user.can("invoices.read"):  # money is for the roles that may read invoices
         drafts = await BillingStore(store).invoices(status=DRAFT)
         buckets = aging(await ReceivablesStore(store).standings(as_of=now.date()))
-    return console.render(request, "today.html", user, sites=sites, kinds=dict(sorted(kinds.items())), drafts=drafts,
-                          aging=buckets)  # fmt: skip
+    return console.render(
+        request, "today.html", user, sites=sites, kinds=dict(sorted(kinds.items())), drafts=drafts, aging=buckets
+    )
 
 
 # -- devices --------------------------------------------------------------------------------
@@ -207,13 +225,28 @@ async def devices(
     found = await store.devices()
     sites, vendors = sorted({d.site for d in found}), sorted({d.vendor for d in found if d.vendor})
     days = int(silent_days) if silent_days.isdigit() else None
-    shown = [d for d in found if (not site or d.site == site) and (not vendor or d.vendor == vendor)
-             and (days is None or d.last_seen < now - timedelta(days=days))]  # fmt: skip
+    shown = [
+        d
+        for d in found
+        if (not site or d.site == site)
+        and (not vendor or d.vendor == vendor)
+        and (days is None or d.last_seen < now - timedelta(days=days))
+    ]
     open_by_device: dict[str, int] = defaultdict(int)
     for anomaly in await AnomalyStore(store).find(status="unresolved", limit=100_000):
         open_by_device[anomaly.device] += 1
-    return console.render(request, "devices.html", user, devices=shown, sites=sites, vendors=vendors, site=site,
-                          vendor=vendor, silent_days=silent_days, open_anomalies=open_by_device)  # fmt: skip
+    return console.render(
+        request,
+        "devices.html",
+        user,
+        devices=shown,
+        sites=sites,
+        vendors=vendors,
+        site=site,
+        vendor=vendor,
+        silent_days=silent_days,
+        open_anomalies=open_by_device,
+    )
 
 
 # -- anomaly review --------------------------------------------------------------------------
@@ -223,8 +256,7 @@ async def devices(
 async def anomaly_queue(request: Request, user: User, console: ConsoleDep) -> Response:
     user.require("anomalies.read")
     queue = await AnomalyStore(console.context.store).find(status="unresolved", limit=200)
-    return console.render(request, "anomalies.html", user, queue=queue, actions=list(ACTIONS),
-                          meanings=ACTION_MEANING)  # fmt: skip
+    return console.render(request, "anomalies.html", user, queue=queue, actions=list(ACTIONS), meanings=ACTION_MEANING)
 
 
 @router.post("/anomalies/{anomaly_id}/resolve")
@@ -234,8 +266,15 @@ async def resolve_anomaly(anomaly_id: Id, user: User, console: ConsoleDep, form:
     value = int(raw_value) if raw_value.isdigit() else None
     if raw_value and value is None:
         raise BillingError(f"value: {raw_value!r} is not a counter value (a whole number of pages)")
-    await resolve(console.context.store, anomaly_id, action=_text(form, "action"), value=value,
-                  actor=user.principal.login, reason=_text(form, "reason"), now=console.context.clock())  # fmt: skip
+    await resolve(
+        console.context.store,
+        anomaly_id,
+        action=_text(form, "action"),
+        value=value,
+        actor=user.principal.login,
+        reason=_text(form, "reason"),
+        now=console.context.clock(),
+    )
     return _see("/anomalies")
 
 
@@ -252,8 +291,9 @@ async def billing_run(request: Request, user: User, console: ConsoleDep, period:
     context = console.context
     label = period or _last_month(context.clock().date())
     month = Period.parse_month(label)
-    preview = await bill_month(context.store, context.settings, month, write=False, actor=user.principal.login,
-                               now=context.clock())  # fmt: skip
+    preview = await bill_month(
+        context.store, context.settings, month, write=False, actor=user.principal.login, now=context.clock()
+    )
     drafts = await BillingStore(context.store).invoices(period=month, status=DRAFT)
     return console.render(request, "billing.html", user, period=label, preview=preview, drafts=drafts)
 
@@ -263,8 +303,14 @@ async def run_drafts(user: User, console: ConsoleDep, form: Form) -> Response:
     user.require("invoices.write")
     context = console.context
     label = _text(form, "period")
-    await bill_month(context.store, context.settings, Period.parse_month(label), write=True,
-                     actor=user.principal.login, now=context.clock())  # fmt: skip
+    await bill_month(
+        context.store,
+        context.settings,
+        Period.parse_month(label),
+        write=True,
+        actor=user.principal.login,
+        now=context.clock(),
+    )
     return _see("/billing?" + urlencode({"period": label}))
 
 
@@ -272,8 +318,14 @@ async def run_drafts(user: User, console: ConsoleDep, form: Form) -> Response:
 async def finalize(invoice_id: Id, user: User, console: ConsoleDep, form: Form) -> Response:
     user.require("invoices.write")
     context = console.context
-    await finalize_invoice(context.store, context.settings, invoice_id, actor=user.principal.login, now=context.clock(),
-                           override=_text(form, "override", required=False) or None)  # fmt: skip
+    await finalize_invoice(
+        context.store,
+        context.settings,
+        invoice_id,
+        actor=user.principal.login,
+        now=context.clock(),
+        override=_text(form, "override", required=False) or None,
+    )
     return _see(f"/invoices/{invoice_id}")
 
 
@@ -297,8 +349,9 @@ async def invoice(request: Request, invoice_id: Id, user: User, console: Console
     if record.status == "finalized":
         found = await ReceivablesStore(context.store).standings(as_of=context.clock().date(), invoice_id=invoice_id)
         standing = found[0] if found else None
-    return console.render(request, "invoice.html", user, invoice=record, standing=standing,
-                          today=context.clock().date().isoformat())  # fmt: skip
+    return console.render(
+        request, "invoice.html", user, invoice=record, standing=standing, today=context.clock().date().isoformat()
+    )
 
 
 @router.get("/invoices/{invoice_id}/document")
@@ -321,8 +374,9 @@ async def receivables(request: Request, user: User, console: ConsoleDep) -> Resp
     user.require("invoices.read")
     today_ = console.context.clock().date()
     standings = await ReceivablesStore(console.context.store).standings(as_of=today_)
-    return console.render(request, "receivables.html", user, standings=standings, aging=aging(standings),
-                          today=today_.isoformat())  # fmt: skip
+    return console.render(
+        request, "receivables.html", user, standings=standings, aging=aging(standings), today=today_.isoformat()
+    )
 
 
 @router.post("/invoices/{invoice_id}/payments")
@@ -334,7 +388,12 @@ async def pay(invoice_id: Id, user: User, console: ConsoleDep, form: Form) -> Re
     except (InvalidOperation, ValueError) as err:
         raise BillingError("amount and date: a number such as 120.50 and a date such as 2026-12-01") from err
     await ReceivablesStore(console.context.store).record_payment(
-        invoice_id, amount, received_on=received, method=_text(form, "method", required=False) or "bank_transfer",
-        reference=_text(form, "reference", required=False), actor=user.principal.login, now=console.context.clock(),
-    )  # fmt: skip
+        invoice_id,
+        amount,
+        received_on=received,
+        method=_text(form, "method", required=False) or "bank_transfer",
+        reference=_text(form, "reference", required=False),
+        actor=user.principal.login,
+        now=console.context.clock(),
+    )
     return _see((_text(form, "back", required=False) and _local(_text(form, "back"))) or "/receivables")

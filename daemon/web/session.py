@@ -101,8 +101,14 @@ class Sessions:
         # Forget sessions idle past the limit (they are over whatever happens), so the table does not grow.
         self._last_use = {sid: last for sid, last in self._last_use.items() if now - last <= self._idle}
         self._last_use[principal.session_id] = now
-        response.set_cookie(SESSION_COOKIE, issued.token, httponly=True, samesite="strict", path="/",
-                            secure=request.url.scheme == "https")  # fmt: skip
+        response.set_cookie(
+            SESSION_COOKIE,
+            issued.token,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            secure=request.url.scheme == "https",
+        )
         response.delete_cookie(PRE_LOGIN_COOKIE, path="/")
 
     async def end(self, response: Response, user: WebUser) -> None:

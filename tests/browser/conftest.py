@@ -112,9 +112,14 @@ async def _seed(store: Store, settings: Settings, accounts: Accounts) -> dict[st
     billed = daily("KY1", date(2026, 9, 20), 75, mono=100, color=20)
     glitching = daily("KY3", date(2026, 9, 20), 75, mono=50, color=5, site="acme-branch")
     glitch = glitching[60]
-    spike = type(glitch)(site=glitch.site, taken_at=glitch.taken_at + timedelta(hours=1), device=glitch.device,
-                         meters=(MeterValue(Meter.MONO, 9_000_000), MeterValue(Meter.COLOR, 2_000)), source="test",
-                         id="KY3-glitch")  # fmt: skip
+    spike = type(glitch)(
+        site=glitch.site,
+        taken_at=glitch.taken_at + timedelta(hours=1),
+        device=glitch.device,
+        meters=(MeterValue(Meter.MONO, 9_000_000), MeterValue(Meter.COLOR, 2_000)),
+        source="test",
+        id="KY3-glitch",
+    )
     silent = daily("KY2", date(2026, 9, 20), 20, mono=10, color=1)
     await Pipeline(store, Metrics()).emit([*billed, *glitching, spike, *silent])
     await billing.assign("KY1", "ACME", start=date(2026, 9, 1), end=None, actor="setup", now=now)
@@ -133,8 +138,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     state = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{state / 'meterd.db'}"
     # The story's October invoice is issued on 31 Oct: the issue-date window counts from the real today.
-    settings = Settings(storage={"url": url}, state_dir=state,
-                        billing={"seller": SELLER, "issue_date_window_days": 3650})  # type: ignore[arg-type]  # fmt: skip
+    settings = Settings(
+        storage={"url": url}, state_dir=state, billing={"seller": SELLER, "issue_date_window_days": 3650}
+    )  # type: ignore[arg-type]
     ready: list[Console] = []
     started = threading.Event()
     failed: list[BaseException] = []
@@ -177,13 +183,27 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     downloads = tmp_path_factory.mktemp("downloads")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1366,768",
-                 f"--user-data-dir={profile}", "--lang=en-US"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1366,768",
+        f"--user-data-dir={profile}",
+        "--lang=en-US",
+    ):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False,
-                                              "intl.accept_languages": "en-US,en"})  # fmt: skip
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "intl.accept_languages": "en-US,en",
+        },
+    )
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.downloads = downloads  # type: ignore[attr-defined]
     try:

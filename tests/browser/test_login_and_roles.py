@@ -40,8 +40,9 @@ def test_a_viewer_sees_no_finalise_button_and_a_forged_post_is_refused(browser: 
     session = browser.get_cookie("meterd_session")
     assert session is not None
     # The form the page did not show, posted anyway with the viewer's own session and a valid token.
-    forged = httpx.post(f"{console.url}/invoices/1/finalize", data={"csrf": csrf},
-                        cookies={"meterd_session": session["value"]})  # fmt: skip
+    forged = httpx.post(
+        f"{console.url}/invoices/1/finalize", data={"csrf": csrf}, cookies={"meterd_session": session["value"]}
+    )
     assert forged.status_code == 403
     assert "viewer may not do this (invoices.write)" in forged.text
 

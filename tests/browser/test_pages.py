@@ -21,10 +21,16 @@ def test_the_login_page_is_accessible(browser: WebDriver, console: Console) -> N
 
 @pytest.mark.parametrize(
     ("name", "path"),
-    [("today", "/"), ("devices", "/devices?silent_days=7"), ("anomalies", "/anomalies"),
-     ("billing", "/billing?period=2026-11"), ("invoices", "/invoices"),
-     ("invoice", "/invoices/{october}"), ("receivables", "/receivables")],
-)  # fmt: skip
+    [
+        ("today", "/"),
+        ("devices", "/devices?silent_days=7"),
+        ("anomalies", "/anomalies"),
+        ("billing", "/billing?period=2026-11"),
+        ("invoices", "/invoices"),
+        ("invoice", "/invoices/{october}"),
+        ("receivables", "/receivables"),
+    ],
+)
 def test_each_page_is_accessible(browser: WebDriver, console: Console, name: str, path: str) -> None:
     [october] = console.call(BillingStore(console.store).invoices(period=OCT))
     if browser.get_cookie("meterd_session") is None:

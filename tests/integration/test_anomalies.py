@@ -58,8 +58,12 @@ async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path
         anomalies = AnomalyStore(store)
         created = await detect_new(anomalies, DetectorSettings(), now=NOW, poll_interval_s=900)
         suspect = sorted((a.kind, a.device, a.meter) for a in created if a.kind != "stale")
-        assert suspect == [("jump", "SER1", "mono"), ("jump", "SER1", "total"),
-                           ("reset", "SER1", "mono"), ("reset", "SER1", "total")]  # fmt: skip
+        assert suspect == [
+            ("jump", "SER1", "mono"),
+            ("jump", "SER1", "total"),
+            ("reset", "SER1", "mono"),
+            ("reset", "SER1", "total"),
+        ]
         assert await anomalies.held_reading_ids() == {"s1-99", "s1-100", "s1-101"}
         # Held: the glitch is left out, so SER1's usage is its steady 5 pages per interval.
         assert await _usage(store) == {"SER1": 5 * 191, "SER2": 3 * 191}
@@ -69,8 +73,19 @@ async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path
     config.write_text(f'[storage]\nurl = "{store_url}"\n')
     for anomaly in created:
         if anomaly.kind in {"jump", "reset"}:
-            argv = ["anomalies", "resolve", str(anomaly.id), "--action", "approve", "--reason", "checked",
-                    "--by", "alice", "--config", str(config)]  # fmt: skip
+            argv = [
+                "anomalies",
+                "resolve",
+                str(anomaly.id),
+                "--action",
+                "approve",
+                "--reason",
+                "checked",
+                "--by",
+                "alice",
+                "--config",
+                str(config),
+            ]
             assert await asyncio.to_thread(main, argv) == 0
     async with Store.open(store_url) as store:
         assert await AnomalyStore(store).held_reading_ids() == set()
@@ -87,8 +102,21 @@ async def test_replace_with_a_manual_reading_is_audited_and_keeps_the_suspect_ou
     jump = next(a for a in created if a.kind == "jump")
     config = tmp_path / "meterd.toml"
     config.write_text(f'[storage]\nurl = "{store_url}"\n')
-    argv = ["anomalies", "resolve", str(jump.id), "--action", "replace", "--value", str(10_000 + 5 * 100),
-            "--reason", "read off the panel", "--by", "bob", "--config", str(config)]  # fmt: skip
+    argv = [
+        "anomalies",
+        "resolve",
+        str(jump.id),
+        "--action",
+        "replace",
+        "--value",
+        str(10_000 + 5 * 100),
+        "--reason",
+        "read off the panel",
+        "--by",
+        "bob",
+        "--config",
+        str(config),
+    ]
     code = await asyncio.to_thread(main, argv)
     assert code == 0
     show = ["anomalies", "show", str(jump.id), "--format", "json", "--config", str(config)]
@@ -126,10 +154,28 @@ async def test_a_silent_device_is_stale_once_and_recovers_by_itself(store_url: s
 
 async def test_toner_going_while_the_total_stands_still_is_found_from_the_stored_supplies(store_url: str) -> None:
     # SER7 answers every hour with the same total while its toner goes from 60 % to 50 %; SER8 prints as it should.
-    fleet = [reading(serial="SER7", at=START + timedelta(hours=h), total=7_000, toner=60 - h, reading_id=f"u7-{h}",
-                     address="10.0.4.27") for h in range(11)]  # fmt: skip
-    fleet += [reading(serial="SER8", at=START + timedelta(hours=h), total=8_000 + 30 * h, toner=60 - h,
-                      reading_id=f"u8-{h}", address="10.0.4.28") for h in range(11)]  # fmt: skip
+    fleet = [
+        reading(
+            serial="SER7",
+            at=START + timedelta(hours=h),
+            total=7_000,
+            toner=60 - h,
+            reading_id=f"u7-{h}",
+            address="10.0.4.27",
+        )
+        for h in range(11)
+    ]
+    fleet += [
+        reading(
+            serial="SER8",
+            at=START + timedelta(hours=h),
+            total=8_000 + 30 * h,
+            toner=60 - h,
+            reading_id=f"u8-{h}",
+            address="10.0.4.28",
+        )
+        for h in range(11)
+    ]
     async with Store.open(store_url) as store:
         await Pipeline(store, Metrics()).emit(fleet)
         anomalies = AnomalyStore(store)
@@ -147,10 +193,12 @@ async def test_a_sites_own_knobs_judge_its_devices(store_url: str) -> None:
     # but the warehouse's printers are polled through a slow link and get 20.
     settings = Settings.model_validate({"anomalies": {"sites": {"warehouse": {"stale_intervals": 20}}}})
     async with Store.open(store_url) as store:
-        await Pipeline(store, Metrics()).emit([
-            reading(serial="OFFICE1", at=START, reading_id="o1", site="acme-hq"),
-            reading(serial="WARE1", at=START, reading_id="w1", site="warehouse", address="10.9.0.1"),
-        ])  # fmt: skip
+        await Pipeline(store, Metrics()).emit(
+            [
+                reading(serial="OFFICE1", at=START, reading_id="o1", site="acme-hq"),
+                reading(serial="WARE1", at=START, reading_id="w1", site="warehouse", address="10.9.0.1"),
+            ]
+        )
         await AnomalyJob(settings, store, Metrics(), lambda: START + timedelta(hours=2)).run()
         found = await AnomalyStore(store).find(kind="stale")
     assert [(a.device, a.evidence["silent_s"]) for a in found] == [("OFFICE1", 7200)]
@@ -161,10 +209,12 @@ async def test_each_new_anomaly_is_posted_to_the_hook_retried_after_a_failure(st
     settings = Settings.model_validate({"anomalies": {"notify_url": hook.url, "notify_attempts": 2}})
     metrics = Metrics()
     async with Store.open(store_url) as store:
-        await Pipeline(store, Metrics()).emit([
-            reading(serial="SER5", at=START, total=1_000, reading_id="h1"),
-            reading(serial="SER5", at=START + timedelta(minutes=15), total=900_000, reading_id="h2"),
-        ])  # fmt: skip
+        await Pipeline(store, Metrics()).emit(
+            [
+                reading(serial="SER5", at=START, total=1_000, reading_id="h1"),
+                reading(serial="SER5", at=START + timedelta(minutes=15), total=900_000, reading_id="h2"),
+            ]
+        )
         await AnomalyJob(settings, store, metrics, lambda: START + timedelta(minutes=20)).run()
     posted = [(body["kind"], body["device"], body["meter"]) for body in hook.received]
     # A 899,000-page step in 15 minutes: a jump on total and on mono. The first POST met a 503 and was
@@ -183,13 +233,18 @@ def _colour_readings(hours: range, *, faulty: set[int]) -> list[Reading]:
         mono, color = 400_000 + 40 * (hour + 1), 100_000 + 10 * (hour + 1) + 10 * doubled
         readings.append(
             Reading(
-                site="acme-hq", taken_at=START + timedelta(hours=hour),
+                site="acme-hq",
+                taken_at=START + timedelta(hours=hour),
                 device=DeviceInfo(key="CLR1", vendor="HP", model="Color LaserJet M479", address="10.0.4.31"),
-                meters=(MeterValue(Meter.TOTAL, 500_000 + 50 * (hour + 1)), MeterValue(Meter.MONO, mono),
-                        MeterValue(Meter.COLOR, color)),
-                source="test", id=f"c-{hour}",
+                meters=(
+                    MeterValue(Meter.TOTAL, 500_000 + 50 * (hour + 1)),
+                    MeterValue(Meter.MONO, mono),
+                    MeterValue(Meter.COLOR, color),
+                ),
+                source="test",
+                id=f"c-{hour}",
             )
-        )  # fmt: skip
+        )
     return readings
 
 
@@ -262,17 +317,32 @@ async def test_anomalies_list_pages_and_says_how_many_more(
 
 
 def _customer(code: str) -> Customer:
-    return parse_customer({
-        "code": code, "legal_name": f"{code} GmbH", "country": "DE", "currency": "EUR",
-        "address": {"street": "Hauptstraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
-        "contacts": [{"name": "Accounts", "email": f"ap@{code.lower()}.example", "billing": True}],
-    })  # fmt: skip
+    return parse_customer(
+        {
+            "code": code,
+            "legal_name": f"{code} GmbH",
+            "country": "DE",
+            "currency": "EUR",
+            "address": {"street": "Hauptstraße 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+            "contacts": [{"name": "Accounts", "email": f"ap@{code.lower()}.example", "billing": True}],
+        }
+    )
 
 
 def _per_page(customer: str, price: str) -> Contract:
-    return parse_contract({"id": f"{customer}-1", "customer": customer, "versions": [
-        {"valid_from": "2026-01-01", "currency": "EUR", "meters": [{"meter": "total", "tiers": [{"price": price}]}]}
-    ]})  # fmt: skip
+    return parse_contract(
+        {
+            "id": f"{customer}-1",
+            "customer": customer,
+            "versions": [
+                {
+                    "valid_from": "2026-01-01",
+                    "currency": "EUR",
+                    "meters": [{"meter": "total", "tiers": [{"price": price}]}],
+                }
+            ],
+        }
+    )
 
 
 async def test_the_review_queue_puts_the_most_money_first_by_customer_and_device_and_acks_a_kind_at_once(
@@ -282,10 +352,24 @@ async def test_the_review_queue_puts_the_most_money_first_by_customer_and_device
     fleet = []
     for n in range(2 * 96):
         at = START + timedelta(minutes=15 * n)
-        fleet.append(reading(serial="DEVX", at=at, total=10_000 + 5 * n + (900_000 if n == 100 else 0),
-                             reading_id=f"x-{n}", address="10.0.6.1"))  # fmt: skip
-        fleet.append(reading(serial="DEVY", at=at, total=20_000 + 5 * n + (100_000 if n == 100 else 0),
-                             reading_id=f"y-{n}", address="10.0.6.2"))  # fmt: skip
+        fleet.append(
+            reading(
+                serial="DEVX",
+                at=at,
+                total=10_000 + 5 * n + (900_000 if n == 100 else 0),
+                reading_id=f"x-{n}",
+                address="10.0.6.1",
+            )
+        )
+        fleet.append(
+            reading(
+                serial="DEVY",
+                at=at,
+                total=20_000 + 5 * n + (100_000 if n == 100 else 0),
+                reading_id=f"y-{n}",
+                address="10.0.6.2",
+            )
+        )
     async with Store.open(store_url) as store:
         await Pipeline(store, Metrics()).emit(fleet)
         billing = BillingStore(store)
@@ -333,8 +417,9 @@ async def test_a_spike_whose_next_day_stays_up_is_withdrawn_as_a_level_shift(sto
     start = datetime(2026, 9, 7, 17, tzinfo=UTC)  # a Monday, end of the working day
     pages = [0 if (start + timedelta(days=d)).weekday() >= 5 else 300 + 10 * (d % 3) for d in range(35)]
     totals = [10_000 + sum(pages[: d + 1]) for d in range(35)]
-    readings = [reading(serial="BUSY", at=start + timedelta(days=d), total=t, reading_id=f"b-{d}")
-                for d, t in enumerate(totals)]  # fmt: skip
+    readings = [
+        reading(serial="BUSY", at=start + timedelta(days=d), total=t, reading_id=f"b-{d}") for d, t in enumerate(totals)
+    ]
     monday, tuesday = start + timedelta(days=35), start + timedelta(days=36)
     async with Store.open(store_url) as store:
         pipeline, anomalies = Pipeline(store, Metrics()), AnomalyStore(store)

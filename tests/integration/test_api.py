@@ -109,8 +109,13 @@ def _guard(route: APIRoute) -> Guard | None:
 
 
 def _routes(app: Any) -> list[tuple[str, str, Guard | None]]:
-    routes = [(method, PREFIX + route.path, _guard(route)) for router in ROUTERS for route in router.routes
-              if isinstance(route, APIRoute) for method in sorted(route.methods)]  # fmt: skip
+    routes = [
+        (method, PREFIX + route.path, _guard(route))
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in sorted(route.methods)
+    ]
     # Whatever the app serves is in that list: a route mounted some other way would escape the rules.
     published = {(m.upper(), path) for path, item in app.openapi()["paths"].items() for m in item}
     assert published == {(method, path) for method, path, _ in routes}
@@ -183,7 +188,10 @@ async def test_failed_logins_lock_the_account_with_a_clear_message_until_it_expi
 async def test_sessions_expire_and_are_revoked_by_logout_password_change_and_disabling(api: Api) -> None:
     headers = await api.token("technician")
     assert (await api.client.get("/api/v1/auth/me", headers=headers)).json() == {
-        "login": "technician", "role": "technician", "kind": "session"}  # fmt: skip
+        "login": "technician",
+        "role": "technician",
+        "kind": "session",
+    }
     api.clock.now += timedelta(hours=8, seconds=1)  # api.session_hours
     expired = await api.client.get("/api/v1/auth/me", headers=headers)
     assert (expired.status_code, expired.json()["error"]["code"]) == (401, "token_invalid")
@@ -202,12 +210,14 @@ async def test_sessions_expire_and_are_revoked_by_logout_password_change_and_dis
 async def test_api_tokens_are_shown_once_never_stronger_than_their_issuer_and_revocable(api: Api) -> None:
     technician = await api.token("technician")
     # A viewer reads contracts and invoices, which a technician may not: so a technician cannot issue one.
-    too_strong = await api.client.post("/api/v1/tokens", headers=technician,
-                                       json={"name": "x", "role": "viewer", "days": 30})  # fmt: skip
+    too_strong = await api.client.post(
+        "/api/v1/tokens", headers=technician, json={"name": "x", "role": "viewer", "days": 30}
+    )
     assert (too_strong.status_code, too_strong.json()["error"]["code"]) == (422, "invalid")
     headers = await api.token("billing")
-    issued = await api.client.post("/api/v1/tokens", headers=headers,
-                                   json={"name": "erp-export", "role": "viewer", "days": 30})  # fmt: skip
+    issued = await api.client.post(
+        "/api/v1/tokens", headers=headers, json={"name": "erp-export", "role": "viewer", "days": 30}
+    )
     assert issued.status_code == 201
     machine = {"Authorization": f"Bearer {issued.json()['token']}"}
     assert (await api.client.get("/api/v1/auth/me", headers=machine)).json()["role"] == "viewer"
@@ -229,8 +239,9 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
     customer = book["customer"][0]
     created = await api.client.put("/api/v1/customers/ACME", headers=headers, json=customer)
     assert created.status_code == 200, created.text
-    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
-                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    contract = book["contract"][0] | {
+        "versions": [v | {"valid_from": str(v["valid_from"])} for v in book["contract"][0]["versions"]]
+    }
     assert (await api.client.put("/api/v1/contracts/ACME-1", headers=headers, json=contract)).status_code == 200
     eve = {"login": "eve", "name": "Eve", "role": "billing"}
     admin = await api.token("admin")
@@ -259,8 +270,10 @@ async def test_changes_through_the_api_are_audited_with_who_and_from_where(api: 
     assert (await api.client.put("/api/v1/customers/ACME", headers=headers, json=renamed)).status_code == 200
     history = await api.client.get("/api/v1/audit", headers=admin, params={"target": "customer:ACME"})
     [saved, created_entry] = history.json()["items"]
-    assert saved["detail"] == {"before": {"payment_terms_days": 14, "trade_name": None},
-                               "after": {"payment_terms_days": 30, "trade_name": "Acme Print"}}  # fmt: skip
+    assert saved["detail"] == {
+        "before": {"payment_terms_days": 14, "trade_name": None},
+        "after": {"payment_terms_days": 30, "trade_name": "Acme Print"},
+    }
     assert created_entry["detail"]["before"] is None
     assert created_entry["detail"]["after"]["legal_name"] == customer["legal_name"]
     noted = await api.client.post("/api/v1/customers/ACME/comments", headers=headers, json={"text": "Call before 10"})
@@ -293,43 +306,107 @@ async def test_every_kind_of_change_through_the_api_leaves_its_audit_row(api: Ap
     """Each change a person can make through the API, and the audit entry it must leave: who, what, detail."""
     book = tomllib.loads(BOOK)
     readings = daily("KY1", date(2026, 9, 20), 50, mono=100, color=20)
-    glitch = replace(readings[40], id="glitch", taken_at=readings[40].taken_at + timedelta(hours=1),
-                     meters=(MeterValue(Meter.MONO, 9_000_000), MeterValue(Meter.COLOR, 2_000)))  # fmt: skip
+    glitch = replace(
+        readings[40],
+        id="glitch",
+        taken_at=readings[40].taken_at + timedelta(hours=1),
+        meters=(MeterValue(Meter.MONO, 9_000_000), MeterValue(Meter.COLOR, 2_000)),
+    )
     await Pipeline(api.store, Metrics()).emit([*readings, glitch])
-    [jump, *_] = [a for a in await detect_new(AnomalyStore(api.store), DetectorSettings(), now=api.clock.now,
-                                              poll_interval_s=86_400) if a.kind == "jump"]  # fmt: skip
+    [jump, *_] = [
+        a
+        for a in await detect_new(
+            AnomalyStore(api.store), DetectorSettings(), now=api.clock.now, poll_interval_s=86_400
+        )
+        if a.kind == "jump"
+    ]
     billing, admin = await api.token("billing"), await api.token("admin")
-    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
-                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    contract = book["contract"][0] | {
+        "versions": [v | {"valid_from": str(v["valid_from"])} for v in book["contract"][0]["versions"]]
+    }
     csv_cards = (await api.client.get("/api/v1/exchange/customers", headers=billing)).text  # empty, with its header
     steps: list[tuple[str, str, dict[str, Any] | None, dict[str, str], str, str]] = [
         ("PUT", "/api/v1/customers/ACME", book["customer"][0], billing, "customer.save", "customer:ACME"),
         ("PUT", "/api/v1/contracts/ACME-1", contract, billing, "contract.save", "contract:ACME-1"),
-        ("POST", "/api/v1/assignments", {"device": "KY1", "customer": "ACME", "start": "2026-09-01"}, billing,
-         "device.assign", "device:KY1"),
-        ("POST", "/api/v1/customers/ACME/comments", {"text": "Call first"}, billing, "customer.comment",
-         "customer:ACME"),
-        ("POST", f"/api/v1/anomalies/{jump.id}/ack", {"reason": "looking"}, billing, "anomaly.acknowledged",
-         f"anomaly:{jump.id}"),
-        ("POST", f"/api/v1/anomalies/{jump.id}/resolve", {"action": "dismiss", "reason": "glitch"}, billing,
-         "anomaly.dismissed", f"anomaly:{jump.id}"),
+        (
+            "POST",
+            "/api/v1/assignments",
+            {"device": "KY1", "customer": "ACME", "start": "2026-09-01"},
+            billing,
+            "device.assign",
+            "device:KY1",
+        ),
+        (
+            "POST",
+            "/api/v1/customers/ACME/comments",
+            {"text": "Call first"},
+            billing,
+            "customer.comment",
+            "customer:ACME",
+        ),
+        (
+            "POST",
+            f"/api/v1/anomalies/{jump.id}/ack",
+            {"reason": "looking"},
+            billing,
+            "anomaly.acknowledged",
+            f"anomaly:{jump.id}",
+        ),
+        (
+            "POST",
+            f"/api/v1/anomalies/{jump.id}/resolve",
+            {"action": "dismiss", "reason": "glitch"},
+            billing,
+            "anomaly.dismissed",
+            f"anomaly:{jump.id}",
+        ),
         ("POST", "/api/v1/billing/run", {"period": "2026-10"}, billing, "bill.run", "period:2026-10"),
-        ("POST", "/api/v1/invoices/1/finalize", {"issue_date": "2026-11-01", "override_hold": "read on site"},
-         billing, "invoice.finalize", "invoice:1"),
-        ("POST", "/api/v1/invoices/1/payments", {"amount": "50.00", "received_on": "2026-11-10"}, billing,
-         "payment.record", "invoice:1"),
-        ("POST", "/api/v1/invoices/1/instalments", {"parts": 2, "first": "2026-12-01"}, billing,
-         "invoice.instalments", "invoice:1"),
+        (
+            "POST",
+            "/api/v1/invoices/1/finalize",
+            {"issue_date": "2026-11-01", "override_hold": "read on site"},
+            billing,
+            "invoice.finalize",
+            "invoice:1",
+        ),
+        (
+            "POST",
+            "/api/v1/invoices/1/payments",
+            {"amount": "50.00", "received_on": "2026-11-10"},
+            billing,
+            "payment.record",
+            "invoice:1",
+        ),
+        (
+            "POST",
+            "/api/v1/invoices/1/instalments",
+            {"parts": 2, "first": "2026-12-01"},
+            billing,
+            "invoice.instalments",
+            "invoice:1",
+        ),
         ("POST", "/api/v1/invoices/1/void", {"reason": "wrong contract"}, billing, "invoice.void", "invoice:1"),
-        ("POST", "/api/v1/users", {"login": "dora", "name": "Dora", "role": "viewer", "password": PASSWORD}, admin,
-         "user.add", "user:dora"),
+        (
+            "POST",
+            "/api/v1/users",
+            {"login": "dora", "name": "Dora", "role": "viewer", "password": PASSWORD},
+            admin,
+            "user.add",
+            "user:dora",
+        ),
         ("PATCH", "/api/v1/users/dora", {"role": "technician"}, admin, "user.role", "user:dora"),
         ("PATCH", "/api/v1/users/dora", {"disabled": True}, admin, "user.disable", "user:dora"),
         ("POST", "/api/v1/users/dora/unlock", None, admin, "user.unlock", "user:dora"),
         ("POST", "/api/v1/tokens", {"name": "erp", "role": "viewer", "days": 7}, admin, "token.issue", "user:admin"),
-        ("POST", "/api/v1/exchange/import", {"customers": csv_cards, "contacts": CONTACTS_HEADER,
-                                             "devices": NEW_DEVICE}, billing, "device.save", "device:KY2"),
-    ]  # fmt: skip
+        (
+            "POST",
+            "/api/v1/exchange/import",
+            {"customers": csv_cards, "contacts": CONTACTS_HEADER, "devices": NEW_DEVICE},
+            billing,
+            "device.save",
+            "device:KY2",
+        ),
+    ]
     for method, url, body, headers, action, target in steps:
         response = await api.client.request(method, url, headers=headers, json=body)
         assert response.status_code < 300, (url, response.text)
@@ -340,20 +417,24 @@ async def test_every_kind_of_change_through_the_api_leaves_its_audit_row(api: Ap
     assert (
         await api.client.post("/api/v1/billing/run", headers=billing, json={"period": "2026-10"})
     ).status_code == 200
-    report = await api.client.get("/api/v1/reports/usage", headers=billing,
-                                  params={"customer": "ACME", "period": "2026-10", "format": "csv"})  # fmt: skip
+    report = await api.client.get(
+        "/api/v1/reports/usage", headers=billing, params={"customer": "ACME", "period": "2026-10", "format": "csv"}
+    )
     assert report.headers["content-type"].startswith("text/csv"), report.text
     assert "ACME,KY1,mono,2026-10-01" in report.text
-    page = await api.client.get("/api/v1/reports/usage", headers=billing, params={"customer": "ACME",
-                                                                                  "period": "2026-10"})  # fmt: skip
+    page = await api.client.get(
+        "/api/v1/reports/usage", headers=billing, params={"customer": "ACME", "period": "2026-10"}
+    )
     assert "data:image/png;base64," in page.text
     assert "KY2,Ricoh" in (await api.client.get("/api/v1/exchange/devices", headers=billing)).text
     details = {e.action: e.detail for e in await find_audit(api.store, limit=200)}
     assert details["user.role"] == {"before": {"role": "viewer"}, "after": {"role": "technician"}}
     assert details["payment.record"]["amount"] == "50.00"
     assert details["anomaly.dismissed"]["reason"] == "glitch"
-    assert details["device.save"] == {"before": None, "after": {"vendor": "Ricoh", "model": None, "address": None,
-                                                                "site": "acme-hq"}}  # fmt: skip
+    assert details["device.save"] == {
+        "before": None,
+        "after": {"vendor": "Ricoh", "model": None, "address": None, "site": "acme-hq"},
+    }
     assert details["customer.comment"] == {"text": "Call first"}
 
 
@@ -362,12 +443,14 @@ async def test_the_api_warns_about_meters_a_device_never_reported_and_finalising
     book = tomllib.loads(BOOK)
     await Pipeline(api.store, Metrics()).emit(konica_daily("KM1", date(2026, 9, 20), 50))
     billing = await api.token("billing")
-    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
-                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    contract = book["contract"][0] | {
+        "versions": [v | {"valid_from": str(v["valid_from"])} for v in book["contract"][0]["versions"]]
+    }
     assert (await api.client.put("/api/v1/customers/ACME", headers=billing, json=book["customer"][0])).is_success
     assert (await api.client.put("/api/v1/contracts/ACME-1", headers=billing, json=contract)).is_success
-    assigned = await api.client.post("/api/v1/assignments", headers=billing,
-                                     json={"device": "KM1", "customer": "ACME", "start": "2026-09-01"})  # fmt: skip
+    assigned = await api.client.post(
+        "/api/v1/assignments", headers=billing, json={"device": "KM1", "customer": "ACME", "start": "2026-09-01"}
+    )
     assert assigned.status_code == 201
     warnings = assigned.json()["warnings"]
     assert [w.split(" bills meter ")[1].split(",")[0] for w in warnings] == ["color", "mono"]
@@ -377,8 +460,11 @@ async def test_the_api_warns_about_meters_a_device_never_reported_and_finalising
     refused = await api.client.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=billing, json={})
     assert refused.status_code >= 400
     assert "2 blocking item(s): meter not reported" in refused.text
-    done = await api.client.post(f"/api/v1/invoices/{invoice_id}/finalize", headers=billing,
-                                 json={"override": "counters checked on the device's display"})  # fmt: skip
+    done = await api.client.post(
+        f"/api/v1/invoices/{invoice_id}/finalize",
+        headers=billing,
+        json={"override": "counters checked on the device's display"},
+    )
     assert done.status_code == 200, done.text
     assert done.json()["hold_override"] == "counters checked on the device's display"
     [entry] = await find_audit(api.store, target=f"invoice:{invoice_id}", limit=1)
@@ -409,8 +495,9 @@ async def test_parallel_wrong_guesses_lock_the_account_after_five(api: Api) -> N
 async def test_parallel_failures_are_each_counted_in_the_store(api: Api) -> None:
     """Judged at once (more turns than the default), the failures still all count: one UPDATE each."""
     accounts = api.accounts_with(ApiSettings(login_attempts_at_once=10, max_failed_logins=100))
-    results = await asyncio.gather(*(accounts.login("viewer", f"wrong guess {n}") for n in range(10)),
-                                   return_exceptions=True)  # fmt: skip
+    results = await asyncio.gather(
+        *(accounts.login("viewer", f"wrong guess {n}") for n in range(10)), return_exceptions=True
+    )
     assert {type(result) for result in results} == {AuthenticationError}
     assert (await api.accounts.user("viewer")).failed_logins == 10
 
@@ -470,8 +557,9 @@ async def test_a_token_never_outlives_the_token_that_issued_it(api: Api) -> None
     person = await api.token("billing")
     day = await api.client.post("/api/v1/tokens", headers=person, json={"name": "one-day", "role": "viewer", "days": 1})
     machine = {"Authorization": f"Bearer {day.json()['token']}"}
-    renewed = await api.client.post("/api/v1/tokens", headers=machine,
-                                    json={"name": "renewed", "role": "viewer", "days": 365})  # fmt: skip
+    renewed = await api.client.post(
+        "/api/v1/tokens", headers=machine, json={"name": "renewed", "role": "viewer", "days": 365}
+    )
     assert (renewed.status_code, renewed.json()["error"]["code"]) == (422, "invalid")
     assert "cannot outlive the token that issues it (yours ends 2026-12-01 09:00 UTC)" in renewed.text
     # A person's 8-hour session still gives a machine its 30 days: that is what API tokens are for.
@@ -484,13 +572,15 @@ async def _october_billed(api: Api) -> dict[str, str]:
     book = tomllib.loads(BOOK)
     await Pipeline(api.store, Metrics()).emit(daily("KY1", date(2026, 9, 20), 50, mono=100, color=20))
     billing = await api.token("billing")
-    contract = book["contract"][0] | {"versions": [v | {"valid_from": str(v["valid_from"])} for v in
-                                                   book["contract"][0]["versions"]]}  # fmt: skip
+    contract = book["contract"][0] | {
+        "versions": [v | {"valid_from": str(v["valid_from"])} for v in book["contract"][0]["versions"]]
+    }
     for method, url, body in [
-        ("PUT", "/api/v1/customers/ACME", book["customer"][0]), ("PUT", "/api/v1/contracts/ACME-1", contract),
+        ("PUT", "/api/v1/customers/ACME", book["customer"][0]),
+        ("PUT", "/api/v1/contracts/ACME-1", contract),
         ("POST", "/api/v1/assignments", {"device": "KY1", "customer": "ACME", "start": "2026-09-01"}),
         ("POST", "/api/v1/billing/run", {"period": "2026-10"}),
-    ]:  # fmt: skip
+    ]:
         assert (await api.client.request(method, url, headers=billing, json=body)).status_code < 300, url
     return billing
 
@@ -499,8 +589,11 @@ async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audite
     billing, admin = await _october_billed(api), await api.token("admin")
 
     async def finalize(invoice: int, issued: str) -> httpx.Response:
-        return await api.client.post(f"/api/v1/invoices/{invoice}/finalize", headers=billing,
-                                     json={"issue_date": issued, "override_hold": "read on site"})  # fmt: skip
+        return await api.client.post(
+            f"/api/v1/invoices/{invoice}/finalize",
+            headers=billing,
+            json={"issue_date": issued, "override_hold": "read on site"},
+        )
 
     epoch = await finalize(1, "1970-01-01")
     assert (epoch.status_code, epoch.json()["error"]["code"]) == (422, "refused")
@@ -521,16 +614,20 @@ async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audite
     assert (queued.action, queued.actor) == ("reminder.queue", "billing")  # who asked, not "system"
     assert (await api.client.patch("/api/v1/users/viewer", headers=admin, json={"disabled": True})).status_code == 200
     [disabled] = await find_audit(api.store, target="user:viewer", limit=1)
-    assert (disabled.action, disabled.detail) == ("user.disable", {"before": {"disabled": False},
-                                                                   "after": {"disabled": True}})  # fmt: skip
+    assert (disabled.action, disabled.detail) == (
+        "user.disable",
+        {"before": {"disabled": False}, "after": {"disabled": True}},
+    )
 
 
 async def test_people_list_and_end_their_own_sessions_and_responses_carry_security_headers(api: Api) -> None:
     laptop, phone = await api.token("technician"), await api.token("technician")
     viewer = await api.token("viewer")
     listed = (await api.client.get("/api/v1/auth/sessions", headers=phone)).json()
-    assert [(s["current"], s["expires_at"]) for s in listed] == [(True, "2026-11-30T17:00:00Z"),
-                                                                  (False, "2026-11-30T17:00:00Z")]  # fmt: skip
+    assert [(s["current"], s["expires_at"]) for s in listed] == [
+        (True, "2026-11-30T17:00:00Z"),
+        (False, "2026-11-30T17:00:00Z"),
+    ]
     laptop_id = listed[1]["id"]
     someone_elses = await api.client.delete(f"/api/v1/auth/sessions/{laptop_id}", headers=viewer)
     assert (someone_elses.status_code, someone_elses.json()["error"]["code"]) == (422, "invalid")
@@ -540,8 +637,11 @@ async def test_people_list_and_end_their_own_sessions_and_responses_carry_securi
     [entry] = await find_audit(api.store, target=f"session:{laptop_id}", limit=1)
     assert (entry.actor, entry.action) == ("technician", "session.revoke")
 
-    for response in (await api.client.get("/api/v1/devices", headers=phone), await api.login("nobody-here"),
-                     await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"})):  # fmt: skip
+    for response in (
+        await api.client.get("/api/v1/devices", headers=phone),
+        await api.login("nobody-here"),
+        await api.client.get("/api/v1/readings", headers=phone, params={"format": "csv"}),
+    ):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "default-src 'none'" in response.headers["content-security-policy"]
         assert response.headers["cache-control"] == "no-store"
@@ -560,8 +660,9 @@ async def test_the_usage_report_is_kept_until_its_data_changes_and_limited_per_u
     billing = await _october_billed(api)
 
     async def report(period: str = "2026-10") -> httpx.Response:
-        return await api.client.get("/api/v1/reports/usage", headers=billing,
-                                    params={"customer": "ACME", "period": period})  # fmt: skip
+        return await api.client.get(
+            "/api/v1/reports/usage", headers=billing, params={"customer": "ACME", "period": period}
+        )
 
     first = await report()
     assert first.status_code == 200

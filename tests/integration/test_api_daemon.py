@@ -44,8 +44,9 @@ class Running:
 
 
 def _meterd(config: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*METERD, *argv, "--config", str(config)], input=stdin, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [*METERD, *argv, "--config", str(config)], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,14 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         f'site = "acme-hq"\nstate_dir = "{home / "state"}"\n[metrics]\nlisten = "127.0.0.1:0"\n'
         '[logging]\nformat = "json"\n[api]\nenabled = true\nlisten = "127.0.0.1:0"\n'
     )
-    refused = _meterd(config, "users", "add", "root", "--name", "Root", "--role", "admin", "--password-stdin",
-                      stdin="password1234\n")  # fmt: skip
+    refused = _meterd(
+        config, "users", "add", "root", "--name", "Root", "--role", "admin", "--password-stdin", stdin="password1234\n"
+    )
     assert refused.returncode == 1
     assert "one of the most common passwords" in refused.stderr
-    added = _meterd(config, "users", "add", "root", "--name", "Root", "--role", "admin", "--password-stdin",
-                    stdin=f"{PASSWORD}\n")  # fmt: skip
+    added = _meterd(
+        config, "users", "add", "root", "--name", "Root", "--role", "admin", "--password-stdin", stdin=f"{PASSWORD}\n"
+    )
     assert added.returncode == 0, added.stderr
     uri = next(line.strip() for line in added.stdout.splitlines() if line.strip().startswith("otpauth://"))
     secret = parse_qs(urlparse(uri).query)["secret"][0]
@@ -73,8 +76,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         proc = subprocess.Popen([*METERD, "run", "--config", str(config)], stderr=stderr)
     try:
         base_url = f"http://127.0.0.1:{wait_for_port(log, proc, 'api_listening')}"
-        login = httpx.post(f"{base_url}/api/v1/auth/login", timeout=10,
-                           json={"login": "root", "password": PASSWORD, "code": pyotp.TOTP(secret).now()})  # fmt: skip
+        login = httpx.post(
+            f"{base_url}/api/v1/auth/login",
+            timeout=10,
+            json={"login": "root", "password": PASSWORD, "code": pyotp.TOTP(secret).now()},
+        )
         assert login.status_code == 200, login.text
         yield Running(base_url, {"Authorization": f"Bearer {login.json()['token']}"}, config)
     finally:
@@ -98,8 +104,9 @@ def api_schema(running: Running) -> schemathesis.BaseSchema:
 def test_the_first_admin_comes_from_the_cli_and_the_daemon_serves_it(running: Running) -> None:
     me = httpx.get(f"{running.base_url}/api/v1/auth/me", headers=running.headers, timeout=10)
     assert me.json() == {"login": "root", "role": "admin", "kind": "session"}
-    readings = httpx.get(f"{running.base_url}/api/v1/readings", headers=running.headers, timeout=10,
-                         params={"format": "csv"})  # fmt: skip
+    readings = httpx.get(
+        f"{running.base_url}/api/v1/readings", headers=running.headers, timeout=10, params={"format": "csv"}
+    )
     assert readings.headers["content-type"].startswith("text/csv")
     assert readings.text.splitlines()[0].startswith("taken_at,device,vendor,model,meter,value")
     assert sum(",API1," in line for line in readings.text.splitlines()) == 3 * 3  # 3 readings x 3 meters

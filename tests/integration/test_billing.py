@@ -459,8 +459,13 @@ async def test_usage_growing_past_the_contract_is_flagged_once_and_closed_with_i
 ) -> None:
     # KY1: 100 mono pages a day from 20 Sep, the last read on 21 Oct 06:00; 1,000 mono pages included a month.
     await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 32, mono=100, color=20), "KY1")
-    moments = iter([datetime(2026, 10, 21, 7, tzinfo=UTC), datetime(2026, 10, 21, 8, tzinfo=UTC),
-                    datetime(2026, 11, 1, 0, 30, tzinfo=UTC)])  # fmt: skip
+    moments = iter(
+        [
+            datetime(2026, 10, 21, 7, tzinfo=UTC),
+            datetime(2026, 10, 21, 8, tzinfo=UTC),
+            datetime(2026, 11, 1, 0, 30, tzinfo=UTC),
+        ]
+    )
     async with Store.open(store_url) as store:
         metrics = Metrics()
         job = AnomalyJob(Settings(), store, metrics, lambda: next(moments))
@@ -516,13 +521,34 @@ async def test_a_confirmed_reset_bills_every_page_and_each_segment_has_its_own_r
     await _ready(store_url, config, [*before, *after], "KY1")
     async with Store.open(store_url) as store:
         await AnomalyStore(store).record(
-            [Finding(Kind.RESET, "KY1", "mono", before[-1].taken_at, after[0].taken_at,
-                     {"readings": [before[-1].id, after[0].id]})], now=NOW,
-        )  # fmt: skip
+            [
+                Finding(
+                    Kind.RESET,
+                    "KY1",
+                    "mono",
+                    before[-1].taken_at,
+                    after[0].taken_at,
+                    {"readings": [before[-1].id, after[0].id]},
+                )
+            ],
+            now=NOW,
+        )
         [reset] = await AnomalyStore(store).find(kind="reset")
     value = [] if restarted_from is None else ["--value", str(restarted_from)]
-    resolved = await asyncio.to_thread(cli, config, "anomalies", "resolve", str(reset.id), "--action", "reset",
-                                       "--reason", "new board", "--by", "carol", *value)  # fmt: skip
+    resolved = await asyncio.to_thread(
+        cli,
+        config,
+        "anomalies",
+        "resolve",
+        str(reset.id),
+        "--action",
+        "reset",
+        "--reason",
+        "new board",
+        "--by",
+        "carol",
+        *value,
+    )
     base = restarted_from or 0
     assert resolved == 0
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10") == 0
@@ -536,7 +562,9 @@ async def test_a_confirmed_reset_bills_every_page_and_each_segment_has_its_own_r
     assert await asyncio.to_thread(cli, config, "reports", "erp", "--period", "2026-10", "--out", str(erp)) == 0
     rows = [row.split(",") for row in erp.read_text().splitlines() if row.startswith("KY1,ACME,mono")]
     assert [(row[4], row[6], row[7], row[10], row[11]) for row in rows] == [
-        ("11100", "12000", "900", "1", ""), (str(base), "2135", str(2135 - base), "2", "reset")]  # fmt: skip
+        ("11100", "12000", "900", "1", ""),
+        (str(base), "2135", str(2135 - base), "2", "reset"),
+    ]
     assert all(int(row[6]) - int(row[4]) == int(row[7]) for row in rows)
 
 
@@ -548,8 +576,10 @@ async def test_billing_speaks_json_with_quantity_price_tier_and_a_read_pair_per_
     after = daily("KY1", date(2026, 10, 11), 30, mono=100, color=20, start=35, color_start=1000 + 20 * 21)
     await _ready(store_url, config, [*before, *after], "KY1")
     capsys.readouterr()
-    assert await asyncio.to_thread(cli, config, "bill", "preview", "--period", "2026-10", "--lines", "--format",
-                                   "json") == 0  # fmt: skip
+    assert (
+        await asyncio.to_thread(cli, config, "bill", "preview", "--period", "2026-10", "--lines", "--format", "json")
+        == 0
+    )
     [preview] = json.loads(capsys.readouterr().out)["invoices"]
     assert preview["state"] == "preview"
     assert await asyncio.to_thread(cli, config, "bill", "run", "--period", "2026-10", "--format", "json") == 0
@@ -565,17 +595,29 @@ async def test_billing_speaks_json_with_quantity_price_tier_and_a_read_pair_per_
     assert (mono["device"], mono["unit_price"], mono["tiering"]) == ("KY1", "0.012", "graduated")
     assert mono["quantity"] == str(mono["pages"] - mono["included"])
     assert [(p["segment"], p["start"]["value"], p["end"]["value"], p["pages"]) for p in mono["read_pairs"]] == [
-        (1, 11_100, 12_000, 900), (2, 35, 2_135, 2_100)]  # fmt: skip
+        (1, 11_100, 12_000, 900),
+        (2, 35, 2_135, 2_100),
+    ]
     assert sum(pair["pages"] for pair in mono["read_pairs"]) == mono["pages"]
     assert shown["lines"] == run["lines"]
 
 
 # The counters the real bizhub C250i reports (shared walks: librenms/konica_c250i.snmprec, expected.json):
 # split by function, no mono/colour of its own.
-C250I = {Meter.PRINT_MONO: 22_876, Meter.PRINT_COLOR: 6_711, Meter.COPY_MONO: 3_672, Meter.COPY_COLOR: 544,
-         Meter.TOTAL: 33_810}  # fmt: skip
-C250I_PER_DAY = {Meter.PRINT_MONO: 60, Meter.PRINT_COLOR: 20, Meter.COPY_MONO: 30, Meter.COPY_COLOR: 5,
-                 Meter.TOTAL: 115}  # fmt: skip
+C250I = {
+    Meter.PRINT_MONO: 22_876,
+    Meter.PRINT_COLOR: 6_711,
+    Meter.COPY_MONO: 3_672,
+    Meter.COPY_COLOR: 544,
+    Meter.TOTAL: 33_810,
+}
+C250I_PER_DAY = {
+    Meter.PRINT_MONO: 60,
+    Meter.PRINT_COLOR: 20,
+    Meter.COPY_MONO: 30,
+    Meter.COPY_COLOR: 5,
+    Meter.TOTAL: 115,
+}
 
 
 def konica_daily(serial: str, first: date, days: int) -> list[Reading]:
@@ -584,8 +626,16 @@ def konica_daily(serial: str, first: date, days: int) -> list[Reading]:
     for n in range(days):
         at = datetime(first.year, first.month, first.day, 6, tzinfo=UTC) + timedelta(days=n)
         meters = tuple(MeterValue(meter, C250I[meter] + C250I_PER_DAY[meter] * n) for meter in C250I)
-        out.append(Reading(site="acme-hq", taken_at=at, device=DeviceInfo(key=serial, vendor="Konica Minolta"),
-                           meters=meters, source="test", id=f"{serial}-{at:%Y%m%d%H}"))  # fmt: skip
+        out.append(
+            Reading(
+                site="acme-hq",
+                taken_at=at,
+                device=DeviceInfo(key=serial, vendor="Konica Minolta"),
+                meters=meters,
+                source="test",
+                id=f"{serial}-{at:%Y%m%d%H}",
+            )
+        )
     return out
 
 
@@ -598,8 +648,10 @@ async def test_a_device_that_cannot_supply_the_billed_meters_is_flagged_at_assig
     assert await asyncio.to_thread(cli, config, "customers", "assign", "KM1", "ACME", "--from", "2026-09-01") == 0
     said = capsys.readouterr().out
     for meter in ("mono", "color"):
-        assert (f"warning: device KM1: contract ACME-1 bills meter {meter}, which the device has never reported "
-                "(it reports copy_color, copy_mono, print_color, print_mono, total)") in said  # fmt: skip
+        assert (
+            f"warning: device KM1: contract ACME-1 bills meter {meter}, which the device has never reported "
+            "(it reports copy_color, copy_mono, print_color, print_mono, total)"
+        ) in said
     # Loading the contract again (a new version, say) while the device is held says the same.
     assert await asyncio.to_thread(cli, config, "contracts", "load", str(config.parent / "book.toml")) == 0
     assert "warning: device KM1: contract ACME-1 bills meter mono, which the device" in capsys.readouterr().out
@@ -618,8 +670,11 @@ async def test_a_device_that_cannot_supply_the_billed_meters_is_flagged_at_assig
     async with Store.open(store_url) as store:
         assert (await BillingStore(store).invoice(draft.id)).hold_override == reason
         async with store.engine.connect() as conn:
-            detail = json.loads((await conn.execute(
-                select(AuditEntry.detail).where(AuditEntry.action == "invoice.finalize"))).scalar_one())  # fmt: skip
+            detail = json.loads(
+                (
+                    await conn.execute(select(AuditEntry.detail).where(AuditEntry.action == "invoice.finalize"))
+                ).scalar_one()
+            )
     assert detail["override"] == reason
     assert len(detail["overridden"]) == 2
 

@@ -31,10 +31,14 @@ OCTOBER_DAYS = 31  # 1 Oct 06:00 -> 1 Nov 06:00
 
 # Pages a day per meter the device reports; the derived sums advance by the sum of their parts.
 KONICA_PER_DAY = {
-    Meter.PRINT_MONO: 60, Meter.COPY_MONO: 30, Meter.MONO: 90,
-    Meter.PRINT_COLOR: 20, Meter.COPY_COLOR: 5, Meter.COLOR: 25,
+    Meter.PRINT_MONO: 60,
+    Meter.COPY_MONO: 30,
+    Meter.MONO: 90,
+    Meter.PRINT_COLOR: 20,
+    Meter.COPY_COLOR: 5,
+    Meter.COLOR: 25,
     Meter.TOTAL: 116,  # one report page a day that only `total` counts, as on the real device
-}  # fmt: skip
+}
 BROTHER_PER_DAY = {Meter.MONO: 40, Meter.COLOR: 12, Meter.TOTAL: 52}
 
 
@@ -81,9 +85,18 @@ async def test_a_konica_a_colour_brother_and_a_reset_device_are_billed_every_pag
     await _ready(store_url, config, readings, "KM-C250I", "BR-L3550", "RS1")
     async with Store.open(store_url) as store:
         await AnomalyStore(store).record(
-            [Finding(Kind.RESET, "RS1", "mono", before[-1].taken_at, after[0].taken_at,
-                     {"readings": [before[-1].id, after[0].id]})], now=NOW,
-        )  # fmt: skip
+            [
+                Finding(
+                    Kind.RESET,
+                    "RS1",
+                    "mono",
+                    before[-1].taken_at,
+                    after[0].taken_at,
+                    {"readings": [before[-1].id, after[0].id]},
+                )
+            ],
+            now=NOW,
+        )
         [reset] = await AnomalyStore(store).find(kind="reset")
     confirm = ["anomalies", "resolve", str(reset.id), "--action", "reset", "--reason", "new board", "--by", "carol"]
     assert await asyncio.to_thread(cli, config, *confirm) == 0

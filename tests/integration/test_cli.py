@@ -80,8 +80,9 @@ def test_config_check_reports_ok_and_errors(config: Path, write_config) -> None:
     done = _meterd("config", "check", str(worse))
     assert done.returncode == 1
     assert [line.partition(": ")[2].split(": ")[:2] for line in done.stderr.splitlines()] == [
-        [str(worse), "metrics.listen"], [str(worse), "billing.seller.tax_id"]
-    ]  # fmt: skip
+        [str(worse), "metrics.listen"],
+        [str(worse), "billing.seller.tax_id"],
+    ]
 
 
 def test_unreachable_database_url(config: Path) -> None:

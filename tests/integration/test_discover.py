@@ -19,23 +19,55 @@ def test_discover_lists_the_printer_and_appends_a_target(
     config = tmp_path / "meterd.toml"
     config.write_text('site = "acme-hq"\n')
     code = main(
-        ["discover", "127.0.0.1/32", "--port", str(snmpsim.port), "--community", "nobody-answers-this",
-         "--community", "sharp_mxm266nv", "--timeout", "0.3", "--format", "json", "--append-to", str(config)]
-    )  # fmt: skip
+        [
+            "discover",
+            "127.0.0.1/32",
+            "--port",
+            str(snmpsim.port),
+            "--community",
+            "nobody-answers-this",
+            "--community",
+            "sharp_mxm266nv",
+            "--timeout",
+            "0.3",
+            "--format",
+            "json",
+            "--append-to",
+            str(config),
+        ]
+    )
     found = json.loads(capsys.readouterr().out)
     assert code == 0
     assert found == [
-        {"serial": "0505571100", "vendor": "Sharp", "model": "SHARP MX-M266NV", "address": "127.0.0.1",
-         "profile": "sharp"}
-    ]  # fmt: skip
+        {
+            "serial": "0505571100",
+            "vendor": "Sharp",
+            "model": "SHARP MX-M266NV",
+            "address": "127.0.0.1",
+            "profile": "sharp",
+        }
+    ]
     # The target carries the community that answered, not the one tried first nor the default "public".
     targets = expand_targets(load(config, {}))
     assert [(p.target.address, p.target.communities) for p in targets] == [
         (f"127.0.0.1:{snmpsim.port}", ("sharp_mxm266nv",))
     ]
     # Found again: already listed, not appended twice (a second entry for one address is refused at load).
-    assert main(["discover", "127.0.0.1", "--port", str(snmpsim.port), "--community", "sharp_mxm266nv",
-                 "--append-to", str(config)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "discover",
+                "127.0.0.1",
+                "--port",
+                str(snmpsim.port),
+                "--community",
+                "sharp_mxm266nv",
+                "--append-to",
+                str(config),
+            ]
+        )
+        == 0
+    )
     assert "appended 0 target(s)" in capsys.readouterr().err
     assert len(load(config, {}).snmp.targets) == 1
 

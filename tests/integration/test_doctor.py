@@ -22,8 +22,14 @@ from tests.integration.conftest import Simulator
 MQTT_PORT = 1883
 
 
-def _config(write_config: Callable[[str], Path], tmp_path: Path, *, snmp_port: int, community: str = "konica_c250i",
-            mqtt_port: int = MQTT_PORT) -> Path:  # fmt: skip
+def _config(
+    write_config: Callable[[str], Path],
+    tmp_path: Path,
+    *,
+    snmp_port: int,
+    community: str = "konica_c250i",
+    mqtt_port: int = MQTT_PORT,
+) -> Path:
     return write_config(
         f'site = "acme-hq"\nrole = "agent"\nstate_dir = "{tmp_path / "state"}"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\n'
@@ -51,8 +57,17 @@ async def test_a_healthy_agent_box_is_all_fine(
     code, checks = await asyncio.to_thread(_doctor, config, capsys)
     assert code == 0, checks
     assert [name for name, check in checks.items() if check["ok"] is False] == []
-    for name in ("configuration", "store schema", "store writable", "clock", "last poll", "forwarding", "disk",
-                 "broker", f"printer 127.0.0.1:{snmpsim.port}"):  # fmt: skip
+    for name in (
+        "configuration",
+        "store schema",
+        "store writable",
+        "clock",
+        "last poll",
+        "forwarding",
+        "disk",
+        "broker",
+        f"printer 127.0.0.1:{snmpsim.port}",
+    ):
         assert checks[name]["ok"] is True, (name, checks[name])
     assert "profile konica" in str(checks[f"printer 127.0.0.1:{snmpsim.port}"]["detail"])
 
@@ -61,8 +76,9 @@ async def test_each_broken_part_fails_with_its_fix(
     write_config: Callable[[str], Path], tmp_path: Path, snmpsim: Simulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await _polled_recently(tmp_path)
-    config = _config(write_config, tmp_path, snmp_port=snmpsim.port, community="not-the-community",
-                     mqtt_port=free_port())  # fmt: skip
+    config = _config(
+        write_config, tmp_path, snmp_port=snmpsim.port, community="not-the-community", mqtt_port=free_port()
+    )
     code, checks = await asyncio.to_thread(_doctor, config, capsys)
     assert code == 1
     printer = checks[f"printer 127.0.0.1:{snmpsim.port}"]
@@ -101,7 +117,9 @@ async def test_a_subnet_is_one_line_and_its_empty_addresses_are_not_failures(
     code, checks = await asyncio.to_thread(_doctor, write_config(subnet.replace("{community}", "konica_c250i")), capsys)
     assert code == 0, checks
     assert [name for name in checks if name.startswith(("printer", "subnet"))] == [
-        f"printer 127.0.0.1:{snmpsim.port}", "subnet 127.0.0.0/29"]  # fmt: skip
+        f"printer 127.0.0.1:{snmpsim.port}",
+        "subnet 127.0.0.0/29",
+    ]
     assert checks["subnet 127.0.0.0/29"]["detail"] == "1 of 6 addresses answered"
 
     code, checks = await asyncio.to_thread(_doctor, write_config(subnet.replace("{community}", "wrong")), capsys)

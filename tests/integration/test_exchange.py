@@ -30,12 +30,25 @@ def _csv(columns: tuple[str, ...], rows: list[dict[str, str]], encoding: str) ->
 
 
 def _card(code: str, name: str, country: str, currency: str, city: str) -> dict[str, str]:
-    return {"code": code, "legal_name": name, "country": country, "street": "1 Main St", "city": city,
-            "address_country": country, "currency": currency, "tax_scheme": "other"}  # fmt: skip
+    return {
+        "code": code,
+        "legal_name": name,
+        "country": country,
+        "street": "1 Main St",
+        "city": city,
+        "address_country": country,
+        "currency": currency,
+        "tax_scheme": "other",
+    }
 
 
-def _files(directory: Path, cards: list[dict[str, str]], people: list[dict[str, str]],
-           moves: list[dict[str, str]] | None = None, encoding: str = "utf-8") -> Path:  # fmt: skip
+def _files(
+    directory: Path,
+    cards: list[dict[str, str]],
+    people: list[dict[str, str]],
+    moves: list[dict[str, str]] | None = None,
+    encoding: str = "utf-8",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "customers.csv").write_bytes(_csv(CUSTOMER_COLUMNS, cards, encoding))
     (directory / "contacts.csv").write_bytes(_csv(CONTACT_COLUMNS, people, encoding))
@@ -78,9 +91,13 @@ async def test_an_export_imported_again_changes_nothing_and_exports_the_same_byt
     ],
 )
 async def test_files_in_the_encodings_they_come_in(  # noqa: PLR0917 - fixtures and one row of the table
-    store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str,
+    store_url: str,
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    encoding: str,
     card: tuple[str, str, str, str, str],
-) -> None:  # fmt: skip
+) -> None:
     code, name, _, _, city = card
     folder = _files(tmp_path / "in", [_card(*card)], [_contact(code, "Ayşe Çelik")], encoding=encoding)
     args = ["customers", "import", str(folder)]
@@ -133,20 +150,25 @@ async def test_a_refused_row_leaves_the_whole_import_undone_and_a_dry_run_writes
     store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with Store.open(store_url) as store:
-        await store.store(daily("KY1", date(2026, 9, 20), 2, mono=10, color=1), now=daily("KY1", date(2026, 9, 20), 1,
-                          mono=10, color=1)[0].taken_at)  # fmt: skip
+        await store.store(
+            daily("KY1", date(2026, 9, 20), 2, mono=10, color=1),
+            now=daily("KY1", date(2026, 9, 20), 1, mono=10, color=1)[0].taken_at,
+        )
     cards = [_card("ACME", "Acme GmbH", "DE", "EUR", "Berlin"), _card("BETA", "Beta AG", "DE", "EUR", "Bonn")]
     people = [_contact("ACME", "Petra"), _contact("BETA", "Bernd")]
-    moves = [{"device": "KY1", "customer": "ACME", "from": "2026-09-01"},
-             {"device": "NO-SUCH-PRINTER", "customer": "BETA", "from": "2026-09-01"}]  # fmt: skip
+    moves = [
+        {"device": "KY1", "customer": "ACME", "from": "2026-09-01"},
+        {"device": "NO-SUCH-PRINTER", "customer": "BETA", "from": "2026-09-01"},
+    ]
     folder = _files(tmp_path / "in", cards, people, moves)
     assert await asyncio.to_thread(cli, config, "customers", "import", str(folder)) == 1
     assert "assignments.csv: row 3:" in capsys.readouterr().err
     async with Store.open(store_url) as store:
         assert (await BillingStore(store).book()).customers == {}  # ACME and BETA were valid, and are not there
     # A device the office registers in devices.csv can be assigned in the same import, before it first reads.
-    (folder / "devices.csv").write_bytes(_csv(DEVICE_COLUMNS, [{"key": "NO-SUCH-PRINTER", "vendor": "Ricoh",
-                                                                 "site": "beta-bonn"}], "utf-8"))  # fmt: skip
+    (folder / "devices.csv").write_bytes(
+        _csv(DEVICE_COLUMNS, [{"key": "NO-SUCH-PRINTER", "vendor": "Ricoh", "site": "beta-bonn"}], "utf-8")
+    )
     assert await asyncio.to_thread(cli, config, "customers", "import", str(folder), "--dry-run") == 0
     assert "assignments: 2 new, 0 unchanged; devices: 1 saved" in capsys.readouterr().out
     folder = _files(tmp_path / "good", cards, people, moves[:1])
@@ -165,18 +187,23 @@ async def test_a_refused_row_leaves_the_whole_import_undone_and_a_dry_run_writes
 async def test_the_deployments_own_fields_and_required_fields_travel_in_the_csv(
     store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config.write_text(config.read_text() + '[customers]\nrequired = ["custom.account_manager"]\n'
-                      '[[customers.fields]]\nname = "account_manager"\ntype = "choice"\nchoices = ["anna", "ben"]\n'
-                      '[[customers.fields]]\nname = "fleet_size"\ntype = "number"\n')  # fmt: skip
-    cards = [_card("ACME", "Acme GmbH", "DE", "EUR", "Berlin") | {"custom.account_manager": "anna",
-             "custom.fleet_size": "12.50", "tags": "key-account;education"},
-             _card("BETA", "Beta AG", "DE", "EUR", "Bonn") | {"custom.fleet_size": "3"}]  # fmt: skip
+    config.write_text(
+        config.read_text() + '[customers]\nrequired = ["custom.account_manager"]\n'
+        '[[customers.fields]]\nname = "account_manager"\ntype = "choice"\nchoices = ["anna", "ben"]\n'
+        '[[customers.fields]]\nname = "fleet_size"\ntype = "number"\n'
+    )
+    cards = [
+        _card("ACME", "Acme GmbH", "DE", "EUR", "Berlin")
+        | {"custom.account_manager": "anna", "custom.fleet_size": "12.50", "tags": "key-account;education"},
+        _card("BETA", "Beta AG", "DE", "EUR", "Bonn") | {"custom.fleet_size": "3"},
+    ]
     columns = (*CUSTOMER_COLUMNS, "custom.account_manager", "custom.fleet_size")
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "customers.csv").write_bytes(_csv(columns, cards, "utf-8"))
-    (folder / "contacts.csv").write_bytes(_csv(CONTACT_COLUMNS, [_contact("ACME", "Petra"), _contact("BETA", "Bernd")],
-                                               "utf-8"))  # fmt: skip
+    (folder / "contacts.csv").write_bytes(
+        _csv(CONTACT_COLUMNS, [_contact("ACME", "Petra"), _contact("BETA", "Bernd")], "utf-8")
+    )
     assert await asyncio.to_thread(cli, config, "customers", "import", str(folder)) == 1
     assert "customers.csv: row 3: custom.account_manager: required here" in capsys.readouterr().err
     cards[1]["custom.account_manager"] = "ben"
@@ -190,8 +217,12 @@ async def test_the_deployments_own_fields_and_required_fields_travel_in_the_csv(
     capsys.readouterr()
     assert await asyncio.to_thread(cli, config, "customers", "import", str(out)) == 0
     assert "0 new, 0 changed, 2 unchanged" in capsys.readouterr().out
-    assert await asyncio.to_thread(cli, config, "customers", "comment", "ACME", "Wants colour pages capped",
-                                   "--by", "carla") == 0  # fmt: skip
+    assert (
+        await asyncio.to_thread(
+            cli, config, "customers", "comment", "ACME", "Wants colour pages capped", "--by", "carla"
+        )
+        == 0
+    )
     capsys.readouterr()
     assert await asyncio.to_thread(cli, config, "customers", "show", "ACME") == 0
     assert "Wants colour pages capped" in capsys.readouterr().out
@@ -204,8 +235,10 @@ async def test_a_formula_in_a_cell_is_exported_as_text_kept_intact_and_imported_
     store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A name through `customers import`, a phone and a printer's own model string: each would run as a formula.
-    hostile = replace(daily("KY1", date(2026, 9, 20), 1, mono=10, color=1)[0],
-                      device=DeviceInfo(key="KY1", vendor="Kyocera", model="@SUM(1+1)*cmd|' /C calc'!A0"))  # fmt: skip
+    hostile = replace(
+        daily("KY1", date(2026, 9, 20), 1, mono=10, color=1)[0],
+        device=DeviceInfo(key="KY1", vendor="Kyocera", model="@SUM(1+1)*cmd|' /C calc'!A0"),
+    )
     await _ready(store_url, config, [hostile], "KY1")
     card = _card("EVIL", HYPERLINK, "DE", "EUR", "-Berlin") | {"trade_name": "'=already quoted", "notes": "\tTab"}
     source = _files(tmp_path / "in", [card], [_contact("EVIL", "+49 30 1234567") | {"phone": "+49 30 1234567"}])
@@ -216,8 +249,11 @@ async def test_a_formula_in_a_cell_is_exported_as_text_kept_intact_and_imported_
     assert (stored.legal_name, stored.trade_name, stored.address.city) == (HYPERLINK, "=already quoted", "-Berlin")
     exported = tmp_path / "out"
     assert await asyncio.to_thread(cli, config, "customers", "export", str(exported)) == 0
-    [row] = [r for r in csv.DictReader(io.StringIO((exported / "customers.csv").read_text("utf-8-sig")))
-             if r["code"] == "EVIL"]  # fmt: skip
+    [row] = [
+        r
+        for r in csv.DictReader(io.StringIO((exported / "customers.csv").read_text("utf-8-sig")))
+        if r["code"] == "EVIL"
+    ]
     # A leading ' is how a spreadsheet is told "text": the cell shows the formula, it does not run it.
     assert (row["legal_name"], row["trade_name"], row["city"]) == ("'" + HYPERLINK, "'=already quoted", "'-Berlin")
     contacts = (exported / "contacts.csv").read_text("utf-8-sig")

@@ -14,12 +14,30 @@ from daemon.settings import environment_beside, load
 
 def test_flags_write_a_configuration_meterd_loads(tmp_path: Path) -> None:
     target = tmp_path / "etc" / "meterd.toml"
-    argv = ["init", "--file", str(target), "--yes", "--site", "acme-hq", "--subnet", "10.0.4.0/24", "--subnet",
-            "10.0.5.20", "--community", "acme-ro", "--broker", "hub.dealer.example:8883"]  # fmt: skip
+    argv = [
+        "init",
+        "--file",
+        str(target),
+        "--yes",
+        "--site",
+        "acme-hq",
+        "--subnet",
+        "10.0.4.0/24",
+        "--subnet",
+        "10.0.5.20",
+        "--community",
+        "acme-ro",
+        "--broker",
+        "hub.dealer.example:8883",
+    ]
     assert main(argv) == 0
     settings = load(target, {})
     assert (settings.site, settings.role, settings.mqtt.host, settings.mqtt.port) == (
-        "acme-hq", "agent", "hub.dealer.example", 8883)  # fmt: skip
+        "acme-hq",
+        "agent",
+        "hub.dealer.example",
+        8883,
+    )
     assert [t.host for t in settings.snmp.targets] == ["10.0.4.0/24", "10.0.5.20"]
     assert [c.get_secret_value() for c in settings.snmp.communities] == ["acme-ro"]
     assert target.stat().st_mode & 0o777 == 0o640  # it holds communities
@@ -27,14 +45,33 @@ def test_flags_write_a_configuration_meterd_loads(tmp_path: Path) -> None:
 
 def test_snmpv3_and_a_standalone_box(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "meterd.toml"
-    argv = ["init", "--file", str(target), "--yes", "--site", "shop", "--subnet", "192.0.2.10", "--v3-user",
-            "meterd", "--auth", "sha256:authpassphrase", "--priv", "aes256:privpassphrase",
-            "--broker", "none"]  # fmt: skip
+    argv = [
+        "init",
+        "--file",
+        str(target),
+        "--yes",
+        "--site",
+        "shop",
+        "--subnet",
+        "192.0.2.10",
+        "--v3-user",
+        "meterd",
+        "--auth",
+        "sha256:authpassphrase",
+        "--priv",
+        "aes256:privpassphrase",
+        "--broker",
+        "none",
+    ]
     assert main(argv) == 0
     settings = load(target, {})
     [printer] = settings.snmp.targets
     assert (settings.role, printer.version, printer.v3.user, printer.v3.priv_protocol) == (  # type: ignore[union-attr]
-        "standalone", "3", "meterd", "aes256")  # fmt: skip
+        "standalone",
+        "3",
+        "meterd",
+        "aes256",
+    )
     # A key too short for SNMPv3 is refused naming the key, and nothing replaces the file.
     before = target.read_text()
     bad = [*argv[:-2], "--auth", "sha256:short", "--force"]
@@ -69,14 +106,22 @@ def test_an_existing_file_is_replaced_only_when_asked_and_kept_beside(
 def test_a_hub_broker_gets_login_tls_and_a_password_kept_out_of_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _technician_types(monkeypatch, ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "",
-                                    "/etc/meterd/ca.pem"], password="s3cret-agent")  # fmt: skip
+    _technician_types(
+        monkeypatch,
+        ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", "/etc/meterd/ca.pem"],
+        password="s3cret-agent",
+    )
     target = tmp_path / "meterd.toml"
     assert main(["init", "--file", str(target)]) == 0
     settings = load(target, {})
     mqtt = settings.mqtt
     assert (mqtt.host, mqtt.port, mqtt.username, mqtt.tls, mqtt.ca_file) == (
-        "mqtt.dealer.example", 8883, "acme-hq", True, Path("/etc/meterd/ca.pem"))  # fmt: skip
+        "mqtt.dealer.example",
+        8883,
+        "acme-hq",
+        True,
+        Path("/etc/meterd/ca.pem"),
+    )
     assert "s3cret-agent" not in target.read_text()
     env_file = tmp_path / "meterd.env"
     assert env_file.stat().st_mode & 0o777 == 0o600
@@ -89,8 +134,22 @@ def test_scripted_broker_flags(tmp_path: Path) -> None:
     target = tmp_path / "meterd.toml"
     secret = tmp_path / "broker-password"
     secret.write_text("from-a-file\n")
-    argv = ["init", "--file", str(target), "--yes", "--site", "shop-7", "--subnet", "10.0.4.9", "--broker",
-            "10.1.0.5", "--broker-user", "agent-shop-7", "--broker-password-file", str(secret)]  # fmt: skip
+    argv = [
+        "init",
+        "--file",
+        str(target),
+        "--yes",
+        "--site",
+        "shop-7",
+        "--subnet",
+        "10.0.4.9",
+        "--broker",
+        "10.1.0.5",
+        "--broker-user",
+        "agent-shop-7",
+        "--broker-password-file",
+        str(secret),
+    ]
     assert main(argv) == 0
     mqtt = load(target, {}).mqtt
     assert (mqtt.host, mqtt.port, mqtt.username, mqtt.tls) == ("10.1.0.5", 1883, "agent-shop-7", False)
@@ -116,8 +175,11 @@ def test_the_new_file_keeps_the_group_the_service_reads_it_by(tmp_path: Path) ->
 def test_a_password_systemd_would_not_read_as_typed_is_refused_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _technician_types(monkeypatch, ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", ""],
-                      password='pa"ss\\word')  # fmt: skip
+    _technician_types(
+        monkeypatch,
+        ["acme-hq", "10.0.4.0/24", "", "public", "mqtt.dealer.example:8883", "", ""],
+        password='pa"ss\\word',
+    )
     assert main(["init", "--file", str(tmp_path / "meterd.toml")]) == 1
     assert "--broker-password-file" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

@@ -15,10 +15,16 @@ SCRIPT = REPO / "systemd" / "install.sh"
 
 
 def _install(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DESTDIR": str(root), "SKIP_SYSTEMD": "1", "SKIP_USER": "1",
-           "PYTHON": Path(sys.base_prefix, "bin", "python3").as_posix()}  # fmt: skip
-    return subprocess.run(["bash", str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=600,
-                          check=False)  # fmt: skip
+    env = {
+        **os.environ,
+        "DESTDIR": str(root),
+        "SKIP_SYSTEMD": "1",
+        "SKIP_USER": "1",
+        "PYTHON": Path(sys.base_prefix, "bin", "python3").as_posix(),
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
 
 
 def test_the_dry_run_prints_what_it_would_do_and_touches_nothing(tmp_path: Path) -> None:
@@ -42,8 +48,12 @@ def test_install_upgrade_rollback_and_uninstall(tmp_path: Path) -> None:
     assert (state / "meterd.db").is_file()  # migrated by the install
     assert (root / "etc" / "systemd" / "system" / "meterd.service").is_file()
     release = (opt / "venv").resolve()
-    done = subprocess.run([opt / "venv" / "bin" / "meterd", "config", "check", "--config", str(config)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [opt / "venv" / "bin" / "meterd", "config", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
     config.write_text(config.read_text().replace('site = "', 'site = "edited-', 1))  # the operator's edit

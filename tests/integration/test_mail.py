@@ -116,8 +116,14 @@ async def test_a_finalised_invoice_reaches_the_billing_contact_in_german_with_pd
     pages = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf_bytes)).pages)
     assert "Rechnung INV-000001" in pages
     pdf_text = subprocess.run(["pdftotext", "-", "-"], input=pdf_bytes, capture_output=True, check=True).stdout
-    for expected in ("Rechnung INV-000001", "Schwarzweiß-Seiten KY1 2026-10: 3.100 Seiten", "Grundgebühr KY1 2026-11",
-                     "Gesamt EUR", "184,21", "USt. 19 % auf 154,80"):  # fmt: skip
+    for expected in (
+        "Rechnung INV-000001",
+        "Schwarzweiß-Seiten KY1 2026-10: 3.100 Seiten",
+        "Grundgebühr KY1 2026-11",
+        "Gesamt EUR",
+        "184,21",
+        "USt. 19 % auf 154,80",
+    ):
         assert expected in pdf_text.decode(), expected
     valid, errors = validate_xsd(xml_bytes)
     assert valid, errors
@@ -161,8 +167,9 @@ async def test_a_permanent_refusal_fails_at_once_and_is_counted(
 
 async def reminder_queued(store_url: str, tmp_path: Path, port: int) -> tuple[Path, datetime]:
     """ACME's invoice 8 days late on 23 Nov: reminder 1 queued by the CLI, and its mail (invoices not mailed)."""
-    config = german_config(store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
-                           "invoices = false")  # fmt: skip
+    config = german_config(
+        store_url, tmp_path, f'host = "127.0.0.1"\nport = {port}\nsecurity = "none"\ninvoices = false'
+    )
     await finalise_october(store_url, config)
     assert await asyncio.to_thread(cli, config, "receivables", "remind", "--as-of", "2026-11-23") == 0
     return config, datetime.now(UTC)  # the CLI queued the reminder's mail at its own now
@@ -230,10 +237,15 @@ def test_old_notify_smtp_keys_still_work_with_a_warning() -> None:
         FutureWarning,
         match=r"deprecated settings, still read: notify.smtp_host -> mail.host, notify.smtp_port -> mail.port",
     ):
-        settings = Settings.model_validate({"notify": {"smtp_host": "relay.example", "smtp_port": 25,
-                                                       "smtp_starttls": False, "smtp_user": "meterd"}})  # fmt: skip
+        settings = Settings.model_validate(
+            {"notify": {"smtp_host": "relay.example", "smtp_port": 25, "smtp_starttls": False, "smtp_user": "meterd"}}
+        )
     assert (settings.mail.host, settings.mail.port, settings.mail.security, settings.mail.user) == (
-        "relay.example", 25, "none", "meterd")  # fmt: skip
+        "relay.example",
+        25,
+        "none",
+        "meterd",
+    )
 
 
 async def test_the_reminder_is_written_in_the_customers_language(
@@ -243,9 +255,13 @@ async def test_the_reminder_is_written_in_the_customers_language(
     await reminder_queued(store_url, tmp_path, port)
     async with Store.open(store_url) as store:
         [reminder] = await ReceivablesStore(store).reminders()
-    for expected in ("ACME: Zahlungserinnerung 1 zu Rechnung INV-000001 vom 01.11.2026", "Guten Tag Petra Kaufmann,",
-                     "über 184,21 EUR war am 15.11.2026 fällig.", "Davon sind noch 184,21 EUR offen.",
-                     "auf DE89370400440532013000 mit dem Verwendungszweck INV-000001"):  # fmt: skip
+    for expected in (
+        "ACME: Zahlungserinnerung 1 zu Rechnung INV-000001 vom 01.11.2026",
+        "Guten Tag Petra Kaufmann,",
+        "über 184,21 EUR war am 15.11.2026 fällig.",
+        "Davon sind noch 184,21 EUR offen.",
+        "auf DE89370400440532013000 mit dem Verwendungszweck INV-000001",
+    ):
         assert expected in reminder.text, (expected, reminder.text)
 
 
@@ -262,8 +278,10 @@ async def test_a_voided_invoice_is_followed_by_its_credit_note_or_never_sent(
     )
     async with Store.open(store_url) as store:
         assert await deliver(store, settings, now=datetime.now(UTC)) == 1
-    assert [mail["Subject"] for mail in server.received] == ["Print Partner GmbH: Rechnung INV-000001",
-                                                             "Print Partner GmbH: Gutschrift CN-000001"]  # fmt: skip
+    assert [mail["Subject"] for mail in server.received] == [
+        "Print Partner GmbH: Rechnung INV-000001",
+        "Print Partner GmbH: Gutschrift CN-000001",
+    ]
     [_, credit_pdf] = [next(mail.iter_attachments()) for mail in server.received]
     assert credit_pdf.get_filename() == "CN-000001.pdf"
 

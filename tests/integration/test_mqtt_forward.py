@@ -87,8 +87,10 @@ async def test_readings_stored_after_the_outbox_drained_are_forwarded_on_the_sam
     # round only after a restart).
     site = f"t{uuid.uuid4().hex[:10]}"
     hub, hub_task = await _running_hub(write_config, tmp_path, site)
-    rounds = [[reading(site=site, serial="SER1", minutes=10 * r + n, total=1000 + 10 * r + n) for n in range(5)]
-              for r in range(3)]  # fmt: skip
+    rounds = [
+        [reading(site=site, serial="SER1", minutes=10 * r + n, total=1000 + 10 * r + n) for n in range(5)]
+        for r in range(3)
+    ]
 
     async def emit_rounds(pipeline: Pipeline, metrics: Metrics) -> None:
         for done, batch in enumerate(rounds, start=1):
@@ -124,8 +126,10 @@ def _agent_runs_once(monkeypatch: pytest.MonkeyPatch, job: Callable[[Pipeline, M
     real_build_jobs = app_module.build_jobs
 
     def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
-        return [*real_build_jobs(settings, store, pipeline, metrics, *rest),
-                Job("emit", 3600, partial(job, pipeline, metrics))]  # fmt: skip
+        return [
+            *real_build_jobs(settings, store, pipeline, metrics, *rest),
+            Job("emit", 3600, partial(job, pipeline, metrics)),
+        ]
 
     monkeypatch.setattr(app_module, "build_jobs", build_jobs)
 
@@ -187,8 +191,10 @@ async def test_a_hub_away_past_its_session_expiry_loses_nothing(
         "batch_wait_ms = 50\nreconnect_min_s = 0.2\nreconnect_max_s = 1\n",
         name="hub.toml",
     )
-    rounds = [[reading(site=site, serial=f"SER{n % 4}", minutes=100 * r + n, total=1000 + 100 * r + n)
-               for n in range(40)] for r in range(2)]  # fmt: skip
+    rounds = [
+        [reading(site=site, serial=f"SER{n % 4}", minutes=100 * r + n, total=1000 + 100 * r + n) for n in range(40)]
+        for r in range(2)
+    ]
     second_round = asyncio.Event()
 
     async def emit_rounds(pipeline: Pipeline, metrics: Metrics) -> None:

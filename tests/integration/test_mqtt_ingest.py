@@ -213,21 +213,28 @@ async def test_a_sender_cannot_write_into_another_sites_device(
     victim_site = f"{site}-b"
     settings = hub_settings(write_config, tmp_path, site, store_url=store_url)
     async with Store.open(settings.database_url) as store:
-        await store.store([wire.decode(json.dumps(wire_reading(victim_site, 1, serial="VICTIM1")).encode(),
-                                       source="mqtt")], now=utc_now())  # fmt: skip
+        await store.store(
+            [wire.decode(json.dumps(wire_reading(victim_site, 1, serial="VICTIM1")).encode(), source="mqtt")],
+            now=utc_now(),
+        )
     hub = Daemon(settings)
     task = asyncio.create_task(hub.run())
     await wait_for(broker_connected(hub))
-    forged = {**wire_reading(victim_site, 2, serial="VICTIM1"), "meters": [{"meter": "total", "value": 999_999,
-                                                                            "unit": "impressions"}]}  # fmt: skip
+    forged = {
+        **wire_reading(victim_site, 2, serial="VICTIM1"),
+        "meters": [{"meter": "total", "value": 999_999, "unit": "impressions"}],
+    }
     own_site_claim = {**forged, "id": f"{site}-claim", "site": site}
-    await publish(site, [
-        ("OWN1", json.dumps(forged).encode()),  # another site and another device than the topic's
-        ("VICTIM1", json.dumps(forged).encode()),  # the topic's device, another site
-        ("OWN1", json.dumps({**own_site_claim, "id": f"{site}-key"}).encode()),  # its site, another device
-        ("VICTIM1", json.dumps(own_site_claim).encode()),  # topic and payload agree: a claim on the device
-        ("OWN1", json.dumps(wire_reading(site, 3, serial="OWN1")).encode()),  # its own device: stored
-    ])  # fmt: skip
+    await publish(
+        site,
+        [
+            ("OWN1", json.dumps(forged).encode()),  # another site and another device than the topic's
+            ("VICTIM1", json.dumps(forged).encode()),  # the topic's device, another site
+            ("OWN1", json.dumps({**own_site_claim, "id": f"{site}-key"}).encode()),  # its site, another device
+            ("VICTIM1", json.dumps(own_site_claim).encode()),  # topic and payload agree: a claim on the device
+            ("OWN1", json.dumps(wire_reading(site, 3, serial="OWN1")).encode()),  # its own device: stored
+        ],
+    )
     async with Store.open(settings.database_url, upgrade=False) as store:
 
         async def all_in() -> bool:
@@ -241,8 +248,9 @@ async def test_a_sender_cannot_write_into_another_sites_device(
     hub.request_stop()
     await asyncio.wait_for(task, 20)
     assert sorted(letter.reason for letter in letters) == ["site_changed", *["topic_mismatch"] * 3]
-    assert [(d.site, d.last_seen) for d in victim] == [(victim_site, wire.decode(json.dumps(
-        wire_reading(victim_site, 1)).encode(), source="x").taken_at_utc)]  # fmt: skip
+    assert [(d.site, d.last_seen) for d in victim] == [
+        (victim_site, wire.decode(json.dumps(wire_reading(victim_site, 1)).encode(), source="x").taken_at_utc)
+    ]
     assert victim_values == [1001]
     assert [(m.status, m.evidence["to_site"]) for m in moved] == [("open", site)]
     sample = hub.metrics.registry.get_sample_value

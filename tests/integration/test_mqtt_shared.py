@@ -22,13 +22,18 @@ async def test_two_hubs_split_the_stream_and_store_each_reading_once(
 ) -> None:
     site = f"t{uuid.uuid4().hex[:10]}"
     hubs = [
-        Daemon(hub_settings(write_config, tmp_path, site, client_id=f"hub{n}-{site}", store_url=pg_url,
-                            shared_group=f"hubs-{site}"))
+        Daemon(
+            hub_settings(
+                write_config, tmp_path, site, client_id=f"hub{n}-{site}", store_url=pg_url, shared_group=f"hubs-{site}"
+            )
+        )
         for n in (1, 2)
-    ]  # fmt: skip
+    ]
     tasks = [asyncio.create_task(hub.run()) for hub in hubs]
-    received = [lambda hub=hub: hub.metrics.registry.get_sample_value("meterd_mqtt_messages_received_total") or 0
-                for hub in hubs]  # fmt: skip
+    received = [
+        lambda hub=hub: hub.metrics.registry.get_sample_value("meterd_mqtt_messages_received_total") or 0
+        for hub in hubs
+    ]
 
     for hub in hubs:
         await wait_for(broker_connected(hub))

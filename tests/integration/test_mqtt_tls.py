@@ -25,8 +25,9 @@ from tests.integration.mosquitto import OwnBroker
 from tests.integration.test_mqtt_ingest import broker_connected, wait_for, wire_reading
 
 
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-                 *, ca: bool) -> x509.Certificate:  # fmt: skip
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.EllipticCurvePrivateKey] | None, *, ca: bool
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     issuer_name, issuer_key = issuer or (subject, key)
     builder = (

@@ -64,14 +64,19 @@ async def _change_terms(store: Store) -> None:
     billing = BillingStore(store)
     await billing.save_customers([parse_customer(data)], actor="carla", now=NOW)  # new: nobody to tell yet
     await billing.save_customers([parse_customer(data | {"notes": "likes coffee"})], actor="carla", now=NOW)
-    await billing.save_customers([parse_customer(data | {"notes": "likes coffee", "payment_terms_days": 30})],
-                                 actor="carla", now=NOW)  # fmt: skip
+    await billing.save_customers(
+        [parse_customer(data | {"notes": "likes coffee", "payment_terms_days": 30})], actor="carla", now=NOW
+    )
 
 
 @pytest.mark.parametrize("hook", [[500, 200]], indirect=True)
 async def test_a_billing_change_is_notified_by_webhook_and_retried_after_a_failure(store_url: str, hook: Hook) -> None:
-    settings = Settings.model_validate({"notify": {"customer_changes": True, "webhook_url": hook.url},
-                                        "billing": {"seller": {"name": "Print Partner GmbH"}}})  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "notify": {"customer_changes": True, "webhook_url": hook.url},
+            "billing": {"seller": {"name": "Print Partner GmbH"}},
+        }
+    )
     async with Store.open(store_url) as store:
         await _change_terms(store)
         assert await notify_customers(store, settings, now=NOW) == (1, 0)  # queued; the hook answered 500
@@ -114,10 +119,13 @@ async def test_a_billing_change_is_notified_by_email(store_url: str) -> None:
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        settings = Settings.model_validate({
-            "notify": {"customer_changes": True}, "mail": {"host": "127.0.0.1", "port": port, "security": "none"},
-            "billing": {"seller": {"name": "Print Partner GmbH", "email": "billing@printpartner.example"}},
-        })  # fmt: skip
+        settings = Settings.model_validate(
+            {
+                "notify": {"customer_changes": True},
+                "mail": {"host": "127.0.0.1", "port": port, "security": "none"},
+                "billing": {"seller": {"name": "Print Partner GmbH", "email": "billing@printpartner.example"}},
+            }
+        )
         async with Store.open(store_url) as store:
             await _change_terms(store)
             assert await notify_customers(store, settings, now=NOW) == (1, 1)

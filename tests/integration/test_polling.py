@@ -83,8 +83,11 @@ def test_cidr_targets_expand_minus_exclusions(write_config: Callable[[str], Path
     )
     planned = expand_targets(settings)
     assert [p.target.address for p in planned] == [
-        "10.0.4.1:161", "10.0.4.3:161", "10.0.4.6:161", "printer.example:1161",
-    ]  # fmt: skip
+        "10.0.4.1:161",
+        "10.0.4.3:161",
+        "10.0.4.6:161",
+        "printer.example:1161",
+    ]
     assert [p.subnet for p in planned] == ["10.0.4.0/29"] * 3 + [None]
     assert planned[0].target.communities == ("public",)
     assert planned[-1].target.communities == ("own",)
@@ -151,8 +154,11 @@ async def test_the_scheduled_poll_job_counts_the_printers_it_found(
 ) -> None:
     settings = _settings(write_config, tmp_path, snmpsim, free_port())
     async with Store.open(settings.database_url) as store, SnmpCollector(site=settings.site) as collector:
-        [poll] = [job for job in build_jobs(settings, store, Pipeline(store, metrics), metrics, collector)
-                  if job.name == "snmp_poll"]  # fmt: skip
+        [poll] = [
+            job
+            for job in build_jobs(settings, store, Pipeline(store, metrics), metrics, collector)
+            if job.name == "snmp_poll"
+        ]
         assert metrics.registry.get_sample_value("meterd_devices") == 0
         await poll.run()
     assert metrics.registry.get_sample_value("meterd_devices") == 1  # with the round, not at the next upkeep

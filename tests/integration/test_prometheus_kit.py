@@ -21,16 +21,20 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "config" / "prometheus" / "meterd-rules.yml"
 RULE_TESTS = REPO / "config" / "prometheus" / "meterd-rules.test.yml"
 DASHBOARD = REPO / "config" / "grafana" / "meterd-dashboard.json"
-_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
-             "gauge": ("",), "info": ("_info",), "summary": ("_sum", "_count", "_created")}  # fmt: skip
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+    "summary": ("_sum", "_count", "_created"),
+}
 
 
 def _promtool(*argv: str) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: install Debian's 'prometheus' package (./dev test does)")
-    return subprocess.run([promtool, *argv], capture_output=True, text=True, timeout=120, check=False,
-                          cwd=RULES.parent)  # fmt: skip
+    return subprocess.run([promtool, *argv], capture_output=True, text=True, timeout=120, check=False, cwd=RULES.parent)
 
 
 def test_the_rules_pass_promtool_and_their_unit_tests() -> None:
@@ -71,9 +75,18 @@ async def test_every_metric_the_rules_and_the_dashboard_use_is_exported() -> Non
     unwatched = {n for n in exported if n.startswith("meterd_") and not n.endswith(("_created", "_sum", "_count"))}
     unwatched -= used
     assert unwatched <= {
-        "meterd_build_info", "meterd_meter_values_stored_total", "meterd_readings_duplicate_total",
-        "meterd_scheduler_running", "meterd_mqtt_messages_received_total", "meterd_outbox_dropped_total",
-        "meterd_forwarded_total", "meterd_anomaly_notifications_total", "meterd_udp_receive_errors_total",
-        "meterd_job_runs_total", "meterd_ingest_lag_seconds_bucket", "meterd_job_duration_seconds_bucket",
-        "meterd_readings_stored_total", "meterd_mail_sent_total",
-    }, sorted(unwatched)  # fmt: skip
+        "meterd_build_info",
+        "meterd_meter_values_stored_total",
+        "meterd_readings_duplicate_total",
+        "meterd_scheduler_running",
+        "meterd_mqtt_messages_received_total",
+        "meterd_outbox_dropped_total",
+        "meterd_forwarded_total",
+        "meterd_anomaly_notifications_total",
+        "meterd_udp_receive_errors_total",
+        "meterd_job_runs_total",
+        "meterd_ingest_lag_seconds_bucket",
+        "meterd_job_duration_seconds_bucket",
+        "meterd_readings_stored_total",
+        "meterd_mail_sent_total",
+    }, sorted(unwatched)

@@ -47,12 +47,30 @@ async def test_readings_stored_before_the_upgrade_take_their_devices_address_and
     async with Store.open(store_url, upgrade=False) as store:
         await migrate.upgrade(store.engine, "0009")
         async with store.engine.begin() as conn:
-            device = await conn.execute(insert(Device).values(
-                key="VNCRC48198", vendor="HP", model="LaserJet MFP M130nw", address="10.0.4.21", site="acme-hq",
-                first_seen=NOW, last_seen=NOW))  # fmt: skip
-            await conn.execute(insert(ReadingRow.__table__).values(
-                reading_id="old", device_id=device.inserted_primary_key[0], meter="total", value=1, unit="impressions",
-                derived=False, taken_at=NOW, received_at=NOW, source="test"))  # fmt: skip
+            device = await conn.execute(
+                insert(Device).values(
+                    key="VNCRC48198",
+                    vendor="HP",
+                    model="LaserJet MFP M130nw",
+                    address="10.0.4.21",
+                    site="acme-hq",
+                    first_seen=NOW,
+                    last_seen=NOW,
+                )
+            )
+            await conn.execute(
+                insert(ReadingRow.__table__).values(
+                    reading_id="old",
+                    device_id=device.inserted_primary_key[0],
+                    meter="total",
+                    value=1,
+                    unit="impressions",
+                    derived=False,
+                    taken_at=NOW,
+                    received_at=NOW,
+                    source="test",
+                )
+            )
         await migrate.upgrade(store.engine)
         [old] = await store.readings()
     assert (old.device.address, old.device.model) == ("10.0.4.21", "LaserJet MFP M130nw")

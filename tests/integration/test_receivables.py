@@ -18,8 +18,10 @@ from tests.integration.test_billing import config as config  # noqa: PLC0414 - t
 
 async def _late(config: Path, capsys: pytest.CaptureFixture[str], as_of: str) -> list[dict[str, str]]:
     capsys.readouterr()
-    assert await asyncio.to_thread(cli, config, "receivables", "list", "--overdue", "--as-of", as_of,
-                                   "--format", "json") == 0  # fmt: skip
+    assert (
+        await asyncio.to_thread(cli, config, "receivables", "list", "--overdue", "--as-of", as_of, "--format", "json")
+        == 0
+    )
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 
@@ -69,7 +71,11 @@ async def test_payments_lateness_reminders_and_instalments(
     assert await _late(config, capsys, "2026-11-15") == []
     [late] = await _late(config, capsys, "2026-11-20")
     assert (late["open"], late["overdue"], late["overdue_since"], late["days_overdue"]) == (
-        "184.21", "184.21", "2026-11-15", 5)  # fmt: skip
+        "184.21",
+        "184.21",
+        "2026-11-15",
+        5,
+    )
 
     pay = ["receivables", "pay", "1", "--on", "2026-11-21", "--reference", "SEPA 7731", "--by", "carla"]
     assert await asyncio.to_thread(cli, config, *pay, "--amount", "100.00") == 0
@@ -91,11 +97,14 @@ async def test_payments_lateness_reminders_and_instalments(
     capsys.readouterr()
     assert await asyncio.to_thread(cli, config, "receivables", "reminders", "--status", "queued", "--text") == 0
     third = capsys.readouterr().out
-    for expected in ("final reminder 3 for invoice", "  2026-12-10  42.11 EUR  overdue\n",
-                     "  2027-01-09  42.10 EUR  not overdue yet\n",
-                     "42.11 EUR of it is overdue; 84.21 EUR is open in all.",
-                     "We reminded you of it on 2026-11-24, 2026-12-08.",
-                     "Please transfer the overdue amount"):  # fmt: skip
+    for expected in (
+        "final reminder 3 for invoice",
+        "  2026-12-10  42.11 EUR  overdue\n",
+        "  2027-01-09  42.10 EUR  not overdue yet\n",
+        "42.11 EUR of it is overdue; 84.21 EUR is open in all.",
+        "We reminded you of it on 2026-11-24, 2026-12-08.",
+        "Please transfer the overdue amount",
+    ):
         assert expected in third, expected
 
     # Paid in full: the queued reminder must not go out.

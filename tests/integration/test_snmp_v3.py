@@ -45,9 +45,12 @@ def v3_ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int
         [*_engine(USERS[n]), f"--data-dir={CRAFTED}", f"--agent-udpv4-endpoint=127.0.0.1:{ports[n]}"] for n in names[1:]
     ]
     simulator = SnmpSimulator(
-        [CRAFTED], ports[names[0]], tmp_path_factory.mktemp("v3") / "snmpsim.log",
-        engine_args=_engine(USERS[names[0]]), more_engines=more,
-    )  # fmt: skip
+        [CRAFTED],
+        ports[names[0]],
+        tmp_path_factory.mktemp("v3") / "snmpsim.log",
+        engine_args=_engine(USERS[names[0]]),
+        more_engines=more,
+    )
     simulator.start()
     try:
         asyncio.run(simulator.wait_ready("canon_ir_adv"))
@@ -90,10 +93,21 @@ async def test_a_wrong_auth_key_says_what_to_check(v3_ports: dict[str, int]) -> 
 
 def test_meterd_poll_v3_flags(v3_ports: dict[str, int], capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        ["poll", f"127.0.0.1:{v3_ports['sha256-aes256']}", "--v3-user", "meterd-256",
-         "--auth", "sha256:auth-key-sha256", "--priv", "aes256:priv-key-aes256", "--context", "canon_ir_adv",
-         "--format", "json"]
-    )  # fmt: skip
+        [
+            "poll",
+            f"127.0.0.1:{v3_ports['sha256-aes256']}",
+            "--v3-user",
+            "meterd-256",
+            "--auth",
+            "sha256:auth-key-sha256",
+            "--priv",
+            "aes256:priv-key-aes256",
+            "--context",
+            "canon_ir_adv",
+            "--format",
+            "json",
+        ]
+    )
     printed = json.loads(capsys.readouterr().out)
     assert code == 0
     assert printed[0]["device"]["serial"] == "2VX01234"
@@ -106,15 +120,33 @@ def test_meterd_discover_appends_the_v3_user_that_answered(
     config.write_text('site = "acme-hq"\n')
     port = v3_ports["sha256-aes256"]
     code = main(
-        ["discover", "127.0.0.1", "--port", str(port), "--v3-user", "meterd-256", "--auth", "sha256:auth-key-sha256",
-         "--priv", "aes256:priv-key-aes256", "--context", "canon_ir_adv", "--timeout", "5", "--append-to", str(config)]
-    )  # fmt: skip
+        [
+            "discover",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--v3-user",
+            "meterd-256",
+            "--auth",
+            "sha256:auth-key-sha256",
+            "--priv",
+            "aes256:priv-key-aes256",
+            "--context",
+            "canon_ir_adv",
+            "--timeout",
+            "5",
+            "--append-to",
+            str(config),
+        ]
+    )
     assert code == 0, capsys.readouterr()
     # The daemon reads it with the user that answered, not with a community nobody set up.
     [planned] = expand_targets(load(config, {}))
     assert (planned.target.address, planned.target.version, planned.target.usm) == (
-        f"127.0.0.1:{port}", "3", UsmCredentials("meterd-256", "sha256", "auth-key-sha256", "aes256", "priv-key-aes256",
-                                                 "canon_ir_adv"))  # fmt: skip
+        f"127.0.0.1:{port}",
+        "3",
+        UsmCredentials("meterd-256", "sha256", "auth-key-sha256", "aes256", "priv-key-aes256", "canon_ir_adv"),
+    )
 
 
 def test_meterd_poll_refuses_a_short_v3_key(capsys: pytest.CaptureFixture[str]) -> None:

@@ -229,8 +229,17 @@ async def test_a_failed_batch_writes_nothing(store_url: str, metrics: Metrics) -
 
 async def test_a_change_to_an_audited_table_without_an_audit_entry_is_not_committed(store_url: str) -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
-    user = {"login": "mallory", "name": "M", "role": "admin", "password_hash": "x", "recovery_codes": "[]",
-            "disabled": False, "failed_logins": 0, "created_at": now, "updated_at": now}  # fmt: skip
+    user = {
+        "login": "mallory",
+        "name": "M",
+        "role": "admin",
+        "password_hash": "x",
+        "recovery_codes": "[]",
+        "disabled": False,
+        "failed_logins": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     async with Store.open(store_url) as store:
         with pytest.raises(AuditMissingError, match="refused to commit a change to users with no audit entry"):
             async with store.engine.begin() as conn:

@@ -29,8 +29,14 @@ def _month(first_day: int, last_day: int) -> list[Reading]:
     out = []
     for hour in range(first_day * 24, last_day * 24):
         true_level = 100 - (PERCENT_PER_DAY * hour / 24) % 100
-        out.append(reading(reading_id=f"h{hour}", minutes=60 * hour, total=10_000 + PAGES_PER_DAY * hour // 24,
-                           toner=round(true_level / 10) * 10))  # fmt: skip
+        out.append(
+            reading(
+                reading_id=f"h{hour}",
+                minutes=60 * hour,
+                total=10_000 + PAGES_PER_DAY * hour // 24,
+                toner=round(true_level / 10) * 10,
+            )
+        )
     return out
 
 

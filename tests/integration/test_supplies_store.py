@@ -113,20 +113,42 @@ async def test_the_migration_compacts_old_history_without_losing_a_change(store_
 
 
 def _device_row() -> dict[str, object]:
-    return {"key": "VNCRC48198", "vendor": "HP", "model": "M130nw", "address": "10.0.4.21", "site": "acme-hq",
-            "first_seen": T0, "last_seen": T0}  # fmt: skip
+    return {
+        "key": "VNCRC48198",
+        "vendor": "HP",
+        "model": "M130nw",
+        "address": "10.0.4.21",
+        "site": "acme-hq",
+        "first_seen": T0,
+        "last_seen": T0,
+    }
 
 
 def _meter_row(r: Reading, device: int) -> dict[str, object]:
-    return {"reading_id": r.id, "device_id": device, "meter": "total", "value": r.meters[0].value,
-            "unit": "impressions", "derived": False, "taken_at": r.taken_at_utc,
-            "received_at": NOW, "source": "test"}  # fmt: skip
+    return {
+        "reading_id": r.id,
+        "device_id": device,
+        "meter": "total",
+        "value": r.meters[0].value,
+        "unit": "impressions",
+        "derived": False,
+        "taken_at": r.taken_at_utc,
+        "received_at": NOW,
+        "source": "test",
+    }
 
 
 def _supply_row(r: Reading, device: int) -> dict[str, object]:
     s = r.supplies[0]
-    return {"reading_id": r.id, "device_id": device, "taken_at": r.taken_at_utc, "name": s.name, "kind": s.kind,
-            "color": s.color, "level_percent": s.level_percent}  # fmt: skip
+    return {
+        "reading_id": r.id,
+        "device_id": device,
+        "taken_at": r.taken_at_utc,
+        "name": s.name,
+        "kind": s.kind,
+        "color": s.color,
+        "level_percent": s.level_percent,
+    }
 
 
 async def test_toner_that_drops_once_while_the_total_stands_still_is_still_found_from_compacted_levels(
@@ -136,12 +158,15 @@ async def test_toner_that_drops_once_while_the_total_stands_still_is_still_found
     # no row of the stand-still shows the 60 it fell from.
     start = T0 + timedelta(hours=50)
     polls = [reading(reading_id=f"b{h}", minutes=60 * h, total=7_000 + 50 * h, toner=60) for h in range(50)]
-    polls += [reading(reading_id=f"s{h}", at=start, minutes=60 * h, total=9_400, toner=60 if h < 10 else 50)
-              for h in range(11)]  # fmt: skip
+    polls += [
+        reading(reading_id=f"s{h}", at=start, minutes=60 * h, total=9_400, toner=60 if h < 10 else 50)
+        for h in range(11)
+    ]
     async with Store.open(store_url) as store:
         await store.store(polls, now=NOW)
         anomalies = AnomalyStore(store)
-        created = await detect_new(anomalies, DetectorSettings(), now=start + timedelta(hours=10, minutes=5),
-                                   poll_interval_s=3600)  # fmt: skip
+        created = await detect_new(
+            anomalies, DetectorSettings(), now=start + timedelta(hours=10, minutes=5), poll_interval_s=3600
+        )
     found = [a for a in created if a.kind == "uncounted"]
     assert [(f.evidence["level_from"], f.evidence["level_to"]) for f in found] == [(60, 50)]

@@ -73,8 +73,9 @@ async def test_the_login_form_needs_its_token_and_never_sends_anyone_off_site(
     assert forged.status_code == 403
     page = await client.get("/login", params={"next": "//evil.example/x"})
     [token] = CSRF.findall(page.text)
-    landed = await client.post("/login", data={"csrf": token, "login": "tech", "password": PASSWORD,
-                                               "next": "//evil.example/x"})  # fmt: skip
+    landed = await client.post(
+        "/login", data={"csrf": token, "login": "tech", "password": PASSWORD, "next": "//evil.example/x"}
+    )
     assert landed.headers["location"] == "/x"  # the path only: the other host is dropped
 
 

@@ -50,8 +50,14 @@ def fleet() -> Book:
     )
 
 
-RATES = {("A", "mono"): 60, ("A", "color"): 40, ("B", "mono"): 35, ("B", "color"): 5, ("C", "mono"): 100,
-         ("C", "color"): 0}  # fmt: skip
+RATES = {
+    ("A", "mono"): 60,
+    ("A", "color"): 40,
+    ("B", "mono"): 35,
+    ("B", "color"): 5,
+    ("C", "mono"): 100,
+    ("C", "color"): 0,
+}
 
 
 def test_forecast_is_used_plus_recent_rate_times_days_left_against_the_prorated_allowance() -> None:

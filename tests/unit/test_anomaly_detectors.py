@@ -23,8 +23,16 @@ T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 SETTINGS = DetectorSettings()
 
 
-def series(values: list[int], *, device: str = "SER1", meter: str = "total", step: timedelta = timedelta(minutes=15),
-           address: str | None = "10.0.4.21", site: str = "acme", start: datetime = T0) -> pd.DataFrame:  # fmt: skip
+def series(
+    values: list[int],
+    *,
+    device: str = "SER1",
+    meter: str = "total",
+    step: timedelta = timedelta(minutes=15),
+    address: str | None = "10.0.4.21",
+    site: str = "acme",
+    start: datetime = T0,
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "device": device,
@@ -140,8 +148,11 @@ def test_a_month_end_rush_is_a_level_shift_not_a_spike_and_a_true_spike_still_is
     assert kinds(spikes(rushing, SETTINGS)) == [Kind.LEVEL_SHIFT] * len(spikes(rushing, SETTINGS))
     # Mid-month on a rushing device: one day at 30x is a spike, and only that day.
     spike_on = next(d for d in range(80, 120) if (T0 + timedelta(days=d)).weekday() == 2)
-    found = [f for f in spikes(daily(_office_days(120, rush=3.0, spike_on=spike_on, spike=30.0)), SETTINGS)
-             if f.kind == Kind.SPIKE]  # fmt: skip
+    found = [
+        f
+        for f in spikes(daily(_office_days(120, rush=3.0, spike_on=spike_on, spike=30.0)), SETTINGS)
+        if f.kind == Kind.SPIKE
+    ]
     assert [f.window_start for f in found] == [T0.replace(hour=0) + timedelta(days=spike_on)]
     assert found[0].holds
 
@@ -231,8 +242,14 @@ def test_stale_after_three_missed_intervals(silent_for: timedelta, stale_expecte
     assert (kinds(found) == [Kind.STALE]) is stale_expected
 
 
-def levels(values: list[int | None], *, kind: str = "toner", name: str = "Black Toner", device: str = "SER1",
-           step: timedelta = timedelta(minutes=15)) -> pd.DataFrame:  # fmt: skip
+def levels(
+    values: list[int | None],
+    *,
+    kind: str = "toner",
+    name: str = "Black Toner",
+    device: str = "SER1",
+    step: timedelta = timedelta(minutes=15),
+) -> pd.DataFrame:
     """Supply levels read alongside series(): one per reading, same times."""
     return pd.DataFrame(
         {
@@ -272,15 +289,20 @@ def test_uncounted_stays_silent_on_normal_printing_noise_short_stops_refills_and
     # A new cartridge (3 % -> 100 %) is a rise, not a fall.
     assert uncounted(still, levels([3, 3, 3, 100, 100, 99, 99, 99, 99, 99, 99, 99, 99], step=HOURLY), SETTINGS) == []
     # A drum wears by rotations (warm-up, cleaning), not only by pages.
-    assert uncounted(still, levels([40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28], kind="drum", step=HOURLY),
-                     SETTINGS) == []  # fmt: skip
+    assert (
+        uncounted(
+            still, levels([40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28], kind="drum", step=HOURLY), SETTINGS
+        )
+        == []
+    )
     # Unknown levels (null) say nothing.
     assert uncounted(still, levels([None] * 13, step=HOURLY), SETTINGS) == []
     # Under uncounted_min_hours (6): counters and levels update at their own pace.
     short = series([5_000] * 5, step=HOURLY)
     assert uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY), SETTINGS) == []
-    assert kinds(uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY),
-                           DetectorSettings(uncounted_min_hours=4))) == [Kind.UNCOUNTED]  # fmt: skip
+    assert kinds(
+        uncounted(short, levels([40, 38, 36, 34, 32], step=HOURLY), DetectorSettings(uncounted_min_hours=4))
+    ) == [Kind.UNCOUNTED]
 
 
 def test_a_long_sleeper_is_left_alone_mid_month_but_not_in_the_days_before_the_month_closes() -> None:
@@ -288,12 +310,30 @@ def test_a_long_sleeper_is_left_alone_mid_month_but_not_in_the_days_before_the_m
     mid_month = datetime(2026, 10, 14, 12, tzinfo=UTC)
     closing = datetime(2026, 10, 29, 12, tzinfo=UTC)  # 2.5 days before 1 November
     for now, expected in ((mid_month, []), (closing, [Kind.STALE])):
-        found = stale([("SER1", now - timedelta(hours=80))], now=now, poll_interval_s=900, settings=SETTINGS,
-                      usual={"SER1": holidays})  # fmt: skip
+        found = stale(
+            [("SER1", now - timedelta(hours=80))],
+            now=now,
+            poll_interval_s=900,
+            settings=SETTINGS,
+            usual={"SER1": holidays},
+        )
         assert kinds(found) == expected
-    found = stale([("SER1", closing - timedelta(hours=80))], now=closing, poll_interval_s=900, settings=SETTINGS,
-                  usual={"SER1": holidays})  # fmt: skip
+    found = stale(
+        [("SER1", closing - timedelta(hours=80))],
+        now=closing,
+        poll_interval_s=900,
+        settings=SETTINGS,
+        usual={"SER1": holidays},
+    )
     assert found[0].evidence["period_closes"] == "2026-11-01T00:00:00+00:00"
     # A weekend's sleep (62 h) before the close is not the 72 h that puts the month-end read at risk.
-    assert stale([("SER1", closing - timedelta(hours=62))], now=closing, poll_interval_s=900, settings=SETTINGS,
-                 usual={"SER1": 62 * 3600.0}) == []  # fmt: skip
+    assert (
+        stale(
+            [("SER1", closing - timedelta(hours=62))],
+            now=closing,
+            poll_interval_s=900,
+            settings=SETTINGS,
+            usual={"SER1": 62 * 3600.0},
+        )
+        == []
+    )

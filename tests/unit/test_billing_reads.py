@@ -94,9 +94,11 @@ def test_a_reset_mid_period_starts_a_new_segment_and_the_segments_add_up() -> No
 def test_a_confirmed_reset_bills_the_first_value_after_it_and_each_segment_keeps_its_read_pair() -> None:
     # Issue 17 items 5 and 6: 640 pages, the counter is reset and first reads 35, then 960 more.
     frame = reads(
-        ("K", "2026-10-01 06:00", 50_320), ("K", "2026-10-10 06:00", 50_960),
-        ("K", "2026-10-11 06:00", 35), ("K", "2026-11-01 06:00", 995),
-    )  # fmt: skip
+        ("K", "2026-10-01 06:00", 50_320),
+        ("K", "2026-10-10 06:00", 50_960),
+        ("K", "2026-10-11 06:00", 35),
+        ("K", "2026-11-01 06:00", 995),
+    )
     confirmed = period_usage(frame, request(("K", OCT_1, NOV_1)), restarts={3: 0}).iloc[0]
     assert confirmed.usage == 640 + 35 + 960  # 1,635 pages printed, 1,635 billed
     pairs = confirmed.segment_reads
@@ -126,8 +128,9 @@ def test_a_boundary_read_outside_the_window_says_whether_it_is_an_estimate_or_th
     assert row.start_first_read
     assert not row.start_estimated
     assert not row.end_first_read
-    inside = period_usage(reads(("J", "2026-10-02 09:00", 7), ("J", "2026-11-01 06:00", 307)),
-                          request(("J", OCT_1, NOV_1))).iloc[0]  # fmt: skip
+    inside = period_usage(
+        reads(("J", "2026-10-02 09:00", 7), ("J", "2026-11-01 06:00", 307)), request(("J", OCT_1, NOV_1))
+    ).iloc[0]
     assert not inside.start_first_read  # within the 3-day window: an ordinary boundary read
 
 

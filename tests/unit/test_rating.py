@@ -114,23 +114,32 @@ def _tiers(*tiers: dict[str, str | int]) -> dict[str, object]:
         (_versions({}, {}), "versions overlap"),
         (_versions({"base_fee": "-1"}), r"versions\.0\.base_fee: .*negative"),
         (_versions(_tiers({"up_to": 1000, "price": "0.01"})), "last tier"),
-        (_versions(_tiers({"up_to": 5000, "price": "0.01"}, {"up_to": 1000, "price": "0.02"}, {"price": "0.01"})),
-         "increasing"),
+        (
+            _versions(_tiers({"up_to": 5000, "price": "0.01"}, {"up_to": 1000, "price": "0.02"}, {"price": "0.01"})),
+            "increasing",
+        ),
         (_versions({}, {"valid_from": "2026-06-01", "currency": "USD"}), "one currency"),
         (_versions({"currency": "euro"}), "ISO 4217"),
         (_versions(_tiers({"price": "0.0000001"})), "more than 6 decimals"),
         (_versions({}) | {"detectors": {"spike_madz": 4}}, "detectors: spike_madz is not a detector knob"),
     ],
-)  # fmt: skip
+)
 def test_bad_contracts_are_refused_naming_the_field(mutation: dict[str, object], message: str) -> None:
     with pytest.raises(ContractError, match=rf"contract C-1: .*{message}"):
         parse_contract({"id": "C-1", "customer": "acme"} | mutation)
 
 
 def test_the_version_in_force_follows_the_date() -> None:
-    contract = parse_contract({"id": "C-1", "customer": "acme", "versions": [
-        {"valid_from": "2026-01-01", "currency": "EUR", "base_fee": "40"},
-        {"valid_from": "2026-07-01", "currency": "EUR", "base_fee": "45"}]})  # fmt: skip
+    contract = parse_contract(
+        {
+            "id": "C-1",
+            "customer": "acme",
+            "versions": [
+                {"valid_from": "2026-01-01", "currency": "EUR", "base_fee": "40"},
+                {"valid_from": "2026-07-01", "currency": "EUR", "base_fee": "45"},
+            ],
+        }
+    )
     assert contract.version_at(date(2025, 12, 31)) is None
     assert contract.version_at(date(2026, 6, 30)).base_fee == D("40")  # type: ignore[union-attr]
     assert contract.version_at(date(2026, 7, 1)).base_fee == D("45")  # type: ignore[union-attr]
@@ -146,9 +155,10 @@ def test_totals_are_the_sum_of_lines_plus_tax_and_never_negative(
     pages: list[int], days: int, tiering: str, pooled: bool
 ) -> None:
     contract = version(
-        base_fee=D("12.34"), minimum_charge=D("25"),
+        base_fee=D("12.34"),
+        minimum_charge=D("25"),
         meters=[MeterTerms(meter=Meter.MONO, included=500, tiers=TIERS, tiering=tiering, pool="p" if pooled else None)],
-    )  # fmt: skip
+    )
     usage = [DeviceUsage(f"D{n}", Meter.MONO, count) for n, count in enumerate(pages)]
     rated = rate(contract, NOV, usage, {f"D{n}": days for n in range(len(pages))})
     assert rated.net == sum(line.amount for line in rated.lines)

@@ -16,17 +16,27 @@ D = Decimal
 
 def test_a_split_rounds_each_part_to_the_currency_and_the_last_takes_the_rest() -> None:
     assert split(D("100.00"), 3, date(2026, 12, 1), 30, "EUR") == [
-        Instalment(date(2026, 12, 1), D("33.33")), Instalment(date(2026, 12, 31), D("33.33")),
+        Instalment(date(2026, 12, 1), D("33.33")),
+        Instalment(date(2026, 12, 31), D("33.33")),
         Instalment(date(2027, 1, 30), D("33.34")),
-    ]  # fmt: skip
+    ]
     assert [p.amount for p in split(D("1000"), 3, date(2026, 12, 1), 30, "JPY")] == [D(333), D(333), D(334)]
     with pytest.raises(BillingError, match="at least 2 parts"):
         split(D("100.00"), 1, date(2026, 12, 1), 30, "EUR")
 
 
 def _account(paid: str, as_of: date, plan: list[Instalment] | None = None):  # type: ignore[no-untyped-def]
-    return standing(invoice_id=1, number="INV-000001", customer="ACME", currency="EUR", total=D("184.21"),
-                    due_date=date(2026, 11, 15), paid=D(paid), plan=plan or [], as_of=as_of)  # fmt: skip
+    return standing(
+        invoice_id=1,
+        number="INV-000001",
+        customer="ACME",
+        currency="EUR",
+        total=D("184.21"),
+        due_date=date(2026, 11, 15),
+        paid=D(paid),
+        plan=plan or [],
+        as_of=as_of,
+    )
 
 
 def test_without_a_plan_the_whole_open_amount_is_late_once_the_due_date_has_passed() -> None:
@@ -36,12 +46,19 @@ def test_without_a_plan_the_whole_open_amount_is_late_once_the_due_date_has_pass
     late = _account("100.00", date(2026, 11, 20))
     # 184.21 - 100.00 = 84.21 open, all of it late since 15 Nov: 5 days.
     assert (late.open, late.overdue, late.overdue_since, late.days_overdue) == (
-        D("84.21"), D("84.21"), date(2026, 11, 15), 5)  # fmt: skip
+        D("84.21"),
+        D("84.21"),
+        date(2026, 11, 15),
+        5,
+    )
 
 
 def test_with_a_plan_only_past_instalments_are_late_and_payments_cover_the_earliest_first() -> None:
-    plan = [Instalment(date(2026, 12, 1), D("61.40")), Instalment(date(2026, 12, 31), D("61.40")),
-            Instalment(date(2027, 1, 30), D("61.41"))]  # fmt: skip  # the whole 184.21
+    plan = [
+        Instalment(date(2026, 12, 1), D("61.40")),
+        Instalment(date(2026, 12, 31), D("61.40")),
+        Instalment(date(2027, 1, 30), D("61.41")),
+    ]  # the whole 184.21
     # 5 Jan: two instalments are due (122.80); 70.00 paid covers the first and 8.60 of the second.
     account = _account("70.00", date(2027, 1, 5), plan)
     assert (account.overdue, account.overdue_since, account.days_overdue) == (D("52.80"), date(2026, 12, 31), 5)
@@ -62,15 +79,28 @@ def test_reminder_levels_climb_one_at_a_time_from_the_first_one_sent() -> None:
 
 
 def _notice(account: Standing, level: int, **history: Any) -> str:
-    return reminder_text(account, level, as_of=date(2026, 11, 30), issue_date=date(2026, 11, 1),
-                         due_date=date(2026, 11, 15), contact="Petra Kaufmann", seller="Print Partner GmbH",
-                         iban="DE89370400440532013000", **history)  # fmt: skip
+    return reminder_text(
+        account,
+        level,
+        as_of=date(2026, 11, 30),
+        issue_date=date(2026, 11, 1),
+        due_date=date(2026, 11, 15),
+        contact="Petra Kaufmann",
+        seller="Print Partner GmbH",
+        iban="DE89370400440532013000",
+        **history,
+    )
 
 
 def test_the_notice_says_what_is_owed_and_speaks_of_earlier_reminders_only_when_there_were_some() -> None:
     first = _notice(_account("100.00", date(2026, 11, 30)), 1, final=True)
-    for expected in ("final reminder 1 for invoice INV-000001", "Dear Petra Kaufmann", "to DE89370400440532013000",
-                     "84.21 EUR of it is still open.\n", "was due on 2026-11-15"):  # fmt: skip
+    for expected in (
+        "final reminder 1 for invoice INV-000001",
+        "Dear Petra Kaufmann",
+        "to DE89370400440532013000",
+        "84.21 EUR of it is still open.\n",
+        "was due on 2026-11-15",
+    ):
         assert expected in first, expected
     assert "earlier" not in first
     assert "remind" not in first.partition("\n\n")[2]
@@ -82,17 +112,37 @@ def test_the_notice_says_what_is_owed_and_speaks_of_earlier_reminders_only_when_
 def test_with_a_plan_the_notice_lists_the_instalments_and_tells_overdue_from_open() -> None:
     # 385.63 in three: 128.54 on 1 Nov and 1 Dec, 128.55 on 31 Dec; on 10 Dec two are late: 257.08 of 385.63.
     plan = split(D("385.63"), 3, date(2026, 11, 1), 30, "EUR")
-    account = standing(invoice_id=1, number="INV-000001", customer="ACME", currency="EUR", total=D("385.63"),
-                       due_date=date(2026, 10, 15), paid=D("100.00"), plan=plan, as_of=date(2026, 12, 10))  # fmt: skip
+    account = standing(
+        invoice_id=1,
+        number="INV-000001",
+        customer="ACME",
+        currency="EUR",
+        total=D("385.63"),
+        due_date=date(2026, 10, 15),
+        paid=D("100.00"),
+        plan=plan,
+        as_of=date(2026, 12, 10),
+    )
     assert (account.overdue, account.open) == (D("157.08"), D("285.63"))
-    text = reminder_text(account, 2, as_of=date(2026, 12, 10), issue_date=date(2026, 10, 1),
-                         due_date=date(2026, 10, 15), contact="Petra Kaufmann", seller="Print Partner GmbH", iban=None,
-                         plan=plan)  # fmt: skip
-    for expected in ("We agreed that you pay what was open in instalments:\n",
-                     "  2026-11-01  128.54 EUR  overdue: 28.54 EUR of it unpaid\n",
-                     "  2026-12-01  128.54 EUR  overdue\n", "  2026-12-31  128.55 EUR  not overdue yet\n",
-                     "157.08 EUR of it is overdue; 285.63 EUR is open in all.",
-                     "transfer the overdue amount"):  # fmt: skip
+    text = reminder_text(
+        account,
+        2,
+        as_of=date(2026, 12, 10),
+        issue_date=date(2026, 10, 1),
+        due_date=date(2026, 10, 15),
+        contact="Petra Kaufmann",
+        seller="Print Partner GmbH",
+        iban=None,
+        plan=plan,
+    )
+    for expected in (
+        "We agreed that you pay what was open in instalments:\n",
+        "  2026-11-01  128.54 EUR  overdue: 28.54 EUR of it unpaid\n",
+        "  2026-12-01  128.54 EUR  overdue\n",
+        "  2026-12-31  128.55 EUR  not overdue yet\n",
+        "157.08 EUR of it is overdue; 285.63 EUR is open in all.",
+        "transfer the overdue amount",
+    ):
         assert expected in text, expected
     assert "still open" not in text
 

@@ -25,8 +25,10 @@ def test_port_out_of_range_names_file_key_and_rule(write_config) -> None:
 
 def test_two_targets_for_one_address_are_refused_naming_both(write_config) -> None:
     # The same printer twice (one spelling of an IPv6 address each) would be polled once, one entry's settings lost.
-    path = write_config('[[snmp.targets]]\nhost = "::1"\n[[snmp.targets]]\nhost = "10.0.4.7"\n'
-                        '[[snmp.targets]]\nhost = "0::1"\nport = 161\ncommunities = ["c2"]\n')  # fmt: skip
+    path = write_config(
+        '[[snmp.targets]]\nhost = "::1"\n[[snmp.targets]]\nhost = "10.0.4.7"\n'
+        '[[snmp.targets]]\nhost = "0::1"\nport = 161\ncommunities = ["c2"]\n'
+    )
     expected = f"{path}: snmp.targets[2]: same host and port (0::1:161) as snmp.targets[0]; merge the two"
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load(path, {})
@@ -49,9 +51,10 @@ def test_every_problem_is_reported_with_its_file_and_key(write_config) -> None:
     with pytest.raises(ConfigError) as caught:
         load(path, {"METERD_SNMP__RETRIES": "many"})
     assert [(p.file, p.key) for p in caught.value.problems] == [
-        (str(path), "scheduler.poll_interval_s"), ("$METERD_SNMP__RETRIES", "snmp.retries"),
+        (str(path), "scheduler.poll_interval_s"),
+        ("$METERD_SNMP__RETRIES", "snmp.retries"),
         (str(path), "snmp.targets[0].port"),
-    ]  # fmt: skip
+    ]
     assert str(caught.value).count("\n") == 2
 
 
@@ -183,11 +186,15 @@ def test_a_sites_detector_knobs_are_checked_like_the_defaults(write_config) -> N
     tuned = anomalies.tuned(anomalies.sites["warehouse"], where="warehouse")
     assert (tuned.stale_intervals, tuned.spike_mads) == (8, 6.0)  # its own knob, the rest from [anomalies]
     for body, message in (
-        ("[anomalies.sites.warehouse]\nspike_window_days = 3\n",
-         "anomalies.sites: warehouse.spike_window_days: Input should be greater than or equal to 7"),
-        ("[anomalies.sites.warehouse]\nnotify_attempts = 3\n",
-         "anomalies.sites: warehouse.notify_attempts: not a detector knob"),
-    ):  # fmt: skip
+        (
+            "[anomalies.sites.warehouse]\nspike_window_days = 3\n",
+            "anomalies.sites: warehouse.spike_window_days: Input should be greater than or equal to 7",
+        ),
+        (
+            "[anomalies.sites.warehouse]\nnotify_attempts = 3\n",
+            "anomalies.sites: warehouse.notify_attempts: not a detector knob",
+        ),
+    ):
         bad = write_config(body)
         with pytest.raises(ConfigError, match=re.escape(f"{bad}: {message}")):
             load(bad, {})

@@ -19,9 +19,21 @@ from collectors.snmp.profiles import KEY, Profile, builtin_catalog, parse_profil
 from daemon.errors import ConfigError, PayloadError
 
 REQUIRED_VENDORS = {
-    "hp", "canon", "ricoh", "konica_minolta", "kyocera", "sharp", "xerox", "fujifilm",
-    "brother", "lexmark", "samsung", "epson", "oki", "toshiba",
-}  # fmt: skip
+    "hp",
+    "canon",
+    "ricoh",
+    "konica_minolta",
+    "kyocera",
+    "sharp",
+    "xerox",
+    "fujifilm",
+    "brother",
+    "lexmark",
+    "samsung",
+    "epson",
+    "oki",
+    "toshiba",
+}
 
 
 def test_every_required_vendor_has_a_profile_file() -> None:
@@ -87,9 +99,20 @@ def test_brother_words_refuse_damaged_blobs(blob: bytes, match: str) -> None:
 
 @pytest.mark.parametrize(
     ("max_capacity", "level", "percent"),
-    [(3000, 2400, 80), (45000, 22050, 49), (100, 1, 1), (200, 1, 1), (200, 3, 2), (100, -3, None), (-2, 0, None),
-     (100, -2, None), (0, 0, None), (100, 150, 100), (None, 10, None)],
-)  # fmt: skip
+    [
+        (3000, 2400, 80),
+        (45000, 22050, 49),
+        (100, 1, 1),
+        (200, 1, 1),
+        (200, 3, 2),
+        (100, -3, None),
+        (-2, 0, None),
+        (100, -2, None),
+        (0, 0, None),
+        (100, 150, 100),
+        (None, 10, None),
+    ],
+)
 def test_level_percent(max_capacity: int | None, level: int | None, percent: int | None) -> None:
     assert level_percent(max_capacity, level) == percent
 
@@ -157,9 +180,16 @@ SAMSUNG = "1.3.6.1.4.1.236.11.5.11.53.11.2.1"
 def test_samsung_meters_are_sums_over_rows_filtered_by_job_type_and_colour() -> None:
     """scmHrDevCountTable (SAMSUNG-HOST-RESOURCES-EXT-MIB): rows per job x size x duplex x colour x unit."""
     rows = [  # (row, job, colour, unit 7 impressions / 8 sheets, value): rows of one job, colour and unit are summed
-        ("1.1", 1, 3, 7, 100), ("1.2", 1, 3, 7, 20), ("1.3", 1, 1, 7, 7), ("1.4", 2, 3, 7, 40), ("1.5", 2, 1, 7, 3),
-        ("1.6", 3, 3, 7, 5), ("1.7", 5, 1, 7, 900), ("1.8", 6, 3, 7, 2), ("1.9", 1, 3, 8, 70),
-    ]  # fmt: skip
+        ("1.1", 1, 3, 7, 100),
+        ("1.2", 1, 3, 7, 20),
+        ("1.3", 1, 1, 7, 7),
+        ("1.4", 2, 3, 7, 40),
+        ("1.5", 2, 1, 7, 3),
+        ("1.6", 3, 3, 7, 5),
+        ("1.7", 5, 1, 7, 900),
+        ("1.8", 6, 3, 7, 2),
+        ("1.9", 1, 3, 8, 70),
+    ]
     columns = {2: 1, 6: 2, 4: 3, 7: 4}  # column -> position in a row tuple
     walked: dict[str, dict[str, Value]] = {
         f"{SAMSUNG}.{column}": {f"{SAMSUNG}.{column}.{row[0]}": row[at] for row in rows}
@@ -243,16 +273,29 @@ def test_xerox_rows_are_read_by_their_label_before_their_number() -> None:
         # OKI usagePrinterUnitCounter is a DisplayString holding the count.
         ("oki", {"1.3.6.1.4.1.2001.1.1.1.1.100.1.1.1.3.1": b"123456"}, {"total": 123456}),
         # Toshiba …21.6.1.<cat>.1.<colour>: cat 2 all output; colour 1 full, 3 black, 4 total.
-        ("toshiba", {"1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.4": 90, "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.3": 60,
-                     "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.1": 30}, {"total": 90, "mono": 60, "color": 30}),
+        (
+            "toshiba",
+            {
+                "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.4": 90,
+                "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.3": 60,
+                "1.3.6.1.4.1.1129.2.3.50.1.3.21.6.1.2.1.1": 30,
+            },
+            {"total": 90, "mono": 60, "color": 30},
+        ),
         # Lexmark pgTotal / pgMono / pgColor: 5.1.0 is the total, not colour.
-        ("lexmark", {"1.3.6.1.4.1.641.2.1.5.1.0": 61, "1.3.6.1.4.1.641.2.1.5.2.0": 40,
-                     "1.3.6.1.4.1.641.2.1.5.3.0": 21}, {"total": 61, "mono": 40, "color": 21}),
+        (
+            "lexmark",
+            {"1.3.6.1.4.1.641.2.1.5.1.0": 61, "1.3.6.1.4.1.641.2.1.5.2.0": 40, "1.3.6.1.4.1.641.2.1.5.3.0": 21},
+            {"total": 61, "mono": 40, "color": 21},
+        ),
         # FUJIFILM reads Xerox's counters under 253; copy counters under hrDeviceIndex 103 as well as 11.
-        ("fujifilm", {"1.3.6.1.4.1.253.8.53.13.2.1.6.103.20.3": 20, "1.3.6.1.4.1.253.8.53.13.2.1.6.11.20.25": 4},
-         {"copy_mono": 20, "copy_color": 4, "copy_total": 24}),
+        (
+            "fujifilm",
+            {"1.3.6.1.4.1.253.8.53.13.2.1.6.103.20.3": 20, "1.3.6.1.4.1.253.8.53.13.2.1.6.11.20.25": 4},
+            {"copy_mono": 20, "copy_color": 4, "copy_total": 24},
+        ),
     ],
-)  # fmt: skip
+)
 def test_scalar_counters(profile: str, scalars: dict[str, Value], expected: dict[str, int]) -> None:
     meters = _read(profile, _answers(scalars))
     assert {name: meters[name][0] for name in expected} == expected
@@ -274,14 +317,22 @@ def test_borrowed_counters_are_capped_at_the_lenders_evidence() -> None:
     ("sys_object_id", "strings", "profile", "rule"),
     [
         ("1.3.6.1.4.1.683.6", [("sysDescr", "ZebraNet Wired PS")], "zebra", "sysDescr 'ZebraNet Wired PS' matches"),
-        ("1.3.6.1.4.1.683.6", [("sysDescr", "Print Server"), ("hrDeviceDescr", "Brother HL-L8260CDW series")],
-         "brother", "hrDeviceDescr 'Brother HL-L8260CDW series' matches"),
-        (None, [("sysDescr", None), ("hrDeviceDescr", "x"), ("prtGeneralPrinterName", "KYOCERA ECOSYS P2040dw")],
-         "kyocera", "prtGeneralPrinterName"),
+        (
+            "1.3.6.1.4.1.683.6",
+            [("sysDescr", "Print Server"), ("hrDeviceDescr", "Brother HL-L8260CDW series")],
+            "brother",
+            "hrDeviceDescr 'Brother HL-L8260CDW series' matches",
+        ),
+        (
+            None,
+            [("sysDescr", None), ("hrDeviceDescr", "x"), ("prtGeneralPrinterName", "KYOCERA ECOSYS P2040dw")],
+            "kyocera",
+            "prtGeneralPrinterName",
+        ),
         ("1.3.6.1.4.1.2435.2.3.9.1", [("sysDescr", "ZebraNet Wired PS")], "brother", "sysObjectID"),
         ("1.3.6.1.4.1.683.6", [("sysDescr", "ExtendNet print server")], "generic", "no rule matched"),
     ],
-)  # fmt: skip
+)
 def test_identify_by_sys_object_id_then_by_the_device_strings(
     sys_object_id: str | None, strings: list[tuple[str, str | None]], profile: str, rule: str
 ) -> None:

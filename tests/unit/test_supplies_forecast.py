@@ -41,8 +41,14 @@ def _levels(days: int, *, start: float = 100.0, step: int = 10) -> list[Level]:
 
 def test_a_level_that_jumps_up_is_a_new_cartridge_dated_by_the_reading_that_saw_it() -> None:
     day = timedelta(days=1)
-    levels = [Level(T0, 30), Level(T0 + day, 20), Level(T0 + 2 * day, None), Level(T0 + 3 * day, 21),
-              Level(T0 + 4 * day, 100), Level(T0 + 5 * day, 90)]  # fmt: skip
+    levels = [
+        Level(T0, 30),
+        Level(T0 + day, 20),
+        Level(T0 + 2 * day, None),
+        Level(T0 + 3 * day, 21),
+        Level(T0 + 4 * day, 100),
+        Level(T0 + 5 * day, 90),
+    ]
     [seen] = replacements(levels)
     assert (seen.installed_at, seen.level_before) == (T0 + timedelta(days=4), 21)
     assert [len(c.levels) for c in cartridges(levels)] == [4, 2]  # a one-point rise and an unknown are no cartridge
@@ -77,16 +83,22 @@ def test_replenishment_is_due_by_the_forecast_or_the_level_and_not_before() -> N
     assert not replenishment_due(far, today, lead_days=10, low_percent=5)
     assert replenishment_due(near, today, lead_days=10, low_percent=5)
     assert replenishment_due(low, today, lead_days=10, low_percent=5)
-    assert not replenishment_due(Forecast(None, None, None, None, None, None, "level unknown"), today,
-                                 lead_days=10, low_percent=5)  # fmt: skip
+    assert not replenishment_due(
+        Forecast(None, None, None, None, None, None, "level unknown"), today, lead_days=10, low_percent=5
+    )
 
 
 def test_a_cartridge_far_below_its_nominal_yield_is_flagged_one_taken_out_early_is_not() -> None:
     day = timedelta(days=1)
-    levels = [Level(T0, 100), Level(T0 + 10 * day, 50),  # in the device when the history begins: not judged
-              Level(T0 + 20 * day, 100), Level(T0 + 30 * day, 0),  # 2,000 pages from 100 % to empty
-              Level(T0 + 40 * day, 100), Level(T0 + 45 * day, 50),  # out early at 50 %: 1,000 pages for half
-              Level(T0 + 50 * day, 100)]  # fmt: skip
+    levels = [
+        Level(T0, 100),
+        Level(T0 + 10 * day, 50),  # in the device when the history begins: not judged
+        Level(T0 + 20 * day, 100),
+        Level(T0 + 30 * day, 0),  # 2,000 pages from 100 % to empty
+        Level(T0 + 40 * day, 100),
+        Level(T0 + 45 * day, 50),  # out early at 50 %: 1,000 pages for half
+        Level(T0 + 50 * day, 100),
+    ]
     counter = PageCounter([(T0 + d * day, d * PAGES_PER_DAY) for d in range(60)])
     found = yields(cartridges(levels), counter, nominal=2_000)
     assert [(y.pages, y.used_percent, y.full_pages, y.short) for y in found] == [

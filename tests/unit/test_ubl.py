@@ -18,17 +18,58 @@ from billing.periods import Period
 
 D = Decimal
 OCT = Period.month(2026, 10)
-SELLER = Party("seller", "Print Partner GmbH", None, "Werkstr. 2", "Köln", "50667", "DE", "DE136695976",
-               "0088:4000001000005", "billing@pp.example")  # fmt: skip
-BUYER = Party("ACME", "Acme SARL", "Acme", "1 rue de la Paix", "Paris", "75002", "FR", "FR40303265045",
-              "EM:ap@acme.example", "ap@acme.example", contact_name="Claire")  # fmt: skip
+SELLER = Party(
+    "seller",
+    "Print Partner GmbH",
+    None,
+    "Werkstr. 2",
+    "Köln",
+    "50667",
+    "DE",
+    "DE136695976",
+    "0088:4000001000005",
+    "billing@pp.example",
+)
+BUYER = Party(
+    "ACME",
+    "Acme SARL",
+    "Acme",
+    "1 rue de la Paix",
+    "Paris",
+    "75002",
+    "FR",
+    "FR40303265045",
+    "EM:ap@acme.example",
+    "ap@acme.example",
+    contact_name="Claire",
+)
 
 
-def line(kind: str, amount: str, rate: str = "0.20", *, quantity: str = "1", tiers: list[dict[str, str]] | None = None,
-         adjustment: bool = False) -> InvoiceLine:  # fmt: skip
+def line(
+    kind: str,
+    amount: str,
+    rate: str = "0.20",
+    *,
+    quantity: str = "1",
+    tiers: list[dict[str, str]] | None = None,
+    adjustment: bool = False,
+) -> InvoiceLine:
     provenance = {"tiers": tiers} if tiers else {}
-    return InvoiceLine(kind, adjustment, f"{kind} line", "ACME", "C1", "SER1", "mono" if kind == "usage" else None,
-                       None, OCT, D(quantity), D(amount), D(rate), provenance=provenance)  # fmt: skip
+    return InvoiceLine(
+        kind,
+        adjustment,
+        f"{kind} line",
+        "ACME",
+        "C1",
+        "SER1",
+        "mono" if kind == "usage" else None,
+        None,
+        OCT,
+        D(quantity),
+        D(amount),
+        D(rate),
+        provenance=provenance,
+    )
 
 
 LINES = (
@@ -46,9 +87,22 @@ LINES = (
 
 
 def document(kind: str = "invoice", lines: tuple[InvoiceLine, ...] = LINES) -> Document:
-    return Document(7, kind, "finalized", "INV-000007" if kind == "invoice" else "CN-000002", date(2026, 11, 2),
-                    date(2026, 11, 16), OCT, "EUR", SELLER, BUYER, lines, iban="DE89370400440532013000",
-                    payment_terms_days=14, credited_number="INV-000007" if kind != "invoice" else None)  # fmt: skip
+    return Document(
+        7,
+        kind,
+        "finalized",
+        "INV-000007" if kind == "invoice" else "CN-000002",
+        date(2026, 11, 2),
+        date(2026, 11, 16),
+        OCT,
+        "EUR",
+        SELLER,
+        BUYER,
+        lines,
+        iban="DE89370400440532013000",
+        payment_terms_days=14,
+        credited_number="INV-000007" if kind != "invoice" else None,
+    )
 
 
 @pytest.mark.parametrize("kind", ["invoice", "credit_note"])
@@ -60,8 +114,10 @@ def test_invoices_and_credit_notes_are_schema_valid_and_pass_the_peppol_rules(ki
     assert [str(f) for f in check_rules(xml) if f.severity == "fatal"] == []
     root = ET.fromstring(xml)
     # Tax once per rate: 20 % on 40.00 + 25.20 + 80.00 - 10.33 = 134.87 -> 26.974 -> 26.97; 5.5 % on 12.50 -> 0.69.
-    subtotals = [(s.find(f"{{{CBC}}}TaxableAmount").text, s.find(f"{{{CBC}}}TaxAmount").text)  # type: ignore[union-attr]
-                 for s in root.iter(f"{{{CAC}}}TaxSubtotal")]  # fmt: skip
+    subtotals = [
+        (s.find(f"{{{CBC}}}TaxableAmount").text, s.find(f"{{{CBC}}}TaxAmount").text)  # type: ignore[union-attr]
+        for s in root.iter(f"{{{CAC}}}TaxSubtotal")
+    ]
     assert subtotals == [("12.50", "0.69"), ("134.87", "26.97")]
     payable = root.find(f"{{{CAC}}}LegalMonetaryTotal/{{{CBC}}}PayableAmount")
     assert payable is not None
@@ -85,8 +141,24 @@ def test_the_pdf_names_the_estimates_and_holds() -> None:
 
     from pypdf import PdfReader  # noqa: PLC0415
 
-    marked = (InvoiceLine("usage", False, "mono SER1 2026-10", "ACME", "C1", "SER1", "mono", None, OCT, D(5), D("0.06"),
-                          D("0.20"), estimated=True, held=True),)  # fmt: skip
+    marked = (
+        InvoiceLine(
+            "usage",
+            False,
+            "mono SER1 2026-10",
+            "ACME",
+            "C1",
+            "SER1",
+            "mono",
+            None,
+            OCT,
+            D(5),
+            D("0.06"),
+            D("0.20"),
+            estimated=True,
+            held=True,
+        ),
+    )
     text = PdfReader(io.BytesIO(to_pdf(document(lines=marked)))).pages[0].extract_text()
     assert "estimated read" in text
     assert "readings under review" in text
