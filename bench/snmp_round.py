@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from collectors.base import Reading
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
 from daemon import logging as meterd_logging
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
+from daemon.kernel.reading import Reading
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.polling import udp_receive_errors

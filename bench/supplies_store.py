@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.base import MeterValue, Reading
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector
 from daemon.demo import fleet_dir
 from daemon.demo.run import fleet_communities
 from daemon.demo.simulator import SnmpSimulator
+from daemon.kernel.reading import MeterValue, Reading
 from daemon.storage.repository import Store
 
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday

@@ -13,8 +13,8 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from billing.anomalies import DetectorSettings
-from collectors.base import Meter
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
+from daemon.kernel.reading import Meter
 
 Cycle = Literal["monthly", "quarterly", "semiannual", "annual"]
 MAX_PRICE_DECIMALS = 6

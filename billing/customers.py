@@ -14,7 +14,7 @@ from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumError
 
 from billing.contracts import Currency, Strict, parse_record
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 # EU member states: their VAT numbers carry the country prefix (Greece's is EL), as Peppol expects.
 _EU: Final = frozenset(

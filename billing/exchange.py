@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from billing.cells import from_cell, to_cell
 from billing.customers import CardRules, Customer, CustomerError
 from billing.invoicing import Assignment
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 CUSTOMER_COLUMNS: Final = (
     "code",

@@ -29,8 +29,8 @@ from billing.contracts import Contract, ContractVersion
 from billing.customers import Customer
 from billing.periods import Period, add_months, cycle_containing, cycles_between, merge, subtract, utc_midnight
 from billing.rating import DeviceUsage, money, rate
-from collectors.base import Meter
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
+from daemon.kernel.reading import Meter
 
 BASE_FEE: Final = "base_fee"
 USAGE: Final = "usage"

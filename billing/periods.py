@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Final
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 CYCLE_MONTHS: Final[dict[str, int]] = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12}
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")

@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from billing.contracts import ContractVersion, MeterTerms, Tier
 from billing.periods import Period
-from collectors.base import Meter
+from daemon.kernel.reading import Meter
 
 # ISO 4217 minor units for the currencies that do not use two.
 _MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}

@@ -13,8 +13,9 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, ReadingSink, Supply, Unit
-from daemon.errors import PayloadError
+from collectors.base import ReadingSink
+from daemon.kernel.errors import PayloadError
+from daemon.kernel.reading import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 
 SCHEMA: Final = "meterd.reading/1"
 DEFAULT_MAX_BYTES: Final = 64 * 1024

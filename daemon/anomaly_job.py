@@ -16,7 +16,7 @@ from billing.anomalies.engine import detect_new
 from billing.invoicing import Book
 from billing.periods import Period
 from daemon.billing_service import forecast_over_allowance
-from daemon.clock import Clock
+from daemon.kernel.clock import Clock
 from daemon.metrics import Metrics
 from daemon.settings import AnomalySettings, Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore

@@ -16,10 +16,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from collectors.snmp.collector import SnmpCollector
 from daemon.api.app import create_app, serving
 from daemon.api.security import ApiContext
-from daemon.clock import Clock, utc_now
-from daemon.errors import MeterdError
 from daemon.http import Health, OpsServer
 from daemon.jobs import build_jobs
+from daemon.kernel.clock import Clock, utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.metrics import Metrics
 from daemon.mqtt import StoreOutbox, broker_options, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
 from daemon.pipeline import Pipeline

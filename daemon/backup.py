@@ -31,7 +31,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL
 
 from daemon.backup_crypto import backup_key, decrypt_file, encrypt_file, is_encrypted
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.storage.engine import create_private, mask, parse_url, sqlite_path, write_private
 from daemon.storage.lock import daemon_lock
 from daemon.storage.models import Base

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from daemon.backup import make_backup, restore_backup
-from daemon.clock import utc_now
+from daemon.kernel.clock import utc_now
 from daemon.settings import Settings
 from daemon.storage.engine import mask
 

@@ -23,7 +23,7 @@ from typing import BinaryIO, Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.security.secretbox import load_or_create_key
 from daemon.storage.engine import write_private
 

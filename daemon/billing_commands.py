@@ -31,10 +31,10 @@ from daemon.billing_service import (
     usage_report,
     void_invoice,
 )
-from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
-from daemon.errors import MeterdError
 from daemon.exchange_commands import add_exchange_parsers
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.notify import notices
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore, InvoiceRecord

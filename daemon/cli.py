@@ -21,18 +21,18 @@ from rich.console import Console
 from rich.progress import Progress
 
 from collectors import wire
-from collectors.base import Reading
 from daemon import __version__
 from daemon import logging as meterd_logging
 from daemon.anomaly_commands import add_anomaly_parsers
 from daemon.app import Daemon
 from daemon.backup_commands import add_backup_parsers
 from daemon.billing_commands import add_billing_parsers
-from daemon.clock import utc_now
 from daemon.command_support import open_store, print_rows, reading_table
 from daemon.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
-from daemon.errors import ConfigError, MeterdError, PayloadError
 from daemon.init_command import add_init_parser
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import ConfigError, MeterdError, PayloadError
+from daemon.kernel.reading import Reading
 from daemon.metrics import Metrics
 from daemon.mqtt import forward_encoder
 from daemon.pipeline import Pipeline

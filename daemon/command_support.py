@@ -13,7 +13,7 @@ from rich.table import Table
 
 from billing.cells import write_rows
 from collectors import wire
-from collectors.base import Reading
+from daemon.kernel.reading import Reading
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
-from daemon.errors import CollectorError, MeterdError
+from daemon.kernel.errors import CollectorError, MeterdError
 from daemon.mqtt import broker_options
 from daemon.polling import expand_targets
 from daemon.settings import Settings

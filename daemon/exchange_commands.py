@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from daemon.clock import utc_now
 from daemon.command_support import open_store
-from daemon.errors import MeterdError
 from daemon.exchange_service import (
     ASSIGNMENTS,
     CONTACTS,
@@ -27,6 +25,8 @@ from daemon.exchange_service import (
     import_tables,
     read_tables,
 )
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.settings import Settings
 from daemon.storage.engine import write_private
 

@@ -25,7 +25,7 @@ from billing.exchange import (
     devices_from,
     read_table,
 )
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore, ImportOutcome
 from daemon.storage.repository import Store

@@ -18,7 +18,7 @@ from typing import Final
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.metrics import Metrics
 
 log = structlog.get_logger(__name__)

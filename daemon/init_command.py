@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from daemon.errors import ConfigError, MeterdError
+from daemon.kernel.errors import ConfigError, MeterdError
 from daemon.settings import DEFAULT_STATE_DIR, load
 
 DEFAULT_FILE: Final = Path("/etc/meterd/meterd.toml")

@@ -8,7 +8,7 @@ from collectors.snmp.collector import SnmpCollector
 from daemon.anomaly_job import AnomalyJob
 from daemon.backup import make_backup
 from daemon.billing_service import queue_reminders
-from daemon.clock import utc_now
+from daemon.kernel.clock import utc_now
 from daemon.mail.outbox import deliver
 from daemon.metrics import Metrics
 from daemon.notify import notify_customers

@@ -10,11 +10,11 @@ from typing import Final
 import structlog
 
 from collectors import wire
-from collectors.base import Reading
 from collectors.mqtt.connection import BrokerOptions, default_client_id, reading_topic
 from collectors.mqtt.forward import ForwardOptions, MqttForwarder, OutboxEntry
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
-from daemon.clock import Clock, utc_now
+from daemon.kernel.clock import Clock, utc_now
+from daemon.kernel.reading import Reading
 from daemon.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore

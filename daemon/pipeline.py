@@ -10,10 +10,10 @@ import structlog
 
 from billing.anomalies import Finding, Kind
 from collectors import wire
-from collectors.base import Reading
 from collectors.mqtt.connection import reading_topic
-from daemon.clock import Clock, utc_now
-from daemon.errors import PayloadError, StorageError
+from daemon.kernel.clock import Clock, utc_now
+from daemon.kernel.errors import PayloadError, StorageError
+from daemon.kernel.reading import Reading
 from daemon.metrics import Metrics
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Forward, Store, StoreOutcome

@@ -22,7 +22,7 @@ from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
-from daemon.errors import CollectorError, DeviceTimeoutError
+from daemon.kernel.errors import CollectorError, DeviceTimeoutError
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.settings import Settings, SnmpV3User

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from daemon.billing_service import queue_reminders
-from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
+from daemon.kernel.clock import utc_now
 from daemon.settings import Settings
 from daemon.storage.receivables import CANCELLED, QUEUED, SENT, ReceivablesStore
 

@@ -11,9 +11,9 @@ from typing import Any, Final
 
 from billing.invoicing import Book
 from collectors import wire
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
 from collectors.mqtt.connection import reading_topic
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
+from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.storage.anomalies import ACKNOWLEDGED, OPEN, RESOLVED, RESTART_VALUE, AnomalyRecord, AnomalyStore

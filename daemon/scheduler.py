@@ -12,8 +12,8 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.clock import Clock, utc_now
-from daemon.errors import MeterdError
+from daemon.kernel.clock import Clock, utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.metrics import Metrics
 
 log = structlog.get_logger(__name__)

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from billing.anomalies import DetectorSettings
 from billing.customers import CardRules, Customer, CustomField, normalise_tax_id
-from daemon.errors import ConfigError
+from daemon.kernel.errors import ConfigError
 from daemon.security.roles import Role
 
 ENV_PREFIX: Final = "METERD_"

@@ -19,7 +19,7 @@ from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.discovery import Found, addresses, discover
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
-from daemon.errors import CollectorError
+from daemon.kernel.errors import CollectorError
 from daemon.polling import usm_credentials
 from daemon.settings import Settings, SnmpV3User, canonical_host
 

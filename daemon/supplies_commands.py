@@ -7,8 +7,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from daemon.clock import utc_now
 from daemon.command_support import open_store, print_rows
+from daemon.kernel.clock import utc_now
 from daemon.settings import Settings
 from daemon.storage.supplies import SupplyStatus, SupplyStore
 from daemon.supplies_service import (

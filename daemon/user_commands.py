@@ -13,9 +13,9 @@ import json
 import sys
 from dataclasses import asdict
 
-from daemon.clock import utc_now
 from daemon.command_support import default_user, open_store, print_rows
-from daemon.errors import MeterdError
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.security.accounts import Enrollment, accounts_for
 from daemon.security.roles import ROLES
 from daemon.settings import Settings

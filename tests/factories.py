@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
+from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from collectors.mqtt.ack import Confirmation, Position, ack_topic
 from collectors.mqtt.connection import Backoff, BrokerOptions, ConnectionEvents, stay_connected
-from daemon.errors import StorageError
+from daemon.kernel.errors import StorageError
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,7 @@ import aiomqtt
 import structlog
 
 from collectors import wire
-from collectors.base import Reading, ReadingSink
+from collectors.base import ReadingSink
 from collectors.mqtt.ack import ChainStore, Confirmation, Position, SiteChain, ack_topic, topic_site
 from collectors.mqtt.connection import (
     TOPIC_ROOT,
@@ -30,7 +30,8 @@ from collectors.mqtt.connection import (
     reading_topic,
     stay_connected,
 )
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
+from daemon.kernel.reading import Reading
 
 log = structlog.get_logger(__name__)
 

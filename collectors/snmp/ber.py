@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
 
 Value = int | bytes | str  # str only for OBJECT IDENTIFIER values, in dotted form
 

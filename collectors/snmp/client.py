@@ -18,7 +18,7 @@ from collectors.snmp import ber
 from collectors.snmp.ber import Value
 from collectors.snmp.transport import SnmpTransport, host_port
 from collectors.snmp.usm import UsmCredentials
-from daemon.errors import DeviceTimeoutError, ProtocolError
+from daemon.kernel.errors import DeviceTimeoutError, ProtocolError
 
 if TYPE_CHECKING:
     from collectors.snmp.v3 import V3Requester

@@ -22,7 +22,7 @@ from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpClient, SnmpTarget, Value
 from collectors.snmp.mapping import DeviceAnswers, DeviceReport, TableRow, build_report, text_of
 from collectors.snmp.profiles import KEY, Catalog, CounterTable, Profile, builtin_catalog
-from daemon.errors import CollectorError, ProtocolError
+from daemon.kernel.errors import CollectorError, ProtocolError
 
 DEFAULT_REPLAN_AFTER_S: Final = 6 * 3600.0
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
 
 _WORD: Final = 7  # code, 0x01, 0x04 (value length), 32-bit big-endian value
 

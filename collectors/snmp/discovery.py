@@ -18,7 +18,7 @@ from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.mapping import DeviceReport
-from daemon.errors import CollectorError, DeviceTimeoutError
+from daemon.kernel.errors import CollectorError, DeviceTimeoutError
 
 # prtGeneralConfigChanges: every Printer-MIB agent has it; a router or a PC does not.
 _PRINTER_MIB_PROBE: Final = "1.3.6.1.2.1.43.5.1.1.1.1"

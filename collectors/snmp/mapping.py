@@ -8,13 +8,13 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
-from collectors.base import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import Value
 from collectors.snmp.decoders import brother_words
 from collectors.snmp.profiles import CounterBlob, Profile
 from collectors.snmp.text import display_text
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
+from daemon.kernel.reading import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
 
 _SERIAL_IN_DESCR: Final = re.compile(r"\bS/?N\s*[:=]\s*([A-Za-z0-9][A-Za-z0-9-]{3,})")
 _SERIES: Final = re.compile(r"\s+series\b", re.IGNORECASE)

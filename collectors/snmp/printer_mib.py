@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Final
 
-from collectors.base import Meter, Supply, Unit
+from daemon.kernel.reading import Meter, Supply, Unit
 
 SYS_DESCR: Final = "1.3.6.1.2.1.1.1.0"
 SYS_OBJECT_ID: Final = "1.3.6.1.2.1.1.2.0"

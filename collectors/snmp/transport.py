@@ -21,7 +21,7 @@ from typing import Any, Final, Self
 import structlog
 
 from collectors.snmp import ber
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
 
 _log = structlog.get_logger(__name__)
 

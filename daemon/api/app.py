@@ -16,7 +16,7 @@ from daemon.api import routes_auth, routes_billing, routes_exchange, routes_flee
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.headers import install_security_headers
 from daemon.api.security import ApiContext, record_source
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.web.app import mount_console
 from daemon.web.docs import install_docs
 

@@ -16,8 +16,8 @@ from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
 from billing.periods import PeriodError
 from daemon.api.expensive import RateLimitedError
-from daemon.errors import MeterdError, StorageError
 from daemon.exchange_service import RowProblemsError
+from daemon.kernel.errors import MeterdError, StorageError
 from daemon.review import ReviewError
 from daemon.security.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
 from daemon.security.passwords import PasswordPolicyError

@@ -16,7 +16,7 @@ from typing import Final
 
 from sqlalchemy import func, select
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.security.throttle import FailureWindow
 from daemon.storage.models import AuditEntry, ReadingRow
 from daemon.storage.repository import Store

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from daemon.api.errors import PermissionDeniedError
 from daemon.api.expensive import Expensive
-from daemon.clock import Clock
+from daemon.kernel.clock import Clock
 from daemon.security.accounts import Accounts, AuthenticationError, Principal
 from daemon.security.roles import PERMISSIONS, allowed
 from daemon.settings import Settings

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from collectors.snmp.client import SnmpClient, SnmpTarget
-from daemon.errors import DeviceTimeoutError, MeterdError
+from daemon.kernel.errors import DeviceTimeoutError, MeterdError
 
 _MAIN: Final = Path(__file__).with_name("snmpsim_main.py")
 _SYS_DESCR: Final = "1.3.6.1.2.1.1.1.0"

@@ -19,7 +19,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import func, select, update
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.mail.transport import MailError, Outgoing, send
 from daemon.metrics import Metrics
 from daemon.settings import Settings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.settings import MailSettings
 
 _TIMEOUT_S: Final = 30.0

@@ -25,8 +25,8 @@ import structlog
 from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from daemon.clock import Clock, utc_now
-from daemon.errors import MeterdError
+from daemon.kernel.clock import Clock, utc_now
+from daemon.kernel.errors import MeterdError
 from daemon.security.passwords import check_policy, hash_secret, off_loop, verify_secret
 from daemon.security.roles import ROLES, may_delegate
 from daemon.security.secretbox import SecretBox

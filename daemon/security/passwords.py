@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = 256  # argon2 takes anything, but a megabyte "password" is an attack on the CPU

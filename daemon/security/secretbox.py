@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 
 class SecretKeyError(MeterdError):

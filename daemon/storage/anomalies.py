@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from billing.anomalies import Finding, Kind
 from billing.anomalies.detectors import SUPPLY_COLUMNS, empty_frame
 from billing.anomalies.episodes import Episode, Moments, continues, episodes, first_reading_after
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 from daemon.storage.audit import write_audit
 from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.repository import Store

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy import Connection, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.errors import StorageError
+from daemon.kernel.errors import StorageError
 from daemon.storage.models import AuditEntry
 
 if TYPE_CHECKING:  # the store opens its engine with enforce_audit: a runtime import would be circular

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.engine import URL, make_url
 
-from daemon.errors import StorageError
+from daemon.kernel.errors import StorageError
 from daemon.storage.types import sqlite_time
 
 _SCAN_FROM_SHARE = 0.2

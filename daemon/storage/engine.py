@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from daemon.errors import ConfigError, StateDirectoryError
+from daemon.kernel.errors import ConfigError, StateDirectoryError
 
 _SQLITE_DRIVERS: Final = frozenset({"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"})
 _POSTGRES_DRIVERS: Final = frozenset(

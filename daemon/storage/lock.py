@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from daemon.errors import AlreadyRunningError
+from daemon.kernel.errors import AlreadyRunningError
 from daemon.storage.engine import mask, sqlite_path
 
 

@@ -15,8 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading, Unit
-from daemon.errors import DatabaseUnreachableError, StorageError
+from daemon.kernel.errors import DatabaseUnreachableError, StorageError
+from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path

@@ -36,7 +36,7 @@ from billing.supplies import (
     replenishment_due,
     yields,
 )
-from collectors.base import Meter, Reading, Supply
+from daemon.kernel.reading import Meter, Reading, Supply
 from daemon.storage.models import (
     AssignmentRow,
     CustomerRow,

@@ -19,7 +19,7 @@ from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from daemon.api.security import ApiContext
-from daemon.errors import MeterdError, StorageError
+from daemon.kernel.errors import MeterdError, StorageError
 from daemon.review import ReviewError
 from daemon.security.accounts import UserNotFoundError
 from daemon.storage.anomalies import AnomalyNotFoundError

@@ -18,8 +18,8 @@ from typing import Final
 from fastapi import Request
 from fastapi.responses import Response
 
-from daemon.clock import Clock
-from daemon.errors import MeterdError
+from daemon.kernel.clock import Clock
+from daemon.kernel.errors import MeterdError
 from daemon.security.accounts import Accounts, AuthenticationError, Principal
 from daemon.security.roles import allowed
 

@@ -36,11 +36,11 @@ from billing.anomalies.engine import detect_new
 from billing.contracts import parse_contract
 from billing.customers import parse_customer
 from billing.periods import Period
-from collectors.base import Meter, MeterValue
 from daemon.api.app import create_app, serving
 from daemon.api.security import ApiContext
 from daemon.billing_service import bill_month, finalize_invoice
-from daemon.clock import utc_now
+from daemon.kernel.clock import utc_now
+from daemon.kernel.reading import Meter, MeterValue
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.security.accounts import Accounts, Enrollment

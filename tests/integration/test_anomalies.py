@@ -16,9 +16,9 @@ from billing.anomalies.engine import detect_new
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
 from billing.usage import usage
-from collectors.base import DeviceInfo, Meter, MeterValue, Reading
 from daemon.anomaly_job import AnomalyJob
 from daemon.cli import main
+from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.review import resolve

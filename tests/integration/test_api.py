@@ -22,9 +22,9 @@ from structlog.testing import capture_logs
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
-from collectors.base import Meter, MeterValue
 from daemon.api.app import PREFIX, ROUTERS, create_app
 from daemon.api.security import ApiContext, Guard
+from daemon.kernel.reading import Meter, MeterValue
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.security.accounts import Accounts, AuthenticationError, Enrollment

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from billing.anomalies import Finding, Kind
-from collectors.base import Meter, MeterValue, Reading
 from collectors.snmp.collector import SnmpCollector
+from daemon.kernel.reading import Meter, MeterValue, Reading
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store

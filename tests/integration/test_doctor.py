@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from daemon.clock import utc_now
+from daemon.kernel.clock import utc_now
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.storage.repository import Store

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from billing.exchange import ASSIGNMENT_COLUMNS, CONTACT_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS
-from collectors.base import DeviceInfo
+from daemon.kernel.reading import DeviceInfo
 from daemon.storage.audit import find_audit
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store

@@ -15,7 +15,7 @@ from collectors import wire
 from daemon import app as app_module
 from daemon.app import Daemon
 from daemon.cli import IngestCounts, ingest_file
-from daemon.errors import StorageError
+from daemon.kernel.errors import StorageError
 from daemon.metrics import Metrics
 from daemon.mqtt import StoreOutbox, build_forwarder
 from daemon.pipeline import Pipeline

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert
 
-from collectors.base import Reading
 from daemon.cli import main
+from daemon.kernel.reading import Reading
 from daemon.storage import migrate
 from daemon.storage.models import Device, ReadingRow
 from daemon.storage.repository import Store

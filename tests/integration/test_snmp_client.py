@@ -12,7 +12,7 @@ from collectors.snmp.client import SnmpClient, SnmpTarget
 from collectors.snmp.text import display_text
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
-from daemon.errors import DeviceTimeoutError, ProtocolError
+from daemon.kernel.errors import DeviceTimeoutError, ProtocolError
 from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
 

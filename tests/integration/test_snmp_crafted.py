@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import structlog
 
-from collectors.base import Reading
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
-from daemon.errors import DeviceTimeoutError
+from daemon.kernel.errors import DeviceTimeoutError
+from daemon.kernel.reading import Reading
 from tests.conftest import free_port
 from tests.integration.conftest import Simulator
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from collectors import wire
-from collectors.base import Reading
 from collectors.snmp.collector import SnmpCollector
 from daemon.cli import main
 from daemon.demo.run import fleet_communities
+from daemon.kernel.reading import Reading
 from tests.conftest import free_port
 from tests.integration.conftest import WALKS, Simulator
 

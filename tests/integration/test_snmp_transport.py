@@ -13,7 +13,7 @@ import structlog
 
 from collectors.snmp.client import SnmpClient, SnmpTarget
 from collectors.snmp.transport import _Endpoint
-from daemon.errors import DeviceTimeoutError
+from daemon.kernel.errors import DeviceTimeoutError
 from tests.snmp_messages import V2C, pyasn1_request_header, pyasn1_response
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"

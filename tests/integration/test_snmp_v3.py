@@ -14,7 +14,7 @@ from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.v3 import UsmCredentials
 from daemon.cli import main
 from daemon.demo.simulator import SimulatorError, SnmpSimulator
-from daemon.errors import CollectorError
+from daemon.kernel.errors import CollectorError
 from daemon.polling import expand_targets
 from daemon.settings import load
 from tests.conftest import free_port

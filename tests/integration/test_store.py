@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select
 
-from collectors.base import Meter, MeterValue, Supply
-from daemon.errors import AlreadyRunningError, DatabaseUnreachableError, PayloadError, StorageError
+from daemon.kernel.errors import AlreadyRunningError, DatabaseUnreachableError, PayloadError, StorageError
+from daemon.kernel.reading import Meter, MeterValue, Supply
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.storage import migrate

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from collectors.base import Reading
 from daemon.cli import main
+from daemon.kernel.reading import Reading
 from daemon.settings import Settings
 from daemon.storage.models import SupplyAlertRow
 from daemon.storage.repository import Store

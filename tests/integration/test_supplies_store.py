@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 
 from billing.anomalies import DetectorSettings
 from billing.anomalies.engine import detect_new
-from collectors.base import Reading, Supply
+from daemon.kernel.reading import Reading, Supply
 from daemon.storage import migrate
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.models import Device, ReadingRow, SupplyLevel

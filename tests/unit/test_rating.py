@@ -15,7 +15,7 @@ from billing.contracts import ContractError, ContractVersion, MeterTerms, Tier, 
 from billing.customers import parse_customer
 from billing.periods import Period
 from billing.rating import DeviceUsage, money, rate, tier_charge
-from collectors.base import Meter
+from daemon.kernel.reading import Meter
 
 NOV = Period.month(2026, 11)  # 30 days
 D = Decimal

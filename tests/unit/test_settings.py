@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import ConfigError
+from daemon.kernel.errors import ConfigError
 from daemon.settings import Settings, environment_beside, load, resolve_config_path
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pyasn1.codec.ber import encoder
 
 from collectors.snmp import ber
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
 from tests.snmp_messages import V1, V2C, pyasn1_response
 
 arcs = st.integers(min_value=0, max_value=2**32 - 1)

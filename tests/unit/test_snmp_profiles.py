@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.base import Meter
 from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import Value
 from collectors.snmp.collector import _table_rows
@@ -16,7 +15,8 @@ from collectors.snmp.decoders import brother_blob, brother_words
 from collectors.snmp.mapping import DeviceAnswers, TableRow, build_report
 from collectors.snmp.printer_mib import level_percent, supply
 from collectors.snmp.profiles import KEY, Profile, builtin_catalog, parse_profile
-from daemon.errors import ConfigError, PayloadError
+from daemon.kernel.errors import ConfigError, PayloadError
+from daemon.kernel.reading import Meter
 
 REQUIRED_VENDORS = {
     "hp",

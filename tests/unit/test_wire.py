@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors import wire
-from daemon.errors import PayloadError
+from daemon.kernel.errors import PayloadError
 from tests.factories import reading
 
 SPEC_EXAMPLE: dict[str, Any] = {

@@ -18,8 +18,8 @@ from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collectors.base import Meter, Unit
-from daemon.errors import ConfigError
+from daemon.kernel.errors import ConfigError
+from daemon.kernel.reading import Meter, Unit
 
 ENTERPRISES: Final = "1.3.6.1.4.1."
 _OID = re.compile(r"^1\.3\.6\.1(\.\d+)+$")
