@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from billing.periods import Period, add_months
 from billing.reads import ReadRules, period_usage
-from daemon.billing_service import bill_month
+from daemon.services.billing import bill_month
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore
 from daemon.storage.columnar import read_readings

@@ -36,10 +36,10 @@ from sqlalchemy import text
 
 from collectors.mqtt.connection import BrokerOptions
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
-from daemon.cli import ingest_file
-from daemon.metrics import Metrics
-from daemon.mqtt import IngestMetrics
-from daemon.pipeline import Pipeline
+from daemon.cli.main import ingest_file
+from daemon.services.metrics import Metrics
+from daemon.services.mqtt import IngestMetrics
+from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 from tests.conftest import free_port

@@ -38,13 +38,13 @@ from typing import Final
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
-from daemon import logging as meterd_logging
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.kernel.reading import Reading
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.polling import udp_receive_errors
+from daemon.runtime import logging as meterd_logging
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
+from daemon.services.polling import udp_receive_errors
 from daemon.storage.repository import Store
 
 MODEL: Final = "konica_c300i"  # a colour MFP: private counters, four toners

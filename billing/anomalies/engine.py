@@ -1,67 +1,60 @@
-"""One detection run: new readings (and the window they need) through the detectors, into the store.
+"""One detection pass over plain data: the readings frame in, the findings out (no store).
 
-Incremental: only devices with readings received since the last run are read, each from
-its earliest new reading minus the lookback the detectors need. Findings are stored as
-episodes (see :mod:`billing.anomalies.episodes`): one seen before, or continuing a running
-episode, updates that episode; a reading after an episode's last finding ends it.
+The service :mod:`daemon.services.anomaly_detection` reads the frame, the supplies and the
+state this needs from the store, runs :func:`detect` and stores what it returns.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Final
+from typing import Any
 
-from billing.anomalies import DetectorSettings, Kind, by_settings
+import numpy as np
+import pandas as pd
+
+from billing.anomalies import DetectorSettings, Finding, by_settings
 from billing.anomalies.detectors import detect_all, stale, usual_silence
 from billing.anomalies.episodes import reading_moments
-from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
-
-WATERMARK: Final = "anomalies.received_until"
-# Per device, its longest recent gap between readings: what "silent" means for it.
-USUAL_SILENCE: Final = "anomalies.usual_silence"
 
 
-async def detect_new(
-    anomalies: AnomalyStore,
+def lookback_days(settings: DetectorSettings, tuned: Mapping[str, DetectorSettings] | None = None) -> int:
+    """How many days before the earliest new reading the detectors need to see."""
+    return max(max(k.spike_window_days, k.spike_history_days) for k in [settings, *(tuned or {}).values()]) + 2
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    findings: list[Finding]
+    # Per device, its longest recent gap between readings, merged with what was known before.
+    usual: dict[str, float]
+    moments: dict[str, np.ndarray[Any, np.dtype[np.int64]]]
+
+
+def detect(
+    frame: pd.DataFrame,
     settings: DetectorSettings,
     *,
+    supplies: pd.DataFrame | None,
+    last_seen: Mapping[str, datetime],
+    usual: Mapping[str, float],
     now: datetime,
     poll_interval_s: int,
     tuned: Mapping[str, DetectorSettings] | None = None,
-) -> list[AnomalyRecord]:
-    """Run every detector over what arrived since the last run; returns the anomalies it created.
+) -> Detection:
+    """Every detector over ``frame``, and staleness over ``last_seen``.
 
     ``tuned``: devices judged by settings of their own (their site's or contract's knobs).
     """
-    raw = await anomalies.get_state(WATERMARK)
-    watermark = datetime.fromisoformat(raw) if raw else None
-    lookback_days = max(max(k.spike_window_days, k.spike_history_days) for k in [settings, *(tuned or {}).values()]) + 2
-    frame, newest = await anomalies.readings_frame(received_after=watermark, lookback_days=lookback_days)
-    supplies = await anomalies.supplies_frame(frame)
-    # pandas work is CPU-bound: keep it off the event loop.
-    findings = await asyncio.to_thread(partial(detect_all, supplies=supplies, tuned=tuned), frame, settings)
-    raw_usual = await anomalies.get_state(USUAL_SILENCE)
-    usual = json.loads(raw_usual) if raw_usual else {}
-    usual |= usual_silence(frame)
-    last_seen = dict(await anomalies.last_seen())
+    findings = detect_all(frame, settings, supplies=supplies, tuned=tuned)
+    merged = dict(usual) | usual_silence(frame)
     for knobs, devices in by_settings(last_seen, settings, tuned).items():
         findings += stale(
             [(device, last_seen[device]) for device in devices],
             now=now,
             poll_interval_s=poll_interval_s,
             settings=knobs,
-            usual=usual,
+            usual=merged,
         )
-    moments = reading_moments(frame)
-    created = await anomalies.record(findings, now=now, moments=moments)
-    await anomalies.end_episodes(moments)
-    await anomalies.withdraw_spikes([f for f in findings if f.kind == Kind.LEVEL_SHIFT], now=now)
-    await anomalies.resolve_recovered_stale(now=now)
-    if newest is not None:
-        await anomalies.set_state(USUAL_SILENCE, json.dumps(usual))
-        await anomalies.set_state(WATERMARK, newest.isoformat())
-    return created
+    return Detection(findings, merged, reading_moments(frame))

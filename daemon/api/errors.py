@@ -16,11 +16,11 @@ from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
 from billing.periods import PeriodError
 from daemon.api.expensive import RateLimitedError
-from daemon.exchange_service import RowProblemsError
 from daemon.kernel.errors import MeterdError, StorageError
-from daemon.review import ReviewError
-from daemon.security.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
 from daemon.security.passwords import PasswordPolicyError
+from daemon.services.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
+from daemon.services.exchange import RowProblemsError
+from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
 

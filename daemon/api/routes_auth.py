@@ -10,8 +10,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.security.accounts import SESSION, Principal, TokenInfo, User
 from daemon.security.roles import Role
+from daemon.services.accounts import SESSION, Principal, TokenInfo, User
 from daemon.storage.audit import AuditRecord, find_audit
 
 router = APIRouter()

@@ -19,8 +19,8 @@ from billing.invoicing import BillingError, InvoiceLine
 from billing.periods import Period
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.billing_service import bill_month, finalize_invoice, invoice_document, void_invoice
-from daemon.security.accounts import Principal
+from daemon.services.accounts import Principal
+from daemon.services.billing import bill_month, finalize_invoice, invoice_document, void_invoice
 from daemon.storage.billing import BillingStore, Comment, CustomerNotFoundError, InvoiceRecord
 
 router = APIRouter()

@@ -10,9 +10,17 @@ from pydantic import BaseModel, Field
 
 from billing.periods import Period
 from daemon.api.security import Context, requires
-from daemon.billing_service import usage_report
-from daemon.exchange_service import ASSIGNMENTS, CONTACTS, CUSTOMERS, DEVICES, export_tables, import_tables, read_tables
-from daemon.security.accounts import Principal
+from daemon.services.accounts import Principal
+from daemon.services.billing import usage_report
+from daemon.services.exchange import (
+    ASSIGNMENTS,
+    CONTACTS,
+    CUSTOMERS,
+    DEVICES,
+    export_tables,
+    import_tables,
+    read_tables,
+)
 from daemon.storage.billing import ImportOutcome
 
 router = APIRouter()

@@ -14,13 +14,13 @@ from collectors import wire
 from collectors.wire import WireReading
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.command_support import reading_table
-from daemon.review import ACTIONS, QueueItem, acknowledge, acknowledge_kind, resolve, review_queue
-from daemon.security.accounts import Principal
+from daemon.services.accounts import Principal
+from daemon.services.readings import reading_table
+from daemon.services.review import ACTIONS, QueueItem, acknowledge, acknowledge_kind, resolve, review_queue
+from daemon.services.supplies import REPLENISHMENT_HEADER, replenishment_rows, supply_policy
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.repository import DeviceRecord
 from daemon.storage.supplies import SupplyStatus, SupplyStore
-from daemon.supplies_service import REPLENISHMENT_HEADER, replenishment_rows, supply_policy
 
 router = APIRouter()
 DeviceReader = Annotated[Principal, requires("devices.read")]
@@ -167,7 +167,7 @@ class Acknowledgement(BaseModel):
 
 
 class Decision(BaseModel):
-    action: Literal[tuple(ACTIONS)]  # type: ignore[valid-type] # the actions are data in daemon.review
+    action: Literal[tuple(ACTIONS)]  # type: ignore[valid-type] # the actions are data in daemon.services.review
     reason: str = Field(min_length=1, max_length=2000)
     value: int | None = Field(
         default=None,

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from billing.receivables import Instalment, Standing
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
-from daemon.billing_service import queue_reminders
-from daemon.security.accounts import Principal
+from daemon.services.accounts import Principal
+from daemon.services.billing import queue_reminders
 from daemon.storage.receivables import ReceivablesStore, Reminder
 
 router = APIRouter(tags=["receivables"])

@@ -15,8 +15,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from daemon.api.errors import PermissionDeniedError
 from daemon.api.expensive import Expensive
 from daemon.kernel.clock import Clock
-from daemon.security.accounts import Accounts, AuthenticationError, Principal
 from daemon.security.roles import PERMISSIONS, allowed
+from daemon.services.accounts import Accounts, AuthenticationError, Principal
 from daemon.settings import Settings
 from daemon.storage.audit import audit_source
 from daemon.storage.repository import Store

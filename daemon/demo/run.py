@@ -15,11 +15,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from daemon.app import Daemon
 from daemon.demo import fleet_dir
 from daemon.demo.simulator import SnmpSimulator
 from daemon.kernel.reading import Reading
-from daemon.security.accounts import accounts_for
+from daemon.runtime.app import Daemon
+from daemon.services.accounts import accounts_for
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 

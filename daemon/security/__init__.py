@@ -1,1 +1,1 @@
-"""Who may do what: users and roles, passwords, second factors, sessions and API tokens."""
+"""Security primitives with no store and no settings: roles, password hashing, sealing, throttles."""

@@ -1,7 +1,7 @@
 """The console's FastAPI application, mounted by the API's app at ``/`` (beside ``/api/v1``).
 
-Every page reads and every form writes through the services the API uses (daemon.review,
-daemon.billing_service, the stores): the console adds sessions, CSRF, roles on controls and
+Every page reads and every form writes through the services the API uses (daemon.services.review,
+daemon.services.billing, the stores): the console adds sessions, CSRF, roles on controls and
 languages, never a rule of its own.
 """
 
@@ -20,8 +20,8 @@ from starlette.types import Scope
 
 from daemon.api.security import ApiContext
 from daemon.kernel.errors import MeterdError, StorageError
-from daemon.review import ReviewError
-from daemon.security.accounts import UserNotFoundError
+from daemon.services.accounts import UserNotFoundError
+from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError

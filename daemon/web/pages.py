@@ -20,9 +20,9 @@ from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError
 from billing.periods import Period, add_months
 from billing.receivables import Standing
-from daemon.billing_service import bill_month, finalize_invoice, invoice_document
-from daemon.review import ACTIONS, resolve
-from daemon.security.accounts import AuthenticationError
+from daemon.services.accounts import AuthenticationError
+from daemon.services.billing import bill_month, finalize_invoice, invoice_document
+from daemon.services.review import ACTIONS, resolve
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import DRAFT, BillingStore
 from daemon.storage.receivables import ReceivablesStore

@@ -20,8 +20,8 @@ from fastapi.responses import Response
 
 from daemon.kernel.clock import Clock
 from daemon.kernel.errors import MeterdError
-from daemon.security.accounts import Accounts, AuthenticationError, Principal
 from daemon.security.roles import allowed
+from daemon.services.accounts import Accounts, AuthenticationError, Principal
 
 SESSION_COOKIE: Final = "meterd_session"
 PRE_LOGIN_COOKIE: Final = "meterd_pre"  # binds the login form's CSRF token to this browser

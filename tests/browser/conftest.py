@@ -32,20 +32,20 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from billing.anomalies import DetectorSettings
-from billing.anomalies.engine import detect_new
 from billing.contracts import parse_contract
 from billing.customers import parse_customer
 from billing.periods import Period
 from daemon.api.app import create_app, serving
 from daemon.api.security import ApiContext
-from daemon.billing_service import bill_month, finalize_invoice
 from daemon.kernel.clock import utc_now
 from daemon.kernel.reading import Meter, MeterValue
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.security.accounts import Accounts, Enrollment
 from daemon.security.roles import ROLES
 from daemon.security.secretbox import SecretBox
+from daemon.services.accounts import Accounts, Enrollment
+from daemon.services.anomaly_detection import detect_new
+from daemon.services.billing import bill_month, finalize_invoice
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore

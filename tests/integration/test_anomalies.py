@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from billing.anomalies import DetectorSettings
-from billing.anomalies.engine import detect_new
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
 from billing.usage import usage
-from daemon.anomaly_job import AnomalyJob
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.review import resolve
+from daemon.services.anomaly_detection import detect_new
+from daemon.services.anomaly_job import AnomalyJob
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
+from daemon.services.review import resolve
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.billing import BillingStore

@@ -21,16 +21,16 @@ from fastapi.routing import APIRoute
 from structlog.testing import capture_logs
 
 from billing.anomalies import DetectorSettings
-from billing.anomalies.engine import detect_new
 from daemon.api.app import PREFIX, ROUTERS, create_app
 from daemon.api.security import ApiContext, Guard
 from daemon.kernel.reading import Meter, MeterValue
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.security.accounts import Accounts, AuthenticationError, Enrollment
 from daemon.security.passwords import hash_secret, verify_secret
 from daemon.security.roles import PERMISSIONS, ROLES, allowed
 from daemon.security.secretbox import SecretBox
+from daemon.services.accounts import Accounts, AuthenticationError, Enrollment
+from daemon.services.anomaly_detection import detect_new
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit

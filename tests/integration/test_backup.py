@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from daemon.security.accounts import accounts_for
+from daemon.services.accounts import accounts_for
 from daemon.settings import load
 from daemon.storage.repository import Store
 from tests.conftest import PG_ADMIN_URL

@@ -25,11 +25,11 @@ from billing.customers import parse_customer
 from billing.invoicing import BillingError
 from billing.periods import Period
 from billing.rating import money
-from daemon.anomaly_job import AnomalyJob
-from daemon.billing_service import bill_month
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading
-from daemon.metrics import Metrics
+from daemon.services.anomaly_job import AnomalyJob
+from daemon.services.billing import bill_month
+from daemon.services.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit

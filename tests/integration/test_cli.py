@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
+from daemon.cli.main import main
 from tests.unit.test_wire import SPEC_EXAMPLE
 
 METERD = [sys.executable, "-m", "daemon"]

@@ -19,12 +19,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from daemon import app as app_module
-from daemon.app import Daemon
-from daemon.http import Health
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.scheduler import Job
+from daemon.runtime import app as app_module
+from daemon.runtime.app import Daemon
+from daemon.runtime.http import Health
+from daemon.runtime.scheduler import Job
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
 from tests.factories import reading

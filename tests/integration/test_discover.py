@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
-from daemon.polling import expand_targets
+from daemon.cli.main import main
+from daemon.services.polling import expand_targets
 from daemon.settings import load
 from tests.integration.conftest import Simulator
 

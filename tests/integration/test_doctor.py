@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.kernel.clock import utc_now
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.factories import reading

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.storage.repository import Store
 
 VALID = {

@@ -19,9 +19,9 @@ from aiosmtpd.controller import Controller
 from peppol import check_rules, validate_xsd
 from pypdf import PdfReader
 
-from daemon.jobs import office_jobs
-from daemon.mail.outbox import _claim, deliver, mails, stats
-from daemon.metrics import Metrics
+from daemon.runtime.jobs import office_jobs
+from daemon.services.mail.outbox import _claim, deliver, mails, stats
+from daemon.services.metrics import Metrics
 from daemon.settings import Settings, load
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiomqtt
 from structlog.testing import capture_logs
 
-from daemon.app import Daemon
+from daemon.runtime.app import Daemon
 from daemon.settings import load
 from daemon.storage.repository import Store
 from tests.conftest import free_port

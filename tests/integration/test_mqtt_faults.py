@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from daemon.mqtt import forward_encoder
+from daemon.services.mqtt import forward_encoder
 from daemon.storage.repository import Store
 from tests.conftest import free_port
 from tests.factories import reading

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from collectors import wire
-from daemon import app as app_module
-from daemon.app import Daemon
-from daemon.cli import IngestCounts, ingest_file
+from daemon.cli.main import IngestCounts, ingest_file
 from daemon.kernel.errors import StorageError
-from daemon.metrics import Metrics
-from daemon.mqtt import StoreOutbox, build_forwarder
-from daemon.pipeline import Pipeline
-from daemon.scheduler import Job
+from daemon.runtime import app as app_module
+from daemon.runtime.app import Daemon
+from daemon.runtime.scheduler import Job
+from daemon.services.metrics import Metrics
+from daemon.services.mqtt import StoreOutbox, build_forwarder
+from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
 from tests.conftest import free_port

@@ -17,11 +17,11 @@ from structlog.testing import capture_logs
 from collectors import wire
 from collectors.mqtt.connection import BrokerOptions
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
-from daemon.app import Daemon
 from daemon.kernel.clock import utc_now
 from daemon.kernel.errors import PayloadError
 from daemon.kernel.reading import Reading
-from daemon.review import resolve
+from daemon.runtime.app import Daemon
+from daemon.services.review import resolve
 from daemon.settings import Settings, load
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Store

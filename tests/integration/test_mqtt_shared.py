@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.app import Daemon
+from daemon.runtime.app import Daemon
 from daemon.storage.repository import Store
 from tests.integration.test_mqtt_ingest import broker_connected, hub_settings, publish, wait_for, wire_reading
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from structlog.testing import capture_logs
 
-from daemon.app import Daemon
+from daemon.runtime.app import Daemon
 from daemon.settings import load
 from daemon.storage.repository import Store
 from tests.conftest import free_port

@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from billing.customers import parse_customer
-from daemon.notify import notices, notify_customers
+from daemon.services.notify import notices, notify_customers
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store

@@ -13,10 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from collectors.snmp.collector import SnmpCollector
-from daemon.jobs import build_jobs
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
-from daemon.polling import PollRound, expand_targets
+from daemon.runtime.jobs import build_jobs
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
+from daemon.services.polling import PollRound, expand_targets
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
 from tests.conftest import free_port

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.http import Health, OpsServer
-from daemon.metrics import Metrics
+from daemon.runtime.http import Health, OpsServer
+from daemon.services.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "config" / "prometheus" / "meterd-rules.yml"

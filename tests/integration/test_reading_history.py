@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert
 
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.kernel.reading import Reading
 from daemon.storage import migrate
 from daemon.storage.models import Device, ReadingRow

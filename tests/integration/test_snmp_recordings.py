@@ -9,7 +9,7 @@ import pytest
 
 from collectors import wire
 from collectors.snmp.collector import SnmpCollector
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.demo.run import fleet_communities
 from daemon.kernel.reading import Reading
 from tests.conftest import free_port

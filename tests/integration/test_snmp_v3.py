@@ -12,10 +12,10 @@ import pytest
 from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector
 from collectors.snmp.v3 import UsmCredentials
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.demo.simulator import SimulatorError, SnmpSimulator
 from daemon.kernel.errors import CollectorError
-from daemon.polling import expand_targets
+from daemon.services.polling import expand_targets
 from daemon.settings import load
 from tests.conftest import free_port
 from tests.integration.conftest import CRAFTED

@@ -12,8 +12,8 @@ from sqlalchemy import func, insert, inspect, select
 
 from daemon.kernel.errors import AlreadyRunningError, DatabaseUnreachableError, PayloadError, StorageError
 from daemon.kernel.reading import Meter, MeterValue, Supply
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.storage import migrate
 from daemon.storage.audit import AuditMissingError, write_audit
 from daemon.storage.lock import daemon_lock

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from daemon.cli import main
+from daemon.cli.main import main
 from daemon.kernel.reading import Reading
+from daemon.services.supplies import refresh_supply_alerts, supply_policy
 from daemon.settings import Settings
 from daemon.storage.models import SupplyAlertRow
 from daemon.storage.repository import Store
 from daemon.storage.supplies import SupplyStore
-from daemon.supplies_service import refresh_supply_alerts, supply_policy
 from tests.factories import T0, reading
 
 PAGES_PER_DAY = 100

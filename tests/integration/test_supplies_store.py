@@ -8,8 +8,8 @@ from datetime import timedelta
 from sqlalchemy import insert, select
 
 from billing.anomalies import DetectorSettings
-from billing.anomalies.engine import detect_new
 from daemon.kernel.reading import Reading, Supply
+from daemon.services.anomaly_detection import detect_new
 from daemon.storage import migrate
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.models import Device, ReadingRow, SupplyLevel

@@ -15,8 +15,8 @@ from babel.messages.pofile import read_po
 
 from daemon.api.app import create_app
 from daemon.api.security import ApiContext
-from daemon.security.accounts import Accounts
 from daemon.security.secretbox import SecretBox
+from daemon.services.accounts import Accounts
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.audit import find_audit
 from daemon.storage.repository import Store

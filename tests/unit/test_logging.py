@@ -8,7 +8,7 @@ import logging
 
 import structlog
 
-from daemon import logging as meterd_logging
+from daemon.runtime import logging as meterd_logging
 
 
 def test_json_lines_with_secrets_masked() -> None:

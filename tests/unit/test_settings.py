@@ -174,7 +174,7 @@ def test_v3_targets_are_checked(write_config, target: str, message: str) -> None
 
 def test_every_detector_knob_is_a_setting() -> None:
     from billing.anomalies import DetectorSettings  # noqa: PLC0415
-    from daemon.anomaly_job import detector_settings  # noqa: PLC0415
+    from daemon.services.anomaly_job import detector_settings  # noqa: PLC0415
     from daemon.settings import Settings  # noqa: PLC0415
 
     assert detector_settings(Settings().anomalies) == DetectorSettings()
@@ -201,11 +201,11 @@ def test_a_sites_detector_knobs_are_checked_like_the_defaults(write_config) -> N
 
 
 def test_the_configuration_reference_is_generated_from_the_model_and_current() -> None:
-    from daemon.settings_reference import reference  # noqa: PLC0415
+    from daemon.cli.settings_reference import reference  # noqa: PLC0415
 
     generated = reference()
     committed = (REPO / "docs" / "configuration.md").read_text()
-    assert committed == generated, "run: python -m daemon.settings_reference > docs/configuration.md"
+    assert committed == generated, "run: python -m daemon.cli.settings_reference > docs/configuration.md"
     for key in _documented_keys(Settings):  # a list of tables is documented by its items' keys
         assert f"| `{key}` |" in generated or f"| `{key}[]." in generated, key
 
@@ -235,7 +235,7 @@ def test_snmp_secrets_can_live_in_files_of_their_own(write_config, tmp_path: Pat
 def test_meterd_env_beside_the_file_is_read_as_the_unit_reads_it(
     write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from daemon.cli import main  # noqa: PLC0415 - the CLI is what reads the file for every command
+    from daemon.cli.main import main  # noqa: PLC0415 - the CLI is what reads the file for every command
 
     config = write_config(f'site = "in-the-file"\nstate_dir = "{tmp_path / "state"}"\n')
     (config.parent / "meterd.env").write_text(

@@ -19,13 +19,13 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import select, update
 
-from daemon.mail.transport import MailError, Outgoing, send
+from daemon.services.mail.transport import MailError, Outgoing, send
+from daemon.services.webhook import post_json
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.models import AuditEntry, NotificationRow
 from daemon.storage.repository import Store
-from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 

@@ -7,17 +7,17 @@ import json
 import sys
 from dataclasses import asdict
 
-from daemon.command_support import open_store, print_rows
+from daemon.cli.command_support import open_store, print_rows
 from daemon.kernel.clock import utc_now
-from daemon.settings import Settings
-from daemon.storage.supplies import SupplyStatus, SupplyStore
-from daemon.supplies_service import (
+from daemon.services.supplies import (
     FORECAST_HEADER,
     REPLENISHMENT_HEADER,
     forecast_rows,
     replenishment_rows,
     supply_policy,
 )
+from daemon.settings import Settings
+from daemon.storage.supplies import SupplyStatus, SupplyStore
 
 
 def add_supplies_parsers(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from daemon.backup import make_backup, restore_backup
 from daemon.kernel.clock import utc_now
+from daemon.services.backup import make_backup, restore_backup
 from daemon.settings import Settings
 from daemon.storage.engine import mask
 

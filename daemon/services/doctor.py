@@ -23,8 +23,8 @@ from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
 from daemon.kernel.errors import CollectorError, MeterdError
-from daemon.mqtt import broker_options
-from daemon.polling import expand_targets
+from daemon.services.mqtt import broker_options
+from daemon.services.polling import expand_targets
 from daemon.settings import Settings
 from daemon.storage import migrate
 from daemon.storage.models import OutboxItem, ReadingRow, StateEntry

@@ -34,8 +34,8 @@ from billing.invoicing import (
 )
 from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
-from daemon.mail.outbox import cancel as cancel_mail
-from daemon.mail.outbox import queue as queue_mail
+from daemon.services.mail.outbox import cancel as cancel_mail
+from daemon.services.mail.outbox import queue as queue_mail
 from daemon.settings import BillingSettings, Settings
 from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
 from daemon.storage.receivables import QUEUED as REMINDER_QUEUED

@@ -3,7 +3,7 @@
 Import reads customers.csv and contacts.csv (and, if there, assignments.csv and devices.csv)
 from DIR, reports every row problem (file, row, column, reason) and changes nothing when
 there is one; then applies everything in one transaction (or, with --dry-run, rolls it back
-and says what it would have done). See daemon.exchange_service.
+and says what it would have done). See daemon.services.exchange.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from daemon.command_support import open_store
-from daemon.exchange_service import (
+from daemon.cli.command_support import open_store
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import MeterdError
+from daemon.services.exchange import (
     ASSIGNMENTS,
     CONTACTS,
     CUSTOMERS,
@@ -25,8 +27,6 @@ from daemon.exchange_service import (
     import_tables,
     read_tables,
 )
-from daemon.kernel.clock import utc_now
-from daemon.kernel.errors import MeterdError
 from daemon.settings import Settings
 from daemon.storage.engine import write_private
 

@@ -12,17 +12,17 @@ from typing import Any, Final
 import structlog
 
 from billing.anomalies import SEVERITY, DetectorSettings, Kind
-from billing.anomalies.engine import detect_new
 from billing.invoicing import Book
 from billing.periods import Period
-from daemon.billing_service import forecast_over_allowance
 from daemon.kernel.clock import Clock
-from daemon.metrics import Metrics
+from daemon.services.anomaly_detection import detect_new
+from daemon.services.billing import forecast_over_allowance
+from daemon.services.metrics import Metrics
+from daemon.services.webhook import post_json
 from daemon.settings import AnomalySettings, Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
-from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ import structlog
 from sqlalchemy import func, select, update
 
 from daemon.kernel.errors import MeterdError
-from daemon.mail.transport import MailError, Outgoing, send
-from daemon.metrics import Metrics
+from daemon.services.mail.transport import MailError, Outgoing, send
+from daemon.services.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.models import MailRow, ReminderRow
 from daemon.storage.receivables import QUEUED as REMINDER_QUEUED

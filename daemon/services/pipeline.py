@@ -14,7 +14,7 @@ from collectors.mqtt.connection import reading_topic
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import PayloadError, StorageError
 from daemon.kernel.reading import Reading
-from daemon.metrics import Metrics
+from daemon.services.metrics import Metrics
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Forward, Store, StoreOutcome
 

@@ -14,7 +14,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import MeterdError
-from daemon.metrics import Metrics
+from daemon.services.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daemon.kernel.errors import MeterdError
-from daemon.metrics import Metrics
+from daemon.services.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """docs/configuration.md, generated from the settings model: every key with its type, default and limits.
 
-    python -m daemon.settings_reference > docs/configuration.md
+    python -m daemon.cli.settings_reference > docs/configuration.md
 
 A test regenerates it and fails when the committed file differs, so a new key cannot go
 undocumented; config/README.md says why you would change each one.
@@ -22,7 +22,7 @@ from daemon.settings import Settings
 
 _HEADER = """# Configuration reference
 
-Generated from the settings model by `python -m daemon.settings_reference` (a test keeps it
+Generated from the settings model by `python -m daemon.cli.settings_reference` (a test keeps it
 current). One TOML file (`--config`, `$METERD_CONFIG`, `/etc/meterd/meterd.toml`); any key can
 also come from the environment as `METERD_SECTION__KEY` (`METERD_MQTT__PASSWORD=…`). Why you
 would change each key: `config/README.md`. Secrets are masked wherever settings are shown.

@@ -22,27 +22,28 @@ from rich.progress import Progress
 
 from collectors import wire
 from daemon import __version__
-from daemon import logging as meterd_logging
-from daemon.anomaly_commands import add_anomaly_parsers
-from daemon.app import Daemon
-from daemon.backup_commands import add_backup_parsers
-from daemon.billing_commands import add_billing_parsers
-from daemon.command_support import open_store, print_rows, reading_table
-from daemon.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
-from daemon.init_command import add_init_parser
+from daemon.cli.anomaly_commands import add_anomaly_parsers
+from daemon.cli.backup_commands import add_backup_parsers
+from daemon.cli.billing_commands import add_billing_parsers
+from daemon.cli.command_support import open_store, print_rows
+from daemon.cli.init_command import add_init_parser
+from daemon.cli.receivables_commands import add_receivables_parsers
+from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser
+from daemon.cli.supplies_commands import add_supplies_parsers
+from daemon.cli.user_commands import add_user_parsers
 from daemon.kernel.clock import utc_now
 from daemon.kernel.errors import ConfigError, MeterdError, PayloadError
 from daemon.kernel.reading import Reading
-from daemon.metrics import Metrics
-from daemon.mqtt import forward_encoder
-from daemon.pipeline import Pipeline
-from daemon.receivables_commands import add_receivables_parsers
+from daemon.runtime import logging as meterd_logging
+from daemon.runtime.app import Daemon
+from daemon.services.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
+from daemon.services.metrics import Metrics
+from daemon.services.mqtt import forward_encoder
+from daemon.services.pipeline import Pipeline
+from daemon.services.readings import reading_table
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
-from daemon.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
-from daemon.supplies_commands import add_supplies_parsers
-from daemon.user_commands import add_user_parsers
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1

@@ -14,8 +14,8 @@ from collectors import wire
 from collectors.mqtt.connection import reading_topic
 from daemon.kernel.errors import MeterdError
 from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading, Unit
-from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
+from daemon.services.metrics import Metrics
+from daemon.services.pipeline import Pipeline
 from daemon.storage.anomalies import ACKNOWLEDGED, OPEN, RESOLVED, RESTART_VALUE, AnomalyRecord, AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store

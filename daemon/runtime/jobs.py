@@ -5,19 +5,19 @@ from __future__ import annotations
 import structlog
 
 from collectors.snmp.collector import SnmpCollector
-from daemon.anomaly_job import AnomalyJob
-from daemon.backup import make_backup
-from daemon.billing_service import queue_reminders
 from daemon.kernel.clock import utc_now
-from daemon.mail.outbox import deliver
-from daemon.metrics import Metrics
-from daemon.notify import notify_customers
-from daemon.pipeline import Pipeline
-from daemon.polling import PollRound
-from daemon.scheduler import Job
+from daemon.runtime.scheduler import Job
+from daemon.services.anomaly_job import AnomalyJob
+from daemon.services.backup import make_backup
+from daemon.services.billing import queue_reminders
+from daemon.services.mail.outbox import deliver
+from daemon.services.metrics import Metrics
+from daemon.services.notify import notify_customers
+from daemon.services.pipeline import Pipeline
+from daemon.services.polling import PollRound
+from daemon.services.supplies import refresh_supply_alerts
 from daemon.settings import Settings
 from daemon.storage.repository import Store
-from daemon.supplies_service import refresh_supply_alerts
 
 log = structlog.get_logger(__name__)
 

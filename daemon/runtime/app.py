@@ -16,15 +16,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from collectors.snmp.collector import SnmpCollector
 from daemon.api.app import create_app, serving
 from daemon.api.security import ApiContext
-from daemon.http import Health, OpsServer
-from daemon.jobs import build_jobs
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import MeterdError
-from daemon.metrics import Metrics
-from daemon.mqtt import StoreOutbox, broker_options, build_forwarder, build_ingest, forward_encoder, outbox_upkeep
-from daemon.pipeline import Pipeline
-from daemon.scheduler import Job, JobRunner, build_scheduler
-from daemon.security.accounts import accounts_for
+from daemon.runtime.http import Health, OpsServer
+from daemon.runtime.jobs import build_jobs
+from daemon.runtime.scheduler import Job, JobRunner, build_scheduler
+from daemon.services.accounts import accounts_for
+from daemon.services.metrics import Metrics
+from daemon.services.mqtt import (
+    StoreOutbox,
+    broker_options,
+    build_forwarder,
+    build_ingest,
+    forward_encoder,
+    outbox_upkeep,
+)
+from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings
 from daemon.storage.audit import audit_source
 from daemon.storage.engine import mask

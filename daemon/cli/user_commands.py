@@ -13,11 +13,11 @@ import json
 import sys
 from dataclasses import asdict
 
-from daemon.command_support import default_user, open_store, print_rows
+from daemon.cli.command_support import default_user, open_store, print_rows
 from daemon.kernel.clock import utc_now
 from daemon.kernel.errors import MeterdError
-from daemon.security.accounts import Enrollment, accounts_for
 from daemon.security.roles import ROLES
+from daemon.services.accounts import Enrollment, accounts_for
 from daemon.settings import Settings
 from daemon.storage.audit import find_audit
 

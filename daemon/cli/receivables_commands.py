@@ -9,9 +9,9 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
-from daemon.billing_service import queue_reminders
-from daemon.command_support import default_user, open_store, print_rows
+from daemon.cli.command_support import default_user, open_store, print_rows
 from daemon.kernel.clock import utc_now
+from daemon.services.billing import queue_reminders
 from daemon.settings import Settings
 from daemon.storage.receivables import CANCELLED, QUEUED, SENT, ReceivablesStore
 

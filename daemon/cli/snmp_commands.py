@@ -20,7 +20,7 @@ from collectors.snmp.discovery import Found, addresses, discover
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.kernel.errors import CollectorError
-from daemon.polling import usm_credentials
+from daemon.services.polling import usm_credentials
 from daemon.settings import Settings, SnmpV3User, canonical_host
 
 EXIT_ANSWERED: Final = 0

@@ -5,15 +5,12 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
 from billing.cells import write_rows
-from collectors import wire
-from daemon.kernel.reading import Reading
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 
@@ -40,25 +37,3 @@ def print_rows(fmt: str, header: list[str], rows: list[list[str]], *, title: str
     for row in rows:
         table.add_row(*row)
     Console(file=stream, width=None if stream.isatty() else 200).print(table)
-
-
-def reading_table(readings: Sequence[Reading]) -> tuple[list[str], list[list[str]]]:
-    """Readings as rows, one per meter value: what `meterd readings` and the API's CSV export show."""
-    header = ["taken_at", "device", "vendor", "model", "meter", "value", "unit", "derived", "source", "reading_id"]
-    rows = [
-        [
-            wire.format_time(r.taken_at_utc),
-            r.device.key,
-            r.device.vendor or "",
-            r.device.model or "",
-            m.meter.value,
-            str(m.value),
-            m.unit.value,
-            "yes" if m.derived else "",
-            r.source,
-            r.id,
-        ]
-        for r in readings
-        for m in r.meters
-    ]
-    return header, rows

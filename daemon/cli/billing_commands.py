@@ -23,7 +23,11 @@ from billing.documents.reports import erp_csv, usage_rows
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError, Draft, double_checks
 from billing.periods import Period
-from daemon.billing_service import (
+from daemon.cli.command_support import default_user, open_store, print_rows
+from daemon.cli.exchange_commands import add_exchange_parsers
+from daemon.kernel.clock import utc_now
+from daemon.kernel.errors import MeterdError
+from daemon.services.billing import (
     bill_month,
     finalize_invoice,
     invoice_document,
@@ -31,11 +35,7 @@ from daemon.billing_service import (
     usage_report,
     void_invoice,
 )
-from daemon.command_support import default_user, open_store, print_rows
-from daemon.exchange_commands import add_exchange_parsers
-from daemon.kernel.clock import utc_now
-from daemon.kernel.errors import MeterdError
-from daemon.notify import notices
+from daemon.services.notify import notices
 from daemon.settings import Settings
 from daemon.storage.billing import BillingStore, InvoiceRecord
 from daemon.storage.engine import write_private

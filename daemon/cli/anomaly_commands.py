@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from daemon.command_support import default_user, open_store, print_rows
+from daemon.cli.command_support import default_user, open_store, print_rows
 from daemon.kernel.clock import utc_now
-from daemon.review import ACTIONS, acknowledge, acknowledge_kind, resolve, review_queue
+from daemon.services.review import ACTIONS, acknowledge, acknowledge_kind, resolve, review_queue
 from daemon.settings import Settings
 from daemon.storage.anomalies import ACKNOWLEDGED, RESOLVED, AnomalyStore
 

@@ -15,7 +15,7 @@ from collectors.mqtt.forward import ForwardOptions, MqttForwarder, OutboxEntry
 from collectors.mqtt.ingest import IngestOptions, MqttIngest
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.reading import Reading
-from daemon.metrics import Metrics
+from daemon.services.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import Forward, Store

@@ -3,7 +3,7 @@
 Restore goes into an empty store only, unless told to replace what is there.
 
 A backup is one file, ``meterd-<site>-<UTC time>.db`` (SQLite) or ``.dump`` (pg_dump's custom format),
-encrypted with the key in ``backup.key_file`` (daemon/backup_crypto.py), and ``<file>.sha256`` in sha256sum's
+encrypted with the key in ``backup.key_file`` (daemon/services/backup_crypto.py), and ``<file>.sha256`` in sha256sum's
 format, so ``sha256sum -c`` checks it without meterd or the key. Every file is written with mode 0600.
 Restoring checks the sum, opens the backup with the key (a changed one is refused), then migrates the
 restored store to this version's schema (an old backup comes up to date; one from before encryption
@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import URL
 
-from daemon.backup_crypto import backup_key, decrypt_file, encrypt_file, is_encrypted
 from daemon.kernel.errors import MeterdError
+from daemon.services.backup_crypto import backup_key, decrypt_file, encrypt_file, is_encrypted
 from daemon.storage.engine import create_private, mask, parse_url, sqlite_path, write_private
 from daemon.storage.lock import daemon_lock
 from daemon.storage.models import Base

@@ -1,0 +1,1 @@
+"""The daemon's process: lifecycle, job schedule, HTTP listener and logging set-up."""
