@@ -21,7 +21,7 @@ from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
-from daemon.storage.supplies import supplies_as_of, supplies_worth_storing
+from daemon.storage.supplies import GuardedRow, LastLevels, SupplySort, supplies_as_of
 from daemon.storage.types import sqlite_time
 
 T = TypeVar("T")
@@ -99,6 +99,7 @@ class Store:
         self.engine = engine
         self.url_for_humans = mask(engine.url)
         self.dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self.last_levels = LastLevels()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -179,7 +180,8 @@ class Store:
             if elsewhere:
                 readings = [r for r in readings if sites.get(r.device.key, (0, None))[1] == r.site]
             device_ids = {key: ident for key, (ident, _) in sites.items()}
-            news = await supplies_worth_storing(conn, readings, device_ids)
+            sort = await self.last_levels.sort(conn, readings, device_ids)
+            news = sort.keep
             new_ids: set[str] = set()
             values = 0
             # Rows built and inserted a slice at a time, in the one transaction: a 10,000-printer
@@ -192,8 +194,10 @@ class Store:
             # A reading with nothing in it cannot be told from its copy; it counts as stored. So does
             # one of supplies alone that changed nothing (its levels are those of the rows before it).
             empty = {r.id for r in readings if not r.meters and not any((r.id, s.name) in news for s in r.supplies)}
+            fired = await self._insert_guarded(conn, sort)
             if forward is not None:
                 await self._queue(conn, [r for r in readings if r.id in new_ids or r.id in empty], forward, now)
+        self.last_levels.commit(sort, fired)
         stored = len(new_ids | empty)
         # Every reading not stored is a copy, also when it came in the same batch as its original
         # (a redelivered MQTT message can): counting distinct ids would miss exactly those.
@@ -220,6 +224,23 @@ class Store:
         if supply_rows:
             new_ids.update(await self._insert_returning(conn, SupplyLevel, _SUPPLY_COLUMNS, supply_rows))
         return new_ids, values
+
+    async def _insert_guarded(self, conn: AsyncConnection, sort: SupplySort) -> set[tuple[int, str]]:
+        """Write the rows the cache called unchanged where the store says otherwise; the keys where it did.
+
+        The store decides, in one statement per batch: a row goes in unless the cached row is
+        there as cached and no row of that supply came after it up to the reading. SQLite
+        reports only how many went in: when any did, every guarded key is forgotten (one
+        batch's worth of rows read again next time; on SQLite a second writer is rare).
+        """
+        if not sort.guarded:
+            return set()
+        if self.dialect is sqlite:
+            written = await _execute_many(conn, _INSERT_GUARDED_SQLITE, [_guarded_sqlite(g) for g in sort.guarded])
+            return {(g.device_id, g.supply.name) for g in sort.guarded} if written else set()
+        columns = [list(column) for column in zip(*(_guarded_values(g) for g in sort.guarded), strict=True)]
+        result = await conn.execute(_INSERT_GUARDED_POSTGRES, dict(zip(_GUARDED_COLUMNS, columns, strict=True)))
+        return {(device_id, name) for device_id, name in result}
 
     async def _queue(self, conn: AsyncConnection, readings: list[Reading], forward: Forward, now: datetime) -> None:
         rows = []
@@ -568,6 +589,58 @@ def _insert_sql(model: type[ReadingRow | SupplyLevel], columns: tuple[str, ...])
 
 _INSERT_METERS: Final = _insert_sql(ReadingRow, _METER_COLUMNS)
 _INSERT_SUPPLIES: Final = _insert_sql(SupplyLevel, _SUPPLY_COLUMNS)
+_GUARDED_COLUMNS: Final = (*_SUPPLY_COLUMNS, "cached_at")
+# ?1..?8 in _GUARDED_COLUMNS' order. The row goes in unless the cached row is still there, as cached,
+# and nothing came after it up to this reading (both probes on the (device_id, name, taken_at) index).
+_INSERT_GUARDED_SQLITE: Final = """
+INSERT INTO supplies (reading_id, device_id, taken_at, name, kind, color, level_percent)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+WHERE NOT EXISTS (
+    SELECT 1 FROM supplies WHERE device_id = ?2 AND name = ?4 AND taken_at = ?8
+    AND kind = ?5 AND color IS ?6 AND level_percent IS ?7)
+OR EXISTS (SELECT 1 FROM supplies WHERE device_id = ?2 AND name = ?4 AND taken_at > ?8 AND taken_at <= ?3)
+ON CONFLICT DO NOTHING
+"""
+# The same on PostgreSQL, the batch as one array per column: one statement, and RETURNING says which went in.
+_INSERT_GUARDED_POSTGRES: Final = text("""
+INSERT INTO supplies (reading_id, device_id, taken_at, name, kind, color, level_percent)
+SELECT v.reading_id, v.device_id, v.taken_at, v.name, v.kind, v.color, v.level_percent
+FROM unnest(
+    CAST(:reading_id AS varchar[]), CAST(:device_id AS integer[]), CAST(:taken_at AS timestamptz[]),
+    CAST(:name AS varchar[]), CAST(:kind AS varchar[]), CAST(:color AS varchar[]),
+    CAST(:level_percent AS smallint[]), CAST(:cached_at AS timestamptz[])
+) AS v(reading_id, device_id, taken_at, name, kind, color, level_percent, cached_at)
+WHERE NOT EXISTS (
+    SELECT 1 FROM supplies s WHERE s.device_id = v.device_id AND s.name = v.name AND s.taken_at = v.cached_at
+    AND s.kind = v.kind AND s.color IS NOT DISTINCT FROM v.color
+    AND s.level_percent IS NOT DISTINCT FROM v.level_percent)
+OR EXISTS (
+    SELECT 1 FROM supplies s WHERE s.device_id = v.device_id AND s.name = v.name
+    AND s.taken_at > v.cached_at AND s.taken_at <= v.taken_at)
+ON CONFLICT DO NOTHING
+RETURNING device_id, name
+""")
+
+
+def _guarded_values(g: GuardedRow) -> tuple[Any, ...]:
+    s = g.supply
+    return (g.reading_id, g.device_id, g.taken_at, s.name, s.kind, s.color, s.level_percent, g.cached_at)
+
+
+def _guarded_sqlite(g: GuardedRow) -> tuple[Any, ...]:
+    s = g.supply
+    return (
+        g.reading_id,
+        g.device_id,
+        sqlite_time(g.taken_at),
+        s.name,
+        s.kind,
+        s.color,
+        s.level_percent,
+        sqlite_time(g.cached_at),
+    )
+
+
 _LAST_ROW_IDS: Final = select(
     select(func.max(ReadingRow.id)).scalar_subquery(), select(func.max(SupplyLevel.id)).scalar_subquery()
 )

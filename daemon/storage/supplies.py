@@ -107,21 +107,102 @@ async def _fetch(conn: AsyncConnection, device_ids: Iterable[int], since: dateti
     return _History(found)
 
 
-async def supplies_worth_storing(
-    conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int]
-) -> set[tuple[str, str]]:
-    """(reading id, supply name) of the supplies in ``readings`` that are news: changed, new, or due a heartbeat.
+@dataclass(frozen=True, slots=True)
+class GuardedRow:
+    """A supply the cache says is unchanged: written only if the store disagrees (see LastLevels)."""
+
+    reading_id: str
+    device_id: int
+    taken_at: datetime
+    supply: Supply
+    cached_at: datetime  # the row the cache compared with
+
+
+@dataclass(slots=True)
+class SupplySort:
+    """What one batch does with its supplies: rows to write, rows to write only if the cache was wrong."""
+
+    keep: set[tuple[str, str]]  # (reading id, supply name): written (ON CONFLICT DO NOTHING)
+    guarded: list[GuardedRow]
+    learned: dict[tuple[int, str], _Row]  # the cache's entries once the batch is committed
+
+
+class LastLevels:
+    """The last supply row this store wrote or read, per (device id, supply name): a hint, never the truth.
+
+    Without it, every store round fetched each device's rows of the last day to compare with
+    (+50 % CPU a round at 10,000 printers, bench/README.md). With it, a supply the cache says
+    is unchanged is not skipped on the cache's word: it goes to the store as a *guarded* row,
+    inserted by the store itself unless the cached row is still there and no row came after it
+    up to the reading (another hub on the same PostgreSQL, a CLI import, a write this process
+    did not see commit). So a stale entry costs a redundant row, never a change. A key whose
+    guard fired is forgotten, and read from the store again next time (two hubs sharing a
+    device's readings settle on the store's row instead of outdating each other's entries
+    every round). Entries change only after the batch's transaction has committed.
+
+    A device's first batch (cold start, a new device) or a reading older than its entry (late)
+    is compared with the store's rows as before, and those rows seed the cache.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[int, str], _Row] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    async def sort(
+        self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int]
+    ) -> SupplySort:
+        """Which supplies of ``readings`` are news (changed, new, due a heartbeat), and which the cache calls unchanged."""
+        out = SupplySort(set(), [], {})
+        with_supplies = sorted((r for r in readings if r.supplies), key=lambda r: r.taken_at_utc)
+        if not with_supplies:
+            return out
+        cold = {
+            device_ids[r.device.key]
+            for r in with_supplies
+            for s in r.supplies
+            if (row := self._rows.get((device_ids[r.device.key], s.name))) is None or row.taken_at > r.taken_at_utc
+        }
+        if cold:
+            stored = [r for r in with_supplies if device_ids[r.device.key] in cold]
+            times = [r.taken_at_utc for r in stored]
+            history = await _fetch(conn, cold, min(times) - HEARTBEAT, max(times))
+            _sort_by_history(stored, device_ids, history, out.keep)
+            for key, rows in history.rows.items():
+                if (known := self._rows.get(key)) is None or known.taken_at <= rows[-1].taken_at:
+                    out.learned[key] = rows[-1]
+        for reading in with_supplies:
+            device_id, moment = device_ids[reading.device.key], reading.taken_at_utc
+            if device_id in cold:
+                continue
+            for supply in reading.supplies:
+                key = (device_id, supply.name)
+                before = out.learned.get(key) or self._rows[key]
+                if before.taken_at == moment or moment - before.taken_at >= HEARTBEAT or not before.same_as(supply):
+                    out.keep.add((reading.id, supply.name))
+                    if before.taken_at != moment:
+                        out.learned[key] = _Row(moment, supply.kind, supply.color, supply.level_percent)
+                else:
+                    out.guarded.append(GuardedRow(reading.id, device_id, moment, supply, before.taken_at))
+        return out
+
+    def commit(self, sort: SupplySort, fired: set[tuple[int, str]]) -> None:
+        """The batch is in the store: take what it taught, forget the keys whose guard fired."""
+        self._rows.update(sort.learned)
+        for key in fired:
+            self._rows.pop(key, None)
+
+
+def _sort_by_history(
+    readings: Sequence[Reading], device_ids: dict[str, int], history: _History, keep: set[tuple[str, str]]
+) -> None:
+    """Compare each supply with the store's row at or before its reading (``readings`` oldest first).
 
     A supply at the very instant of a stored row is kept too: the insert then finds its copy
     and the reading is judged new or duplicate by its rows, as before.
     """
-    with_supplies = [r for r in readings if r.supplies]
-    if not with_supplies:
-        return set()
-    times = [r.taken_at_utc for r in with_supplies]
-    history = await _fetch(conn, (device_ids[r.device.key] for r in with_supplies), min(times) - HEARTBEAT, max(times))
-    keep: set[tuple[str, str]] = set()
-    for reading in sorted(with_supplies, key=lambda r: r.taken_at_utc):
+    for reading in readings:
         device_id, moment = device_ids[reading.device.key], reading.taken_at_utc
         for supply in reading.supplies:
             before = history.at_or_before(device_id, supply.name, moment)
@@ -134,7 +215,6 @@ async def supplies_worth_storing(
                 keep.add((reading.id, supply.name))
                 if before is None or before.taken_at != moment:
                     history.add(device_id, supply.name, _Row(moment, supply.kind, supply.color, supply.level_percent))
-    return keep
 
 
 async def supplies_as_of(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import insert, select
 
 from billing.anomalies import DetectorSettings
@@ -170,3 +173,57 @@ async def test_toner_that_drops_once_while_the_total_stands_still_is_still_found
         )
     found = [a for a in created if a.kind == "uncounted"]
     assert [(f.evidence["level_from"], f.evidence["level_to"]) for f in found] == [(60, 50)]
+
+
+async def test_a_change_another_writer_stored_is_not_lost_through_this_stores_cache(store_url: str) -> None:
+    # Two hubs on one store (each a Store with its own cache of last levels). Hub A last stored 50 %;
+    # hub B then stores the drop to 40 %; A's next reading is 50 % again (a new cartridge). A's cache
+    # still says 50 %: trusted, A would skip its row and the reading would read back B's 40 %.
+    polls = [reading(reading_id=f"r{i}", minutes=15 * i, toner=toner) for i, toner in enumerate([50, 40, 50, 50, 50])]
+    async with Store.open(store_url) as hub_a, Store.open(store_url) as hub_b:
+        await hub_a.store([polls[0]], now=NOW)
+        await hub_b.store([polls[1]], now=NOW)
+        await hub_a.store([polls[2]], now=NOW)
+        # Then the two take turns at the same level: once the stale entry is found, they settle on the store's rows.
+        await hub_b.store([polls[3]], now=NOW)
+        await hub_a.store([polls[4]], now=NOW)
+        levels = {r.id: r.supplies[0].level_percent for r in await hub_a.readings()}
+        rows = await _supply_rows(hub_a)
+    assert levels == {"r0": 50, "r1": 40, "r2": 50, "r3": 50, "r4": 50}
+    # r3: B's entry (40 % at r1) differs, a change to B; r4: A forgot its entry when its guard fired, read r3.
+    assert rows == [("r0", 50), ("r1", 40), ("r2", 50), ("r3", 50)]
+
+
+async def test_a_store_row_removed_behind_the_cache_is_written_again(store_url: str) -> None:
+    # The cache's row gone (someone deleted it by hand): the cache's "unchanged" would leave the reading without
+    # a level; the store's check writes it.
+    async with Store.open(store_url) as store:
+        await store.store([reading(reading_id="k0", toner=30)], now=NOW)
+        async with store.engine.begin() as conn:
+            await conn.execute(SupplyLevel.__table__.delete())
+        await store.store([reading(reading_id="k1", minutes=15, toner=30)], now=NOW)
+        levels = {r.id: r.supplies[0].level_percent if r.supplies else None for r in await store.readings()}
+    assert levels == {"k0": None, "k1": 30}
+
+
+async def test_the_cache_spares_the_store_its_level_query_once_warm(store_url: str) -> None:
+    # One writer, level unchanged: after the first batch (cold, read from the store), the cache answers and every
+    # unchanged supply is a guarded row the store declines; entries are known for every supply seen.
+    async with Store.open(store_url) as store:
+        await store.store([reading(reading_id="w0", toner=70)], now=NOW)
+        statements: list[str] = []
+        listener = _record(statements)
+        sqlalchemy_event.listen(store.engine.sync_engine, "before_cursor_execute", listener)
+        await store.store([reading(reading_id=f"w{i}", minutes=15 * i, toner=70) for i in range(1, 5)], now=NOW)
+        sqlalchemy_event.remove(store.engine.sync_engine, "before_cursor_execute", listener)
+        rows = await _supply_rows(store)
+    assert len(store.last_levels) == 1
+    assert rows == [("w0", 70)]
+    assert not [s for s in statements if s.lstrip().startswith("SELECT") and "supplies.level_percent" in s]
+
+
+def _record(statements: list[str]) -> Callable[..., None]:
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:  # noqa: ANN401 - SQLAlchemy's event signature
+        statements.append(statement)
+
+    return listener
