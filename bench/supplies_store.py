@@ -1,6 +1,8 @@
-"""Store size of a month of supply levels, a row per poll (before issue 23) against changes plus heartbeats.
+"""Store size of a month of supply levels, a row per poll (before issue 23) against changes plus heartbeats;
+the CPU of a store round with the cache of last levels against the previous-levels query.
 
     .venv/bin/python bench/supplies_store.py [--days 30] [--interval-min 15] [--seed 23]
+    .venv/bin/python bench/supplies_store.py --round-cpu 10000 [--repeat 4]
 
 The demo fleet (daemon/demo/fleet, 5 printers) is polled once through snmpsim and the real
 SNMP collector: its serials, meters and supplies as the recordings have them. From there a
@@ -22,6 +24,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,10 +135,52 @@ def _add_every_poll(path: Path, month: list[list[Reading]]) -> None:
         )
 
 
+def _fleet_round(template: Reading, devices: int, at: datetime) -> list[Reading]:
+    """``devices`` printers shaped like ``template`` (its meters and supplies), each its own serial, polled at ``at``."""
+    return [
+        dataclasses.replace(
+            template,
+            id=f"{n}-{at:%H%M}",
+            taken_at=at,
+            device=dataclasses.replace(template.device, key=f"BENCH{n:07d}"),
+        )
+        for n in range(devices)
+    ]
+
+
+async def round_cpu(fleet: list[Reading], workdir: Path, devices: int, repeat: int) -> None:
+    """CPU of store rounds of ``devices`` colour printers whose levels did not move (the common round).
+
+    "query": the cache emptied before the round, so every supply is compared with the rows
+    the store holds for the last day (what every round did before the cache); "cache": the
+    cache as the daemon keeps it (on SQLite checked against the rows other writers added since).
+    Alternated in one process, the SQLite store of the daemon, rounds 15 minutes apart.
+    """
+    template = max(fleet, key=lambda r: len(r.supplies))
+    figures: dict[str, list[float]] = {"query": [], "cache": []}
+    async with Store.open(f"sqlite:///{workdir / 'rounds.db'}") as store:
+        await store.store(_fleet_round(template, devices, START), now=START)  # the cold round: every row new
+        for n in range(1, 2 * repeat + 1):
+            at = START + timedelta(minutes=15 * n)
+            readings = _fleet_round(template, devices, at)
+            label = "query" if n % 2 else "cache"
+            if label == "query":
+                store.last_levels.clear()
+            cpu = time.process_time()
+            await store.store(readings, now=at)
+            figures[label].append(time.process_time() - cpu)
+    print(f"store rounds of {devices} readings ({len(template.meters)} meters, {len(template.supplies)} supplies each):")
+    for label, seconds in figures.items():
+        print(f"  {label:<6} " + "  ".join(f"{s:5.2f}" for s in seconds) + " CPU-s per round")
+
+
 async def main(options: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="meterd-supplies-bench-"))
     try:
         fleet = await _poll_fleet(workdir)
+        if options.round_cpu:
+            await round_cpu(fleet, workdir, options.round_cpu, options.repeat)
+            return
         month = _month(fleet, options.days, options.interval_min, np.random.default_rng(options.seed))
         after = workdir / "after.db"
         async with Store.open(f"sqlite:///{after}") as store:
@@ -173,4 +218,6 @@ if __name__ == "__main__":
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--interval-min", type=int, default=15)
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument("--round-cpu", type=int, metavar="DEVICES", help="measure store rounds' CPU instead")
+    parser.add_argument("--repeat", type=int, default=4, help="rounds of each kind (with --round-cpu)")
     asyncio.run(main(parser.parse_args()))

@@ -17,7 +17,13 @@ from daemon.api.security import Context, requires
 from daemon.services.accounts import Principal
 from daemon.services.readings import reading_table
 from daemon.services.review import ACTIONS, QueueItem, acknowledge, acknowledge_kind, resolve, review_queue
-from daemon.services.supplies import REPLENISHMENT_HEADER, replenishment_rows, supply_policy
+from daemon.services.supplies import (
+    REPLENISHMENT_HEADER,
+    ReplenishmentFilter,
+    replenishment_list,
+    replenishment_rows,
+    supply_policy,
+)
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
 from daemon.storage.repository import DeviceRecord
 from daemon.storage.supplies import SupplyStatus, SupplyStore
@@ -96,9 +102,14 @@ async def replenishment(
     _who: DeviceReader,
     context: Context,
     format: Literal["json", "csv"] = "json",  # noqa: A002 - the query word
+    customer: Annotated[str | None, Query(max_length=64, description="a customer's code")] = None,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    within_days: Annotated[
+        int | None, Query(ge=0, le=365, description="every cartridge expected empty within N days, due or not")
+    ] = None,
 ) -> Any:  # noqa: ANN401 - a list of rows, or a CSV response
-    found = await SupplyStore(context.store).report(supply_policy(context.settings), context.clock())
-    rows = replenishment_rows(found)
+    wanted = ReplenishmentFilter(customer=customer, site=site, within_days=within_days)
+    rows = replenishment_rows(await replenishment_list(context.store, context.settings, context.clock(), wanted))
     if format == "csv":
         return _csv(REPLENISHMENT_HEADER, rows)
     return [dict(zip(REPLENISHMENT_HEADER, row, strict=True)) for row in rows]

@@ -12,7 +12,9 @@ from daemon.kernel.clock import utc_now
 from daemon.services.supplies import (
     FORECAST_HEADER,
     REPLENISHMENT_HEADER,
+    ReplenishmentFilter,
     forecast_rows,
+    replenishment_list,
     replenishment_rows,
     supply_policy,
 )
@@ -34,6 +36,12 @@ def add_supplies_parsers(
         command = supplies.add_parser(name, parents=[common], help=text)
         command.add_argument("--format", choices=["table", "csv", "json"], default="table")
         command.set_defaults(handler=handler)
+        if name == "due":
+            command.add_argument("--customer", metavar="CODE", help="only this customer's cartridges")
+            command.add_argument("--site", help="only this site's cartridges")
+            command.add_argument(
+                "--within-days", type=int, metavar="N", help="every cartridge expected empty within N days, due or not"
+            )
 
 
 async def _statuses(settings: Settings) -> list[SupplyStatus]:
@@ -52,8 +60,9 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_due(args: argparse.Namespace, settings: Settings) -> int:
-    found = await _statuses(settings)
-    rows = replenishment_rows(found)
+    wanted = ReplenishmentFilter(customer=args.customer, site=args.site, within_days=args.within_days)
+    async with open_store(settings) as store:
+        rows = replenishment_rows(await replenishment_list(store, settings, utc_now(), wanted))
     _print(args.format, REPLENISHMENT_HEADER, rows, title=f"{len(rows)} cartridges to ship")
     return 0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 import structlog
 
 from daemon.settings import Settings
 from daemon.storage.repository import Store
+from billing.supplies import Yield
 from daemon.storage.supplies import SupplyPolicy, SupplyStatus, SupplyStore
 
 log = structlog.get_logger(__name__)
@@ -24,7 +26,11 @@ REPLENISHMENT_HEADER = [
     "level",
     "empty_on",
     "plus_minus_days",
+    "days_left",
     "alert_raised_at",
+    "last_yield_pages",
+    "nominal_yield",
+    "short_yield",
 ]
 FORECAST_HEADER = [
     "device",
@@ -77,29 +83,74 @@ def _days(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
-def replenishment_rows(statuses: list[SupplyStatus]) -> list[list[str]]:
-    """The cartridges to ship (due now, or an open alert), in REPLENISHMENT_HEADER's order, by customer and site."""
-    due = sorted(
-        (s for s in statuses if s.due or s.alert_raised_at is not None),
-        key=lambda s: (s.customer or "", s.site, s.device, s.supply),
+@dataclass(frozen=True, slots=True)
+class ReplenishmentFilter:
+    """Which cartridges a replenishment list shows (the console's, the API's and the CLI's filters).
+
+    ``within_days``: instead of "due now or alert open", every cartridge expected empty within
+    that many days (and those due by their level alone, which have no date), so a dealer can
+    widen a shipment to what falls due soon after, or narrow it.
+    """
+
+    customer: str | None = None  # the customer's code
+    site: str | None = None
+    within_days: int | None = None
+
+    def keeps(self, status: SupplyStatus, today: date) -> bool:
+        if self.customer and status.customer != self.customer:
+            return False
+        if self.site and status.site != self.site:
+            return False
+        if self.within_days is None:
+            return status.due or status.alert_raised_at is not None
+        empty_on = status.forecast.empty_on
+        return empty_on <= today + timedelta(days=self.within_days) if empty_on else status.due
+
+
+def replenishment(statuses: list[SupplyStatus], today: date, wanted: ReplenishmentFilter) -> list[SupplyStatus]:
+    """The cartridges to ship, by customer, site, device and supply."""
+    return sorted(
+        (s for s in statuses if wanted.keeps(s, today)), key=lambda s: (s.customer or "", s.site, s.device, s.supply)
     )
-    return [
-        [
-            s.device,
-            s.customer or "",
-            s.customer_name or "",
-            s.site,
-            s.address or "",
-            s.model or "",
-            s.supply,
-            s.part_number or "",
-            "" if s.forecast.level is None else str(s.forecast.level),
-            str(s.forecast.empty_on or ""),
-            _days(s.forecast.uncertainty_days),
-            s.alert_raised_at.isoformat() if s.alert_raised_at else "",
-        ]
-        for s in due
-    ]
+
+
+async def replenishment_list(store: Store, settings: Settings, now: datetime, wanted: ReplenishmentFilter) -> list[SupplyStatus]:
+    """The replenishment list as of ``now``: what the console, the API, the CLI and the supplies desk are given."""
+    statuses = await SupplyStore(store).report(supply_policy(settings), now)
+    return replenishment(statuses, now.date(), wanted)
+
+
+def last_yield(status: SupplyStatus) -> Yield | None:
+    """The supply's last finished cartridge, if one was seen from replacement to replacement."""
+    return status.yields[-1] if status.yields else None
+
+
+def replenishment_rows(statuses: list[SupplyStatus]) -> list[list[str]]:
+    """``statuses`` (see :func:`replenishment`) in REPLENISHMENT_HEADER's order."""
+    rows = []
+    for s in statuses:
+        previous = last_yield(s)
+        rows.append(
+            [
+                s.device,
+                s.customer or "",
+                s.customer_name or "",
+                s.site,
+                s.address or "",
+                s.model or "",
+                s.supply,
+                s.part_number or "",
+                "" if s.forecast.level is None else str(s.forecast.level),
+                str(s.forecast.empty_on or ""),
+                _days(s.forecast.uncertainty_days),
+                _days(s.forecast.days_left),
+                s.alert_raised_at.isoformat() if s.alert_raised_at else "",
+                "" if previous is None else str(previous.pages),
+                "" if previous is None or previous.nominal is None else str(previous.nominal),
+                "yes" if previous is not None and previous.short else "",
+            ]
+        )
+    return rows
 
 
 def forecast_rows(statuses: list[SupplyStatus]) -> list[list[str]]:

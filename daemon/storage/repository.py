@@ -99,7 +99,7 @@ class Store:
         self.engine = engine
         self.url_for_humans = mask(engine.url)
         self.dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self.last_levels = LastLevels()
+        self.last_levels = LastLevels(tail=self.dialect is sqlite)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -195,6 +195,7 @@ class Store:
             # one of supplies alone that changed nothing (its levels are those of the rows before it).
             empty = {r.id for r in readings if not r.meters and not any((r.id, s.name) in news for s in r.supplies)}
             fired = await self._insert_guarded(conn, sort)
+            await self.last_levels.note_written(conn, sort)
             if forward is not None:
                 await self._queue(conn, [r for r in readings if r.id in new_ids or r.id in empty], forward, now)
         self.last_levels.commit(sort, fired)
@@ -236,9 +237,9 @@ class Store:
         if not sort.guarded:
             return set()
         if self.dialect is sqlite:
-            written = await _execute_many(conn, _INSERT_GUARDED_SQLITE, [_guarded_sqlite(g) for g in sort.guarded])
-            return {(g.device_id, g.supply.name) for g in sort.guarded} if written else set()
-        columns = [list(column) for column in zip(*(_guarded_values(g) for g in sort.guarded), strict=True)]
+            written = await _execute_many(conn, _INSERT_GUARDED_SQLITE, _guarded_sqlite(sort.guarded))
+            return {(row[1], row[3]) for row in sort.guarded} if written else set()
+        columns = [list(column) for column in zip(*sort.guarded, strict=True)]
         result = await conn.execute(_INSERT_GUARDED_POSTGRES, dict(zip(_GUARDED_COLUMNS, columns, strict=True)))
         return {(device_id, name) for device_id, name in result}
 
@@ -622,23 +623,17 @@ RETURNING device_id, name
 """)
 
 
-def _guarded_values(g: GuardedRow) -> tuple[Any, ...]:
-    s = g.supply
-    return (g.reading_id, g.device_id, g.taken_at, s.name, s.kind, s.color, s.level_percent, g.cached_at)
+def _guarded_sqlite(rows: list[GuardedRow]) -> list[tuple[Any, ...]]:
+    """The rows with their two times as SQLite's text; a batch repeats the same few times, so each is formatted once."""
+    texts: dict[datetime, str] = {}
 
+    def text_of(moment: datetime) -> str:
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = sqlite_time(moment)
+        return found
 
-def _guarded_sqlite(g: GuardedRow) -> tuple[Any, ...]:
-    s = g.supply
-    return (
-        g.reading_id,
-        g.device_id,
-        sqlite_time(g.taken_at),
-        s.name,
-        s.kind,
-        s.color,
-        s.level_percent,
-        sqlite_time(g.cached_at),
-    )
+    return [(*row[:2], text_of(row[2]), *row[3:7], text_of(row[7])) for row in rows]
 
 
 _LAST_ROW_IDS: Final = select(

@@ -107,15 +107,9 @@ async def _fetch(conn: AsyncConnection, device_ids: Iterable[int], since: dateti
     return _History(found)
 
 
-@dataclass(frozen=True, slots=True)
-class GuardedRow:
-    """A supply the cache says is unchanged: written only if the store disagrees (see LastLevels)."""
-
-    reading_id: str
-    device_id: int
-    taken_at: datetime
-    supply: Supply
-    cached_at: datetime  # the row the cache compared with
+# A supply the cache says is unchanged, written only if the store disagrees (see LastLevels): reading id,
+# device id, taken at, name, kind, colour, level, and the time of the cached row it was compared with.
+GuardedRow = tuple[str, int, datetime, str, str, str | None, int | None, datetime]
 
 
 @dataclass(slots=True)
@@ -125,6 +119,8 @@ class SupplySort:
     keep: set[tuple[str, str]]  # (reading id, supply name): written (ON CONFLICT DO NOTHING)
     guarded: list[GuardedRow]
     learned: dict[tuple[int, str], _Row]  # the cache's entries once the batch is committed
+    forget_all: bool = False  # the store lost rows the cache knew (SQLite's tail check)
+    seen_id: int | None = None  # SQLite: the highest supply row id once the batch is written
 
 
 class LastLevels:
@@ -142,68 +138,119 @@ class LastLevels:
 
     A device's first batch (cold start, a new device) or a reading older than its entry (late)
     is compared with the store's rows as before, and those rows seed the cache.
+
+    SQLite (``tail=True``) runs in this process, so a guarded row's two index probes are CPU the
+    cache was meant to save. There, writers take turns (the batch holds the one write lock from
+    its device upsert on) and a new row's id is max(id) + 1, which the store already relies on
+    (repository._insert_counted): the rows with an id above the highest this cache has seen
+    are exactly what others wrote since, one indexed query a batch. Their devices are read from
+    the store again; the rest is trusted without guards. Should that highest id be gone (rows
+    deleted by hand), the whole cache is dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tail: bool = False) -> None:
         self._rows: dict[tuple[int, str], _Row] = {}
+        self._tail = tail
+        self._seen_id: int | None = None  # SQLite: the highest supply row id the cache has accounted for
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._seen_id = None
+
+    async def _others_since(self, conn: AsyncConnection) -> tuple[set[int], bool]:
+        """SQLite: devices with rows this cache has not seen, and whether the rows it saw are still all there."""
+        if self._seen_id is None:
+            return set(), False
+        top = (await conn.execute(select(func.max(SupplyLevel.id)))).scalar()
+        if top is None or top < self._seen_id:
+            return set(), True
+        found = await conn.execute(select(SupplyLevel.device_id).where(SupplyLevel.id > self._seen_id).distinct())
+        return set(found.scalars()), False
+
+    async def note_written(self, conn: AsyncConnection, sort: SupplySort) -> None:
+        """SQLite, once the batch's rows are in (still under its write lock): the highest id is the cache's now."""
+        if self._tail:
+            sort.seen_id = (await conn.execute(select(func.max(SupplyLevel.id)))).scalar()
 
     async def sort(
         self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int]
     ) -> SupplySort:
         """Which supplies of ``readings`` are news (changed, new, due a heartbeat), and which the cache calls unchanged."""
         out = SupplySort(set(), [], {})
-        with_supplies = sorted((r for r in readings if r.supplies), key=lambda r: r.taken_at_utc)
-        if not with_supplies:
+        # (moment, device id, reading), oldest first: a reading's UTC time is worked out once.
+        timed = sorted(
+            ((r.taken_at_utc, device_ids[r.device.key], r) for r in readings if r.supplies), key=lambda t: t[0]
+        )
+        if not timed:
             return out
-        cold = {
-            device_ids[r.device.key]
-            for r in with_supplies
-            for s in r.supplies
-            if (row := self._rows.get((device_ids[r.device.key], s.name))) is None or row.taken_at > r.taken_at_utc
-        }
+        known = self._rows
+        cold: set[int] = set()
+        if self._tail:
+            cold, out.forget_all = await self._others_since(conn)
+            if out.forget_all:
+                known = {}
+        for moment, device_id, reading in timed:
+            for supply in reading.supplies:
+                row = known.get((device_id, supply.name))
+                if row is None or row.taken_at > moment:
+                    cold.add(device_id)
+                    break
         if cold:
-            stored = [r for r in with_supplies if device_ids[r.device.key] in cold]
-            times = [r.taken_at_utc for r in stored]
-            history = await _fetch(conn, cold, min(times) - HEARTBEAT, max(times))
-            _sort_by_history(stored, device_ids, history, out.keep)
+            stored = [(moment, device_id, r) for moment, device_id, r in timed if device_id in cold]
+            history = await _fetch(conn, cold, stored[0][0] - HEARTBEAT, stored[-1][0])
+            _sort_by_history(stored, history, out.keep)
             for key, rows in history.rows.items():
-                if (known := self._rows.get(key)) is None or known.taken_at <= rows[-1].taken_at:
+                if (entry := known.get(key)) is None or entry.taken_at <= rows[-1].taken_at:
                     out.learned[key] = rows[-1]
-        for reading in with_supplies:
-            device_id, moment = device_ids[reading.device.key], reading.taken_at_utc
+        keep, guarded, learned = out.keep, out.guarded, out.learned
+        for moment, device_id, reading in timed:
             if device_id in cold:
                 continue
             for supply in reading.supplies:
-                key = (device_id, supply.name)
-                before = out.learned.get(key) or self._rows[key]
+                name = supply.name
+                key = (device_id, name)
+                before = learned.get(key) or known[key]
                 if before.taken_at == moment or moment - before.taken_at >= HEARTBEAT or not before.same_as(supply):
-                    out.keep.add((reading.id, supply.name))
+                    keep.add((reading.id, name))
                     if before.taken_at != moment:
-                        out.learned[key] = _Row(moment, supply.kind, supply.color, supply.level_percent)
-                else:
-                    out.guarded.append(GuardedRow(reading.id, device_id, moment, supply, before.taken_at))
+                        learned[key] = _Row(moment, supply.kind, supply.color, supply.level_percent)
+                elif not self._tail:
+                    guarded.append(
+                        (
+                            reading.id,
+                            device_id,
+                            moment,
+                            name,
+                            supply.kind,
+                            supply.color,
+                            supply.level_percent,
+                            before.taken_at,
+                        )
+                    )
         return out
 
     def commit(self, sort: SupplySort, fired: set[tuple[int, str]]) -> None:
         """The batch is in the store: take what it taught, forget the keys whose guard fired."""
+        if sort.forget_all:
+            self._rows.clear()
         self._rows.update(sort.learned)
+        self._seen_id = sort.seen_id
         for key in fired:
             self._rows.pop(key, None)
 
 
 def _sort_by_history(
-    readings: Sequence[Reading], device_ids: dict[str, int], history: _History, keep: set[tuple[str, str]]
+    readings: Sequence[tuple[datetime, int, Reading]], history: _History, keep: set[tuple[str, str]]
 ) -> None:
-    """Compare each supply with the store's row at or before its reading (``readings`` oldest first).
+    """Compare each supply with the store's row at or before its reading ((moment, device id, reading), oldest first).
 
     A supply at the very instant of a stored row is kept too: the insert then finds its copy
     and the reading is judged new or duplicate by its rows, as before.
     """
-    for reading in readings:
-        device_id, moment = device_ids[reading.device.key], reading.taken_at_utc
+    for moment, device_id, reading in readings:
         for supply in reading.supplies:
             before = history.at_or_before(device_id, supply.name, moment)
             if (

@@ -1,8 +1,9 @@
-"""The console's pages: log in and out, Today, anomaly review, billing run, invoices, receivables."""
+"""The console's pages: log in and out, Today, devices, supplies, anomaly review, billing run, invoices, receivables."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from billing.anomalies import Kind
+from billing.cells import write_rows
 from billing.documents.pdf import to_pdf
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError
@@ -26,6 +28,15 @@ from daemon.services.review import ACTIONS, resolve
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import DRAFT, BillingStore
 from daemon.storage.receivables import ReceivablesStore
+from daemon.storage.supplies import SupplyStore
+from daemon.supplies_service import (
+    REPLENISHMENT_HEADER,
+    ReplenishmentFilter,
+    last_yield,
+    replenishment,
+    replenishment_rows,
+    supply_policy,
+)
 from daemon.web import i18n
 from daemon.web.console import Console, console_of
 from daemon.web.session import CSRF_FIELD, LANGUAGE_COOKIE, PRE_LOGIN_COOKIE, SESSION_COOKIE, WebUser
@@ -246,6 +257,57 @@ async def devices(
         vendor=vendor,
         silent_days=silent_days,
         open_anomalies=open_by_device,
+    )
+
+
+# -- supplies --------------------------------------------------------------------------------
+
+
+def _replenishment_filter(customer: str, site: str, within_days: str) -> ReplenishmentFilter:
+    days = int(within_days) if within_days.isdigit() and int(within_days) <= 365 else None  # noqa: PLR2004 - a year
+    return ReplenishmentFilter(customer=customer or None, site=site or None, within_days=days)
+
+
+@router.get("/supplies")
+async def supplies(
+    request: Request, user: User, console: ConsoleDep, *, customer: str = "", site: str = "", within_days: str = ""
+) -> Response:
+    """The replenishment list a dealer ships from; the filters and the CSV are the API's and the CLI's."""
+    user.require("devices.read")
+    context, now = console.context, console.context.clock()
+    statuses = await SupplyStore(context.store).report(supply_policy(context.settings), now)
+    shown = replenishment(statuses, now.date(), _replenishment_filter(customer, site, within_days))
+    customers = sorted({(s.customer, s.customer_name or s.customer) for s in statuses if s.customer})
+    return console.render(
+        request,
+        "supplies.html",
+        user,
+        supplies=shown,
+        last_yield=last_yield,
+        customers=customers,
+        sites=sorted({s.site for s in statuses}),
+        customer=customer,
+        site=site,
+        within_days=within_days,
+        query=urlencode({k: v for k, v in (("customer", customer), ("site", site), ("within_days", within_days)) if v}),
+    )
+
+
+@router.get("/supplies/replenishment.csv")
+async def supplies_csv(
+    user: User, console: ConsoleDep, *, customer: str = "", site: str = "", within_days: str = ""
+) -> Response:
+    user.require("devices.read")
+    context, now = console.context, console.context.clock()
+    statuses = await SupplyStore(context.store).report(supply_policy(context.settings), now)
+    shown = replenishment(statuses, now.date(), _replenishment_filter(customer, site, within_days))
+    text = io.StringIO()
+    write_rows(text, REPLENISHMENT_HEADER, replenishment_rows(shown))  # cells a spreadsheet would run open as text
+    name = f"replenishment-{now:%Y-%m-%d}.csv"
+    return Response(
+        text.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,13 +25,14 @@ PAGES_PER_DAY = 100
 PERCENT_PER_DAY = 5  # a cartridge lasts 20 days; the second goes in on day 20 and is empty on day 40
 
 
-def _month(first_day: int, last_day: int) -> list[Reading]:
+def _month(first_day: int, last_day: int, *, at: datetime = T0) -> list[Reading]:
     out = []
     for hour in range(first_day * 24, last_day * 24):
         true_level = 100 - (PERCENT_PER_DAY * hour / 24) % 100
         out.append(
             reading(
                 reading_id=f"h{hour}",
+                at=at,
                 minutes=60 * hour,
                 total=10_000 + PAGES_PER_DAY * hour // 24,
                 toner=round(true_level / 10) * 10,

@@ -190,8 +190,9 @@ async def test_a_change_another_writer_stored_is_not_lost_through_this_stores_ca
         levels = {r.id: r.supplies[0].level_percent for r in await hub_a.readings()}
         rows = await _supply_rows(hub_a)
     assert levels == {"r0": 50, "r1": 40, "r2": 50, "r3": 50, "r4": 50}
-    # r3: B's entry (40 % at r1) differs, a change to B; r4: A forgot its entry when its guard fired, read r3.
-    assert rows == [("r0", 50), ("r1", 40), ("r2", 50), ("r3", 50)]
+    assert rows[:3] == [("r0", 50), ("r1", 40), ("r2", 50)]
+    # Settled: r4 is not written. (PostgreSQL writes r3, B's entry being 40 %; on SQLite B sees A's row first.)
+    assert rows[3:] in ([], [("r3", 50)])
 
 
 async def test_a_store_row_removed_behind_the_cache_is_written_again(store_url: str) -> None:
