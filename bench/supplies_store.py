@@ -136,7 +136,7 @@ def _add_every_poll(path: Path, month: list[list[Reading]]) -> None:
 
 
 def _fleet_round(template: Reading, devices: int, at: datetime) -> list[Reading]:
-    """``devices`` printers shaped like ``template`` (its meters and supplies), each its own serial, polled at ``at``."""
+    """``devices`` printers shaped like ``template`` (meters, supplies), each its own serial, polled at ``at``."""
     return [
         dataclasses.replace(
             template,
@@ -169,7 +169,9 @@ async def round_cpu(fleet: list[Reading], workdir: Path, devices: int, repeat: i
             cpu = time.process_time()
             await store.store(readings, now=at)
             figures[label].append(time.process_time() - cpu)
-    print(f"store rounds of {devices} readings ({len(template.meters)} meters, {len(template.supplies)} supplies each):")
+    print(
+        f"store rounds of {devices} readings ({len(template.meters)} meters, {len(template.supplies)} supplies each):"
+    )
     for label, seconds in figures.items():
         print(f"  {label:<6} " + "  ".join(f"{s:5.2f}" for s in seconds) + " CPU-s per round")
 

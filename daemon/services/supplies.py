@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 
 import structlog
 
+from billing.supplies import Yield
 from daemon.settings import Settings
 from daemon.storage.repository import Store
-from billing.supplies import Yield
 from daemon.storage.supplies import SupplyPolicy, SupplyStatus, SupplyStore
 
 log = structlog.get_logger(__name__)
@@ -114,7 +114,9 @@ def replenishment(statuses: list[SupplyStatus], today: date, wanted: Replenishme
     )
 
 
-async def replenishment_list(store: Store, settings: Settings, now: datetime, wanted: ReplenishmentFilter) -> list[SupplyStatus]:
+async def replenishment_list(
+    store: Store, settings: Settings, now: datetime, wanted: ReplenishmentFilter
+) -> list[SupplyStatus]:
     """The replenishment list as of ``now``: what the console, the API, the CLI and the supplies desk are given."""
     statuses = await SupplyStore(store).report(supply_policy(settings), now)
     return replenishment(statuses, now.date(), wanted)

@@ -175,10 +175,8 @@ class LastLevels:
         if self._tail:
             sort.seen_id = (await conn.execute(select(func.max(SupplyLevel.id)))).scalar()
 
-    async def sort(
-        self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int]
-    ) -> SupplySort:
-        """Which supplies of ``readings`` are news (changed, new, due a heartbeat), and which the cache calls unchanged."""
+    async def sort(self, conn: AsyncConnection, readings: Sequence[Reading], device_ids: dict[str, int]) -> SupplySort:
+        """Which supplies of ``readings`` are news (changed, new, due a heartbeat); which the cache calls unchanged."""
         out = SupplySort(set(), [], {})
         # (moment, device id, reading), oldest first: a reading's UTC time is worked out once.
         timed = sorted(
@@ -192,12 +190,7 @@ class LastLevels:
             cold, out.forget_all = await self._others_since(conn)
             if out.forget_all:
                 known = {}
-        for moment, device_id, reading in timed:
-            for supply in reading.supplies:
-                row = known.get((device_id, supply.name))
-                if row is None or row.taken_at > moment:
-                    cold.add(device_id)
-                    break
+        cold |= _cold_devices(timed, known)
         if cold:
             stored = [(moment, device_id, r) for moment, device_id, r in timed if device_id in cold]
             history = await _fetch(conn, cold, stored[0][0] - HEARTBEAT, stored[-1][0])
@@ -205,10 +198,14 @@ class LastLevels:
             for key, rows in history.rows.items():
                 if (entry := known.get(key)) is None or entry.taken_at <= rows[-1].taken_at:
                     out.learned[key] = rows[-1]
+        self._sort_by_cache([t for t in timed if t[1] not in cold], known, out)
+        return out
+
+    def _sort_by_cache(
+        self, timed: list[tuple[datetime, int, Reading]], known: dict[tuple[int, str], _Row], out: SupplySort
+    ) -> None:
         keep, guarded, learned = out.keep, out.guarded, out.learned
         for moment, device_id, reading in timed:
-            if device_id in cold:
-                continue
             for supply in reading.supplies:
                 name = supply.name
                 key = (device_id, name)
@@ -218,19 +215,8 @@ class LastLevels:
                     if before.taken_at != moment:
                         learned[key] = _Row(moment, supply.kind, supply.color, supply.level_percent)
                 elif not self._tail:
-                    guarded.append(
-                        (
-                            reading.id,
-                            device_id,
-                            moment,
-                            name,
-                            supply.kind,
-                            supply.color,
-                            supply.level_percent,
-                            before.taken_at,
-                        )
-                    )
-        return out
+                    row = (reading.id, device_id, moment, name, supply.kind, supply.color, supply.level_percent)
+                    guarded.append((*row, before.taken_at))
 
     def commit(self, sort: SupplySort, fired: set[tuple[int, str]]) -> None:
         """The batch is in the store: take what it taught, forget the keys whose guard fired."""
@@ -240,6 +226,18 @@ class LastLevels:
         self._seen_id = sort.seen_id
         for key in fired:
             self._rows.pop(key, None)
+
+
+def _cold_devices(timed: list[tuple[datetime, int, Reading]], known: dict[tuple[int, str], _Row]) -> set[int]:
+    """Devices with a supply the cache has no entry for, or an entry newer than the reading (a late one)."""
+    cold: set[int] = set()
+    for moment, device_id, reading in timed:
+        for supply in reading.supplies:
+            row = known.get((device_id, supply.name))
+            if row is None or row.taken_at > moment:
+                cold.add(device_id)
+                break
+    return cold
 
 
 def _sort_by_history(

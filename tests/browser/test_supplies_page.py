@@ -1,8 +1,7 @@
-"""The Supplies page in Chromium: a technician's replenishment list, its filter, its CSV link, German plurals, axe A/AA."""
+"""The Supplies page in Chromium: a technician's replenishment list, filter, CSV link, German plurals, axe A/AA."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from tests.integration.test_supplies_console import _slow_branch_device
 
 
 @pytest.fixture(scope="module")
-def with_supplies(console: Console) -> Iterator[Console]:
+def with_supplies(console: Console) -> Console:
     """An HP on ACME's contract with its third cartridge 4 days from empty, and a branch printer 44 days from it."""
     start = utc_now() - timedelta(days=56, hours=7)
     hp = _month(0, 57, at=start)
@@ -28,11 +27,14 @@ def with_supplies(console: Console) -> Iterator[Console]:
     console.call(console.store.store(_slow_branch_device(start), now=utc_now()))
     today = utc_now()
     console.call(BillingStore(console.store).assign("VNCRC48198", "ACME", start=start.date(), actor="setup", now=today))
-    yield console
+    return console
 
 
 def _rows(browser: WebDriver) -> list[str]:
-    return [row.find_element(By.TAG_NAME, "td").text.split("\n")[0] for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    return [
+        row.find_element(By.TAG_NAME, "td").text.split("\n")[0]
+        for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
 
 
 def test_a_technician_ships_from_the_supplies_page(browser: WebDriver, with_supplies: Console) -> None:

@@ -224,7 +224,7 @@ async def test_the_cache_spares_the_store_its_level_query_once_warm(store_url: s
 
 
 def _record(statements: list[str]) -> Callable[..., None]:
-    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:  # noqa: ANN401 - SQLAlchemy's event signature
+    def listener(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
     return listener
