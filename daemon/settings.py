@@ -598,6 +598,13 @@ class SuppliesSettings(_Section):
     sites: dict[Site, dict[Literal["lead_days", "low_percent"], Annotated[int, Field(ge=0, le=120)]]] = Field(
         default_factory=dict, description="per site: lead_days and low_percent that differ from the ones above"
     )
+    desk_mail_to: list[str] = Field(
+        default_factory=list,
+        description="the supplies desk's addresses: one mail (through the mail outbox) per run that raises alerts",
+    )
+    desk_webhook_url: str = Field(
+        default="", max_length=2048, description="POST one JSON document per run that raises alerts; empty: none"
+    )
 
 
 class Settings(_Section):

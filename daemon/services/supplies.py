@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from email.message import EmailMessage
 
 import structlog
 
 from billing.supplies import Yield
+from daemon.mail import outbox
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 from daemon.storage.supplies import SupplyPolicy, SupplyStatus, SupplyStore
+from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +82,60 @@ async def refresh_supply_alerts(store: Store, settings: Settings, now: datetime)
             level=status.forecast.level,
             empty_on=str(status.forecast.empty_on) if status.forecast.empty_on else None,
         )
+    if raised:
+        await tell_the_desk(store, settings, raised, now)
     return raised
+
+
+async def tell_the_desk(store: Store, settings: Settings, raised: list[SupplyStatus], now: datetime) -> None:
+    """One message for the alerts a run raised, to the supplies desk (mail and/or webhook, both off by default).
+
+    A run's alerts are new rows of supply_alerts (one per cartridge, ever), so a restart never
+    raises them again; the mail is queued under a key made of those alerts, so a retried run
+    queues it once. Sent after the alerts are stored: a crash in between loses the message, it
+    never repeats one (the list in the console and the API still has every cartridge).
+    """
+    desk = settings.supplies
+    if not raised or not (desk.desk_mail_to or desk.desk_webhook_url):
+        return
+    rows = replenishment_rows(replenishment(raised, now.date(), ReplenishmentFilter()))
+    key = hashlib.sha256(
+        "\n".join(f"{s.device}|{s.supply}|{s.cartridge_since.isoformat()}" for s in raised).encode()
+    ).hexdigest()[:40]
+    if desk.desk_mail_to:
+        await outbox.queue(
+            store, settings, _desk_mail(desk.desk_mail_to, rows), key=f"supplies:{key}", kind="supplies", now=now
+        )
+    if desk.desk_webhook_url:
+        payload = json.dumps(
+            {
+                "event": "supplies_due",
+                "at": now.isoformat(),
+                "cartridges": [dict(zip(REPLENISHMENT_HEADER, r, strict=True)) for r in rows],
+            }
+        ).encode()
+        try:
+            await asyncio.to_thread(post_json, desk.desk_webhook_url, payload)
+        except (OSError, RuntimeError) as err:
+            # Not retried: the alerts stay open and listed; the desk's hook is told of the next run's.
+            log.warning("supplies_desk_webhook_failed", url=desk.desk_webhook_url, error=str(err), cartridges=len(rows))
+            return
+        log.info("supplies_desk_told", url=desk.desk_webhook_url, cartridges=len(rows))
+
+
+# What the desk reads per cartridge, in the mail's order (the columns of the replenishment list it ships from).
+_DESK_COLUMNS = ("device", "customer_name", "site", "address", "supply", "part_number", "empty_on", "plus_minus_days")
+
+
+def _desk_mail(to: list[str], rows: list[list[str]]) -> EmailMessage:
+    message = EmailMessage()
+    message["To"] = ", ".join(to)
+    message["Subject"] = f"meterd: {len(rows)} cartridge(s) to ship"
+    index = [REPLENISHMENT_HEADER.index(column) for column in _DESK_COLUMNS]
+    lines = [" | ".join(_DESK_COLUMNS)]
+    lines += [" | ".join(row[i] or "-" for i in index) for row in rows]
+    message.set_content("Replenishment alerts raised just now, one line per cartridge:\n\n" + "\n".join(lines) + "\n")
+    return message
 
 
 def _days(value: float | None) -> str:
