@@ -21,7 +21,7 @@ from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
-from daemon.storage.supplies import GuardedRow, LastLevels, SupplySort, supplies_as_of
+from daemon.storage.supplies import LastLevels, SupplySort, supplies_as_of
 from daemon.storage.types import sqlite_time
 
 T = TypeVar("T")
@@ -227,18 +227,14 @@ class Store:
         return new_ids, values
 
     async def _insert_guarded(self, conn: AsyncConnection, sort: SupplySort) -> set[tuple[int, str]]:
-        """Write the rows the cache called unchanged where the store says otherwise; the keys where it did.
+        """PostgreSQL: write the rows the cache called unchanged where the store says otherwise; the keys where it did.
 
         The store decides, in one statement per batch: a row goes in unless the cached row is
-        there as cached and no row of that supply came after it up to the reading. SQLite
-        reports only how many went in: when any did, every guarded key is forgotten (one
-        batch's worth of rows read again next time; on SQLite a second writer is rare).
+        there as cached and no row of that supply came after it up to the reading. (SQLite's
+        cache checks the rows other writers added instead and sends no guarded rows.)
         """
         if not sort.guarded:
             return set()
-        if self.dialect is sqlite:
-            written = await _execute_many(conn, _INSERT_GUARDED_SQLITE, _guarded_sqlite(sort.guarded))
-            return {(row[1], row[3]) for row in sort.guarded} if written else set()
         columns = [list(column) for column in zip(*sort.guarded, strict=True)]
         result = await conn.execute(_INSERT_GUARDED_POSTGRES, dict(zip(_GUARDED_COLUMNS, columns, strict=True)))
         return {(device_id, name) for device_id, name in result}
@@ -591,18 +587,9 @@ def _insert_sql(model: type[ReadingRow | SupplyLevel], columns: tuple[str, ...])
 _INSERT_METERS: Final = _insert_sql(ReadingRow, _METER_COLUMNS)
 _INSERT_SUPPLIES: Final = _insert_sql(SupplyLevel, _SUPPLY_COLUMNS)
 _GUARDED_COLUMNS: Final = (*_SUPPLY_COLUMNS, "cached_at")
-# ?1..?8 in _GUARDED_COLUMNS' order. The row goes in unless the cached row is still there, as cached,
-# and nothing came after it up to this reading (both probes on the (device_id, name, taken_at) index).
-_INSERT_GUARDED_SQLITE: Final = """
-INSERT INTO supplies (reading_id, device_id, taken_at, name, kind, color, level_percent)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-WHERE NOT EXISTS (
-    SELECT 1 FROM supplies WHERE device_id = ?2 AND name = ?4 AND taken_at = ?8
-    AND kind = ?5 AND color IS ?6 AND level_percent IS ?7)
-OR EXISTS (SELECT 1 FROM supplies WHERE device_id = ?2 AND name = ?4 AND taken_at > ?8 AND taken_at <= ?3)
-ON CONFLICT DO NOTHING
-"""
-# The same on PostgreSQL, the batch as one array per column: one statement, and RETURNING says which went in.
+# PostgreSQL: the row goes in unless the cached row is still there, as cached, and nothing came after it up to
+# this reading (both probes on the (device_id, name, taken_at) index); the batch as one array per column, one
+# statement, and RETURNING says which went in.
 _INSERT_GUARDED_POSTGRES: Final = text("""
 INSERT INTO supplies (reading_id, device_id, taken_at, name, kind, color, level_percent)
 SELECT v.reading_id, v.device_id, v.taken_at, v.name, v.kind, v.color, v.level_percent
@@ -621,19 +608,6 @@ OR EXISTS (
 ON CONFLICT DO NOTHING
 RETURNING device_id, name
 """)
-
-
-def _guarded_sqlite(rows: list[GuardedRow]) -> list[tuple[Any, ...]]:
-    """The rows with their two times as SQLite's text; a batch repeats the same few times, so each is formatted once."""
-    texts: dict[datetime, str] = {}
-
-    def text_of(moment: datetime) -> str:
-        found = texts.get(moment)
-        if found is None:
-            found = texts[moment] = sqlite_time(moment)
-        return found
-
-    return [(*row[:2], text_of(row[2]), *row[3:7], text_of(row[7])) for row in rows]
 
 
 _LAST_ROW_IDS: Final = select(
