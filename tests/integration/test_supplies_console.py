@@ -24,7 +24,7 @@ from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 from daemon.supplies_service import REPLENISHMENT_HEADER, ReplenishmentFilter, replenishment_list, replenishment_rows
 from tests.factories import T0, reading
-from tests.integration.test_api import PASSWORD, Clock
+from tests.integration.test_api import PASSWORD, Api, Clock, api  # noqa: F401 - the API fixture
 from tests.integration.test_billing import BOOK
 from tests.integration.test_supplies import _month, _store
 
@@ -129,3 +129,17 @@ async def test_the_page_needs_a_session(store_url: str, tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://meterd.test") as client:
             for path in ("/supplies", "/supplies/replenishment.csv"):
                 assert (await client.get(path)).headers["location"].startswith("/login")
+
+
+async def test_the_api_takes_the_same_filters(api: Api) -> None:  # noqa: F811 - the fixture
+    api.clock.now = NOW
+    await _store(api.store, _month(0, 57))
+    await api.store.store(_slow_branch_device(), now=NOW)
+    headers = await api.token("technician")
+    path = "/api/v1/supplies/replenishment"
+    due = (await api.client.get(path, headers=headers)).json()
+    soon = (await api.client.get(path, params={"within_days": 60}, headers=headers)).json()
+    branch = await api.client.get(path, params={"within_days": 60, "site": "branch", "format": "csv"}, headers=headers)
+    assert [r["device"] for r in due] == ["VNCRC48198"]
+    assert [r["device"] for r in soon] == ["VNCRC48198", "BRANCH0001"]  # no customers here: by site
+    assert [r[0] for r in list(csv.reader(io.StringIO(branch.text)))[1:]] == ["BRANCH0001"]
