@@ -12,11 +12,11 @@ from email.message import EmailMessage
 import structlog
 
 from billing.supplies import Yield
-from daemon.mail import outbox
+from daemon.services.mail import outbox
+from daemon.services.webhook import post_json
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 from daemon.storage.supplies import SupplyPolicy, SupplyStatus, SupplyStore
-from daemon.webhook import post_json
 
 log = structlog.get_logger(__name__)
 

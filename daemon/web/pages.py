@@ -25,11 +25,7 @@ from billing.receivables import Standing
 from daemon.services.accounts import AuthenticationError
 from daemon.services.billing import bill_month, finalize_invoice, invoice_document
 from daemon.services.review import ACTIONS, resolve
-from daemon.storage.anomalies import AnomalyStore
-from daemon.storage.billing import DRAFT, BillingStore
-from daemon.storage.receivables import ReceivablesStore
-from daemon.storage.supplies import SupplyStore
-from daemon.supplies_service import (
+from daemon.services.supplies import (
     REPLENISHMENT_HEADER,
     ReplenishmentFilter,
     last_yield,
@@ -37,6 +33,10 @@ from daemon.supplies_service import (
     replenishment_rows,
     supply_policy,
 )
+from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.billing import DRAFT, BillingStore
+from daemon.storage.receivables import ReceivablesStore
+from daemon.storage.supplies import SupplyStore
 from daemon.web import i18n
 from daemon.web.console import Console, console_of
 from daemon.web.session import CSRF_FIELD, LANGUAGE_COOKIE, PRE_LOGIN_COOKIE, SESSION_COOKIE, WebUser

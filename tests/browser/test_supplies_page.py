@@ -9,7 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from daemon.clock import utc_now
+from daemon.kernel.clock import utc_now
 from daemon.storage.billing import BillingStore
 from tests.browser.conftest import Console, check_page, log_in, submit
 from tests.integration.test_supplies import _month

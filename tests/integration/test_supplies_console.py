@@ -14,15 +14,15 @@ import httpx
 import pytest
 
 from billing.customers import parse_customer
-from collectors.base import Reading
 from daemon.api.app import create_app
 from daemon.api.security import ApiContext
-from daemon.security.accounts import Accounts
+from daemon.kernel.reading import Reading
 from daemon.security.secretbox import SecretBox
+from daemon.services.accounts import Accounts
+from daemon.services.supplies import REPLENISHMENT_HEADER, ReplenishmentFilter, replenishment_list, replenishment_rows
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
-from daemon.supplies_service import REPLENISHMENT_HEADER, ReplenishmentFilter, replenishment_list, replenishment_rows
 from tests.factories import T0, reading
 from tests.integration.test_api import PASSWORD, Api, Clock, api  # noqa: F401 - the API fixture
 from tests.integration.test_billing import BOOK

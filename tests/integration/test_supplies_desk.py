@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from daemon.mail.outbox import deliver, mails
+from daemon.services.mail.outbox import deliver, mails
+from daemon.services.supplies import refresh_supply_alerts
 from daemon.settings import Settings
 from daemon.storage.repository import Store
-from daemon.supplies_service import refresh_supply_alerts
 from tests.factories import T0
 from tests.integration.test_mail import Relay, relay  # noqa: F401 - the loopback SMTP fixture
 from tests.integration.test_supplies import _month, _store
