@@ -581,6 +581,21 @@ def _fold_notify_smtp(data: Any) -> Any:  # noqa: ANN401 - the raw settings tabl
     return {**data, "notify": notify, "mail": mail}
 
 
+class PortalSettings(_Section):
+    """The customers' portal at /portal: how its links and sessions behave, what a change request must prove."""
+
+    base_url: str = Field(
+        default="http://localhost:8080", description="the address customers reach meterd at: links in mails start here"
+    )
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="a portal session ends unused")
+    link_hours: int = Field(default=72, ge=1, le=30 * 24, description="an invitation or reset link works this long")
+    proof_fields: list[str] = Field(
+        default_factory=lambda: ["tax_id", "payment_method"],
+        description="fields a change request must attach a document for (tax number, how the customer pays)",
+    )
+    photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=0, le=50 * 1024 * 1024)
+
+
 class SuppliesSettings(_Section):
     """Replenishment: when a cartridge is due, and the nominal yields its pages are judged by."""
 
@@ -626,6 +641,7 @@ class Settings(_Section):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     supplies: SuppliesSettings = Field(default_factory=SuppliesSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    portal: PortalSettings = Field(default_factory=PortalSettings)
 
     _fold_old_mail_keys = model_validator(mode="before")(_fold_notify_smtp)
 

@@ -277,6 +277,117 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+# The portal's mails: invitations, password resets, change requests decided.
+_PORTAL_PHRASES: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "mail_invite_subject": "{seller}: your portal account",
+        "mail_invite_body": "{seller} has opened a portal account for you at {customer}: your devices, invoices and "
+        "balance, meter readings to send and your company details to keep up to date. Choose your password with "
+        "this link; it works once, for {hours} hours:",
+        "mail_reset_subject": "{seller}: choose a new portal password",
+        "mail_reset_body": "a new password was asked for your portal account at {customer}. "
+        "Choose it with this link; it works once, for {hours} hours:",
+        "mail_change_subject": "{seller}: your details were changed",
+        "mail_change_body": "the change you asked for to the details {seller} keeps for {customer} is done:",
+        "mail_reject_subject": "{seller}: your change request was not accepted",
+        "mail_reject_body": "we could not make the change you asked for to the details of {customer}, because:",
+        "mail_not_you": "If you did not ask for this, please reply to {email}.",
+        "field.legal_name": "Company name",
+        "field.trade_name": "Trading name",
+        "field.tax_id": "Tax number",
+        "field.electronic_address": "E-invoicing address",
+        "field.address": "Address",
+        "field.contacts": "Contacts",
+        "field.payment_method": "Payment method",
+    },
+    "de": {
+        "mail_invite_subject": "{seller}: Ihr Portalzugang",
+        "mail_invite_body": "{seller} hat für Sie einen Portalzugang bei {customer} eingerichtet: Ihre Geräte, "
+        "Rechnungen und Ihr Kontostand, Zählerstände melden und Ihre Firmendaten aktuell halten. Wählen Sie Ihr "
+        "Passwort über diesen Link; er gilt einmal, {hours} Stunden lang:",
+        "mail_reset_subject": "{seller}: neues Portalpasswort wählen",
+        "mail_reset_body": "für Ihren Portalzugang bei {customer} wurde ein neues Passwort angefordert. "
+        "Wählen Sie es über diesen Link; er gilt einmal, {hours} Stunden lang:",
+        "mail_change_subject": "{seller}: Ihre Daten wurden geändert",
+        "mail_change_body": "die gewünschte Änderung der Daten, die {seller} zu {customer} führt, ist erledigt:",
+        "mail_reject_subject": "{seller}: Ihre Änderung wurde nicht übernommen",
+        "mail_reject_body": "die gewünschte Änderung der Daten von {customer} konnten wir nicht übernehmen. Der Grund:",
+        "mail_not_you": "Falls Sie das nicht veranlasst haben, antworten Sie bitte an {email}.",
+        "field.legal_name": "Firmenname",
+        "field.trade_name": "Handelsname",
+        "field.tax_id": "Steuernummer",
+        "field.electronic_address": "E-Rechnungsadresse",
+        "field.address": "Anschrift",
+        "field.contacts": "Ansprechpartner",
+        "field.payment_method": "Zahlungsart",
+    },
+    "fr": {
+        "mail_invite_subject": "{seller} : votre compte sur le portail",
+        "mail_invite_body": "{seller} vous a ouvert un compte sur le portail pour {customer} : vos appareils, "
+        "factures et solde, l'envoi de relevés de compteur et la mise à jour de vos coordonnées. Choisissez votre "
+        "mot de passe avec ce lien ; il fonctionne une fois, pendant {hours} heures :",
+        "mail_reset_subject": "{seller} : choisissez un nouveau mot de passe",
+        "mail_reset_body": "un nouveau mot de passe a été demandé pour votre compte du portail pour {customer}. "
+        "Choisissez-le avec ce lien ; il fonctionne une fois, pendant {hours} heures :",
+        "mail_change_subject": "{seller} : vos coordonnées ont été modifiées",
+        "mail_change_body": "la modification demandée des données que {seller} tient pour {customer} est faite :",
+        "mail_reject_subject": "{seller} : votre demande de modification n'a pas été acceptée",
+        "mail_reject_body": "nous n'avons pas pu faire la modification demandée des données de {customer}, car :",
+        "mail_not_you": "Si vous n'êtes pas à l'origine de cette demande, répondez à {email}.",
+        "field.legal_name": "Raison sociale",
+        "field.trade_name": "Nom commercial",
+        "field.tax_id": "Numéro fiscal",
+        "field.electronic_address": "Adresse de facturation électronique",
+        "field.address": "Adresse",
+        "field.contacts": "Contacts",
+        "field.payment_method": "Mode de paiement",
+    },
+    "tr": {
+        "mail_invite_subject": "{seller}: portal hesabınız",
+        "mail_invite_body": "{seller}, {customer} için size bir portal hesabı açtı: cihazlarınız, faturalarınız ve "
+        "bakiyeniz, sayaç okumaları göndermek ve şirket bilgilerinizi güncel tutmak için. Şifrenizi bu bağlantıyla "
+        "belirleyin; bağlantı bir kez ve {hours} saat geçerlidir:",
+        "mail_reset_subject": "{seller}: yeni portal şifresi belirleyin",
+        "mail_reset_body": "{customer} portal hesabınız için yeni bir şifre istendi. Şifreyi bu bağlantıyla "
+        "belirleyin; bağlantı bir kez ve {hours} saat geçerlidir:",
+        "mail_change_subject": "{seller}: bilgileriniz değiştirildi",
+        "mail_change_body": "{seller} tarafından {customer} için tutulan bilgilerde istediğiniz değişiklik yapıldı:",
+        "mail_reject_subject": "{seller}: değişiklik talebiniz kabul edilmedi",
+        "mail_reject_body": "{customer} bilgilerinde istediğiniz değişikliği yapamadık. Nedeni:",
+        "mail_not_you": "Bunu siz istemediyseniz lütfen {email} adresine yanıt verin.",
+        "field.legal_name": "Şirket unvanı",
+        "field.trade_name": "Ticari ad",
+        "field.tax_id": "Vergi numarası",
+        "field.electronic_address": "E-fatura adresi",
+        "field.address": "Adres",
+        "field.contacts": "Yetkililer",
+        "field.payment_method": "Ödeme şekli",
+    },
+    "zh-Hans": {
+        "mail_invite_subject": "{seller}：您的客户门户账户",
+        "mail_invite_body": "{seller} 已为您开通 {customer} 的客户门户账户：查看设备、发票和余额，提交抄表读数，"
+        "并保持公司资料最新。请通过此链接设置密码；链接只能使用一次，{hours} 小时内有效：",
+        "mail_reset_subject": "{seller}：设置新的门户密码",
+        "mail_reset_body": "有人为您在 {customer} 的门户账户申请了新密码。请通过此链接设置；链接只能使用一次，"
+        "{hours} 小时内有效：",
+        "mail_change_subject": "{seller}：您的资料已更改",
+        "mail_change_body": "您申请对 {seller} 保存的 {customer} 资料所做的更改已完成：",
+        "mail_reject_subject": "{seller}：您的更改申请未被接受",
+        "mail_reject_body": "我们无法按您的申请更改 {customer} 的资料，原因如下：",
+        "mail_not_you": "如果这不是您本人的申请，请回复 {email}。",
+        "field.legal_name": "公司名称",
+        "field.trade_name": "商号",
+        "field.tax_id": "税号",
+        "field.electronic_address": "电子发票地址",
+        "field.address": "地址",
+        "field.contacts": "联系人",
+        "field.payment_method": "付款方式",
+    },
+}
+for _language, _phrases in _PORTAL_PHRASES.items():
+    _PHRASES[_language].update(_phrases)
+
+
 def language_of(tag: str | None) -> str:
     """A card's language tag as one of LANGUAGES: "de-AT" -> "de", "zh" -> "zh-Hans", unknown -> "en"."""
     if not tag:
@@ -297,6 +408,10 @@ class Words:
 
     def __call__(self, key: str, **values: object) -> str:
         return self._phrases.get(key, _PHRASES["en"][key]).format(**values)
+
+    def field(self, name: str) -> str:
+        """A customer card's field in words ("Tax number"); one without a translation keeps its name."""
+        return self._phrases.get(f"field.{name}") or _PHRASES["en"].get(f"field.{name}") or name
 
     def meter(self, meter: str) -> str:
         """A meter in words ("Mono pages"); a meter without a translation keeps its name, spaced and capitalised."""

@@ -65,6 +65,34 @@ def reminder_mail(
     return _message(contact, email, subject, "mail_reminder", values)
 
 
+def notice_mail(
+    *,
+    language: str,
+    contact: str,
+    email: str,
+    subject: str,
+    paragraphs: list[str],
+    seller: dict[str, Any],
+    link: str | None = None,
+    changes: list[tuple[str, str, str]] | None = None,
+) -> EmailMessage:
+    """A short notice to one person: paragraphs, an optional link and an optional list of changed fields.
+
+    ``changes``: (field in words, before, after). Made for the portal's invitations, resets and decisions.
+    """
+    words = Words(language)
+    values = {
+        "words": words,
+        "seller": seller,
+        "contact": contact,
+        "subject": subject,
+        "paragraphs": paragraphs,
+        "link": link,
+        "changes": changes or [],
+    }
+    return _message(contact, email, subject, "mail_notice", values)
+
+
 def _message(name: str, email: str, subject: str, template: str, values: dict[str, Any]) -> EmailMessage:
     message = EmailMessage()
     message["To"] = formataddr((name, email))

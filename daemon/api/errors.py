@@ -20,9 +20,11 @@ from daemon.kernel.errors import MeterdError, StorageError
 from daemon.security.passwords import PasswordPolicyError
 from daemon.services.accounts import AccountError, AuthenticationError, UserExistsError, UserNotFoundError
 from daemon.services.exchange import RowProblemsError
+from daemon.services.portal import DeviceNotFoundError, PortalError
 from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
 
 
 class ErrorDetail(BaseModel):
@@ -50,6 +52,9 @@ _STATUS: Final[list[tuple[type[MeterdError], int, str]]] = [
     (AnomalyNotFoundError, 404, "not_found"),
     (InvoiceNotFoundError, 404, "not_found"),
     (CustomerNotFoundError, 404, "not_found"),
+    (DeviceNotFoundError, 404, "not_found"),
+    (ChangeRequestNotFoundError, 404, "not_found"),
+    (ChangeRequestDecidedError, 409, "conflict"),
     (UserExistsError, 409, "exists"),
     (InvoiceStateError, 409, "conflict"),
     (ReviewError, 409, "conflict"),
@@ -61,6 +66,7 @@ _STATUS: Final[list[tuple[type[MeterdError], int, str]]] = [
     (CustomerError, 422, "invalid"),
     (PeriodError, 422, "invalid"),
     (BillingError, 422, "refused"),
+    (PortalError, 422, "refused"),
     (StorageError, 503, "store_unavailable"),
 ]
 _FIELDS: Final[dict[type[MeterdError], str]] = {PasswordPolicyError: "password", PeriodError: "period"}

@@ -27,6 +27,7 @@ from daemon.cli.backup_commands import add_backup_parsers
 from daemon.cli.billing_commands import add_billing_parsers
 from daemon.cli.command_support import open_store, print_rows
 from daemon.cli.init_command import add_init_parser
+from daemon.cli.portal_commands import add_portal_parsers
 from daemon.cli.receivables_commands import add_receivables_parsers
 from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.cli.supplies_commands import add_supplies_parsers
@@ -159,15 +160,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
     ingest.set_defaults(handler=_cmd_ingest)
 
-    add_poll_parser(sub, common)
-    add_discover_parser(sub, common)
-    add_anomaly_parsers(sub, common)
-    add_supplies_parsers(sub, common)
-    add_billing_parsers(sub, common)
-    add_user_parsers(sub, common)
-    add_backup_parsers(sub, common)
+    for add_parsers in (
+        add_poll_parser,
+        add_discover_parser,
+        add_anomaly_parsers,
+        add_supplies_parsers,
+        add_billing_parsers,
+        add_user_parsers,
+        add_portal_parsers,
+        add_backup_parsers,
+        add_receivables_parsers,
+    ):
+        add_parsers(sub, common)
     add_init_parser(sub)
-    add_receivables_parsers(sub, common)
 
     demo = sub.add_parser(
         "demo",

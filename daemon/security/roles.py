@@ -1,19 +1,25 @@
 """Roles and what each may do: the one table every API route and the RBAC test are checked against.
 
-| permission        | admin | billing | technician | viewer |
-| ----------------- | ----- | ------- | ---------- | ------ |
-| self              |   x   |    x    |     x      |   x    |  own session, own API tokens
-| devices.read      |   x   |    x    |     x      |   x    |  devices, readings
-| anomalies.read    |   x   |    x    |     x      |   x    |
-| anomalies.review  |   x   |    x    |     x      |        |  acknowledge, resolve
-| customers.read    |   x   |    x    |     x      |   x    |  customers, sites, assignments
-| customers.write   |   x   |    x    |            |        |  customers, assignments
-| contracts.read    |   x   |    x    |            |   x    |
-| contracts.write   |   x   |    x    |            |        |
-| invoices.read     |   x   |    x    |            |   x    |  invoices, previews, PDF/UBL, receivables
-| invoices.write    |   x   |    x    |            |        |  billing runs, finalise, void, payments
-| audit.read        |   x   |    x    |            |        |
-| users.manage      |   x   |         |            |        |  users, their roles, anyone's tokens
+| permission        | admin | billing | technician | viewer | customer |
+| ----------------- | ----- | ------- | ---------- | ------ | -------- |
+| self              |   x   |    x    |     x      |   x    |    x     |  own session, own API tokens
+| portal            |       |         |            |        |    x     |  the portal: its own customer only
+| portal.manage     |   x   |    x    |            |        |          |  invite contacts, decide change requests
+| devices.read      |   x   |    x    |     x      |   x    |          |  devices, readings
+| anomalies.read    |   x   |    x    |     x      |   x    |          |
+| anomalies.review  |   x   |    x    |     x      |        |          |  acknowledge, resolve
+| customers.read    |   x   |    x    |     x      |   x    |          |  customers, sites, assignments
+| customers.write   |   x   |    x    |            |        |          |  customers, assignments
+| contracts.read    |   x   |    x    |            |   x    |          |
+| contracts.write   |   x   |    x    |            |        |          |
+| invoices.read     |   x   |    x    |            |   x    |          |  invoices, previews, PDF/UBL, receivables
+| invoices.write    |   x   |    x    |            |        |          |  billing runs, finalise, void, payments
+| audit.read        |   x   |    x    |            |        |          |
+| users.manage      |   x   |         |            |        |          |  users, their roles, anyone's tokens
+
+The ``customer`` role (portal users, each bound to one customer) holds ``self`` and ``portal`` only:
+no staff route lets it in, and every portal service narrows what it reads to that customer (and its
+branches). It is not in ROLES: staff accounts are never made with it, only invitations make one.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from typing import Final, Literal, get_args
 
 Role = Literal["admin", "billing", "technician", "viewer"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
+CUSTOMER: Final = "customer"
 
 _EVERYONE: Final = frozenset(ROLES)
 PERMISSIONS: Final[dict[str, frozenset[str]]] = {
-    "self": _EVERYONE,
+    "self": _EVERYONE | {CUSTOMER},
+    "portal": frozenset({CUSTOMER}),
+    "portal.manage": frozenset({"admin", "billing"}),
     "devices.read": _EVERYONE,
     "anomalies.read": _EVERYONE,
     "anomalies.review": frozenset({"admin", "billing", "technician"}),

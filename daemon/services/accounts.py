@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import MeterdError
 from daemon.security.passwords import check_policy, hash_secret, off_loop, verify_secret
-from daemon.security.roles import ROLES, may_delegate
+from daemon.security.roles import CUSTOMER, ROLES, may_delegate
 from daemon.security.secretbox import SecretBox
 from daemon.security.throttle import FailureWindow, Turns, UnknownLogins
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.audit import write_audit
-from daemon.storage.models import SessionRow, UserRow
+from daemon.storage.models import PortalLinkRow, SessionRow, UserRow
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,10 @@ SESSION: Final = "session"
 MACHINE: Final = "api"  # the kind of a machine's token
 RECOVERY_CODES: Final = 10
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+# A portal user's login is their e-mail address, as invited.
+_PORTAL_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._+-]*@[a-z0-9.-]+\.[a-z]{2,}$")
+INVITE: Final = "invite"
+RESET: Final = "reset"
 _ISSUER: Final = "meterd"
 # Verified against when the login is unknown, so an unknown login takes as long as a wrong password.
 
@@ -108,6 +112,7 @@ class Principal:
     kind: str
     session_id: int
     expires_at: datetime  # of the session or token the request came with
+    customer_id: int | None = None  # a portal user's customer: what the portal services narrow every read to
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,142 @@ class Accounts:
             login, {"failed_logins": 0, "locked_until": None}, actor=actor, action="user.unlock", audited={}
         )
 
+    # -- portal users ------------------------------------------------------------------------
+
+    async def add_customer_user(self, email: str, name: str, customer_id: int, *, actor: str) -> User:
+        """A portal user of one customer, without a usable password until they follow an invitation link.
+
+        Raises:
+            AccountError: not an e-mail address; UserExistsError: that address has an account.
+        """
+        login = email.strip().lower()
+        if not _PORTAL_LOGIN.match(login) or len(login) > 64:  # noqa: PLR2004 - the login column
+            raise AccountError(f"{email!r}: a portal user's login is their e-mail address (at most 64 characters)")
+        unusable = secrets.token_urlsafe(32)  # nobody knows it: the invitation link sets the real one
+        now = self._clock()
+        values = {
+            "login": login,
+            "name": name,
+            "role": CUSTOMER,
+            "customer_id": customer_id,
+            "password_hash": await off_loop(lambda: hash_secret(unusable)),
+            "totp_secret": None,
+            "recovery_codes": "[]",
+            "disabled": False,
+            "failed_logins": 0,
+            "locked_until": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                if (await conn.execute(select(UserRow.id).where(UserRow.login == login))).first() is not None:
+                    raise UserExistsError(f"{login!r} has an account; send a password reset instead")
+                await conn.execute(insert(UserRow).values(values))
+                after = {"name": name, "role": CUSTOMER, "customer_id": customer_id}
+                await write_audit(conn, now, actor, "user.add", f"user:{login}", {"after": after})
+
+        await self._store.guard(_write(), "add a portal user")
+        return await self.user(login)
+
+    async def customer_users(self, customer_id: int) -> list[User]:
+        async def _query() -> list[User]:
+            async with self._store.engine.connect() as conn:
+                stmt = select(UserRow.__table__).where(UserRow.customer_id == customer_id).order_by(UserRow.login)
+                return [_user(row) for row in (await conn.execute(stmt)).all()]
+
+        return await self._store.guard(_query(), "list portal users")
+
+    async def issue_link(self, login: str, purpose: str, *, valid: timedelta, actor: str) -> str:
+        """A single-use link token for a portal user (``invite`` or ``reset``); earlier unused ones stop working."""
+        row = await self._row(login)
+        if row.role != CUSTOMER:
+            raise AccountError(f"{login!r} is a staff account: its password is set with `meterd users password`")
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                unused = (PortalLinkRow.user_id == row.id) & PortalLinkRow.used_at.is_(None)
+                await conn.execute(update(PortalLinkRow).where(unused).values(used_at=now))
+                await conn.execute(
+                    insert(PortalLinkRow).values(
+                        token_hash=_digest(token),
+                        user_id=row.id,
+                        purpose=purpose,
+                        created_at=now,
+                        expires_at=now + valid,
+                    )
+                )
+                await write_audit(
+                    conn, now, actor, f"user.{purpose}_link", f"user:{login}", {"expires_at": now + valid}
+                )
+
+        await self._store.guard(_write(), "issue a portal link")
+        return token
+
+    async def link_user(self, token: str) -> User:
+        """Whose link this is, while it can still be used. Raises AuthenticationError ``link_invalid``."""
+        return _user(await self._live_link(token))
+
+    async def use_link(self, token: str, password: str, *, second_factor: bool) -> Enrollment | None:
+        """Set the password a link was sent for (once), unlock the account; optionally a new second factor.
+
+        Raises:
+            AuthenticationError: ``link_invalid`` (unknown, used or expired); PasswordPolicyError: a weak password.
+        """
+        row = await self._live_link(token)
+        check_policy(password, personal=[row.login, row.name])
+        hashed = await off_loop(lambda: hash_secret(password))
+        enrollment = self._enrollment(row.login) if second_factor else None
+        values: dict[str, Any] = {"password_hash": hashed, "failed_logins": 0, "locked_until": None}
+        if enrollment is not None:
+            values |= {
+                "totp_secret": self._box.seal(enrollment.secret),
+                "recovery_codes": await _hashed_codes(enrollment),
+            }
+        now = self._clock()
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                live = (
+                    (PortalLinkRow.token_hash == _digest(token))
+                    & PortalLinkRow.used_at.is_(None)
+                    & (PortalLinkRow.expires_at > now)
+                )
+                # Claimed in the same transaction as the password: two tabs sending the form set it once.
+                if (await conn.execute(update(PortalLinkRow).where(live).values(used_at=now))).rowcount != 1:
+                    raise _link_invalid()
+                await conn.execute(update(UserRow).where(UserRow.id == row.id).values(values | {"updated_at": now}))
+                await conn.execute(
+                    update(SessionRow)
+                    .where(SessionRow.user_id == row.id, SessionRow.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                audited = {"password": "set by link", "second_factor": enrollment is not None}
+                await write_audit(conn, now, row.login, "user.password", f"user:{row.login}", audited)
+
+        await self._store.guard(_write(), "set a password by link")
+        return enrollment
+
+    async def _live_link(self, token: str) -> Any:  # noqa: ANN401 - a users Row
+        now = self._clock()
+
+        async def _query() -> Any:  # noqa: ANN401
+            async with self._store.engine.connect() as conn:
+                stmt = (
+                    select(UserRow.__table__, PortalLinkRow.used_at, PortalLinkRow.expires_at.label("link_expires"))
+                    .join(PortalLinkRow, PortalLinkRow.user_id == UserRow.id)
+                    .where(PortalLinkRow.token_hash == _digest(token))
+                )
+                return (await conn.execute(stmt)).first()
+
+        row = await self._store.guard(_query(), "read a portal link")
+        if row is None or row.used_at is not None or row.link_expires <= now or row.disabled:
+            raise _link_invalid()
+        return row
+
     # -- logging in --------------------------------------------------------------------------
 
     async def login(
@@ -322,7 +463,7 @@ class Accounts:
                 log.warning("totp_replay_refused", login=login, step=step, last_step=row.totp_last_step)
                 await self._failure(row, address, now)
                 raise _failed() from None
-        return issued, Principal(row.id, login, row.role, SESSION, issued.id, issued.expires_at)
+        return issued, Principal(row.id, login, row.role, SESSION, issued.id, issued.expires_at, row.customer_id)
 
     def _check_limits(self, address: str | None, now: datetime) -> None:
         """Refuse before any hashing while this address, or everyone together, failed too often lately."""
@@ -357,6 +498,7 @@ class Accounts:
                 UserRow.login,
                 UserRow.role.label("user_role"),
                 UserRow.disabled,
+                UserRow.customer_id,
             )
             .join(UserRow, UserRow.id == SessionRow.user_id)
             .where(SessionRow.token_hash == _digest(token))
@@ -371,7 +513,7 @@ class Accounts:
             raise AuthenticationError("token_invalid", "not logged in, or the session has ended; log in again")
         # A token never does more than its user may do today (the user may have lost a role since).
         role = row.role if may_delegate(row.user_role, row.role) else row.user_role
-        return Principal(row.user_id, row.login, role, row.kind, row.id, row.expires_at)
+        return Principal(row.user_id, row.login, role, row.kind, row.id, row.expires_at, row.customer_id)
 
     async def logout(self, principal: Principal) -> None:
         await self._revoke(principal.session_id, actor=principal.login)
@@ -660,6 +802,11 @@ def _locked(login: str, until: datetime) -> AuthenticationError:
         f"wait, or ask an admin to run `meterd users unlock {login}`"
     )
     return AuthenticationError("locked", msg)
+
+
+def _link_invalid() -> AuthenticationError:
+    msg = "this link is not valid any more (used, replaced by a newer one, or expired); ask for a new one"
+    return AuthenticationError("link_invalid", msg)
 
 
 def _failed() -> AuthenticationError:

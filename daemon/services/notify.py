@@ -3,8 +3,10 @@
 The audit log is the queue's source: every saved change to a card is there already, in
 the same transaction as the change, so no write path has to remember to notify. A job
 turns new ``customer.save`` entries that changed billing fields of an existing card into
-notices to the card's billing contact, then sends what is due by webhook or SMTP; a
-failure is retried ``notify.attempts`` times, further apart each time, then marked failed.
+notices to the card's billing contact. By e-mail they go into the mail outbox (in the customer's
+language; the mail job sends, retries and marks them like any mail). By webhook they wait in their
+own table; a failure is retried ``notify.attempts`` times, further apart each time, then marked failed.
+A change made by approving a portal change request is left out: the request mails its own confirmation.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, Final
 
 import structlog
 from sqlalchemy import select, update
 
-from daemon.services.mail.transport import MailError, Outgoing, send
+from billing.documents.i18n import Words
+from billing.documents.mail import notice_mail
+from daemon.services.mail.outbox import queue as queue_mail
+from daemon.services.mail.transport import MailError
 from daemon.services.webhook import post_json
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import BillingStore
 from daemon.storage.models import AuditEntry, NotificationRow
+from daemon.storage.portal import CHANGE_REQUEST_SOURCE
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -78,7 +83,11 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
     async def _entries() -> list[Any]:
         async with store.engine.connect() as conn:
             saved = (AuditEntry.id > after) & (AuditEntry.action == "customer.save")
-            stmt = select(AuditEntry.id, AuditEntry.target, AuditEntry.detail).where(saved).order_by(AuditEntry.id)
+            stmt = (
+                select(AuditEntry.id, AuditEntry.target, AuditEntry.detail, AuditEntry.source)
+                .where(saved)
+                .order_by(AuditEntry.id)
+            )
             return list((await conn.execute(stmt)).all())
 
     entries = await store.guard(_entries(), "read the audit log")
@@ -86,6 +95,7 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
         return 0
     cards = (await BillingStore(store).book()).customers
     rows = []
+    mailed = 0
     for entry in entries:
         detail = json.loads(entry.detail)
         code = entry.target.removeprefix("customer:")
@@ -93,6 +103,29 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
         card = cards.get(code)
         if detail.get("before") is None or not changed or card is None or card.billing_contact.email is None:
             continue  # a new card, a change to nothing billing depends on, or nobody to tell
+        if (entry.source or "").startswith(CHANGE_REQUEST_SOURCE):
+            continue  # approved from the portal: the request's own mail confirms it
+        if not settings.notify.webhook_url:
+            words = Words(card.language)
+            seller_name = settings.billing.seller.name
+            message = notice_mail(
+                language=card.language,
+                contact=card.billing_contact.name,
+                email=card.billing_contact.email,
+                subject=words("mail_change_subject", seller=seller_name),
+                paragraphs=[
+                    words("mail_change_body", seller=seller_name, customer=f"{card.legal_name} ({code})"),
+                    words("mail_not_you", email=settings.billing.seller.email),
+                ],
+                seller=settings.billing.seller.model_dump(),
+                changes=[
+                    (words.field(field), _show(detail["before"].get(field)), _show(detail["after"].get(field)))
+                    for field in changed
+                ],
+            )
+            if await queue_mail(store, settings, message, key=f"notice:{entry.id}", kind="notice", now=now):
+                mailed += 1
+            continue
         lines = [
             f"  {field}: {_show(detail['before'].get(field))} -> {_show(detail['after'].get(field))}"
             for field in changed
@@ -126,11 +159,11 @@ async def queue_changes(store: Store, settings: Settings, *, now: datetime) -> i
 
     await store.guard(_queue(), "queue notifications")
     await state.set_state(WATERMARK, str(entries[-1].id))
-    return len(rows)
+    return len(rows) + mailed
 
 
 async def deliver(store: Store, settings: Settings, *, now: datetime) -> int:
-    """Send the queued notices that are due; a failure waits interval_s x 2^attempts before the next try."""
+    """Post the queued webhook notices that are due; a failure waits interval_s x 2^attempts before the next try."""
     due = await notices(store, status=QUEUED, due_by=now)
     sent = 0
     for notice in due:
@@ -190,22 +223,11 @@ async def _update(store: Store, notification_id: int, **values: Any) -> None:  #
 
 
 def _send(settings: Settings, notice: Notice) -> None:
-    """Blocking I/O, run in a thread: the webhook if set, else the [mail] relay."""
-    notify = settings.notify
-    if notify.webhook_url:
-        payload = json.dumps(
-            {"customer": notice.customer, "to": notice.recipient, "subject": notice.subject, "body": notice.body}
-        ).encode()
-        post_json(notify.webhook_url, payload, timeout_s=_TIMEOUT_S)
-        return
-    message = EmailMessage()
-    message["From"] = settings.mail_from
-    message["To"] = notice.recipient
-    message["Subject"] = notice.subject
-    message.set_content(notice.body)
-    send(
-        settings.mail, Outgoing(f"notice-{notice.id:08d}", settings.mail_from, (notice.recipient,), message.as_bytes())
-    )
+    """Blocking I/O, run in a thread: the webhook (mailed notices are the outbox's)."""
+    payload = json.dumps(
+        {"customer": notice.customer, "to": notice.recipient, "subject": notice.subject, "body": notice.body}
+    ).encode()
+    post_json(settings.notify.webhook_url or "", payload, timeout_s=_TIMEOUT_S)
 
 
 def _show(value: object) -> str:

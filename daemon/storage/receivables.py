@@ -211,6 +211,15 @@ class ReceivablesStore:
 
         return await self._store.guard(_query(), "read receivables")
 
+    async def plans(self, invoice_ids: Sequence[int]) -> dict[int, list[Instalment]]:
+        """The instalment plans of these invoices (those that have one)."""
+
+        async def _query() -> dict[int, list[Instalment]]:
+            async with self._store.engine.connect() as conn:
+                return dict(await _plans(conn, invoice_ids))
+
+        return await self._store.guard(_query(), "read instalment plans")
+
     async def queue_reminders(
         self, *, as_of: date, levels: list[int], seller: dict[str, Any], now: datetime, actor: str = "system"
     ) -> list[int]:

@@ -21,16 +21,27 @@ from starlette.types import Scope
 from daemon.api.security import ApiContext
 from daemon.kernel.errors import MeterdError, StorageError
 from daemon.services.accounts import UserNotFoundError
+from daemon.services.portal import DeviceNotFoundError
 from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
 from daemon.web import i18n, pages
 from daemon.web.console import IDLE, PACKAGE, SECURITY_HEADERS, Console, console_of
-from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError
+from daemon.web.portal import pages as portal_pages
+from daemon.web.portal import staff as portal_staff
+from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError, Sessions
 
-NOT_FOUND: Final = (AnomalyNotFoundError, InvoiceNotFoundError, CustomerNotFoundError, UserNotFoundError)
-CONFLICT: Final = (InvoiceStateError, ReviewError)
+NOT_FOUND: Final = (
+    AnomalyNotFoundError,
+    InvoiceNotFoundError,
+    CustomerNotFoundError,
+    UserNotFoundError,
+    DeviceNotFoundError,
+    ChangeRequestNotFoundError,
+)
+CONFLICT: Final = (InvoiceStateError, ReviewError, ChangeRequestDecidedError)
 
 
 class _BesideTheApi(Mount):
@@ -57,9 +68,16 @@ def mount_console(api: FastAPI, context: ApiContext, *, api_prefix: str) -> None
 
 def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.console = Console(context, idle)
+    app.state.console = console = Console(context, idle)
+    portal_idle = timedelta(minutes=context.settings.portal.session_idle_minutes)
+    portal_sessions = Sessions(
+        context.accounts, context.clock, portal_idle, cookie=portal_pages.PORTAL_COOKIE, customers=True
+    )
+    app.state.portal = portal_pages.Door(console, portal_sessions)
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
     app.include_router(pages.router)
+    app.include_router(portal_staff.router)
+    app.include_router(portal_pages.router, prefix="/portal")
 
     @app.middleware("http")
     async def _prepare(request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -69,7 +87,8 @@ def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
             i18n.negotiate(request.headers.get("accept-language"), request.cookies.get(LANGUAGE_COOKIE))
         )
         response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():  # a page bringing its own policy keeps it (the usage report)
+            response.headers.setdefault(name, value)
         if not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
         return response
@@ -78,7 +97,8 @@ def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
     async def _login(request: Request, err: LoginRequiredError) -> Response:
         if request.method != "GET":
             return _error(request, 401, str(err))
-        return RedirectResponse("/login?" + urlencode({"next": request.url.path, "reason": str(err)}), status_code=303)
+        door = "/portal/login?" if request.url.path.startswith("/portal/") else "/login?"
+        return RedirectResponse(door + urlencode({"next": request.url.path, "reason": str(err)}), status_code=303)
 
     @app.exception_handler(CsrfError)
     async def _csrf(request: Request, err: CsrfError) -> Response:

@@ -39,7 +39,7 @@ from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.supplies import SupplyStore
 from daemon.web import i18n
 from daemon.web.console import Console, console_of
-from daemon.web.session import CSRF_FIELD, LANGUAGE_COOKIE, PRE_LOGIN_COOKIE, SESSION_COOKIE, WebUser
+from daemon.web.session import LANGUAGE_COOKIE, PRE_LOGIN_COOKIE, WebUser
 
 router = APIRouter()
 Id = Annotated[int, Path(ge=1, le=2**62)]
@@ -82,13 +82,7 @@ User = Annotated[WebUser, Depends(current_user)]
 
 async def checked_form(request: Request) -> FormData:
     """The posted form, refused (403) unless it carries this session's (or this login page's) CSRF token."""
-    form = await request.form()
-    sessions = console_of(request).sessions
-    binding = (
-        request.cookies.get(SESSION_COOKIE) if request.url.path != "/login" else request.cookies.get(PRE_LOGIN_COOKIE)
-    )
-    sessions.check_csrf(binding, form.get(CSRF_FIELD))
-    return form
+    return await console_of(request).sessions.checked_form(request, before_login=request.url.path == "/login")
 
 
 Form = Annotated[FormData, Depends(checked_form)]

@@ -17,10 +17,11 @@ from typing import Final
 
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.datastructures import FormData
 
 from daemon.kernel.clock import Clock
 from daemon.kernel.errors import MeterdError
-from daemon.security.roles import allowed
+from daemon.security.roles import CUSTOMER, allowed
 from daemon.services.accounts import Accounts, AuthenticationError, Principal
 
 SESSION_COOKIE: Final = "meterd_session"
@@ -57,10 +58,26 @@ class WebUser:
 
 
 class Sessions:
-    def __init__(self, accounts: Accounts, clock: Clock, idle: timedelta) -> None:
+    """The sessions of one door: the staff console (``customers=False``) or the customers' portal.
+
+    Each door has its own cookie and takes only its own accounts: a portal user's session never opens
+    a console page (whose Today and Devices show every customer), nor a staff session a portal page.
+    """
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        clock: Clock,
+        idle: timedelta,
+        *,
+        cookie: str = SESSION_COOKIE,
+        customers: bool = False,
+    ) -> None:
         self._accounts = accounts
         self._clock = clock
         self._idle = idle
+        self.cookie = cookie
+        self._customers = customers
         self._key = secrets.token_bytes(32)
         self._last_use: dict[int, datetime] = {}
 
@@ -72,18 +89,27 @@ class Sessions:
         if not binding or not isinstance(sent, str) or not hmac.compare_digest(self.csrf_for(binding), sent):
             raise CsrfError("this form is missing its security token or it is stale; reload the page and try again")
 
+    async def checked_form(self, request: Request, *, before_login: bool) -> FormData:
+        """The posted form, refused (403) unless it carries this session's (or this login page's) CSRF token."""
+        form = await request.form()
+        binding = request.cookies.get(PRE_LOGIN_COOKIE if before_login else self.cookie)
+        self.check_csrf(binding, form.get(CSRF_FIELD))
+        return form
+
     def pre_login(self, request: Request) -> str:
         return request.cookies.get(PRE_LOGIN_COOKIE) or secrets.token_urlsafe(32)
 
     async def user(self, request: Request) -> WebUser:
         """Raises LoginRequiredError."""
-        token = request.cookies.get(SESSION_COOKIE)
+        token = request.cookies.get(self.cookie)
         if not token:
             raise LoginRequiredError("log in to continue")
         try:
             principal = await self._accounts.authenticate(token)
         except AuthenticationError as err:
             raise LoginRequiredError(str(err)) from err
+        if (principal.role == CUSTOMER) != self._customers:
+            raise LoginRequiredError(self._wrong_door)
         now = self._clock()
         last = self._last_use.get(principal.session_id)
         if last is None or now - last > self._idle:
@@ -97,12 +123,15 @@ class Sessions:
     async def start(self, response: Response, request: Request, login: str, password: str, code: str) -> None:
         """Log in (the API's rules) and hand the session to the browser. Raises AuthenticationError."""
         issued, principal = await self._accounts.login(login, password, code or None)
+        if (principal.role == CUSTOMER) != self._customers:
+            await self._accounts.logout(principal)
+            raise AuthenticationError("wrong_door", self._wrong_door)
         now = self._clock()
         # Forget sessions idle past the limit (they are over whatever happens), so the table does not grow.
         self._last_use = {sid: last for sid, last in self._last_use.items() if now - last <= self._idle}
         self._last_use[principal.session_id] = now
         response.set_cookie(
-            SESSION_COOKIE,
+            self.cookie,
             issued.token,
             httponly=True,
             samesite="strict",
@@ -114,4 +143,10 @@ class Sessions:
     async def end(self, response: Response, user: WebUser) -> None:
         self._last_use.pop(user.principal.session_id, None)
         await self._accounts.logout(user.principal)
-        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(self.cookie, path="/")
+
+    @property
+    def _wrong_door(self) -> str:
+        if self._customers:
+            return "this is the customers' portal; staff log in to the console at /"
+        return "this is the staff console; customers log in to the portal at /portal/"

@@ -8,6 +8,7 @@ installed (``./dev test`` installs them); nothing is downloaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -136,18 +137,27 @@ async def _seed(store: Store, settings: Settings, accounts: Accounts) -> dict[st
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """The daemon's app (API and console) served by uvicorn on a free port, in a thread with its own loop."""
     state = tmp_path_factory.mktemp("console")
-    url = f"sqlite:///{state / 'meterd.db'}"
     # The story's October invoice is issued on 31 Oct: the issue-date window counts from the real today.
     settings = Settings(
-        storage={"url": url}, state_dir=state, billing={"seller": SELLER, "issue_date_window_days": 3650}
+        storage={"url": f"sqlite:///{state / 'meterd.db'}"},
+        state_dir=state,
+        billing={"seller": SELLER, "issue_date_window_days": 3650},
     )  # type: ignore[arg-type]
+    with served(settings) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def served(settings: Settings) -> Iterator[Console]:
+    """The seeded store of ``settings`` served by the daemon's app until the block ends."""
     ready: list[Console] = []
     started = threading.Event()
     failed: list[BaseException] = []
+    url = settings.database_url
 
     async def _serve(stopping: threading.Event) -> None:
         async with Store.open(url) as store:
-            accounts = Accounts(store, ApiSettings(), SecretBox(state / "secret.key"), utc_now)
+            accounts = Accounts(store, ApiSettings(), SecretBox(settings.state_dir / "secret.key"), utc_now)
             enrolled = await _seed(store, settings, accounts)
             app = create_app(ApiContext(settings, store, accounts, utc_now))
             async with serving(app, "127.0.0.1", 0) as port:
@@ -170,9 +180,11 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     started.wait(timeout=120)
     if failed:
         raise failed[0]
-    yield ready[0]
-    stopping.set()
-    thread.join(timeout=30)
+    try:
+        yield ready[0]
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

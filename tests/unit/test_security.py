@@ -8,7 +8,7 @@ import pytest
 
 from daemon.security import roles
 from daemon.security.passwords import PasswordPolicyError, check_policy, hash_secret, verify_secret
-from daemon.security.roles import PERMISSIONS, ROLES, allowed, may_delegate
+from daemon.security.roles import CUSTOMER, PERMISSIONS, ROLES, allowed, may_delegate
 from daemon.security.secretbox import SecretBox, SecretKeyError
 
 
@@ -55,8 +55,9 @@ def test_the_documented_role_table_is_the_one_in_code() -> None:
     documented = {}
     for line in (roles.__doc__ or "").splitlines():
         cells = [cell.strip() for cell in line.split("|")]
-        if (len(cells) > 5 and "." in cells[1]) or (len(cells) > 5 and cells[1] == "self"):
-            documented[cells[1]] = {role for role, cell in zip(ROLES, cells[2:6], strict=True) if cell == "x"}
+        if len(cells) > 6 and ("." in cells[1] or cells[1] in {"self", "portal"}):
+            columns = (*ROLES, CUSTOMER)
+            documented[cells[1]] = {role for role, cell in zip(columns, cells[2:7], strict=True) if cell == "x"}
     assert documented == {permission: set(held) for permission, held in PERMISSIONS.items()}
 
 
