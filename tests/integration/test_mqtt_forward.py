@@ -9,14 +9,16 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from collectors import wire
+from collectors.mqtt.connection import Backoff, BrokerOptions, stay_connected
 from daemon.cli.main import IngestCounts, ingest_file
 from daemon.kernel.errors import StorageError
 from daemon.runtime import app as app_module
 from daemon.runtime.app import Daemon
-from daemon.runtime.scheduler import Job
+from daemon.runtime.scheduler import Job, JobRunner
 from daemon.services.metrics import Metrics
 from daemon.services.mqtt import StoreOutbox, build_forwarder
 from daemon.services.pipeline import Pipeline
@@ -307,3 +309,57 @@ async def test_a_forwarder_stopped_during_a_store_call_stops_at_once(
             task.cancel()  # one more try; a forwarder that swallows cancels is not awaited again
         assert done, "the forwarder went on after its cancel"
         assert task.cancelled()
+
+
+async def test_a_connection_stopped_while_its_session_breaks_stops_at_once() -> None:
+    """A cancel can break the broker connection mid-session, which then fails as an MqttError (a publish
+    waiting for its PUBACK, the client's exit). stay_connected, which the hub's ingest and the agent's
+    forwarder both run on, must end with the cancel, not take it for an outage and reconnect."""
+    entered = asyncio.Event()
+    sessions = 0
+
+    async def session(_client: aiomqtt.Client) -> None:
+        nonlocal sessions
+        sessions += 1
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+    broker = BrokerOptions(MQTT_HOST, MQTT_PORT, client_id=f"stop-{uuid.uuid4().hex[:10]}", session_expiry_s=0)
+    task = asyncio.create_task(stay_connected(broker, _Connection(), Backoff(0.05, 0.1), session))
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    if not done:
+        task.cancel()  # one more try; a loop that swallows cancels is not awaited again
+    assert done, f"stay_connected went on after its cancel ({sessions} sessions)"
+    assert task.cancelled()
+    assert sessions == 1
+
+
+async def test_a_job_stopped_during_a_store_call_ends_cancelled() -> None:
+    """The scheduler's boundary logs a job's failure and carries on; a failure the stop caused is the stop."""
+    entered = asyncio.Event()
+
+    async def job() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StorageError("store operation 'poll' failed: the connection was invalidated") from None
+
+    metrics = Metrics()
+    task = asyncio.create_task(JobRunner(metrics).run(Job("poll", 60, job)))
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert done
+    assert task.cancelled()
+    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"task": "poll", "outcome": "cancelled"}) == 1
+
+
+class _Connection:
+    def connected(self, *, up: bool) -> None:
+        pass
