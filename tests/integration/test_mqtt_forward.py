@@ -20,7 +20,7 @@ from daemon.runtime import app as app_module
 from daemon.runtime.app import Daemon
 from daemon.runtime.scheduler import Job, JobRunner
 from daemon.services.metrics import Metrics
-from daemon.services.mqtt import StoreOutbox, build_forwarder
+from daemon.services.mqtt import StoreOutbox, build_forwarder, forward_encoder, outbox_upkeep
 from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
@@ -363,3 +363,20 @@ async def test_a_job_stopped_during_a_store_call_ends_cancelled() -> None:
 class _Connection:
     def connected(self, *, up: bool) -> None:
         pass
+
+
+async def test_an_outbox_waiting_for_its_hub_is_bounded_by_outbox_max(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Issue 18.4: rows wait for the hub's confirmation, but never past mqtt.outbox_max: the oldest go, counted.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    settings = agent_settings(write_config, tmp_path, site, extra="outbox_max = 1000\n")
+    sent = [reading(site=site, serial=f"SER{n % 5}", minutes=n, total=10 + n) for n in range(1200)]
+    metrics = Metrics()
+    async with Store.open(settings.database_url) as store:
+        await store.store(sent, now=sent[0].taken_at, forward=forward_encoder(site))
+        await outbox_upkeep(StoreOutbox(store, metrics), store, settings, metrics)
+        kept = await store.outbox_pending(limit=2000)
+    assert _value(metrics, "meterd_outbox_dropped_total") == 200
+    assert _value(metrics, "meterd_outbox_depth") == 1000
+    assert [json.loads(entry.payload)["id"] for entry in kept] == [r.id for r in sent[200:]]  # the oldest went
