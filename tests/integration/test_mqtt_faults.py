@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import aiomqtt
 import pytest
+from sqlalchemy import text
 
 from collectors.mqtt.ack import Confirmation
 from daemon.services.mqtt import forward_encoder
@@ -165,7 +166,7 @@ async def test_malformed_messages_in_flight_through_a_killed_hub_and_a_broker_re
 
 
 @pytest.mark.postgres
-@pytest.mark.timeout(300)  # three daemon processes start one after the other on two busy cores
+@pytest.mark.timeout(480)  # three daemon processes on two busy cores, and rounds of resending
 async def test_hubs_of_a_shared_group_confirm_together_and_one_killed_mid_stream_loses_nothing(
     write_config: Callable[..., Path], tmp_path: Path, pg_url: str
 ) -> None:
@@ -192,7 +193,7 @@ async def test_hubs_of_a_shared_group_confirm_together_and_one_killed_mid_stream
     ]
     agent = _Process(_config(write_config, tmp_path, "agent", broker.port), tmp_path / "agent.log")
     agent_url = f"sqlite:///{tmp_path / 'agent' / 'meterd.db'}"
-    count = 1000
+    count = 400
     seeded = [reading(site=SITE, serial=f"S{n % 25}", minutes=n, total=n, source="snmp") for n in range(count)]
     async with Store.open(agent_url) as agent_store:
         await agent_store.store(seeded, now=seeded[0].taken_at, forward=forward_encoder(SITE))
@@ -208,7 +209,8 @@ async def test_hubs_of_a_shared_group_confirm_together_and_one_killed_mid_stream
         async with Store.open(pg_url, upgrade=False) as hub_store, Store.open(agent_url, upgrade=False) as agent_store:
 
             async def committed() -> set[str]:
-                return {r.id for r in await hub_store.readings()}
+                async with hub_store.engine.connect() as conn:  # ids only: the check runs often, on busy cores
+                    return set((await conn.execute(text("SELECT DISTINCT reading_id FROM readings"))).scalars())
 
             async def settled() -> bool:
                 # The outbox is read first: a row gone from it must already be in the hubs' store.
@@ -219,7 +221,7 @@ async def test_hubs_of_a_shared_group_confirm_together_and_one_killed_mid_stream
 
             await wait_for(_async_of(committed, lambda ids: len(ids) >= count // 4), timeout_s=30)
             hubs[0].kill()  # mid-stream, and it stays dead: its broker session keeps getting its share
-            await wait_for(settled, timeout_s=120)
+            await wait_for(settled, timeout_s=300)
             stored = await hub_store.readings()
         await asyncio.sleep(0.5)  # any confirmation still on its way
         watcher.cancel()
