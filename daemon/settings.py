@@ -181,7 +181,16 @@ class ApiSettings(_Listening):
         default=10, ge=1, le=10_000, description="usage reports made anew per user and minute (kept ones are free)"
     )
     max_failed_logins_total: int = Field(
-        default=100, ge=1, le=100_000, description="failed logins of all accounts together per lockout_minutes"
+        default=100,
+        ge=1,
+        le=100_000,
+        description="failed logins of all accounts together per lockout_minutes; past it, logins are slowed down",
+    )
+    logins_per_second_under_spray: float = Field(
+        default=2.0, gt=0, le=1000, description="logins judged per second, one at a time, past max_failed_logins_total"
+    )
+    login_wait_max_s: float = Field(
+        default=30.0, gt=0, le=600, description="the longest a login waits for its turn while slowed down"
     )
     totp_required_for: list[Role] = Field(default_factory=_money_roles)
     secret_key_file: Path | None = Field(
@@ -333,6 +342,12 @@ class MqttSettings(_Section):
     outbox_max: int = Field(default=2_000_000, ge=1000)
     confirmed_by: Literal["hub", "broker"] = Field(
         default="hub", description="agent: an outbox row leaves when the hub has committed it, or at the PUBACK"
+    )
+    resend_after_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=86_400,
+        description="hub: a site's confirmation stuck this long on a missing reading asks its agent to send again",
     )
     reconnect_min_s: float = Field(default=1.0, gt=0, le=600)
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600)

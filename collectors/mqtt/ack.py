@@ -6,13 +6,18 @@ message carries its outbox position (user properties: the agent's outbox ``epoch
 entry's ``seq`` and the ``prev`` entry sent before it in the same pass, 0 for a pass's
 first). The hub, after committing a batch, publishes per site the highest ``seq`` up to
 which it has committed every entry (retained, on ``meterd/v1/<site>/ack``); the agent
-deletes its rows up to there. A hub that starts a session says so with a new ``hub`` id
-in that message, and the agent sends again everything not yet confirmed.
+deletes its rows up to there. Hubs sharing a site's stream (an MQTT shared group) join
+their parts in the store they share (ChainStore), and whichever commits publishes; so the
+confirmation never passes an entry no hub committed, and never goes back within an epoch.
+A hub that starts a session, or finds a site's chain stuck on a missing entry (held in
+a stopped hub's broker session, say), says so with a new ``hub`` id in that message, and
+the agent sends again everything not yet confirmed.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -21,9 +26,6 @@ from collectors.mqtt.connection import TOPIC_ROOT
 EPOCH: Final = "meterd-epoch"
 SEQ: Final = "meterd-seq"
 PREV: Final = "meterd-prev"
-# Entries a hub holds for a site while an earlier one is missing; past this the oldest go
-# (the agent sends them again after the next hub restart, or at its next reconnect).
-_WAITING_MAX: Final = 100_000
 
 
 def ack_topic(site: str) -> str:
@@ -79,40 +81,37 @@ class Position:
             return None
 
 
-class SiteChain:
-    """The hub's view of one site's outbox: the highest seq up to which every entry is committed."""
+def extend(seq: int, committed: Iterable[tuple[int, int]]) -> int:
+    """The highest seq up to which every entry is committed, from ``seq`` and the ``(seq, prev)`` committed beyond it.
 
-    def __init__(self, epoch: str = "", seq: int = 0) -> None:
-        self.epoch = epoch
-        self.seq = seq
-        self._waiting: dict[int, int] = {}  # seq -> prev, committed but not yet joined
+    An entry whose predecessor is confirmed (or that opened a pass: prev 0) extends the
+    chain. One pass in seq order is enough: a predecessor always has a smaller seq.
+    """
+    for entry, prev in sorted(committed):
+        if entry > seq and prev <= seq:
+            seq = entry
+    return seq
 
-    def committed(self, position: Position) -> bool:
-        """Record one committed entry; True when the confirmed seq moved."""
-        if position.epoch != self.epoch:  # a new outbox (an agent's store started afresh)
-            self.epoch, self.seq = position.epoch, 0
-            self._waiting.clear()
-        if position.seq <= self.seq:
-            return False
-        self._waiting[position.seq] = position.prev
-        if len(self._waiting) > _WAITING_MAX:
-            del self._waiting[min(self._waiting)]
-        before = self.seq
-        # An entry whose predecessor is confirmed (or that opened a pass: prev 0) extends the chain.
-        moved = True
-        while moved:
-            moved = False
-            for seq in sorted(self._waiting):
-                if self._waiting[seq] <= self.seq:
-                    self.seq = max(self.seq, seq)
-                    del self._waiting[seq]
-                    moved = True
-        return self.seq != before
+
+Publish = Callable[[str, Confirmation], Awaitable[None]]
+"""Publish a site's confirmation (retained): called while no other hub can confirm that site."""
 
 
 class ChainStore(Protocol):
-    """Where a hub keeps each site's confirmed position between runs (the daemon's store)."""
+    """Where hubs keep each site's confirmed position: the store, shared by every hub of a group.
 
-    async def load(self) -> dict[str, tuple[str, int]]: ...
+    Hubs in a shared group each commit part of a site's entries; the chain is joined in the
+    store, so whichever hub commits the missing entry moves the site's confirmation.
+    """
 
-    async def save(self, site: str, epoch: str, seq: int) -> None: ...
+    async def confirm(self, site: str, positions: Sequence[Position], publish: Publish) -> None:
+        """Add committed entries, move the site's chain over what is now contiguous, publish it."""
+        ...
+
+    async def restart(self, publish: Publish) -> None:
+        """A hub starts a session: every site gets a new hub id (its agent sends again what is unconfirmed)."""
+        ...
+
+    async def resend_stalled(self, older_than_s: float, publish: Publish) -> None:
+        """Sites whose chain has waited that long on a missing entry get a new hub id: their agents send again."""
+        ...

@@ -16,6 +16,8 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from daemon.kernel.errors import raise_if_cancelling
+
 log = structlog.get_logger(__name__)
 
 TOPIC_ROOT: Final = "meterd/v1"
@@ -130,6 +132,7 @@ async def stay_connected(
                 backoff.reset()
                 await session(client)
         except* aiomqtt.MqttError as errors:
+            raise_if_cancelling()  # a stop that broke the connection is not an outage to wait out
             events.connected(up=False)
             if outage_started is None:
                 outage_started = monotonic()

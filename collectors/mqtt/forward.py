@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 
 from collectors.mqtt.ack import Confirmation, Position, ack_topic
 from collectors.mqtt.connection import Backoff, BrokerOptions, ConnectionEvents, stay_connected
-from daemon.kernel.errors import StorageError
+from daemon.kernel.errors import StorageError, raise_if_cancelling
 
 log = structlog.get_logger(__name__)
 
@@ -98,11 +98,7 @@ class MqttForwarder:
             try:
                 await self._forward(client, outbox)
             except* StorageError as errors:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    # Stopping: the cancel broke a store call mid-way, and a TaskGroup (3.11) reported only
-                    # that failure. The cancel must go on, or the daemon waits out its stop for this task.
-                    raise asyncio.CancelledError from None
+                raise_if_cancelling()  # the stop broke a store call: it must go on, not be retried
                 # The outbox is the local store: if it fails, nothing is lost by waiting.
                 log.error("outbox_unreadable", error=str(errors.exceptions[0]))  # noqa: TRY400 - one line
                 await asyncio.sleep(self._backoff.next_delay())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -21,7 +20,7 @@ import structlog
 
 from collectors import wire
 from collectors.base import ReadingSink
-from collectors.mqtt.ack import ChainStore, Confirmation, Position, SiteChain, ack_topic, topic_site
+from collectors.mqtt.ack import ChainStore, Confirmation, Position, Publish, ack_topic, topic_site
 from collectors.mqtt.connection import (
     TOPIC_ROOT,
     Backoff,
@@ -53,6 +52,7 @@ class IngestOptions:
     batch_wait_s: float = 0.2
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    resend_after_s: float = 60.0  # a site's chain stuck this long on a missing entry: its agent sends again
 
     def topics(self) -> list[str]:
         prefix = f"$share/{self.shared_group}/" if self.shared_group else ""
@@ -76,66 +76,62 @@ class MqttIngest:
         self._monotonic = monotonic
         self._backoff = Backoff(options.reconnect_min_s, options.reconnect_max_s)
         # End-to-end acknowledgement (ack.py): without a store for it, nothing is confirmed.
-        self._chain_store = chains
-        self._chains: dict[str, SiteChain] | None = None
+        self._chains = chains
 
     async def run(self, sink: ReadingSink) -> None:
         async def session(client: aiomqtt.Client) -> None:
             for topic in self._options.topics():
                 await client.subscribe(topic, qos=1)
             log.info("mqtt_ingest_subscribed", topics=self._options.topics(), client_id=self._broker.client_id)
-            hub = uuid.uuid4().hex  # a new session: agents send again what is not confirmed
-            await self._announce(client, hub)
-            await self._consume(client, sink, hub)
+
+            async def publish(site: str, confirmation: Confirmation) -> None:
+                await client.publish(ack_topic(site), confirmation.to_bytes(), qos=1, retain=True)
+
+            if self._chains is not None:
+                await self._chains.restart(publish)  # a new session: agents send again what is not confirmed
+            await self._consume(client, sink, publish)
 
         await stay_connected(
             self._broker, self._events, self._backoff, session, monotonic=self._monotonic, manual_ack=True
         )
 
-    async def _announce(self, client: aiomqtt.Client, hub: str) -> None:
-        """Publish every known site's confirmed position under this session's hub id."""
-        if self._chain_store is None:
-            return
+    async def _committed(self, batch: list[aiomqtt.Message], publish: Publish) -> None:
+        """Confirm, per site, the entries of the batch just committed (ack.py)."""
         if self._chains is None:
-            loaded = await self._chain_store.load()
-            self._chains = {site: SiteChain(epoch, seq) for site, (epoch, seq) in loaded.items()}
-        for site, chain in self._chains.items():
-            await self._confirm(client, site, chain, hub)
-
-    async def _confirm(self, client: aiomqtt.Client, site: str, chain: SiteChain, hub: str) -> None:
-        confirmation = Confirmation(chain.epoch, chain.seq, hub)
-        await client.publish(ack_topic(site), confirmation.to_bytes(), qos=1, retain=True)
-
-    async def _committed(self, client: aiomqtt.Client, batch: list[aiomqtt.Message], hub: str) -> None:
-        """Advance each site's chain by the batch just committed; save and publish where it moved."""
-        if self._chain_store is None or self._chains is None:
             return
-        touched: dict[str, bool] = {}
+        by_site: dict[str, list[Position]] = {}
         for message in batch:
             properties = getattr(message.properties, "UserProperty", None)
             position = Position.from_properties(properties)
             site = topic_site(str(message.topic))
-            if position is None or site is None:
-                continue
-            chain = self._chains.setdefault(site, SiteChain())
-            touched[site] = chain.committed(position) or touched.get(site, False)
-        for site, moved in touched.items():
-            chain = self._chains[site]
-            if moved:
-                await self._chain_store.save(site, chain.epoch, chain.seq)
-            # Published even when it did not move: an agent learns this session's hub id.
-            await self._confirm(client, site, chain, hub)
+            if position is not None and site is not None:
+                by_site.setdefault(site, []).append(position)
+        for site, positions in by_site.items():
+            await self._chains.confirm(site, positions, publish)
 
-    async def _consume(self, client: aiomqtt.Client, sink: ReadingSink, hub: str) -> None:
+    async def _check_stalled(self, publish: Publish, due: float) -> float:
+        """Past ``due``, ask agents whose chain is stuck on a missing entry to send again; the next due time."""
+        if self._chains is None or self._monotonic() < due:
+            return due
+        await self._chains.resend_stalled(self._options.resend_after_s, publish)
+        return self._monotonic() + self._options.resend_after_s / 2
+
+    async def _consume(self, client: aiomqtt.Client, sink: ReadingSink, publish: Publish) -> None:
         messages = client.messages
         # The wait for the next message is never cancelled: aiomqtt's iterator loses a message
         # that arrives just as its __anext__ is cancelled (it cancels the queue read after the
         # read has completed). A timed-out wait is kept and picked up by the next batch.
         waiting: asyncio.Future[aiomqtt.Message] | None = None
+        due = self._monotonic() + self._options.resend_after_s / 2
         try:
             while True:
                 waiting = waiting or asyncio.ensure_future(anext(messages))
-                batch = [await asyncio.shield(waiting)]
+                idle_s = max(0.0, due - self._monotonic()) if self._chains is not None else None
+                done, _ = await asyncio.wait({waiting}, timeout=idle_s)
+                if not done:
+                    due = await self._check_stalled(publish, due)
+                    continue
+                batch = [waiting.result()]
                 waiting = None
                 batch += _already_queued(client, self._options.batch_max - len(batch))
                 deadline = self._monotonic() + self._options.batch_wait_s
@@ -151,7 +147,8 @@ class MqttIngest:
                 await self._commit(batch, sink)
                 for message in batch:
                     client._client.ack(message.mid, message.qos)  # noqa: SLF001 - see manual_ack_set above
-                await self._committed(client, batch, hub)
+                await self._committed(batch, publish)
+                due = await self._check_stalled(publish, due)
         finally:
             if waiting is not None:
                 waiting.cancel()  # leaving anyway: what it holds was never acknowledged, so it comes again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 
 class MeterdError(Exception):
     """Root of every error meterd raises on purpose.
@@ -95,3 +97,19 @@ class PayloadError(MeterdError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancel that an error hid; call it first in a handler that goes on after an error.
+
+    A cancel that breaks an operation mid-way (a store call, a broker connection) can come
+    out as that operation's own error, and a TaskGroup (3.11) or an ``async with`` exit
+    reports only that error. A handler that logs it and retries would swallow the stop: the
+    daemon would then wait out its whole stop grace for that task.
+
+    Raises:
+        asyncio.CancelledError: when the running task has been asked to stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.kernel.clock import Clock, utc_now
-from daemon.kernel.errors import MeterdError
+from daemon.kernel.errors import MeterdError, raise_if_cancelling
 from daemon.services.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -53,12 +53,16 @@ class JobRunner:
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
-        except MeterdError as err:
-            # An expected failure: one line, no traceback.
-            log.error("job_failed", job=job.name, error=str(err), error_type=type(err).__name__)  # noqa: TRY400
-        except Exception:
-            # The supervisor boundary: a bug in one job must not stop the daemon; it is logged whole.
-            log.exception("job_crashed", job=job.name)
+        except Exception as err:
+            outcome = "cancelled"  # until known otherwise: the stop may have broken the job mid-way
+            raise_if_cancelling()
+            outcome = "error"
+            if isinstance(err, MeterdError):
+                # An expected failure: one line, no traceback.
+                log.error("job_failed", job=job.name, error=str(err), error_type=type(err).__name__)  # noqa: TRY400
+            else:
+                # The supervisor boundary: a bug in one job must not stop the daemon; it is logged whole.
+                log.exception("job_crashed", job=job.name)
         finally:
             duration = time.perf_counter() - started
             self._metrics.job_runs.labels(task=job.name, outcome=outcome).inc()

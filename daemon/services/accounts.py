@@ -9,11 +9,13 @@ account; past ``api.max_failed_logins`` the account is locked for ``api.lockout_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -30,7 +32,7 @@ from daemon.kernel.errors import MeterdError
 from daemon.security.passwords import check_policy, hash_secret, off_loop, verify_secret
 from daemon.security.roles import CUSTOMER, ROLES, may_delegate
 from daemon.security.secretbox import SecretBox
-from daemon.security.throttle import FailureWindow, Turns, UnknownLogins
+from daemon.security.throttle import FailureWindow, LaneTimeoutError, SlowLane, Turns, UnknownLogins
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.audit import write_audit
 from daemon.storage.models import PortalLinkRow, SessionRow, UserRow
@@ -165,6 +167,7 @@ class Accounts:
         self._unknown = UnknownLogins(settings.max_failed_logins, lockout)
         self._by_address = FailureWindow(settings.max_failed_logins_per_address, lockout)
         self._overall = FailureWindow(settings.max_failed_logins_total, lockout)
+        self._spray = SlowLane(settings.logins_per_second_under_spray, settings.login_wait_max_s)
 
     # -- users -------------------------------------------------------------------------------
 
@@ -416,11 +419,11 @@ class Accounts:
         Raises:
             AuthenticationError: ``login_failed`` (wrong login, password or code: which one is not said),
                 ``locked`` (until when; alike for real and unknown logins), ``too_many_failures`` (from this
-                address, or overall), ``second_factor_required``, ``second_factor_not_set_up``.
+                address; or, during a spray on all accounts, waited past ``api.login_wait_max_s``),
+                ``second_factor_required``, ``second_factor_not_set_up``.
         """
-        async with self._turns.turn(login):  # one attempt per account judged at a time: no parallel guesses
+        async with self._turns.turn(login), self._judging(address):  # one attempt per account at a time
             now = self._clock()
-            self._check_limits(address, now)
             try:
                 row = await self._row(login)
             except UserNotFoundError:
@@ -465,16 +468,29 @@ class Accounts:
                 raise _failed() from None
         return issued, Principal(row.id, login, row.role, SESSION, issued.id, issued.expires_at, row.customer_id)
 
-    def _check_limits(self, address: str | None, now: datetime) -> None:
-        """Refuse before any hashing while this address, or everyone together, failed too often lately."""
-        for window, key, whose in (
-            (self._by_address, address or "unknown", "from your address"),
-            (self._overall, "", "on this server"),
-        ):
-            until = window.full_until(key, now)
-            if until is not None:
-                msg = f"too many failed logins {whose}: try again after {until:%Y-%m-%d %H:%M:%S} UTC"
-                raise AuthenticationError("too_many_failures", msg)
+    @contextlib.asynccontextmanager
+    async def _judging(self, address: str | None) -> AsyncIterator[None]:
+        """Refuse, before any hashing, an address that failed too often; slow everyone down during a spray.
+
+        The limit over all accounts together only slows logins down (SlowLane): refusing them
+        would let a spray lock every user out, the right password included.
+        """
+        now = self._clock()
+        key = address or "unknown"
+        until = self._by_address.full_until(key, now)
+        if until is not None:
+            msg = f"too many failed logins from your address: try again after {until:%Y-%m-%d %H:%M:%S} UTC"
+            raise AuthenticationError("too_many_failures", msg)
+        if self._overall.full_until("", now) is None:
+            yield
+            return
+        try:
+            async with self._spray.turn(self._by_address.count(key, now)):
+                yield
+        except LaneTimeoutError:
+            log.warning("login_slowed_past_its_wait", address=key, queued=self._spray.queued)
+            msg = "many failed logins on this server: logins are slowed down; try again in a minute"
+            raise AuthenticationError("too_many_failures", msg) from None
 
     def _count_failure(self, address: str | None, now: datetime) -> None:
         self._by_address.add(address or "unknown", now)

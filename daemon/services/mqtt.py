@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from typing import Final
 
@@ -18,12 +16,12 @@ from daemon.kernel.reading import Reading
 from daemon.services.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyStore
+from daemon.storage.confirmations import StoreChains
 from daemon.storage.repository import Forward, Store
 
 log = structlog.get_logger(__name__)
 
 _OUTBOX_WARN_FRACTION: Final = 0.8
-_CHAIN_KEY: Final = "mqtt.confirmed."
 _EPOCH_KEY: Final = "mqtt.outbox_epoch"
 
 
@@ -62,24 +60,6 @@ class IngestMetrics:
         self._metrics.mqtt_received.inc(count)
 
 
-class StoreChains:
-    """A hub's confirmed position per site (ack.py), kept in the store's state table."""
-
-    def __init__(self, store: Store) -> None:
-        self._state = AnomalyStore(store)
-        self._store = store
-
-    async def load(self) -> dict[str, tuple[str, int]]:
-        found = await self._store.states(prefix=_CHAIN_KEY)
-        chains = (json.loads(value) for value in found.values())
-        return {c["site"]: (c["epoch"], int(c["seq"])) for c in chains}
-
-    async def save(self, site: str, epoch: str, seq: int) -> None:
-        # The state key is short (64): the site goes by its hash there and by name in the value.
-        key = _CHAIN_KEY + hashlib.sha256(site.encode()).hexdigest()[:40]
-        await self._state.set_state(key, json.dumps({"site": site, "epoch": epoch, "seq": seq}))
-
-
 def build_ingest(settings: Settings, metrics: Metrics, store: Store | None = None) -> MqttIngest:
     mqtt = settings.mqtt
     options = IngestOptions(
@@ -90,9 +70,10 @@ def build_ingest(settings: Settings, metrics: Metrics, store: Store | None = Non
         batch_wait_s=mqtt.batch_wait_ms / 1000,
         reconnect_min_s=mqtt.reconnect_min_s,
         reconnect_max_s=mqtt.reconnect_max_s,
+        resend_after_s=mqtt.resend_after_s,
     )
-    # Hubs sharing a group each see part of a site's readings: none of them can confirm a run.
-    chains = StoreChains(store) if store is not None and not mqtt.shared_group else None
+    # The store joins what every hub of a shared group committed (confirmations.py).
+    chains = StoreChains(store) if store is not None else None
     return MqttIngest(broker_options(settings), options, IngestMetrics(metrics), chains=chains)
 
 

@@ -146,6 +146,30 @@ class OutboxItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class HubConfirmation(Base):
+    """Per site, what every hub sharing this store has confirmed to the site's agent (collectors/mqtt/ack.py)."""
+
+    __tablename__ = "mqtt_confirmed"
+
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(64))  # the agent's outbox
+    seq: Mapped[int] = mapped_column(BigInteger)  # every entry up to here is committed; only ever grows per epoch
+    hub: Mapped[str] = mapped_column(String(64))  # changed: the agent sends again what is not confirmed
+    moved_at: Mapped[datetime] = mapped_column(UTCDateTime)  # seq moved (or hub changed) last
+
+
+class HubCommitted(Base):
+    """An outbox entry some hub committed beyond its site's confirmed seq: waiting for the ones before it."""
+
+    __tablename__ = "mqtt_committed"
+
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    prev: Mapped[int] = mapped_column(BigInteger)
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AnomalyRow(Base):
     """Something suspect in the readings, kept until a person decides (open -> acknowledged -> resolved)."""
 

@@ -513,11 +513,60 @@ async def test_guessing_across_accounts_is_limited_per_address_and_overall(api: 
     for login in ("technician", "nobody-here"):
         with pytest.raises(AuthenticationError, match="wrong login"):
             await accounts.login(login, "spring2026!", address="203.0.113.9")
-    with pytest.raises(AuthenticationError, match="on this server") as refused:
-        await accounts.login("viewer", PASSWORD, address="192.0.2.1")
-    assert refused.value.code == "too_many_failures"
+    # Everyone together is at the limit now: logins are slowed down, not refused (the right password gets in).
+    await accounts.login("viewer", PASSWORD, address="192.0.2.1")
+    with pytest.raises(AuthenticationError, match="wrong login"):
+        await accounts.login("technician", "spring2026!", address="192.0.2.1")  # and wrong ones are still judged
     api.clock.now += timedelta(minutes=15)
     await accounts.login("viewer", PASSWORD, address="198.51.100.7")
+
+
+async def test_during_a_spray_on_all_accounts_a_correct_login_gets_in_and_the_spray_is_slowed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overall limit refused every login while full: a spray locked every user out, the right password too.
+
+    Now the spray is judged one at a time, at most ``per_second``, addresses with fewer failures first.
+    """
+    per_second = 10.0
+    accounts = api.accounts_with(
+        ApiSettings(
+            max_failed_logins_per_address=5, max_failed_logins_total=5, logins_per_second_under_spray=per_second
+        )
+    )
+    spray = [(f"user{n}", f"198.51.100.{n % 10}") for n in range(20)]  # one guess per (unknown) account
+    for login, address in spray[:10]:  # the limit is reached; each spraying address has failed once
+        with pytest.raises(AuthenticationError, match="wrong login"):
+            await accounts.login(login, "spring2026!", address=address)
+    judging = 0
+    most_at_once = 0
+
+    def counted_verify(hashed: str, secret: str) -> bool:
+        nonlocal judging, most_at_once
+        judging += 1  # runs in the hashing pool: += on an int under the GIL is enough for a maximum
+        most_at_once = max(most_at_once, judging)
+        try:
+            return verify_secret(hashed, secret)
+        finally:
+            judging -= 1
+
+    monkeypatch.setattr("daemon.services.accounts.verify_secret", counted_verify)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sprayed = [
+        asyncio.create_task(accounts.login(login, "summer2026!", address=address)) for login, address in spray[10:]
+    ]
+    await asyncio.sleep(0)  # the spray queues first
+    issued, who = await accounts.login("viewer", PASSWORD, address="192.0.2.1")
+    spray_left = sum(not task.done() for task in sprayed)
+    answers = await asyncio.gather(*sprayed, return_exceptions=True)
+    finished = loop.time()
+    assert who.login == "viewer"
+    assert issued.token
+    assert spray_left > 0  # a clean address goes ahead of the spray's queue
+    assert {a.code for a in answers if isinstance(a, AuthenticationError)} == {"login_failed"}  # judged, not refused
+    assert most_at_once == 1  # one judgement at a time ...
+    assert finished - started >= (len(sprayed) - 1) / per_second  # ... and no more than per_second of them
 
 
 async def test_a_locked_account_and_an_unknown_login_answer_alike(api: Api) -> None:

@@ -264,3 +264,11 @@ def test_ingest_shows_progress_on_a_terminal_only(config: Path, tmp_path: Path) 
     assert b"ingesting" in shown
     piped = _meterd("ingest", str(source), "--config", str(config), "--log-level", "error")
     assert "ingesting" not in piped.stderr
+
+
+def test_ingest_help_says_an_agent_forwards_what_it_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 18.3: readings loaded with `meterd ingest` on an agent never left it; --help now says they do.
+    with pytest.raises(SystemExit):
+        main(["ingest", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert 'On an agent (role = "agent") each new reading is also queued in the outbox and forwarded' in text

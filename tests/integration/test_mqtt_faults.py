@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiomqtt
+import pytest
+from sqlalchemy import text
 
+from collectors.mqtt.ack import Confirmation
 from daemon.services.mqtt import forward_encoder
 from daemon.storage.repository import Store
 from tests.conftest import free_port
@@ -24,14 +28,21 @@ METERD = [sys.executable, "-m", "daemon"]
 SITE = "faults"
 READINGS = 2000
 MALFORMED = 200
+T = TypeVar("T")
 
 
-def _config(write_config: Callable[..., Path], tmp_path: Path, role: str, port: int) -> Path:
+def _config(
+    write_config: Callable[..., Path], tmp_path: Path, role: str, port: int, *, name: str = "", extra: str = ""
+) -> Path:
+    name = name or role
     return write_config(
-        f'site = "{SITE}"\nrole = "{role}"\nstate_dir = "{tmp_path / role}"\n[metrics]\nenabled = false\n'
-        f'[logging]\nformat = "json"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\nclient_id = "{role}-faults"\n'
-        "batch_wait_ms = 50\nreplay_rate = 400\nmax_inflight = 100\nreconnect_min_s = 0.2\nreconnect_max_s = 1\n",
-        name=f"{role}.toml",
+        f'site = "{SITE}"\nrole = "{role}"\nstate_dir = "{tmp_path / name}"\n[metrics]\nenabled = false\n'
+        f'[logging]\nformat = "json"\n{extra}[mqtt]\nhost = "127.0.0.1"\nport = {port}\nclient_id = "{name}-faults"\n'
+        "batch_wait_ms = 50\nreplay_rate = 400\nmax_inflight = 100\nreconnect_min_s = 0.2\nreconnect_max_s = 1\n"
+        # A hub that never confirmed before its kill (slow starts) has no session change to announce; what the
+        # broker dropped meanwhile (past its queue limit) is asked for again once the chain waits this long.
+        "resend_after_s = 2\n",
+        name=f"{name}.toml",
     )
 
 
@@ -155,6 +166,107 @@ async def test_malformed_messages_in_flight_through_a_killed_hub_and_a_broker_re
     assert sorted(letter.raw for letter in letters) == sorted(p for t, p in messages if "/BAD" in t)
     repeats = sum(letter.repeats for letter in letters) - len(letters)
     print(f"fault run: {MALFORMED} malformed messages, one dead letter each; {repeats} redeliveries counted as repeats")
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(480)  # three daemon processes on two busy cores, and rounds of resending
+async def test_hubs_of_a_shared_group_confirm_together_and_one_killed_mid_stream_loses_nothing(
+    write_config: Callable[..., Path], tmp_path: Path, pg_url: str
+) -> None:
+    """Two hub processes in a $share group, one PostgreSQL; one SIGKILLed mid-stream and left dead.
+
+    Each hub commits part of the site's stream; the confirmation is joined in the store, so the
+    agent's outbox drains, but never ahead of the hubs' commits, and the retained confirmation
+    never goes back. Mosquitto keeps handing the dead hub's session its share, so what it holds
+    comes back when the live hub sees the chain stuck and asks the agent to send again.
+    """
+    broker = OwnBroker(tmp_path, free_port())
+    broker.start()
+    shared = f'[storage]\nurl = "{pg_url}"\n'
+    group = 'shared_group = "hubs"\n'
+    hubs = [
+        _Process(
+            write_config(
+                _config(write_config, tmp_path, "hub", broker.port, name=f"hub{n}", extra=shared).read_text() + group,
+                name=f"hub{n}.toml",
+            ),
+            tmp_path / f"hub{n}.log",
+        )
+        for n in (1, 2)
+    ]
+    agent = _Process(_config(write_config, tmp_path, "agent", broker.port), tmp_path / "agent.log")
+    agent_url = f"sqlite:///{tmp_path / 'agent' / 'meterd.db'}"
+    count = 400
+    seeded = [reading(site=SITE, serial=f"S{n % 25}", minutes=n, total=n, source="snmp") for n in range(count)]
+    async with Store.open(agent_url) as agent_store:
+        await agent_store.store(seeded, now=seeded[0].taken_at, forward=forward_encoder(SITE))
+        last = max(entry.id for entry in await agent_store.outbox_pending(limit=2 * count))
+    confirmations: list[Confirmation] = []
+    early: list[str] = []
+    try:
+        for hub in hubs:  # one at a time: both migrate the shared database at start
+            hub.start()
+            await wait_for(_async(lambda hub=hub: bool(hub.events("mqtt_ingest_subscribed"))), timeout_s=30)  # type: ignore[misc]
+        watcher = asyncio.create_task(_watch_confirmations(broker.port, confirmations))
+        agent.start()
+        async with Store.open(pg_url, upgrade=False) as hub_store, Store.open(agent_url, upgrade=False) as agent_store:
+
+            async def committed() -> set[str]:
+                async with hub_store.engine.connect() as conn:  # ids only: the check runs often, on busy cores
+                    return set((await conn.execute(text("SELECT DISTINCT reading_id FROM readings"))).scalars())
+
+            async def settled() -> bool:
+                # The outbox is read first: a row gone from it must already be in the hubs' store.
+                queued = {json.loads(e.payload)["id"] for e in await agent_store.outbox_pending(limit=2 * count)}
+                stored = await committed()
+                early.extend(sorted({r.id for r in seeded} - queued - stored))
+                return not queued and len(stored) == count
+
+            await wait_for(_async_of(committed, lambda ids: len(ids) >= count // 4), timeout_s=30)
+            hubs[0].kill()  # mid-stream, and it stays dead: its broker session keeps getting its share
+            await wait_for(settled, timeout_s=300)
+            stored = await hub_store.readings()
+        await asyncio.sleep(0.5)  # any confirmation still on its way
+        watcher.cancel()
+        retained = await _retained_confirmation(broker.port)
+    finally:
+        agent.stop()
+        for hub in hubs[1:]:
+            hub.stop()
+        broker.stop()
+    assert early == []  # no row left the outbox before its reading was committed
+    assert sorted(r.id for r in stored) == sorted(r.id for r in seeded)
+    seqs = [c.seq for c in confirmations]
+    assert seqs == sorted(seqs), "the retained confirmation went back"
+    assert retained is not None
+    assert retained.seq == last
+    asks = len(hubs[1].events("hub_confirmation_stalled_resend_asked"))
+    print(f"shared group: {count} readings through 2 hubs, one killed; {len(seqs)} confirmations, {asks} resends asked")
+
+
+async def _watch_confirmations(port: int, seen: list[Confirmation]) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="faults-ack-watcher") as client:
+        await client.subscribe(f"meterd/v1/{SITE}/ack", qos=1)
+        async for message in client.messages:
+            confirmation = Confirmation.from_bytes(message.payload if isinstance(message.payload, bytes) else b"")
+            if confirmation is not None:
+                seen.append(confirmation)
+
+
+async def _retained_confirmation(port: int) -> Confirmation | None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="faults-ack-reader") as client:
+        await client.subscribe(f"meterd/v1/{SITE}/ack", qos=1)
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                return Confirmation.from_bytes(message.payload if isinstance(message.payload, bytes) else b"")
+    return None
+
+
+def _async_of(fetch: Callable[[], Awaitable[T]], check: Callable[[T], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check(await fetch())
+
+    return run
 
 
 def _async(check: Callable[[], bool]) -> Callable[[], object]:

@@ -9,16 +9,18 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from collectors import wire
+from collectors.mqtt.connection import Backoff, BrokerOptions, stay_connected
 from daemon.cli.main import IngestCounts, ingest_file
 from daemon.kernel.errors import StorageError
 from daemon.runtime import app as app_module
 from daemon.runtime.app import Daemon
-from daemon.runtime.scheduler import Job
+from daemon.runtime.scheduler import Job, JobRunner
 from daemon.services.metrics import Metrics
-from daemon.services.mqtt import StoreOutbox, build_forwarder
+from daemon.services.mqtt import StoreOutbox, build_forwarder, forward_encoder, outbox_upkeep
 from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings, load
 from daemon.storage.repository import Store
@@ -307,3 +309,74 @@ async def test_a_forwarder_stopped_during_a_store_call_stops_at_once(
             task.cancel()  # one more try; a forwarder that swallows cancels is not awaited again
         assert done, "the forwarder went on after its cancel"
         assert task.cancelled()
+
+
+async def test_a_connection_stopped_while_its_session_breaks_stops_at_once() -> None:
+    """A cancel can break the broker connection mid-session, which then fails as an MqttError (a publish
+    waiting for its PUBACK, the client's exit). stay_connected, which the hub's ingest and the agent's
+    forwarder both run on, must end with the cancel, not take it for an outage and reconnect."""
+    entered = asyncio.Event()
+    sessions = 0
+
+    async def session(_client: aiomqtt.Client) -> None:
+        nonlocal sessions
+        sessions += 1
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise aiomqtt.MqttError("Disconnected during message iteration") from None
+
+    broker = BrokerOptions(MQTT_HOST, MQTT_PORT, client_id=f"stop-{uuid.uuid4().hex[:10]}", session_expiry_s=0)
+    task = asyncio.create_task(stay_connected(broker, _Connection(), Backoff(0.05, 0.1), session))
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    if not done:
+        task.cancel()  # one more try; a loop that swallows cancels is not awaited again
+    assert done, f"stay_connected went on after its cancel ({sessions} sessions)"
+    assert task.cancelled()
+    assert sessions == 1
+
+
+async def test_a_job_stopped_during_a_store_call_ends_cancelled() -> None:
+    """The scheduler's boundary logs a job's failure and carries on; a failure the stop caused is the stop."""
+    entered = asyncio.Event()
+
+    async def job() -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StorageError("store operation 'poll' failed: the connection was invalidated") from None
+
+    metrics = Metrics()
+    task = asyncio.create_task(JobRunner(metrics).run(Job("poll", 60, job)))
+    await asyncio.wait_for(entered.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert done
+    assert task.cancelled()
+    assert metrics.registry.get_sample_value("meterd_job_runs_total", {"task": "poll", "outcome": "cancelled"}) == 1
+
+
+class _Connection:
+    def connected(self, *, up: bool) -> None:
+        pass
+
+
+async def test_an_outbox_waiting_for_its_hub_is_bounded_by_outbox_max(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Issue 18.4: rows wait for the hub's confirmation, but never past mqtt.outbox_max: the oldest go, counted.
+    site = f"t{uuid.uuid4().hex[:10]}"
+    settings = agent_settings(write_config, tmp_path, site, extra="outbox_max = 1000\n")
+    sent = [reading(site=site, serial=f"SER{n % 5}", minutes=n, total=10 + n) for n in range(1200)]
+    metrics = Metrics()
+    async with Store.open(settings.database_url) as store:
+        await store.store(sent, now=sent[0].taken_at, forward=forward_encoder(site))
+        await outbox_upkeep(StoreOutbox(store, metrics), store, settings, metrics)
+        kept = await store.outbox_pending(limit=2000)
+    assert _value(metrics, "meterd_outbox_dropped_total") == 200
+    assert _value(metrics, "meterd_outbox_depth") == 1000
+    assert [json.loads(entry.payload)["id"] for entry in kept] == [r.id for r in sent[200:]]  # the oldest went

@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-from collectors.mqtt.ack import Confirmation, Position, SiteChain, topic_site
-
-
-def _commit(chain: SiteChain, *entries: tuple[int, int], epoch: str = "e1") -> int:
-    for seq, prev in entries:
-        chain.committed(Position(epoch, seq, prev))
-    return chain.seq
+from collectors.mqtt.ack import Confirmation, Position, extend, topic_site
 
 
 def test_the_chain_moves_only_over_entries_it_has_all_of() -> None:
-    chain = SiteChain()
-    assert _commit(chain, (1, 0), (2, 1), (4, 3)) == 2  # 3 is missing: 4 waits
-    assert _commit(chain, (3, 2)) == 4  # 3 arrives: 4 joins
+    assert extend(0, [(1, 0), (2, 1), (4, 3)]) == 2  # 3 is missing: 4 waits
+    assert extend(2, [(4, 3), (3, 2)]) == 4  # 3 arrives: 4 joins
 
 
 def test_a_pass_opening_after_trimmed_or_confirmed_entries_starts_the_chain_there() -> None:
-    chain = SiteChain()
     # The agent's oldest queued entry is 40 (older ones confirmed or trimmed): prev 0 says so.
-    assert _commit(chain, (41, 40), (40, 0)) == 41
-
-
-def test_ids_of_another_outbox_start_afresh() -> None:
-    chain = SiteChain("old", 500)
-    assert _commit(chain, (1, 0), (2, 1), epoch="new") == 2
-    assert chain.epoch == "new"
+    assert extend(0, [(41, 40), (40, 0)]) == 41
 
 
 def test_copies_and_old_entries_change_nothing() -> None:
-    chain = SiteChain("e1", 10)
-    assert not chain.committed(Position("e1", 7, 6))
-    assert chain.seq == 10
+    assert extend(10, [(7, 6), (10, 9)]) == 10
+
+
+def test_entries_committed_out_of_order_by_two_hubs_join_in_any_order() -> None:
+    # Hubs of a shared group commit alternate entries; the store holds them unordered.
+    assert extend(0, [(6, 5), (2, 1), (4, 3), (1, 0), (5, 4), (3, 2)]) == 6
 
 
 def test_positions_and_confirmations_round_trip_and_junk_is_ignored() -> None:
