@@ -12,7 +12,7 @@ import structlog
 import uvicorn
 from fastapi import Depends, FastAPI
 
-from daemon.api import routes_auth, routes_billing, routes_exchange, routes_fleet, routes_receivables
+from daemon.api import routes_auth, routes_billing, routes_exchange, routes_fleet, routes_receivables, routes_service
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.headers import install_security_headers
 from daemon.api.security import ApiContext, record_source
@@ -29,6 +29,7 @@ ROUTERS = (
     routes_billing.router,
     routes_receivables.router,
     routes_exchange.router,
+    routes_service.router,
 )
 
 

@@ -41,6 +41,7 @@ from daemon.services.metrics import Metrics
 from daemon.services.mqtt import forward_encoder
 from daemon.services.pipeline import Pipeline
 from daemon.services.readings import reading_table
+from daemon.cli.service_commands import add_service_parsers
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store
@@ -159,13 +160,17 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
     ingest.set_defaults(handler=_cmd_ingest)
 
-    add_poll_parser(sub, common)
-    add_discover_parser(sub, common)
-    add_anomaly_parsers(sub, common)
-    add_supplies_parsers(sub, common)
-    add_billing_parsers(sub, common)
-    add_user_parsers(sub, common)
-    add_backup_parsers(sub, common)
+    for add_parsers in (
+        add_poll_parser,
+        add_discover_parser,
+        add_anomaly_parsers,
+        add_supplies_parsers,
+        add_service_parsers,
+        add_billing_parsers,
+        add_user_parsers,
+        add_backup_parsers,
+    ):
+        add_parsers(sub, common)
     add_init_parser(sub)
     add_receivables_parsers(sub, common)
 
