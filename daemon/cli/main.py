@@ -28,6 +28,7 @@ from daemon.cli.billing_commands import add_billing_parsers
 from daemon.cli.command_support import open_store, print_rows
 from daemon.cli.init_command import add_init_parser
 from daemon.cli.receivables_commands import add_receivables_parsers
+from daemon.cli.service_commands import add_service_parsers
 from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.cli.supplies_commands import add_supplies_parsers
 from daemon.cli.user_commands import add_user_parsers
@@ -41,7 +42,6 @@ from daemon.services.metrics import Metrics
 from daemon.services.mqtt import forward_encoder
 from daemon.services.pipeline import Pipeline
 from daemon.services.readings import reading_table
-from daemon.cli.service_commands import add_service_parsers
 from daemon.settings import DEFAULT_CONFIG_PATHS, Settings, environment_beside, load, resolve_config_path
 from daemon.storage.engine import mask, parse_url
 from daemon.storage.repository import Store

@@ -7,8 +7,8 @@ import json
 import sys
 from dataclasses import asdict
 
-from daemon.kernel.clock import utc_now
 from daemon.cli.command_support import open_store, print_rows
+from daemon.kernel.clock import utc_now
 from daemon.services.faults import FAULT_HEADER, fault_rows, faults
 from daemon.settings import Settings
 

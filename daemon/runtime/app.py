@@ -32,12 +32,12 @@ from daemon.services.mqtt import (
     outbox_upkeep,
 )
 from daemon.services.pipeline import Pipeline
+from daemon.services.traps import trap_listener
 from daemon.settings import Settings
 from daemon.storage.audit import audit_source
 from daemon.storage.engine import mask
 from daemon.storage.lock import daemon_lock, migration_lock
 from daemon.storage.repository import Store
-from daemon.services.traps import trap_listener
 
 log = structlog.get_logger(__name__)
 

@@ -10,13 +10,13 @@ from daemon.runtime.scheduler import Job
 from daemon.services.anomaly_job import AnomalyJob
 from daemon.services.backup import make_backup
 from daemon.services.billing import queue_reminders
+from daemon.services.faults import FaultTracker
 from daemon.services.mail.outbox import deliver
 from daemon.services.metrics import Metrics
 from daemon.services.notify import notify_customers
 from daemon.services.pipeline import Pipeline
 from daemon.services.polling import PollRound
 from daemon.services.supplies import refresh_supply_alerts
-from daemon.services.faults import FaultTracker
 from daemon.settings import Settings
 from daemon.storage.repository import Store
 

@@ -23,9 +23,9 @@ from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.kernel.errors import CollectorError, DeviceTimeoutError
+from daemon.services.faults import FaultTracker
 from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
-from daemon.services.faults import FaultTracker
 from daemon.settings import Settings, SnmpV3User
 
 log = structlog.get_logger(__name__)

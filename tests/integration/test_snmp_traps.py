@@ -21,8 +21,8 @@ from pysnmp.proto.api import v1, v2c
 from structlog.testing import capture_logs
 
 from collectors.snmp.traps import PRINTER_V1_ENTERPRISE, PRINTER_V2_ALERT, decode_trap
-from daemon.runtime.app import Daemon
 from daemon.kernel.errors import PayloadError
+from daemon.runtime.app import Daemon
 from daemon.services.faults import faults
 from daemon.settings import load
 from daemon.storage.repository import Store
@@ -110,6 +110,8 @@ async def test_a_trap_polls_the_printer_at_once_and_a_stranger_is_ignored(
         with capture_logs() as logs:
             task = asyncio.create_task(daemon.run())
             await _until(logs, "trap_listener_started", 1)
+            # The round the scheduler runs at start, done before the jam: what follows is the traps' doing.
+            await _until(logs, "poll_round_done", 1)
             assert daemon.trap_port == trap_port
             _send(v2c_trap(COMMUNITY), trap_port, source="127.0.0.2")  # not a printer meterd polls
             _send(v2c_trap("guess"), trap_port)  # wrong community
@@ -130,6 +132,7 @@ async def test_a_trap_polls_the_printer_at_once_and_a_stranger_is_ignored(
     assert jam_seen_after < 10
     polled = [e for e in logs if e["event"] == "trap_polled"]
     assert [(e["sender"], e["version"]) for e in polled] == [("127.0.0.1", "2c"), ("127.0.0.1", "1")]
+    assert sum(1 for e in logs if e["event"] == "poll_round_done") == 3  # the start's round and one per trap
     async with Store.open(settings.database_url) as store:
         history = await faults(store, open_only=False)
         alerts = await faults(store, open_only=False, alerts_only=True)
