@@ -278,6 +278,17 @@ def _secret_lines(path: Path) -> list[str]:
         raise ValueError(msg) from None
 
 
+class TrapSettings(_Section):
+    """Printer-MIB alert traps (printerV2Alert, printerV1Alert): a trap from a polled device polls it at once."""
+
+    enabled: bool = False
+    host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104 - printers send from the LAN
+    port: int = Field(default=162, ge=1, le=65_535, description="UDP port (162 needs root or CAP_NET_BIND_SERVICE)")
+    communities: list[SecretStr] = Field(
+        default_factory=list, description="communities a trap must carry; none set: the polling communities"
+    )
+
+
 class SnmpSettings(_Section):
     communities: list[SecretStr] = Field(default_factory=lambda: [SecretStr("public")])
     communities_file: Path | None = Field(
@@ -289,6 +300,7 @@ class SnmpSettings(_Section):
     # A device that keeps timing out (asleep, unplugged) is tried after 1, 2, 4 … rounds, up to this.
     max_backoff_s: int = Field(default=3600, ge=0, le=86_400)
     targets: list[SnmpTarget] = Field(default_factory=list)
+    traps: TrapSettings = Field(default_factory=TrapSettings)
 
     @field_validator("targets")
     @classmethod
@@ -637,6 +649,40 @@ class SuppliesSettings(_Section):
     )
 
 
+_SERVICE_FAULTS = [
+    "jammed",
+    "doorOpen",
+    "serviceRequested",
+    "offline",
+    "inputTrayMissing",
+    "outputTrayMissing",
+    "markerSupplyMissing",
+    "outputFull",
+    "overduePreventMaint",
+    "down",
+    "jam",
+    "coverOpen",
+    "interlockOpen",
+    "subunitUnrecoverableFailure",
+    "subunitMotorFailure",
+    "markerFuserOverTemperature",
+]
+
+
+class ServiceSettings(_Section):
+    """Faults read at each poll (status, error bits, alert table) and when one becomes a service alert."""
+
+    enabled: bool = True
+    alert_after_minutes: int = Field(
+        default=15, ge=0, le=10_080, description="a service fault open this long raises one alert for its episode"
+    )
+    alert_on: list[str] = Field(
+        default_factory=lambda: list(_SERVICE_FAULTS),
+        description="faults that need a technician: error bits (jammed …), hrDeviceStatus 'down', alert codes (jam …);"
+        " the rest (noPaper, lowToner …) are informational",
+    )
+
+
 class Settings(_Section):
     site: Site = "default"
     role: Literal["standalone", "agent", "hub"] = "standalone"
@@ -655,6 +701,7 @@ class Settings(_Section):
     customers: CustomerSettings = Field(default_factory=CustomerSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     supplies: SuppliesSettings = Field(default_factory=SuppliesSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     portal: PortalSettings = Field(default_factory=PortalSettings)
 

@@ -10,6 +10,7 @@ thousands of printers cheap. Everything here returns typed readings; nothing is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Final, Self, TypeVar, cast
 import structlog
 
 from collectors.snmp import printer_mib as pm
+from collectors.snmp import status as st
 from collectors.snmp.client import SnmpClient, SnmpTarget, Value
 from collectors.snmp.mapping import DeviceAnswers, DeviceReport, TableRow, build_report, text_of
 from collectors.snmp.profiles import KEY, Catalog, CounterTable, Profile, builtin_catalog
@@ -47,6 +49,10 @@ class _Plan:
     oids: tuple[str, ...]
     made_at: float
     matched_by: str
+    # hrDeviceIndex of the printer whose status is read (None: the device answers no status).
+    status_index: str | None = None
+    # The last alert walk found a standing condition: walk again until it is gone.
+    alerts_open: bool = False
 
 
 class _Alike:
@@ -136,7 +142,16 @@ class SnmpCollector:
         report = self._report(plan.profile, answers, target, plan.matched_by)
         if report.reading.device.key != plan.device_key:
             return await self._probe(target)  # same model, other serial: a swap; re-learn it
-        return report
+        if plan.status_index is None:
+            return report
+        status = st.device_status(scalars, plan.status_index, ())
+        # The alert table is walked only when something is wrong, or was at the last walk: a healthy
+        # device stays at one GET per poll.
+        if plan.alerts_open or not status.settled:
+            alerts = st.alerts_of(await self._walk_status(target, st.ALERT_COLUMNS))
+            status = dataclasses.replace(status, alerts=alerts)
+            plan.alerts_open = any(alert.is_condition for alert in alerts)
+        return dataclasses.replace(report, status=status)
 
     async def _probe(self, target: SnmpTarget) -> DeviceReport:
         self._plans.pop(target, None)
@@ -157,6 +172,13 @@ class SnmpCollector:
         # Every table column, the profile's and the supplies', walked side by side: a few round trips in all.
         table_columns = [column for table in profile.tables for column in (*table.key_columns().values(), table.values)]
         walked = await self._client.walk_columns(target, [*dict.fromkeys(table_columns), *pm.SUPPLY_COLUMNS])
+        # Walked apart from the counters: a status table that answers with errors must cost no meter.
+        status_walk = await self._walk_status(target, [st.HR_PRINTER_STATUS, *st.ALERT_COLUMNS])
+        # The printer's row of hrPrinterTable; devices without that table (LibreNMS's Canon LBP recording
+        # answers hrDeviceStatus alone) are asked at hrDeviceIndex 1, where every recorded printer has its own.
+        status_index = next(iter(st.printer_indexes(status_walk.get(st.HR_PRINTER_STATUS, {}))), "1")
+        status_scalars = await self._client.get(target, st.status_oids(status_index))
+        scalars |= status_scalars
         tables = [_table_rows(walked, table) for table in profile.tables]
         supplies = _supply_rows(walked)
         answers = DeviceAnswers(
@@ -165,6 +187,9 @@ class SnmpCollector:
             supplies=supplies,
         )
         report = self._report(profile, answers, target, identified.rule)
+        alerts = st.alerts_of(status_walk)
+        if status_scalars:
+            report = dataclasses.replace(report, status=st.device_status(status_scalars, status_index, alerts))
         static_oids = {
             pm.SYS_DESCR,
             pm.HR_DEVICE_DESCR,
@@ -205,8 +230,18 @@ class SnmpCollector:
             oids=alike(("oids", *oids), oids),
             made_at=time.monotonic(),
             matched_by=identified.rule,
+            status_index=status_index if status_scalars else None,
+            alerts_open=any(alert.is_condition for alert in alerts),
         )
         return report
+
+    async def _walk_status(self, target: SnmpTarget, columns: Sequence[str]) -> dict[str, dict[str, Value]]:
+        """Status and alert columns; an error answer means the device has none to give (a timeout still raises)."""
+        try:
+            return await self._client.walk_columns(target, columns)
+        except ProtocolError as err:
+            log.debug("status_unreadable", address=target.address, reason=err.message)
+            return {}
 
     def _report(self, profile: Profile, answers: DeviceAnswers, target: SnmpTarget, matched_by: str) -> DeviceReport:
         return build_report(

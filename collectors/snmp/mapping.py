@@ -12,6 +12,7 @@ from collectors.snmp import printer_mib as pm
 from collectors.snmp.client import Value
 from collectors.snmp.decoders import brother_words
 from collectors.snmp.profiles import CounterBlob, Profile
+from collectors.snmp.status import DeviceStatus
 from collectors.snmp.text import display_text
 from daemon.kernel.errors import PayloadError
 from daemon.kernel.reading import MAX_COUNTER, DeviceInfo, Meter, MeterValue, Reading, Supply, Unit
@@ -50,6 +51,9 @@ class DeviceReport:
     # What could not be read, one line each ("print_mono: 1.3.6… answered an OCTET STRING"):
     # logged by the caller; the rest of the reading stands.
     problems: tuple[str, ...] = ()
+    # Status and faults as read at this poll (None: the device answers none of them). Not part of the
+    # reading: the wire format (reading-v1) has no place for it.
+    status: DeviceStatus | None = None
 
 
 def text_of(value: Value | None) -> str | None:

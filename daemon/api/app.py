@@ -19,6 +19,7 @@ from daemon.api import (
     routes_fleet,
     routes_portal,
     routes_receivables,
+    routes_service,
 )
 from daemon.api.errors import ERROR_RESPONSES, install_error_handlers
 from daemon.api.headers import install_security_headers
@@ -37,6 +38,7 @@ ROUTERS = (
     routes_receivables.router,
     routes_exchange.router,
     routes_portal.router,
+    routes_service.router,
 )
 
 

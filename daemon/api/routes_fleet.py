@@ -65,12 +65,12 @@ async def readings(
     found = await context.store.readings(device=device, since=since, until=until)
     chosen = page(found, offset, limit)
     if format == "csv":
-        return _csv(*reading_table(chosen.items), next_offset=chosen.next_offset)
+        return csv_response(*reading_table(chosen.items), next_offset=chosen.next_offset)
     items = [WireReading.model_validate(wire.encode(r)) for r in chosen.items]
     return Page[WireReading](items=items, offset=offset, limit=limit, next_offset=chosen.next_offset)
 
 
-def _csv(header: list[str], rows: list[list[str]], *, next_offset: int | None = None) -> Response:
+def csv_response(header: list[str], rows: list[list[str]], *, next_offset: int | None = None) -> Response:
     text = io.StringIO()
     write_rows(text, header, rows)  # cells a spreadsheet would run as formulas open as text
     return Response(
@@ -111,7 +111,7 @@ async def replenishment(
     wanted = ReplenishmentFilter(customer=customer, site=site, within_days=within_days)
     rows = replenishment_rows(await replenishment_list(context.store, context.settings, context.clock(), wanted))
     if format == "csv":
-        return _csv(REPLENISHMENT_HEADER, rows)
+        return csv_response(REPLENISHMENT_HEADER, rows)
     return [dict(zip(REPLENISHMENT_HEADER, row, strict=True)) for row in rows]
 
 

@@ -29,6 +29,7 @@ from daemon.cli.command_support import open_store, print_rows
 from daemon.cli.init_command import add_init_parser
 from daemon.cli.portal_commands import add_portal_parsers
 from daemon.cli.receivables_commands import add_receivables_parsers
+from daemon.cli.service_commands import add_service_parsers
 from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser
 from daemon.cli.supplies_commands import add_supplies_parsers
 from daemon.cli.user_commands import add_user_parsers
@@ -165,6 +166,7 @@ def _build_parser() -> argparse.ArgumentParser:
         add_discover_parser,
         add_anomaly_parsers,
         add_supplies_parsers,
+        add_service_parsers,
         add_billing_parsers,
         add_user_parsers,
         add_portal_parsers,

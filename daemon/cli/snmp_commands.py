@@ -18,6 +18,7 @@ from collectors.snmp.client import SnmpTarget
 from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.discovery import Found, addresses, discover
 from collectors.snmp.mapping import DeviceReport
+from collectors.snmp.status import DeviceStatus
 from collectors.snmp.usm import UsmCredentials
 from daemon.kernel.errors import CollectorError
 from daemon.services.polling import usm_credentials
@@ -223,6 +224,17 @@ async def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_ANSWERED if len(reports) == len(results) else EXIT_NO_ANSWER
 
 
+def status_line(status: DeviceStatus) -> str:
+    """The device's state as one line: status, printer status, error bits, standing alerts."""
+    parts = [f"status {status.device or 'not reported'} (printer {status.printer or 'not reported'})"]
+    if status.errors:
+        parts.append("errors: " + ", ".join(status.errors))
+    standing = [a for a in status.alerts if a.is_condition]
+    if standing:
+        parts.append("alerts: " + "; ".join(f"{a.code} {a.description}".strip() for a in standing))
+    return "  ".join(parts)
+
+
 def print_report(report: DeviceReport, out: TextIO) -> None:
     """What a technician reads on site: who answered, every meter, every supply, what went wrong."""
     reading = report.reading
@@ -244,6 +256,8 @@ def print_report(report: DeviceReport, out: TextIO) -> None:
             level = "unknown" if item.level_percent is None else f"{item.level_percent} %"
             supplies.add_row(item.name, item.kind, level)
         console.print(supplies)
+    if report.status is not None:
+        console.print(status_line(report.status))
     for problem in report.problems:
         console.print(f"[yellow]could not read[/yellow] {problem}")
     console.print()

@@ -19,7 +19,7 @@ from daemon.api.security import ApiContext
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import MeterdError
 from daemon.runtime.http import Health, OpsServer
-from daemon.runtime.jobs import build_jobs
+from daemon.runtime.jobs import build_jobs, build_poll_round
 from daemon.runtime.scheduler import Job, JobRunner, build_scheduler
 from daemon.services.accounts import accounts_for
 from daemon.services.metrics import Metrics
@@ -32,6 +32,7 @@ from daemon.services.mqtt import (
     outbox_upkeep,
 )
 from daemon.services.pipeline import Pipeline
+from daemon.services.traps import trap_listener
 from daemon.settings import Settings
 from daemon.storage.audit import audit_source
 from daemon.storage.engine import mask
@@ -63,6 +64,7 @@ class Daemon:
         self._store: Store | None = None
         self.ops_port: int | None = None
         self.api_port: int | None = None
+        self.trap_port: int | None = None
 
     def request_stop(self) -> None:
         """First call: stop taking work and let runs finish. Second call: cancel them now."""
@@ -100,7 +102,8 @@ class Daemon:
                 on_queued=forwarder.wake if forwarder else None,
             )
             collector = await stack.enter_async_context(SnmpCollector(site=settings.site))
-            jobs = build_jobs(settings, store, pipeline, self.metrics, collector)
+            poll_round = build_poll_round(settings, store, pipeline, self.metrics, collector)
+            jobs = build_jobs(settings, store, pipeline, self.metrics, collector, poll_round=poll_round)
             outbox = StoreOutbox(store, self.metrics, self._clock)
             if forwarder is not None:
                 jobs.append(
@@ -129,6 +132,9 @@ class Daemon:
                 self.api_port = await stack.enter_async_context(
                     serving(create_app(context), settings.api.host, settings.api.port)
                 )
+            if settings.snmp.traps.enabled:
+                listener = await stack.enter_async_context(trap_listener(settings, poll_round))
+                self.trap_port = listener.bound_port
             stack.enter_context(self._signal_handlers())
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._run_scheduler(jobs, runner), name="scheduler")

@@ -10,6 +10,7 @@ from daemon.runtime.scheduler import Job
 from daemon.services.anomaly_job import AnomalyJob
 from daemon.services.backup import make_backup
 from daemon.services.billing import queue_reminders
+from daemon.services.faults import FaultTracker
 from daemon.services.mail.outbox import deliver
 from daemon.services.metrics import Metrics
 from daemon.services.notify import notify_customers
@@ -22,17 +23,34 @@ from daemon.storage.repository import Store
 log = structlog.get_logger(__name__)
 
 
-def build_jobs(
+def build_poll_round(
     settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, collector: SnmpCollector
+) -> PollRound:
+    """The configured fleet's poll round, storing status changes when ``service.enabled``."""
+    faults = FaultTracker(store, settings, metrics, utc_now) if settings.service.enabled else None
+    return PollRound(settings, collector, pipeline, metrics, faults=faults)
+
+
+def build_jobs(
+    settings: Settings,
+    store: Store,
+    pipeline: Pipeline,
+    metrics: Metrics,
+    collector: SnmpCollector,
+    *,
+    poll_round: PollRound | None = None,
 ) -> list[Job]:
-    """Every job this configuration asks for: the SNMP poll round when targets are configured, and upkeep."""
+    """Every job this configuration asks for: the SNMP poll round when targets are configured, and upkeep.
+
+    ``poll_round``: the daemon's own, when something else (the trap listener) polls through it too.
+    """
 
     async def maintain_store() -> None:
         await store.maintain()
         metrics.devices.set(await store.count_devices())
 
     jobs = []
-    poll_round = PollRound(settings, collector, pipeline, metrics)
+    poll_round = poll_round or build_poll_round(settings, store, pipeline, metrics, collector)
 
     async def poll() -> None:
         await poll_round.run()

@@ -111,6 +111,28 @@ class Metrics:
         self.mail_oldest_queued = Gauge(
             "meterd_mail_oldest_queued_seconds", "Age of the oldest e-mail not sent yet (0: none).", registry=r
         )
+        # Counts per site and state, never a series per device: a 10,000-printer fleet stays a few dozen series.
+        self.devices_by_status = Gauge(
+            "meterd_devices_by_status",
+            "Devices by their last hrDeviceStatus (running, warning, down, testing, unknown), per site.",
+            ["site", "status"],
+            registry=r,
+        )
+        self.faults_open = Gauge(
+            "meterd_device_faults_open",
+            "Open device faults (error bits and standing printer alerts) by fault, per site.",
+            ["site", "fault"],
+            registry=r,
+        )
+        self.service_alerts_open = Gauge(
+            "meterd_service_alerts_open",
+            "Faults open past service.alert_after_minutes that raised a service alert, per site.",
+            ["site"],
+            registry=r,
+        )
+        self.service_alerts = Counter(
+            "meterd_service_alerts_total", "Service alerts raised (one per fault episode).", ["site"], registry=r
+        )
         self.udp_receive_errors = Counter(
             "meterd_udp_receive_errors_total",
             "UDP datagrams the kernel dropped for want of receive buffer during poll rounds (host-wide).",

@@ -23,6 +23,7 @@ from collectors.snmp.collector import SnmpCollector, poll_many
 from collectors.snmp.mapping import DeviceReport
 from collectors.snmp.usm import UsmCredentials
 from daemon.kernel.errors import CollectorError, DeviceTimeoutError
+from daemon.services.faults import FaultTracker
 from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings, SnmpV3User
@@ -107,8 +108,11 @@ class PollRound:
         pipeline: Pipeline,
         metrics: Metrics,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        faults: FaultTracker | None = None,
     ) -> None:
         planned = expand_targets(settings)
+        self._faults = faults
         self._targets = [p.target for p in planned]
         self._collector = collector
         self._pipeline = pipeline
@@ -125,7 +129,16 @@ class PollRound:
 
     async def run(self) -> None:
         now = self._monotonic()
-        due = [t for t in self._targets if self._health[t.address].next_try <= now]
+        await self._poll([t for t in self._targets if self._health[t.address].next_try <= now])
+
+    async def poll_now(self, host: str) -> bool:
+        """Poll the targets at ``host`` now, out of turn (a trap said something changed); False: none is ours."""
+        chosen = [t for t in self._targets if t.host == host]
+        if chosen:
+            await self._poll(chosen)
+        return bool(chosen)
+
+    async def _poll(self, due: list[SnmpTarget]) -> None:
         drops_before = udp_receive_errors()
         results = await poll_many(self._collector, due, concurrency=self._concurrency)
         drops = udp_receive_errors() - drops_before
@@ -141,6 +154,8 @@ class PollRound:
                 self._silent(target, result)
         if reports:
             await self._pipeline.emit([r.reading for r in reports])
+            if self._faults is not None:
+                await self._faults.record(reports)
         log.info(
             "poll_round_done",
             targets=len(self._targets),

@@ -113,6 +113,30 @@ class SupplyAlertRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
+class DeviceFault(Base):
+    """One episode of a device's state, from the poll that first saw it to the one that saw it gone.
+
+    A state is an hrDeviceStatus value, an error bit or a standing alert-table condition (issue 23).
+
+    Rows are written when a state changes, never per poll; ``alert_raised_at`` is the episode's one
+    service alert.
+    """
+
+    __tablename__ = "device_faults"
+    __table_args__ = (Index(None, "device_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # status | error | alert
+    key: Mapped[str] = mapped_column(String(160))  # the same condition from poll to poll
+    code: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(512))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    alert_raised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class DeadLetter(Base):
     """Input that could not be accepted, kept whole with the reason; the same input again is a repeat."""
 

@@ -51,7 +51,9 @@ async def _run_job_then_stop(
     """Run the daemon with one job, request a stop once the job has started; return the log events."""
     started = asyncio.Event()
 
-    def build(_settings: Settings, _store: Store, pipeline: Pipeline, _metrics: Metrics, *_: object) -> list[Job]:
+    def build(
+        _settings: Settings, _store: Store, pipeline: Pipeline, _metrics: Metrics, *_: object, **__: object
+    ) -> list[Job]:
         async def run() -> None:
             started.set()
             await body(pipeline)

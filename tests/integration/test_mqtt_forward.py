@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -127,9 +128,11 @@ def _agent_runs_once(monkeypatch: pytest.MonkeyPatch, job: Callable[[Pipeline, M
     """The next daemon started gets one more job, run at its start: ``job(pipeline, metrics)``."""
     real_build_jobs = app_module.build_jobs
 
-    def build_jobs(settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: object) -> list[Job]:
+    def build_jobs(
+        settings: Settings, store: Store, pipeline: Pipeline, metrics: Metrics, *rest: Any, **more: Any
+    ) -> list[Job]:
         return [
-            *real_build_jobs(settings, store, pipeline, metrics, *rest),
+            *real_build_jobs(settings, store, pipeline, metrics, *rest, **more),
             Job("emit", 3600, partial(job, pipeline, metrics)),
         ]
 

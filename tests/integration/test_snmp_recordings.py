@@ -174,6 +174,8 @@ def test_meterd_poll_table_names_device_meters_and_supplies(
     assert "6,711" in out
     assert "Toner (Black)" in out
     assert "86 %" in out
+    # The real walk's hrDeviceStatus 3 and error state 0100: the technician sees it on the spot.
+    assert "status warning (printer not reported)  errors: serviceRequested" in out
 
 
 def test_meterd_poll_of_a_silent_host_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:

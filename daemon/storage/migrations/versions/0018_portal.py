@@ -1,7 +1,7 @@
 """The customer portal: users who belong to a customer, single-use links, change requests, reading photos.
 
 Revision ID: 0018
-Revises: 0015 (relinked to 0017 at merge)
+Revises: 0017
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from daemon.storage.types import UTCDateTime
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@ which only a hub seeing a site's whole stream can compute. The positions committ
 hub now go to ``mqtt_committed`` and the confirmed one per site to ``mqtt_confirmed``;
 the old state rows move there.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-04
 """
 
@@ -21,8 +21,8 @@ from alembic import op
 
 from daemon.storage.types import UTCDateTime
 
-revision = "0016"
-down_revision = "0015"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
