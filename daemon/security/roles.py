@@ -4,6 +4,7 @@
 | ----------------- | ----- | ------- | ---------- | ------ |
 | self              |   x   |    x    |     x      |   x    |  own session, own API tokens
 | devices.read      |   x   |    x    |     x      |   x    |  devices, readings
+| readings.write    |   x   |    x    |     x      |        |  manual meter entry
 | anomalies.read    |   x   |    x    |     x      |   x    |
 | anomalies.review  |   x   |    x    |     x      |        |  acknowledge, resolve
 | customers.read    |   x   |    x    |     x      |   x    |  customers, sites, assignments
@@ -27,6 +28,7 @@ _EVERYONE: Final = frozenset(ROLES)
 PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "self": _EVERYONE,
     "devices.read": _EVERYONE,
+    "readings.write": frozenset({"admin", "billing", "technician"}),
     "anomalies.read": _EVERYONE,
     "anomalies.review": frozenset({"admin", "billing", "technician"}),
     "customers.read": _EVERYONE,

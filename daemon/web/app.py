@@ -26,7 +26,7 @@ from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
 from daemon.web import i18n, pages
-from daemon.web.console import IDLE, PACKAGE, SECURITY_HEADERS, Console, console_of
+from daemon.web.console import PACKAGE, SECURITY_HEADERS, Console, console_of
 from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError
 
 NOT_FOUND: Final = (AnomalyNotFoundError, InvoiceNotFoundError, CustomerNotFoundError, UserNotFoundError)
@@ -55,9 +55,9 @@ def mount_console(api: FastAPI, context: ApiContext, *, api_prefix: str) -> None
     api.router.routes.append(_BesideTheApi(create_console(context), api_prefix))
 
 
-def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
+def create_console(context: ApiContext) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.console = Console(context, idle)
+    app.state.console = Console(context, timedelta(minutes=context.settings.console.session_idle_minutes))
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
     app.include_router(pages.router)
 
