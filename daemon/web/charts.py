@@ -44,9 +44,9 @@ def _seconds(at: datetime | date) -> float:
 
 
 class _Canvas:
-    def __init__(self, points: Sequence[Point], markers: Sequence[Marker]) -> None:
+    def __init__(self, points: Sequence[Point], markers: Sequence[Marker], *, floor: int | None = None) -> None:
         moments = [_seconds(p.at) for p in points] + [_seconds(m.at) for m in markers]
-        values = [p.value for p in points if p.value is not None]
+        values = [p.value for p in points if p.value is not None] + ([] if floor is None else [floor])
         self.first, self.last = min(moments, default=0.0), max(moments, default=1.0)
         self.low, self.high = min(values, default=0), max(values, default=1)
         if self.last == self.first:
@@ -122,8 +122,7 @@ def line_chart(ident: str, title: str, summary: str, points: Sequence[Point], ma
 
 def bar_chart(ident: str, title: str, summary: str, points: Sequence[Point], markers: Sequence[Marker] = ()) -> Markup:
     """A figure per day (pages printed) as bars from zero; a day without a figure has no bar."""
-    canvas = _Canvas(points, markers)
-    canvas.low = 0
+    canvas = _Canvas(points, markers, floor=0)
     slot = (WIDTH - PAD_LEFT - PAD_RIGHT) / max(len(points), 1)
     width = max(round(slot * 0.8, 1), 1.0)
     body = [

@@ -265,8 +265,17 @@ CHART_DAYS: Final = (30, 90, 365)
 SOURCES: Final = {"snmp": N_("SNMP"), "mqtt": N_("MQTT"), "manual": N_("manual"), "file": N_("file import")}
 
 
-def meter_charts(history: DeviceHistory) -> list[tuple[str, Markup, Markup]]:
-    """Each meter's lifetime counter and pages per day, with the breaks marked: (meter, counter, pages)."""
+@dataclass(frozen=True, slots=True)
+class MeterCharts:
+    meter: str
+    counter_title: str
+    counter: Markup
+    pages_title: str
+    pages: Markup
+
+
+def meter_charts(history: DeviceHistory) -> list[MeterCharts]:
+    """Each meter's lifetime counter and pages per day, with the breaks marked."""
     _ = i18n.gettext
     drawn = []
     for index, meter in enumerate(history.meters):
@@ -286,21 +295,15 @@ def meter_charts(history: DeviceHistory) -> list[tuple[str, Markup, Markup]]:
             if first and last
             else _("No readings in this time.")
         )
+        counter_title = _("Lifetime counter: %(meter)s") % {"meter": meter.meter}
+        pages_title = _("Pages per day: %(meter)s") % {"meter": meter.meter}
         counter = charts.line_chart(
-            f"counter-{index}",
-            _("Lifetime counter: %(meter)s") % {"meter": meter.meter},
-            summary,
-            [charts.Point(d.day, d.value) for d in meter.days],
-            marks,
+            f"counter-{index}", counter_title, summary, [charts.Point(d.day, d.value) for d in meter.days], marks
         )
         pages = charts.bar_chart(
-            f"pages-{index}",
-            _("Pages per day: %(meter)s") % {"meter": meter.meter},
-            summary,
-            [charts.Point(d.day, d.pages) for d in meter.days],
-            marks,
+            f"pages-{index}", pages_title, summary, [charts.Point(d.day, d.pages) for d in meter.days], marks
         )
-        drawn.append((meter.meter, counter, pages))
+        drawn.append(MeterCharts(meter.meter, counter_title, counter, pages_title, pages))
     return drawn
 
 

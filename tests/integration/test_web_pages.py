@@ -24,7 +24,7 @@ from daemon.kernel.reading import Meter, MeterValue, Supply
 from daemon.security.secretbox import SecretBox
 from daemon.services.accounts import Accounts
 from daemon.services.anomaly_detection import detect_new
-from daemon.services.billing import bill_month
+from daemon.services.billing import bill_month, finalize_many
 from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.settings import ApiSettings, Settings
@@ -310,3 +310,26 @@ async def test_the_idle_time_is_configured_and_a_restart_neither_ends_nor_extend
         assert ended.status_code == 303  # nor given time it did not earn
         assert "10+minutes+without+use" in ended.headers["location"]
         assert (await restarted.get("/")).status_code == 303  # its token is revoked
+
+
+async def test_a_draft_a_check_blocks_is_refused_alone_and_finalised_with_an_override_reason(web: Web) -> None:
+    october = await _two_drafts(web)
+    await finalize_many(web.store, web.settings, october, actor="setup", now=web.clock(), override=None)
+    # KY1's counter fell on 1 November (an open reset that holds its readings): ACME's November draft is blocked.
+    await detect_new(AnomalyStore(web.store), DetectorSettings(), now=web.clock(), poll_interval_s=86_400)
+    await bill_month(web.store, web.settings, NOV, write=True, actor="setup", now=web.clock())
+    billing = BillingStore(web.store)
+    drafts = {d.customer: d.id for d in await billing.invoices(period=NOV, status=DRAFT)}
+    token = await web.log_in("clerk")
+    form = {"csrf": token, "period": "2026-11", "invoice": [drafts["ACME"], drafts["BETA"]]}
+    first = await web.client.post("/billing/finalize", data=form)
+    assert first.status_code == 200, first.text
+    assert f"Not finalised: draft {drafts['ACME']}" in first.text
+    assert "blocking item(s)" in first.text  # the store's own reason, beside the draft it kept back
+    assert [(await billing.invoice(drafts[c])).status for c in ("ACME", "BETA")] == [DRAFT, FINALIZED]
+    second = await web.client.post(
+        "/billing/finalize", data=form | {"invoice": [drafts["ACME"]], "override": "reset confirmed by phone"}
+    )
+    assert "Finalised: " in second.text
+    acme = await billing.invoice(drafts["ACME"])
+    assert (acme.status, acme.hold_override) == (FINALIZED, "reset confirmed by phone")
