@@ -227,9 +227,19 @@ async def today(request: Request, user: User, console: ConsoleDep) -> Response:
 # -- devices --------------------------------------------------------------------------------
 
 
+DEVICES_PAGE: Final = 100
+
+
 @router.get("/devices")
 async def devices(
-    request: Request, user: User, console: ConsoleDep, *, site: str = "", vendor: str = "", silent_days: str = ""
+    request: Request,
+    user: User,
+    console: ConsoleDep,
+    *,
+    site: str = "",
+    vendor: str = "",
+    silent_days: str = "",
+    offset: int = 0,
 ) -> Response:
     user.require("devices.read")
     store, now = console.context.store, console.context.clock()
@@ -246,11 +256,15 @@ async def devices(
     open_by_device: dict[str, int] = defaultdict(int)
     for anomaly in await AnomalyStore(store).find(status="unresolved", limit=100_000):
         open_by_device[anomaly.device] += 1
+    start = max(offset, 0)
     return console.render(
         request,
         "devices.html",
         user,
-        devices=shown,
+        devices=shown[start : start + DEVICES_PAGE],
+        total=len(shown),
+        offset=start,
+        page=DEVICES_PAGE,
         sites=sites,
         vendors=vendors,
         site=site,
