@@ -37,9 +37,9 @@ from billing.customers import parse_customer
 from billing.periods import Period
 from daemon.api.app import create_app
 from daemon.api.security import ApiContext
-from daemon.billing_service import bill_month, finalize_many
-from daemon.security.accounts import Accounts
 from daemon.security.secretbox import SecretBox
+from daemon.services.accounts import Accounts
+from daemon.services.billing import bill_month, finalize_many
 from daemon.settings import ApiSettings, Settings
 from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import DRAFT, BillingStore
