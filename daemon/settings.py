@@ -198,6 +198,14 @@ class ApiSettings(_Listening):
     )
 
 
+class ConsoleSettings(_Section):
+    """The web console served beside the API (``/``)."""
+
+    session_idle_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="a console session nobody used this long ends (kept across restarts)"
+    )
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -696,6 +704,7 @@ class Settings(_Section):
     anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     receivables: ReceivablesSettings = Field(default_factory=ReceivablesSettings)
     customers: CustomerSettings = Field(default_factory=CustomerSettings)

@@ -6,6 +6,7 @@
 | portal            |       |         |            |        |    x     |  the portal: its own customer only
 | portal.manage     |   x   |    x    |            |        |          |  invite contacts, decide change requests
 | devices.read      |   x   |    x    |     x      |   x    |          |  devices, readings
+| readings.write    |   x   |    x    |     x      |        |          |  manual meter entry
 | anomalies.read    |   x   |    x    |     x      |   x    |          |
 | anomalies.review  |   x   |    x    |     x      |        |          |  acknowledge, resolve
 | customers.read    |   x   |    x    |     x      |   x    |          |  customers, sites, assignments
@@ -36,6 +37,7 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "portal": frozenset({CUSTOMER}),
     "portal.manage": frozenset({"admin", "billing"}),
     "devices.read": _EVERYONE,
+    "readings.write": frozenset({"admin", "billing", "technician"}),
     "anomalies.read": _EVERYONE,
     "anomalies.review": frozenset({"admin", "billing", "technician"}),
     "customers.read": _EVERYONE,

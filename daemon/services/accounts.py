@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import pyotp
 import structlog
-from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from daemon.kernel.clock import Clock, utc_now
@@ -531,6 +531,25 @@ class Accounts:
         role = row.role if may_delegate(row.user_role, row.role) else row.user_role
         return Principal(row.user_id, row.login, role, row.kind, row.id, row.expires_at, row.customer_id)
 
+    async def mark_used(self, session_id: int, *, now: datetime, idle: timedelta) -> bool:
+        """Record the session's use at ``now`` if its last use is within ``idle``; False: it was idle longer.
+
+        Check and write are one statement, in the store: two requests at once, or a daemon restarted
+        in between, neither end a session early nor give it time it did not earn.
+        """
+        last = func.coalesce(SessionRow.last_used_at, SessionRow.created_at)
+        stmt = (
+            update(SessionRow)
+            .where(SessionRow.id == session_id, SessionRow.revoked_at.is_(None), last >= now - idle)
+            .values(last_used_at=now)
+        )
+
+        async def _write() -> bool:
+            async with self._store.engine.begin() as conn:
+                return (await conn.execute(stmt)).rowcount == 1
+
+        return await self._store.guard(_write(), "record a session's use")
+
     async def logout(self, principal: Principal) -> None:
         await self._revoke(principal.session_id, actor=principal.login)
 
@@ -709,6 +728,7 @@ class Accounts:
                         role=role,
                         created_at=now,
                         expires_at=expires,
+                        last_used_at=now,
                     )
                 )
                 session_id = int(result.inserted_primary_key[0])  # type: ignore[index]

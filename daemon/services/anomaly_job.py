@@ -80,6 +80,10 @@ class AnomalyJob:
         self._clock = clock
 
     async def run(self) -> None:
+        await self.detect()
+
+    async def detect(self) -> list[AnomalyRecord]:
+        """Detect, forecast, notify; returns the anomalies it created."""
         now = self._clock()
         book = await BillingStore(self._store).book()  # once a run: the knobs and the forecast both need it
         tuned = await device_tuning(self._store, book, self._settings.anomalies, now.date())
@@ -103,6 +107,7 @@ class AnomalyJob:
             )
             await self._notify(anomaly)
         await refresh_gauge(self._anomalies, self._metrics)
+        return created
 
     async def _forecast(self, now: datetime, book: Book, tuned: Mapping[str, DetectorSettings]) -> list[AnomalyRecord]:
         """Usage growing past the contract, every ``allowance_interval_h``: it reads whole cycles, so not every run."""

@@ -264,6 +264,33 @@ async def finalize_invoice(
     return final
 
 
+@dataclass(frozen=True, slots=True)
+class Finalising:
+    """What finalising one of many drafts came to: the invoice finalised, or why it was not."""
+
+    invoice_id: int
+    finalized: InvoiceRecord | None
+    refused: str | None
+
+
+async def finalize_many(
+    store: Store, settings: Settings, invoice_ids: list[int], *, actor: str, now: datetime, override: str | None
+) -> list[Finalising]:
+    """Finalise each draft in turn (numbers in the order given); one refused does not stop the others.
+
+    ``override`` is used only by a draft whose checks block it (BillingStore.finalize).
+    """
+    outcomes = []
+    for invoice_id in invoice_ids:
+        try:
+            final = await finalize_invoice(store, settings, invoice_id, actor=actor, now=now, override=override)
+        except BillingError as err:
+            outcomes.append(Finalising(invoice_id, None, str(err)))
+        else:
+            outcomes.append(Finalising(invoice_id, final, None))
+    return outcomes
+
+
 async def mail_invoice(store: Store, settings: Settings, invoice_id: int, *, now: datetime) -> int | None:
     """Queue the finalised invoice for its billing contact, PDF and UBL XML attached (once per invoice)."""
     document = await invoice_document(store, settings, invoice_id)

@@ -16,7 +16,7 @@ from daemon.kernel.errors import PayloadError, StorageError
 from daemon.kernel.reading import Reading
 from daemon.services.metrics import Metrics
 from daemon.storage.anomalies import AnomalyStore
-from daemon.storage.repository import Forward, Store, StoreOutcome
+from daemon.storage.repository import AuditNote, Forward, Store, StoreOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +43,10 @@ class Pipeline:
         self._forward = forward
         self._on_queued = on_queued
 
-    async def emit(self, readings: list[Reading]) -> StoreOutcome:
+    async def emit(self, readings: list[Reading], *, audit: AuditNote | None = None) -> StoreOutcome:
         """Store a batch of valid readings; duplicates are dropped and counted.
+
+        ``audit``: a person's entry (manual readings), written with the readings of its one source.
 
         Raises:
             StorageError: the store refused the batch; nothing of that source's part was written.
@@ -55,16 +57,16 @@ class Pipeline:
         stored = duplicates = values = 0
         elsewhere: tuple[Reading, ...] = ()
         for source, batch in by_source.items():
-            outcome = await self._store_batch(source, batch)
+            outcome = await self._store_batch(source, batch, audit)
             stored += outcome.stored
             duplicates += outcome.duplicates
             values += outcome.values
             elsewhere += outcome.elsewhere
         return StoreOutcome(stored=stored, duplicates=duplicates, values=values, elsewhere=elsewhere)
 
-    async def _store_batch(self, source: str, batch: list[Reading]) -> StoreOutcome:
+    async def _store_batch(self, source: str, batch: list[Reading], audit: AuditNote | None) -> StoreOutcome:
         try:
-            outcome = await self._store.store(batch, now=self._clock(), forward=self._forward)
+            outcome = await self._store.store(batch, now=self._clock(), forward=self._forward, audit=audit)
         except StorageError:
             self._metrics.db_errors.labels(operation="store_readings").inc()
             raise

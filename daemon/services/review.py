@@ -153,6 +153,24 @@ async def resolve(
     )
 
 
+async def dismiss_kind(
+    store: Store, device: str, kind: str, *, actor: str, reason: str, now: datetime
+) -> list[AnomalyRecord]:
+    """Dismiss every unresolved anomaly of one kind on one device as false alarms (each audited, one reason).
+
+    Raises:
+        ReviewError: none of that kind is unresolved on that device (a stale page, or someone was quicker).
+    """
+    anomalies = AnomalyStore(store)
+    matching = await anomalies.count(status="unresolved", kind=kind, device=device)
+    found = await anomalies.find(status="unresolved", kind=kind, device=device, limit=max(matching, 1))
+    if not found:
+        raise ReviewError(f"no unresolved {kind} anomaly on {device}; reload the queue")
+    return [
+        await resolve(store, a.id, action="dismiss", value=None, actor=actor, reason=reason, now=now) for a in found
+    ]
+
+
 async def _move(store: Store, anomaly: AnomalyRecord) -> dict[str, Any]:
     """An approved move: the device goes to its new site, and what it sent from there is stored.
 

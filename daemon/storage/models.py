@@ -467,6 +467,8 @@ class SessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source: Mapped[str | None] = mapped_column(String(128))
+    # The console's idle timeout counts from here (NULL: from created_at); kept in the store across restarts.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class PaymentRow(Base):

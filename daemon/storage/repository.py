@@ -15,10 +15,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from daemon.kernel.errors import DatabaseUnreachableError, StorageError
+from daemon.kernel.errors import DatabaseUnreachableError, MeterdError, StorageError
 from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading, Unit
 from daemon.storage import migrate
-from daemon.storage.audit import enforce_audit
+from daemon.storage.audit import enforce_audit, write_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
 from daemon.storage.supplies import LastLevels, SupplySort, supplies_as_of
@@ -92,6 +92,31 @@ class DeadLetterRecord:
     last_received_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class MeterPoint:
+    """One stored meter value of a device, as a chart and a readings table read it."""
+
+    meter: str
+    taken_at: datetime
+    value: int
+    source: str
+    reading_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditNote:
+    """The audit entry a person's readings are stored with (a manual entry), in the same transaction."""
+
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class DeviceNotFoundError(MeterdError):
+    """No device with that key has ever sent a reading."""
+
+
 class Store:
     """Async access to the store. Build it with :meth:`open`; the constructor does no I/O."""
 
@@ -161,20 +186,29 @@ class Store:
         await self.guard(_ping(), "reach")
 
     async def store(
-        self, readings: Sequence[Reading], *, now: datetime, forward: Forward | None = None
+        self,
+        readings: Sequence[Reading],
+        *,
+        now: datetime,
+        forward: Forward | None = None,
+        audit: AuditNote | None = None,
     ) -> StoreOutcome:
         """Write readings in one transaction; what the store already holds is skipped and counted.
 
         With ``forward`` (an agent), every newly stored reading is also queued in the outbox,
         in the same transaction: a reading is never stored without being queued, or queued
-        without being stored.
+        without being stored. With ``audit`` (a person's entry), its audit entry commits with them.
         """
         if not readings:
             return StoreOutcome()
-        return await self.guard(self._store(readings, now, forward), "store readings")
+        return await self.guard(self._store(readings, now, forward, audit), "store readings")
 
-    async def _store(self, readings: Sequence[Reading], now: datetime, forward: Forward | None) -> StoreOutcome:
+    async def _store(
+        self, readings: Sequence[Reading], now: datetime, forward: Forward | None, audit: AuditNote | None
+    ) -> StoreOutcome:
         async with self.engine.begin() as conn:
+            if audit is not None:
+                await write_audit(conn, now, audit.actor, audit.action, audit.target, audit.detail)
             sites = await self._upsert_devices(conn, readings)
             elsewhere = tuple(r for r in readings if sites.get(r.device.key, (0, None))[1] != r.site)
             if elsewhere:
@@ -472,6 +506,61 @@ class Store:
                 return [DeviceRecord(*row) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "list devices")
+
+    async def device(self, key: str) -> DeviceRecord:
+        """Raises DeviceNotFoundError."""
+
+        async def _query() -> DeviceRecord | None:
+            stmt = select(
+                Device.key,
+                Device.vendor,
+                Device.model,
+                Device.address,
+                Device.site,
+                Device.first_seen,
+                Device.last_seen,
+            ).where(Device.key == key)
+            async with self.engine.connect() as conn:
+                row = (await conn.execute(stmt)).first()
+            return None if row is None else DeviceRecord(*row)
+
+        found = await self.guard(_query(), "read a device")
+        if found is None:
+            msg = f"no device {key!r}; the devices list shows the keys (serial numbers) the store knows"
+            raise DeviceNotFoundError(msg)
+        return found
+
+    async def meter_points(self, device: str, *, since: datetime, until: datetime) -> list[MeterPoint]:
+        """Every meter value of ``device`` taken in [since, until), oldest first (the device-meter-time index)."""
+
+        async def _query() -> list[MeterPoint]:
+            stmt = (
+                select(
+                    ReadingRow.meter, ReadingRow.taken_at, ReadingRow.value, ReadingRow.source, ReadingRow.reading_id
+                )
+                .join(Device, Device.id == ReadingRow.device_id)
+                .where(Device.key == device, ReadingRow.taken_at >= since, ReadingRow.taken_at < until)
+                .order_by(ReadingRow.taken_at, ReadingRow.meter)
+            )
+            async with self.engine.connect() as conn:
+                return [MeterPoint(*row) for row in await conn.execute(stmt)]
+
+        return await self.guard(_query(), "read a device's meters")
+
+    async def device_meters(self, key: str) -> set[str]:
+        """The meters ``key`` has ever reported."""
+
+        async def _query() -> set[str]:
+            stmt = (
+                select(ReadingRow.meter)
+                .join(Device, Device.id == ReadingRow.device_id)
+                .where(Device.key == key)
+                .distinct()
+            )
+            async with self.engine.connect() as conn:
+                return set((await conn.execute(stmt)).scalars())
+
+        return await self.guard(_query(), "read a device's meters")
 
     async def count_devices(self) -> int:
         async def _query() -> int:

@@ -28,7 +28,7 @@ from daemon.storage.audit import audit_source
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
 from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
 from daemon.web import i18n, pages
-from daemon.web.console import IDLE, PACKAGE, SECURITY_HEADERS, Console, console_of
+from daemon.web.console import PACKAGE, SECURITY_HEADERS, Console, console_of
 from daemon.web.portal import pages as portal_pages
 from daemon.web.portal import staff as portal_staff
 from daemon.web.session import LANGUAGE_COOKIE, CsrfError, ForbiddenError, LoginRequiredError, Sessions
@@ -66,9 +66,9 @@ def mount_console(api: FastAPI, context: ApiContext, *, api_prefix: str) -> None
     api.router.routes.append(_BesideTheApi(create_console(context), api_prefix))
 
 
-def create_console(context: ApiContext, *, idle: timedelta = IDLE) -> FastAPI:
+def create_console(context: ApiContext) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.console = console = Console(context, idle)
+    app.state.console = console = Console(context, timedelta(minutes=context.settings.console.session_idle_minutes))
     portal_idle = timedelta(minutes=context.settings.portal.session_idle_minutes)
     portal_sessions = Sessions(
         context.accounts, context.clock, portal_idle, cookie=portal_pages.PORTAL_COOKIE, customers=True

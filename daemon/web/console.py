@@ -16,7 +16,6 @@ from daemon.api.security import ApiContext
 from daemon.web import i18n
 from daemon.web.session import Sessions, WebUser
 
-IDLE: Final = timedelta(minutes=30)
 PACKAGE: Final = Path(str(files("daemon.web")))
 # No inline script anywhere, no other origin: what a page runs is a file this package ships.
 CSP: Final = (

@@ -6,13 +6,14 @@ import asyncio
 import io
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
+from markupsafe import Markup
 from starlette.datastructures import FormData
 
 from billing.anomalies import Kind
@@ -23,8 +24,16 @@ from billing.invoicing import BillingError
 from billing.periods import Period, add_months
 from billing.receivables import Standing
 from daemon.services.accounts import AuthenticationError
-from daemon.services.billing import bill_month, finalize_invoice, invoice_document
-from daemon.services.review import ACTIONS, resolve
+from daemon.services.billing import (
+    Finalising,
+    bill_month,
+    finalize_invoice,
+    finalize_many,
+    invoice_document,
+    void_invoice,
+)
+from daemon.services.device_history import DROP, DeviceHistory, device_history, enter_manual_reading
+from daemon.services.review import ACTIONS, dismiss_kind, resolve
 from daemon.services.supplies import (
     REPLENISHMENT_HEADER,
     ReplenishmentFilter,
@@ -37,7 +46,7 @@ from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.billing import DRAFT, BillingStore
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.supplies import SupplyStore
-from daemon.web import i18n
+from daemon.web import charts, i18n
 from daemon.web.console import Console, console_of
 from daemon.web.session import LANGUAGE_COOKIE, PRE_LOGIN_COOKIE, WebUser
 
@@ -61,6 +70,8 @@ TRANSLATED_WORDS: Final = (
     N_("draft"),
     N_("finalized"),
     N_("voided"),
+    N_("wrap"),
+    N_("counter went back"),
 )
 # What each review action does, in one sentence each (shown beside the buttons, translated).
 ACTION_MEANING: Final = {
@@ -221,9 +232,19 @@ async def today(request: Request, user: User, console: ConsoleDep) -> Response:
 # -- devices --------------------------------------------------------------------------------
 
 
+DEVICES_PAGE: Final = 100
+
+
 @router.get("/devices")
 async def devices(
-    request: Request, user: User, console: ConsoleDep, *, site: str = "", vendor: str = "", silent_days: str = ""
+    request: Request,
+    user: User,
+    console: ConsoleDep,
+    *,
+    site: str = "",
+    vendor: str = "",
+    silent_days: str = "",
+    offset: int = 0,
 ) -> Response:
     user.require("devices.read")
     store, now = console.context.store, console.context.clock()
@@ -240,11 +261,15 @@ async def devices(
     open_by_device: dict[str, int] = defaultdict(int)
     for anomaly in await AnomalyStore(store).find(status="unresolved", limit=100_000):
         open_by_device[anomaly.device] += 1
+    start = max(offset, 0)
     return console.render(
         request,
         "devices.html",
         user,
-        devices=shown,
+        devices=shown[start : start + DEVICES_PAGE],
+        total=len(shown),
+        offset=start,
+        page=DEVICES_PAGE,
         sites=sites,
         vendors=vendors,
         site=site,
@@ -252,6 +277,95 @@ async def devices(
         silent_days=silent_days,
         open_anomalies=open_by_device,
     )
+
+
+CHART_DAYS: Final = (30, 90, 365)
+# Where a reading came from, as the readings table names it.
+SOURCES: Final = {"snmp": N_("SNMP"), "mqtt": N_("MQTT"), "manual": N_("manual"), "file": N_("file import")}
+
+
+@dataclass(frozen=True, slots=True)
+class MeterCharts:
+    meter: str
+    counter_title: str
+    counter: Markup
+    pages_title: str
+    pages: Markup
+
+
+def meter_charts(history: DeviceHistory) -> list[MeterCharts]:
+    """Each meter's lifetime counter and pages per day, with the breaks marked."""
+    _ = i18n.gettext
+    drawn = []
+    for index, meter in enumerate(history.meters):
+        marks = [
+            charts.Marker(m.day, _("counter went back") if m.kind == DROP else f"{_(m.kind)} #{m.anomaly_id}")
+            for m in meter.marks
+        ]
+        first, last = (meter.days[0], meter.days[-1]) if meter.days else (None, None)
+        summary = (
+            _("From %(start)s to %(end)s the counter went from %(first)s to %(last)s.")
+            % {
+                "start": i18n.day(first.day),
+                "end": i18n.day(last.day),
+                "first": i18n.number(first.value),
+                "last": i18n.number(last.value),
+            }
+            if first and last
+            else _("No readings in this time.")
+        )
+        counter_title = _("Lifetime counter: %(meter)s") % {"meter": meter.meter}
+        pages_title = _("Pages per day: %(meter)s") % {"meter": meter.meter}
+        counter = charts.line_chart(
+            f"counter-{index}", counter_title, summary, [charts.Point(d.day, d.value) for d in meter.days], marks
+        )
+        pages = charts.bar_chart(
+            f"pages-{index}", pages_title, summary, [charts.Point(d.day, d.pages) for d in meter.days], marks
+        )
+        drawn.append(MeterCharts(meter.meter, counter_title, counter, pages_title, pages))
+    return drawn
+
+
+@router.get("/devices/{key}")
+async def device_page(request: Request, key: str, user: User, console: ConsoleDep, days: int = 90) -> Response:
+    user.require("devices.read")
+    shown = days if days in CHART_DAYS else 90
+    history = await device_history(console.context.store, key, now=console.context.clock(), days=shown)
+    return console.render(
+        request,
+        "device.html",
+        user,
+        history=history,
+        charts=meter_charts(history),
+        days=shown,
+        choices=CHART_DAYS,
+        sources=SOURCES,
+        now=console.context.clock().strftime("%Y-%m-%dT%H:%M"),
+    )
+
+
+@router.post("/devices/{key}/readings")
+async def manual_reading(key: str, user: User, console: ConsoleDep, form: Form) -> Response:
+    user.require("readings.write")
+    raw_value, raw_at = _text(form, "value"), _text(form, "taken_at")
+    try:
+        value = int(raw_value)
+        taken_at = datetime.fromisoformat(raw_at).replace(tzinfo=UTC)
+    except ValueError as err:
+        msg = f"value {raw_value!r} and time {raw_at!r}: a whole number of pages and a time such as 2026-12-01T09:30"
+        raise BillingError(msg) from err
+    await enter_manual_reading(
+        console.context.store,
+        console.context.settings,
+        key,
+        meter=_text(form, "meter"),
+        value=value,
+        taken_at=taken_at,
+        entered_by=_text(form, "entered_by"),
+        actor=user.principal.login,
+        clock=console.context.clock,
+    )
+    return _see(f"/devices/{quote(key, safe='')}")
 
 
 # -- supplies --------------------------------------------------------------------------------
@@ -307,12 +421,62 @@ async def supplies_csv(
 
 # -- anomaly review --------------------------------------------------------------------------
 
+QUEUE_PAGE: Final = 25
+
+
+def evidence_chart(anomaly_id: int, around: list[dict[str, object]]) -> Markup:
+    """The series around a suspect point: the held readings highlighted."""
+    _ = i18n.gettext
+    points = [
+        charts.Point(r["taken_at"], int(r["value"]), highlight=bool(r["held"]))  # type: ignore[arg-type,call-overload]
+        for r in around
+    ]
+    summary = _("%(count)s readings around the suspect point; the held ones are marked.") % {
+        "count": i18n.number(len(points))
+    }
+    return charts.line_chart(f"evidence-{anomaly_id}", _("Counter around the suspect point"), summary, points)
+
 
 @router.get("/anomalies")
-async def anomaly_queue(request: Request, user: User, console: ConsoleDep) -> Response:
+async def anomaly_queue(request: Request, user: User, console: ConsoleDep, offset: int = 0) -> Response:
     user.require("anomalies.read")
-    queue = await AnomalyStore(console.context.store).find(status="unresolved", limit=200)
-    return console.render(request, "anomalies.html", user, queue=queue, actions=list(ACTIONS), meanings=ACTION_MEANING)
+    anomalies = AnomalyStore(console.context.store)
+    start = max(offset, 0)
+    total = await anomalies.count(status="unresolved")
+    queue = await anomalies.find(status="unresolved", limit=QUEUE_PAGE, offset=start)
+    evidence = {a.id: evidence_chart(a.id, await anomalies.readings_around(a)) for a in queue if a.holds or a.meter}
+    same_kind: dict[tuple[str, str], int] = defaultdict(int)
+    for anomaly in queue:
+        same_kind[(anomaly.device, anomaly.kind)] += 1
+    return console.render(
+        request,
+        "anomalies.html",
+        user,
+        queue=queue,
+        actions=list(ACTIONS),
+        meanings=ACTION_MEANING,
+        evidence=evidence,
+        same_kind={
+            pair: await anomalies.count(status="unresolved", kind=pair[1], device=pair[0]) for pair in same_kind
+        },
+        offset=start,
+        total=total,
+        page=QUEUE_PAGE,
+    )
+
+
+@router.post("/anomalies/dismiss")
+async def dismiss_all_of_kind(user: User, console: ConsoleDep, form: Form) -> Response:
+    user.require("anomalies.review")
+    await dismiss_kind(
+        console.context.store,
+        _text(form, "device"),
+        _text(form, "kind"),
+        actor=user.principal.login,
+        reason=_text(form, "reason"),
+        now=console.context.clock(),
+    )
+    return _see("/anomalies")
 
 
 @router.post("/anomalies/{anomaly_id}/resolve")
@@ -344,14 +508,21 @@ def _last_month(today: date) -> str:
 @router.get("/billing")
 async def billing_run(request: Request, user: User, console: ConsoleDep, period: str = "") -> Response:
     user.require("invoices.read")
+    return await _billing_page(request, user, console, period or _last_month(console.context.clock().date()))
+
+
+async def _billing_page(
+    request: Request, user: WebUser, console: Console, label: str, *, outcomes: list[Finalising] | None = None
+) -> Response:
     context = console.context
-    label = period or _last_month(context.clock().date())
     month = Period.parse_month(label)
     preview = await bill_month(
         context.store, context.settings, month, write=False, actor=user.principal.login, now=context.clock()
     )
     drafts = await BillingStore(context.store).invoices(period=month, status=DRAFT)
-    return console.render(request, "billing.html", user, period=label, preview=preview, drafts=drafts)
+    return console.render(
+        request, "billing.html", user, period=label, preview=preview, drafts=drafts, outcomes=outcomes, bulk=True
+    )
 
 
 @router.post("/billing/run")
@@ -383,6 +554,40 @@ async def finalize(invoice_id: Id, user: User, console: ConsoleDep, form: Form) 
         override=_text(form, "override", required=False) or None,
     )
     return _see(f"/invoices/{invoice_id}")
+
+
+@router.post("/billing/finalize")
+async def finalize_selected(request: Request, user: User, console: ConsoleDep, form: Form) -> Response:
+    user.require("invoices.write")
+    context = console.context
+    label = _text(form, "period")
+    chosen = [int(v) for v in form.getlist("invoice") if isinstance(v, str) and v.isdigit()]
+    if not chosen:
+        raise BillingError("no draft chosen: tick the drafts to finalise, then send the form again")
+    outcomes = await finalize_many(
+        context.store,
+        context.settings,
+        chosen,
+        actor=user.principal.login,
+        now=context.clock(),
+        override=_text(form, "override", required=False) or None,
+    )
+    return await _billing_page(request, user, console, label, outcomes=outcomes)
+
+
+@router.post("/invoices/{invoice_id}/void")
+async def void(invoice_id: Id, user: User, console: ConsoleDep, form: Form) -> Response:
+    user.require("invoices.write")
+    context = console.context
+    credit = await void_invoice(
+        context.store,
+        context.settings,
+        invoice_id,
+        reason=_text(form, "reason"),
+        actor=user.principal.login,
+        now=context.clock(),
+    )
+    return _see(f"/invoices/{credit.id}")
 
 
 # -- invoices --------------------------------------------------------------------------------

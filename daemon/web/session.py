@@ -2,8 +2,9 @@
 
 The cookie holds a session token from :meth:`Accounts.login`, so lock-out, second factors,
 expiry and revocation are the API's own. On top, the console ends a session nobody has used
-for ``idle`` (revoking its token, audited): the last-use times live in this process, so a
-restarted daemon asks everyone to log in again, which errs on the safe side.
+for ``idle`` (``console.session_idle_minutes``; revoking its token, audited). The last use is
+kept in the store with the session, so a restarted daemon neither logs anyone out early nor
+lets a session outlive its idle time.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
 from fastapi import Request
@@ -79,7 +80,6 @@ class Sessions:
         self.cookie = cookie
         self._customers = customers
         self._key = secrets.token_bytes(32)
-        self._last_use: dict[int, datetime] = {}
 
     def csrf_for(self, binding: str) -> str:
         return hmac.new(self._key, binding.encode(), hashlib.sha256).hexdigest()
@@ -110,14 +110,10 @@ class Sessions:
             raise LoginRequiredError(str(err)) from err
         if (principal.role == CUSTOMER) != self._customers:
             raise LoginRequiredError(self._wrong_door)
-        now = self._clock()
-        last = self._last_use.get(principal.session_id)
-        if last is None or now - last > self._idle:
-            self._last_use.pop(principal.session_id, None)
+        if not await self._accounts.mark_used(principal.session_id, now=self._clock(), idle=self._idle):
             await self._accounts.logout(principal)
             minutes = int(self._idle.total_seconds() // 60)
             raise LoginRequiredError(f"your session ended after {minutes} minutes without use; log in again")
-        self._last_use[principal.session_id] = now
         return WebUser(principal, self.csrf_for(token))
 
     async def start(self, response: Response, request: Request, login: str, password: str, code: str) -> None:
@@ -126,10 +122,6 @@ class Sessions:
         if (principal.role == CUSTOMER) != self._customers:
             await self._accounts.logout(principal)
             raise AuthenticationError("wrong_door", self._wrong_door)
-        now = self._clock()
-        # Forget sessions idle past the limit (they are over whatever happens), so the table does not grow.
-        self._last_use = {sid: last for sid, last in self._last_use.items() if now - last <= self._idle}
-        self._last_use[principal.session_id] = now
         response.set_cookie(
             self.cookie,
             issued.token,
@@ -141,7 +133,6 @@ class Sessions:
         response.delete_cookie(PRE_LOGIN_COOKIE, path="/")
 
     async def end(self, response: Response, user: WebUser) -> None:
-        self._last_use.pop(user.principal.session_id, None)
         await self._accounts.logout(user.principal)
         response.delete_cookie(self.cookie, path="/")
 
