@@ -7,6 +7,8 @@
   latest (numbers and dates run in the same order); it is due ``payment_terms_days`` later.
 - Only a finalised invoice is voided. It keeps its number; a credit note of the next number
   of the credit-note series carries its lines and totals negated, due on its issue date.
+- A month's draft is redrawn on every billing run until it is finalised; then the month is
+  left alone (late reads go to the next). A payer's months are billed in order.
 - Nothing leaves the voided state: a voided invoice is neither finalised nor voided again.
 
 Pure functions: the store loads an :class:`Invoice` and the series' position, calls these,
@@ -90,6 +92,21 @@ class Voided:
     credit_note: Invoice  # id 0 until stored
     number: Number
     series: Series
+
+
+def check_month_order(payer: str, earlier_draft: date | None, month: Period) -> None:
+    """Refuse a draft while the payer still has a draft for an earlier month (months are billed in order)."""
+    if earlier_draft is not None:
+        msg = (
+            f"customer {payer} still has a draft for {earlier_draft:%Y-%m}; finalise or void it before billing "
+            f"{month.label} (months are billed in order)"
+        )
+        raise BillingError(msg)
+
+
+def replaces_stored(status: str | None) -> bool:
+    """Whether a new draft takes the place of the month's stored invoice: only a draft is redrawn."""
+    return status is None or status == DRAFT
 
 
 def number_text(series: str, number: int, digits: int) -> str:

@@ -38,7 +38,9 @@ from billing.lifecycle import (
     Invoice,
     InvoiceStateError,
     Series,
+    check_month_order,
     finalise,
+    replaces_stored,
     void,
 )
 from billing.periods import Period
@@ -921,15 +923,10 @@ async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now
             )
         )
     ).scalar()
-    if earlier is not None:
-        msg = (
-            f"customer {draft.payer} still has a draft for {earlier:%Y-%m}; finalise or void it before billing "
-            f"{draft.month.label} (months are billed in order)"
-        )
-        raise BillingError(msg)
+    check_month_order(draft.payer, earlier, draft.month)
     live_key = f"{customer_id}:{draft.month.start.isoformat()}"
     row = (await conn.execute(select(InvoiceRow.id, InvoiceRow.status).where(InvoiceRow.live_key == live_key))).first()
-    if row is not None and row.status != DRAFT:
+    if not replaces_stored(row.status if row is not None else None):
         return SavedDraft(None, draft, replaced=False)
     sums = draft.totals
     values = {"currency": draft.currency, "net": sums.net, "tax": sums.tax, "total": sums.total, "updated_at": now}

@@ -21,7 +21,9 @@ from billing.lifecycle import (
     InvoiceStateError,
     Series,
     check_issue_window,
+    check_month_order,
     finalise,
+    replaces_stored,
     take_number,
     void,
 )
@@ -164,6 +166,15 @@ def test_a_credit_note_is_not_held_to_its_series_date_order() -> None:
 def test_only_a_finalised_invoice_is_voided(status: str, kind: str) -> None:
     with pytest.raises(InvoiceStateError, match=f"invoice 7 is a {status} {kind}; only finalised invoices are voided"):
         void(draft(line("1.00"), status=status, kind=kind), Series("CN", 4), issue_date=ISSUED, reason="r", actor="b")
+
+
+def test_months_are_billed_in_order_and_only_a_draft_is_redrawn() -> None:
+    check_month_order("ACME", None, OCTOBER)
+    with pytest.raises(
+        BillingError, match=r"ACME still has a draft for 2026-09; finalise or void it before billing 2026-10"
+    ):
+        check_month_order("ACME", date(2026, 9, 1), OCTOBER)
+    assert [replaces_stored(status) for status in (None, DRAFT, FINALIZED, VOIDED)] == [True, True, False, False]
 
 
 # -- properties -------------------------------------------------------------------------------
