@@ -155,7 +155,7 @@ async def measure_usage(
     return period_usage(
         reads,
         by_id[["device", "meter", "start", "end"]],
-        held=await billing.held_rows(),
+        held=set(await billing.held_readings()),
         rules=rules,
         restarts=await billing.restarts(),
     )

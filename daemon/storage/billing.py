@@ -341,10 +341,14 @@ class BillingStore:
 
         return await self._store.guard(_query(), "read devices")
 
-    async def held_rows(self) -> set[int]:
-        """Reading rows usage must leave out (same rule as AnomalyStore.held_reading_ids, by row)."""
+    async def held_readings(self) -> dict[int, str]:
+        """Readings usage must leave out, reading row -> reading id: the one held-readings rule.
+
+        Held: readings of an anomaly still open that holds them, and readings a resolution
+        left out for good (replaced by a manual reading).
+        """
         stmt = (
-            select(ReadingRow.id)
+            select(ReadingRow.id, ReadingRow.reading_id)
             .join(AnomalyReading, AnomalyReading.reading_id == ReadingRow.reading_id)
             .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
             .where(
@@ -353,9 +357,9 @@ class BillingStore:
             )
         )
 
-        async def _query() -> set[int]:
+        async def _query() -> dict[int, str]:
             async with self._store.engine.connect() as conn:
-                return set((await conn.execute(stmt)).scalars())
+                return {int(row_id): reading_id for row_id, reading_id in await conn.execute(stmt)}
 
         return await self._store.guard(_query(), "read held readings")
 
