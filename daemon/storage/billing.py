@@ -37,6 +37,7 @@ from billing.lifecycle import (
     VOIDED,
     Invoice,
     InvoiceStateError,
+    Number,
     Series,
     check_month_order,
     finalise,
@@ -533,17 +534,8 @@ class BillingStore:
                     update(InvoiceRow)
                     .where(InvoiceRow.id == invoice_id)
                     .values(
-                        status=final.status,
-                        series=done.number.series,
-                        number=done.number.value,
-                        number_text=final.number,
-                        issue_date=final.issue_date,
-                        due_date=final.due_date,
-                        snapshot=json.dumps(final.snapshot, default=str),
-                        finalized_at=now,
-                        finalized_by=final.finalized_by,
-                        hold_override=final.hold_override,
-                        updated_at=now,
+                        _numbered(final, done.number, now)
+                        | {"snapshot": json.dumps(final.snapshot, default=str), "hold_override": final.hold_override}
                     )
                 )
                 await write_audit(
@@ -591,27 +583,21 @@ class BillingStore:
                 credit = done.credit_note
                 result = await conn.execute(
                     insert(InvoiceRow).values(
-                        kind=credit.kind,
-                        status=credit.status,
-                        customer_id=row.customer_id,
-                        period_start=credit.period.start,
-                        period_end=credit.period.end,
-                        live_key=None,
-                        currency=credit.currency,
-                        net=credit.net,
-                        tax=credit.tax,
-                        total=credit.total,
-                        series=done.number.series,
-                        number=done.number.value,
-                        number_text=credit.number,
-                        issue_date=credit.issue_date,
-                        due_date=credit.due_date,
-                        snapshot=row.snapshot,  # the voided invoice's, as frozen
-                        credited_invoice_id=credit.credited_invoice_id,
-                        created_at=now,
-                        updated_at=now,
-                        finalized_at=now,
-                        finalized_by=credit.finalized_by,
+                        _numbered(credit, done.number, now)
+                        | {
+                            "kind": credit.kind,
+                            "customer_id": row.customer_id,
+                            "period_start": credit.period.start,
+                            "period_end": credit.period.end,
+                            "live_key": None,
+                            "currency": credit.currency,
+                            "net": credit.net,
+                            "tax": credit.tax,
+                            "total": credit.total,
+                            "snapshot": row.snapshot,  # the voided invoice's, as frozen
+                            "credited_invoice_id": credit.credited_invoice_id,
+                            "created_at": now,
+                        }
                     )
                 )
                 credit_id = int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -1053,6 +1039,21 @@ async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_li
         )
         for inv in rows
     ]
+
+
+def _numbered(document: Invoice, number: Number, now: datetime) -> dict[str, Any]:
+    """The columns a finalised document (invoice or credit note) sets with its number."""
+    return {
+        "status": document.status,
+        "series": number.series,
+        "number": number.value,
+        "number_text": document.number,
+        "issue_date": document.issue_date,
+        "due_date": document.due_date,
+        "finalized_at": now,
+        "finalized_by": document.finalized_by,
+        "updated_at": now,
+    }
 
 
 async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> tuple[Any, Invoice]:
