@@ -28,7 +28,7 @@ from billing.lifecycle import (
     void,
 )
 from billing.periods import Period
-from daemon.errors import MeterdError
+from daemon.kernel.errors import MeterdError
 
 OCTOBER = Period(date(2026, 10, 1), date(2026, 11, 1))
 ISSUED = date(2026, 11, 3)
