@@ -14,6 +14,7 @@ from billing.contracts import ContractError
 from billing.customers import CustomerError
 from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
+from billing.lifecycle import InvoiceStateError
 from billing.periods import PeriodError
 from daemon.api.expensive import RateLimitedError
 from daemon.kernel.errors import MeterdError, StorageError
@@ -22,7 +23,7 @@ from daemon.services.accounts import AccountError, AuthenticationError, UserExis
 from daemon.services.exchange import RowProblemsError
 from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
-from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError
 
 
 class ErrorDetail(BaseModel):

@@ -32,13 +32,13 @@ from billing.invoicing import (
     usage_jobs,
     usage_requests,
 )
-from billing.lifecycle import check_issue_window
+from billing.lifecycle import CREDIT_NOTE, VOIDED, check_issue_window
 from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
 from daemon.services.mail.outbox import cancel as cancel_mail
 from daemon.services.mail.outbox import queue as queue_mail
 from daemon.settings import BillingSettings, Settings
-from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
+from daemon.storage.billing import BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
 from daemon.storage.receivables import QUEUED as REMINDER_QUEUED
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store

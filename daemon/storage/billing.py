@@ -30,13 +30,10 @@ from billing.invoicing import (
     unsupplied_meters,
 )
 from billing.lifecycle import (
-    CREDIT_NOTE,
     DRAFT,
     FINALIZED,
     INVOICE,
-    VOIDED,
     Invoice,
-    InvoiceStateError,
     Number,
     Series,
     check_month_order,
@@ -64,17 +61,7 @@ from daemon.storage.models import (
 )
 from daemon.storage.repository import Store
 
-# The life cycle's names, importable from here as before: the rules are billing.lifecycle's.
-InvoiceRecord: TypeAlias = Invoice
-__all__ = [
-    "CREDIT_NOTE",
-    "DRAFT",
-    "FINALIZED",
-    "INVOICE",
-    "VOIDED",
-    "InvoiceRecord",
-    "InvoiceStateError",
-]
+InvoiceRecord: TypeAlias = Invoice  # what the store reads back: the life cycle's Invoice
 
 
 class InvoiceNotFoundError(BillingError):

@@ -18,13 +18,14 @@ from billing.anomalies import Kind
 from billing.documents.pdf import to_pdf
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError
+from billing.lifecycle import DRAFT
 from billing.periods import Period, add_months
 from billing.receivables import aging
 from daemon.services.accounts import AuthenticationError
 from daemon.services.billing import bill_month, finalize_invoice, invoice_document
 from daemon.services.review import ACTIONS, resolve
 from daemon.storage.anomalies import AnomalyStore
-from daemon.storage.billing import DRAFT, BillingStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.receivables import ReceivablesStore
 from daemon.web import i18n
 from daemon.web.console import Console, console_of
