@@ -10,7 +10,7 @@ open amount once its due date has passed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -168,6 +168,38 @@ class Standing:
     overdue: Decimal
     overdue_since: date | None  # the earliest due date (invoice or instalment) still unpaid
     days_overdue: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgeBucket:
+    """Overdue invoices whose days overdue fall in [low, high] (``high`` None: no upper end)."""
+
+    label: str  # "0-30" (with an en dash) up to "90+"
+    low: int
+    high: int | None
+    invoices: int
+    overdue: dict[str, Decimal]  # currency -> amount
+
+
+AGE_BUCKETS: Final = ((0, 30), (31, 60), (61, 90), (91, None))
+
+
+def aging(standings: Iterable[Standing], bounds: Sequence[tuple[int, int | None]] = AGE_BUCKETS) -> list[AgeBucket]:
+    """Overdue money by days overdue (0-30, 31-60, 61-90, 90+), per currency, every bucket listed.
+
+    A grouping of the standings' own figures (``Standing.overdue``); nothing is recomputed.
+    An invoice with nothing overdue is in no bucket.
+    """
+    late = [s for s in standings if s.overdue > 0]
+    buckets = []
+    for low, high in bounds:
+        inside = [s for s in late if low <= s.days_overdue and (high is None or s.days_overdue <= high)]
+        sums: dict[str, Decimal] = {}
+        for one in inside:
+            sums[one.currency] = sums.get(one.currency, ZERO) + one.overdue
+        label = f"{low}\N{EN DASH}{high}" if high is not None else f"{low - 1}+"
+        buckets.append(AgeBucket(label, low, high, len(inside), dict(sorted(sums.items()))))
+    return buckets
 
 
 def split(amount: Decimal, parts: int, first_due: date, every_days: int, currency: str) -> list[Instalment]:

@@ -14,6 +14,7 @@ from billing.contracts import ContractError
 from billing.customers import CustomerError
 from billing.exchange import ExchangeError
 from billing.invoicing import BillingError
+from billing.lifecycle import InvoiceStateError
 from billing.periods import PeriodError
 from daemon.api.expensive import RateLimitedError
 from daemon.kernel.errors import MeterdError, StorageError
@@ -23,7 +24,7 @@ from daemon.services.exchange import RowProblemsError
 from daemon.services.portal import DeviceNotFoundError, PortalError
 from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
-from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError
 from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
 
 

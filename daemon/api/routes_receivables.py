@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from billing.receivables import Instalment, Standing
+from billing.receivables import AgeBucket, Instalment, Standing, aging
 from daemon.api.paging import Limit, Offset, Page, page
 from daemon.api.security import Context, requires
 from daemon.services.accounts import Principal
@@ -35,6 +35,13 @@ async def receivables(
 ) -> Page[Standing]:
     found = await ReceivablesStore(context.store).standings(as_of=as_of or context.clock().date())
     return page([s for s in found if s.overdue > 0 or not overdue], offset, limit)
+
+
+@router.get("/receivables/aging", summary="overdue money by days overdue (0-30, 31-60, 61-90, 90+), per currency")
+async def receivables_aging(
+    *, _who: Reader, context: Context, as_of: Annotated[date | None, Query(description="default: today (UTC)")] = None
+) -> list[AgeBucket]:
+    return aging(await ReceivablesStore(context.store).standings(as_of=as_of or context.clock().date()))
 
 
 class PaymentIn(BaseModel):

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
+from billing.receivables import aging
 from daemon.cli.command_support import default_user, open_store, print_rows
 from daemon.kernel.clock import utc_now
 from daemon.services.billing import queue_reminders
@@ -27,6 +28,10 @@ def add_receivables_parsers(
     listing.add_argument("--overdue", action="store_true", help="only those with money past due")
     listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
     listing.set_defaults(handler=cmd_list)
+    ages = receivables.add_parser("aging", parents=[common], help="overdue money by days overdue, per currency")
+    ages.add_argument("--as-of", type=date.fromisoformat, metavar="DATE", help="default: today (UTC)")
+    ages.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ages.set_defaults(handler=cmd_aging)
     pay = receivables.add_parser("pay", parents=[common], help="record a payment against an invoice")
     pay.add_argument("invoice", type=int, metavar="INVOICE_ID")
     pay.add_argument("--amount", required=True, type=_amount)
@@ -96,6 +101,22 @@ async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         rows,
         title=f"{len(rows)} invoice(s) with money open on {as_of}",
     )
+    return 0
+
+
+async def cmd_aging(args: argparse.Namespace, settings: Settings) -> int:
+    as_of = args.as_of or utc_now().date()
+    async with open_store(settings) as store:
+        buckets = aging(await ReceivablesStore(store).standings(as_of=as_of))
+    if args.format == "json":
+        json.dump([asdict(b) for b in buckets], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    rows = [
+        [b.label, str(b.invoices), ", ".join(f"{amount} {currency}" for currency, amount in b.overdue.items()) or "-"]
+        for b in buckets
+    ]
+    print_rows(args.format, ["days overdue", "invoices", "overdue"], rows, title=f"Overdue money on {as_of}")
     return 0
 
 

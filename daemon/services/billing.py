@@ -32,12 +32,13 @@ from billing.invoicing import (
     usage_jobs,
     usage_requests,
 )
+from billing.lifecycle import CREDIT_NOTE, VOIDED, check_issue_window
 from billing.periods import Period, add_months, utc_midnight
 from billing.reads import ReadRules, period_usage
 from daemon.services.mail.outbox import cancel as cancel_mail
 from daemon.services.mail.outbox import queue as queue_mail
 from daemon.settings import BillingSettings, Settings
-from daemon.storage.billing import CREDIT_NOTE, VOIDED, BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
+from daemon.storage.billing import BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
 from daemon.storage.receivables import QUEUED as REMINDER_QUEUED
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store
@@ -154,7 +155,7 @@ async def measure_usage(
     return period_usage(
         reads,
         by_id[["device", "meter", "start", "end"]],
-        held=await billing.held_rows(),
+        held=set(await billing.held_readings()),
         rules=rules,
         restarts=await billing.restarts(),
     )
@@ -240,13 +241,8 @@ async def finalize_invoice(
         BillingError: an issue date more than ``billing.issue_date_window_days`` from today (1970 by mistake),
             or before the series' last (BillingStore.finalize).
     """
-    window = settings.billing.issue_date_window_days
-    if issue_date is not None and abs((issue_date - now.date()).days) > window:
-        msg = (
-            f"issue date {issue_date}: more than {window} days from today ({now.date()}); "
-            "use a date near today, or change billing.issue_date_window_days"
-        )
-        raise BillingError(msg)
+    if issue_date is not None:
+        check_issue_window(issue_date, today=now.date(), window_days=settings.billing.issue_date_window_days)
     billing = BillingStore(store)
     record = await billing.invoice(invoice_id)
     final = await billing.finalize(

@@ -25,6 +25,7 @@ from billing.documents.mail import notice_mail
 from billing.documents.pdf import to_pdf
 from billing.documents.ubl import to_ubl
 from billing.invoicing import Book
+from billing.lifecycle import DRAFT
 from billing.periods import Period
 from billing.receivables import Instalment, Standing
 from daemon.kernel.errors import MeterdError
@@ -37,7 +38,7 @@ from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings
 from daemon.storage.audit import audit_source
-from daemon.storage.billing import DRAFT, BillingStore, CustomerNotFoundError, InvoiceNotFoundError, InvoiceRecord
+from daemon.storage.billing import BillingStore, CustomerNotFoundError, InvoiceNotFoundError, InvoiceRecord
 from daemon.storage.models import CustomerRow, UserRow
 from daemon.storage.portal import (
     APPROVED,

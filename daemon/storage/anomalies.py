@@ -323,23 +323,6 @@ class AnomalyStore:
 
         return await self._store.guard(_query(), "read readings around an anomaly")
 
-    async def held_reading_ids(self) -> set[str]:
-        """Readings usage must leave out: those of unresolved holding anomalies, and replaced ones."""
-        stmt = (
-            select(AnomalyReading.reading_id)
-            .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
-            .where(
-                ((AnomalyRow.status != RESOLVED) & AnomalyRow.holds)
-                | AnomalyRow.resolution.in_(sorted(EXCLUDING_RESOLUTIONS))
-            )
-        )
-
-        async def _query() -> set[str]:
-            async with self._store.engine.connect() as conn:
-                return set((await conn.execute(stmt)).scalars())
-
-        return await self._store.guard(_query(), "read held readings")
-
     async def open_counts(self) -> dict[tuple[str, str], int]:
         stmt = (
             select(AnomalyRow.kind, AnomalyRow.severity, func.count())

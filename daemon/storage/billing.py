@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
-from typing import Any, Final
+from typing import Any, TypeAlias
 
 import pandas as pd
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -28,9 +27,19 @@ from billing.invoicing import (
     Book,
     Draft,
     InvoiceLine,
-    blocking_items,
-    totals,
     unsupplied_meters,
+)
+from billing.lifecycle import (
+    DRAFT,
+    FINALIZED,
+    INVOICE,
+    Invoice,
+    Number,
+    Series,
+    check_month_order,
+    finalise,
+    replaces_stored,
+    void,
 )
 from billing.periods import Period
 from daemon.storage.anomalies import EXCLUDING_RESOLUTIONS, RESET, RESOLVED, RESTART_VALUE
@@ -52,41 +61,11 @@ from daemon.storage.models import (
 )
 from daemon.storage.repository import Store
 
-DRAFT: Final = "draft"
-FINALIZED: Final = "finalized"
-VOIDED: Final = "voided"
-INVOICE: Final = "invoice"
-CREDIT_NOTE: Final = "credit_note"
+InvoiceRecord: TypeAlias = Invoice  # what the store reads back: the life cycle's Invoice
 
 
 class InvoiceNotFoundError(BillingError):
     """No invoice with that id."""
-
-
-class InvoiceStateError(BillingError):
-    """An invoice action its state does not allow (finalising a finalised one, voiding a draft …)."""
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceRecord:
-    id: int
-    kind: str
-    status: str
-    customer: str
-    period: Period
-    currency: str
-    net: Decimal
-    tax: Decimal
-    total: Decimal
-    number: str | None
-    issue_date: date | None
-    due_date: date | None
-    snapshot: dict[str, Any] | None
-    credited_invoice_id: int | None
-    finalized_by: str | None
-    hold_override: str | None  # why it was finalised despite blocking items (held lines, missing reads …)
-    void_reason: str | None
-    lines: tuple[InvoiceLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,10 +329,14 @@ class BillingStore:
 
         return await self._store.guard(_query(), "read devices")
 
-    async def held_rows(self) -> set[int]:
-        """Reading rows usage must leave out (same rule as AnomalyStore.held_reading_ids, by row)."""
+    async def held_readings(self) -> dict[int, str]:
+        """Readings usage must leave out, reading row -> reading id: the one held-readings rule.
+
+        Held: readings of an anomaly still open that holds them, and readings a resolution
+        left out for good (replaced by a manual reading).
+        """
         stmt = (
-            select(ReadingRow.id)
+            select(ReadingRow.id, ReadingRow.reading_id)
             .join(AnomalyReading, AnomalyReading.reading_id == ReadingRow.reading_id)
             .join(AnomalyRow, AnomalyRow.id == AnomalyReading.anomaly_id)
             .where(
@@ -362,9 +345,9 @@ class BillingStore:
             )
         )
 
-        async def _query() -> set[int]:
+        async def _query() -> dict[int, str]:
             async with self._store.engine.connect() as conn:
-                return set((await conn.execute(stmt)).scalars())
+                return {int(row_id): reading_id for row_id, reading_id in await conn.execute(stmt)}
 
         return await self._store.guard(_query(), "read held readings")
 
@@ -520,46 +503,26 @@ class BillingStore:
 
         async def _write() -> None:
             async with self._store.engine.begin() as conn:
-                invoice = await _locked_invoice(conn, invoice_id)
-                if invoice.status != DRAFT:
-                    msg = f"invoice {invoice_id} is {invoice.status}; only a draft can be finalised"
-                    raise InvoiceStateError(msg)
-                lines = (await _lines(conn, [invoice_id]))[invoice_id]
-                blocking = blocking_items(lines)
-                if blocking and not override:
-                    msg = (
-                        f"invoice {invoice_id} has {len(blocking)} blocking item(s): {'; '.join(blocking)}. "
-                        "Fix them and run `meterd bill run` again, or finalise with --override REASON"
-                    )
-                    raise InvoiceStateError(msg)
-                _double_check(invoice, lines)
-                number = await _next_number(conn, series)  # locks the series: the check below cannot race
+                _, invoice = await _locked_invoice(conn, invoice_id)
+                taken = await _next_number(conn, series)  # locks the series: its latest issue date cannot race
                 last = (
                     await conn.execute(select(func.max(InvoiceRow.issue_date)).where(InvoiceRow.series == series))
                 ).scalar_one()
-                if last is not None and issue_date < last:
-                    msg = (
-                        f"issue date {issue_date}: before {last}, the latest issue date in series {series}; "
-                        "numbers and dates must run in the same order"
-                    )
-                    raise BillingError(msg)
-                customer_terms = snapshot.get("payment_terms_days", 0)
-                overridden = override if blocking else None
+                done = finalise(
+                    invoice,
+                    Series(series, digits, taken, last),
+                    issue_date=issue_date,
+                    snapshot=snapshot,
+                    actor=actor,
+                    override=override,
+                )
+                final = done.invoice
                 await conn.execute(
                     update(InvoiceRow)
                     .where(InvoiceRow.id == invoice_id)
                     .values(
-                        status=FINALIZED,
-                        series=series,
-                        number=number,
-                        number_text=f"{series}-{number:0{digits}d}",
-                        issue_date=issue_date,
-                        due_date=date.fromordinal(issue_date.toordinal() + int(customer_terms)),
-                        snapshot=json.dumps(snapshot, default=str),
-                        finalized_at=now,
-                        finalized_by=actor,
-                        hold_override=overridden,
-                        updated_at=now,
+                        _numbered(final, done.number, now)
+                        | {"snapshot": json.dumps(final.snapshot, default=str), "hold_override": final.hold_override}
                     )
                 )
                 await write_audit(
@@ -569,10 +532,10 @@ class BillingStore:
                     "invoice.finalize",
                     f"invoice:{invoice_id}",
                     {
-                        "number": f"{series}-{number:0{digits}d}",
-                        "total": str(invoice.total),
-                        "override": overridden,
-                        "overridden": blocking,
+                        "number": final.number,
+                        "total": str(final.total),
+                        "override": final.hold_override,
+                        "overridden": done.overridden,
                     },
                 )
 
@@ -601,46 +564,41 @@ class BillingStore:
 
         async def _write() -> int:
             async with self._store.engine.begin() as conn:
-                invoice = await _locked_invoice(conn, invoice_id)
-                if invoice.kind != INVOICE or invoice.status != FINALIZED:
-                    msg = (
-                        f"invoice {invoice_id} is a {invoice.status} {invoice.kind}; only finalised invoices are voided"
-                    )
-                    raise InvoiceStateError(msg)
-                lines = (await _lines(conn, [invoice_id]))[invoice_id]
-                number = await _next_number(conn, series)
+                row, invoice = await _locked_invoice(conn, invoice_id)
+                taken = await _next_number(conn, series)
+                done = void(invoice, Series(series, digits, taken), issue_date=issue_date, reason=reason, actor=actor)
+                credit = done.credit_note
                 result = await conn.execute(
                     insert(InvoiceRow).values(
-                        kind=CREDIT_NOTE,
-                        status=FINALIZED,
-                        customer_id=invoice.customer_id,
-                        period_start=invoice.period_start,
-                        period_end=invoice.period_end,
-                        live_key=None,
-                        currency=invoice.currency,
-                        net=-invoice.net,
-                        tax=-invoice.tax,
-                        total=-invoice.total,
-                        series=series,
-                        number=number,
-                        number_text=f"{series}-{number:0{digits}d}",
-                        issue_date=issue_date,
-                        due_date=issue_date,
-                        snapshot=invoice.snapshot,
-                        credited_invoice_id=invoice_id,
-                        created_at=now,
-                        updated_at=now,
-                        finalized_at=now,
-                        finalized_by=actor,
+                        _numbered(credit, done.number, now)
+                        | {
+                            "kind": credit.kind,
+                            "customer_id": row.customer_id,
+                            "period_start": credit.period.start,
+                            "period_end": credit.period.end,
+                            "live_key": None,
+                            "currency": credit.currency,
+                            "net": credit.net,
+                            "tax": credit.tax,
+                            "total": credit.total,
+                            "snapshot": row.snapshot,  # the voided invoice's, as frozen
+                            "credited_invoice_id": credit.credited_invoice_id,
+                            "created_at": now,
+                        }
                     )
                 )
                 credit_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-                await _insert_lines(conn, credit_id, [_negated(line) for line in lines])
+                await _insert_lines(conn, credit_id, credit.lines)
                 await conn.execute(
                     update(InvoiceRow)
                     .where(InvoiceRow.id == invoice_id)
                     .values(
-                        status=VOIDED, live_key=None, voided_at=now, voided_by=actor, void_reason=reason, updated_at=now
+                        status=done.invoice.status,
+                        live_key=None,
+                        voided_at=now,
+                        voided_by=actor,
+                        void_reason=done.invoice.void_reason,
+                        updated_at=now,
                     )
                 )
                 await write_audit(
@@ -649,7 +607,7 @@ class BillingStore:
                     actor,
                     "invoice.void",
                     f"invoice:{invoice_id}",
-                    {"reason": reason, "credit_note": f"{series}-{number:0{digits}d}"},
+                    {"reason": reason, "credit_note": credit.number},
                 )
                 return credit_id
 
@@ -942,15 +900,10 @@ async def _save_draft(conn: AsyncConnection, draft: Draft, customer_id: int, now
             )
         )
     ).scalar()
-    if earlier is not None:
-        msg = (
-            f"customer {draft.payer} still has a draft for {earlier:%Y-%m}; finalise or void it before billing "
-            f"{draft.month.label} (months are billed in order)"
-        )
-        raise BillingError(msg)
+    check_month_order(draft.payer, earlier, draft.month)
     live_key = f"{customer_id}:{draft.month.start.isoformat()}"
     row = (await conn.execute(select(InvoiceRow.id, InvoiceRow.status).where(InvoiceRow.live_key == live_key))).first()
-    if row is not None and row.status != DRAFT:
+    if not replaces_stored(row.status if row is not None else None):
         return SavedDraft(None, draft, replaced=False)
     sums = draft.totals
     values = {"currency": draft.currency, "net": sums.net, "tax": sums.tax, "total": sums.total, "updated_at": now}
@@ -1075,23 +1028,29 @@ async def _invoice_records(conn: AsyncConnection, filters: list[Any], *, with_li
     ]
 
 
-def _double_check(invoice: Any, lines: Sequence[InvoiceLine]) -> None:  # noqa: ANN401 - a Row of invoices
-    again = totals(lines, invoice.currency)
-    net, tax, total = invoice.net, invoice.tax, invoice.total
-    if (again.net, again.tax, again.total) != (net, tax, total):
-        msg = (
-            f"invoice {invoice.id}: totals {net}/{tax}/{total} do not match its lines "
-            f"({again.net}/{again.tax}/{again.total}); run `meterd bill run` for its period again"
-        )
-        raise InvoiceStateError(msg)
+def _numbered(document: Invoice, number: Number, now: datetime) -> dict[str, Any]:
+    """The columns a finalised document (invoice or credit note) sets with its number."""
+    return {
+        "status": document.status,
+        "series": number.series,
+        "number": number.value,
+        "number_text": document.number,
+        "issue_date": document.issue_date,
+        "due_date": document.due_date,
+        "finalized_at": now,
+        "finalized_by": document.finalized_by,
+        "updated_at": now,
+    }
 
 
-async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> Any:  # noqa: ANN401 - a Row of invoices
-    invoice = (await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))).first()
-    if invoice is None:
+async def _locked_invoice(conn: AsyncConnection, invoice_id: int) -> tuple[Any, Invoice]:
+    """The invoice's row, locked on PostgreSQL (two people acting on it serialise), and the invoice with its lines."""
+    row = (await conn.execute(_for_update(select(InvoiceRow).where(InvoiceRow.id == invoice_id), conn))).first()
+    if row is None:
         msg = f"no invoice {invoice_id}; `meterd invoices list` shows them"
         raise InvoiceNotFoundError(msg)
-    return invoice
+    (invoice,) = await _invoice_records(conn, [InvoiceRow.id == invoice_id], with_lines=True)
+    return row, invoice
 
 
 async def _next_number(conn: AsyncConnection, series: str) -> int:
@@ -1108,7 +1067,3 @@ async def _next_number(conn: AsyncConnection, series: str) -> int:
         msg = f"numbering series {series!r} does not exist"
         raise BillingError(msg)
     return int(taken) - 1
-
-
-def _negated(line: InvoiceLine) -> InvoiceLine:
-    return replace(line, amount=-line.amount, quantity=-line.quantity, description=f"credit: {line.description}")

@@ -14,9 +14,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.invoicing import BillingError
+from billing.lifecycle import FINALIZED, INVOICE
 from billing.receivables import ZERO, Instalment, Standing, next_reminder_level, reminder_text, split, standing
 from daemon.storage.audit import write_audit
-from daemon.storage.billing import FINALIZED, INVOICE, InvoiceNotFoundError
+from daemon.storage.billing import InvoiceNotFoundError
 from daemon.storage.models import CustomerRow, InstalmentRow, InvoiceRow, PaymentRow, ReminderRow
 from daemon.storage.repository import Store
 

@@ -18,6 +18,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
+from billing.lifecycle import InvoiceStateError
 from daemon.api.security import ApiContext
 from daemon.kernel.errors import MeterdError, StorageError
 from daemon.services.accounts import UserNotFoundError
@@ -25,7 +26,7 @@ from daemon.services.portal import DeviceNotFoundError
 from daemon.services.review import ReviewError
 from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
-from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError, InvoiceStateError
+from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError
 from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
 from daemon.web import i18n, pages
 from daemon.web.console import PACKAGE, SECURITY_HEADERS, Console, console_of

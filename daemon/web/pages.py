@@ -21,8 +21,9 @@ from billing.cells import write_rows
 from billing.documents.pdf import to_pdf
 from billing.documents.ubl import to_ubl
 from billing.invoicing import BillingError
+from billing.lifecycle import DRAFT
 from billing.periods import Period, add_months
-from billing.receivables import Standing
+from billing.receivables import aging
 from daemon.services.accounts import AuthenticationError
 from daemon.services.billing import (
     Finalising,
@@ -43,7 +44,7 @@ from daemon.services.supplies import (
     supply_policy,
 )
 from daemon.storage.anomalies import AnomalyStore
-from daemon.storage.billing import DRAFT, BillingStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.supplies import SupplyStore
 from daemon.web import charts, i18n
@@ -81,7 +82,6 @@ ACTION_MEANING: Final = {
     "replace": N_("A manual reading with the value you enter replaces the suspect one, which stays out for good."),
     "dismiss": N_("A false alarm: nothing changes in the readings."),
 }
-AGE_BUCKETS: Final = ((0, 30), (31, 60), (61, 90), (91, None))
 
 
 async def current_user(request: Request) -> WebUser:
@@ -177,32 +177,6 @@ class SiteHealth:
     site: str
     devices: int
     silent: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class AgeBucket:
-    label: str
-    invoices: int
-    overdue: dict[str, Decimal]  # currency -> amount
-
-
-def aging(standings: list[Standing]) -> list[AgeBucket]:
-    """Overdue money by days overdue (0-30, 31-60, 61-90, 90+), per currency.
-
-    A grouping of the receivables service's own figures (Standing.overdue); nothing is recomputed.
-    """
-    buckets = []
-    for low, high in AGE_BUCKETS:
-        inside = [
-            s for s in standings if s.overdue > 0 and low <= s.days_overdue and (high is None or s.days_overdue <= high)
-        ]
-        sums: dict[str, Decimal] = defaultdict(Decimal)
-        for standing in inside:
-            sums[standing.currency] += standing.overdue
-        buckets.append(
-            AgeBucket(f"{low}\N{EN DASH}{high}" if high is not None else f"{low - 1}+", len(inside), dict(sums))
-        )
-    return buckets
 
 
 @router.get("/")

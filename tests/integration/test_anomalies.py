@@ -9,16 +9,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from billing.anomalies import DetectorSettings
 from billing.contracts import Contract, parse_contract
 from billing.customers import Customer, parse_customer
-from billing.usage import usage
+from billing.reads import REQUEST_COLUMNS, ReadRules
 from daemon.cli.main import main
 from daemon.kernel.reading import DeviceInfo, Meter, MeterValue, Reading
 from daemon.services.anomaly_detection import detect_new
 from daemon.services.anomaly_job import AnomalyJob
+from daemon.services.billing import measure_usage
 from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.services.review import resolve
@@ -46,10 +48,16 @@ def _fleet() -> list:  # type: ignore[type-arg]
 
 
 async def _usage(store: Store) -> dict[str, int]:
-    anomalies = AnomalyStore(store)
-    frame, _ = await anomalies.readings_frame(received_after=None, lookback_days=3650)
-    table = usage(frame, start=START, end=START + timedelta(days=2), held=await anomalies.held_reading_ids())
-    return {row["device"]: int(row["usage"]) for row in table[table["meter"] == "total"].to_dict("records")}
+    """Total pages per device over the two days, as billing measures them (held readings left out)."""
+    span = (pd.Timestamp(START), pd.Timestamp(START + timedelta(days=2)))
+    requests = pd.DataFrame([(device, "total", *span) for device in ("SER1", "SER2")], columns=REQUEST_COLUMNS)
+    table = await measure_usage(BillingStore(store), requests, ReadRules())
+    return {device: int(pages) for device, pages in zip(requests["device"], table["usage"], strict=True)}
+
+
+async def _held(store: Store) -> set[str]:
+    """The ids of the readings usage leaves out."""
+    return set((await BillingStore(store).held_readings()).values())
 
 
 async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path: Path) -> None:
@@ -64,7 +72,7 @@ async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path
             ("reset", "SER1", "mono"),
             ("reset", "SER1", "total"),
         ]
-        assert await anomalies.held_reading_ids() == {"s1-99", "s1-100", "s1-101"}
+        assert await _held(store) == {"s1-99", "s1-100", "s1-101"}
         # Held: the glitch is left out, so SER1's usage is its steady 5 pages per interval.
         assert await _usage(store) == {"SER1": 5 * 191, "SER2": 3 * 191}
         again = await detect_new(anomalies, DetectorSettings(), now=NOW, poll_interval_s=900)
@@ -88,7 +96,7 @@ async def test_a_jump_is_held_from_usage_until_approved(store_url: str, tmp_path
             ]
             assert await asyncio.to_thread(main, argv) == 0
     async with Store.open(store_url) as store:
-        assert await AnomalyStore(store).held_reading_ids() == set()
+        assert await _held(store) == set()
         # Approved as is: the 900,005-page step counts, the step back starts a new segment.
         assert (await _usage(store))["SER1"] == 5 * 99 + 900_005 + 5 * 90
 
@@ -124,8 +132,7 @@ async def test_replace_with_a_manual_reading_is_audited_and_keeps_the_suspect_ou
     shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert (shown["status"], shown["resolution"], shown["resolved_by"]) == ("resolved", "replaced", "bob")
     async with Store.open(store_url) as store:
-        anomalies = AnomalyStore(store)
-        held = await anomalies.held_reading_ids()
+        held = await _held(store)
         assert "s1-100" in held  # the suspect reading stays out for good
         manual = [r for r in await store.readings(device="SER1") if r.source == "manual"]
         assert [m.meters[0].value for m in manual] == [10_500]
@@ -185,7 +192,7 @@ async def test_toner_going_while_the_total_stands_still_is_found_from_the_stored
         assert [(a.device, a.meter, a.severity, a.holds) for a in found] == [("SER7", "total", "warning", False)]
         assert (found[0].evidence["level_from"], found[0].evidence["level_to"]) == (60, 50)
         assert found[0].evidence["supply"] == "Black Cartridge HP CF217A"
-        assert await anomalies.held_reading_ids() == set()
+        assert await _held(store) == set()
 
 
 async def test_a_sites_own_knobs_judge_its_devices(store_url: str) -> None:
@@ -267,7 +274,7 @@ async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the
         [episode] = await anomalies.find(kind="inconsistent")
         assert episode.occurrences > 1
         assert episode.ended_at is None
-        assert "c-59" in await anomalies.held_reading_ids()
+        assert "c-59" in await _held(store)
         await resolve(store, episode.id, action="approve", value=None, actor="alice", reason="checked", now=NOW)
         # Still counting colour twice: the readings join the approved episode, no new item, nothing held.
         assert await run(range(60, 72)) == []
@@ -275,7 +282,7 @@ async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the
         assert (joined.id, joined.status) == (episode.id, "resolved")
         assert joined.occurrences > episode.occurrences
         assert joined.window_end == START + timedelta(hours=71)
-        assert await anomalies.held_reading_ids() == set()
+        assert await _held(store) == set()
         # Fixed: a day later every interval agrees again, and the episode is over.
         assert await run(range(72, 130)) == []
         [ended] = await anomalies.find(kind="inconsistent", status=None)
@@ -284,7 +291,7 @@ async def test_an_inconsistent_device_is_one_episode_a_decision_covers_until_the
         again = await run(range(130, 150))
         assert [(a.kind, a.status) for a in again] == [("inconsistent", "open")]
         assert again[0].id != episode.id
-        assert "c-149" in await anomalies.held_reading_ids()
+        assert "c-149" in await _held(store)
 
 
 async def test_anomalies_list_pages_and_says_how_many_more(
@@ -428,7 +435,7 @@ async def test_a_spike_whose_next_day_stays_up_is_withdrawn_as_a_level_shift(sto
             anomalies, DetectorSettings(), now=monday + timedelta(hours=1), poll_interval_s=86_400
         )
         [spike] = [a for a in created if (a.kind, a.meter) == ("spike", "total")]
-        assert "b-mo" in await anomalies.held_reading_ids()
+        assert "b-mo" in await _held(store)
         await pipeline.emit([reading(serial="BUSY", at=tuesday, total=totals[-1] + 2_900, reading_id="b-tu")])
         created = await detect_new(
             anomalies, DetectorSettings(), now=tuesday + timedelta(hours=1), poll_interval_s=86_400
@@ -436,4 +443,4 @@ async def test_a_spike_whose_next_day_stays_up_is_withdrawn_as_a_level_shift(sto
         assert ("level_shift", "total", "info", False) in {(a.kind, a.meter, a.severity, a.holds) for a in created}
         withdrawn = await anomalies.get(spike.id)
         assert (withdrawn.status, withdrawn.resolution, withdrawn.resolved_by) == ("resolved", "level_shift", "system")
-        assert "b-mo" not in await anomalies.held_reading_ids()
+        assert "b-mo" not in await _held(store)

@@ -658,6 +658,13 @@ async def test_issue_dates_disabling_and_queued_reminders_are_checked_and_audite
     assert "before 2026-11-01, the latest issue date in series INV" in backdated.text
     assert (await finalize(3, "2026-11-02")).json()["number"] == "INV-000002"  # due 11-16: 14 days late today
 
+    # 14 days late today, 65 on 20 Jan: the aging buckets group the receivables' own overdue figure.
+    [standing] = (await api.client.get("/api/v1/receivables", headers=billing)).json()["items"]
+    for as_of, bucket in [("", 0), ("?as_of=2027-01-20", 2)]:
+        aged = (await api.client.get(f"/api/v1/receivables/aging{as_of}", headers=billing)).json()
+        assert [b["invoices"] for b in aged] == [int(n == bucket) for n in range(4)]
+        assert aged[bucket]["overdue"] == {"EUR": standing["overdue"]}
+    assert [b["label"] for b in aged] == ["0\N{EN DASH}30", "31\N{EN DASH}60", "61\N{EN DASH}90", "90+"]
     assert (await api.client.post("/api/v1/reminders/queue", headers=billing)).json()
     [queued] = await find_audit(api.store, target="invoice:3", limit=1)
     assert (queued.action, queued.actor) == ("reminder.queue", "billing")  # who asked, not "system"

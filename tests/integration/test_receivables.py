@@ -77,6 +77,20 @@ async def test_payments_lateness_reminders_and_instalments(
         5,
     )
 
+    # Aging: 35 days late on 20 Dec is the second bucket; the other buckets are listed, empty.
+    capsys.readouterr()
+    aging = ("receivables", "aging", "--as-of", "2026-12-20")
+    assert await asyncio.to_thread(cli, config, *aging, "--format", "json") == 0
+    buckets = json.loads(capsys.readouterr().out)
+    assert [(b["label"], b["invoices"], b["overdue"]) for b in buckets] == [
+        ("0\N{EN DASH}30", 0, {}),
+        ("31\N{EN DASH}60", 1, {"EUR": "184.21"}),
+        ("61\N{EN DASH}90", 0, {}),
+        ("90+", 0, {}),
+    ]
+    assert await asyncio.to_thread(cli, config, *aging) == 0
+    assert "184.21 EUR" in capsys.readouterr().out
+
     pay = ["receivables", "pay", "1", "--on", "2026-11-21", "--reference", "SEPA 7731", "--by", "carla"]
     assert await asyncio.to_thread(cli, config, *pay, "--amount", "100.00") == 0
     assert "84.21 EUR still open" in capsys.readouterr().out

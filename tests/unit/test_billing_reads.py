@@ -189,3 +189,16 @@ def test_the_window_is_a_rule_of_its_own() -> None:
     assert row.start_estimated  # 29 Sep is 42 h away: outside a one-day window
     assert not row.end_estimated
     assert row.end_value == 400
+
+
+def test_a_glitch_up_and_back_is_left_out_while_held_and_counts_its_jump_once_approved() -> None:
+    # Ported from billing/usage.py's end-to-end check: one reading 900,000 too high between steady 5-page steps.
+    steady = [("G", str(pd.Timestamp("2026-10-01 00:00") + timedelta(hours=n)), 10_000 + 5 * n) for n in range(48)]
+    glitch = [(d, at, value + 900_000) if n == 20 else (d, at, value) for n, (d, at, value) in enumerate(steady)]
+    span = request(("G", OCT_1, OCT_1 + timedelta(hours=47)))
+    # Rows 20, 21, 22 (the reading before the glitch, the glitch, the one after) held as the detectors hold them.
+    held = period_usage(reads(*glitch), span, held={20, 21, 22}).iloc[0]
+    assert (held.usage, held.segments, held.held) == (5 * 47, 1, 3)
+    approved = period_usage(reads(*glitch), span).iloc[0]
+    # The step up counts in full; the step back down is a reset that counts nothing and starts a second segment.
+    assert (approved.usage, approved.segments) == (5 * 19 + 900_005 + 5 * 26, 2)

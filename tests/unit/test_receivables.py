@@ -7,9 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.invoicing import BillingError
-from billing.receivables import Instalment, Standing, next_reminder_level, reminder_text, split, standing
+from billing.receivables import Instalment, Standing, aging, next_reminder_level, reminder_text, split, standing
 
 D = Decimal
 
@@ -152,3 +154,60 @@ def test_a_plan_made_after_a_payment_covers_what_was_open_then() -> None:
     plan = [Instalment(date(2026, 12, 10), D("42.11")), Instalment(date(2027, 1, 9), D("42.10"))]
     account = _account("100.00", date(2026, 12, 20), plan)
     assert (account.overdue, account.overdue_since, account.days_overdue) == (D("42.11"), date(2026, 12, 10), 10)
+
+
+def late(days: int, overdue: str, currency: str = "EUR", invoice_id: int = 1) -> Standing:
+    amount = D(overdue)
+    since = date.fromordinal(date(2026, 12, 1).toordinal() - days) if amount > 0 else None
+    return Standing(invoice_id, f"INV-{invoice_id}", "ACME", currency, amount, D(0), amount, amount, since, days)
+
+
+def test_aging_puts_each_overdue_invoice_in_the_bucket_of_its_days_and_sums_per_currency() -> None:
+    standings = [
+        late(0, "0.00"),  # not overdue: in no bucket
+        late(1, "10.00"),
+        late(30, "20.00"),
+        late(31, "30.00"),
+        late(60, "40.00", "CHF"),
+        late(61, "50.00"),
+        late(90, "60.00"),
+        late(91, "70.00"),
+        late(400, "80.50", "CHF"),
+        late(61, "0.25", "CHF"),
+    ]
+    buckets = aging(standings)
+    assert [b.label for b in buckets] == ["0\N{EN DASH}30", "31\N{EN DASH}60", "61\N{EN DASH}90", "90+"]
+    assert [b.invoices for b in buckets] == [2, 2, 3, 2]
+    assert [b.overdue for b in buckets] == [
+        {"EUR": D("30.00")},
+        {"CHF": D("40.00"), "EUR": D("30.00")},
+        {"CHF": D("0.25"), "EUR": D("110.00")},
+        {"CHF": D("80.50"), "EUR": D("70.00")},
+    ]
+
+
+def test_with_nothing_overdue_every_bucket_is_still_listed_and_empty() -> None:
+    assert [(b.invoices, b.overdue) for b in aging([late(0, "0.00")])] == [(0, {})] * 4
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=2000),
+            st.decimals(min_value=D("0.01"), max_value=D(100_000), places=2, allow_nan=False),
+            st.sampled_from(["EUR", "CHF", "TRY"]),
+        ),
+        max_size=30,
+    )
+)
+def test_every_overdue_invoice_is_in_exactly_one_bucket_and_no_money_is_lost(
+    items: list[tuple[int, Decimal, str]],
+) -> None:
+    standings = [late(max(days, 1), str(amount), currency, n) for n, (days, amount, currency) in enumerate(items)]
+    buckets = aging(standings)
+    assert sum(b.invoices for b in buckets) == len(standings)
+    for currency in ("EUR", "CHF", "TRY"):
+        owed = sum((s.overdue for s in standings if s.currency == currency), D(0))
+        bucketed = sum((b.overdue.get(currency, D(0)) for b in buckets), D(0))
+        assert bucketed == owed
+        assert isinstance(bucketed, Decimal)
