@@ -198,16 +198,9 @@ class Accounts:
             "updated_at": now,
         }
 
-        async def _write() -> None:
-            async with self._store.engine.begin() as conn:
-                taken = await conn.execute(select(UserRow.id).where(UserRow.login == login))
-                if taken.first() is not None:
-                    raise UserExistsError(f"user {login!r} exists; change it with `meterd users` or the API")
-                await conn.execute(insert(UserRow).values(values))
-                after = {"name": name, "role": role, "second_factor": enrollment is not None}
-                await write_audit(conn, now, actor, "user.add", f"user:{login}", {"after": after})
-
-        await self._store.guard(_write(), "add user")
+        after = {"name": name, "role": role, "second_factor": enrollment is not None}
+        taken = f"user {login!r} exists; change it with `meterd users` or the API"
+        await self._insert_user(values, after, taken, actor=actor, now=now)
         return enrollment
 
     async def users(self) -> list[User]:
@@ -273,6 +266,21 @@ class Accounts:
             login, {"failed_logins": 0, "locked_until": None}, actor=actor, action="user.unlock", audited={}
         )
 
+    async def _insert_user(
+        self, values: dict[str, Any], after: dict[str, Any], taken: str, *, actor: str, now: datetime
+    ) -> None:
+        """Insert a user row and its audit entry in one transaction. Raises UserExistsError(taken)."""
+        login = values["login"]
+
+        async def _write() -> None:
+            async with self._store.engine.begin() as conn:
+                if (await conn.execute(select(UserRow.id).where(UserRow.login == login))).first() is not None:
+                    raise UserExistsError(taken)
+                await conn.execute(insert(UserRow).values(values))
+                await write_audit(conn, now, actor, "user.add", f"user:{login}", {"after": after})
+
+        await self._store.guard(_write(), f"add user {login}")
+
     # -- portal users ------------------------------------------------------------------------
 
     async def add_customer_user(self, email: str, name: str, customer_id: int, *, actor: str) -> User:
@@ -301,15 +309,9 @@ class Accounts:
             "updated_at": now,
         }
 
-        async def _write() -> None:
-            async with self._store.engine.begin() as conn:
-                if (await conn.execute(select(UserRow.id).where(UserRow.login == login))).first() is not None:
-                    raise UserExistsError(f"{login!r} has an account; send a password reset instead")
-                await conn.execute(insert(UserRow).values(values))
-                after = {"name": name, "role": CUSTOMER, "customer_id": customer_id}
-                await write_audit(conn, now, actor, "user.add", f"user:{login}", {"after": after})
-
-        await self._store.guard(_write(), "add a portal user")
+        after = {"name": name, "role": CUSTOMER, "customer_id": customer_id}
+        taken = f"{login!r} has an account; send a password reset instead"
+        await self._insert_user(values, after, taken, actor=actor, now=now)
         return await self.user(login)
 
     async def customer_users(self, customer_id: int) -> list[User]:

@@ -80,6 +80,18 @@ class DeviceRecord:
     last_seen: datetime
 
 
+# In DeviceRecord's field order.
+_DEVICE_COLUMNS: Final = (
+    Device.key,
+    Device.vendor,
+    Device.model,
+    Device.address,
+    Device.site,
+    Device.first_seen,
+    Device.last_seen,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
     received_at: datetime
@@ -493,15 +505,7 @@ class Store:
 
     async def devices(self) -> list[DeviceRecord]:
         async def _query() -> list[DeviceRecord]:
-            stmt = select(
-                Device.key,
-                Device.vendor,
-                Device.model,
-                Device.address,
-                Device.site,
-                Device.first_seen,
-                Device.last_seen,
-            ).order_by(Device.site, Device.key)
+            stmt = select(*_DEVICE_COLUMNS).order_by(Device.site, Device.key)
             async with self.engine.connect() as conn:
                 return [DeviceRecord(*row) for row in await conn.execute(stmt)]
 
@@ -511,15 +515,7 @@ class Store:
         """Raises DeviceNotFoundError."""
 
         async def _query() -> DeviceRecord | None:
-            stmt = select(
-                Device.key,
-                Device.vendor,
-                Device.model,
-                Device.address,
-                Device.site,
-                Device.first_seen,
-                Device.last_seen,
-            ).where(Device.key == key)
+            stmt = select(*_DEVICE_COLUMNS).where(Device.key == key)
             async with self.engine.connect() as conn:
                 row = (await conn.execute(stmt)).first()
             return None if row is None else DeviceRecord(*row)

@@ -83,19 +83,23 @@ class _History:
         rows.insert(bisect_right([r.taken_at for r in rows], row.taken_at), row)
 
 
+# What a level history reads, in this order.
+_LEVEL_COLUMNS: Final = (
+    SupplyLevel.device_id,
+    SupplyLevel.name,
+    SupplyLevel.taken_at,
+    SupplyLevel.kind,
+    SupplyLevel.color,
+    SupplyLevel.level_percent,
+)
+
+
 async def _fetch(conn: AsyncConnection, device_ids: Iterable[int], since: datetime, until: datetime) -> _History:
     ids = sorted(set(device_ids))
     found: list[tuple[int, str, datetime, str, str | None, int | None]] = []
     for start in range(0, len(ids), _CHUNK):
         stmt = (
-            select(
-                SupplyLevel.device_id,
-                SupplyLevel.name,
-                SupplyLevel.taken_at,
-                SupplyLevel.kind,
-                SupplyLevel.color,
-                SupplyLevel.level_percent,
-            )
+            select(*_LEVEL_COLUMNS)
             .where(
                 SupplyLevel.device_id.in_(ids[start : start + _CHUNK]),
                 SupplyLevel.taken_at > since,
@@ -394,14 +398,7 @@ class SupplyStore:
             owners = await _customers(conn, now.date())
             levels: dict[tuple[int, str], list[tuple[datetime, str, str | None, int | None]]] = {}
             stmt = (
-                select(
-                    SupplyLevel.device_id,
-                    SupplyLevel.name,
-                    SupplyLevel.taken_at,
-                    SupplyLevel.kind,
-                    SupplyLevel.color,
-                    SupplyLevel.level_percent,
-                )
+                select(*_LEVEL_COLUMNS)
                 .where(SupplyLevel.taken_at >= since, SupplyLevel.taken_at <= now)
                 .order_by(SupplyLevel.taken_at, SupplyLevel.id)
             )
