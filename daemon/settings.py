@@ -353,6 +353,12 @@ class MqttSettings(_Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=7 * 86_400, ge=0, le=2**32 - 1)
     shared_group: str | None = Field(default=None, description="hubs sharing the load: $share/GROUP/…")
+    shared_session_expiry_s: int = Field(
+        default=60,
+        ge=0,
+        le=2**32 - 1,
+        description="hub in a shared_group: how long the broker keeps giving a hub that went away its share",
+    )
     sites: list[str] = Field(default_factory=lambda: ["+"], description="hub: sites to ingest; + is all")
     max_payload_bytes: int = Field(default=64 * 1024, ge=256, le=16 * 1024 * 1024)
     batch_max: int = Field(default=500, ge=1, le=100_000)

@@ -5,7 +5,8 @@ read the usual way; nothing in the trap is trusted beyond the sender's address a
 printerV2Alert is 1.3.6.1.2.1.43.18.2.0.1; printerV1Alert is its SNMPv1 form, enterprise
 1.3.6.1.2.1.43.18.2 with specific-trap 1 (RFC 3584's mapping).
 
-Decoding uses pysnmp's protocol API (pyasn1): traps are rare, so the speed of the poll codec is not needed.
+Decoding uses pysnmp's protocol API (pyasn1): traps are rare, so the speed of the poll codec is not needed,
+and pysnmp (~35 MB resident) is imported at the first trap, not by every v1/v2c agent that listens.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Self
 
 import structlog
-from pyasn1.codec.ber import decoder
-from pyasn1.error import PyAsn1Error
-from pysnmp.proto import api
 
 from daemon.kernel.errors import CollectorError, PayloadError
 
@@ -49,6 +47,10 @@ def decode_trap(datagram: bytes) -> Trap:
     Raises:
         PayloadError: ``bad_trap``: not BER, not v1/v2c, or not a trap.
     """
+    from pyasn1.codec.ber import decoder  # noqa: PLC0415 - pysnmp is loaded only where a trap arrives
+    from pyasn1.error import PyAsn1Error  # noqa: PLC0415
+    from pysnmp.proto import api  # noqa: PLC0415
+
     try:
         version = api.decodeMessageVersion(datagram)
         module: Any = api.PROTOCOL_MODULES[version]

@@ -27,6 +27,10 @@ _EPOCH_KEY: Final = "mqtt.outbox_epoch"
 
 def broker_options(settings: Settings) -> BrokerOptions:
     mqtt = settings.mqtt
+    # A group member's session outliving it keeps taking a share of the stream (Mosquitto's
+    # round robin counts it), and an agent's resends can land on it round after round; the
+    # agents' outboxes, not the broker's session, keep what a hub held when it went away.
+    session_expiry_s = mqtt.shared_session_expiry_s if mqtt.shared_group else mqtt.session_expiry_s
     return BrokerOptions(
         host=mqtt.host,
         port=mqtt.port,
@@ -38,7 +42,7 @@ def broker_options(settings: Settings) -> BrokerOptions:
         cert_file=str(mqtt.cert_file) if mqtt.cert_file else None,
         key_file=str(mqtt.key_file) if mqtt.key_file else None,
         keepalive_s=mqtt.keepalive_s,
-        session_expiry_s=mqtt.session_expiry_s,
+        session_expiry_s=session_expiry_s,
         max_inflight=mqtt.max_inflight,
     )
 

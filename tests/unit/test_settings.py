@@ -251,3 +251,12 @@ def test_meterd_env_beside_the_file_is_read_as_the_unit_reads_it(
     (config.parent / "meterd.env").chmod(0o000)
     if not os.access(config.parent / "meterd.env", os.R_OK):  # root reads it anyway
         assert environment_beside(config) == {}  # the service's own user: systemd already gave it these
+
+
+def test_a_hub_in_a_shared_group_keeps_its_broker_session_briefly(write_config) -> None:
+    from daemon.services.mqtt import broker_options  # noqa: PLC0415 - the settings tests import no services
+
+    alone = load(write_config('site = "hq"\nrole = "hub"\n[mqtt]\nsession_expiry_s = 86400\n'))
+    grouped = load(write_config('site = "hq"\nrole = "hub"\n[mqtt]\nsession_expiry_s = 86400\nshared_group = "hubs"\n'))
+    assert broker_options(alone).session_expiry_s == 86_400
+    assert broker_options(grouped).session_expiry_s == 60

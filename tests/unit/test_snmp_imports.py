@@ -14,7 +14,8 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_the_v1_v2c_poller_and_the_cli_do_not_import_pysnmp() -> None:
     loaded = _loaded_after(
-        "import collectors.snmp.collector, collectors.snmp.discovery, daemon.services.polling, daemon.cli.main"
+        "import collectors.snmp.collector, collectors.snmp.discovery, collectors.snmp.traps,"
+        " daemon.services.polling, daemon.runtime.app, daemon.cli.main"
     )
     assert "collectors" in loaded  # the probe did import what it names
     assert "pysnmp" not in loaded
