@@ -24,7 +24,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        utc = _aware_utc(value)
+        utc = aware_utc(value)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def bind_processor(self, dialect: Dialect) -> Callable[[datetime | None], object] | None:
@@ -56,10 +56,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def sqlite_time(moment: datetime) -> str:
     """How a time is stored on SQLite: naive UTC text with microseconds, which sorts as time does."""
-    return _aware_utc(moment).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return aware_utc(moment).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _aware_utc(value: datetime) -> datetime:
+def aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         msg = f"naive datetime {value.isoformat()} given to the store; times must be aware"
         raise ValueError(msg)
