@@ -141,6 +141,12 @@ class StorageSettings(_Section):
         description="SQLAlchemy URL of the store; unset means SQLite at STATE_DIR/meterd.db.",
     )
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    raw_retention_months: int | None = Field(
+        default=None,
+        ge=3,
+        le=1200,
+        description="unset: keep every reading; else older ones keep only each day's first and last value",
+    )
 
 
 class _Listening(_Section):

@@ -16,6 +16,7 @@ from daemon.services.metrics import Metrics
 from daemon.services.notify import notify_customers
 from daemon.services.pipeline import Pipeline
 from daemon.services.polling import PollRound
+from daemon.services.retention import thin_old_readings
 from daemon.services.supplies import refresh_supply_alerts
 from daemon.settings import Settings
 from daemon.storage.repository import Store
@@ -47,6 +48,9 @@ def build_jobs(
 
     async def maintain_store() -> None:
         await store.maintain()
+        await store.make_partitions_ahead()  # a daemon running across a month's end
+        if settings.storage.raw_retention_months is not None:
+            await thin_old_readings(store, settings.storage.raw_retention_months, metrics, utc_now())
         metrics.devices.set(await store.count_devices())
 
     jobs = []

@@ -24,7 +24,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, inspect, select
@@ -133,18 +133,7 @@ async def _restore_plain(url: str, backup: Path, *, site: str, force: bool) -> N
             await store.engine.dispose()  # no pooled connection may outlive the pages it saw
             await asyncio.to_thread(_sqlite_copy, backup, target)
         else:
-            await _run(
-                [
-                    "pg_restore",
-                    "--clean",
-                    "--if-exists",
-                    "--no-owner",
-                    "--single-transaction",
-                    f"--dbname={_libpq(parsed)}",
-                    str(backup),
-                ],
-                parsed,
-            )
+            await _restore_dump(backup, parsed)
     async with Store.open(url, upgrade=True):
         pass  # an older backup comes up to this version's schema
 
@@ -204,18 +193,59 @@ def _sqlite_copy(source: Path, target: Path) -> None:
 
 
 async def _run(argv: list[str], url: URL) -> None:
+    process = await _spawn(argv, url, stdout=asyncio.subprocess.DEVNULL)
+    _, stderr = await process.communicate()
+    _check(argv[0], process, stderr, url)
+
+
+async def _restore_dump(backup: Path, url: URL) -> None:
+    """The dump's SQL (pg_restore) run by psql into an emptied schema, all of it one transaction.
+
+    Not ``pg_restore --clean``: it cannot drop the constraints a month's partition of
+    ``readings`` inherits, and it would leave partitions the dump does not have.
+    """
+    read, write = os.pipe()
+    try:
+        dump = await _spawn(["pg_restore", "--no-owner", "--file=-", str(backup)], url, stdout=write)
+    finally:
+        os.close(write)
+    try:
+        load = await _spawn(
+            [
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                "--command=DROP SCHEMA public CASCADE",
+                "--command=CREATE SCHEMA public",
+                "--file=-",
+                f"--dbname={_libpq(url)}",
+            ],
+            url,
+            stdin=read,
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+    finally:
+        os.close(read)
+    (_, dump_errors), (_, load_errors) = await asyncio.gather(dump.communicate(), load.communicate())
+    _check("pg_restore", dump, dump_errors, url)
+    _check("psql", load, load_errors, url)
+
+
+async def _spawn(argv: list[str], url: URL, **streams: Any) -> asyncio.subprocess.Process:  # noqa: ANN401
     env = os.environ | ({"PGPASSWORD": url.password} if url.password else {})
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env
-        )
+        return await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE, env=env, **streams)
     except FileNotFoundError as err:
         msg = f"{argv[0]} is not installed; install the PostgreSQL client of the server's version (postgresql-client)"
         raise BackupError(msg) from err
-    _, stderr = await process.communicate()
+
+
+def _check(program: str, process: asyncio.subprocess.Process, stderr: bytes, url: URL) -> None:
     if process.returncode != 0:
         last = (stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-        msg = f"{argv[0]} failed on {mask(url)}: {last}"
+        msg = f"{program} failed on {mask(url)}: {last}"
         raise BackupError(msg)
 
 

@@ -46,6 +46,11 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.meter_values_pruned = Counter(
+            "meterd_meter_values_pruned_total",
+            "Raw meter values older than storage.raw_retention_months removed (day boundaries kept).",
+            registry=r,
+        )
         self.duplicates = Counter(
             "meterd_readings_duplicate_total",
             "Readings dropped because the store already held them.",

@@ -60,8 +60,9 @@ class ReadingRow(Base):
     __table_args__ = (
         # A re-poll or replayed message at the same instant counts once ...
         UniqueConstraint("device_id", "meter", "taken_at"),
-        # ... and so does a second copy of the same reading id (reading-v1).
-        UniqueConstraint("reading_id", "meter"),
+        # ... and so does a second copy of the same reading id (reading-v1), which comes with its
+        # one taken_at: the key holds it because PostgreSQL partitions the table by it (0020).
+        UniqueConstraint("reading_id", "meter", "taken_at"),
         Index(None, "taken_at"),
     )
 

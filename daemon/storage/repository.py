@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, Final, TypeVar
 
@@ -38,6 +38,7 @@ from daemon.storage import migrate
 from daemon.storage.audit import enforce_audit, write_audit
 from daemon.storage.engine import create_engine, create_private, ensure_state_directory, mask, parse_url, sqlite_path
 from daemon.storage.models import DeadLetter, Device, OutboxItem, ReadingRow, StateEntry, SupplyLevel
+from daemon.storage.partitions import MONTHS_AHEAD, MonthlyPartitions, month_of, months_from
 from daemon.storage.supplies import LastLevels, SupplySort, supplies_as_of
 from daemon.storage.types import aware_utc, sqlite_time
 
@@ -154,6 +155,7 @@ class Store:
         self.url_for_humans = mask(engine.url)
         self.dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self.last_levels = LastLevels(tail=self.dialect is sqlite)
+        self._partitions = MonthlyPartitions() if self.dialect is postgresql else None
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -176,6 +178,7 @@ class Store:
             await store.ping()
             if upgrade:
                 await store.migrate()
+                await store.make_partitions_ahead()
             yield store
         finally:
             await engine.dispose()
@@ -230,7 +233,21 @@ class Store:
         """
         if not readings:
             return StoreOutcome()
-        return await self.guard(self._store(readings, now, forward, audit), "store readings")
+        try:
+            if self._partitions is not None:
+                await self.guard(self._partitions.ensure(self.engine, (r.taken_at_utc for r in readings)), "partition")
+            return await self.guard(self._store(readings, now, forward, audit), "store readings")
+        except StorageError:
+            if self._partitions is not None:
+                self._partitions.forget()
+            raise
+
+    async def make_partitions_ahead(self, now: datetime | None = None) -> None:
+        """PostgreSQL: this month's partition of `readings` and the next ones' (partitions.py)."""
+        if self._partitions is not None:
+            months = months_from(month_of(now or datetime.now(UTC)), MONTHS_AHEAD + 1)
+            moments = [datetime(year, month, 1, tzinfo=UTC) for year, month in months]
+            await self.guard(self._partitions.ensure(self.engine, moments), "create partitions")
 
     async def _store(
         self, readings: Sequence[Reading], now: datetime, forward: Forward | None, audit: AuditNote | None
@@ -346,6 +363,23 @@ class Store:
                 return {key: value for key, value in await conn.execute(stmt)}  # noqa: C416 - not a mapping
 
         return await self.guard(_query(), "read state")
+
+    async def get_state(self, key: str) -> str | None:
+        """A job's named state value (a watermark, a last run), or None."""
+
+        async def _query() -> str | None:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(select(StateEntry.value).where(StateEntry.key == key))).scalar_one_or_none()
+
+        return await self.guard(_query(), "read job state")
+
+    async def set_state(self, key: str, value: str) -> None:
+        async def _write() -> None:
+            async with self.engine.begin() as conn:
+                stmt = self.dialect.insert(StateEntry.__table__).values(key=key, value=value)
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+        await self.guard(_write(), "write job state")
 
     async def outbox_stats(self) -> tuple[int, datetime | None]:
         """How many readings wait, and when the oldest was queued."""

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from daemon.storage.models import Base
+from daemon.storage.partitions import not_a_partition
 
 
 def _run(connection: Connection) -> None:
@@ -14,6 +15,7 @@ def _run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
         compare_type=True,
+        include_name=not_a_partition,
     )
     with context.begin_transaction():
         context.run_migrations()
