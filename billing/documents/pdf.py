@@ -21,6 +21,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.documents.i18n import Words
+from billing.documents.line_text import device_text, price_text
 from billing.documents.model import Document, Party, percent
 from billing.invoicing import BASE_FEE, BillingError, InvoiceLine, line_pairs
 
@@ -156,14 +157,25 @@ def describe(line: InvoiceLine, words: Words) -> str:
     return f"{words.meter(line.meter)} {device} {line.service.label}: {usage}"
 
 
+def explain(line: InvoiceLine, document: Document, words: Words) -> list[str]:
+    """A line's text as printed, one entry a printed line.
+
+    What it bills, the device as the customer knows it (model, name, location, cost centre), and its
+    pages x unit price per tier.
+    """
+    device = device_text(document.devices.get(line.device), words) if line.device else ""
+    return [text for text in (describe(line, words), device, price_text(line, words, document.currency)) if text]
+
+
 def line_reads(line: InvoiceLine, words: Words | None = None) -> list[tuple[str, str]]:
     """A line's read pairs as printed, one per device x segment: value and date, ``~`` before an estimate.
 
     A segment after a reset starts at the value the counter restarted from; a start that is the
     device's first read (an installation) says so; a meter the device never reported says that, not "no read".
+    In a pool, a device without the meter is left out: the others' reads are the line's.
     """
     words = words or Words("en")
-    pairs = line_pairs(line)
+    pairs = [pair for pair in line_pairs(line) if not pair[1].get("reports")] or line_pairs(line)
     if not pairs:
         return [("", "")]
     several = len({device for device, _ in pairs}) > 1
@@ -191,12 +203,12 @@ def _read_text(read: dict[str, Any], pair: dict[str, Any], words: Words) -> str:
 def _lines_table(document: Document, words: Words, small: ParagraphStyle) -> Table:
     header = [words("description"), words("start"), words("end"), words("qty"), words("amount"), ""]
     rows: list[list[Any]] = [header]
-    for line in document.lines:
+    for line in document.shown_lines:
         (start, end), *more = line_reads(line, words)
         flags = (ESTIMATED_MARK if line.estimated else "") + (HELD_MARK if line.held else "")
         rows.append(
             [
-                Paragraph(_escape(describe(line, words)), small),
+                Paragraph("<br/>".join(_escape(text) for text in explain(line, document, words)), small),
                 _cell(start, small),
                 _cell(end, small),
                 words.number(line.quantity.normalize()),
@@ -254,13 +266,14 @@ def _totals_table(document: Document, words: Words) -> Table:
 
 def _footnotes(document: Document, words: Words) -> list[str]:
     notes = []
-    if any(line.estimated for line in document.lines):
+    lines = document.shown_lines
+    if any(line.estimated for line in lines):
         notes.append(words("note_estimated", mark=ESTIMATED_MARK))
-    if any(pair["start"].get("first_read") for line in document.lines for _, pair in line_pairs(line)):
+    if any(pair["start"].get("first_read") for line in lines for _, pair in line_pairs(line)):
         notes.append(words("note_first"))
-    if any(pair["start"].get("restart") for line in document.lines for _, pair in line_pairs(line)):
+    if any(pair["start"].get("restart") for line in lines for _, pair in line_pairs(line)):
         notes.append(words("note_reset"))
-    if any(line.held for line in document.lines):
+    if any(line.held for line in lines):
         notes.append(words("note_held", mark=HELD_MARK))
     if document.iban and not document.is_credit_note:
         bank = f"IBAN {document.iban}" + (f", BIC {document.bic}" if document.bic else "")

@@ -51,6 +51,10 @@ class Device(Base):
     site: Mapped[str] = mapped_column(String(128))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the office calls it and where it stands, for the customer's invoice; polling never writes these.
+    name: Mapped[str | None] = mapped_column(String(128))
+    location: Mapped[str | None] = mapped_column(String(256))
+    cost_centre: Mapped[str | None] = mapped_column(String(64))
 
 
 class ReadingRow(Base):
