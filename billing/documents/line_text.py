@@ -50,10 +50,10 @@ def price_parts(line: InvoiceLine) -> list[PricePart]:
     return parts
 
 
-def price_text(line: InvoiceLine, words: Words, currency: str) -> str:
-    """Each tier's pages x unit price, its range where the contract has tiers; "" when nothing is priced.
+def price_lines(line: InvoiceLine, words: Words, currency: str) -> list[str]:
+    """One text per tier: its pages x unit price, and its range where the contract has tiers; none if nothing is priced.
 
-    In English: "2,100 pages x EUR 0.010 (pages 1-5,000); 690 pages x EUR 0.008 (from page 5,001)".
+    In English: "2,100 pages x EUR 0.010 (pages 1-5,000)", "690 pages x EUR 0.008 (from page 5,001)".
     """
     texts = []
     for part in price_parts(line):
@@ -61,7 +61,12 @@ def price_text(line: InvoiceLine, words: Words, currency: str) -> str:
         if tier := _tier(part, words):
             text += f" ({tier})"
         texts.append(text)
-    return "; ".join(texts)
+    return texts
+
+
+def price_text(line: InvoiceLine, words: Words, currency: str) -> str:
+    """The tiers of :func:`price_lines` on one line, "; " between them (the UBL line's note)."""
+    return "; ".join(price_lines(line, words, currency))
 
 
 def _tier(part: PricePart, words: Words) -> str:

@@ -130,6 +130,16 @@ def test_a_language_tag_with_a_region_or_unknown_falls_back_sensibly() -> None:
     assert Words("fr").meter("scan_color") == "Scan color"  # no translation yet: its name, readable
 
 
+def test_the_meters_a_contract_sums_or_prices_apart_have_words_too() -> None:
+    # A contract may bill copy clicks on a line of their own (meter = "copy_mono"): not "Copy mono" on a German bill.
+    assert [Words("de").meter(m) for m in ("print_mono", "copy_mono", "copy_color")] == [
+        "Druckseiten Schwarzweiß",
+        "Kopien Schwarzweiß",
+        "Kopien Farbe",
+    ]
+    assert Words("tr").meter("copy_mono") == "Siyah-beyaz kopya"
+
+
 # A usage line priced in two graduated tiers (5,000 x 0.010 + 2,790 x 0.008 = 72.32) on a named device, and a mono
 # printer's colour line that bills nothing.
 TIERED = replace(
@@ -175,13 +185,13 @@ CHECKABLE = {
     "de": [
         "Schwarzweiß-Seiten SER1 2026-10: 8.790 Seiten, 1.000 inklusive",
         "Kyocera ECOSYS M2540dn · Empfang · 2. OG · Kostenstelle 4711",
-        "5.000 Seiten × 0,010 € (Seiten 1–5.000); 2.790 Seiten × 0,008 € (ab Seite 5.001)",
+        "5.000 Seiten × 0,010 € (Seiten 1–5.000) 2.790 Seiten × 0,008 € (ab Seite 5.001)",  # a line per tier
         "72,32",
     ],
     "tr": [
         "Siyah-beyaz sayfa SER1 2026-10: 8.790 sayfa, 1.000 dahil",
         "Kyocera ECOSYS M2540dn · Empfang · 2. OG · masraf merkezi 4711",
-        "5.000 sayfa × €0,010 (1–5.000. sayfalar); 2.790 sayfa × €0,008 (5.001. sayfadan itibaren)",
+        "5.000 sayfa × €0,010 (1–5.000. sayfalar) 2.790 sayfa × €0,008 (5.001. sayfadan itibaren)",
         "72,32",
     ],
 }
