@@ -55,7 +55,20 @@ CUSTOMER_COLUMNS: Final = (
 CUSTOM_PREFIX: Final = "custom."
 CONTACT_COLUMNS: Final = ("customer", "name", "role", "email", "phone", "billing")
 ASSIGNMENT_COLUMNS: Final = ("device", "customer", "from", "to")
-DEVICE_COLUMNS: Final = ("key", "vendor", "model", "address", "site")
+DEVICE_COLUMNS: Final = ("key", "vendor", "model", "address", "site", "name", "location", "cost_centre")
+# Columns a devices.csv written before they existed may lack: read as empty.
+DEVICE_LABELS: Final = ("name", "location", "cost_centre")
+# The store's column widths: a longer cell is a row problem, not a database error.
+DEVICE_LIMITS: Final = {
+    "key": 128,
+    "site": 128,
+    "vendor": 128,
+    "model": 256,
+    "address": 256,
+    "name": 128,
+    "location": 256,
+    "cost_centre": 64,
+}
 _ADDRESS: Final = {
     "street": "street",
     "city": "city",
@@ -92,16 +105,34 @@ class DeviceCard:
     model: str | None
     address: str | None
     site: str
+    name: str | None = None  # the office's own name for it, where it stands, whose budget: on the invoice
+    location: str | None = None
+    cost_centre: str | None = None
+    kept: frozenset[str] = frozenset()  # label columns the file did not have: what is stored stays
+
+
+def too_long(values: dict[str, str | None]) -> list[tuple[str, str]]:
+    """(column, reason) for each value longer than the store keeps (DEVICE_LIMITS)."""
+    return [
+        (column, f"at most {DEVICE_LIMITS[column]} characters")
+        for column, value in values.items()
+        if value and len(value) > DEVICE_LIMITS[column]
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
     name: str
     rows: list[tuple[int, dict[str, str]]]  # spreadsheet row number, cells by column
+    absent: tuple[str, ...] = ()  # optional columns the header left out (their cells read as empty)
 
 
-def read_table(data: bytes, name: str, columns: Sequence[str], encoding: str | None = None) -> Table:
+def read_table(
+    data: bytes, name: str, columns: Sequence[str], encoding: str | None = None, optional: Sequence[str] = ()
+) -> Table:
     """Decode and split a CSV file; the header must hold every column (extra ones are refused, not ignored).
+
+    ``optional`` columns may be left out of the header (a file from before they existed): read as empty.
 
     Raises:
         ExchangeError: not in the encoding (with the row where it fails), no header, missing or unknown columns.
@@ -111,7 +142,7 @@ def read_table(data: bytes, name: str, columns: Sequence[str], encoding: str | N
     header = [column.strip() for column in reader.fieldnames or []]
     if not header:
         raise ExchangeError(f"{name}: empty; the first row must name the columns: {', '.join(columns)}")
-    missing = [column for column in columns if column not in header]
+    missing = [column for column in columns if column not in header and column not in optional]
     unknown = [column for column in header if column not in columns]
     if missing or unknown:
         parts = [f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(unknown)}" if unknown else ""]
@@ -124,10 +155,11 @@ def read_table(data: bytes, name: str, columns: Sequence[str], encoding: str | N
             if None in row or any(value is None for value in row.values()):
                 raise ExchangeError(f"{name}: row {number}: not as many cells as columns ({len(columns)})")
             if any(value.strip() for value in row.values()):
-                rows.append((number, {key: from_cell(value.strip()) for key, value in row.items()}))
+                cells = dict.fromkeys(optional, "") | {key: from_cell(value.strip()) for key, value in row.items()}
+                rows.append((number, cells))
     except csv.Error as err:
         raise ExchangeError(f"{name}: row {reader.line_num}: not valid CSV ({err})") from err
-    return Table(name, rows)
+    return Table(name, rows, tuple(column for column in optional if column not in header))
 
 
 def customer_columns(custom: Sequence[str] = ()) -> tuple[str, ...]:
@@ -203,9 +235,8 @@ def devices_from(table: Table) -> tuple[list[DeviceCard], list[RowProblem]]:
     seen: set[str] = set()
     for number, row in table.rows:
         problems.extend(
-            RowProblem(table.name, number, column, f"at most {limit} characters")
-            for column, limit in (("key", 128), ("site", 128), ("vendor", 128), ("model", 256), ("address", 256))
-            if len(row[column]) > limit
+            RowProblem(table.name, number, column, reason)
+            for column, reason in too_long({column: row[column] for column in DEVICE_LIMITS})
         )
         problems.extend(
             RowProblem(table.name, number, column, "required") for column in ("key", "site") if not row[column]
@@ -214,15 +245,24 @@ def devices_from(table: Table) -> tuple[list[DeviceCard], list[RowProblem]]:
             problems.append(RowProblem(table.name, number, "key", f"{row['key']!r} is on an earlier row too"))
         seen.add(row["key"])
         found.append(
-            DeviceCard(row["key"], row["vendor"] or None, row["model"] or None, row["address"] or None, row["site"])
+            DeviceCard(
+                row["key"],
+                row["vendor"] or None,
+                row["model"] or None,
+                row["address"] or None,
+                row["site"],
+                name=row["name"] or None,
+                location=row["location"] or None,
+                cost_centre=row["cost_centre"] or None,
+                kept=frozenset(table.absent),
+            )
         )
     return (found, problems) if not problems else ([], problems)
 
 
 def device_file(devices: Iterable[DeviceCard]) -> bytes:
     rows = [
-        {"key": d.key, "vendor": d.vendor or "", "model": d.model or "", "address": d.address or "", "site": d.site}
-        for d in sorted(devices, key=lambda d: d.key)
+        {column: getattr(d, column) or "" for column in DEVICE_COLUMNS} for d in sorted(devices, key=lambda d: d.key)
     ]
     return write_table(DEVICE_COLUMNS, rows)
 

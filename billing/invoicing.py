@@ -568,6 +568,12 @@ def _unsupplied(line: InvoiceLine) -> list[str]:
     )
 
 
+def lacks_meter(line: InvoiceLine) -> bool:
+    """A zero line for a meter none of its devices has ever reported (the colour pages of a mono printer)."""
+    pairs = line_pairs(line)
+    return not line.amount and bool(pairs) and all(pair.get("reports") for _, pair in pairs)
+
+
 def blocking_items(lines: Sequence[InvoiceLine]) -> list[str]:
     """What stops finalising unless overridden with a reason.
 

@@ -60,12 +60,18 @@ def tier_charge(excess: int, tiers: list[Tier], tiering: str) -> tuple[Decimal, 
 
     Graduated: each tier's price for the pages inside it. Volume: the tier that the
     whole excess reaches prices every page (a boundary belongs to the lower tier).
+    Each tier used keeps its range as the contract states it, ``from`` and ``up_to`` (None: open),
+    for the invoice to print beside its price.
     """
     if excess <= 0:
         return Decimal(0), []
+    floors = [1, *(t.up_to + 1 for t in tiers[:-1] if t.up_to is not None)]
     if tiering == "volume":
-        tier = next(t for t in tiers if t.up_to is None or excess <= t.up_to)
-        return tier.price * excess, [{"pages": excess, "price": str(tier.price)}]
+        index = next(i for i, t in enumerate(tiers) if t.up_to is None or excess <= t.up_to)
+        tier = tiers[index]
+        return tier.price * excess, [
+            {"pages": excess, "price": str(tier.price), "from": floors[index], "up_to": tier.up_to}
+        ]
     charge, used, floor = Decimal(0), [], 0
     for tier in tiers:
         ceiling = excess if tier.up_to is None else min(excess, tier.up_to)
@@ -73,7 +79,7 @@ def tier_charge(excess: int, tiers: list[Tier], tiering: str) -> tuple[Decimal, 
         if pages <= 0:
             break
         charge += tier.price * pages
-        used.append({"pages": pages, "price": str(tier.price)})
+        used.append({"pages": pages, "price": str(tier.price), "from": floor + 1, "up_to": tier.up_to})
         floor = ceiling
     return charge, used
 

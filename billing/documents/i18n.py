@@ -12,8 +12,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Final
 
+from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_decimal
+from babel.numbers import format_currency, format_decimal
 
 LANGUAGES: Final = ("en", "de", "fr", "tr", "zh-Hans")
 _LOCALES: Final = {"en": "en_GB", "de": "de_DE", "fr": "fr_FR", "tr": "tr_TR", "zh-Hans": "zh_Hans_CN"}
@@ -68,6 +69,15 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "meter.mono": "Mono pages",
         "meter.color": "Colour pages",
         "meter.total": "All pages",
+        "meter.print_mono": "Print pages, mono",
+        "meter.print_color": "Print pages, colour",
+        "meter.copy_mono": "Copies, mono",
+        "meter.copy_color": "Copies, colour",
+        "price": "{pages} pages × {price}",
+        "tier_range": "pages {first}–{last}",
+        "tier_open": "from page {first}",
+        "tier_volume": "{range}: this price for every page",
+        "cost_centre": "cost centre {code}",
     },
     "de": {
         "from": "Von",
@@ -120,6 +130,15 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "meter.mono": "Schwarzweiß-Seiten",
         "meter.color": "Farbseiten",
         "meter.total": "Seiten gesamt",
+        "meter.print_mono": "Druckseiten Schwarzweiß",
+        "meter.print_color": "Druckseiten Farbe",
+        "meter.copy_mono": "Kopien Schwarzweiß",
+        "meter.copy_color": "Kopien Farbe",
+        "price": "{pages} Seiten × {price}",
+        "tier_range": "Seiten {first}–{last}",
+        "tier_open": "ab Seite {first}",
+        "tier_volume": "{range}: dieser Preis für jede Seite",
+        "cost_centre": "Kostenstelle {code}",
     },
     "fr": {
         "from": "De",
@@ -173,6 +192,15 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "meter.mono": "Pages noir et blanc",
         "meter.color": "Pages couleur",
         "meter.total": "Pages au total",
+        "meter.print_mono": "Pages imprimées noir et blanc",
+        "meter.print_color": "Pages imprimées couleur",
+        "meter.copy_mono": "Copies noir et blanc",
+        "meter.copy_color": "Copies couleur",
+        "price": "{pages} pages × {price}",
+        "tier_range": "pages {first} à {last}",
+        "tier_open": "à partir de la page {first}",
+        "tier_volume": "{range} : ce prix pour chaque page",
+        "cost_centre": "centre de coûts {code}",
     },
     "tr": {
         "from": "Gönderen",
@@ -223,6 +251,15 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "meter.mono": "Siyah-beyaz sayfa",
         "meter.color": "Renkli sayfa",
         "meter.total": "Toplam sayfa",
+        "meter.print_mono": "Siyah-beyaz baskı",
+        "meter.print_color": "Renkli baskı",
+        "meter.copy_mono": "Siyah-beyaz kopya",
+        "meter.copy_color": "Renkli kopya",
+        "price": "{pages} sayfa × {price}",
+        "tier_range": "{first}–{last}. sayfalar",
+        "tier_open": "{first}. sayfadan itibaren",
+        "tier_volume": "{range}: her sayfa için bu fiyat",
+        "cost_centre": "masraf merkezi {code}",
     },
     "zh-Hans": {
         "from": "开票方",
@@ -273,6 +310,15 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "meter.mono": "黑白页数",
         "meter.color": "彩色页数",
         "meter.total": "总页数",
+        "meter.print_mono": "黑白打印页数",
+        "meter.print_color": "彩色打印页数",
+        "meter.copy_mono": "黑白复印页数",
+        "meter.copy_color": "彩色复印页数",
+        "price": "{pages} 页 × {price}",
+        "tier_range": "第 {first}–{last} 页",
+        "tier_open": "第 {first} 页起",
+        "tier_volume": "{range}：每页均按此价",
+        "cost_centre": "成本中心 {code}",
     },
 }
 
@@ -425,6 +471,13 @@ class Words:
         exponent = amount.as_tuple().exponent
         places = max(2, -exponent) if isinstance(exponent, int) else 2
         return _printable(format_decimal(amount, format=f"#,##0.{'0' * places}", locale=self.locale))
+
+    def unit_price(self, price: Decimal, currency: str) -> str:
+        """A unit price with its currency as the locale writes money ("€0.0080", "0,0080 €"), every decimal kept."""
+        exponent = price.as_tuple().exponent
+        places = max(2, -exponent) if isinstance(exponent, int) else 2
+        pattern = Locale.parse(self.locale).currency_formats["standard"].pattern.replace("0.00", f"0.{'0' * places}")
+        return _printable(format_currency(price, currency, format=pattern, locale=self.locale, currency_digits=False))
 
     def money_with_currency(self, amount: Decimal, currency: str) -> str:
         return f"{self.money(amount)} {currency}"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from billing.invoicing import InvoiceLine, Totals, totals
+from billing.invoicing import InvoiceLine, Totals, lacks_meter, totals
 from billing.periods import Period
 
 
@@ -71,6 +72,23 @@ class Party:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLabel:
+    """A device as its customer knows it, frozen with the invoice: model, the office's name, location, cost centre."""
+
+    model: str | None = None
+    name: str | None = None
+    location: str | None = None
+    cost_centre: str | None = None
+
+    @classmethod
+    def of(cls, vendor: str | None, model: str | None, **labels: str | None) -> DeviceLabel:
+        """The model with its vendor in front, unless the model names it already ("KYOCERA ECOSYS M2540dn")."""
+        if vendor and model and vendor.split()[0].lower() not in model.lower():
+            model = f"{vendor} {model}"
+        return cls(model or vendor, labels.get("name"), labels.get("location"), labels.get("cost_centre"))
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     invoice_id: int
     kind: str  # invoice | credit_note
@@ -88,6 +106,7 @@ class Document:
     payment_terms_days: int | None = None
     credited_number: str | None = None
     language: str = "en"
+    devices: Mapping[str, DeviceLabel] = field(default_factory=dict)  # by device key
 
     @property
     def is_credit_note(self) -> bool:
@@ -96,3 +115,11 @@ class Document:
     @property
     def totals(self) -> Totals:
         return totals(self.lines, self.currency)
+
+    @property
+    def shown_lines(self) -> tuple[InvoiceLine, ...]:
+        """The lines the customer reads: all but zero lines for a meter the device does not have.
+
+        A mono printer's colour pages bill nothing and would read as a missing reading.
+        """
+        return tuple(line for line in self.lines if not lacks_meter(line))

@@ -21,6 +21,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.documents.i18n import Words
+from billing.documents.line_text import device_text, price_lines
 from billing.documents.model import Document, Party, percent
 from billing.invoicing import BASE_FEE, BillingError, InvoiceLine, line_pairs
 
@@ -30,6 +31,7 @@ HELD_MARK: Final = "H"
 # collection ReportLab can embed. Noto CJK ships as OpenType/CFF, which ReportLab cannot embed.
 FONT_PATHS: Final = (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),)
 FONT: Final = "MeterdSans"
+DETAIL_GREY: Final = "#555555"  # the device under a line: set apart, still 7:1 on white
 
 
 @cache
@@ -156,14 +158,29 @@ def describe(line: InvoiceLine, words: Words) -> str:
     return f"{words.meter(line.meter)} {device} {line.service.label}: {usage}"
 
 
+def explain(line: InvoiceLine, document: Document, words: Words) -> str:
+    """A line's description cell (ReportLab markup), one thing a line.
+
+    What it bills; the device as the customer knows it (model, name, location, cost centre), in grey;
+    its pages x unit price, one line per tier.
+    """
+    device = device_text(document.devices.get(line.device), words) if line.device else ""
+    texts = [_escape(describe(line, words))]
+    if device:
+        texts.append(f'<font color="{DETAIL_GREY}">{_escape(device)}</font>')
+    texts += [_escape(text) for text in price_lines(line, words, document.currency)]
+    return "<br/>".join(texts)
+
+
 def line_reads(line: InvoiceLine, words: Words | None = None) -> list[tuple[str, str]]:
     """A line's read pairs as printed, one per device x segment: value and date, ``~`` before an estimate.
 
     A segment after a reset starts at the value the counter restarted from; a start that is the
     device's first read (an installation) says so; a meter the device never reported says that, not "no read".
+    In a pool, a device without the meter is left out: the others' reads are the line's.
     """
     words = words or Words("en")
-    pairs = line_pairs(line)
+    pairs = [pair for pair in line_pairs(line) if not pair[1].get("reports")] or line_pairs(line)
     if not pairs:
         return [("", "")]
     several = len({device for device, _ in pairs}) > 1
@@ -191,12 +208,12 @@ def _read_text(read: dict[str, Any], pair: dict[str, Any], words: Words) -> str:
 def _lines_table(document: Document, words: Words, small: ParagraphStyle) -> Table:
     header = [words("description"), words("start"), words("end"), words("qty"), words("amount"), ""]
     rows: list[list[Any]] = [header]
-    for line in document.lines:
+    for line in document.shown_lines:
         (start, end), *more = line_reads(line, words)
         flags = (ESTIMATED_MARK if line.estimated else "") + (HELD_MARK if line.held else "")
         rows.append(
             [
-                Paragraph(_escape(describe(line, words)), small),
+                Paragraph(explain(line, document, words), small),
                 _cell(start, small),
                 _cell(end, small),
                 words.number(line.quantity.normalize()),
@@ -208,7 +225,7 @@ def _lines_table(document: Document, words: Words, small: ParagraphStyle) -> Tab
             ["", _cell(segment_start, small), _cell(segment_end, small), "", "", ""]
             for segment_start, segment_end in more
         )
-    table = Table(rows, colWidths=[76 * mm, 30 * mm, 30 * mm, 16 * mm, 20 * mm, 8 * mm], repeatRows=1)
+    table = Table(rows, colWidths=[82 * mm, 28 * mm, 28 * mm, 16 * mm, 20 * mm, 6 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(
             [
@@ -254,13 +271,14 @@ def _totals_table(document: Document, words: Words) -> Table:
 
 def _footnotes(document: Document, words: Words) -> list[str]:
     notes = []
-    if any(line.estimated for line in document.lines):
+    lines = document.shown_lines
+    if any(line.estimated for line in lines):
         notes.append(words("note_estimated", mark=ESTIMATED_MARK))
-    if any(pair["start"].get("first_read") for line in document.lines for _, pair in line_pairs(line)):
+    if any(pair["start"].get("first_read") for line in lines for _, pair in line_pairs(line)):
         notes.append(words("note_first"))
-    if any(pair["start"].get("restart") for line in document.lines for _, pair in line_pairs(line)):
+    if any(pair["start"].get("restart") for line in lines for _, pair in line_pairs(line)):
         notes.append(words("note_reset"))
-    if any(line.held for line in document.lines):
+    if any(line.held for line in lines):
         notes.append(words("note_held", mark=HELD_MARK))
     if document.iban and not document.is_credit_note:
         bank = f"IBAN {document.iban}" + (f", BIC {document.bic}" if document.bic else "")

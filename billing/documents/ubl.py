@@ -3,8 +3,11 @@
 Written with the standard library's ElementTree in the schema's element order (UBL is an
 ordered schema). Amounts on a credit note are positive: the document type says it credits.
 A usage line keeps its pages as its quantity; where no unit price multiplies out exactly
-(graduated tiers) its price is the amount per base quantity of all its pages. Other lines
-(prorated fees, true-ups) go out as quantity 1 (or -1) at their amount.
+(graduated tiers) its price is the amount per base quantity of all its pages, and its note
+gives the pages and price of each tier in the customer's language, as the PDF prints them.
+A device's cost centre is the line's buyer accounting reference. Other lines (prorated fees,
+true-ups) go out as quantity 1 (or -1) at their amount. Zero lines for a meter a device does
+not have are left out, as on the PDF.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from decimal import Decimal
 from typing import Final
 from xml.etree import ElementTree as ET
 
+from billing.documents.i18n import Words
+from billing.documents.line_text import price_text
 from billing.documents.model import Document, Party, percent
 from billing.invoicing import USAGE, InvoiceLine
 from billing.rating import money
@@ -59,8 +64,8 @@ def to_ubl(document: Document) -> bytes:
     _payment(root, document, credit=credit)
     _tax_total(root, document, sign)
     _monetary_total(root, document, sign)
-    for position, line in enumerate(document.lines, 1):
-        _line(root, position, line, document.currency, sign, credit=credit)
+    for position, line in enumerate(document.shown_lines, 1):
+        _line(root, position, line, document, sign)
     xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return xml
 
@@ -161,13 +166,19 @@ def quantity_and_price(line: InvoiceLine, amount: Decimal, currency: str) -> tup
     return quantity, abs(amount), abs(quantity)
 
 
-def _line(root: ET.Element, position: int, line: InvoiceLine, currency: str, sign: Decimal, *, credit: bool) -> None:
+def _line(root: ET.Element, position: int, line: InvoiceLine, document: Document, sign: Decimal) -> None:
+    credit, currency = document.is_credit_note, document.currency
     amount = line.amount * sign
     element = ET.SubElement(root, f"{{{CAC}}}{'CreditNoteLine' if credit else 'InvoiceLine'}")
     _cbc(element, "ID", str(position))
+    if prices := price_text(line, Words(document.language), currency):
+        _cbc(element, "Note", prices)
     quantity, price, base = quantity_and_price(line, amount, currency)
     _cbc(element, "CreditedQuantity" if credit else "InvoicedQuantity", f"{quantity.normalize():f}", unitCode=UNIT_ONE)
     _amount(element, "LineExtensionAmount", amount, currency)
+    label = document.devices.get(line.device) if line.device else None
+    if label is not None and label.cost_centre:
+        _cbc(element, "AccountingCost", label.cost_centre)
     period = ET.SubElement(element, f"{{{CAC}}}InvoicePeriod")
     _cbc(period, "StartDate", line.service.start.isoformat())
     _cbc(period, "EndDate", _last_day(line.service.end))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ import pandas as pd
 from billing.anomalies import DetectorSettings, Finding
 from billing.anomalies.allowance import allowances, forecast_requests, over_allowance
 from billing.documents.mail import invoice_mail, reminder_mail
-from billing.documents.model import Document, Party
+from billing.documents.model import DeviceLabel, Document, Party
 from billing.documents.pdf import to_pdf
 from billing.documents.reports import daily_usage, usage_chart, usage_csv, usage_html, usage_rows
 from billing.documents.ubl import to_ubl
@@ -41,7 +41,7 @@ from daemon.settings import BillingSettings, Settings
 from daemon.storage.billing import BillingStore, CustomerNotFoundError, InvoiceRecord, SavedDraft
 from daemon.storage.receivables import QUEUED as REMINDER_QUEUED
 from daemon.storage.receivables import ReceivablesStore
-from daemon.storage.repository import Store
+from daemon.storage.repository import DeviceRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,16 +187,29 @@ def _as_datetime(stamp: Any) -> datetime:  # noqa: ANN401 - a pandas Timestamp
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def snapshot_for(book: Book, payer: str, settings: BillingSettings) -> dict[str, Any]:
-    """What a finalised invoice freezes: the seller, the paying customer, its branches and their contracts."""
+def snapshot_for(
+    book: Book, payer: str, settings: BillingSettings, devices: Sequence[DeviceRecord] = ()
+) -> dict[str, Any]:
+    """What a finalised invoice freezes: the seller, the paying customer, its branches and their contracts.
+
+    And the devices they ever held, as the customer knows them (model, name, location, cost centre).
+    """
     members = book.members(payer)
     customer = book.customers[payer]
+    held = {a.device for code in members for a in book.assignments_of(code)}
     return {
         "seller": settings.seller.model_dump(mode="json"),
         "customer": customer.model_dump(mode="json"),
         "branches": [book.customers[code].model_dump(mode="json") for code in members if code != payer],
         "contracts": [c.model_dump(mode="json") for c in book.contracts if c.customer in members],
         "payment_terms_days": customer.payment_terms_days,
+        "devices": {
+            d.key: asdict(
+                DeviceLabel.of(d.vendor, d.model, name=d.name, location=d.location, cost_centre=d.cost_centre)
+            )
+            for d in devices
+            if d.key in held
+        },
     }
 
 
@@ -220,6 +233,8 @@ def document_for(record: InvoiceRecord, snapshot: dict[str, Any], credited_numbe
         payment_terms_days=snapshot.get("payment_terms_days"),
         credited_number=credited_number,
         language=snapshot["customer"].get("language", "en"),
+        # An invoice finalised before devices were frozen with it prints without them.
+        devices={key: DeviceLabel(**label) for key, label in snapshot.get("devices", {}).items()},
     )
 
 
@@ -249,7 +264,7 @@ async def finalize_invoice(
         invoice_id,
         series=settings.billing.invoice_series,
         digits=settings.billing.number_digits,
-        snapshot=snapshot_for(await billing.book(), record.customer, settings.billing),
+        snapshot=snapshot_for(await billing.book(), record.customer, settings.billing, await store.devices()),
         actor=actor,
         now=now,
         issue_date=issue_date or now.date(),
@@ -324,7 +339,7 @@ async def invoice_document(store: Store, settings: Settings, invoice_id: int) ->
     record = await billing.invoice(invoice_id)
     snapshot = record.snapshot
     if snapshot is None:
-        snapshot = snapshot_for(await billing.book(), record.customer, settings.billing)
+        snapshot = snapshot_for(await billing.book(), record.customer, settings.billing, await store.devices())
     credited = None
     if record.kind == CREDIT_NOTE and record.credited_invoice_id is not None:
         credited = (await billing.invoice(record.credited_invoice_id)).number

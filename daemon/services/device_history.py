@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Final
 
 from billing.anomalies import Kind
+from billing.exchange import DEVICE_LABELS, too_long
 from collectors import wire
 from daemon.kernel.clock import Clock
 from daemon.kernel.errors import MeterdError, PayloadError
@@ -25,6 +26,7 @@ from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.settings import Settings
 from daemon.storage.anomalies import AnomalyRecord, AnomalyStore
+from daemon.storage.billing import BillingStore
 from daemon.storage.repository import AuditNote, DeviceRecord, MeterPoint, Store
 
 # Episodes that break a counter's series: marked on its chart where they happened.
@@ -36,6 +38,10 @@ MAX_ENTERED_BY: Final = 128
 
 class ManualReadingError(MeterdError):
     """A manual reading that cannot be stored as entered; the message says what to change."""
+
+
+class DeviceLabelError(MeterdError):
+    """A name, location or cost centre the store cannot keep; the message says which and how long it may be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,3 +226,16 @@ async def enter_manual_reading(
         raise ManualReadingError(f"device {key} has a {meter} reading at {taken_at:%Y-%m-%d %H:%M} UTC already")
     job = AnomalyJob(settings, store, Metrics(), clock)
     return ManualOutcome(reading.id, await job.detect())
+
+
+async def save_device_labels(store: Store, key: str, labels: dict[str, str], *, actor: str, now: datetime) -> bool:
+    """Name, location and cost centre of a device as the office enters them (blank: none); False when unchanged.
+
+    Raises:
+        DeviceLabelError: a value longer than the store keeps; DeviceNotFoundError.
+    """
+    cleaned = {column: (labels.get(column) or "").strip() or None for column in DEVICE_LABELS}
+    if problems := too_long(cleaned):
+        column, reason = problems[0]
+        raise DeviceLabelError(f"{column}: {reason}; shorten it and save again")
+    return await BillingStore(store).label_device(key, cleaned, actor=actor, now=now)

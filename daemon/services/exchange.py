@@ -13,6 +13,7 @@ from billing.exchange import (
     ASSIGNMENT_COLUMNS,
     CONTACT_COLUMNS,
     DEVICE_COLUMNS,
+    DEVICE_LABELS,
     DeviceCard,
     RowProblem,
     Table,
@@ -69,7 +70,10 @@ async def import_tables(
 async def export_tables(store: Store, settings: Settings) -> dict[str, bytes]:
     """The four files, as `meterd customers export` writes them."""
     book = await BillingStore(store).book()
-    devices = [DeviceCard(d.key, d.vendor, d.model, d.address, d.site) for d in await store.devices()]
+    devices = [
+        DeviceCard(d.key, d.vendor, d.model, d.address, d.site, d.name, d.location, d.cost_centre)
+        for d in await store.devices()
+    ]
     cards, people = customer_files(book.customers.values(), custom_fields(settings))
     return {
         CUSTOMERS: cards,
@@ -87,19 +91,19 @@ def read_tables(files: dict[str, bytes], settings: Settings, encoding: str | Non
     """
     tables = {}
     shapes = (
-        (CUSTOMERS, customer_columns(custom_fields(settings)), True),
-        (CONTACTS, CONTACT_COLUMNS, True),
-        (ASSIGNMENTS, ASSIGNMENT_COLUMNS, False),
-        (DEVICES, DEVICE_COLUMNS, False),
+        (CUSTOMERS, customer_columns(custom_fields(settings)), True, ()),
+        (CONTACTS, CONTACT_COLUMNS, True, ()),
+        (ASSIGNMENTS, ASSIGNMENT_COLUMNS, False, ()),
+        (DEVICES, DEVICE_COLUMNS, False, DEVICE_LABELS),
     )
-    for name, columns, required in shapes:
+    for name, columns, required, optional in shapes:
         if name not in files:
             if required:
                 msg = f"{name} is missing; `meterd customers export DIR` writes the files in their form"
                 raise MeterdError(msg)
             tables[name] = Table(name, [])
             continue
-        tables[name] = read_table(files[name], name, columns, encoding)
+        tables[name] = read_table(files[name], name, columns, encoding, optional)
     return tables
 
 

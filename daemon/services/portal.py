@@ -86,6 +86,9 @@ class PortalDevice:
     site: str
     last_seen: datetime | None
     networked: bool  # a device that reports by itself: readings for it are not taken from the portal
+    name: str | None = None  # the office's name, location and cost centre, as the invoice prints them
+    location: str | None = None
+    cost_centre: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,7 +484,16 @@ def _device(key: str, customer: str, record: DeviceRecord | None) -> PortalDevic
     if record is None:
         return PortalDevice(key, customer, None, None, "", None, networked=False)
     return PortalDevice(
-        key, customer, record.vendor, record.model, record.site, record.last_seen, networked=bool(record.address)
+        key,
+        customer,
+        record.vendor,
+        record.model,
+        record.site,
+        record.last_seen,
+        networked=bool(record.address),
+        name=record.name,
+        location=record.location,
+        cost_centre=record.cost_centre,
     )
 
 

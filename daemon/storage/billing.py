@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import pandas as pd
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -59,7 +59,7 @@ from daemon.storage.models import (
     ReadingRow,
     SiteRow,
 )
-from daemon.storage.repository import Store
+from daemon.storage.repository import DeviceNotFoundError, Store
 
 InvoiceRecord: TypeAlias = Invoice  # what the store reads back: the life cycle's Invoice
 
@@ -254,6 +254,29 @@ class BillingStore:
                 return outcome
 
         return await self._store.guard(_apply(), "import customers and assignments")
+
+    async def label_device(self, key: str, labels: dict[str, str | None], *, actor: str, now: datetime) -> bool:
+        """Set a device's name, location and cost centre (``labels`` by column), audited; False when unchanged.
+
+        Raises:
+            DeviceNotFoundError: no device ``key``.
+        """
+
+        async def _write() -> bool:
+            async with self._store.engine.begin() as conn:
+                row = (await conn.execute(select(Device.id, *_LABEL_COLUMNS).where(Device.key == key))).first()
+                if row is None:
+                    msg = f"no device {key!r}; the devices list shows the keys (serial numbers) the store knows"
+                    raise DeviceNotFoundError(msg)
+                before = {column.key: getattr(row, column.key) for column in _LABEL_COLUMNS}
+                after = {column.key: labels.get(column.key) for column in _LABEL_COLUMNS}
+                if before == after:
+                    return False
+                await conn.execute(update(Device).where(Device.id == row.id).values(after))
+                await write_audit(conn, now, actor, "device.save", f"device:{key}", changes(before, after))
+                return True
+
+        return await self._store.guard(_write(), "save a device's name, location and cost centre")
 
     async def unassign(self, device: str, *, end: date, actor: str, now: datetime) -> None:
         """End the device's open assignment on ``end`` (its first day with no customer)."""
@@ -689,15 +712,20 @@ def _chunks(values: Sequence[Any], size: int = 5000) -> list[Sequence[Any]]:
     return [values[start : start + size] for start in range(0, len(values), size)]
 
 
+# The office's own words for a device (devices.csv, the console's device page), never the poller's.
+_LABEL_COLUMNS: Final = (Device.name, Device.location, Device.cost_centre)
+
+
 async def _write_devices(conn: AsyncConnection, devices: Sequence[DeviceCard], *, actor: str, now: datetime) -> int:
     """Register devices (or correct what the office knows of them); unchanged ones are left alone. Returns how many."""
     if not devices:
         return 0
-    columns = (Device.key, Device.vendor, Device.model, Device.address, Device.site)
+    columns = (Device.key, Device.vendor, Device.model, Device.address, Device.site, *_LABEL_COLUMNS)
     stored = {row.key: row for row in await conn.execute(select(*columns))}
     saved = 0
     for device in devices:
         values = {"vendor": device.vendor, "model": device.model, "address": device.address, "site": device.site}
+        values |= {c.key: getattr(device, c.key) for c in _LABEL_COLUMNS if c.key not in device.kept}
         before = stored.get(device.key)
         if before is None:
             await conn.execute(insert(Device).values(values | {"key": device.key, "first_seen": now, "last_seen": now}))

@@ -51,6 +51,10 @@ class Device(Base):
     site: Mapped[str] = mapped_column(String(128))
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the office calls it and where it stands, for the customer's invoice; polling never writes these.
+    name: Mapped[str | None] = mapped_column(String(128))
+    location: Mapped[str | None] = mapped_column(String(256))
+    cost_centre: Mapped[str | None] = mapped_column(String(64))
 
 
 class ReadingRow(Base):
@@ -61,7 +65,7 @@ class ReadingRow(Base):
         # A re-poll or replayed message at the same instant counts once ...
         UniqueConstraint("device_id", "meter", "taken_at"),
         # ... and so does a second copy of the same reading id (reading-v1), which comes with its
-        # one taken_at: the key holds it because PostgreSQL partitions the table by it (0020).
+        # one taken_at: the key holds it because PostgreSQL partitions the table by it (0021).
         UniqueConstraint("reading_id", "meter", "taken_at"),
         Index(None, "taken_at"),
     )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MONTHS_AHEAD: Final = 2
 # pg_advisory_xact_lock's key for partition DDL: any constant, the same in every meterd process.
 _LOCK_KEY: Final = 0x6D65_7465_7264_0020
+_KIND: Final = text("SELECT relkind FROM pg_class WHERE relname = 'readings' AND relnamespace = 'public'::regnamespace")
 _EXISTING: Final = text(
     "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'readings'"
@@ -81,6 +82,8 @@ class MonthlyPartitions:
         if not missing:
             return
         async with engine.begin() as conn:
+            if (await conn.execute(_KIND)).scalar_one_or_none() != "p":
+                return  # a schema before migration 0021 (a store opened without upgrading): nothing to make
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             existing = set((await conn.execute(_EXISTING)).scalars())
             for month in sorted(missing):

@@ -96,6 +96,9 @@ class DeviceRecord:
     site: str
     first_seen: datetime
     last_seen: datetime
+    name: str | None = None  # the office's name, location and cost centre for it (the customer's invoice)
+    location: str | None = None
+    cost_centre: str | None = None
 
 
 # In DeviceRecord's field order.
@@ -107,6 +110,9 @@ _DEVICE_COLUMNS: Final = (
     Device.site,
     Device.first_seen,
     Device.last_seen,
+    Device.name,
+    Device.location,
+    Device.cost_centre,
 )
 
 
@@ -535,7 +541,7 @@ class Store:
         async def _query() -> list[DeviceRecord]:
             stmt = select(*_DEVICE_COLUMNS).order_by(Device.site, Device.key)
             async with self.engine.connect() as conn:
-                return [DeviceRecord(*row) for row in await conn.execute(stmt)]
+                return [DeviceRecord(**row._asdict()) for row in await conn.execute(stmt)]
 
         return await self.guard(_query(), "list devices")
 
@@ -546,7 +552,7 @@ class Store:
             stmt = select(*_DEVICE_COLUMNS).where(Device.key == key)
             async with self.engine.connect() as conn:
                 row = (await conn.execute(stmt)).first()
-            return None if row is None else DeviceRecord(*row)
+            return None if row is None else DeviceRecord(**row._asdict())
 
         found = await self.guard(_query(), "read a device")
         if found is None:

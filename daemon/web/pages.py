@@ -33,7 +33,13 @@ from daemon.services.billing import (
     invoice_document,
     void_invoice,
 )
-from daemon.services.device_history import DROP, DeviceHistory, device_history, enter_manual_reading
+from daemon.services.device_history import (
+    DROP,
+    DeviceHistory,
+    device_history,
+    enter_manual_reading,
+    save_device_labels,
+)
 from daemon.services.review import ACTIONS, dismiss_kind, resolve
 from daemon.services.supplies import (
     REPLENISHMENT_HEADER,
@@ -338,6 +344,16 @@ async def manual_reading(key: str, user: User, console: ConsoleDep, form: Form) 
         entered_by=_text(form, "entered_by"),
         actor=user.principal.login,
         clock=console.context.clock,
+    )
+    return _see(f"/devices/{quote(key, safe='')}")
+
+
+@router.post("/devices/{key}/labels")
+async def device_labels(key: str, user: User, console: ConsoleDep, form: Form) -> Response:
+    user.require("customers.write")  # the office's record of the device, as its devices.csv import
+    labels = {column: _text(form, column, required=False) for column in ("name", "location", "cost_centre")}
+    await save_device_labels(
+        console.context.store, key, labels, actor=user.principal.login, now=console.context.clock()
     )
     return _see(f"/devices/{quote(key, safe='')}")
 

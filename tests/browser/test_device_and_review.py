@@ -79,3 +79,22 @@ def test_a_clerk_finalises_ticked_drafts_and_voids_one_with_a_credit_note(browse
     voided = console.call(BillingStore(console.store).invoice(october.id))
     assert (voided.status, voided.void_reason) == ("voided", "billed to the wrong branch")
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("CN")  # the credit note's page
+
+
+def test_a_clerk_names_a_device_and_says_where_it_stands_for_the_customers_invoice(
+    browser: WebDriver, console: Console
+) -> None:
+    log_in(browser, console, "billing")
+    browser.get(f"{console.url}/devices/KY1")
+    for field, value in (("label-name", "Empfang"), ("label-location", "Haus A, EG"), ("label-cost-centre", "4711")):
+        box = browser.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    submit(browser, browser.find_element(By.XPATH, "//section[@aria-labelledby='h-labels']//button"))
+    facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "Empfang" in facts
+    assert "Haus A, EG" in facts
+    assert "4711" in facts
+    check_page(browser, "device-labels")
+    device = console.call(console.store.device("KY1"))
+    assert (device.name, device.location, device.cost_centre) == ("Empfang", "Haus A, EG", "4711")

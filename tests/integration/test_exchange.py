@@ -264,3 +264,39 @@ async def test_a_formula_in_a_cell_is_exported_as_text_kept_intact_and_imported_
     assert "0 changed" in capsys.readouterr().out  # the export reads back as exactly what is stored
     assert await asyncio.to_thread(cli, config, "readings", "--format", "csv") == 0
     assert ",KY1,Kyocera,'@SUM(1+1)*cmd|' /C calc'!A0,mono," in capsys.readouterr().out
+
+
+async def test_a_devices_name_location_and_cost_centre_travel_in_devices_csv_and_an_older_file_keeps_them(
+    store_url: str, config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _ready(store_url, config, daily("KY1", date(2026, 9, 20), 1, mono=10, color=1), "KY1")
+    folder = tmp_path / "in"
+    assert await asyncio.to_thread(cli, config, "customers", "export", str(folder)) == 0
+    labelled = {"key": "KY1", "vendor": "Kyocera", "site": "acme-hq", "name": "Empfang", "location": "Büro 2. OG"}
+    # A cost centre that a spreadsheet would run as a formula: stored as typed, exported as text.
+    (folder / "devices.csv").write_bytes(_csv(DEVICE_COLUMNS, [labelled | {"cost_centre": "=4711"}], "utf-8-sig"))
+    capsys.readouterr()
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(folder), "--by", "carla") == 0
+    assert "devices: 1 saved" in capsys.readouterr().out
+    async with Store.open(store_url) as store:
+        device = await store.device("KY1")
+        [entry] = [e for e in await find_audit(store, target="device:KY1", limit=10) if e.action == "device.save"]
+    assert (device.name, device.location, device.cost_centre) == ("Empfang", "Büro 2. OG", "=4711")
+    assert entry.actor == "carla"
+    out = tmp_path / "out"
+    assert await asyncio.to_thread(cli, config, "customers", "export", str(out)) == 0
+    exported = (out / "devices.csv").read_text(encoding="utf-8-sig")
+    assert exported.splitlines()[0] == "key,vendor,model,address,site,name,location,cost_centre"
+    assert "KY1,Kyocera,,,acme-hq,Empfang,Büro 2. OG,'=4711" in exported
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(out)) == 0
+    assert "devices: 0 saved" in capsys.readouterr().out  # the export reads back as exactly what is stored
+    # A devices.csv from before these columns: read, and the office's names stay as they are.
+    old = ("key", "vendor", "model", "address", "site")
+    (out / "devices.csv").write_bytes(_csv(old, [{"key": "KY1", "vendor": "Kyocera", "site": "acme-hq"}], "utf-8"))
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(out)) == 0
+    assert "devices: 0 saved" in capsys.readouterr().out
+    async with Store.open(store_url) as store:
+        assert (await store.device("KY1")).cost_centre == "=4711"
+    (out / "devices.csv").write_bytes(_csv(DEVICE_COLUMNS, [labelled | {"cost_centre": "K" * 65}], "utf-8"))
+    assert await asyncio.to_thread(cli, config, "customers", "import", str(out)) == 1
+    assert "devices.csv: row 2: cost_centre: at most 64 characters" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`readings` by month on PostgreSQL (migration 0020, daemon/storage/partitions.py), and the copy key with taken_at."""
+"""`readings` by month on PostgreSQL (migration 0021, daemon/storage/partitions.py), and the copy key with taken_at."""
 
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ async def test_two_stores_making_the_same_month_at_once_both_succeed(pg_url: str
         assert (await _partitions(first)).count("readings_y2020m07") == 1
 
 
-async def test_readings_stored_before_0020_are_all_there_after_it_and_copies_still_count_once(store_url: str) -> None:
+async def test_readings_stored_before_0021_are_all_there_after_it_and_copies_still_count_once(store_url: str) -> None:
     months = [datetime(2025, 11, 30, 23, 0, tzinfo=UTC), datetime(2026, 1, 15, tzinfo=UTC)]
     async with Store.open(store_url, upgrade=False) as store:
-        await migrate.upgrade(store.engine, "0019")
+        await migrate.upgrade(store.engine, "0020")
         async with store.engine.begin() as conn:
             device = await conn.execute(
                 insert(Device).values(
@@ -98,14 +98,14 @@ async def test_readings_stored_before_0020_are_all_there_after_it_and_copies_sti
             assert ids == sorted(set(ids))
 
 
-async def test_0020_goes_back_down_with_every_row(store_url: str) -> None:
+async def test_0021_goes_back_down_with_every_row(store_url: str) -> None:
     async with Store.open(store_url) as store:
         await store.store([reading(reading_id="kept", at=NOW)], now=NOW)
 
         def _down(connection: Connection) -> None:
             config = migrate.alembic_config()
             config.attributes["connection"] = connection
-            command.downgrade(config, "0019")
+            command.downgrade(config, "0020")
 
         async with store.engine.begin() as conn:
             await conn.run_sync(_down)

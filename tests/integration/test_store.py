@@ -16,6 +16,7 @@ from daemon.services.metrics import Metrics
 from daemon.services.pipeline import Pipeline
 from daemon.storage import migrate
 from daemon.storage.audit import AuditMissingError, write_audit
+from daemon.storage.billing import BillingStore
 from daemon.storage.lock import daemon_lock
 from daemon.storage.models import Base, CustomerRow, UserRow
 from daemon.storage.partitions import not_a_partition
@@ -143,6 +144,24 @@ async def test_devices_track_first_and_last_seen(store_url: str) -> None:
         await store.store([reading(reading_id="a", minutes=0)], now=NOW)  # late, older reading
         (device,) = await store.devices()
     assert (device.first_seen, device.last_seen) == (T0, T0 + timedelta(minutes=30))
+
+
+async def test_devices_known_before_0020_get_no_name_and_polling_never_overwrites_the_offices_names(
+    store_url: str,
+) -> None:
+    async with Store.open(store_url, upgrade=False) as store:
+        await migrate.upgrade(store.engine, "0019")  # the revision before device names
+        await store.store([reading(reading_id="a")], now=NOW)
+        await migrate.upgrade(store.engine)
+        (device,) = await store.devices()
+        assert (device.key, device.name, device.location, device.cost_centre) == ("VNCRC48198", None, None, None)
+        labels = {"name": "Empfang", "location": "2. OG", "cost_centre": "4711"}
+        assert await BillingStore(store).label_device("VNCRC48198", labels, actor="carla", now=NOW)
+        assert not await BillingStore(store).label_device("VNCRC48198", labels, actor="carla", now=NOW)  # unchanged
+        await store.store([reading(reading_id="b", minutes=30)], now=NOW)  # a newer poll updates model and address
+        device = await store.device("VNCRC48198")
+    assert (device.name, device.location, device.cost_centre) == ("Empfang", "2. OG", "4711")
+    assert device.last_seen == T0 + timedelta(minutes=30)
 
 
 async def test_dead_letters_keep_the_raw_input(store_url: str, metrics: Metrics) -> None:

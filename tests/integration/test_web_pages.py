@@ -5,6 +5,7 @@ on both stores, each control refused to a role that may not use it (the forged P
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -333,3 +334,47 @@ async def test_a_draft_a_check_blocks_is_refused_alone_and_finalised_with_an_ove
     assert "Finalised: " in second.text
     acme = await billing.invoice(drafts["ACME"])
     assert (acme.status, acme.hold_override) == (FINALIZED, "reset confirmed by phone")
+
+
+def _pdf_text(pdf: bytes) -> str:
+    out = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+    return " ".join(out.replace("\u00a0", " ").split())
+
+
+async def test_a_devices_name_location_and_cost_centre_are_edited_on_its_page_and_frozen_on_the_invoice(
+    web: Web,
+) -> None:
+    labels = {"name": "Empfang", "location": "Haus B, 2. OG", "cost_centre": "4711"}
+    token = await web.log_in("tech")  # a technician reads devices but does not keep the customer's records
+    assert 'action="/devices/KY1/labels"' not in (await web.client.get("/devices/KY1")).text
+    forged = await web.client.post("/devices/KY1/labels", data={"csrf": token} | labels)
+    assert forged.status_code == 403
+    assert (await web.store.device("KY1")).name is None
+    token = await web.log_in("clerk")
+    assert 'action="/devices/KY1/labels"' in (await web.client.get("/devices/KY1")).text
+    tokenless = await web.client.post("/devices/KY1/labels", data=labels)
+    assert tokenless.status_code == 403
+    too_long = await web.client.post("/devices/KY1/labels", data={"csrf": token} | labels | {"cost_centre": "K" * 65})
+    assert too_long.status_code == 422
+    assert "cost_centre: at most 64 characters" in too_long.text
+    saved = await web.client.post("/devices/KY1/labels", data={"csrf": token} | labels)
+    assert saved.status_code == 303, saved.text
+    page = (await web.client.get("/devices/KY1")).text
+    assert "<dd>Haus B, 2. OG</dd>" in page
+    assert 'value="4711"' in page
+    [entry] = [e for e in await find_audit(web.store, target="device:KY1") if e.action == "device.save"]
+    assert (entry.actor, entry.detail["after"]) == ("clerk", labels)
+    [first, _] = await _two_drafts(web)
+    await web.client.post("/billing/finalize", data={"csrf": token, "period": "2026-10", "invoice": [first]})
+    pdf = await web.client.get(f"/invoices/{first}/document", params={"format": "pdf"})
+    text = _pdf_text(pdf.content)
+    assert "Empfang · Haus B, 2. OG · cost centre 4711" in text, text
+    assert "pages × €0.012" in text, text  # noqa: RUF001 - the unit price on the mono line, as printed
+    # Renamed later: the finalised invoice keeps the name it was issued with.
+    blank = {"csrf": token, "name": "Lager", "location": "", "cost_centre": ""}
+    assert (await web.client.post("/devices/KY1/labels", data=blank)).status_code == 303
+    device = await web.store.device("KY1")
+    assert (device.name, device.location, device.cost_centre) == ("Lager", None, None)
+    again = _pdf_text((await web.client.get(f"/invoices/{first}/document", params={"format": "pdf"})).content)
+    assert "Empfang · Haus B, 2. OG · cost centre 4711" in again
+    assert "Lager" not in again

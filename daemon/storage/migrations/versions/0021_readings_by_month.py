@@ -10,8 +10,8 @@ partition per month the rows span (and the months ahead), the rows copied over, 
 dropped — one transaction, as long as a copy of the table takes. SQLite's table is rebuilt by
 Alembic's batch mode to change its unique key.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-05
 """
 
@@ -24,8 +24,8 @@ from alembic import op
 
 from daemon.storage.partitions import MONTHS_AHEAD, create_months, month_of, months_from
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
@@ -90,14 +90,14 @@ def _rebuild(keys: str, *, partitioned: bool) -> None:
     op.execute(f"CREATE TABLE readings ({_COLUMN_DDL},\n    {keys}){partition_by}")
     op.execute("CREATE INDEX ix_readings_taken_at ON readings (taken_at)")
     if partitioned:
-        oldest, newest = bind.execute(sa.text("SELECT min(taken_at), max(taken_at) FROM readings_before_0020")).one()
+        oldest, newest = bind.execute(sa.text("SELECT min(taken_at), max(taken_at) FROM readings_before_0021")).one()
         now = datetime.now(UTC)
         first = month_of(min(oldest, now) if oldest is not None else now)
         last = month_of(max(newest, now) if newest is not None else now)
         spanned = 12 * (last[0] - first[0]) + last[1] - first[1] + 1
         create_months(bind, months_from(first, spanned + MONTHS_AHEAD))
-    op.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_before_0020")  # noqa: S608
-    op.execute("DROP TABLE readings_before_0020")
+    op.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_before_0021")  # noqa: S608
+    op.execute("DROP TABLE readings_before_0021")
     op.execute("ALTER SEQUENCE readings_id_seq OWNED BY readings.id")
 
 
@@ -105,10 +105,10 @@ def _set_aside() -> None:
     """The current table renamed, with its constraint and index names freed for the new one."""
     bind = op.get_bind()
     op.execute("ALTER SEQUENCE readings_id_seq OWNED BY NONE")  # kept when the old table goes
-    op.execute("ALTER TABLE readings RENAME TO readings_before_0020")
+    op.execute("ALTER TABLE readings RENAME TO readings_before_0021")
     names = bind.execute(
-        sa.text("SELECT conname FROM pg_constraint WHERE conrelid = 'readings_before_0020'::regclass")
+        sa.text("SELECT conname FROM pg_constraint WHERE conrelid = 'readings_before_0021'::regclass")
     ).scalars()
     for name in list(names):
-        op.execute(f'ALTER TABLE readings_before_0020 RENAME CONSTRAINT "{name}" TO "{name}_before_0020"')
-    op.execute("ALTER INDEX ix_readings_taken_at RENAME TO ix_readings_taken_at_before_0020")
+        op.execute(f'ALTER TABLE readings_before_0021 RENAME CONSTRAINT "{name}" TO "{name}_before_0021"')
+    op.execute("ALTER INDEX ix_readings_taken_at RENAME TO ix_readings_taken_at_before_0021")
