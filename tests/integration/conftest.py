@@ -87,7 +87,8 @@ class StoreTemplates:
             key = directory / "secret.key"
             self.built[name, kind] = (source, key, asyncio.run(seed(url, key)))
         source, key, seeded = self.built[name, kind]
-        shutil.copy2(key, key_file)
+        if key.exists():  # made by the first secret sealed: seeding without a second factor makes none
+            shutil.copy2(key, key_file)
         if kind == "sqlite":
             target = Path(store_url.removeprefix("sqlite:///"))
             target.parent.mkdir(parents=True, exist_ok=True)
