@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +23,17 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook; absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (./dev test): each test goes to the worker that is free, except that a module with a
+    module-scoped fixture stays on one worker (tests/xdist_schedule.py)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.xdist_schedule import SharedFixtureScheduling  # noqa: PLC0415 - xdist only where xdist runs
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)

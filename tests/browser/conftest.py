@@ -1,8 +1,8 @@
 """The console in a real Chromium against a real daemon app: uvicorn on a free port, a SQLite store of a small fleet.
 
-Each test module gets its own server (own port, own store), so the modules run in parallel
-under ``pytest -n auto --dist loadscope``. Debian's chromium and chromium-driver are used as
-installed (``./dev test`` installs them); nothing is downloaded.
+Each test module gets its own server (own port, own store), so the modules run in parallel under
+``pytest -n auto --dist loadgroup`` (a module stays on one worker: tests/xdist_schedule.py). Debian's chromium and
+chromium-driver are used as installed (``./dev test`` installs them); nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from daemon.storage.repository import Store
 from tests.factories import reading
 from tests.integration.test_api import Api
 from tests.integration.test_api import api as api  # noqa: PLC0414 - the fixture, by its name
+from tests.integration.test_api import api_users as api_users  # noqa: PLC0414 - what the fixture needs
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

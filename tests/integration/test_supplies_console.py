@@ -24,7 +24,7 @@ from daemon.settings import ApiSettings, Settings
 from daemon.storage.billing import BillingStore
 from daemon.storage.repository import Store
 from tests.factories import T0, reading
-from tests.integration.test_api import PASSWORD, Api, Clock, api  # noqa: F401 - the API fixture
+from tests.integration.test_api import PASSWORD, Api, Clock, api, api_users  # noqa: F401 - the API fixture
 from tests.integration.test_billing import BOOK
 from tests.integration.test_supplies import _month, _store
 

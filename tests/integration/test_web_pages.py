@@ -33,6 +33,7 @@ from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.audit import find_audit
 from daemon.storage.billing import DRAFT, FINALIZED, BillingStore
 from daemon.storage.repository import Store
+from tests.integration.conftest import StoreTemplates
 from tests.integration.test_api import PASSWORD, Clock
 from tests.integration.test_billing import BOOK, daily
 
@@ -89,8 +90,21 @@ def _app(settings: Settings, store: Store, accounts: Accounts, clock: Clock) -> 
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://meterd.test")
 
 
+async def _add_users(url: str, key_file: Path) -> None:
+    async with Store.open(url) as store:
+        accounts = Accounts(store, ApiSettings(totp_required_for=[]), SecretBox(key_file), Clock())
+        for login, role in USERS.items():
+            await accounts.add_user(login, f"The {role}", role, PASSWORD, actor="setup")
+
+
 @pytest.fixture
-async def web(store_url: str, tmp_path: Path) -> AsyncIterator[Web]:
+def web_users(store_url: str, tmp_path: Path, store_templates: StoreTemplates) -> None:
+    """The three users in the test's store, seeded once per worker (an argon2id hash each) and copied."""
+    store_templates.copy("web-users", _add_users, store_url, tmp_path / "secret.key")
+
+
+@pytest.fixture
+async def web(store_url: str, tmp_path: Path, web_users: None) -> AsyncIterator[Web]:
     clock = Clock()
     settings = Settings(
         storage={"url": store_url},  # type: ignore[arg-type]
@@ -100,8 +114,6 @@ async def web(store_url: str, tmp_path: Path) -> AsyncIterator[Web]:
     )
     async with Store.open(store_url) as store:
         accounts = Accounts(store, ApiSettings(totp_required_for=[]), SecretBox(tmp_path / "secret.key"), clock)
-        for login, role in USERS.items():
-            await accounts.add_user(login, f"The {role}", role, PASSWORD, actor="setup")
         readings = daily("KY1", date(2026, 9, 20), 70, mono=100, color=20)
         last = readings[-1]
         toner = (Supply("Black toner", "toner", "black", 42), Supply("Cyan toner", "toner", "cyan", 7))
