@@ -17,7 +17,7 @@ from billing.anomalies.detectors import SUPPLY_COLUMNS, empty_frame
 from billing.anomalies.episodes import Episode, Moments, continues, episodes, first_reading_after
 from daemon.kernel.errors import MeterdError
 from daemon.storage.audit import write_audit
-from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, StateEntry, SupplyLevel
+from daemon.storage.models import AnomalyReading, AnomalyRow, Device, ReadingRow, SupplyLevel
 from daemon.storage.repository import Store
 from daemon.storage.supplies import HEARTBEAT
 
@@ -462,19 +462,10 @@ class AnomalyStore:
         return await self._store.guard(_query(), "read device last seen")
 
     async def get_state(self, key: str) -> str | None:
-        async def _query() -> str | None:
-            async with self._store.engine.connect() as conn:
-                return (await conn.execute(select(StateEntry.value).where(StateEntry.key == key))).scalar_one_or_none()
-
-        return await self._store.guard(_query(), "read job state")
+        return await self._store.get_state(key)
 
     async def set_state(self, key: str, value: str) -> None:
-        async def _write() -> None:
-            async with self._store.engine.begin() as conn:
-                stmt = self._store.dialect.insert(StateEntry.__table__).values(key=key, value=value)
-                await conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
-
-        await self._store.guard(_write(), "write job state")
+        await self._store.set_state(key, value)
 
     async def _fetch(self, stmt: Any, operation: str) -> list[AnomalyRecord]:  # noqa: ANN401 - a Select
         async def _query() -> list[AnomalyRecord]:

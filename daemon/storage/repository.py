@@ -184,6 +184,9 @@ class Store:
 
     async def migrate(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest revision; return the revisions before and after."""
+        if await self.guard(migrate.at_head(self.engine), "migrate"):
+            head = migrate.script_head()  # nothing to do, and Alembic stays unloaded (see migrate's docstring)
+            return head, head
         before = await self.guard(migrate.current_revision(self.engine), "migrate")
         await self.guard(migrate.upgrade(self.engine), "migrate")
         return before, await self.guard(migrate.current_revision(self.engine), "migrate")
@@ -329,6 +332,25 @@ class Store:
                 return {key: value for key, value in await conn.execute(stmt)}  # noqa: C416 - not a mapping
 
         return await self.guard(_query(), "read state")
+
+    async def get_state(self, key: str) -> str | None:
+        """One named state value (a job's watermark, the outbox's epoch), or None when never set."""
+
+        async def _query() -> str | None:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(select(StateEntry.value).where(StateEntry.key == key))).scalar_one_or_none()
+
+        return await self.guard(_query(), "read job state")
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Set one named state value, replacing what it held."""
+
+        async def _write() -> None:
+            async with self.engine.begin() as conn:
+                stmt = self.dialect.insert(StateEntry.__table__).values(key=key, value=value)
+                await conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+        await self.guard(_write(), "write job state")
 
     async def outbox_stats(self) -> tuple[int, datetime | None]:
         """How many readings wait, and when the oldest was queued."""
