@@ -88,6 +88,7 @@ class Run:
     peak_rss_mb: float
     cpu_s: float
     startup_cpu_s: float | None = None
+    startup_rss_mb: float | None = None
     rounds: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -161,6 +162,10 @@ def _cpu_now(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
+def _rss_now(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _timed(command: list[str], report: Path) -> subprocess.Popen[bytes]:
     """``command`` under `/usr/bin/time -v`, its output piped.
 
@@ -208,6 +213,7 @@ def _agent(command: list[str], report: Path, rounds: int, timeout_s: float) -> R
     lines: queue.Queue[bytes] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in output], daemon=True).start()
     startup: float | None = None
+    startup_rss: float | None = None
     done: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -224,7 +230,7 @@ def _agent(command: list[str], report: Path, rounds: int, timeout_s: float) -> R
                 continue
             if event.get("event") == "daemon_started" and startup is None:
                 time.sleep(_SETTLE_S)
-                startup = _cpu_now(pid)
+                startup, startup_rss = _cpu_now(pid), _rss_now(pid)
             elif event.get("event") == "poll_round_done":
                 done.append(event)
             elif event.get("level") in {"error", "critical"}:
@@ -232,7 +238,7 @@ def _agent(command: list[str], report: Path, rounds: int, timeout_s: float) -> R
     finally:
         os.kill(pid, signal.SIGTERM)
     peak, cpu = _read_time(process, report)
-    return Run(peak, cpu, startup, done, time.perf_counter() - started)
+    return Run(peak, cpu, startup, startup_rss, done, time.perf_counter() - started)
 
 
 def _report(name: str, run: Run, bare: Run) -> None:
@@ -241,7 +247,10 @@ def _report(name: str, run: Run, bare: Run) -> None:
         f"CPU {run.cpu_s:5.2f} s in {run.wall_s:5.1f} s"
     )
     if run.startup_cpu_s is not None:
-        print(f"{'':<28} start-up CPU {run.startup_cpu_s:4.2f} s ({run.startup_cpu_s / bare.cpu_s:4.1f}x bare)")
+        print(
+            f"{'':<28} start-up CPU {run.startup_cpu_s:4.2f} s ({run.startup_cpu_s / bare.cpu_s:4.1f}x bare), "
+            f"RSS then {run.startup_rss_mb:.1f} MB"
+        )
     for n, poll in enumerate(run.rounds, 1):
         print(f"{'':<28} round {n}: {poll['answered']} of {poll['targets']} answered")
 
