@@ -9,9 +9,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
-from stdnum import get_cc_module
-from stdnum.eu import vat as eu_vat
-from stdnum.exceptions import ValidationError as StdnumError
 
 from billing.contracts import Currency, Strict, parse_record
 from daemon.kernel.errors import MeterdError
@@ -126,6 +123,11 @@ def normalise_tax_id(number: str, country: str, scheme: str) -> str:
     """
     if scheme == UNVALIDATED:
         return number.strip()
+    # python-stdnum's EU VAT module loads every member state's (~4 MB): only where a number is checked,
+    # not in every process that reads the settings (an agent never does).
+    from stdnum import get_cc_module  # noqa: PLC0415 - see above
+    from stdnum.eu import vat as eu_vat  # noqa: PLC0415 - see above
+
     if scheme == "vat" and country in _EU:
         prefixed = number if number[:2].upper() in {country, "EL"} else ("EL" if country == "GR" else country) + number
         return _validated(eu_vat, prefixed, f"not a valid {country} VAT number")
@@ -137,6 +139,8 @@ def normalise_tax_id(number: str, country: str, scheme: str) -> str:
 
 
 def _validated(module: object, number: str, message: str) -> str:
+    from stdnum.exceptions import ValidationError as StdnumError  # noqa: PLC0415 - loaded with the validator
+
     try:
         compact: str = module.validate(number)  # type: ignore[attr-defined]
     except StdnumError as err:

@@ -22,23 +22,12 @@ from rich.progress import Progress
 
 from collectors import wire
 from daemon import __version__
-from daemon.cli.anomaly_commands import add_anomaly_parsers
-from daemon.cli.backup_commands import add_backup_parsers
-from daemon.cli.billing_commands import add_billing_parsers
 from daemon.cli.command_support import open_store, print_rows
-from daemon.cli.init_command import add_init_parser
-from daemon.cli.portal_commands import add_portal_parsers
-from daemon.cli.receivables_commands import add_receivables_parsers
-from daemon.cli.service_commands import add_service_parsers
-from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser
-from daemon.cli.supplies_commands import add_supplies_parsers
-from daemon.cli.user_commands import add_user_parsers
 from daemon.kernel.clock import utc_now
 from daemon.kernel.errors import ConfigError, MeterdError, PayloadError
 from daemon.kernel.reading import Reading
 from daemon.runtime import logging as meterd_logging
 from daemon.runtime.app import Daemon
-from daemon.services.doctor import FIX_CONFIG, Check, diagnose, exit_code, render
 from daemon.services.metrics import Metrics
 from daemon.services.mqtt import forward_encoder
 from daemon.services.pipeline import Pipeline
@@ -57,8 +46,9 @@ Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `meterd` console script; returns the process exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = _build_parser(only_run=words[:1] == ["run"])
+    args = parser.parse_args(words)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -69,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(handler(args, settings))
     except ConfigError as err:
         if getattr(args, "doctor", False):  # the doctor reports a bad configuration as its first failed check
+            from daemon.services.doctor import FIX_CONFIG, Check, render  # noqa: PLC0415 - the doctor's own path
+
             print(render([Check("configuration", ok=False, detail=str(err), fix=FIX_CONFIG)], args.format))
         else:
             for problem in err.problems:
@@ -99,7 +91,13 @@ def _settings_for(args: argparse.Namespace) -> Settings:
     return load(path, environ, overrides)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(*, only_run: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``only_run``: just `meterd run`, without importing the other commands' modules.
+
+    Those bring billing, detection and the console (pandas, pyarrow, reportlab, FastAPI: ~150 MB
+    resident, ~1.5 s of CPU) into every process that imports them; a daemon that never runs them,
+    an agent above all, must not pay for that at each start (issue 24).
+    """
     parser = argparse.ArgumentParser(
         prog="meterd", description="Meter collection and usage billing for managed-print dealers."
     )
@@ -120,6 +118,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run the daemon")
     run.add_argument("--once", action="store_true", help="run every job once, then exit")
     run.set_defaults(handler=_cmd_run)
+    if only_run:
+        return parser
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(metavar="ACTION")
     check = config.add_parser("check", parents=[common], help="validate a configuration file and exit")
@@ -161,20 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("file", metavar="FILE", help="a JSON array, one object, or one object per line; - for stdin")
     ingest.set_defaults(handler=_cmd_ingest)
 
-    for add_parsers in (
-        add_poll_parser,
-        add_discover_parser,
-        add_anomaly_parsers,
-        add_supplies_parsers,
-        add_service_parsers,
-        add_billing_parsers,
-        add_user_parsers,
-        add_portal_parsers,
-        add_backup_parsers,
-        add_receivables_parsers,
-    ):
-        add_parsers(sub, common)
-    add_init_parser(sub)
+    _add_command_modules(sub, common)
 
     demo = sub.add_parser(
         "demo",
@@ -199,6 +186,37 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     dead.set_defaults(handler=_cmd_dead_letters)
     return parser
+
+
+def _add_command_modules(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """The commands that live in modules of their own; imported here, not for `meterd run` (see _build_parser)."""
+    from daemon.cli.anomaly_commands import add_anomaly_parsers  # noqa: PLC0415
+    from daemon.cli.backup_commands import add_backup_parsers  # noqa: PLC0415
+    from daemon.cli.billing_commands import add_billing_parsers  # noqa: PLC0415
+    from daemon.cli.init_command import add_init_parser  # noqa: PLC0415
+    from daemon.cli.portal_commands import add_portal_parsers  # noqa: PLC0415
+    from daemon.cli.receivables_commands import add_receivables_parsers  # noqa: PLC0415
+    from daemon.cli.service_commands import add_service_parsers  # noqa: PLC0415
+    from daemon.cli.snmp_commands import add_discover_parser, add_poll_parser  # noqa: PLC0415
+    from daemon.cli.supplies_commands import add_supplies_parsers  # noqa: PLC0415
+    from daemon.cli.user_commands import add_user_parsers  # noqa: PLC0415
+
+    for add_parsers in (
+        add_poll_parser,
+        add_discover_parser,
+        add_anomaly_parsers,
+        add_supplies_parsers,
+        add_service_parsers,
+        add_billing_parsers,
+        add_user_parsers,
+        add_portal_parsers,
+        add_backup_parsers,
+        add_receivables_parsers,
+    ):
+        add_parsers(sub, common)
+    add_init_parser(sub)
 
 
 def _parse_time(text: str) -> datetime:
@@ -398,6 +416,8 @@ async def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int
 
 
 async def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from daemon.services.doctor import diagnose, exit_code, render  # noqa: PLC0415 - Alembic's scripts: the doctor's
+
     source = str(resolve_config_path(args.config, os.environ) or "the defaults")
     checks = await diagnose(settings, source, now=utc_now())
     print(render(checks, args.format))

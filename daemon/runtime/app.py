@@ -14,14 +14,11 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from collectors.snmp.collector import SnmpCollector
-from daemon.api.app import create_app, serving
-from daemon.api.security import ApiContext
 from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import MeterdError
 from daemon.runtime.http import Health, OpsServer
 from daemon.runtime.jobs import build_jobs, build_poll_round
 from daemon.runtime.scheduler import Job, JobRunner, build_scheduler
-from daemon.services.accounts import accounts_for
 from daemon.services.metrics import Metrics
 from daemon.services.mqtt import (
     StoreOutbox,
@@ -128,6 +125,12 @@ class Daemon:
                 await stack.enter_async_context(ops.serving())
                 self.ops_port = ops.bound_port
             if settings.api.enabled:
+                # FastAPI, the console and the accounts' password hashing are ~60 MB an agent with
+                # the API off (its usual case) never uses: loaded only when the API is served.
+                from daemon.api.app import create_app, serving  # noqa: PLC0415 - see above
+                from daemon.api.security import ApiContext  # noqa: PLC0415 - see above
+                from daemon.services.accounts import accounts_for  # noqa: PLC0415 - see above
+
                 context = ApiContext(settings, store, accounts_for(settings, store, self._clock), self._clock)
                 self.api_port = await stack.enter_async_context(
                     serving(create_app(context), settings.api.host, settings.api.port)

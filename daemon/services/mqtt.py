@@ -15,7 +15,6 @@ from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.reading import Reading
 from daemon.services.metrics import Metrics
 from daemon.settings import Settings
-from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.confirmations import StoreChains
 from daemon.storage.repository import Forward, Store
 
@@ -103,11 +102,10 @@ class StoreOutbox:
         return [OutboxEntry(row.id, row.topic, row.payload) for row in rows]
 
     async def epoch(self) -> str:
-        state = AnomalyStore(self._store)
-        epoch = await state.get_state(_EPOCH_KEY)
+        epoch = await self._store.get_state(_EPOCH_KEY)
         if epoch is None:
             epoch = uuid.uuid4().hex
-            await state.set_state(_EPOCH_KEY, epoch)
+            await self._store.set_state(_EPOCH_KEY, epoch)
         return epoch
 
     async def confirmed(self, up_to: int) -> None:

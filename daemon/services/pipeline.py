@@ -15,7 +15,6 @@ from daemon.kernel.clock import Clock, utc_now
 from daemon.kernel.errors import PayloadError, StorageError
 from daemon.kernel.reading import Reading
 from daemon.services.metrics import Metrics
-from daemon.storage.anomalies import AnomalyStore
 from daemon.storage.repository import AuditNote, Forward, Store, StoreOutcome
 
 log = structlog.get_logger(__name__)
@@ -91,6 +90,9 @@ class Pipeline:
         The device stays where it is; its readings from the new site wait in the dead letters
         until someone confirms the move.
         """
+        # The anomaly store's module brings pandas (detection's frames); a device that moves is rare.
+        from daemon.storage.anomalies import AnomalyStore  # noqa: PLC0415 - see above
+
         anomalies = AnomalyStore(self._store)
         device = reading.device.key
         to_site = reading.site

@@ -210,6 +210,9 @@ class Store:
 
     async def migrate(self) -> tuple[str | None, str | None]:
         """Bring the schema to the newest revision; return the revisions before and after."""
+        if await self.guard(migrate.at_head(self.engine), "migrate"):
+            head = migrate.script_head()  # nothing to do, and Alembic stays unloaded (see migrate's docstring)
+            return head, head
         before = await self.guard(migrate.current_revision(self.engine), "migrate")
         await self.guard(migrate.upgrade(self.engine), "migrate")
         return before, await self.guard(migrate.current_revision(self.engine), "migrate")
@@ -371,7 +374,7 @@ class Store:
         return await self.guard(_query(), "read state")
 
     async def get_state(self, key: str) -> str | None:
-        """A job's named state value (a watermark, a last run), or None."""
+        """One named state value (a job's watermark, the outbox's epoch), or None when never set."""
 
         async def _query() -> str | None:
             async with self.engine.connect() as conn:
@@ -380,6 +383,8 @@ class Store:
         return await self.guard(_query(), "read job state")
 
     async def set_state(self, key: str, value: str) -> None:
+        """Set one named state value, replacing what it held."""
+
         async def _write() -> None:
             async with self.engine.begin() as conn:
                 stmt = self.dialect.insert(StateEntry.__table__).values(key=key, value=value)

@@ -54,6 +54,19 @@ async def test_upgrade_twice_is_a_no_op(store_url: str) -> None:
         assert await migrate.current_revision(store.engine) == migrate.head_revision()
 
 
+async def test_a_store_at_the_head_is_told_without_alembic_and_an_older_one_still_migrates(store_url: str) -> None:
+    head = migrate.head_revision()
+    assert migrate.script_head() == head  # the revision files read as text agree with Alembic
+    async with Store.open(store_url, upgrade=False) as store:
+        assert not await migrate.at_head(store.engine)  # empty: no version table yet
+        await migrate.upgrade(store.engine, "0018")
+        assert not await migrate.at_head(store.engine)
+        assert await store.migrate() == ("0018", head)
+        assert await migrate.at_head(store.engine)
+        assert await store.migrate() == (head, head)
+        assert await migrate.current_revision(store.engine) == head
+
+
 async def test_duplicate_readings_are_dropped_and_counted(store_url: str, metrics: Metrics) -> None:
     async with Store.open(store_url) as store:
         pipeline = Pipeline(store, metrics, clock=lambda: NOW)

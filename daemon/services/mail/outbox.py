@@ -24,8 +24,6 @@ from daemon.services.mail.transport import MailError, Outgoing, send
 from daemon.services.metrics import Metrics
 from daemon.settings import Settings
 from daemon.storage.models import MailRow, ReminderRow
-from daemon.storage.receivables import QUEUED as REMINDER_QUEUED
-from daemon.storage.receivables import ReceivablesStore
 from daemon.storage.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -163,6 +161,8 @@ async def deliver(store: Store, settings: Settings, *, now: datetime, metrics: M
         if metrics is not None:
             metrics.mail_sent.inc()
         if claimed.reminder_id is not None:  # the job, not a person, sent it: mark it as the person did
+            from daemon.storage.receivables import ReceivablesStore  # noqa: PLC0415 - see _reminder_queued
+
             await ReceivablesStore(store).mark_sent(claimed.reminder_id, actor="mail", now=now)
         sent += 1
     if metrics is not None:
@@ -247,7 +247,7 @@ async def _claim(store: Store, mail_id: int, now: datetime) -> Mail | None:
             row = (await conn.execute(select(MailRow.__table__).where(MailRow.id == mail_id))).one()
             if row.reminder_id is not None:
                 reminder = select(ReminderRow.status).where(ReminderRow.id == row.reminder_id)
-                if (await conn.execute(reminder)).scalar_one_or_none() != REMINDER_QUEUED:
+                if (await conn.execute(reminder)).scalar_one_or_none() != _reminder_queued():
                     # Paid, voided or marked sent by hand since it was queued: the customer must not get it.
                     await conn.execute(
                         update(MailRow)
@@ -258,6 +258,17 @@ async def _claim(store: Store, mail_id: int, now: datetime) -> Mail | None:
             return _mail(row)
 
     return await store.guard(_write(), "claim a mail")
+
+
+def _reminder_queued() -> str:
+    """A queued reminder's status.
+
+    The receivables store (billing's pandas, Jinja2, Babel) loads only with a reminder's mail:
+    the supplies desk's alerts queue mail here on agents too, which send no reminders.
+    """
+    from daemon.storage.receivables import QUEUED  # noqa: PLC0415 - see above
+
+    return QUEUED
 
 
 async def _fail_stale_claims(store: Store, now: datetime) -> None:
