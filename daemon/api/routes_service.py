@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from daemon.api.paging import Limit, Offset, Page, page
-from daemon.api.routes_fleet import DeviceReader, csv_response
-from daemon.api.security import Context
+from daemon.api.routes_fleet import csv_response
+from daemon.api.security import Context, requires
+from daemon.services.accounts import Principal
 from daemon.services.faults import FAULT_HEADER, fault_rows, faults
 from daemon.storage.faults import FaultRecord
 
 router = APIRouter()
+ServiceReader = Annotated[Principal, requires("service.read")]
 DeviceKey = Annotated[str | None, Query(max_length=128, description="device key: serial, mac:…, addr:…")]
 Status = Annotated[Literal["open", "all"], Query(description="open: still going on; all: ended ones too")]
 Format = Annotated[Literal["json", "csv"], Query(description="a JSON page, or every match as CSV")]
@@ -21,7 +23,9 @@ Format = Annotated[Literal["json", "csv"], Query(description="a JSON page, or ev
 async def _listed(
     context: Context, *, status: str, alerts: bool, device: str | None, fmt: str, limit: int, offset: int
 ) -> Any:  # noqa: ANN401 - a Page of faults, or a CSV response
-    found = await faults(context.store, open_only=status == "open", alerts_only=alerts, device=device)
+    found = await faults(
+        context.store, open_only=status == "open", alerts_only=alerts, device=device, today=context.clock().date()
+    )
     if fmt == "csv":
         return csv_response(FAULT_HEADER, fault_rows(found, context.clock()))
     return page(found, offset, limit)
@@ -36,7 +40,7 @@ async def _listed(
 )
 async def service_faults(
     *,
-    _who: DeviceReader,
+    _who: ServiceReader,
     context: Context,
     status: Status = "open",
     device: DeviceKey = None,
@@ -56,7 +60,7 @@ async def service_faults(
 )
 async def service_alerts(
     *,
-    _who: DeviceReader,
+    _who: ServiceReader,
     context: Context,
     status: Status = "open",
     device: DeviceKey = None,

@@ -30,12 +30,15 @@ def add_service_parsers(
 
 
 async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    now = utc_now()
     async with open_store(settings) as store:
-        found = await faults(store, open_only=not args.all, alerts_only=args.alerts_only, device=args.device)
+        found = await faults(
+            store, open_only=not args.all, alerts_only=args.alerts_only, device=args.device, today=now.date()
+        )
     if args.format == "json":
         json.dump([asdict(f) for f in found], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0
     what = "service alerts" if args.alerts_only else "faults"
-    print_rows(args.format, FAULT_HEADER, fault_rows(found, utc_now()), title=f"{len(found)} {what}")
+    print_rows(args.format, FAULT_HEADER, fault_rows(found, now), title=f"{len(found)} {what}")
     return 0

@@ -7,6 +7,7 @@
 | portal.manage     |   x   |    x    |            |        |          |  invite contacts, decide change requests
 | devices.read      |   x   |    x    |     x      |   x    |          |  devices, readings
 | readings.write    |   x   |    x    |     x      |        |          |  manual meter entry
+| service.read      |   x   |    x    |     x      |        |          |  faults, service alerts, the Service page
 | anomalies.read    |   x   |    x    |     x      |   x    |          |
 | anomalies.review  |   x   |    x    |     x      |        |          |  acknowledge, resolve
 | customers.read    |   x   |    x    |     x      |   x    |          |  customers, sites, assignments
@@ -38,6 +39,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "portal.manage": frozenset({"admin", "billing"}),
     "devices.read": _EVERYONE,
     "readings.write": frozenset({"admin", "billing", "technician"}),
+    # Dispatch is the office's and the technicians' work; a read-only viewer (reports, invoices) is not sent out.
+    "service.read": frozenset({"admin", "billing", "technician"}),
     "anomalies.read": _EVERYONE,
     "anomalies.review": frozenset({"admin", "billing", "technician"}),
     "customers.read": _EVERYONE,

@@ -7,8 +7,10 @@ agent's own API, CLI and /metrics.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Final
 
 import structlog
@@ -25,6 +27,8 @@ log = structlog.get_logger(__name__)
 FAULT_HEADER: Final = [
     "id",
     "device",
+    "customer",
+    "customer_name",
     "site",
     "address",
     "model",
@@ -99,10 +103,15 @@ class FaultTracker:
 
 
 async def faults(
-    store: Store, *, open_only: bool = True, alerts_only: bool = False, device: str | None = None
+    store: Store,
+    *,
+    open_only: bool = True,
+    alerts_only: bool = False,
+    device: str | None = None,
+    today: date | None = None,
 ) -> list[FaultRecord]:
-    """What `meterd service faults|alerts` and /api/v1/service/... list."""
-    return await FaultStore(store).find(open_only=open_only, alerts_only=alerts_only, device=device)
+    """What `meterd service faults|alerts` and /api/v1/service/... list (customers as of ``today``)."""
+    return await FaultStore(store).find(open_only=open_only, alerts_only=alerts_only, device=device, today=today)
 
 
 def fault_rows(found: Sequence[FaultRecord], now: datetime) -> list[list[str]]:
@@ -111,6 +120,8 @@ def fault_rows(found: Sequence[FaultRecord], now: datetime) -> list[list[str]]:
         [
             str(f.id),
             f.device,
+            f.customer or "",
+            f.customer_name or "",
             f.site,
             f.address or "",
             f.model or "",
@@ -124,4 +135,85 @@ def fault_rows(found: Sequence[FaultRecord], now: datetime) -> list[list[str]]:
             f.alert_raised_at.isoformat() if f.alert_raised_at else "",
         ]
         for f in found
+    ]
+
+
+# -- the console's Service page ----------------------------------------------------------------
+
+ALERT: Final = "alert"  # a service alert is open: a technician is needed
+PENDING: Final = "pending"  # a fault that needs a technician, not open long enough yet for its alert
+INFORMATIONAL: Final = "informational"  # paper out, toner low …: the customer's to fix
+SERVICE_HEADER: Final = ["section", *FAULT_HEADER, "also"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFilter:
+    """Which rows the Service page and its CSV show. ``fault`` matches an alert's own fault or one folded into it."""
+
+    customer: str | None = None  # the customer's code
+    site: str | None = None
+    fault: str | None = None  # a fault code: jammed, jam, noPaper …
+
+    def keeps(self, row: ServiceRow) -> bool:
+        f = row.fault
+        return (
+            (not self.customer or f.customer == self.customer)
+            and (not self.site or f.site == self.site)
+            and (not self.fault or self.fault in (f.code, *(a.code for a in row.also)))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRow:
+    section: str  # ALERT, PENDING or INFORMATIONAL
+    fault: FaultRecord
+    also: tuple[FaultRecord, ...] = ()  # the device's other open service faults: the same visit (jammed and jam)
+    alert_due_at: datetime | None = None  # PENDING: when its alert is raised if it is still open
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceBoard:
+    """Open service alerts, then the other open faults, each list longest open first; what the filters offer."""
+
+    alerts: list[ServiceRow]
+    others: list[ServiceRow]
+    customers: list[tuple[str, str]]  # (code, name) of the customers with an open fault
+    sites: list[str]
+    faults: list[str]
+
+
+async def service_board(store: Store, settings: Settings, now: datetime, wanted: ServiceFilter) -> ServiceBoard:
+    """Which printers need a technician now, and what else is wrong: the console's Service page and its CSV."""
+    found = sorted(await faults(store, today=now.date()), key=lambda f: (f.started_at, f.id))
+    alert_on = set(settings.service.alert_on)
+    after = timedelta(minutes=settings.service.alert_after_minutes)
+    alerted = {f.device for f in found if f.alert_raised_at is not None}
+    folded: dict[str, list[FaultRecord]] = defaultdict(list)
+    rows = []
+    for f in found:
+        if f.alert_raised_at is None and f.code in alert_on and f.device in alerted:
+            folded[f.device].append(f)  # the alert of its device stands for it
+    for f in found:
+        if f.alert_raised_at is not None:
+            rows.append(ServiceRow(ALERT, f, tuple(folded[f.device])))
+        elif f.code not in alert_on:
+            rows.append(ServiceRow(INFORMATIONAL, f))
+        elif f.device not in alerted:
+            rows.append(ServiceRow(PENDING, f, alert_due_at=f.started_at + after))
+    shown = [r for r in rows if wanted.keeps(r)]
+    return ServiceBoard(
+        alerts=[r for r in shown if r.section == ALERT],
+        others=[r for r in shown if r.section != ALERT],
+        customers=sorted({(f.customer, f.customer_name or f.customer) for f in found if f.customer}),
+        sites=sorted({f.site for f in found}),
+        faults=sorted({f.code for f in found}),
+    )
+
+
+def service_rows(board: ServiceBoard, now: datetime) -> list[list[str]]:
+    """The board's rows in SERVICE_HEADER's order: alerts first, then the other faults."""
+    shown = [*board.alerts, *board.others]
+    return [
+        [row.section, *cells, " ".join(a.code for a in row.also)]
+        for row, cells in zip(shown, fault_rows([r.fault for r in shown], now), strict=True)
     ]

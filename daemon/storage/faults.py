@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from collectors.snmp.status import DeviceStatus
+from daemon.kernel.clock import utc_now
 from daemon.storage.models import Device, DeviceFault
+from daemon.storage.owners import owners
 
 if TYPE_CHECKING:
     from daemon.storage.repository import Store
@@ -47,10 +49,15 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class FaultRecord:
-    """A stored episode, with its device's site, address and model for whoever goes there."""
+    """A stored episode, with its device's customer, site, address and model for whoever goes there.
+
+    The customer is who owns the device on the day the list was read (daemon.storage.owners).
+    """
 
     id: int
     device: str
+    customer: str | None
+    customer_name: str | None
     site: str
     address: str | None
     model: str | None
@@ -142,7 +149,7 @@ class FaultStore:
                     opened.append(row_id)
                     mine[key] = (row_id, condition.code, seen.taken_at)
             raised = await _raise_alerts(conn, alert_on, now - alert_after, now)
-        by_id = {r.id: r for r in await self._find(ids=[*opened, *ended, *raised])}
+        by_id = {r.id: r for r in await self._find(now.date(), ids=[*opened, *ended, *raised])}
         return FaultChanges(
             opened=tuple(by_id[i] for i in opened if i in by_id),
             ended=tuple(by_id[i] for i in ended if i in by_id),
@@ -156,21 +163,28 @@ class FaultStore:
         alerts_only: bool = False,
         device: str | None = None,
         include_status: bool = False,
+        today: date | None = None,
     ) -> list[FaultRecord]:
         """Faults (error bits, alert conditions, and a status other than running), newest first.
 
-        ``include_status`` adds every status episode, running ones too.
+        ``include_status`` adds every status episode, running ones too. Each names its device's
+        customer as of ``today`` (the current UTC day unless given).
         """
 
         async def _query() -> list[FaultRecord]:
             return await self._find(
-                open_only=open_only, alerts_only=alerts_only, device=device, include_status=include_status
+                today or utc_now().date(),
+                open_only=open_only,
+                alerts_only=alerts_only,
+                device=device,
+                include_status=include_status,
             )
 
         return await self._store.guard(_query(), "read faults")
 
     async def _find(
         self,
+        today: date,
         *,
         ids: Sequence[int] | None = None,
         open_only: bool = False,
@@ -207,7 +221,17 @@ class FaultStore:
             stmt = stmt.where((f.kind != "status") | (f.code != "running"))
         stmt = stmt.order_by(f.started_at.desc(), f.id.desc())
         async with self._store.engine.connect() as conn:
-            return [FaultRecord(**row._asdict()) for row in await conn.execute(stmt)]
+            rows = (await conn.execute(stmt)).all()
+            owned = await owners(conn, today) if rows else None
+        found = []
+        for row in rows:
+            owner = owned.of(row.device, row.site) if owned else None
+            found.append(
+                FaultRecord(
+                    **row._asdict(), customer=owner.code if owner else None, customer_name=owner.name if owner else None
+                )
+            )
+        return found
 
     async def open_counts(self) -> list[tuple[str, str, str, int, int]]:
         """(site, kind, code, open episodes, of them with an alert raised), for the metrics."""

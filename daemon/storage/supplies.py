@@ -18,7 +18,7 @@ import dataclasses
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import func, select, update
@@ -37,15 +37,8 @@ from billing.supplies import (
     yields,
 )
 from daemon.kernel.reading import Meter, Reading, Supply
-from daemon.storage.models import (
-    AssignmentRow,
-    CustomerRow,
-    Device,
-    ReadingRow,
-    SiteRow,
-    SupplyAlertRow,
-    SupplyLevel,
-)
+from daemon.storage.models import Device, ReadingRow, SupplyAlertRow, SupplyLevel
+from daemon.storage.owners import owners
 
 if TYPE_CHECKING:
     from daemon.storage.repository import Store
@@ -395,7 +388,7 @@ class SupplyStore:
         since = now - timedelta(days=policy.history_days)
         async with self._store.engine.connect() as conn:
             devices = {row.id: row for row in await conn.execute(select(Device))}
-            owners = await _customers(conn, now.date())
+            owned = await owners(conn, now.date())
             levels: dict[tuple[int, str], list[tuple[datetime, str, str | None, int | None]]] = {}
             stmt = (
                 select(*_LEVEL_COLUMNS)
@@ -432,13 +425,13 @@ class SupplyStore:
             result = forecast(current, counter, now, previous=history[-2] if len(history) > 1 else None)
             part = part_number(name)
             nominal = policy.yields.get(part) if part else None
-            customer = owners.get(device.key) or owners.get(f"site:{device.site}")
+            owner = owned.of(device.key, device.site)
             out.append(
                 SupplyStatus(
                     device=device.key,
                     site=device.site,
-                    customer=customer[0] if customer else None,
-                    customer_name=customer[1] if customer else None,
+                    customer=owner.code if owner else None,
+                    customer_name=owner.name if owner else None,
                     address=device.address,
                     model=device.model,
                     supply=name,
@@ -480,22 +473,3 @@ def _reason(status: SupplyStatus, policy: SupplyPolicy) -> str:
     if level is not None and level <= low_percent:
         return f"level {level} % <= {low_percent} %"
     return f"empty by {status.forecast.empty_on} (lead {lead_days} days)"
-
-
-async def _customers(conn: AsyncConnection, today: date) -> dict[str, tuple[str, str]]:
-    """Customer (code, name) per device key (its open assignment) and per ``site:<name>`` (the site's customer)."""
-    out: dict[str, tuple[str, str]] = {}
-    by_site = select(SiteRow.name, CustomerRow.code, CustomerRow.legal_name).join(
-        CustomerRow, CustomerRow.id == SiteRow.customer_id
-    )
-    for site, code, name in await conn.execute(by_site):
-        out[f"site:{site}"] = (code, name)
-    held = (
-        select(Device.key, CustomerRow.code, CustomerRow.legal_name)
-        .join(AssignmentRow, AssignmentRow.device_id == Device.id)
-        .join(CustomerRow, CustomerRow.id == AssignmentRow.customer_id)
-        .where(AssignmentRow.valid_from <= today, (AssignmentRow.valid_to.is_(None)) | (AssignmentRow.valid_to > today))
-    )
-    for key, code, name in await conn.execute(held):
-        out[key] = (code, name)
-    return out

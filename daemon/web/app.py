@@ -28,7 +28,7 @@ from daemon.storage.anomalies import AnomalyNotFoundError
 from daemon.storage.audit import audit_source
 from daemon.storage.billing import CustomerNotFoundError, InvoiceNotFoundError
 from daemon.storage.portal import ChangeRequestDecidedError, ChangeRequestNotFoundError
-from daemon.web import i18n, pages
+from daemon.web import i18n, pages, service
 from daemon.web.console import PACKAGE, SECURITY_HEADERS, Console, console_of
 from daemon.web.portal import pages as portal_pages
 from daemon.web.portal import staff as portal_staff
@@ -77,6 +77,7 @@ def create_console(context: ApiContext) -> FastAPI:
     app.state.portal = portal_pages.Door(console, portal_sessions)
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
     app.include_router(pages.router)
+    app.include_router(service.router)
     app.include_router(portal_staff.router)
     app.include_router(portal_pages.router, prefix="/portal")
 

@@ -761,12 +761,12 @@ async def test_invoice_pdfs_are_limited_per_user_like_the_usage_report(api: Api)
     assert (await api.client.get("/api/v1/invoices/1/document", headers=billing)).status_code == 200
 
 
-async def test_service_faults_and_alerts_are_listed_for_every_role_as_json_and_csv(api: Api) -> None:
+async def test_service_faults_and_alerts_are_listed_for_dispatch_as_json_and_csv(api: Api) -> None:
     from tests.integration.test_device_faults import _seed_a_jam  # noqa: PLC0415 - the story's own seed
 
     await _seed_a_jam(api.store)
-    viewer = await api.token("viewer")
-    faults = (await api.client.get("/api/v1/service/faults", headers=viewer)).json()
+    technician = await api.token("technician")
+    faults = (await api.client.get("/api/v1/service/faults", headers=technician)).json()
     assert sorted((f["device"], f["code"]) for f in faults["items"]) == [
         ("OTHER1", "lowPaper"),
         ("OTHER1", "warning"),
@@ -774,10 +774,15 @@ async def test_service_faults_and_alerts_are_listed_for_every_role_as_json_and_c
         ("VNCRC48198", "jam"),
         ("VNCRC48198", "jammed"),
     ]
-    alerts = (await api.client.get("/api/v1/service/alerts", headers=viewer)).json()["items"]
+    alerts = (await api.client.get("/api/v1/service/alerts", headers=technician)).json()["items"]
     assert [(a["device"], a["code"], a["site"]) for a in alerts] == [("VNCRC48198", "down", "acme-hq")]
-    one = await api.client.get("/api/v1/service/faults", params={"device": "OTHER1", "format": "csv"}, headers=viewer)
+    one = await api.client.get(
+        "/api/v1/service/faults", params={"device": "OTHER1", "format": "csv"}, headers=technician
+    )
     assert one.headers["content-type"].startswith("text/csv")
     lines = one.text.splitlines()
-    assert lines[0].startswith("id,device,site,address,model,kind,fault,severity,detail,started_at")
-    assert sorted(line.split(",")[6] for line in lines[1:]) == ["lowPaper", "warning"]
+    assert lines[0].startswith(
+        "id,device,customer,customer_name,site,address,model,kind,fault,severity,detail,started_at"
+    )
+    assert sorted(line.split(",")[8] for line in lines[1:]) == ["lowPaper", "warning"]
+    assert (await api.client.get("/api/v1/service/alerts", headers=await api.token("viewer"))).status_code == 403
