@@ -44,7 +44,7 @@ from daemon.storage.repository import Store
 from daemon.web.console import PACKAGE
 from daemon.web.fault_words import FAULT_WORDS
 from tests.factories import T0, reading
-from tests.integration.test_api import PASSWORD, Api, Clock, api  # noqa: F401 - the API fixture
+from tests.integration.test_api import PASSWORD, Api, Clock, api, api_users  # noqa: F401 - the API fixture
 from tests.integration.test_billing import BOOK
 from tests.integration.test_device_faults import _seed_a_jam
 
